@@ -1,0 +1,205 @@
+-- Jobs: validation and next fire time live in a trigger, so psql INSERTs obey the same rules as the CLI.
+
+-- BEFORE INSERT OR UPDATE: parse the schedule, canonicalise the zone, keep next_run_at in step.
+CREATE OR REPLACE FUNCTION tock.tg_jobs__prepare()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_schedule_changed boolean;
+BEGIN
+    NEW.schedule := btrim(NEW.schedule);
+    NEW.timezone := tock.canonical_timezone(NEW.timezone);
+    IF NEW.name IS NULL OR NEW.name !~ '^[A-Za-z][A-Za-z0-9._-]{0,99}$' THEN
+        PERFORM tock.raise_invalid('name', format(
+            '%L is not a job name (start with a letter; then letters, digits, ''.'', ''_'' or ''-''; at most 100)',
+            NEW.name));
+    END IF;
+    IF NEW.script IS NULL OR NEW.script = '' OR NEW.script ~ '^/' OR NEW.script ~ '(^|/)\.\.(/|$)' THEN
+        PERFORM tock.raise_invalid('script', format(
+            'script %L must be a path relative to the worker''s scripts directory, without ''..''', NEW.script));
+    END IF;
+    v_schedule_changed := TG_OP = 'INSERT'
+        OR NEW.schedule IS DISTINCT FROM OLD.schedule
+        OR NEW.timezone IS DISTINCT FROM OLD.timezone
+        OR NEW.enabled IS DISTINCT FROM OLD.enabled;
+    IF v_schedule_changed THEN
+        NEW.spec := tock.parse_schedule(NEW.schedule);
+        NEW.schedule_description := tock.describe_schedule(NEW.schedule);
+        IF TG_OP = 'UPDATE' AND NEW.schedule IS DISTINCT FROM OLD.schedule THEN
+            NEW.anchor_at := now();  -- a new interval keeps its cadence from the edit
+        END IF;
+        NEW.next_run_at := CASE WHEN NEW.enabled
+            THEN tock.next_fire_time(NEW.spec, NEW.timezone, now(), NEW.anchor_at) END;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END $$;
+
+-- Not on next_run_at alone: tick() moves it for every due job and needs no re-validation.
+CREATE OR REPLACE TRIGGER jobs_prepare
+    BEFORE INSERT OR UPDATE OF name, script, args, schedule, timezone, enabled, priority, timeout, max_attempts,
+        overlap ON tock.jobs
+    FOR EACH ROW EXECUTE FUNCTION tock.tg_jobs__prepare();
+
+-- A job that became due earlier than before (created, edited, resumed) wakes the scheduler to re-plan its sleep.
+-- tick() only moves next_run_at later, so the scheduler's own updates stay quiet.
+CREATE OR REPLACE FUNCTION tock.tg_jobs__notify_scheduler()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('tock_jobs', '');
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER jobs_notify_inserted
+    AFTER INSERT ON tock.jobs
+    FOR EACH ROW WHEN (NEW.next_run_at IS NOT NULL)
+    EXECUTE FUNCTION tock.tg_jobs__notify_scheduler();
+
+CREATE OR REPLACE TRIGGER jobs_notify_earlier
+    AFTER UPDATE OF next_run_at, schedule, timezone, enabled ON tock.jobs
+    FOR EACH ROW WHEN (NEW.next_run_at IS NOT NULL
+                       AND (OLD.next_run_at IS NULL OR NEW.next_run_at < OLD.next_run_at))
+    EXECUTE FUNCTION tock.tg_jobs__notify_scheduler();
+
+-- A job by name, or by id when p_job is all digits; raises SQLSTATE P0002 naming the job.
+CREATE OR REPLACE FUNCTION tock.find_job(p_job text)
+RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF p_job ~ '^[0-9]{1,18}$' THEN
+        SELECT id INTO v_id FROM tock.jobs WHERE id = p_job::bigint;
+    ELSE
+        SELECT id INTO v_id FROM tock.jobs WHERE name = p_job;
+    END IF;
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION 'job: unknown job %', quote_literal(coalesce(p_job, ''))
+            USING ERRCODE = 'no_data_found', COLUMN = 'job',
+                  HINT = 'SELECT name FROM tock.job_overview lists the jobs';
+    END IF;
+    RETURN v_id;
+END $$;
+
+-- Creates a job. Fields not given take the table's defaults.
+CREATE OR REPLACE FUNCTION tock.create_job(
+    p_name text,
+    p_script text,
+    p_args text[] DEFAULT '{}',
+    p_schedule text DEFAULT 'manual',
+    p_timezone text DEFAULT 'UTC',
+    p_priority int DEFAULT 50,
+    p_timeout interval DEFAULT '1 hour',
+    p_max_attempts int DEFAULT 1,
+    p_overlap text DEFAULT 'skip',
+    p_enabled boolean DEFAULT true)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap);
+    INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled)
+    VALUES (p_name, p_script, coalesce(p_args, '{}'), coalesce(p_schedule, 'manual'), coalesce(p_timezone, 'UTC'),
+            p_priority, p_timeout, p_max_attempts, p_overlap, coalesce(p_enabled, true))
+    RETURNING id INTO v_id;
+    RETURN v_id;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'name: a job named % already exists', quote_literal(p_name)
+        USING ERRCODE = 'unique_violation', COLUMN = 'name', CONSTRAINT = 'jobs_name_is_unique';
+END $$;
+COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean) IS
+    'Creates a job and returns its id; bad input raises SQLSTATE 22023 naming the field, a duplicate name 23505.';
+
+-- The range rules of a job's settings, with messages that name the field (the CHECKs back them up).
+CREATE OR REPLACE FUNCTION tock.check_job_settings(
+    p_priority int, p_timeout interval, p_max_attempts int, p_overlap text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_priority IS NOT NULL AND p_priority NOT BETWEEN 0 AND 100 THEN
+        PERFORM tock.raise_invalid('priority', format('%s is out of range 0-100', p_priority));
+    END IF;
+    IF p_timeout IS NOT NULL AND p_timeout <= interval '0' THEN
+        PERFORM tock.raise_invalid('timeout', format('%s must be longer than zero', p_timeout));
+    END IF;
+    IF p_max_attempts IS NOT NULL AND p_max_attempts NOT BETWEEN 1 AND 100 THEN
+        PERFORM tock.raise_invalid('max_attempts', format('%s is out of range 1-100', p_max_attempts));
+    END IF;
+    IF p_overlap IS NOT NULL AND p_overlap NOT IN ('skip', 'queue', 'allow') THEN
+        PERFORM tock.raise_invalid('overlap', format('%L is not skip, queue or allow', p_overlap));
+    END IF;
+END $$;
+
+-- Changes the fields present in p_changes (a JSON object: name, script, args, schedule, timezone, priority,
+-- timeout, max_attempts, overlap, enabled); absent fields keep their value. Unknown fields are refused.
+CREATE OR REPLACE FUNCTION tock.update_job(p_job text, p_changes jsonb)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_id constant bigint := tock.find_job(p_job);
+    v_unknown text;
+    v_timeout interval;
+BEGIN
+    IF jsonb_typeof(p_changes) IS DISTINCT FROM 'object' THEN
+        PERFORM tock.raise_invalid('changes', 'expected a JSON object of the fields to change');
+    END IF;
+    SELECT string_agg(k, ', ') INTO v_unknown FROM jsonb_object_keys(p_changes) k
+    WHERE k NOT IN ('name', 'script', 'args', 'schedule', 'timezone', 'priority', 'timeout', 'max_attempts',
+                    'overlap', 'enabled');
+    IF v_unknown IS NOT NULL THEN
+        PERFORM tock.raise_invalid(split_part(v_unknown, ', ', 1), format('unknown field(s) %s', v_unknown));
+    END IF;
+    IF p_changes ? 'args' AND jsonb_typeof(p_changes -> 'args') <> 'array' THEN
+        PERFORM tock.raise_invalid('args', 'expected an array of strings');
+    END IF;
+    BEGIN
+        v_timeout := (p_changes ->> 'timeout')::interval;
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+        PERFORM tock.raise_invalid('timeout', format('%L is not a duration (use e.g. ''10 minutes'')', p_changes ->> 'timeout'));
+    END;
+    PERFORM tock.check_job_settings((p_changes ->> 'priority')::int, v_timeout,
+                                    (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap');
+    UPDATE tock.jobs SET
+        name = coalesce(p_changes ->> 'name', name),
+        script = coalesce(p_changes ->> 'script', script),
+        args = CASE WHEN p_changes ? 'args'
+                    THEN ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'args')) ELSE args END,
+        schedule = coalesce(p_changes ->> 'schedule', schedule),
+        timezone = coalesce(p_changes ->> 'timezone', timezone),
+        priority = coalesce((p_changes ->> 'priority')::smallint, priority),
+        timeout = coalesce(v_timeout, timeout),
+        max_attempts = coalesce((p_changes ->> 'max_attempts')::int, max_attempts),
+        overlap = coalesce(p_changes ->> 'overlap', overlap),
+        enabled = coalesce((p_changes ->> 'enabled')::boolean, enabled)
+    WHERE id = v_id;
+    RETURN v_id;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'name: a job named % already exists', quote_literal(p_changes ->> 'name')
+        USING ERRCODE = 'unique_violation', COLUMN = 'name', CONSTRAINT = 'jobs_name_is_unique';
+END $$;
+COMMENT ON FUNCTION tock.update_job(text, jsonb) IS 'Changes the given fields of a job (by name or id) and returns its id.';
+
+-- Pause: the schedule stops (next_run_at becomes NULL); run-now still works. Resume: the next fire time after now.
+CREATE OR REPLACE FUNCTION tock.set_job_enabled(p_job text, p_enabled boolean)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_id constant bigint := tock.find_job(p_job);
+BEGIN
+    UPDATE tock.jobs SET enabled = p_enabled WHERE id = v_id AND enabled IS DISTINCT FROM p_enabled;
+    RETURN v_id;
+END $$;
+
+CREATE OR REPLACE FUNCTION tock.pause_job(p_job text) RETURNS bigint LANGUAGE sql AS $$
+    SELECT tock.set_job_enabled(p_job, false)
+$$;
+CREATE OR REPLACE FUNCTION tock.resume_job(p_job text) RETURNS bigint LANGUAGE sql AS $$
+    SELECT tock.set_job_enabled(p_job, true)
+$$;
+
+-- Deletes a job and its history. Returns the id it deleted.
+CREATE OR REPLACE FUNCTION tock.delete_job(p_job text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_id constant bigint := tock.find_job(p_job);
+BEGIN
+    DELETE FROM tock.jobs WHERE id = v_id;
+    RETURN v_id;
+END $$;

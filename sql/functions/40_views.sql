@@ -1,0 +1,94 @@
+-- Views: what the CLI, the API and psql users read. Columns are only ever appended (CREATE OR REPLACE VIEW).
+
+CREATE OR REPLACE VIEW tock.job_overview AS
+SELECT
+    j.id,
+    j.name,
+    j.script,
+    j.args,
+    j.schedule,
+    j.schedule_description,
+    j.timezone,
+    j.enabled,
+    CASE WHEN j.enabled THEN 'enabled' ELSE 'paused' END AS state,
+    j.priority,
+    extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
+    j.max_attempts,
+    j.overlap,
+    j.next_run_at,
+    last.id AS last_run_id,
+    last.status AS last_run_status,
+    last.enqueued_at AS last_run_enqueued_at,
+    last.started_at AS last_run_started_at,
+    last.finished_at AS last_run_finished_at,
+    (SELECT count(*) FROM tock.runs a WHERE a.job_id = j.id AND a.status = 'running') AS running,
+    (SELECT count(*) FROM tock.runs a WHERE a.job_id = j.id AND a.status = 'pending') AS pending,
+    j.created_at,
+    j.updated_at
+FROM tock.jobs j
+LEFT JOIN LATERAL (
+    SELECT r.id, r.status, r.enqueued_at, r.started_at, r.finished_at
+    FROM tock.runs r WHERE r.job_id = j.id ORDER BY r.id DESC LIMIT 1
+) last ON true;
+COMMENT ON VIEW tock.job_overview IS 'Every job: schedule in words, next run, last run and its status, runs in flight.';
+
+CREATE OR REPLACE VIEW tock.run_history AS
+SELECT
+    r.id,
+    r.job_id,
+    j.name AS job_name,
+    r.trigger,
+    r.status,
+    r.attempt,
+    r.first_run_id,
+    r.priority,
+    r.scheduled_for,
+    r.enqueued_at,
+    r.run_after,
+    r.started_at,
+    r.finished_at,
+    extract(epoch FROM r.finished_at - r.started_at)::float8 AS duration_seconds,
+    r.worker_id,
+    w.name AS worker_name,
+    r.exit_code,
+    r.error,
+    o.bytes_total AS output_bytes,
+    o.truncated AS output_truncated
+FROM tock.runs r
+JOIN tock.jobs j ON j.id = r.job_id
+LEFT JOIN tock.workers w ON w.id = r.worker_id
+LEFT JOIN tock.run_output o ON o.run_id = r.id;
+COMMENT ON VIEW tock.run_history IS 'Every run with its job, times, duration, worker, exit code and error (output: tock.run_output).';
+
+CREATE OR REPLACE VIEW tock.worker_overview AS
+SELECT
+    w.id,
+    w.name,
+    w.host,
+    w.pid,
+    w.concurrency,
+    w.state,
+    w.state IN ('running', 'stopping') AND w.last_heartbeat_at > now() - interval '15 seconds' AS alive,
+    w.started_at,
+    w.last_heartbeat_at,
+    extract(epoch FROM now() - w.last_heartbeat_at)::float8 AS heartbeat_age_seconds,
+    w.stopped_at,
+    w.runs_processed,
+    (SELECT count(*) FROM tock.runs r WHERE r.worker_id = w.id AND r.status = 'running') AS running,
+    w.scripts_dir,
+    w.version
+FROM tock.workers w;
+COMMENT ON VIEW tock.worker_overview IS 'Every worker: state, whether its heartbeat is fresh (alive), runs in flight and processed.';
+
+CREATE OR REPLACE VIEW tock.queue_depth AS
+SELECT
+    count(*) FILTER (WHERE r.status = 'pending') AS pending,
+    count(*) FILTER (WHERE r.status = 'pending' AND r.run_after <= now()) AS ready,
+    count(*) FILTER (WHERE r.status = 'pending' AND r.run_after > now()) AS delayed,
+    count(*) FILTER (WHERE r.status = 'running') AS running,
+    min(r.run_after) FILTER (WHERE r.status = 'pending' AND r.run_after <= now()) AS oldest_ready_at,
+    coalesce(extract(epoch FROM now() - min(r.run_after) FILTER (
+        WHERE r.status = 'pending' AND r.run_after <= now())), 0)::float8 AS oldest_ready_age_seconds
+FROM tock.runs r
+WHERE r.status IN ('pending', 'running');
+COMMENT ON VIEW tock.queue_depth IS 'Runs waiting (ready now, or delayed) and running, and how long the oldest ready run has waited.';
