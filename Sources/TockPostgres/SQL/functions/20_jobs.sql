@@ -99,8 +99,10 @@ DECLARE
 BEGIN
     PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap);
     INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled)
+    -- NULL means 'the default', so callers can pass every parameter positionally.
     VALUES (p_name, p_script, coalesce(p_args, '{}'), coalesce(p_schedule, 'manual'), coalesce(p_timezone, 'UTC'),
-            p_priority, p_timeout, p_max_attempts, p_overlap, coalesce(p_enabled, true))
+            coalesce(p_priority, 50), coalesce(p_timeout, '1 hour'), coalesce(p_max_attempts, 1),
+            coalesce(p_overlap, 'skip'), coalesce(p_enabled, true))
     RETURNING id INTO v_id;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN

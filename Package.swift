@@ -1,0 +1,68 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// One set of settings for every target.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "tock",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tock", targets: ["tock"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // Pure values: no I/O.
+        .target(name: "TockCore", swiftSettings: swiftSettings),
+        // Typed calls to the tock.* SQL functions, the migrator, LISTEN with reconnect.
+        .target(
+            name: "TockPostgres",
+            dependencies: [
+                "TockCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("SQL")],
+            swiftSettings: swiftSettings
+        ),
+        // posix_spawn with chdir, a new process group and default signals (not all of it is importable from Swift).
+        .target(name: "CTockSpawn"),
+        // Long-running services: worker, scheduler, script runner, the embedded cluster.
+        .target(
+            name: "TockRuntime",
+            dependencies: [
+                "TockCore", "TockPostgres", "CTockSpawn",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "TockTesting",
+            dependencies: ["TockCore", "TockPostgres", "TockRuntime"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "tock",
+            dependencies: [
+                "TockCore", "TockPostgres", "TockRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "TockCoreTests", dependencies: ["TockCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "TockPostgresTests", dependencies: ["TockTesting"], swiftSettings: swiftSettings),
+        .testTarget(name: "TockRuntimeTests", dependencies: ["TockTesting"], swiftSettings: swiftSettings),
+        .testTarget(name: "TockCLITests", dependencies: ["TockTesting", "tock"], swiftSettings: swiftSettings),
+    ]
+)

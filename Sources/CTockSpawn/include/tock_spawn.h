@@ -1,0 +1,15 @@
+#ifndef TOCK_SPAWN_H
+#define TOCK_SPAWN_H
+#include <sys/types.h>
+
+/// Starts `path` with `argv` and `envp` in `cwd`, in a new process group of its own (so the whole tree can be
+/// signalled), with stdin from /dev/null, stdout and stderr on `output_fd`, an empty signal mask and every
+/// signal at its default disposition (the parent ignores SIGTERM/SIGINT for its own handling; children must not
+/// inherit that). Returns 0 and sets *pid, or an errno value (ENOENT, EACCES, ENOEXEC, ...).
+int tock_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd, int output_fd);
+
+/// waitpid() wrappers that decode the status macros Swift cannot import.
+/// Returns 1 when the child has exited (fills exit_code or signal, the other is -1), 0 when it still runs, -1 on error.
+int tock_wait(pid_t pid, int block, int *exit_code, int *signal);
+
+#endif

@@ -1,0 +1,149 @@
+import Foundation
+
+/// What a user gives to create a job. Nil fields take the database's defaults.
+public struct JobDefinition: Sendable, Codable, Equatable {
+    public var name: String
+    public var script: String
+    public var args: [String] = []
+    public var schedule: String = "manual"
+    public var timezone: String = "UTC"
+    public var priority: Int?
+    public var timeoutSeconds: Double?
+    public var maxAttempts: Int?
+    public var overlap: String?
+    public var enabled: Bool = true
+
+    public init(name: String, script: String, args: [String] = [], schedule: String = "manual", timezone: String = "UTC") {
+        self.name = name
+        self.script = script
+        self.args = args
+        self.schedule = schedule
+        self.timezone = timezone
+    }
+}
+
+/// A row of `tock.job_overview`.
+public struct JobInfo: Sendable, Codable, Equatable {
+    public var id: Int64
+    public var name: String
+    public var script: String
+    public var args: [String]
+    public var schedule: String
+    public var scheduleDescription: String
+    public var timezone: String
+    public var enabled: Bool
+    public var state: String
+    public var priority: Int
+    public var timeoutSeconds: Double
+    public var maxAttempts: Int
+    public var overlap: String
+    public var nextRunAt: Date?
+    public var lastRunId: Int64?
+    public var lastRunStatus: String?
+    public var lastRunStartedAt: Date?
+    public var lastRunFinishedAt: Date?
+    public var running: Int64
+    public var pending: Int64
+    public var createdAt: Date
+    public var updatedAt: Date
+}
+
+/// A row of `tock.run_history`, with the output when it was asked for.
+public struct RunInfo: Sendable, Codable, Equatable {
+    public var id: Int64
+    public var jobId: Int64
+    public var jobName: String
+    public var trigger: String
+    public var status: String
+    public var attempt: Int
+    public var firstRunId: Int64?
+    public var priority: Int
+    public var scheduledFor: Date?
+    public var enqueuedAt: Date
+    public var runAfter: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var durationSeconds: Double?
+    public var workerId: Int64?
+    public var workerName: String?
+    public var exitCode: Int?
+    public var error: String?
+    public var outputBytes: Int64?
+    public var outputTruncated: Bool?
+    public var output: String?
+}
+
+/// A row of `tock.worker_overview`.
+public struct WorkerInfo: Sendable, Codable, Equatable {
+    public var id: Int64
+    public var name: String
+    public var host: String
+    public var pid: Int
+    public var concurrency: Int
+    public var state: String
+    public var alive: Bool
+    public var startedAt: Date
+    public var lastHeartbeatAt: Date
+    public var heartbeatAgeSeconds: Double
+    public var stoppedAt: Date?
+    public var runsProcessed: Int64
+    public var running: Int64
+    public var scriptsDir: String?
+    public var version: String?
+}
+
+/// The row of `tock.queue_depth`.
+public struct QueueDepth: Sendable, Codable, Equatable {
+    public var pending: Int64
+    public var ready: Int64
+    public var delayed: Int64
+    public var running: Int64
+    public var oldestReadyAt: Date?
+    public var oldestReadyAgeSeconds: Double
+}
+
+/// A run a worker has claimed: everything needed to start it.
+public struct ClaimedRun: Sendable, Equatable {
+    public var runId: Int64
+    public var jobId: Int64
+    public var jobName: String
+    public var script: String
+    public var args: [String]
+    public var timeoutSeconds: Double
+    public var attempt: Int
+    public var trigger: String
+    public var scheduledFor: Date?
+
+    public init(runId: Int64, jobId: Int64, jobName: String, script: String, args: [String], timeoutSeconds: Double,
+                attempt: Int, trigger: String, scheduledFor: Date?) {
+        self.runId = runId
+        self.jobId = jobId
+        self.jobName = jobName
+        self.script = script
+        self.args = args
+        self.timeoutSeconds = timeoutSeconds
+        self.attempt = attempt
+        self.trigger = trigger
+        self.scheduledFor = scheduledFor
+    }
+}
+
+/// How a run ended, as the worker reports it to `tock.finish_run`.
+public struct RunOutcome: Sendable, Equatable {
+    public var status: RunStatus
+    public var exitCode: Int?
+    public var error: String?
+    public var output: String
+    public var outputBytes: Int
+    public var outputTruncated: Bool
+
+    public init(status: RunStatus, exitCode: Int? = nil, error: String? = nil, output: String = "",
+                outputBytes: Int = 0, outputTruncated: Bool = false) {
+        self.status = status
+        self.exitCode = exitCode
+        self.error = error
+        self.output = output
+        self.outputBytes = outputBytes
+        self.outputTruncated = outputTruncated
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TockCore
+
+/// Typed calls to the `tock.*` SQL functions and views. Every rule lives in SQL; this only moves values and
+/// turns PostgreSQL's errors into `TockError`s.
+public struct Database: Sendable {
+    public let client: PostgresClient
+    public let logger: Logger
+    public let settings: ConnectionSettings?
+
+    public init(client: PostgresClient, logger: Logger, settings: ConnectionSettings? = nil) {
+        self.client = client
+        self.logger = logger
+        self.settings = settings
+    }
+
+    /// Runs `body`, mapping any error to a `TockError`.
+    func mapped<T>(_ body: () async throws -> T) async throws(TockError) -> T {
+        do {
+            return try await body()
+        } catch {
+            throw TockError(from: error, settings: settings)
+        }
+    }
+
+    /// Decodes every row of `query`, whose only column is `row_to_json(…)::text`.
+    func rows<T: Decodable>(_ type: T.Type, _ query: PostgresQuery) async throws(TockError) -> [T] {
+        try await mapped {
+            let decoder = TockJSON.decoder()
+            var result: [T] = []
+            for try await json in try await client.query(query, logger: logger).decode(String.self) {
+                result.append(try decoder.decode(T.self, from: Data(json.utf8)))
+            }
+            return result
+        }
+    }
+
+    func scalar<T: PostgresDecodable>(_ type: T.Type, _ query: PostgresQuery) async throws(TockError) -> T {
+        try await mapped {
+            guard let value = try await client.query(query, logger: logger).decode(T.self).all().first else {
+                throw TockError(.failed, "the database returned no row")
+            }
+            return value
+        }
+    }
+
+    // MARK: Jobs
+
+    public func createJob(_ job: JobDefinition) async throws(TockError) -> Int64 {
+        try await scalar(Int64.self, """
+            SELECT tock.create_job(
+                p_name => \(job.name), p_script => \(job.script), p_args => \(job.args), p_schedule => \(job.schedule),
+                p_timezone => \(job.timezone), p_priority => \(job.priority), p_timeout => make_interval(secs => \(job.timeoutSeconds)),
+                p_max_attempts => \(job.maxAttempts), p_overlap => \(job.overlap), p_enabled => \(job.enabled))
+            """)
+    }
+
+    /// Changes the fields named in `changes` (keys as in `tock.update_job`: schedule, timezone, priority, …).
+    public func updateJob(_ job: String, changes: [String: JobChange]) async throws(TockError) -> Int64 {
+        let json: String
+        do {
+            json = String(decoding: try JSONEncoder().encode(changes), as: UTF8.self)
+        } catch {
+            throw TockError(.failed, "could not encode the changes: \(error)")
+        }
+        return try await scalar(Int64.self, "SELECT tock.update_job(\(job), \(json)::jsonb)")
+    }
+
+    @discardableResult
+    public func deleteJob(_ job: String) async throws(TockError) -> Int64 {
+        try await scalar(Int64.self, "SELECT tock.delete_job(\(job))")
+    }
+
+    @discardableResult
+    public func setJobEnabled(_ job: String, _ enabled: Bool) async throws(TockError) -> Int64 {
+        try await scalar(Int64.self, "SELECT tock.set_job_enabled(\(job), \(enabled))")
+    }
+
+    public func jobs() async throws(TockError) -> [JobInfo] {
+        try await rows(JobInfo.self, "SELECT row_to_json(v)::text FROM tock.job_overview v ORDER BY v.name")
+    }
+
+    /// One job by name or id.
+    public func job(_ job: String) async throws(TockError) -> JobInfo {
+        let found = try await rows(JobInfo.self,
+            "SELECT row_to_json(v)::text FROM tock.job_overview v WHERE v.id = tock.find_job(\(job))")
+        guard let first = found.first else { throw TockError(.notFound, field: "job", "job: unknown job '\(job)'") }
+        return first
+    }
+
+    /// Enqueues a run now; `trigger` is manual (CLI), api or sql.
+    public func runNow(_ job: String, trigger: String = "manual") async throws(TockError) -> Int64 {
+        try await scalar(Int64.self, "SELECT tock.run_now(\(job), \(trigger))")
+    }
+
+    public func nextFireTimes(schedule: String, timezone: String, after: Date = Date(), count: Int = 5,
+                              anchor: Date? = nil) async throws(TockError) -> [Date] {
+        try await mapped {
+            try await client.query("""
+                SELECT t FROM tock.next_fire_times(\(schedule), \(timezone), \(after), \(count), \(anchor)) t
+                """, logger: logger).decode(Date.self).all()
+        }
+    }
+
+    // MARK: Runs
+
+    public func runs(job: String? = nil, status: RunStatus? = nil, limit: Int = 50) async throws(TockError) -> [RunInfo] {
+        try await rows(RunInfo.self, """
+            SELECT row_to_json(v)::text FROM tock.run_history v
+            WHERE (\(job)::text IS NULL OR v.job_id = tock.find_job(\(job)))
+              AND (\(status?.rawValue)::text IS NULL OR v.status = \(status?.rawValue))
+            ORDER BY v.id DESC LIMIT \(limit)
+            """)
+    }
+
+    public func run(_ id: Int64, withOutput: Bool = true) async throws(TockError) -> RunInfo {
+        let found = try await rows(RunInfo.self, """
+            SELECT (to_jsonb(v) || jsonb_build_object('output',
+                        CASE WHEN \(withOutput) THEN (SELECT o.output FROM tock.run_output o WHERE o.run_id = v.id) END))::text
+            FROM tock.run_history v WHERE v.id = \(id)
+            """)
+        guard let run = found.first else {
+            throw TockError(.notFound, field: "run", "run: unknown run \(id) (tock runs lists recent runs)")
+        }
+        return run
+    }
+
+    // MARK: Workers and the queue
+
+    public func workers() async throws(TockError) -> [WorkerInfo] {
+        try await rows(WorkerInfo.self, """
+            SELECT row_to_json(v)::text FROM tock.worker_overview v
+            ORDER BY v.alive DESC, v.last_heartbeat_at DESC LIMIT 200
+            """)
+    }
+
+    public func queueDepth() async throws(TockError) -> QueueDepth {
+        guard let depth = try await rows(QueueDepth.self, "SELECT row_to_json(v)::text FROM tock.queue_depth v").first else {
+            throw TockError(.failed, "tock.queue_depth returned no row")
+        }
+        return depth
+    }
+
+    public func registerWorker(host: String, pid: Int, concurrency: Int, scriptsDirectory: String?,
+                               version: String?) async throws(TockError) -> Int64 {
+        try await scalar(Int64.self, """
+            SELECT tock.register_worker(\(host), \(Int32(truncatingIfNeeded: pid)), \(concurrency), \(scriptsDirectory), \(version))
+            """)
+    }
+
+    /// The worker's state after the heartbeat; nil when it is no longer registered as alive.
+    public func heartbeat(worker: Int64) async throws(TockError) -> String? {
+        try await mapped {
+            try await client.query("SELECT tock.heartbeat(\(worker))", logger: logger).decode(String?.self).all().first ?? nil
+        }
+    }
+
+    public func setWorkerState(worker: Int64, state: String) async throws(TockError) {
+        _ = try await scalar(Bool.self, "SELECT tock.set_worker_state(\(worker), \(state))")
+    }
+
+    public func claimRuns(worker: Int64, max: Int) async throws(TockError) -> [ClaimedRun] {
+        try await mapped {
+            var claimed: [ClaimedRun] = []
+            let rows = try await client.query("SELECT * FROM tock.claim_runs(\(worker), \(max))", logger: logger)
+            for try await (runId, jobId, jobName, script, args, timeout, attempt, trigger, scheduledFor) in rows.decode(
+                (Int64, Int64, String, String, [String], Double, Int, String, Date?).self) {
+                claimed.append(ClaimedRun(runId: runId, jobId: jobId, jobName: jobName, script: script, args: args,
+                                          timeoutSeconds: timeout, attempt: attempt, trigger: trigger, scheduledFor: scheduledFor))
+            }
+            return claimed
+        }
+    }
+
+    /// Records how a run ended; false when it was no longer running on this worker (a late or duplicate report).
+    @discardableResult
+    public func finishRun(_ run: Int64, worker: Int64, outcome: RunOutcome) async throws(TockError) -> Bool {
+        try await scalar(Bool.self, """
+            SELECT tock.finish_run(\(run), \(worker), \(outcome.status.rawValue), \(outcome.exitCode), \(outcome.error),
+                                   \(outcome.output), \(Int64(outcome.outputBytes)), \(outcome.outputTruncated))
+            """)
+    }
+
+    /// Enqueues the due runs; returns when the next job is due (nil: none scheduled).
+    public func tick(limit: Int = 1000) async throws(TockError) -> Date? {
+        try await mapped {
+            try await client.query("SELECT tock.tick(now(), \(limit))", logger: logger).decode(Date?.self).all().first ?? nil
+        }
+    }
+}
+
+/// A value in a job change: `tock job edit` and the API send only what changes.
+public enum JobChange: Sendable, Encodable, Equatable {
+    case text(String)
+    case number(Double)
+    case integer(Int)
+    case flag(Bool)
+    case list([String])
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .text(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .integer(let value): try container.encode(value)
+        case .flag(let value): try container.encode(value)
+        case .list(let value): try container.encode(value)
+        }
+    }
+}

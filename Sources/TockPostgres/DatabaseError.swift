@@ -1,0 +1,56 @@
+import PostgresNIO
+import TockCore
+
+extension TockError {
+    /// Turns what PostgreSQL said into an error a person can act on. Tock's SQL raises 22023 (bad input, the
+    /// field in COLUMN), P0002 (unknown job or run) and 23505 (duplicate); constraint names map to the rule.
+    public init(from error: any Error, settings: ConnectionSettings? = nil) {
+        if let tock = error as? TockError {
+            self = tock
+            return
+        }
+        guard let psql = error as? PSQLError else {
+            self.init(.failed, String(describing: error))
+            return
+        }
+        if let server = psql.serverInfo, let state = server[.sqlState] {
+            let message = server[.message] ?? "the database refused the request"
+            let field = server[.columnName]
+            switch state {
+            case "22023", "22P02", "22007", "22008", "22003":
+                self.init(.invalidInput, field: field, message)
+            case "P0002":
+                self.init(.notFound, field: field, message)
+            case "23505":
+                self.init(.conflict, field: field, message)
+            case "23514", "23503", "23502":
+                let constraint = server[.constraintName] ?? ""
+                self.init(.invalidInput, field: TockError.field(ofConstraint: constraint),
+                          "\(message) (\(TockError.rule(ofConstraint: constraint)))")
+            case "42P01", "42883", "3F000":
+                self.init(.unavailable, "Tock's schema is missing or out of date (\(message)); run `tock migrate`")
+            default:
+                self.init(.failed, "\(message) (SQLSTATE \(state))")
+            }
+            return
+        }
+        let place = settings.map { " at \($0.displayName)" } ?? ""
+        switch psql.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown:
+            self.init(.unavailable, "cannot reach PostgreSQL\(place): \(String(reflecting: psql.underlying.map { "\($0)" } ?? "\(psql.code)"))")
+        default:
+            self.init(.failed, "PostgreSQL\(place): \(String(reflecting: psql))")
+        }
+    }
+
+    static func field(ofConstraint name: String) -> String? {
+        // jobs_timezone_is_valid -> timezone
+        let parts = name.split(separator: "_")
+        guard parts.count >= 3 else { return nil }
+        return parts.dropFirst().prefix { $0 != "is" && $0 != "has" && $0 != "iff" }.joined(separator: "_")
+    }
+
+    static func rule(ofConstraint name: String) -> String {
+        name.isEmpty ? "a database rule" : "rule \(name)"
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+
+/// Tock's SQL, shipped inside the binary's resource bundle (Sources/TockPostgres/SQL links to the repository's sql/).
+public struct SQLFiles: Sendable {
+    public struct File: Sendable, Equatable {
+        /// 1 for `0001_init.sql`; functions files have no version.
+        public var version: Int
+        public var name: String
+        public var text: String
+    }
+
+    public var migrations: [File]
+    public var functions: [File]
+
+    /// The files in `directory` (which holds `migrations/` and `functions/`), in the order they apply.
+    public init(directory: URL) throws {
+        func files(_ folder: String) throws -> [File] {
+            let url = directory.appendingPathComponent(folder)
+            let names = try FileManager.default.contentsOfDirectory(atPath: url.path)
+                .filter { $0.hasSuffix(".sql") }.sorted()
+            return try names.map { name in
+                let text = try String(contentsOf: url.appendingPathComponent(name), encoding: .utf8)
+                let version = Int(name.prefix(while: \.isNumber)) ?? 0
+                return File(version: version, name: String(name.dropLast(4)), text: text)
+            }
+        }
+        migrations = try files("migrations")
+        functions = try files("functions")
+        let versions = migrations.map(\.version)
+        guard !versions.contains(0), Set(versions).count == versions.count else {
+            throw TockErrorFactory.failed("every file in \(directory.path)/migrations must start with a unique number above 0 (0001_init.sql)")
+        }
+    }
+
+    /// The SQL the binary was built with, or `TOCK_SQL_DIR` when set (to try a change without rebuilding).
+    public static func bundled(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SQLFiles {
+        if let override = environment["TOCK_SQL_DIR"], !override.isEmpty {
+            return try SQLFiles(directory: URL(fileURLWithPath: override))
+        }
+        guard let url = Bundle.module.url(forResource: "SQL", withExtension: nil) else {
+            throw TockErrorFactory.failed("the SQL files are missing from this build of tock; set TOCK_SQL_DIR to the repository's sql/ directory")
+        }
+        return try SQLFiles(directory: url)
+    }
+}
+
+import TockCore
+
+enum TockErrorFactory {
+    static func failed(_ message: String) -> TockError { TockError(.failed, message) }
+}

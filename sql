@@ -1,0 +1,1 @@
+Sources/TockPostgres/SQL
