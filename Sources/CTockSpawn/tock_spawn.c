@@ -47,3 +47,27 @@ int tock_wait(pid_t pid, int block, int *exit_code, int *signal) {
     *signal = WIFSIGNALED(status) ? WTERMSIG(status) : -1;
     return 1;
 }
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int tock_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int tock_has_exited(pid_t pid) {
+    siginfo_t info;
+    info.si_pid = 0;
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return -1;
+    return info.si_pid == pid ? 1 : 0;
+}
+
+int tock_pipe(int fds[2], int nonblocking) {
+    return pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0));
+}

@@ -183,6 +183,12 @@ public struct Database: Sendable {
             """)
     }
 
+    /// Puts a run this worker holds back to pending, keeping its attempt (graceful shutdown).
+    @discardableResult
+    public func releaseRun(_ run: Int64, worker: Int64) async throws(TockError) -> Bool {
+        try await scalar(Bool.self, "SELECT tock.release_run(\(run), \(worker))")
+    }
+
     /// Enqueues the due runs; returns when the next job is due (nil: none scheduled).
     public func tick(limit: Int = 1000) async throws(TockError) -> Date? {
         try await mapped {

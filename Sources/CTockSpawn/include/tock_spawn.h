@@ -12,4 +12,14 @@ int tock_spawn(pid_t *pid, const char *path, char *const argv[], char *const env
 /// Returns 1 when the child has exited (fills exit_code or signal, the other is -1), 0 when it still runs, -1 on error.
 int tock_wait(pid_t pid, int block, int *exit_code, int *signal);
 
+
+
+/// A pollable fd that becomes readable when `pid` exits (pidfd_open), or -1 where the kernel lacks it.
+int tock_pidfd_open(pid_t pid);
+
+/// 1 when `pid` has exited but is not reaped yet (so its process group id cannot be reused), 0 while it runs.
+int tock_has_exited(pid_t pid);
+
+/// pipe2(O_CLOEXEC [| O_NONBLOCK]); returns 0 or -1 with errno.
+int tock_pipe(int fds[2], int nonblocking);
 #endif

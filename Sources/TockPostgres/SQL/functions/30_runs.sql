@@ -175,3 +175,16 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION tock.finish_run(bigint, bigint, text, int, text, text, bigint, boolean, timestamptz) IS
     'Ends a running run as succeeded, failed, timed_out or cancelled, with its output; false if it was not running on that worker.';
+
+-- Hands a running run back to the queue without using up an attempt (its worker is shutting down and had to
+-- stop the script). Only the worker holding the run can release it; returns false otherwise.
+CREATE OR REPLACE FUNCTION tock.release_run(p_run bigint, p_worker bigint, p_now timestamptz DEFAULT now())
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE tock.runs
+    SET status = 'pending', started_at = NULL, worker_id = NULL, run_after = p_now
+    WHERE id = p_run AND status = 'running' AND worker_id = p_worker;
+    RETURN FOUND;
+END $$;
+COMMENT ON FUNCTION tock.release_run(bigint, bigint, timestamptz) IS
+    'Puts a running run back to pending (same attempt): a worker that shuts down hands back what it could not finish.';

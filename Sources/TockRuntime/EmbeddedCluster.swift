@@ -1,0 +1,172 @@
+import Foundation
+import Logging
+import TockCore
+
+/// The embedded default: a private PostgreSQL cluster under `<directory>/postgres` (default `./.tock`),
+/// listening on a unix socket only (no TCP). Created with initdb on first use, started with pg_ctl.
+/// As root, the server runs as the `postgres` OS user, because initdb and postgres refuse root.
+public struct EmbeddedCluster: Sendable {
+    public let directory: String
+    public let logger: Logger
+
+    public init(directory: String = ".tock", logger: Logger) {
+        self.directory = URL(fileURLWithPath: directory).standardizedFileURL.path
+        self.logger = logger
+    }
+
+    var clusterDirectory: String { directory + "/postgres" }
+    var dataDirectory: String { clusterDirectory + "/data" }
+    var logFile: String { clusterDirectory + "/server.log" }
+    static let port = 5432
+    static let superuser = "postgres"
+    public static let databaseName = "tock"
+
+    /// The socket directory: inside the cluster when the path is short enough for a unix socket (107 bytes),
+    /// else a directory under /tmp named after the cluster.
+    var socketDirectory: String {
+        let inside = clusterDirectory + "/run"
+        if (inside + "/.s.PGSQL.\(Self.port)").utf8.count < 100 { return inside }
+        var hash: UInt64 = 1469598103934665603
+        for byte in clusterDirectory.utf8 { hash = (hash ^ UInt64(byte)) &* 1099511628211 }
+        return "/tmp/tock-" + String(hash, radix: 16)
+    }
+
+    /// Settings for the `tock` database (created by `start()`), or for `database`.
+    public func settings(database: String = EmbeddedCluster.databaseName) -> ConnectionSettings {
+        ConnectionSettings(endpoint: .unixSocket(path: socketDirectory + "/.s.PGSQL.\(Self.port)"),
+                           username: Self.superuser, database: database)
+    }
+
+    static var isRoot: Bool { geteuid() == 0 }
+
+    /// Creates the cluster if needed and starts it if it is not running. Returns the settings to connect with.
+    @discardableResult
+    public func start() throws(TockError) -> ConnectionSettings {
+        let binaries = try PostgresBinaries.find()
+        let fileManager = FileManager.default
+        if !fileManager.fileExists(atPath: dataDirectory + "/PG_VERSION") {
+            try createDirectories()
+            logger.info("creating the embedded PostgreSQL cluster", metadata: ["data": "\(dataDirectory)"])
+            try runAsOwner([binaries.initdb, "-D", dataDirectory, "-U", Self.superuser, "--auth=trust",
+                            "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"], what: "initdb")
+            let settings = """
+
+                # Tock's embedded cluster: unix socket only, reachable by this cluster's owner.
+                listen_addresses = ''
+                unix_socket_directories = '\(socketDirectory)'
+                unix_socket_permissions = 0700
+                port = \(Self.port)
+                max_connections = 200
+                log_min_messages = warning
+                """
+            guard let handle = FileHandle(forWritingAtPath: dataDirectory + "/postgresql.conf") else {
+                throw TockError(.failed, "cannot write \(dataDirectory)/postgresql.conf")
+            }
+            handle.seekToEndOfFile()
+            handle.write(Data(settings.utf8))
+            try? handle.close()
+        }
+        try createDirectories()
+        if !isRunning(binaries) {
+            logger.info("starting the embedded PostgreSQL cluster", metadata: ["socket": "\(socketDirectory)"])
+            try runAsOwner([binaries.pgCtl, "-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "start"],
+                           what: "pg_ctl start")
+        }
+        try runAsOwner([binaries.psql, "-X", "-q", "-h", socketDirectory, "-p", "\(Self.port)", "-U", Self.superuser,
+                        "-d", "postgres", "-v", "ON_ERROR_STOP=1"],
+                       what: "creating the tock database", input: """
+            SELECT 'CREATE DATABASE \(Self.databaseName)'
+            WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '\(Self.databaseName)') \\gexec
+            """)
+        return settings()
+    }
+
+    public func stop() throws(TockError) {
+        let binaries = try PostgresBinaries.find()
+        guard isRunning(binaries) else { return }
+        try runAsOwner([binaries.pgCtl, "-D", dataDirectory, "-m", "fast", "-w", "stop"], what: "pg_ctl stop")
+    }
+
+    func isRunning(_ binaries: PostgresBinaries) -> Bool {
+        (try? runAsOwner([binaries.pgCtl, "-D", dataDirectory, "status"], what: "pg_ctl status", quiet: true)) != nil
+    }
+
+    private func createDirectories() throws(TockError) {
+        for path in [clusterDirectory, socketDirectory] {
+            do {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw TockError(.failed, "cannot create \(path): \(error.localizedDescription)")
+            }
+            if Self.isRoot {
+                _ = try? runProcess(["/bin/chown", "-R", "postgres:postgres", path], what: "chown")
+            }
+        }
+        if Self.isRoot, (try? runProcess(["/usr/sbin/runuser", "-u", "postgres", "--", "test", "-w", clusterDirectory],
+                                         what: "access check", quiet: true)) == nil {
+            throw TockError(.failed, "the postgres OS user cannot reach \(clusterDirectory) (a parent directory is "
+                + "not searchable by others); run from a directory it can reach, or set DATABASE_URL")
+        }
+    }
+
+    /// Runs a PostgreSQL tool as the cluster's owner: `postgres` when we are root, else ourselves.
+    @discardableResult
+    private func runAsOwner(_ arguments: [String], what: String, quiet: Bool = false,
+                            input: String? = nil) throws(TockError) -> String {
+        let command = Self.isRoot ? ["/usr/sbin/runuser", "-u", "postgres", "--"] + arguments : arguments
+        return try runProcess(command, what: what, quiet: quiet, input: input)
+    }
+
+    @discardableResult
+    func runProcess(_ arguments: [String], what: String, quiet: Bool = false, input: String? = nil) throws(TockError) -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        process.currentDirectoryURL = URL(fileURLWithPath: "/")
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        let inputPipe = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
+        do {
+            try process.run()
+        } catch {
+            throw TockError(.failed, "\(what): cannot run \(arguments[0]): \(error.localizedDescription)")
+        }
+        if let input {
+            inputPipe.fileHandleForWriting.write(Data(input.utf8))
+            try? inputPipe.fileHandleForWriting.close()
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            if !quiet { logger.error("\(what) failed", metadata: ["output": "\(text)"]) }
+            throw TockError(.failed, "\(what) failed (exit \(process.terminationStatus)): "
+                + text.trimmingCharacters(in: .whitespacesAndNewlines) + (what.hasPrefix("pg_ctl start") ? " (see \(logFile))" : ""))
+        }
+        return text
+    }
+}
+
+/// Where PostgreSQL's server tools are: on PATH, else the newest /usr/lib/postgresql/N/bin.
+struct PostgresBinaries: Sendable {
+    var initdb: String
+    var pgCtl: String
+    var psql: String
+
+    static func find() throws(TockError) -> PostgresBinaries {
+        var directories = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map(String.init)
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+        directories += versions.compactMap(Int.init).sorted(by: >).map { "/usr/lib/postgresql/\($0)/bin" }
+        func locate(_ name: String) -> String? {
+            directories.map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        }
+        guard let initdb = locate("initdb"), let pgCtl = locate("pg_ctl"), let psql = locate("psql") else {
+            throw TockError(.unavailable, "PostgreSQL's server tools (initdb, pg_ctl) are not installed: run ops/up, "
+                + "or `apt-get install -y postgresql`, or point DATABASE_URL at an existing server")
+        }
+        return PostgresBinaries(initdb: initdb, pgCtl: pgCtl, psql: psql)
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import TockCore
+import TockPostgres
+
+/// Calls `tock.tick()` when the next job is due, and sleeps until then: a NOTIFY on tock_jobs (a job created,
+/// edited or resumed) wakes it to re-plan. Any number of schedulers may run; the SQL makes each fire time one run.
+public final class Scheduler: Service, Sendable {
+    let database: Database
+    let listener: NotificationListener
+    let logger: Logger
+    /// The longest sleep, a safety net for a lost notification.
+    let sweepInterval: Duration
+    let wake = WakeSignal()
+
+    public init(database: Database, settings: ConnectionSettings, sweepInterval: Duration = .seconds(60), logger: Logger) {
+        self.database = database
+        self.listener = NotificationListener(settings: settings, channels: ["tock_jobs"], logger: logger)
+        self.sweepInterval = sweepInterval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        logger.info("scheduler started")
+        await withDiscardingTaskGroup { group in
+            group.addTask { [listener, wake] in
+                await listener.run { _ in wake.signal() }
+            }
+            await cancelWhenGracefulShutdownOrCancelled { await self.loop() }
+            group.cancelAll()
+        }
+        logger.info("scheduler stopped")
+    }
+
+    private func loop() async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let next = try await database.tick()
+                failures = 0
+                guard let next else {
+                    await wake.wait(timeout: sweepInterval)
+                    continue
+                }
+                let delay = next.timeIntervalSinceNow
+                if delay > 0 {
+                    // A millisecond late rather than early: an early tick finds nothing due and sleeps again.
+                    let sleep = min(Duration.milliseconds(Int64(delay * 1000) + 1), sweepInterval)
+                    await wake.wait(timeout: sleep)
+                }
+            } catch {
+                failures += 1
+                logger.warning("tick failed; retrying", metadata: ["error": "\(error.message)"])
+                await wake.wait(timeout: .milliseconds(min(100 * (1 << min(failures, 6)), 5000)))
+            }
+        }
+    }
+}
+
+/// Runs `body` until it returns, the task is cancelled, or graceful shutdown begins (then `body` is cancelled).
+func cancelWhenGracefulShutdownOrCancelled(_ body: @escaping @Sendable () async -> Void) async {
+    await withTaskGroup(of: Void.self) { group in
+        group.addTask { await body() }
+        group.addTask { try? await gracefulShutdown() }
+        await group.next()
+        group.cancelAll()
+    }
+}

@@ -1,0 +1,222 @@
+import CTockSpawn
+import Foundation
+import Synchronization
+import TockCore
+
+/// How a script ended.
+public struct ScriptResult: Sendable {
+    public var exitCode: Int?
+    public var signal: Int?
+    public var timedOut: Bool
+    public var cancelled: Bool
+    public var output: OutputTail
+    public var duration: Duration
+
+    /// The run's final status and error, as `tock.finish_run` records them.
+    public func outcome(timeoutSeconds: Double?) -> RunOutcome {
+        let status: RunStatus
+        var error: String?
+        if cancelled {
+            status = .cancelled
+            error = "cancelled; the script's process group was terminated"
+        } else if timedOut {
+            status = .timedOut
+            error = "timed out after \(DurationText.format(seconds: timeoutSeconds ?? 0)); the script's process group was killed"
+        } else if exitCode == 0 {
+            status = .succeeded
+        } else if let exitCode {
+            status = .failed
+            error = "exited with status \(exitCode)"
+        } else {
+            status = .failed
+            error = "killed by signal \(signal ?? 0)" + (signal.flatMap(ScriptResult.signalName).map { " (\($0))" } ?? "")
+        }
+        return RunOutcome(status: status, exitCode: exitCode, error: error, output: output.text,
+                          outputBytes: output.totalBytes, outputTruncated: output.truncated)
+    }
+
+    static func signalName(_ signal: Int) -> String? {
+        [1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM"][signal]
+    }
+}
+
+/// Lets the owner of a running script stop it: `cancel()` sends SIGTERM to its process group, then SIGKILL
+/// after the runner's kill grace.
+public final class ScriptControl: Sendable {
+    private let cancelled = Atomic<Bool>(false)
+    private let wakeFD = Mutex<Int32>(-1)
+
+    public init() {}
+
+    public var isCancelled: Bool { cancelled.load(ordering: .acquiring) }
+
+    public func cancel() {
+        cancelled.store(true, ordering: .releasing)
+        wakeFD.withLock { fd in
+            if fd >= 0 {
+                var one: UInt8 = 1
+                _ = write(fd, &one, 1)
+            }
+        }
+    }
+
+    func attach(wakeFD fd: Int32) { wakeFD.withLock { $0 = fd } }
+    func detach() { wakeFD.withLock { $0 = -1 } }
+}
+
+/// Runs one script as a child process: the argument array as given (no shell), in its own process group,
+/// stdout and stderr captured together into a capped tail, the timeout enforced by signalling the whole group.
+/// When the script's main process exits, whatever it left running in its group is killed too.
+public struct ScriptRunner: Sendable {
+    public var outputCapBytes: Int
+    /// Seconds between SIGTERM and SIGKILL when a script times out or is cancelled.
+    public var killGraceSeconds: Double
+
+    public init(outputCapBytes: Int = 1 << 20, killGraceSeconds: Double = 5) {
+        self.outputCapBytes = outputCapBytes
+        self.killGraceSeconds = killGraceSeconds
+    }
+
+    public func run(executable: String, arguments: [String], environment: [String: String],
+                    workingDirectory: String?, timeoutSeconds: Double?,
+                    control: ScriptControl = ScriptControl()) async throws(TockError) -> ScriptResult {
+        var pipeFDs: [Int32] = [-1, -1]
+        var wakeFDs: [Int32] = [-1, -1]
+        guard tock_pipe(&pipeFDs, 0) == 0, tock_pipe(&wakeFDs, 1) == 0 else {
+            throw TockError(.failed, "could not create a pipe: \(String(cString: strerror(errno)))")
+        }
+        let start = ContinuousClock.now
+        var pid: pid_t = 0
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let rc = workingDirectory.map { directory in
+            tock_spawn(&pid, executable, argv, envp, directory, pipeFDs[1])
+        } ?? tock_spawn(&pid, executable, argv, envp, nil, pipeFDs[1])
+        argv.forEach { free($0) }
+        envp.forEach { free($0) }
+        close(pipeFDs[1])
+        guard rc == 0 else {
+            close(pipeFDs[0])
+            close(wakeFDs[0])
+            close(wakeFDs[1])
+            let reason = String(cString: strerror(rc))
+            let hint = rc == ENOEXEC ? " (does it start with a #! line?)" : rc == EACCES ? " (is it executable?)" : ""
+            throw TockError(.failed, "could not start \(executable): \(reason)\(hint)")
+        }
+        control.attach(wakeFD: wakeFDs[1])
+        let monitor = ProcessMonitor(pid: pid, outputFD: pipeFDs[0], wakeFD: wakeFDs[0], start: start,
+                                     timeoutSeconds: timeoutSeconds, killGraceSeconds: killGraceSeconds,
+                                     outputCapBytes: outputCapBytes, control: control)
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<ScriptResult, Never>) in
+                let thread = Thread { continuation.resume(returning: monitor.run()) }
+                thread.name = "tock-script-\(pid)"
+                thread.start()
+            }
+        } onCancel: {
+            control.cancel()
+        }
+        control.detach()
+        close(wakeFDs[1])
+        return result
+    }
+}
+
+/// The blocking loop that watches one child: reads its output, notices its exit (pidfd), enforces the timeout.
+private struct ProcessMonitor: @unchecked Sendable {
+    let pid: pid_t
+    let outputFD: Int32
+    let wakeFD: Int32
+    let start: ContinuousClock.Instant
+    let timeoutSeconds: Double?
+    let killGraceSeconds: Double
+    let outputCapBytes: Int
+    let control: ScriptControl
+
+    func run() -> ScriptResult {
+        var output = OutputTail(capacity: outputCapBytes)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let pidFD = tock_pidfd_open(pid)
+        var outputOpen = true
+        var exited = false
+        var timedOut = false
+        var cancelled = false
+        var terminateSentAt: ContinuousClock.Instant?
+        var killSent = false
+        var exitedAt: ContinuousClock.Instant?
+        // Non-blocking reads: the loop only drains what poll() says is there.
+        _ = fcntl(outputFD, F_SETFL, fcntl(outputFD, F_GETFL) | O_NONBLOCK)
+        let deadline = timeoutSeconds.map { start + .milliseconds(Int64(($0 * 1000).rounded(.up))) }
+
+        while outputOpen || !exited {
+            let now = ContinuousClock.now
+            // Timeout and cancel: SIGTERM to the group, SIGKILL after the grace.
+            if !exited {
+                if terminateSentAt == nil, control.isCancelled {
+                    cancelled = true
+                    terminateSentAt = now
+                    kill(-pid, SIGTERM)
+                } else if terminateSentAt == nil, let deadline, now >= deadline {
+                    timedOut = true
+                    terminateSentAt = now
+                    kill(-pid, SIGTERM)
+                }
+                if let sent = terminateSentAt, !killSent, now - sent >= .milliseconds(Int64(killGraceSeconds * 1000)) {
+                    killSent = true
+                    kill(-pid, SIGKILL)
+                }
+            }
+            // After the main process exits, output still held open by an escaped process is not waited for long.
+            if exited, let exitedAt, now - exitedAt > .seconds(2) { break }
+
+            var fds: [pollfd] = []
+            if outputOpen { fds.append(pollfd(fd: outputFD, events: Int16(POLLIN), revents: 0)) }
+            if !exited, pidFD >= 0 { fds.append(pollfd(fd: pidFD, events: Int16(POLLIN), revents: 0)) }
+            fds.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
+            var timeoutMS: Int32 = 1000
+            if pidFD < 0, !exited { timeoutMS = 10 }  // no pidfd: look at the child now and then
+            if !exited, let deadline, terminateSentAt == nil {
+                timeoutMS = min(timeoutMS, Self.milliseconds(until: deadline, from: now))
+            }
+            if let sent = terminateSentAt, !killSent {
+                timeoutMS = min(timeoutMS, Self.milliseconds(until: sent + .milliseconds(Int64(killGraceSeconds * 1000)), from: now))
+            }
+            if exited { timeoutMS = min(timeoutMS, 100) }
+            _ = poll(&fds, nfds_t(fds.count), max(timeoutMS, 0))
+
+            if outputOpen {
+                let count = read(outputFD, &buffer, buffer.count)
+                if count > 0 {
+                    output.append(buffer[0..<count])
+                } else if count == 0 || (errno != EAGAIN && errno != EINTR) {
+                    outputOpen = false
+                }
+            }
+            if let wake = fds.last, wake.revents != 0 {
+                var sink = [UInt8](repeating: 0, count: 64)
+                _ = read(wakeFD, &sink, sink.count)
+            }
+            if !exited, tock_has_exited(pid) == 1 {
+                exited = true
+                exitedAt = ContinuousClock.now
+                // The main process is a zombie until reaped, so its group id is still ours: clear out the rest.
+                kill(-pid, SIGKILL)
+            }
+        }
+        var exitCode: Int32 = -1
+        var signal: Int32 = -1
+        _ = tock_wait(pid, 1, &exitCode, &signal)
+        close(outputFD)
+        close(wakeFD)
+        if pidFD >= 0 { close(pidFD) }
+        return ScriptResult(exitCode: exitCode >= 0 ? Int(exitCode) : nil, signal: signal >= 0 ? Int(signal) : nil,
+                            timedOut: timedOut, cancelled: cancelled, output: output,
+                            duration: ContinuousClock.now - start)
+    }
+
+    static func milliseconds(until instant: ContinuousClock.Instant, from now: ContinuousClock.Instant) -> Int32 {
+        let remaining = instant - now
+        let ms = remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
+        return Int32(clamping: max(ms, 0) + 1)
+    }
+}

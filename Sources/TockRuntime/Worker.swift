@@ -1,0 +1,215 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TockCore
+import TockPostgres
+
+public struct WorkerConfiguration: Sendable {
+    /// Scripts run at once; also the most runs one claim takes.
+    public var concurrency: Int = ProcessInfo.processInfo.activeProcessorCount
+    public var scriptsDirectory: String = "./scripts"
+    /// Claims happen on NOTIFY; this slow sweep only catches what a lost notification would leave behind.
+    public var sweepInterval: Duration = .seconds(60)
+    public var heartbeatInterval: Duration = .seconds(2)
+    public var outputCapBytes: Int = 1 << 20
+    /// On SIGTERM/SIGINT: how long running scripts may finish before they are stopped and handed back.
+    public var shutdownGrace: Duration = .seconds(30)
+    public var killGraceSeconds: Double = 5
+
+    public init() {}
+}
+
+/// Claims runs when notified, runs each script in the sandbox, reports how it ended, and heartbeats.
+public final class Worker: Service, Sendable {
+    let database: Database
+    let listener: NotificationListener
+    let configuration: WorkerConfiguration
+    let sandbox: ScriptSandbox
+    let runner: ScriptRunner
+    let logger: Logger
+    let running = Mutex<[Int64: ScriptControl]>([:])
+    let stopping = Atomic<Bool>(false)
+    let wake = WakeSignal()
+    let registeredID = Atomic<Int64>(0)
+
+    public init(database: Database, settings: ConnectionSettings, configuration: WorkerConfiguration,
+                logger: Logger) throws(TockError) {
+        guard (1...1000).contains(configuration.concurrency) else {
+            throw TockError(.invalidInput, field: "concurrency", "concurrency \(configuration.concurrency) is out of range 1-1000")
+        }
+        self.database = database
+        self.configuration = configuration
+        self.sandbox = try ScriptSandbox(directory: configuration.scriptsDirectory)
+        self.runner = ScriptRunner(outputCapBytes: configuration.outputCapBytes,
+                                   killGraceSeconds: configuration.killGraceSeconds)
+        self.listener = NotificationListener(settings: settings, channels: ["tock_runs"], logger: logger)
+        self.logger = logger
+    }
+
+    /// This worker's id in tock.workers, once registered (0 before).
+    public var id: Int64 { registeredID.load(ordering: .acquiring) }
+
+    public func run() async throws {
+        let id = try await database.registerWorker(
+            host: ProcessInfo.processInfo.hostName, pid: Int(getpid()), concurrency: configuration.concurrency,
+            scriptsDirectory: sandbox.root, version: TockVersion.current)
+        registeredID.store(id, ordering: .releasing)
+        let logger = {
+            var logger = self.logger
+            logger[metadataKey: "worker"] = "\(id)"
+            return logger
+        }()
+        logger.info("worker started", metadata: [
+            "concurrency": "\(configuration.concurrency)", "scripts_dir": "\(sandbox.root)"])
+
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { [listener, wake] in
+                    await listener.run { _ in wake.signal() }
+                }
+                group.addTask { await self.heartbeatLoop(id: id, logger: logger) }
+                await self.claimLoop(id: id, group: &group, logger: logger)
+                await self.drain(id: id, logger: logger)
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            self.stopping.store(true, ordering: .releasing)
+            self.wake.signal()
+        }
+        try? await database.setWorkerState(worker: id, state: "stopped")
+        logger.info("worker stopped")
+    }
+
+    private func claimLoop(id: Int64, group: inout DiscardingTaskGroup, logger: Logger) async {
+        var failures = 0
+        while !stopping.load(ordering: .acquiring) && !Task.isCancelled {
+            let free = configuration.concurrency - running.withLock { $0.count }
+            if free > 0 {
+                do {
+                    let claimed = try await database.claimRuns(worker: id, max: free)
+                    failures = 0
+                    for run in claimed {
+                        let control = ScriptControl()
+                        running.withLock { $0[run.runId] = control }
+                        group.addTask { await self.execute(run, worker: id, control: control, logger: logger) }
+                    }
+                    // A full batch may have left more behind: claim again as soon as a slot frees.
+                    if claimed.count == free { continue }
+                } catch {
+                    failures += 1
+                    logger.warning("claim failed; retrying", metadata: ["error": "\(error.message)"])
+                    await wake.wait(timeout: .milliseconds(min(100 * (1 << min(failures, 6)), 5000)))
+                    continue
+                }
+            }
+            await wake.wait(timeout: configuration.sweepInterval)
+        }
+    }
+
+    /// Graceful shutdown: no new claims; running scripts get the grace period, then are stopped and handed back.
+    private func drain(id: Int64, logger: Logger) async {
+        try? await database.setWorkerState(worker: id, state: "stopping")
+        let deadline = ContinuousClock.now + configuration.shutdownGrace
+        while !running.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline {
+            await wake.wait(timeout: .milliseconds(200))
+        }
+        let left = running.withLock { $0 }
+        if !left.isEmpty {
+            logger.warning("shutdown grace over; stopping scripts and handing their runs back",
+                           metadata: ["runs": "\(left.keys.sorted())"])
+            left.values.forEach { $0.cancel() }
+            while !running.withLock({ $0.isEmpty }) {
+                await wake.wait(timeout: .milliseconds(200))
+            }
+        }
+    }
+
+    private func heartbeatLoop(id: Int64, logger: Logger) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.heartbeatInterval)
+            if Task.isCancelled { return }
+            do {
+                if try await database.heartbeat(worker: id) == nil {
+                    logger.error("this worker is no longer registered as alive in tock.workers; stopping")
+                    stopping.store(true, ordering: .releasing)
+                    wake.signal()
+                    return
+                }
+            } catch {
+                logger.warning("heartbeat failed", metadata: ["error": "\(error.message)"])
+            }
+        }
+    }
+
+    private func execute(_ run: ClaimedRun, worker: Int64, control: ScriptControl, logger: Logger) async {
+        var logger = logger
+        logger[metadataKey: "run"] = "\(run.runId)"
+        logger[metadataKey: "job"] = "\(run.jobName)"
+        defer {
+            running.withLock { _ = $0.removeValue(forKey: run.runId) }
+            wake.signal()
+        }
+        let outcome: RunOutcome
+        do {
+            let path = try sandbox.resolve(run.script)
+            logger.debug("starting", metadata: ["script": "\(path)"])
+            let result = try await runner.run(
+                executable: path, arguments: run.args, environment: environment(for: run),
+                workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control)
+            if result.cancelled && stopping.load(ordering: .acquiring) {
+                // Stopped by our own shutdown, not by a user: the run goes back to the queue.
+                await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.releaseRun(run.runId, worker: worker) }
+                logger.info("handed back")
+                return
+            }
+            outcome = result.outcome(timeoutSeconds: run.timeoutSeconds)
+        } catch {
+            outcome = RunOutcome(status: .failed, error: error.message)
+        }
+        await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.finishRun(run.runId, worker: worker, outcome: outcome) }
+        logger.info("run finished", metadata: [
+            "status": "\(outcome.status.rawValue)", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")"])
+    }
+
+    /// Reports to the database, retrying while it is unreachable: a result is not dropped because of a blip.
+    private func report(logger: Logger, _ call: @Sendable () async throws(TockError) -> Bool) async {
+        var delay = Duration.milliseconds(100)
+        let giveUp = ContinuousClock.now + .seconds(600)
+        while true {
+            do {
+                _ = try await call()
+                return
+            } catch where error.kind == .unavailable && ContinuousClock.now < giveUp {
+                logger.warning("cannot report the run yet; retrying", metadata: ["error": "\(error.message)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            } catch {
+                logger.error("could not report the run", metadata: ["error": "\(error.message)"])
+                return
+            }
+        }
+    }
+
+    /// Scripts get a small, known environment (never the worker's DATABASE_URL) plus what identifies the run.
+    func environment(for run: ClaimedRun) -> [String: String] {
+        let inherited = ProcessInfo.processInfo.environment
+        var environment: [String: String] = [:]
+        for key in ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"] {
+            if let value = inherited[key] { environment[key] = value }
+        }
+        environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        environment["TOCK_RUN_ID"] = String(run.runId)
+        environment["TOCK_JOB"] = run.jobName
+        environment["TOCK_ATTEMPT"] = String(run.attempt)
+        environment["TOCK_TRIGGER"] = run.trigger
+        if let scheduledFor = run.scheduledFor {
+            environment["TOCK_SCHEDULED_FOR"] = TockJSON.formatTimestamp(scheduledFor)
+        }
+        return environment
+    }
+}
+
+public enum TockVersion {
+    public static let current = "0.1.0"
+}
