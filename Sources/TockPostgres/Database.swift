@@ -52,8 +52,8 @@ public struct Database: Sendable {
         try await scalar(Int64.self, """
             SELECT tock.create_job(
                 p_name => \(job.name), p_script => \(job.script), p_args => \(job.args), p_schedule => \(job.schedule),
-                p_timezone => \(job.timezone), p_priority => \(job.priority), p_timeout => make_interval(secs => \(job.timeoutSeconds)),
-                p_max_attempts => \(job.maxAttempts), p_overlap => \(job.overlap), p_enabled => \(job.enabled))
+                p_timezone => \(job.timezone), p_priority => \(job.priority)::int, p_timeout => make_interval(secs => \(job.timeoutSeconds)),
+                p_max_attempts => \(job.maxAttempts)::int, p_overlap => \(job.overlap), p_enabled => \(job.enabled))
             """)
     }
 
@@ -99,7 +99,7 @@ public struct Database: Sendable {
                               anchor: Date? = nil) async throws(TockError) -> [Date] {
         try await mapped {
             try await client.query("""
-                SELECT t FROM tock.next_fire_times(\(schedule), \(timezone), \(after), \(count), \(anchor)) t
+                SELECT t FROM tock.next_fire_times(\(schedule), \(timezone), \(after), \(count)::int, \(anchor)) t
                 """, logger: logger).decode(Date.self).all()
         }
     }
@@ -146,7 +146,7 @@ public struct Database: Sendable {
     public func registerWorker(host: String, pid: Int, concurrency: Int, scriptsDirectory: String?,
                                version: String?) async throws(TockError) -> Int64 {
         try await scalar(Int64.self, """
-            SELECT tock.register_worker(\(host), \(Int32(truncatingIfNeeded: pid)), \(concurrency), \(scriptsDirectory), \(version))
+            SELECT tock.register_worker(\(host), \(pid)::int, \(concurrency)::int, \(scriptsDirectory), \(version))
             """)
     }
 
@@ -164,7 +164,7 @@ public struct Database: Sendable {
     public func claimRuns(worker: Int64, max: Int) async throws(TockError) -> [ClaimedRun] {
         try await mapped {
             var claimed: [ClaimedRun] = []
-            let rows = try await client.query("SELECT * FROM tock.claim_runs(\(worker), \(max))", logger: logger)
+            let rows = try await client.query("SELECT * FROM tock.claim_runs(\(worker), \(max)::int)", logger: logger)
             for try await (runId, jobId, jobName, script, args, timeout, attempt, trigger, scheduledFor) in rows.decode(
                 (Int64, Int64, String, String, [String], Double, Int, String, Date?).self) {
                 claimed.append(ClaimedRun(runId: runId, jobId: jobId, jobName: jobName, script: script, args: args,
@@ -178,7 +178,7 @@ public struct Database: Sendable {
     @discardableResult
     public func finishRun(_ run: Int64, worker: Int64, outcome: RunOutcome) async throws(TockError) -> Bool {
         try await scalar(Bool.self, """
-            SELECT tock.finish_run(\(run), \(worker), \(outcome.status.rawValue), \(outcome.exitCode), \(outcome.error),
+            SELECT tock.finish_run(\(run), \(worker), \(outcome.status.rawValue), \(outcome.exitCode)::int, \(outcome.error),
                                    \(outcome.output), \(Int64(outcome.outputBytes)), \(outcome.outputTruncated))
             """)
     }
@@ -192,7 +192,7 @@ public struct Database: Sendable {
     /// Enqueues the due runs; returns when the next job is due (nil: none scheduled).
     public func tick(limit: Int = 1000) async throws(TockError) -> Date? {
         try await mapped {
-            try await client.query("SELECT tock.tick(now(), \(limit))", logger: logger).decode(Date?.self).all().first ?? nil
+            try await client.query("SELECT tock.tick(now(), \(limit)::int)", logger: logger).decode(Date?.self).all().first ?? nil
         }
     }
 }

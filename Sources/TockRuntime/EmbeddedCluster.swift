@@ -92,6 +92,13 @@ public struct EmbeddedCluster: Sendable {
     }
 
     private func createDirectories() throws(TockError) {
+        do {
+            // The home is searchable, so the server's OS user can reach its own private directory inside.
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o755])
+        } catch {
+            throw TockError(.failed, "cannot create \(directory): \(error.localizedDescription)")
+        }
         for path in [clusterDirectory, socketDirectory] {
             do {
                 try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
@@ -124,7 +131,17 @@ public struct EmbeddedCluster: Sendable {
         process.executableURL = URL(fileURLWithPath: arguments[0])
         process.arguments = Array(arguments.dropFirst())
         process.currentDirectoryURL = URL(fileURLWithPath: "/")
-        let output = Pipe()
+        // A file, not a pipe: pg_ctl start leaves the server running, and it would hold a pipe open forever.
+        let outputPath = FileManager.default.temporaryDirectory
+            .appendingPathComponent("tock-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out").path
+        guard FileManager.default.createFile(atPath: outputPath, contents: nil),
+              let output = FileHandle(forUpdatingAtPath: outputPath) else {
+            throw TockError(.failed, "\(what): cannot create \(outputPath)")
+        }
+        defer {
+            try? output.close()
+            try? FileManager.default.removeItem(atPath: outputPath)
+        }
         process.standardOutput = output
         process.standardError = output
         let inputPipe = Pipe()
@@ -138,8 +155,8 @@ public struct EmbeddedCluster: Sendable {
             inputPipe.fileHandleForWriting.write(Data(input.utf8))
             try? inputPipe.fileHandleForWriting.close()
         }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        let data = (try? Data(contentsOf: URL(fileURLWithPath: outputPath))) ?? Data()
         let text = String(decoding: data, as: UTF8.self)
         guard process.terminationStatus == 0 else {
             if !quiet { logger.error("\(what) failed", metadata: ["output": "\(text)"]) }

@@ -1,0 +1,53 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TockCore
+import TockPostgres
+import TockRuntime
+
+/// Finds the database: --database-url, DATABASE_URL, PG*, else the embedded cluster (started if needed;
+/// created only when `createEmbedded`, i.e. by `tock up`).
+func resolveSettings(_ options: GlobalOptions, logger: Logger, createEmbedded: Bool) throws(TockError) -> ConnectionSettings {
+    var environment = ProcessInfo.processInfo.environment
+    if let url = options.databaseURL { environment["DATABASE_URL"] = url }
+    do {
+        if let settings = try ConnectionSettings.fromEnvironment(environment) { return settings }
+    } catch {
+        throw TockError(error)
+    }
+    let cluster = EmbeddedCluster(directory: options.homeDirectory, logger: logger)
+    guard createEmbedded || FileManager.default.fileExists(atPath: options.homeDirectory + "/postgres/data/PG_VERSION") else {
+        throw TockError(.unavailable, "no database: set DATABASE_URL (or PGHOST, PGDATABASE, …), or run `tock up` "
+            + "here to create the embedded one under \(options.homeDirectory)")
+    }
+    return try cluster.start()
+}
+
+/// Runs `body` with a connected `Database`, the pool running beside it.
+func withDatabase<T: Sendable>(_ settings: ConnectionSettings, logger: Logger,
+                               _ body: @Sendable (Database, PostgresClient) async throws -> T) async throws -> T {
+    // The pool's own chatter (e.g. a lease asked for a moment before run() starts) is not for one-shot commands.
+    var poolLogger = logger
+    poolLogger.logLevel = max(logger.logLevel, .error)
+    let client = PostgresClient(configuration: settings.clientConfiguration(maximumConnections: 4), backgroundLogger: poolLogger)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await client.run() }
+        defer { group.cancelAll() }
+        return try await body(Database(client: client, logger: logger, settings: settings), client)
+    }
+}
+
+/// The common shape of a one-shot command: resolve, connect, run, and turn errors into a message and exit code.
+func oneShot(_ options: GlobalOptions, _ body: @Sendable (Database, PostgresClient) async throws -> Void) async throws {
+    let logger = options.logger(label: "tock", defaultLevel: .warning)
+    do {
+        let settings = try resolveSettings(options, logger: logger, createEmbedded: false)
+        try await withDatabase(settings, logger: logger, body)
+    } catch let error as TockError {
+        throw fail(error)
+    } catch let error as InputError {
+        throw fail(TockError(error))
+    } catch let error as PSQLError {
+        throw fail(TockError(from: error))
+    }
+}

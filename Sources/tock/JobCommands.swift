@@ -1,0 +1,259 @@
+import ArgumentParser
+import Foundation
+import TockCore
+import TockPostgres
+import TockRuntime
+
+struct JobCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "job", abstract: "Create, change, run and remove jobs.",
+        subcommands: [Add.self, List.self, Show.self, Edit.self, Run.self, Pause.self, Resume.self, Remove.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a job.", discussion: """
+            Schedules: 'every 30s|5m|2h|1d', 'hourly at :15', 'daily at 06:00', 'weekly on mon,thu at 09:30',
+            'monthly on 1 at 08:00' (29-31 and 'last' fire on a shorter month's last day), a 5-field cron
+            expression ('*/15 * * * *', names such as MON and JAN), or 'manual' (run on demand only).
+            """)
+
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "A unique name: a letter, then letters, digits, '.', '_' or '-'.") var name: String
+        @Option(help: "The script, relative to the worker's scripts directory.") var script: String
+        @Option(name: .customLong("arg"), help: "An argument for the script (repeat for more; no shell is involved).")
+        var args: [String] = []
+        @Option(help: "When it runs.") var schedule: String = "manual"
+        @Option(help: "The IANA time zone the schedule is read in.") var timezone: String = "UTC"
+        @Option(help: "0-100; higher runs first.") var priority: Int?
+        @Option(help: "How long a run may take, e.g. 90s, 10m, 2h (default 1h).") var timeout: String?
+        @Option(help: "Attempts per run (1 = no retry).") var maxAttempts: Int?
+        @Option(help: "While a run is pending or running: skip, queue or allow another.") var overlap: String?
+        @Flag(help: "Create it paused.") var paused = false
+        @Option(help: "Check the script against this scripts directory now, when it exists here.")
+        var scriptsDir: String = "./scripts"
+
+        func run() async throws {
+            var definition = JobDefinition(name: name, script: script, args: args, schedule: schedule, timezone: timezone)
+            definition.priority = priority
+            definition.maxAttempts = maxAttempts
+            definition.overlap = overlap
+            definition.enabled = !paused
+            do {
+                definition.timeoutSeconds = try timeout.map { seconds in try DurationText.seconds(seconds) }
+                try checkSandbox(script: script, scriptsDir: scriptsDir)
+            } catch let error as InputError {
+                throw fail(TockError(error))
+            } catch let error as TockError {
+                throw fail(error)
+            }
+            let json = options.json
+            try await oneShot(options) { [definition] database, _ in
+                let id = try await database.createJob(definition)
+                let job = try await database.job(String(id))
+                if json { try printJSON(job) } else {
+                    print("created job \(job.name) (id \(job.id)): \(job.scheduleDescription)"
+                        + (job.nextRunAt.map { ", next run \(Display.time($0))" } ?? ""))
+                }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every job with its schedule, next and last run.")
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            let json = options.json
+            try await oneShot(options) { database, _ in
+                let jobs = try await database.jobs()
+                if json { return try printJSON(jobs) }
+                var table = TextTable("NAME", "STATE", "SCHEDULE", "TIMEZONE", "NEXT RUN", "LAST RUN", "RUNNING")
+                for job in jobs {
+                    table.append([job.name, job.state, job.scheduleDescription, job.timezone, Display.time(job.nextRunAt),
+                                  job.lastRunStatus.map { "\($0) \(Display.time(job.lastRunFinishedAt ?? job.lastRunStartedAt))" } ?? "-",
+                                  "\(job.running)"])
+                }
+                print(jobs.isEmpty ? "no jobs yet: tock job add NAME --script PATH --schedule 'every 5m'" : table.render())
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One job, its next 5 fire times and recent runs.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The job's name or id.") var job: String
+
+        func run() async throws {
+            let json = options.json
+            let job = job
+            try await oneShot(options) { database, _ in
+                let info = try await database.job(job)
+                let next = info.enabled ? try await database.nextFireTimes(schedule: info.schedule, timezone: info.timezone,
+                                                                           after: info.nextRunAt.map { $0.addingTimeInterval(-0.001) } ?? Date(), count: 5) : []
+                let runs = try await database.runs(job: String(info.id), limit: 10)
+                if json {
+                    struct Shown: Encodable { var job: JobInfo; var nextFireTimes: [Date]; var recentRuns: [RunInfo] }
+                    return try printJSON(Shown(job: info, nextFireTimes: next, recentRuns: runs))
+                }
+                print("""
+                    name:          \(info.name) (id \(info.id), \(info.state))
+                    script:        \(info.script)\(info.args.isEmpty ? "" : " " + info.args.map { "'\($0)'" }.joined(separator: " "))
+                    schedule:      \(info.schedule) — \(info.scheduleDescription) (\(info.timezone))
+                    priority:      \(info.priority)
+                    timeout:       \(DurationText.format(seconds: info.timeoutSeconds))
+                    max attempts:  \(info.maxAttempts)
+                    overlap:       \(info.overlap)
+                    next runs:     \(next.isEmpty ? "-" : next.map(Display.time).joined(separator: "\n               "))
+                    """)
+                if !runs.isEmpty {
+                    print("\nrecent runs:")
+                    print(RunsTable.render(runs))
+                }
+            }
+        }
+    }
+
+    struct Edit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change a job's fields; the rest stay as they are.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The job's name or id.") var job: String
+        @Option(help: "A new name.") var name: String?
+        @Option var script: String?
+        @Option(name: .customLong("arg"), help: "Replace the arguments (repeat for more).") var args: [String] = []
+        @Flag(help: "Remove every argument.") var clearArgs = false
+        @Option var schedule: String?
+        @Option var timezone: String?
+        @Option var priority: Int?
+        @Option var timeout: String?
+        @Option var maxAttempts: Int?
+        @Option var overlap: String?
+        @Option var scriptsDir: String = "./scripts"
+
+        func run() async throws {
+            var changes: [String: JobChange] = [:]
+            do {
+                if let name { changes["name"] = .text(name) }
+                if let script {
+                    try checkSandbox(script: script, scriptsDir: scriptsDir)
+                    changes["script"] = .text(script)
+                }
+                if clearArgs || !args.isEmpty { changes["args"] = .list(args) }
+                if let schedule { changes["schedule"] = .text(schedule) }
+                if let timezone { changes["timezone"] = .text(timezone) }
+                if let priority { changes["priority"] = .integer(priority) }
+                if let timeout { changes["timeout"] = .text("\(try DurationText.seconds(timeout)) seconds") }
+                if let maxAttempts { changes["max_attempts"] = .integer(maxAttempts) }
+                if let overlap { changes["overlap"] = .text(overlap) }
+            } catch let error as InputError {
+                throw fail(TockError(error))
+            } catch let error as TockError {
+                throw fail(error)
+            }
+            guard !changes.isEmpty else {
+                throw fail(TockError(.invalidInput, "nothing to change: give --schedule, --script, --arg, --timezone, …"))
+            }
+            let json = options.json
+            let job = job
+            try await oneShot(options) { [changes] database, _ in
+                let id = try await database.updateJob(job, changes: changes)
+                let info = try await database.job(String(id))
+                if json { try printJSON(info) } else {
+                    print("updated job \(info.name): \(info.scheduleDescription)"
+                        + (info.nextRunAt.map { ", next run \(Display.time($0))" } ?? ""))
+                }
+            }
+        }
+    }
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run a job now; prints the run id at once.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The job's name or id.") var job: String
+        @Flag(help: "Wait for the run to finish, print its output and exit with its status.") var wait = false
+        @Option(help: "With --wait: give up after this many seconds.") var waitTimeout: Double = 3600
+
+        func run() async throws {
+            let json = options.json
+            let (job, wait, waitTimeout) = (job, wait, waitTimeout)
+            var finalStatus = "succeeded"
+            let status = Mutex(finalStatus)
+            try await oneShot(options) { database, _ in
+                let id = try await database.runNow(job, trigger: "manual")
+                guard wait else {
+                    if json { try printJSON(["run_id": id]) } else { print("run \(id) enqueued: tock run show \(id)") }
+                    return
+                }
+                let deadline = Date().addingTimeInterval(waitTimeout)
+                var run = try await database.run(id, withOutput: false)
+                while !(RunStatus(rawValue: run.status)?.isFinal ?? true) {
+                    guard Date() < deadline else {
+                        throw TockError(.failed, "run \(id) is still \(run.status) after \(Int(waitTimeout))s")
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                    run = try await database.run(id, withOutput: false)
+                }
+                run = try await database.run(id, withOutput: true)
+                if json { try printJSON(run) } else {
+                    print(run.output ?? "", terminator: (run.output ?? "").hasSuffix("\n") || (run.output ?? "").isEmpty ? "" : "\n")
+                    FileHandle.standardError.write(Data("run \(id) \(run.status)\(run.error.map { ": \($0)" } ?? "")\n".utf8))
+                }
+                status.withLock { $0 = run.status }
+            }
+            finalStatus = status.withLock { $0 }
+            if finalStatus != "succeeded" { throw ExitCode(1) }
+        }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop a job's schedule (run-now still works).")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The job's name or id.") var job: String
+        func run() async throws {
+            let job = job
+            try await oneShot(options) { database, _ in
+                try await database.setJobEnabled(job, false)
+                print("paused \(job)")
+            }
+        }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Restart a job's schedule from now (missed fire times are not replayed).")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The job's name or id.") var job: String
+        func run() async throws {
+            let job = job
+            try await oneShot(options) { database, _ in
+                try await database.setJobEnabled(job, true)
+                let info = try await database.job(job)
+                print("resumed \(info.name)" + (info.nextRunAt.map { ", next run \(Display.time($0))" } ?? ""))
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rm", abstract: "Delete a job and its run history.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The job's name or id.") var job: String
+        func run() async throws {
+            let job = job
+            try await oneShot(options) { database, _ in
+                try await database.deleteJob(job)
+                print("deleted \(job)")
+            }
+        }
+    }
+}
+
+/// `tock job add/edit` refuse a script that leaves the scripts directory, when that directory is visible here.
+func checkSandbox(script: String, scriptsDir: String) throws {
+    try ScriptPath.validate(script)
+    guard let sandbox = try? ScriptSandbox(directory: scriptsDir) else { return }
+    do {
+        _ = try sandbox.resolve(script)
+    } catch where error.message.contains("outside") {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("warning: \(error.message)\n".utf8))
+    }
+}
+
+import Synchronization

@@ -1,0 +1,191 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import TockCore
+import TockPostgres
+import TockRuntime
+
+struct WorkerOptions: ParsableArguments {
+    @Option(help: "Scripts run at once (default: the number of cores).")
+    var concurrency: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "The only directory scripts may run from.")
+    var scriptsDir: String = "./scripts"
+
+    @Option(help: "Seconds between safety sweeps for runs whose NOTIFY was missed.")
+    var sweepSeconds: Double = 60
+
+    @Option(help: "Seconds between heartbeats.")
+    var heartbeatSeconds: Double = 2
+
+    @Option(help: "On SIGTERM/SIGINT, seconds running scripts may take before they are stopped and handed back.")
+    var shutdownGraceSeconds: Double = 30
+
+    @Option(help: "Bytes of output kept per run (the last ones).")
+    var outputCap: Int = 1 << 20
+
+    var configuration: WorkerConfiguration {
+        var configuration = WorkerConfiguration()
+        configuration.concurrency = concurrency
+        configuration.scriptsDirectory = scriptsDir
+        configuration.sweepInterval = .milliseconds(Int64(sweepSeconds * 1000))
+        configuration.heartbeatInterval = .milliseconds(Int64(heartbeatSeconds * 1000))
+        configuration.shutdownGrace = .milliseconds(Int64(shutdownGraceSeconds * 1000))
+        configuration.outputCapBytes = outputCap
+        return configuration
+    }
+}
+
+/// Builds the services and runs them in one ServiceGroup until SIGTERM/SIGINT. The pool comes first: services
+/// stop in reverse order, so workers drain before the pool closes.
+func runServices(_ options: GlobalOptions, createEmbedded: Bool, migrate: Bool,
+                 build: (Database, ConnectionSettings, Logger) throws(TockError) -> [any Service]) async throws {
+    let logger = options.logger(label: "tock", defaultLevel: .info)
+    do {
+        let settings = try resolveSettings(options, logger: logger, createEmbedded: createEmbedded)
+        if migrate {
+            // A pool of its own: a PostgresClient runs once, and the services' pool runs in the group below.
+            let client = PostgresClient(configuration: settings.clientConfiguration(maximumConnections: 2), backgroundLogger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                defer { group.cancelAll() }
+                let report = try await Migrator(client: client, files: try SQLFiles.bundled(), logger: logger).migrate()
+                if !report.applied.isEmpty { logger.info("migrated", metadata: ["applied": "\(report.applied)"]) }
+            }
+        }
+        let serviceClient = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)
+        let serviceDatabase = Database(client: serviceClient, logger: logger, settings: settings)
+        let services = try build(serviceDatabase, settings, logger)
+        logger.info("tock running", metadata: ["database": "\(settings.displayName)"])
+        var configuration = ServiceGroupConfiguration(
+            services: [.init(service: serviceClient)] + services.map { .init(service: $0) },
+            logger: logger)
+        configuration.gracefulShutdownSignals = [.sigterm, .sigint]
+        try await ServiceGroup(configuration: configuration).run()
+    } catch let error as TockError {
+        throw fail(error)
+    } catch let error as PSQLError {
+        throw fail(TockError(from: error))
+    }
+}
+
+extension PostgresClient: @retroactive CustomStringConvertible {
+    public var description: String { "PostgresClient" }
+}
+
+struct Up: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Migrate, then run a scheduler and a worker in one process (creates the embedded cluster when no database is configured).")
+
+    @OptionGroup var options: GlobalOptions
+    @OptionGroup var worker: WorkerOptions
+
+    func run() async throws {
+        try await runServices(options, createEmbedded: true, migrate: true) { database, settings, logger throws(TockError) in
+            [Scheduler(database: database, settings: settings, logger: logger),
+             try Worker(database: database, settings: settings, configuration: worker.configuration, logger: logger)]
+        }
+    }
+}
+
+struct SchedulerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scheduler",
+        abstract: "Turn due schedules into runs (any number may run at once).")
+
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        try await runServices(options, createEmbedded: false, migrate: false) { database, settings, logger throws(TockError) in
+            [Scheduler(database: database, settings: settings, logger: logger)]
+        }
+    }
+}
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "worker",
+        abstract: "Claim runs and run their scripts in the sandbox.")
+
+    @OptionGroup var options: GlobalOptions
+    @OptionGroup var worker: WorkerOptions
+
+    func run() async throws {
+        try await runServices(options, createEmbedded: false, migrate: false) { database, settings, logger throws(TockError) in
+            [try Worker(database: database, settings: settings, configuration: worker.configuration, logger: logger)]
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply pending migrations and changed functions (safe to run concurrently; a no-op when current).")
+
+    @OptionGroup var options: GlobalOptions
+
+    @Flag(help: "Print the SQL that would run, and change nothing.")
+    var dryRun = false
+
+    func run() async throws {
+        let json = options.json
+        let dryRun = dryRun
+        try await oneShot(options) { database, client in
+            let migrator = Migrator(client: client, files: try SQLFiles.bundled(), logger: database.logger)
+            if dryRun {
+                let plan = try await migrator.plan()
+                if plan.isEmpty { print("-- up to date: nothing to apply") }
+                for file in plan { print("-- \(file.name).sql\n\(file.text)") }
+                return
+            }
+            let report = try await migrator.migrate()
+            if json {
+                try printJSON(["applied": report.applied, "functions": report.functionsApplied ? ["applied"] : []])
+            } else if report.upToDate {
+                print("up to date")
+            } else {
+                for name in report.applied { print("applied \(name)") }
+                if report.functionsApplied { print("applied functions and views") }
+            }
+        }
+    }
+}
+
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cluster",
+        abstract: "Manage the embedded PostgreSQL cluster (used by ops/up and ops/test).",
+        subcommands: [Start.self, Stop.self, URL.self])
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create (if needed) and start it; print its DATABASE_URL.")
+        @OptionGroup var options: GlobalOptions
+        func run() async throws {
+            let logger = options.logger(label: "tock", defaultLevel: .warning)
+            do {
+                print(try EmbeddedCluster(directory: options.homeDirectory, logger: logger).start().url())
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop it (fast shutdown).")
+        @OptionGroup var options: GlobalOptions
+        func run() async throws {
+            do {
+                try EmbeddedCluster(directory: options.homeDirectory, logger: options.logger(label: "tock", defaultLevel: .warning)).stop()
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+
+    struct URL: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "url", abstract: "Print its DATABASE_URL.")
+        @OptionGroup var options: GlobalOptions
+        func run() async throws {
+            print(EmbeddedCluster(directory: options.homeDirectory, logger: options.logger(label: "tock", defaultLevel: .warning))
+                .settings().url())
+        }
+    }
+}
