@@ -1,6 +1,6 @@
 extension AsyncSequence {
     /// Every element, in order: results must always be read, or a server-side error goes unseen.
-    func all() async throws -> [Element] {
+    public func all() async throws -> [Element] {
         var elements: [Element] = []
         for try await element in self { elements.append(element) }
         return elements

@@ -1,3 +1,4 @@
+import CTockSpawn
 import Foundation
 import Logging
 import TockCore
@@ -72,12 +73,13 @@ public struct EmbeddedCluster: Sendable {
             try runAsOwner([binaries.pgCtl, "-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "start"],
                            what: "pg_ctl start")
         }
-        try runAsOwner([binaries.psql, "-X", "-q", "-h", socketDirectory, "-p", "\(Self.port)", "-U", Self.superuser,
-                        "-d", "postgres", "-v", "ON_ERROR_STOP=1"],
-                       what: "creating the tock database", input: """
-            SELECT 'CREATE DATABASE \(Self.databaseName)'
-            WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '\(Self.databaseName)') \\gexec
-            """)
+        let psql = [binaries.psql, "-X", "-q", "-t", "-A", "-h", socketDirectory, "-p", "\(Self.port)",
+                    "-U", Self.superuser, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c"]
+        let exists = try runAsOwner(psql + ["SELECT 1 FROM pg_database WHERE datname = '\(Self.databaseName)'"],
+                                    what: "looking for the tock database")
+        if exists.trimmingCharacters(in: .whitespacesAndNewlines) != "1" {
+            try runAsOwner(psql + ["CREATE DATABASE \(Self.databaseName)"], what: "creating the tock database")
+        }
         return settings()
     }
 
@@ -119,48 +121,39 @@ public struct EmbeddedCluster: Sendable {
 
     /// Runs a PostgreSQL tool as the cluster's owner: `postgres` when we are root, else ourselves.
     @discardableResult
-    private func runAsOwner(_ arguments: [String], what: String, quiet: Bool = false,
-                            input: String? = nil) throws(TockError) -> String {
+    private func runAsOwner(_ arguments: [String], what: String, quiet: Bool = false) throws(TockError) -> String {
         let command = Self.isRoot ? ["/usr/sbin/runuser", "-u", "postgres", "--"] + arguments : arguments
-        return try runProcess(command, what: what, quiet: quiet, input: input)
+        return try runProcess(command, what: what, quiet: quiet)
     }
 
+    /// Runs a tool to completion with plain waitpid. (Foundation's Process notices exit through a socket the
+    /// child inherits, which the daemonized postmaster keeps open, so `pg_ctl start` would never return.)
     @discardableResult
-    func runProcess(_ arguments: [String], what: String, quiet: Bool = false, input: String? = nil) throws(TockError) -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        process.currentDirectoryURL = URL(fileURLWithPath: "/")
-        // A file, not a pipe: pg_ctl start leaves the server running, and it would hold a pipe open forever.
+    func runProcess(_ arguments: [String], what: String, quiet: Bool = false) throws(TockError) -> String {
         let outputPath = FileManager.default.temporaryDirectory
             .appendingPathComponent("tock-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out").path
-        guard FileManager.default.createFile(atPath: outputPath, contents: nil),
-              let output = FileHandle(forUpdatingAtPath: outputPath) else {
-            throw TockError(.failed, "\(what): cannot create \(outputPath)")
-        }
+        let fd = open(outputPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TockError(.failed, "\(what): cannot create \(outputPath)") }
         defer {
-            try? output.close()
-            try? FileManager.default.removeItem(atPath: outputPath)
+            close(fd)
+            unlink(outputPath)
         }
-        process.standardOutput = output
-        process.standardError = output
-        let inputPipe = Pipe()
-        process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
-        do {
-            try process.run()
-        } catch {
-            throw TockError(.failed, "\(what): cannot run \(arguments[0]): \(error.localizedDescription)")
+        var pid: pid_t = 0
+        let argv = arguments.map { strdup($0) } + [nil]
+        let environment = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let rc = tock_spawn(&pid, arguments[0], argv, environment, "/", fd)
+        argv.forEach { free($0) }
+        environment.forEach { free($0) }
+        guard rc == 0 else {
+            throw TockError(.failed, "\(what): cannot run \(arguments[0]): \(String(cString: strerror(rc)))")
         }
-        if let input {
-            inputPipe.fileHandleForWriting.write(Data(input.utf8))
-            try? inputPipe.fileHandleForWriting.close()
-        }
-        process.waitUntilExit()
-        let data = (try? Data(contentsOf: URL(fileURLWithPath: outputPath))) ?? Data()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
+        var exitCode: Int32 = -1
+        var signal: Int32 = -1
+        _ = tock_wait(pid, 1, &exitCode, &signal)
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        guard exitCode == 0 else {
             if !quiet { logger.error("\(what) failed", metadata: ["output": "\(text)"]) }
-            throw TockError(.failed, "\(what) failed (exit \(process.terminationStatus)): "
+            throw TockError(.failed, "\(what) failed (exit \(exitCode)): "
                 + text.trimmingCharacters(in: .whitespacesAndNewlines) + (what.hasPrefix("pg_ctl start") ? " (see \(logFile))" : ""))
         }
         return text

@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+@testable import TockCore
+
+@Suite("output capture")
+struct OutputTailTests {
+    @Test("keeps the last bytes up to the cap and counts all of them")
+    func capsToTheTail() {
+        var tail = OutputTail(capacity: 10)
+        tail.append(Array("0123456789".utf8))
+        #expect(!tail.truncated)
+        tail.append(Array("abcde".utf8))
+        #expect(tail.truncated)
+        #expect(tail.totalBytes == 15)
+        #expect(tail.text == "56789abcde")
+    }
+
+    @Test("a single write larger than the cap keeps only its end")
+    func hugeWrite() {
+        var tail = OutputTail(capacity: 4)
+        tail.append(Array(repeating: UInt8(ascii: "x"), count: 1000) + Array("done".utf8))
+        #expect(tail.text == "done")
+        #expect(tail.bytes.count == 4)
+    }
+
+    @Test("invalid UTF-8 and NUL bytes become U+FFFD; a sequence split by the cut is dropped")
+    func tolerateBadBytes() {
+        var tail = OutputTail(capacity: 100)
+        tail.append([0x61, 0xFF, 0x00, 0x62])
+        #expect(tail.text == "a\u{FFFD}\u{FFFD}b")
+        var cut = OutputTail(capacity: 3)
+        cut.append(Array("é".utf8) + Array("ab".utf8))  // é is 2 bytes: the cut leaves its continuation byte
+        #expect(cut.text == "ab")
+    }
+}
+
+@Suite("durations")
+struct DurationTextTests {
+    @Test("reads the forms people type", arguments: [
+        ("90s", 90.0), ("10m", 600), ("2h", 7200), ("1h30m", 5400), ("1d", 86400), ("45", 45), ("0.5", 0.5),
+    ])
+    func parses(text: String, seconds: Double) throws {
+        #expect(try DurationText.seconds(text) == seconds)
+    }
+
+    @Test("refuses nonsense and zero, naming the field", arguments: ["", "abc", "10x", "m", "0", "0s", "5m3"])
+    func refuses(text: String) {
+        #expect(throws: InputError.self) { try DurationText.seconds(text, field: "timeout") }
+        do { _ = try DurationText.seconds(text, field: "timeout") } catch { #expect(error.field == "timeout") }
+    }
+
+    @Test("formats compactly")
+    func formats() {
+        #expect(DurationText.format(seconds: 5400) == "1h30m")
+        #expect(DurationText.format(seconds: 3600) == "1h")
+        #expect(DurationText.format(seconds: 45) == "45s")
+    }
+}
+
+@Suite("connection settings")
+struct ConnectionSettingsTests {
+    @Test("DATABASE_URL over TCP")
+    func tcpURL() throws {
+        let settings = try #require(try ConnectionSettings.fromEnvironment(
+            ["DATABASE_URL": "postgres://tock:s%40cret@db.example:6543/jobs?sslmode=require"]))
+        #expect(settings.endpoint == .tcp(host: "db.example", port: 6543))
+        #expect(settings.username == "tock")
+        #expect(settings.password == "s@cret")
+        #expect(settings.database == "jobs")
+        #expect(settings.requireTLS)
+    }
+
+    @Test("a socket directory in the URL's host parameter, and the URL round-trips")
+    func socketURL() throws {
+        let settings = try #require(try ConnectionSettings.fromEnvironment(
+            ["DATABASE_URL": "postgres://postgres@/tock?host=/srv/tock/run&port=5433"]))
+        #expect(settings.endpoint == .unixSocket(path: "/srv/tock/run/.s.PGSQL.5433"))
+        let again = try #require(try ConnectionSettings.fromEnvironment(["DATABASE_URL": settings.url()]))
+        #expect(again == settings)
+    }
+
+    @Test("the PG* variables, and nothing when none is set")
+    func libpqVariables() throws {
+        let settings = try #require(try ConnectionSettings.fromEnvironment(
+            ["PGHOST": "/var/run/postgresql", "PGUSER": "ops", "PGDATABASE": "tock"]))
+        #expect(settings.endpoint == .unixSocket(path: "/var/run/postgresql/.s.PGSQL.5432"))
+        #expect(settings.username == "ops")
+        #expect(try ConnectionSettings.fromEnvironment(["HOME": "/root"]) == nil)
+    }
+
+    @Test("a URL that is not postgres:// is refused")
+    func badURL() {
+        #expect(throws: InputError.self) { try ConnectionSettings.fromEnvironment(["DATABASE_URL": "mysql://x/y"]) }
+        #expect(throws: InputError.self) { try ConnectionSettings.fromEnvironment(["PGPORT": "99999"]) }
+    }
+}
+
+@Suite("script paths")
+struct ScriptPathTests {
+    @Test("relative paths inside the directory pass", arguments: ["a.sh", "reports/daily.sh", "x..y.sh", "./a.sh"])
+    func allowed(path: String) throws {
+        try ScriptPath.validate(path)
+    }
+
+    @Test("absolute paths, '..' and empty paths are refused", arguments: ["/etc/passwd", "../x.sh", "a/../../x", "a/..", ""])
+    func refused(path: String) {
+        #expect(throws: InputError.self) { try ScriptPath.validate(path) }
+    }
+}
+
+@Suite("JSON times")
+struct JSONTimeTests {
+    @Test("reads PostgreSQL's JSON timestamps with offsets and microseconds")
+    func parsesPostgresFormat() throws {
+        let a = try #require(TockJSON.parseTimestamp("2024-03-10T07:00:00.5+00:00"))
+        #expect(a.timeIntervalSince1970 == 1710054000.5)
+        let b = try #require(TockJSON.parseTimestamp("2024-03-10T02:00:00-05:00"))
+        #expect(b.timeIntervalSince1970 == 1710054000)
+        let c = try #require(TockJSON.parseTimestamp("2000-02-29T00:00:00Z"))
+        #expect(c.timeIntervalSince1970 == 951782400)
+        #expect(TockJSON.parseTimestamp("yesterday") == nil)
+    }
+
+    @Test("run statuses typed by users")
+    func statuses() throws {
+        #expect(try RunStatus(userInput: "TIMED_OUT") == .timedOut)
+        #expect(throws: InputError.self) { try RunStatus(userInput: "done") }
+    }
+}

@@ -1,0 +1,222 @@
+import Foundation
+import PostgresNIO
+import Synchronization
+import Testing
+import TockCore
+import TockPostgres
+import TockTesting
+
+@Suite("jobs, tick, claim and finish in SQL")
+struct QueueTests {
+    @Test("4 concurrent schedulers over 200 due jobs enqueue exactly 200 runs")
+    func tickExactlyOnce() async throws {
+        try await TestDatabase.withFresh(maximumConnections: 8) { database, _ in
+            try await database.client.query("""
+                INSERT INTO tock.jobs (name, script, schedule) SELECT 'job' || i, 'x.sh', 'every 1h' FROM generate_series(1, 200) i
+                """).collect()
+            // All due a minute ago.
+            try await database.client.query("UPDATE tock.jobs SET next_run_at = now() - interval '1 minute'").collect()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        for _ in 0..<5 { _ = try await database.tick(limit: 30) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let (runs, jobs) = try #require(try await database.client.query(
+                "SELECT count(*), count(DISTINCT job_id) FROM tock.runs WHERE trigger = 'schedule'")
+                .decode((Int, Int).self).all().first)
+            #expect(runs == 200)
+            #expect(jobs == 200)
+            let stillDue = try await database.client.query(
+                "SELECT count(*) FROM tock.jobs WHERE next_run_at <= now()").decode(Int.self).all().first
+            #expect(stillDue == 0)
+        }
+    }
+
+    @Test("4 workers over 1,000 pending runs claim and finish each exactly once")
+    func claimExactlyOnce() async throws {
+        try await TestDatabase.withFresh(maximumConnections: 8) { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "many", script: "x.sh"))
+            try await database.client.query("""
+                INSERT INTO tock.runs (job_id, trigger) SELECT id, 'sql' FROM tock.jobs, generate_series(1, 1000)
+                """).collect()
+            let claimedIDs = Locked<[Int64]>([])
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<4 {
+                    group.addTask {
+                        let worker = try await database.registerWorker(host: "test", pid: index, concurrency: 10,
+                                                                       scriptsDirectory: nil, version: nil)
+                        while true {
+                            let batch = try await database.claimRuns(worker: worker, max: 10)
+                            if batch.isEmpty { return }
+                            for run in batch {
+                                claimedIDs.withLock { $0.append(run.runId) }
+                                let finished = try await database.finishRun(run.runId, worker: worker,
+                                                                            outcome: RunOutcome(status: .succeeded, exitCode: 0))
+                                #expect(finished)
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let ids = claimedIDs.withLock { $0 }
+            #expect(ids.count == 1000)
+            #expect(Set(ids).count == 1000)
+            let succeeded = try await database.client.query(
+                "SELECT count(*) FROM tock.runs WHERE status = 'succeeded'").decode(Int.self).all().first
+            #expect(succeeded == 1000)
+            let processed = try await database.client.query(
+                "SELECT sum(runs_processed)::int FROM tock.workers").decode(Int.self).all().first
+            #expect(processed == 1000)
+        }
+    }
+
+    @Test("claims take the highest priority first, then the oldest")
+    func claimOrder() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            var low = JobDefinition(name: "low", script: "x.sh")
+            low.priority = 10
+            var high = JobDefinition(name: "high", script: "x.sh")
+            high.priority = 90
+            _ = try await database.createJob(low)
+            _ = try await database.createJob(high)
+            let first = try await database.runNow("low")
+            let second = try await database.runNow("low")
+            let urgent = try await database.runNow("high")
+            let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 3, scriptsDirectory: nil, version: nil)
+            let claimed = try await database.claimRuns(worker: worker, max: 3).map(\.runId)
+            #expect(claimed == [urgent, first, second])
+        }
+    }
+
+    @Test("a finish is recorded once: late, duplicate or foreign reports change nothing")
+    func guardedFinish() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "once", script: "x.sh"))
+            let run = try await database.runNow("once")
+            let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
+            let other = try await database.registerWorker(host: "t", pid: 2, concurrency: 1, scriptsDirectory: nil, version: nil)
+            #expect(try await database.finishRun(run, worker: worker, outcome: RunOutcome(status: .succeeded)) == false)  // not claimed yet
+            _ = try await database.claimRuns(worker: worker, max: 1)
+            #expect(try await database.finishRun(run, worker: other, outcome: RunOutcome(status: .failed)) == false)
+            #expect(try await database.finishRun(run, worker: worker,
+                                                 outcome: RunOutcome(status: .succeeded, exitCode: 0, output: "ok\n", outputBytes: 3)))
+            #expect(try await database.finishRun(run, worker: worker, outcome: RunOutcome(status: .failed)) == false)
+            let info = try await database.run(run)
+            #expect(info.status == "succeeded")
+            #expect(info.output == "ok\n")
+            #expect(info.workerId == worker)
+        }
+    }
+
+    @Test("overlap 'skip' drops a fire time while a run is pending; a missed backlog fires once, then the next fire time")
+    func overlapAndMisfire() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "minutely", script: "x.sh", schedule: "every 1m"))
+            // Ten fire times missed (downtime): one run, and the schedule moves past now.
+            try await database.client.query("UPDATE tock.jobs SET next_run_at = now() - interval '10 minutes'").collect()
+            _ = try await database.tick()
+            #expect(try await database.runs(job: "minutely").count == 1)
+            let next = try #require(try await database.job("minutely").nextRunAt)
+            #expect(next > Date())
+            // Due again while the first run is still pending: skipped, schedule still advances.
+            try await database.client.query("UPDATE tock.jobs SET next_run_at = now() - interval '1 second'").collect()
+            _ = try await database.tick()
+            #expect(try await database.runs(job: "minutely").count == 1)
+            #expect(try #require(try await database.job("minutely").nextRunAt) > Date())
+        }
+    }
+
+    @Test("jobs: bad input names the field, and a bad INSERT from psql writes nothing")
+    func badJobs() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            func refused(_ job: JobDefinition, field: String, _ fragment: String) async {
+                do {
+                    _ = try await database.createJob(job)
+                    Issue.record("\(job) was accepted")
+                } catch {
+                    #expect(error.field == field, "\(error.message)")
+                    #expect(error.message.contains(fragment), "\(error.message)")
+                }
+            }
+            await refused(JobDefinition(name: "a", script: "/etc/passwd"), field: "script", "relative")
+            await refused(JobDefinition(name: "a", script: "../up.sh"), field: "script", "without '..'")
+            await refused(JobDefinition(name: "1st", script: "x.sh"), field: "name", "not a job name")
+            await refused(JobDefinition(name: "a", script: "x.sh", timezone: "Nowhere/Land"), field: "timezone", "unknown time zone")
+            await refused(JobDefinition(name: "a", script: "x.sh", schedule: "0 0 32 * *"), field: "schedule.cron", "'32'")
+            var priority = JobDefinition(name: "a", script: "x.sh")
+            priority.priority = 101
+            await refused(priority, field: "priority", "out of range 0-100")
+            _ = try await database.createJob(JobDefinition(name: "dup", script: "x.sh"))
+            do {
+                _ = try await database.createJob(JobDefinition(name: "dup", script: "y.sh"))
+                Issue.record("duplicate accepted")
+            } catch let error as TockError {
+                #expect(error.kind == .conflict)
+                #expect(error.message == "name: a job named 'dup' already exists")
+            }
+            // Straight SQL obeys the same rules.
+            await #expect(throws: PSQLError.self) {
+                try await database.client.query(
+                    "INSERT INTO tock.jobs (name, script, schedule) VALUES ('raw', 'x.sh', 'every 0s')").collect()
+            }
+            await #expect(throws: PSQLError.self) {
+                try await database.client.query("UPDATE tock.jobs SET timezone = 'Nowhere' WHERE name = 'dup'").collect()
+            }
+            let jobs = try await database.jobs()
+            #expect(jobs.map(\.name) == ["dup"])
+            #expect(jobs.first?.timezone == "UTC")
+        }
+    }
+
+    @Test("edit, pause and resume keep next_run_at in step; a psql INSERT gets its schedule parsed too")
+    func editPauseResume() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            try await database.client.query(
+                "INSERT INTO tock.jobs (name, script, schedule, timezone) VALUES ('raw', 'x.sh', 'daily at 06:00', 'asia/hong_kong')").collect()
+            var job = try await database.job("raw")
+            #expect(job.timezone == "Asia/Hong_Kong")
+            #expect(job.scheduleDescription == "daily at 06:00")
+            #expect(job.nextRunAt != nil)
+            try await database.setJobEnabled("raw", false)
+            job = try await database.job("raw")
+            #expect(job.state == "paused")
+            #expect(job.nextRunAt == nil)
+            try await database.setJobEnabled("raw", true)
+            _ = try await database.updateJob("raw", changes: ["schedule": .text("manual"), "priority": .integer(70)])
+            job = try await database.job("raw")
+            #expect(job.nextRunAt == nil)
+            #expect(job.priority == 70)
+            await #expect(throws: TockError.self) {
+                _ = try await database.updateJob("raw", changes: ["colour": .text("red")])
+            }
+            await #expect(throws: TockError.self) { _ = try await database.runNow("nope") }
+        }
+    }
+
+    @Test("a run-now NOTIFYs tock_runs, and a new due job NOTIFYs tock_jobs")
+    func notifications() async throws {
+        try await TestDatabase.withFresh { database, settings in
+            let received = Locked<[String]>([])
+            let listening = AsyncStream<Void>.makeStream()
+            let listener = NotificationListener(settings: settings, channels: ["tock_runs", "tock_jobs"],
+                                                logger: TestDatabase.logger)
+            let task = Task {
+                await listener.run { event in
+                    switch event {
+                    case .listening: listening.continuation.yield()
+                    case .notification(let channel, _): received.withLock { $0.append(channel) }
+                    }
+                }
+            }
+            defer { task.cancel() }
+            for await _ in listening.stream { break }
+            _ = try await database.createJob(JobDefinition(name: "n", script: "x.sh", schedule: "every 1h"))
+            _ = try await database.runNow("n")
+            #expect(try await eventually { received.withLock { Set($0) } == ["tock_runs", "tock_jobs"] })
+        }
+    }
+}

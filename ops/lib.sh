@@ -1,0 +1,33 @@
+# Shared by ops/up and ops/test: install what is missing, never by hand.
+# shellcheck shell=bash
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "ops: need root to run: $*" >&2; exit 1; fi
+}
+
+# PostgreSQL's server tools (initdb, pg_ctl, postgres) and psql: from Debian when absent.
+ensure_postgres() {
+    if command -v initdb >/dev/null && command -v pg_ctl >/dev/null && command -v psql >/dev/null; then return; fi
+    if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v psql >/dev/null; then return; fi
+    echo "ops: installing PostgreSQL (apt-get install -y postgresql)" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib >/dev/null
+    # Debian starts a system cluster on install; Tock uses its own, so leave that one alone but do not need it.
+}
+
+ensure_swift() {
+    if command -v swift >/dev/null; then return; fi
+    for dir in /opt/swift/usr/bin /usr/share/swift/usr/bin; do
+        if [ -x "$dir/swift" ]; then export PATH="$dir:$PATH"; return; fi
+    done
+    echo "ops: Swift 6 is not installed and Debian does not package it: install it from https://swift.org/install/linux/ and re-run" >&2
+    exit 1
+}
+
+# runuser (util-linux) lets root run the cluster as the postgres user.
+ensure_runuser() {
+    if [ "$(id -u)" = 0 ] && ! command -v runuser >/dev/null; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux >/dev/null
+    fi
+}
