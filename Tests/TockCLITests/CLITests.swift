@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+import TockCore
+import TockTesting
+
+/// The built `tock` binary: TOCK_BIN (ops/test sets it), else the debug build next to the package.
+let tockBinary: String = ProcessInfo.processInfo.environment["TOCK_BIN"] ?? TestDatabase.packageRoot + "/.build/debug/tock"
+
+struct Invocation {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs `tock` with `arguments` against `settings`, from `directory`.
+func tock(_ arguments: [String], settings: ConnectionSettings, directory: String) throws -> Invocation {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: tockBinary)
+    process.arguments = arguments
+    process.currentDirectoryURL = URL(fileURLWithPath: directory)
+    process.environment = ["DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TZ": "UTC"]
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Invocation(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+@Suite("the tock binary, end to end")
+struct CLITests {
+    @Test("job add, job run, run show prints the script's output, with a real `tock worker` process")
+    func addRunShow() async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: tockBinary), "build tock first: \(tockBinary)")
+        let directory = try makeScriptsDirectory(["scripts/report.sh": "#!/bin/sh\necho \"report for $1\"\necho \"warning\" >&2\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: tockBinary)
+        worker.arguments = ["worker", "--concurrency", "2"]
+        worker.currentDirectoryURL = URL(fileURLWithPath: directory)
+        worker.environment = ["DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TOCK_LOG_LEVEL": "warning"]
+        try worker.run()
+        defer { if worker.isRunning { worker.terminate() } }
+
+        let add = try tock(["job", "add", "nightly", "--script", "report.sh", "--arg", "Hong Kong",
+                            "--schedule", "daily at 06:00", "--timezone", "Asia/Hong_Kong"], settings: settings, directory: directory)
+        #expect(add.status == 0, "\(add.stderr)")
+        #expect(add.stdout.contains("created job nightly"))
+        #expect(add.stdout.contains("daily at 06:00"))
+        #expect(add.stdout.contains(" 22:00:00 "), "06:00 in Hong Kong is 22:00 UTC: \(add.stdout)")
+
+        let run = try tock(["job", "run", "nightly", "--json"], settings: settings, directory: directory)
+        #expect(run.status == 0, "\(run.stderr)")
+        let runID = try #require((try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])?["run_id"] as? Int)
+
+        #expect(try await eventually(timeout: .seconds(15)) {
+            try tock(["run", "show", "\(runID)"], settings: settings, directory: directory).stdout.contains("status:     succeeded")
+        })
+        let show = try tock(["run", "show", "\(runID)"], settings: settings, directory: directory)
+        #expect(show.stdout.contains("report for Hong Kong\nwarning\n"), "\(show.stdout)")
+        #expect(show.stdout.contains("(exit 0)"))
+
+        let list = try tock(["job", "list"], settings: settings, directory: directory)
+        #expect(list.stdout.contains("nightly"))
+        #expect(list.stdout.contains("succeeded"))
+
+        let runs = try tock(["runs", "--job", "nightly", "--status", "succeeded", "--json"], settings: settings, directory: directory)
+        let decoded = try TockJSON.decoder().decode([RunInfo].self, from: Data(runs.stdout.utf8))
+        #expect(decoded.map(\.id) == [Int64(runID)])
+
+        // SIGTERM stops the worker cleanly and it says so in tock.workers.
+        worker.terminate()
+        worker.waitUntilExit()
+        #expect(worker.terminationStatus == 0)
+        let workers = try tock(["workers", "--json"], settings: settings, directory: directory)
+        #expect(workers.stdout.contains("\"state\" : \"stopped\""), "\(workers.stdout)")
+    }
+
+    @Test("bad input: a clear message, a non-zero exit, and nothing written", arguments: [
+        (["job", "add", "x", "--script", "../../etc/passwd"], Int32(2), "contains '..'"),
+        (["job", "add", "x", "--script", "/bin/sh"], 2, "is absolute"),
+        (["job", "add", "x", "--script", "a.sh", "--schedule", "0 0 32 * *"], 2, "field 3 (day of month) '32' is out of range 1-31"),
+        (["job", "add", "x", "--script", "a.sh", "--timezone", "Mars/Olympus"], 2, "unknown time zone 'Mars/Olympus'"),
+        (["job", "add", "x", "--script", "a.sh", "--schedule", "every 0s"], 2, "greater than zero"),
+        (["job", "add", "x", "--script", "a.sh", "--timeout", "soon"], 2, "not a duration"),
+        (["job", "run", "ghost"], 3, "unknown job 'ghost'"),
+        (["run", "show", "999999"], 3, "unknown run 999999"),
+        (["runs", "--status", "done"], 2, "not a run status"),
+    ])
+    func badInput(arguments: [String], status: Int32, message: String) async throws {
+        let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        let result = try tock(arguments, settings: settings, directory: directory)
+        #expect(result.status == status, "\(result.stderr)")
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+        #expect(!result.stderr.contains("Fatal error"))
+        let list = try tock(["job", "list", "--json"], settings: settings, directory: directory)
+        #expect(list.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]" || list.stdout.contains("[]"), "\(list.stdout)")
+    }
+
+    @Test("a duplicate name is refused with exit 4; tock migrate is a no-op when current")
+    func duplicateAndMigrate() async throws {
+        let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        #expect(try tock(["job", "add", "x", "--script", "a.sh"], settings: settings, directory: directory).status == 0)
+        let again = try tock(["job", "add", "x", "--script", "a.sh"], settings: settings, directory: directory)
+        #expect(again.status == 4)
+        #expect(again.stderr.contains("a job named 'x' already exists"))
+        let migrate = try tock(["migrate"], settings: settings, directory: directory)
+        #expect(migrate.stdout == "up to date\n", "\(migrate.stdout)\(migrate.stderr)")
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+import TockCore
+import TockRuntime
+import TockTesting
+
+@Suite("script runner and sandbox")
+struct ScriptRunnerTests {
+    @Test("runs the argument array without a shell and captures stdout and stderr with the exit code")
+    func capturesOutput() async throws {
+        let directory = try makeScriptsDirectory(["args.sh": "#!/bin/sh\nfor a in \"$@\"; do echo \"[$a]\"; done\necho oops >&2\nexit 3\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try await ScriptRunner().run(
+            executable: directory + "/args.sh", arguments: ["one", "two words", "$HOME;rm -rf /"], environment: [:],
+            workingDirectory: directory, timeoutSeconds: 10)
+        #expect(result.exitCode == 3)
+        #expect(result.output.text == "[one]\n[two words]\n[$HOME;rm -rf /]\noops\n")
+        let outcome = result.outcome(timeoutSeconds: 10)
+        #expect(outcome.status == .failed)
+        #expect(outcome.error == "exited with status 3")
+    }
+
+    @Test("a timed-out script and the grandchild it spawned are both killed")
+    func timeoutKillsTheProcessGroup() async throws {
+        let directory = try makeScriptsDirectory(["slow.sh": """
+            #!/bin/sh
+            sleep 300 &
+            echo $! > "$1/grandchild.pid"
+            echo $$ > "$1/child.pid"
+            wait
+            """])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let started = ContinuousClock.now
+        let result = try await ScriptRunner(killGraceSeconds: 1).run(
+            executable: directory + "/slow.sh", arguments: [directory], environment: ["PATH": "/usr/bin:/bin"],
+            workingDirectory: directory, timeoutSeconds: 0.5)
+        #expect(result.timedOut)
+        #expect(result.outcome(timeoutSeconds: 0.5).status == .timedOut)
+        #expect(ContinuousClock.now - started < .seconds(10))
+        for file in ["child.pid", "grandchild.pid"] {
+            let pid = try #require(Int32(try String(contentsOfFile: directory + "/" + file, encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)))
+            // Gone, or at most a zombie waiting for init: never still running.
+            #expect(try await eventually(timeout: .seconds(5)) { kill(pid, 0) != 0 || Self.isZombie(pid) }, "\(file) \(pid) survived")
+        }
+    }
+
+    @Test("output beyond the cap keeps the last bytes and the total count")
+    func outputCap() async throws {
+        let directory = try makeScriptsDirectory(["chatty.sh": "#!/bin/sh\nseq 1 100000\necho last line\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try await ScriptRunner(outputCapBytes: 1024).run(
+            executable: directory + "/chatty.sh", arguments: [], environment: ["PATH": "/usr/bin:/bin"],
+            workingDirectory: directory, timeoutSeconds: 30)
+        #expect(result.exitCode == 0)
+        #expect(result.output.truncated)
+        #expect(result.output.bytes.count == 1024)
+        #expect(result.output.totalBytes > 500_000)
+        #expect(result.output.text.hasSuffix("100000\nlast line\n"))
+    }
+
+    @Test("cancel sends SIGTERM to the group, then SIGKILL to a script that ignores it")
+    func cancelEscalates() async throws {
+        let directory = try makeScriptsDirectory(["stubborn.sh": "#!/bin/sh\ntrap '' TERM\necho ready\nwhile :; do sleep 0.1; done\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let control = ScriptControl()
+        let task = Task {
+            try await ScriptRunner(killGraceSeconds: 0.5).run(
+                executable: directory + "/stubborn.sh", arguments: [], environment: ["PATH": "/usr/bin:/bin"],
+                workingDirectory: directory, timeoutSeconds: 60, control: control)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        control.cancel()
+        let result = try await task.value
+        #expect(result.cancelled)
+        #expect(result.signal == 9)
+        #expect(result.output.text.hasPrefix("ready"))
+    }
+
+    @Test("a script that cannot start says why")
+    func cannotStart() async throws {
+        let directory = try makeScriptsDirectory(["noshebang.sh": "echo hi\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        await #expect(throws: TockError.self) {
+            _ = try await ScriptRunner().run(executable: directory + "/noshebang.sh", arguments: [], environment: [:],
+                                             workingDirectory: directory, timeoutSeconds: 5)
+        }
+    }
+
+    @Test("the sandbox refuses absolute paths, '..', symlinks out of it, and non-executables")
+    func sandbox() throws {
+        let directory = try makeScriptsDirectory(["ok.sh": "#!/bin/sh\n", "sub/inner.sh": "#!/bin/sh\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createSymbolicLink(atPath: directory + "/escape.sh", withDestinationPath: "/bin/sh")
+        try FileManager.default.createSymbolicLink(atPath: directory + "/inside.sh", withDestinationPath: "ok.sh")
+        try "data".write(toFile: directory + "/plain.txt", atomically: true, encoding: .utf8)
+        let sandbox = try ScriptSandbox(directory: directory)
+        #expect(try sandbox.resolve("ok.sh") == sandbox.root + "/ok.sh")
+        #expect(try sandbox.resolve("sub/inner.sh") == sandbox.root + "/sub/inner.sh")
+        #expect(try sandbox.resolve("inside.sh") == sandbox.root + "/ok.sh")
+        for (script, fragment) in [("/bin/sh", "outside the scripts directory"), ("../ok.sh", "outside the scripts directory"),
+                                   ("sub/../../x.sh", "outside"), ("escape.sh", "outside the scripts directory"),
+                                   ("missing.sh", "does not exist"), ("plain.txt", "not executable")] {
+            do {
+                _ = try sandbox.resolve(script)
+                Issue.record("\(script) was allowed")
+            } catch {
+                #expect(error.message.contains(fragment), "\(script): \(error.message)")
+            }
+        }
+        #expect(throws: TockError.self) { try ScriptSandbox(directory: directory + "/nope") }
+    }
+
+    static func isZombie(_ pid: Int32) -> Bool {
+        ((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "").contains(") Z ")
+    }
+}

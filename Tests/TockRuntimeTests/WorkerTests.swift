@@ -1,0 +1,128 @@
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Testing
+import TockCore
+import TockPostgres
+import TockRuntime
+import TockTesting
+
+/// Runs services in a ServiceGroup for the duration of `body`, then shuts them down gracefully.
+func withServices<T: Sendable>(_ services: [any Service], _ body: @Sendable () async throws -> T) async throws -> T {
+    let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: TestDatabase.logger))
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        do {
+            let value = try await body()
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return value
+        } catch {
+            await group.triggerGracefulShutdown()
+            try? await tasks.waitForAll()
+            throw error
+        }
+    }
+}
+
+@Suite("worker and scheduler")
+struct WorkerTests {
+    @Test("with the safety sweep at 60 s, a run-now wakes an idle worker through NOTIFY in well under a second")
+    func notifyWakesIdleWorker() async throws {
+        let directory = try makeScriptsDirectory(["hello.sh": "#!/bin/sh\necho \"hello $1 from $TOCK_JOB\"\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var configuration = WorkerConfiguration()
+            configuration.scriptsDirectory = directory
+            configuration.sweepInterval = .seconds(60)
+            let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            _ = try await database.createJob(JobDefinition(name: "hello", script: "hello.sh", args: ["world"]))
+            try await withServices([worker]) { () async throws -> Void in
+                // The worker is idle and listening before the run exists (its first sweep found nothing).
+                #expect(try await eventually { try await database.workers().first?.alive == true })
+                try await Task.sleep(for: .milliseconds(300))
+                let started = ContinuousClock.now
+                let run = try await database.runNow("hello")
+                #expect(try await eventually(timeout: .seconds(5), interval: .milliseconds(5)) {
+                    try await database.run(run, withOutput: false).status == "succeeded"
+                })
+                let elapsed = ContinuousClock.now - started
+                #expect(elapsed < .seconds(1), "run-now to finished took \(elapsed)")
+                let info = try await database.run(run)
+                #expect(info.output == "hello world from hello\n")
+                #expect(info.exitCode == 0)
+                #expect(info.trigger == "manual")
+            }
+            let workers = try await database.workers()
+            #expect(workers.map(\.state) == ["stopped"])
+            #expect(workers.first?.runsProcessed == 1)
+        }
+    }
+
+    @Test("a script outside the sandbox is refused at run time and the refusal is recorded on the run")
+    func sandboxRefusalRecorded() async throws {
+        let directory = try makeScriptsDirectory(["ok.sh": "#!/bin/sh\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createSymbolicLink(atPath: directory + "/sneaky.sh", withDestinationPath: "/usr/bin/id")
+        try await TestDatabase.withFresh { database, settings in
+            var configuration = WorkerConfiguration()
+            configuration.scriptsDirectory = directory
+            let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            _ = try await database.createJob(JobDefinition(name: "sneaky", script: "sneaky.sh"))
+            let run = try await database.runNow("sneaky")
+            try await withServices([worker]) { () async throws -> Void in
+                #expect(try await eventually { try await database.run(run, withOutput: false).status == "failed" })
+            }
+            let info = try await database.run(run)
+            #expect(info.error?.contains("is outside the scripts directory") == true, "\(info.error ?? "")")
+            #expect(info.output == "")
+        }
+    }
+
+    @Test("the scheduler turns an interval schedule into runs that a worker completes, and shutdown is clean")
+    func schedulerAndWorker() async throws {
+        let directory = try makeScriptsDirectory(["tick.sh": "#!/bin/sh\necho \"$TOCK_TRIGGER $TOCK_SCHEDULED_FOR\"\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var configuration = WorkerConfiguration()
+            configuration.scriptsDirectory = directory
+            let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            let scheduler = Scheduler(database: database, settings: settings, logger: TestDatabase.logger)
+            try await withServices([scheduler, worker]) { () async throws -> Void in
+                // Created while the scheduler sleeps: the NOTIFY on tock_jobs makes it re-plan.
+                _ = try await database.createJob(JobDefinition(name: "every-second", script: "tick.sh", schedule: "every 1s"))
+                #expect(try await eventually(timeout: .seconds(10)) {
+                    try await database.runs(job: "every-second", status: .succeeded).count >= 2
+                })
+            }
+            let runs = try await database.runs(job: "every-second")
+            let scheduledFor = runs.compactMap(\.scheduledFor)
+            #expect(Set(scheduledFor).count == scheduledFor.count, "a fire time ran twice")
+            let first = try #require(runs.last(where: { $0.status == "succeeded" }))
+            #expect(try await database.run(first.id).output?.hasPrefix("schedule 20") == true)
+        }
+    }
+
+    @Test("a worker stopping gracefully hands back a run its script could not finish in the grace period")
+    func shutdownHandsBack() async throws {
+        let directory = try makeScriptsDirectory(["long.sh": "#!/bin/sh\necho started\nsleep 30\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var configuration = WorkerConfiguration()
+            configuration.scriptsDirectory = directory
+            configuration.shutdownGrace = .milliseconds(300)
+            configuration.killGraceSeconds = 1
+            let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            _ = try await database.createJob(JobDefinition(name: "long", script: "long.sh"))
+            let run = try await database.runNow("long")
+            try await withServices([worker]) { () async throws -> Void in
+                #expect(try await eventually { try await database.run(run, withOutput: false).status == "running" })
+            }
+            let info = try await database.run(run, withOutput: false)
+            #expect(info.status == "pending")
+            #expect(info.attempt == 1)
+            #expect(info.workerId == nil)
+        }
+    }
+}
