@@ -64,5 +64,7 @@ let package = Package(
         .testTarget(name: "TockPostgresTests", dependencies: ["TockTesting"], swiftSettings: swiftSettings),
         .testTarget(name: "TockRuntimeTests", dependencies: ["TockTesting"], swiftSettings: swiftSettings),
         .testTarget(name: "TockCLITests", dependencies: ["TockTesting", "tock"], swiftSettings: swiftSettings),
+        // Real processes killed, stopped and restarted under load (run alone: it restarts PostgreSQL).
+        .testTarget(name: "TockFaultTests", dependencies: ["TockTesting", "tock"], swiftSettings: swiftSettings),
     ]
 )

@@ -23,6 +23,8 @@ int tock_spawn(pid_t *pid, const char *path, char *const argv[], char *const env
     if ((rc = posix_spawn_file_actions_adddup2(&actions, output_fd, 1)) != 0) goto done;
     if ((rc = posix_spawn_file_actions_adddup2(&actions, output_fd, 2)) != 0) goto done;
     if (cwd != NULL && (rc = posix_spawn_file_actions_addchdir_np(&actions, cwd)) != 0) goto done;
+    /* Nothing of ours beyond stdin/stdout/stderr: no database sockets, no pipes of other runs. */
+    if ((rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3)) != 0) goto done;
     if ((rc = posix_spawnattr_setpgroup(&attributes, 0)) != 0) goto done;
     if ((rc = posix_spawnattr_setsigmask(&attributes, &empty)) != 0) goto done;
     if ((rc = posix_spawnattr_setsigdefault(&attributes, &all)) != 0) goto done;

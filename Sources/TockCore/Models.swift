@@ -11,6 +11,9 @@ public struct JobDefinition: Sendable, Codable, Equatable {
     public var timeoutSeconds: Double?
     public var maxAttempts: Int?
     public var overlap: String?
+    public var misfire: String?
+    public var retryBaseSeconds: Double?
+    public var retryCapSeconds: Double?
     public var enabled: Bool = true
 
     public init(name: String, script: String, args: [String] = [], schedule: String = "manual", timezone: String = "UTC") {
@@ -46,6 +49,9 @@ public struct JobInfo: Sendable, Codable, Equatable {
     public var pending: Int64
     public var createdAt: Date
     public var updatedAt: Date
+    public var misfire: String
+    public var retryBaseSeconds: Double
+    public var retryCapSeconds: Double
 }
 
 /// A row of `tock.run_history`, with the output when it was asked for.
@@ -70,6 +76,7 @@ public struct RunInfo: Sendable, Codable, Equatable {
     public var error: String?
     public var outputBytes: Int64?
     public var outputTruncated: Bool?
+    public var cancelRequestedAt: Date?
     public var output: String?
 }
 

@@ -53,7 +53,9 @@ public struct Database: Sendable {
             SELECT tock.create_job(
                 p_name => \(job.name), p_script => \(job.script), p_args => \(job.args), p_schedule => \(job.schedule),
                 p_timezone => \(job.timezone), p_priority => \(job.priority)::int, p_timeout => make_interval(secs => \(job.timeoutSeconds)),
-                p_max_attempts => \(job.maxAttempts)::int, p_overlap => \(job.overlap), p_enabled => \(job.enabled))
+                p_max_attempts => \(job.maxAttempts)::int, p_overlap => \(job.overlap), p_enabled => \(job.enabled),
+                p_retry_base => make_interval(secs => \(job.retryBaseSeconds)),
+                p_retry_cap => make_interval(secs => \(job.retryCapSeconds)), p_misfire => \(job.misfire))
             """)
     }
 
@@ -181,6 +183,38 @@ public struct Database: Sendable {
             SELECT tock.finish_run(\(run), \(worker), \(outcome.status.rawValue), \(outcome.exitCode)::int, \(outcome.error),
                                    \(outcome.output), \(Int64(outcome.outputBytes)), \(outcome.outputTruncated))
             """)
+    }
+
+    /// Cancels a run: "cancelled" (it was pending) or "cancelling" (its worker is stopping the script).
+    public func cancel(_ run: Int64) async throws(TockError) -> String {
+        try await scalar(String.self, "SELECT tock.cancel(\(run))")
+    }
+
+    /// Runs an ended run again as a new attempt; returns the new run's id.
+    public func retry(_ run: Int64) async throws(TockError) -> Int64 {
+        try await scalar(Int64.self, "SELECT tock.retry(\(run))")
+    }
+
+    /// Recovers the runs of dead workers; returns how many.
+    public func rescue() async throws(TockError) -> Int {
+        try await scalar(Int.self, "SELECT tock.rescue()")
+    }
+
+    /// Runs of this worker whose cancel was asked for (catch-up for a missed NOTIFY tock_cancel).
+    public func cancelRequests(worker: Int64) async throws(TockError) -> [Int64] {
+        try await mapped {
+            try await client.query("""
+                SELECT id FROM tock.runs
+                WHERE worker_id = \(worker) AND status = 'running' AND cancel_requested_at IS NOT NULL
+                """, logger: logger).decode(Int64.self).all()
+        }
+    }
+
+    /// When the earliest delayed run becomes claimable (nil: none).
+    public func nextDelayedRun() async throws(TockError) -> Date? {
+        try await mapped {
+            try await client.query("SELECT tock.next_delayed_run()", logger: logger).decode(Date?.self).all().first ?? nil
+        }
     }
 
     /// Puts a run this worker holds back to pending, keeping its attempt (graceful shutdown).

@@ -21,8 +21,11 @@ extension TockError {
                 self.init(.invalidInput, field: field, message)
             case "P0002":
                 self.init(.notFound, field: field, message)
-            case "23505":
+            case "23505", "55000":
                 self.init(.conflict, field: field, message)
+            case _ where state.hasPrefix("08") || state.hasPrefix("57P"):
+                // Connection failures and the server shutting down or restarting: try again later.
+                self.init(.unavailable, "PostgreSQL is unavailable (\(message))")
             case "23514", "23503", "23502":
                 let constraint = server[.constraintName] ?? ""
                 self.init(.invalidInput, field: TockError.field(ofConstraint: constraint),

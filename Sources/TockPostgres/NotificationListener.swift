@@ -16,11 +16,15 @@ public struct NotificationListener: Sendable {
     public let channels: [String]
     public let logger: Logger
     public var pingInterval: Duration = .seconds(60)
+    /// Runs on every new connection before LISTEN (a worker takes its session lock here).
+    public var onConnect: @Sendable (PostgresConnection) async throws -> Void
 
-    public init(settings: ConnectionSettings, channels: [String], logger: Logger) {
+    public init(settings: ConnectionSettings, channels: [String], logger: Logger,
+                onConnect: @escaping @Sendable (PostgresConnection) async throws -> Void = { _ in }) {
         self.settings = settings
         self.channels = channels
         self.logger = logger
+        self.onConnect = onConnect
     }
 
     /// Runs until the task is cancelled.
@@ -34,6 +38,7 @@ public struct NotificationListener: Sendable {
                     configuration: try settings.connectionConfiguration(), id: connectionID, logger: logger)
                 backoff = .milliseconds(100)
                 do {
+                    try await onConnect(connection)
                     try await listen(on: connection, onEvent: onEvent)
                 } catch {
                     try? await connection.close()

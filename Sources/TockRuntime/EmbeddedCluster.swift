@@ -43,6 +43,23 @@ public struct EmbeddedCluster: Sendable {
     /// Creates the cluster if needed and starts it if it is not running. Returns the settings to connect with.
     @discardableResult
     public func start() throws(TockError) -> ConnectionSettings {
+        // One starter at a time: `tock up` creating the cluster while another tock command finds it half-made
+        // would otherwise start it twice, or connect before its socket exists.
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o755])
+        } catch {
+            throw TockError(.failed, "cannot create \(directory): \(error.localizedDescription)")
+        }
+        let lock = open(directory + "/cluster.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lock >= 0, flock(lock, LOCK_EX) == 0 else {
+            throw TockError(.failed, "cannot lock \(directory)/cluster.lock: \(String(cString: strerror(errno)))")
+        }
+        defer { close(lock) }
+        return try startLocked()
+    }
+
+    private func startLocked() throws(TockError) -> ConnectionSettings {
         let binaries = try PostgresBinaries.find()
         let fileManager = FileManager.default
         if !fileManager.fileExists(atPath: dataDirectory + "/PG_VERSION") {
@@ -83,6 +100,13 @@ public struct EmbeddedCluster: Sendable {
         return settings()
     }
 
+    /// A fast restart: every session is cut, as when a production server restarts.
+    public func restart() throws(TockError) {
+        let binaries = try PostgresBinaries.find()
+        try runAsOwner([binaries.pgCtl, "-D", dataDirectory, "-l", logFile, "-m", "fast", "-w", "-t", "60", "restart"],
+                       what: "pg_ctl restart")
+    }
+
     public func stop() throws(TockError) {
         let binaries = try PostgresBinaries.find()
         guard isRunning(binaries) else { return }
@@ -94,13 +118,7 @@ public struct EmbeddedCluster: Sendable {
     }
 
     private func createDirectories() throws(TockError) {
-        do {
-            // The home is searchable, so the server's OS user can reach its own private directory inside.
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o755])
-        } catch {
-            throw TockError(.failed, "cannot create \(directory): \(error.localizedDescription)")
-        }
+        // The home (created searchable by start()) lets the server's OS user reach its private directory inside.
         for path in [clusterDirectory, socketDirectory] {
             do {
                 try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,

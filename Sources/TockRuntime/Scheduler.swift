@@ -12,12 +12,17 @@ public final class Scheduler: Service, Sendable {
     let logger: Logger
     /// The longest sleep, a safety net for a lost notification.
     let sweepInterval: Duration
+    /// How often `tock.rescue()` looks for dead workers; with a worker's 1 s heartbeat, a killed worker's runs
+    /// are back in the queue within about rescueInterval + 3 s.
+    let rescueInterval: Duration
     let wake = WakeSignal()
 
-    public init(database: Database, settings: ConnectionSettings, sweepInterval: Duration = .seconds(60), logger: Logger) {
+    public init(database: Database, settings: ConnectionSettings, sweepInterval: Duration = .seconds(60),
+                rescueInterval: Duration = .seconds(1), logger: Logger) {
         self.database = database
         self.listener = NotificationListener(settings: settings, channels: ["tock_jobs"], logger: logger)
         self.sweepInterval = sweepInterval
+        self.rescueInterval = rescueInterval
         self.logger = logger
     }
 
@@ -27,10 +32,23 @@ public final class Scheduler: Service, Sendable {
             group.addTask { [listener, wake] in
                 await listener.run { _ in wake.signal() }
             }
+            group.addTask { await cancelWhenGracefulShutdownOrCancelled { await self.rescueLoop() } }
             await cancelWhenGracefulShutdownOrCancelled { await self.loop() }
             group.cancelAll()
         }
         logger.info("scheduler stopped")
+    }
+
+    private func rescueLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: rescueInterval)
+            do {
+                let rescued = try await database.rescue()
+                if rescued > 0 { logger.warning("rescued runs of lost workers", metadata: ["runs": "\(rescued)"]) }
+            } catch {
+                logger.debug("rescue failed", metadata: ["error": "\(error.message)"])
+            }
+        }
     }
 
     private func loop() async {

@@ -11,7 +11,7 @@ public struct WorkerConfiguration: Sendable {
     public var scriptsDirectory: String = "./scripts"
     /// Claims happen on NOTIFY; this slow sweep only catches what a lost notification would leave behind.
     public var sweepInterval: Duration = .seconds(60)
-    public var heartbeatInterval: Duration = .seconds(2)
+    public var heartbeatInterval: Duration = .seconds(1)
     public var outputCapBytes: Int = 1 << 20
     /// On SIGTERM/SIGINT: how long running scripts may finish before they are stopped and handed back.
     public var shutdownGrace: Duration = .seconds(30)
@@ -23,12 +23,14 @@ public struct WorkerConfiguration: Sendable {
 /// Claims runs when notified, runs each script in the sandbox, reports how it ended, and heartbeats.
 public final class Worker: Service, Sendable {
     let database: Database
-    let listener: NotificationListener
+    let settings: ConnectionSettings
     let configuration: WorkerConfiguration
     let sandbox: ScriptSandbox
     let runner: ScriptRunner
     let logger: Logger
     let running = Mutex<[Int64: ScriptControl]>([:])
+    /// Runs a user cancelled (tock.cancel), as opposed to scripts our own shutdown stops.
+    let cancelledByUser = Mutex<Set<Int64>>([])
     let stopping = Atomic<Bool>(false)
     let wake = WakeSignal()
     let registeredID = Atomic<Int64>(0)
@@ -43,7 +45,7 @@ public final class Worker: Service, Sendable {
         self.sandbox = try ScriptSandbox(directory: configuration.scriptsDirectory)
         self.runner = ScriptRunner(outputCapBytes: configuration.outputCapBytes,
                                    killGraceSeconds: configuration.killGraceSeconds)
-        self.listener = NotificationListener(settings: settings, channels: ["tock_runs"], logger: logger)
+        self.settings = settings
         self.logger = logger
     }
 
@@ -65,8 +67,16 @@ public final class Worker: Service, Sendable {
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                group.addTask { [listener, wake] in
-                    await listener.run { _ in wake.signal() }
+                let listener = NotificationListener(
+                    settings: settings, channels: ["tock_runs", "tock_cancel"], logger: logger,
+                    onConnect: { connection in
+                        // Held while this process lives: tock.rescue() sees at once when it does not.
+                        try await connection.query(
+                            "SELECT pg_try_advisory_lock(tock.worker_lock_key(), \(Int32(truncatingIfNeeded: id)))",
+                            logger: logger).collect()
+                    })
+                group.addTask {
+                    await listener.run { event in await self.handle(event, worker: id, logger: logger) }
                 }
                 group.addTask { await self.heartbeatLoop(id: id, logger: logger) }
                 await self.claimLoop(id: id, group: &group, logger: logger)
@@ -85,6 +95,7 @@ public final class Worker: Service, Sendable {
         var failures = 0
         while !stopping.load(ordering: .acquiring) && !Task.isCancelled {
             let free = configuration.concurrency - running.withLock { $0.count }
+            var sleep = configuration.sweepInterval
             if free > 0 {
                 do {
                     let claimed = try await database.claimRuns(worker: id, max: free)
@@ -96,6 +107,10 @@ public final class Worker: Service, Sendable {
                     }
                     // A full batch may have left more behind: claim again as soon as a slot frees.
                     if claimed.count == free { continue }
+                    // Runs waiting out a retry backoff send no NOTIFY when they become due: wake for them.
+                    if let due = try await database.nextDelayedRun() {
+                        sleep = min(sleep, .milliseconds(max(Int64(due.timeIntervalSinceNow * 1000) + 1, 1)))
+                    }
                 } catch {
                     failures += 1
                     logger.warning("claim failed; retrying", metadata: ["error": "\(error.message)"])
@@ -103,7 +118,7 @@ public final class Worker: Service, Sendable {
                     continue
                 }
             }
-            await wake.wait(timeout: configuration.sweepInterval)
+            await wake.wait(timeout: sleep)
         }
     }
 
@@ -123,6 +138,26 @@ public final class Worker: Service, Sendable {
                 await wake.wait(timeout: .milliseconds(200))
             }
         }
+    }
+
+    private func handle(_ event: NotificationListener.Event, worker: Int64, logger: Logger) async {
+        switch event {
+        case .notification(channel: "tock_cancel", let payload):
+            if let run = Int64(payload) { cancel(run, logger: logger) }
+        case .notification:
+            wake.signal()
+        case .listening:
+            // Anything that happened while we were not listening: runs to claim, cancels to carry out.
+            wake.signal()
+            for run in (try? await database.cancelRequests(worker: worker)) ?? [] { cancel(run, logger: logger) }
+        }
+    }
+
+    private func cancel(_ run: Int64, logger: Logger) {
+        guard let control = running.withLock({ $0[run] }) else { return }
+        cancelledByUser.withLock { _ = $0.insert(run) }
+        logger.info("cancelling", metadata: ["run": "\(run)"])
+        control.cancel()
     }
 
     private func heartbeatLoop(id: Int64, logger: Logger) async {
@@ -148,6 +183,7 @@ public final class Worker: Service, Sendable {
         logger[metadataKey: "job"] = "\(run.jobName)"
         defer {
             running.withLock { _ = $0.removeValue(forKey: run.runId) }
+            cancelledByUser.withLock { _ = $0.remove(run.runId) }
             wake.signal()
         }
         let outcome: RunOutcome
@@ -157,7 +193,8 @@ public final class Worker: Service, Sendable {
             let result = try await runner.run(
                 executable: path, arguments: run.args, environment: environment(for: run),
                 workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control)
-            if result.cancelled && stopping.load(ordering: .acquiring) {
+            let userCancelled = cancelledByUser.withLock { $0.contains(run.runId) }
+            if result.cancelled && !userCancelled && stopping.load(ordering: .acquiring) {
                 // Stopped by our own shutdown, not by a user: the run goes back to the queue.
                 await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.releaseRun(run.runId, worker: worker) }
                 logger.info("handed back")

@@ -20,6 +20,17 @@ public enum TestDatabase {
     public static let packageRoot: String = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
+    /// The embedded cluster the tests run on, when they do (ops/test sets TOCK_TEST_HOME): the fault tests
+    /// restart it. Nil when the tests use a server of someone else's.
+    public static var cluster: EmbeddedCluster? {
+        let environment = ProcessInfo.processInfo.environment
+        if let home = environment["TOCK_TEST_HOME"], !home.isEmpty { return EmbeddedCluster(directory: home, logger: logger) }
+        if environment["TOCK_TEST_DATABASE_URL"] == nil, environment["DATABASE_URL"] == nil, environment["PGHOST"] == nil {
+            return EmbeddedCluster(directory: packageRoot + "/.tock-test", logger: logger)
+        }
+        return nil
+    }
+
     public static func serverSettings() throws -> ConnectionSettings {
         var environment = ProcessInfo.processInfo.environment
         if let url = environment["TOCK_TEST_DATABASE_URL"], !url.isEmpty { environment = ["DATABASE_URL": url] }

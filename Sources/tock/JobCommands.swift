@@ -26,6 +26,9 @@ struct JobCommand: AsyncParsableCommand {
         @Option(help: "How long a run may take, e.g. 90s, 10m, 2h (default 1h).") var timeout: String?
         @Option(help: "Attempts per run (1 = no retry).") var maxAttempts: Int?
         @Option(help: "While a run is pending or running: skip, queue or allow another.") var overlap: String?
+        @Option(help: "After downtime: run_once (one run for the missed fire times) or skip.") var misfire: String?
+        @Option(help: "First retry delay, doubling per attempt (default 10s).") var retryBase: String?
+        @Option(help: "Longest retry delay (default 10m).") var retryCap: String?
         @Flag(help: "Create it paused.") var paused = false
         @Option(help: "Check the script against this scripts directory now, when it exists here.")
         var scriptsDir: String = "./scripts"
@@ -38,6 +41,9 @@ struct JobCommand: AsyncParsableCommand {
             definition.enabled = !paused
             do {
                 definition.timeoutSeconds = try timeout.map { seconds in try DurationText.seconds(seconds) }
+                definition.retryBaseSeconds = try retryBase.map { text in try DurationText.seconds(text, field: "retry_base") }
+                definition.retryCapSeconds = try retryCap.map { text in try DurationText.seconds(text, field: "retry_cap") }
+                definition.misfire = misfire
                 try checkSandbox(script: script, scriptsDir: scriptsDir)
             } catch let error as InputError {
                 throw fail(TockError(error))
@@ -99,7 +105,8 @@ struct JobCommand: AsyncParsableCommand {
                     schedule:      \(info.schedule) — \(info.scheduleDescription) (\(info.timezone))
                     priority:      \(info.priority)
                     timeout:       \(DurationText.format(seconds: info.timeoutSeconds))
-                    max attempts:  \(info.maxAttempts)
+                    max attempts:  \(info.maxAttempts) (retry after \(DurationText.format(seconds: info.retryBaseSeconds)), doubling up to \(DurationText.format(seconds: info.retryCapSeconds)))
+                    misfire:       \(info.misfire)
                     overlap:       \(info.overlap)
                     next runs:     \(next.isEmpty ? "-" : next.map(Display.time).joined(separator: "\n               "))
                     """)
@@ -125,6 +132,7 @@ struct JobCommand: AsyncParsableCommand {
         @Option var timeout: String?
         @Option var maxAttempts: Int?
         @Option var overlap: String?
+        @Option var misfire: String?
         @Option var scriptsDir: String = "./scripts"
 
         func run() async throws {
@@ -142,6 +150,7 @@ struct JobCommand: AsyncParsableCommand {
                 if let timeout { changes["timeout"] = .text("\(try DurationText.seconds(timeout)) seconds") }
                 if let maxAttempts { changes["max_attempts"] = .integer(maxAttempts) }
                 if let overlap { changes["overlap"] = .text(overlap) }
+                if let misfire { changes["misfire"] = .text(misfire) }
             } catch let error as InputError {
                 throw fail(TockError(error))
             } catch let error as TockError {

@@ -39,7 +39,37 @@ struct Runs: AsyncParsableCommand {
 }
 
 struct RunCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "One run.", subcommands: [Show.self])
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "One run: show, cancel, retry.",
+                                                    subcommands: [Show.self, Cancel.self, Retry.self])
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel a run: a pending one at once; a running one gets SIGTERM, then SIGKILL after its worker's grace.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The run id.") var id: Int64
+
+        func run() async throws {
+            let (json, id) = (options.json, id)
+            try await oneShot(options) { database, _ in
+                let state = try await database.cancel(id)
+                if json { try printJSON(["run_id": "\(id)", "status": state]) } else { print("run \(id) \(state)") }
+            }
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run an ended run (failed, dead, cancelled, …) again as a new attempt.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The run id.") var id: Int64
+
+        func run() async throws {
+            let (json, id) = (options.json, id)
+            try await oneShot(options) { database, _ in
+                let new = try await database.retry(id)
+                if json { try printJSON(["run_id": new]) } else { print("run \(new) enqueued (retry of \(id))") }
+            }
+        }
+    }
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "A run's details and output.")

@@ -18,10 +18,13 @@ struct WorkerOptions: ParsableArguments {
     var sweepSeconds: Double = 60
 
     @Option(help: "Seconds between heartbeats.")
-    var heartbeatSeconds: Double = 2
+    var heartbeatSeconds: Double = 1
 
     @Option(help: "On SIGTERM/SIGINT, seconds running scripts may take before they are stopped and handed back.")
     var shutdownGraceSeconds: Double = 30
+
+    @Option(help: "Seconds between SIGTERM and SIGKILL when a script times out or is cancelled.")
+    var killGraceSeconds: Double = 5
 
     @Option(help: "Bytes of output kept per run (the last ones).")
     var outputCap: Int = 1 << 20
@@ -34,6 +37,7 @@ struct WorkerOptions: ParsableArguments {
         configuration.heartbeatInterval = .milliseconds(Int64(heartbeatSeconds * 1000))
         configuration.shutdownGrace = .milliseconds(Int64(shutdownGraceSeconds * 1000))
         configuration.outputCapBytes = outputCap
+        configuration.killGraceSeconds = killGraceSeconds
         return configuration
     }
 }

@@ -2,7 +2,7 @@
 #define TOCK_SPAWN_H
 #include <sys/types.h>
 
-/// Starts `path` with `argv` and `envp` in `cwd`, in a new process group of its own (so the whole tree can be
+/// Starts `path` with `argv` and `envp` in `cwd`, with no file descriptors but 0-2, in a new process group of its own (so the whole tree can be
 /// signalled), with stdin from /dev/null, stdout and stderr on `output_fd`, an empty signal mask and every
 /// signal at its default disposition (the parent ignores SIGTERM/SIGINT for its own handling; children must not
 /// inherit that). Returns 0 and sets *pid, or an errno value (ENOENT, EACCES, ENOEXEC, ...).

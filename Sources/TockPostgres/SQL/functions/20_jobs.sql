@@ -42,25 +42,28 @@ CREATE OR REPLACE TRIGGER jobs_prepare
         overlap ON tock.jobs
     FOR EACH ROW EXECUTE FUNCTION tock.tg_jobs__prepare();
 
--- A job that became due earlier than before (created, edited, resumed) wakes the scheduler to re-plan its sleep.
--- tick() only moves next_run_at later, so the scheduler's own updates stay quiet.
-CREATE OR REPLACE FUNCTION tock.tg_jobs__notify_scheduler()
+-- NOTIFY the channel named by the trigger's argument. Empty payloads collapse within a transaction, so a batch
+-- of rows wakes listeners once.
+CREATE OR REPLACE FUNCTION tock.tg_notify()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('tock_jobs', '');
+    PERFORM pg_notify(TG_ARGV[0], '');
     RETURN NULL;
 END $$;
+
+-- A job that became due earlier than before (created, edited, resumed) wakes the scheduler to re-plan its sleep.
+-- tick() only moves next_run_at later, so the scheduler's own updates stay quiet.
 
 CREATE OR REPLACE TRIGGER jobs_notify_inserted
     AFTER INSERT ON tock.jobs
     FOR EACH ROW WHEN (NEW.next_run_at IS NOT NULL)
-    EXECUTE FUNCTION tock.tg_jobs__notify_scheduler();
+    EXECUTE FUNCTION tock.tg_notify('tock_jobs');
 
 CREATE OR REPLACE TRIGGER jobs_notify_earlier
     AFTER UPDATE OF next_run_at, schedule, timezone, enabled ON tock.jobs
     FOR EACH ROW WHEN (NEW.next_run_at IS NOT NULL
                        AND (OLD.next_run_at IS NULL OR NEW.next_run_at < OLD.next_run_at))
-    EXECUTE FUNCTION tock.tg_jobs__notify_scheduler();
+    EXECUTE FUNCTION tock.tg_notify('tock_jobs');
 
 -- A job by name, or by id when p_job is all digits; raises SQLSTATE P0002 naming the job.
 CREATE OR REPLACE FUNCTION tock.find_job(p_job text)
@@ -82,6 +85,7 @@ BEGIN
 END $$;
 
 -- Creates a job. Fields not given take the table's defaults.
+DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean);
 CREATE OR REPLACE FUNCTION tock.create_job(
     p_name text,
     p_script text,
@@ -92,31 +96,40 @@ CREATE OR REPLACE FUNCTION tock.create_job(
     p_timeout interval DEFAULT '1 hour',
     p_max_attempts int DEFAULT 1,
     p_overlap text DEFAULT 'skip',
-    p_enabled boolean DEFAULT true)
+    p_enabled boolean DEFAULT true,
+    p_retry_base interval DEFAULT '10 seconds',
+    p_retry_cap interval DEFAULT '10 minutes',
+    p_misfire text DEFAULT 'run_once')
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
 BEGIN
-    PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap);
-    INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled)
+    PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap, p_misfire);
+    INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled,
+                           retry_base, retry_cap, misfire)
     -- NULL means 'the default', so callers can pass every parameter positionally.
     VALUES (p_name, p_script, coalesce(p_args, '{}'), coalesce(p_schedule, 'manual'), coalesce(p_timezone, 'UTC'),
             coalesce(p_priority, 50), coalesce(p_timeout, '1 hour'), coalesce(p_max_attempts, 1),
-            coalesce(p_overlap, 'skip'), coalesce(p_enabled, true))
+            coalesce(p_overlap, 'skip'), coalesce(p_enabled, true), coalesce(p_retry_base, '10 seconds'),
+            greatest(coalesce(p_retry_cap, '10 minutes'), coalesce(p_retry_base, '10 seconds')), coalesce(p_misfire, 'run_once'))
     RETURNING id INTO v_id;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'name: a job named % already exists', quote_literal(p_name)
         USING ERRCODE = 'unique_violation', COLUMN = 'name', CONSTRAINT = 'jobs_name_is_unique';
 END $$;
-COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean) IS
+COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text) IS
     'Creates a job and returns its id; bad input raises SQLSTATE 22023 naming the field, a duplicate name 23505.';
 
 -- The range rules of a job's settings, with messages that name the field (the CHECKs back them up).
+DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text);
 CREATE OR REPLACE FUNCTION tock.check_job_settings(
-    p_priority int, p_timeout interval, p_max_attempts int, p_overlap text)
+    p_priority int, p_timeout interval, p_max_attempts int, p_overlap text, p_misfire text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    IF p_misfire IS NOT NULL AND p_misfire NOT IN ('run_once', 'skip') THEN
+        PERFORM tock.raise_invalid('misfire', format('%L is not run_once or skip', p_misfire));
+    END IF;
     IF p_priority IS NOT NULL AND p_priority NOT BETWEEN 0 AND 100 THEN
         PERFORM tock.raise_invalid('priority', format('%s is out of range 0-100', p_priority));
     END IF;
@@ -145,7 +158,7 @@ BEGIN
     END IF;
     SELECT string_agg(k, ', ') INTO v_unknown FROM jsonb_object_keys(p_changes) k
     WHERE k NOT IN ('name', 'script', 'args', 'schedule', 'timezone', 'priority', 'timeout', 'max_attempts',
-                    'overlap', 'enabled');
+                    'overlap', 'enabled', 'misfire');
     IF v_unknown IS NOT NULL THEN
         PERFORM tock.raise_invalid(split_part(v_unknown, ', ', 1), format('unknown field(s) %s', v_unknown));
     END IF;
@@ -158,7 +171,7 @@ BEGIN
         PERFORM tock.raise_invalid('timeout', format('%L is not a duration (use e.g. ''10 minutes'')', p_changes ->> 'timeout'));
     END;
     PERFORM tock.check_job_settings((p_changes ->> 'priority')::int, v_timeout,
-                                    (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap');
+                                    (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap', p_changes ->> 'misfire');
     UPDATE tock.jobs SET
         name = coalesce(p_changes ->> 'name', name),
         script = coalesce(p_changes ->> 'script', script),
@@ -170,6 +183,7 @@ BEGIN
         timeout = coalesce(v_timeout, timeout),
         max_attempts = coalesce((p_changes ->> 'max_attempts')::int, max_attempts),
         overlap = coalesce(p_changes ->> 'overlap', overlap),
+        misfire = coalesce(p_changes ->> 'misfire', misfire),
         enabled = coalesce((p_changes ->> 'enabled')::boolean, enabled)
     WHERE id = v_id;
     RETURN v_id;

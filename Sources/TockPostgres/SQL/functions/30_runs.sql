@@ -1,23 +1,17 @@
 -- Runs and workers: every state change is one guarded statement in one function, so a late or duplicate
 -- call is harmless. Time-dependent functions take p_now so tests move the clock instead of sleeping.
 
--- A runnable run wakes idle workers. Empty payloads collapse within a transaction: one wake per batch.
-CREATE OR REPLACE FUNCTION tock.tg_runs__notify_workers()
-RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('tock_runs', '');
-    RETURN NULL;
-END $$;
+-- A runnable run wakes idle workers (tock.tg_notify is in 20_jobs.sql).
 
 CREATE OR REPLACE TRIGGER runs_notify_inserted
     AFTER INSERT ON tock.runs
     FOR EACH ROW WHEN (NEW.status = 'pending')
-    EXECUTE FUNCTION tock.tg_runs__notify_workers();
+    EXECUTE FUNCTION tock.tg_notify('tock_runs');
 
 CREATE OR REPLACE TRIGGER runs_notify_requeued
     AFTER UPDATE OF status ON tock.runs
     FOR EACH ROW WHEN (NEW.status = 'pending' AND OLD.status <> 'pending')
-    EXECUTE FUNCTION tock.tg_runs__notify_workers();
+    EXECUTE FUNCTION tock.tg_notify('tock_runs');
 
 -- Enqueues a run of a job now, whatever its schedule or pause state; returns the run's id.
 -- p_trigger records who asked: 'sql' (default), 'manual' (the CLI) or 'api'.
@@ -41,7 +35,8 @@ COMMENT ON FUNCTION tock.run_now(text, text, timestamptz) IS
 -- Turns due jobs into pending runs and advances next_run_at, all in one statement. Due jobs are locked with
 -- SKIP LOCKED, so any number of schedulers may call it at once: each fire time yields exactly one run (and the
 -- unique index runs_one_per_fire_time backs that up). A job that missed several fire times (downtime) runs
--- once and moves to its next fire time after p_now: never a burst. Overlap 'skip' drops a fire time while the
+-- once (misfire 'run_once') or not at all ('skip'), and moves to its next fire time after p_now: never a burst.
+-- Overlap 'skip' drops a fire time while the
 -- job has a pending or running run. Returns when to call again: the earliest next_run_at, or p_now when more
 -- than p_limit jobs were due.
 CREATE OR REPLACE FUNCTION tock.tick(p_now timestamptz DEFAULT now(), p_limit int DEFAULT 1000)
@@ -50,7 +45,7 @@ DECLARE
     v_due int;
 BEGIN
     WITH due AS (
-        SELECT j.id, j.next_run_at AS fire_time, j.priority, j.overlap
+        SELECT j.id, j.next_run_at AS fire_time, j.priority, j.overlap, j.misfire
         FROM tock.jobs j
         WHERE j.enabled AND j.next_run_at <= p_now
         ORDER BY j.next_run_at
@@ -66,8 +61,10 @@ BEGIN
         INSERT INTO tock.runs (job_id, trigger, priority, scheduled_for, enqueued_at, run_after)
         SELECT a.id, 'schedule', a.priority, a.fire_time, p_now, a.fire_time
         FROM advanced a
-        WHERE a.overlap <> 'skip'
-           OR NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = a.id AND r.status IN ('pending', 'running'))
+        WHERE (a.overlap <> 'skip'
+               OR NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = a.id AND r.status IN ('pending', 'running')))
+          -- misfire 'skip': a fire time missed by more than a minute (downtime) is dropped, not run late.
+          AND (a.misfire = 'run_once' OR a.fire_time >= p_now - interval '1 minute')
         ON CONFLICT (job_id, scheduled_for) WHERE trigger = 'schedule' DO NOTHING
     )
     SELECT count(*) INTO v_due FROM advanced;
@@ -159,10 +156,7 @@ BEGIN
     IF p_status NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled') THEN
         PERFORM tock.raise_invalid('status', format('%L is not succeeded, failed, timed_out or cancelled', p_status));
     END IF;
-    UPDATE tock.runs
-    SET status = p_status, finished_at = greatest(p_now, started_at), exit_code = p_exit_code, error = p_error
-    WHERE id = p_run AND status = 'running' AND worker_id = p_worker;
-    IF NOT FOUND THEN
+    IF NOT tock.end_attempt(p_run, p_worker, p_status, p_exit_code, p_error, p_now, p_retry_now => false) THEN
         RETURN false;
     END IF;
     INSERT INTO tock.run_output (run_id, output, bytes_total, truncated, updated_at)
@@ -188,3 +182,160 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION tock.release_run(bigint, bigint, timestamptz) IS
     'Puts a running run back to pending (same attempt): a worker that shuts down hands back what it could not finish.';
+
+-- The delay before retry attempt p_attempt + 1: retry_base * 2^(attempt-1), capped, with ±25% jitter so a burst
+-- of failures does not retry in lockstep.
+CREATE OR REPLACE FUNCTION tock.retry_delay(p_base interval, p_cap interval, p_attempt int)
+RETURNS interval LANGUAGE sql VOLATILE AS $$
+    SELECT least(p_cap, p_base * power(2, least(p_attempt - 1, 30))) * (0.75 + random() * 0.5)
+$$;
+
+-- Ends a running attempt held by p_worker (NULL: whoever holds it, for rescue). A failed or timed-out attempt with
+-- attempts left gets a new run (trigger 'retry', attempt + 1, linked to the first) after the backoff, or at once
+-- when p_retry_now; one that used the last of several attempts ends 'dead' (the dead letters). Returns false when
+-- the run was not running on that worker (a late or duplicate report), changing nothing.
+CREATE OR REPLACE FUNCTION tock.end_attempt(
+    p_run bigint, p_worker bigint, p_status text, p_exit_code int, p_error text, p_now timestamptz,
+    p_retry_now boolean)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_run tock.runs;
+    v_job tock.jobs;
+    v_status text := p_status;
+BEGIN
+    SELECT * INTO v_run FROM tock.runs
+    WHERE id = p_run AND status = 'running' AND (p_worker IS NULL OR worker_id = p_worker)
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    SELECT * INTO v_job FROM tock.jobs WHERE id = v_run.job_id;
+    IF p_status IN ('failed', 'timed_out') AND v_run.cancel_requested_at IS NULL THEN
+        IF v_run.attempt < v_job.max_attempts THEN
+            INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after)
+            VALUES (v_run.job_id, 'retry', v_run.priority, v_run.attempt + 1, coalesce(v_run.first_run_id, v_run.id),
+                    v_run.scheduled_for, p_now,
+                    p_now + CASE WHEN p_retry_now THEN interval '0'
+                                 ELSE tock.retry_delay(v_job.retry_base, v_job.retry_cap, v_run.attempt) END);
+        ELSIF v_job.max_attempts > 1 THEN
+            v_status := 'dead';
+        END IF;
+    END IF;
+    UPDATE tock.runs
+    SET status = v_status, finished_at = greatest(p_now, started_at), exit_code = p_exit_code,
+        error = CASE WHEN v_status = 'dead'
+                     THEN format('%s (attempt %s of %s: no attempts left)', coalesce(p_error, p_status), v_run.attempt,
+                                 v_job.max_attempts)
+                     ELSE p_error END
+    WHERE id = p_run;
+    RETURN true;
+END $$;
+
+-- Cancels a run: a pending one at once; a running one is marked, and its worker (told by NOTIFY tock_cancel)
+-- sends SIGTERM to the script's process group, then SIGKILL after its grace, and finishes it as 'cancelled'.
+-- Returns 'cancelled' or 'cancelling'. A finished run cannot be cancelled (SQLSTATE 55000).
+CREATE OR REPLACE FUNCTION tock.cancel(p_run bigint, p_now timestamptz DEFAULT now())
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+BEGIN
+    UPDATE tock.runs SET status = 'cancelled', finished_at = p_now, error = 'cancelled before it started'
+    WHERE id = p_run AND status = 'pending';
+    IF FOUND THEN
+        RETURN 'cancelled';
+    END IF;
+    UPDATE tock.runs SET cancel_requested_at = coalesce(cancel_requested_at, p_now)
+    WHERE id = p_run AND status = 'running';
+    IF FOUND THEN
+        PERFORM pg_notify('tock_cancel', p_run::text);
+        RETURN 'cancelling';
+    END IF;
+    SELECT status INTO v_status FROM tock.runs WHERE id = p_run;
+    IF v_status IS NULL THEN
+        RAISE EXCEPTION 'run: unknown run %', p_run USING ERRCODE = 'no_data_found', COLUMN = 'run';
+    END IF;
+    RAISE EXCEPTION 'run: run % already ended (%); nothing to cancel', p_run, v_status
+        USING ERRCODE = 'object_not_in_prerequisite_state', COLUMN = 'run';
+END $$;
+COMMENT ON FUNCTION tock.cancel(bigint, timestamptz) IS 'Cancels a pending run at once, or asks the worker running it to stop it.';
+
+-- Runs a finished run's job again as a new attempt linked to it (retry from the dead letters); returns the new id.
+CREATE OR REPLACE FUNCTION tock.retry(p_run bigint, p_now timestamptz DEFAULT now())
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_run tock.runs;
+    v_id bigint;
+BEGIN
+    SELECT * INTO v_run FROM tock.runs WHERE id = p_run;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'run: unknown run %', p_run USING ERRCODE = 'no_data_found', COLUMN = 'run';
+    END IF;
+    IF v_run.status IN ('pending', 'running') THEN
+        RAISE EXCEPTION 'run: run % is still %; retry a run that has ended', p_run, v_run.status
+            USING ERRCODE = 'object_not_in_prerequisite_state', COLUMN = 'run';
+    END IF;
+    INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after)
+    VALUES (v_run.job_id, 'retry', v_run.priority, v_run.attempt + 1, coalesce(v_run.first_run_id, v_run.id),
+            v_run.scheduled_for, p_now, p_now)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END $$;
+
+-- The session-level advisory lock a worker holds on its LISTEN connection while it lives. PostgreSQL releases it
+-- the moment the process dies, which tells tock.rescue() in seconds what a heartbeat tells only later.
+CREATE OR REPLACE FUNCTION tock.worker_lock_key() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 1953459051 $$;
+
+CREATE OR REPLACE FUNCTION tock.worker_session_alive(p_worker bigint)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND objsubid = 2
+          AND classid = tock.worker_lock_key()::oid AND objid = p_worker::oid)
+$$;
+
+-- Finds dead workers and recovers their runs. A worker is dead when its session lock is gone and it has not
+-- heartbeaten for p_lost_after (a kill -9: seconds), or it has not heartbeaten for p_silent_after whatever its
+-- session says (a hung or partitioned process). Heartbeat age counts from the server's start at the earliest, so
+-- a database restart does not condemn workers that are busy reconnecting. Their runs end 'failed' (worker lost)
+-- and are retried at once while attempts remain, else end 'dead'. Safe to run from anywhere, at any time.
+-- Returns how many runs it recovered.
+CREATE OR REPLACE FUNCTION tock.rescue(
+    p_now timestamptz DEFAULT now(), p_lost_after interval DEFAULT '3 seconds',
+    p_silent_after interval DEFAULT '30 seconds')
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    v_worker record;
+    v_run bigint;
+    v_count int := 0;
+BEGIN
+    FOR v_worker IN
+        SELECT w.id, w.name,
+               CASE WHEN tock.worker_session_alive(w.id) THEN 'stopped heartbeating'
+                    ELSE 'its database session ended' END AS reason
+        FROM tock.workers w
+        WHERE w.state IN ('running', 'stopping')
+          AND (p_now - greatest(w.last_heartbeat_at, pg_postmaster_start_time()) > p_silent_after
+               OR (p_now - greatest(w.last_heartbeat_at, pg_postmaster_start_time()) > p_lost_after
+                   AND NOT tock.worker_session_alive(w.id)))
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        UPDATE tock.workers SET state = 'lost', stopped_at = p_now WHERE id = v_worker.id;
+        FOR v_run IN SELECT id FROM tock.runs WHERE worker_id = v_worker.id AND status = 'running' LOOP
+            IF tock.end_attempt(v_run, v_worker.id, 'failed', NULL,
+                                format('worker %s was lost (%s)', v_worker.name, v_worker.reason), p_now,
+                                p_retry_now => true) THEN
+                v_count := v_count + 1;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN v_count;
+END $$;
+COMMENT ON FUNCTION tock.rescue(timestamptz, interval, interval) IS
+    'Marks dead workers lost and retries (or buries) their runs; returns the number of runs recovered.';
+
+-- When the earliest delayed run (a retry's backoff) becomes claimable, so an idle worker sleeps until then
+-- rather than until its safety sweep. NULL: none.
+CREATE OR REPLACE FUNCTION tock.next_delayed_run(p_now timestamptz DEFAULT now())
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+    SELECT min(run_after) FROM tock.runs WHERE status = 'pending' AND run_after > p_now
+$$;

@@ -24,7 +24,10 @@ SELECT
     (SELECT count(*) FROM tock.runs a WHERE a.job_id = j.id AND a.status = 'running') AS running,
     (SELECT count(*) FROM tock.runs a WHERE a.job_id = j.id AND a.status = 'pending') AS pending,
     j.created_at,
-    j.updated_at
+    j.updated_at,
+    j.misfire,
+    extract(epoch FROM j.retry_base)::float8 AS retry_base_seconds,
+    extract(epoch FROM j.retry_cap)::float8 AS retry_cap_seconds
 FROM tock.jobs j
 LEFT JOIN LATERAL (
     SELECT r.id, r.status, r.enqueued_at, r.started_at, r.finished_at
@@ -53,7 +56,8 @@ SELECT
     r.exit_code,
     r.error,
     o.bytes_total AS output_bytes,
-    o.truncated AS output_truncated
+    o.truncated AS output_truncated,
+    r.cancel_requested_at
 FROM tock.runs r
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id

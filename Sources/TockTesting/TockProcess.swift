@@ -1,0 +1,46 @@
+import Foundation
+import TockCore
+
+/// A `tock` process started by a test, its output in a log file, signalled and awaited like the real thing.
+public final class TockProcess: @unchecked Sendable {
+    /// The built binary: TOCK_BIN (ops/test sets it), else the debug build beside the package.
+    public static let binary: String = ProcessInfo.processInfo.environment["TOCK_BIN"]
+        ?? TestDatabase.packageRoot + "/.build/debug/tock"
+
+    public let process = Process()
+    public let logPath: String
+
+    public init(_ arguments: [String], settings: ConnectionSettings, directory: String,
+                environment: [String: String] = [:]) throws {
+        logPath = directory + "/tock-\(arguments.first ?? "x")-\(UInt32.random(in: 0...UInt32.max)).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.environment = ["DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TZ": "UTC",
+                               "TOCK_LOG_LEVEL": "info"].merging(environment) { $1 }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    public func signal(_ signal: Int32) { kill(pid, signal) }
+
+    /// Waits for the process to exit; returns its status, or nil if it is still running after `timeout`.
+    @discardableResult
+    public func wait(timeout: Duration = .seconds(30)) async throws -> Int32? {
+        guard try await eventually(timeout: timeout, interval: .milliseconds(50), { !self.process.isRunning }) else {
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}

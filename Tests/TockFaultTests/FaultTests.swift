@@ -1,0 +1,249 @@
+import Foundation
+import PostgresNIO
+import Testing
+import TockCore
+import TockPostgres
+import TockTesting
+
+func count(_ database: Database, _ sql: PostgresQuery) async throws -> Int {
+    try await database.client.query(sql).decode(Int.self).all().first ?? -1
+}
+
+/// Each case asserts from the database that no run was lost and none ran twice.
+@Suite("faults: real processes killed, stopped and restarted", .serialized)
+struct FaultTests {
+    @Test("kill -9 a worker running a 30 s script: the run is re-queued and completed by another worker")
+    func killedWorker() async throws {
+        // Attempt 1 takes 30 s (it will not finish: its worker dies); attempt 2 finishes at once.
+        let directory = try makeScriptsDirectory(["scripts/long.sh": """
+            #!/bin/sh
+            echo "attempt $TOCK_ATTEMPT"
+            if [ "$TOCK_ATTEMPT" = 1 ]; then sleep 30; fi
+            """])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var job = JobDefinition(name: "long", script: "long.sh")
+            job.maxAttempts = 2
+            _ = try await database.createJob(job)
+            let doomed = try TockProcess(["worker", "--concurrency", "1"], settings: settings, directory: directory)
+            let scheduler = try TockProcess(["scheduler"], settings: settings, directory: directory)
+            let run = try await database.runNow("long")
+            #expect(try await eventually { try await database.run(run, withOutput: false).status == "running" })
+            let survivor = try TockProcess(["worker", "--concurrency", "1"], settings: settings, directory: directory)
+            #expect(try await eventually { try await database.workers().filter(\.alive).count == 2 })
+
+            doomed.signal(SIGKILL)
+            let killedAt = ContinuousClock.now
+            #expect(try await eventually(timeout: .seconds(15), interval: .milliseconds(10)) {
+                try await database.run(run, withOutput: false).status != "running"
+            })
+            let rescueTime = ContinuousClock.now - killedAt
+            print("fault 1: kill -9 to run re-queued: \(rescueTime)")
+            #expect(rescueTime < .seconds(5), "rescue took \(rescueTime)")
+
+            #expect(try await eventually(timeout: .seconds(15)) {
+                try await count(database, "SELECT count(*)::int FROM tock.runs WHERE status = 'succeeded'") == 1
+            })
+            let runs = try await database.runs(job: "long").sorted { $0.id < $1.id }
+            #expect(runs.map(\.status) == ["failed", "succeeded"])
+            #expect(runs.map(\.attempt) == [1, 2])
+            #expect(runs.last?.firstRunId == run)
+            #expect(runs.first?.error?.contains("was lost (its database session ended)") == true, "\(runs.first?.error ?? "")")
+            #expect(runs.last?.workerName?.hasSuffix(":\(survivor.pid)") == true)
+            let lost = try await database.workers().first { $0.name.hasSuffix(":\(doomed.pid)") }
+            #expect(lost?.state == "lost")
+            survivor.signal(SIGTERM)
+            scheduler.signal(SIGTERM)
+            #expect(try await survivor.wait() == 0)
+            #expect(try await scheduler.wait() == 0)
+        }
+    }
+
+    @Test("restart PostgreSQL (pg_ctl restart -m fast) while 200 short runs flow: all complete, once",
+          .enabled(if: TestDatabase.cluster != nil, "needs the embedded test cluster (ops/test)"))
+    func databaseRestart() async throws {
+        let directory = try makeScriptsDirectory(["scripts/quick.sh": "#!/bin/sh\necho \"$TOCK_RUN_ID\"\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cluster = try #require(TestDatabase.cluster)
+        let settings = try await TestDatabase.create()
+        try await TestDatabase.withClient(settings) { client in
+            let database = Database(client: client, logger: TestDatabase.logger, settings: settings)
+            _ = try await database.createJob(JobDefinition(name: "quick", script: "quick.sh"))
+            let workers = try (0..<2).map { _ in
+                try TockProcess(["worker", "--concurrency", "4"], settings: settings, directory: directory)
+            }
+            #expect(try await eventually { try await database.workers().filter(\.alive).count == 2 })
+            let enqueued = Locked(0)
+            // 200 runs in batches of 10, restarting the server after the first 100.
+            for batch in 0..<20 {
+                if batch == 10 {
+                    try cluster.restart()
+                    print("fault 2: PostgreSQL restarted after \(enqueued.value) runs were enqueued")
+                }
+                var done = false
+                while !done {
+                    do {
+                        try await client.query("""
+                            INSERT INTO tock.runs (job_id, trigger) SELECT id, 'sql' FROM tock.jobs, generate_series(1, 10)
+                            """).collect()
+                        done = true
+                    } catch {
+                        try await Task.sleep(for: .milliseconds(100))  // our own pool reconnecting
+                    }
+                }
+                enqueued.withLock { $0 += 10 }
+                try await Task.sleep(for: .milliseconds(30))
+            }
+            #expect(try await eventually(timeout: .seconds(60)) {
+                (try? await count(database, "SELECT count(*)::int FROM tock.runs WHERE status = 'succeeded'")) == 200
+            })
+            #expect(try await count(database, "SELECT count(*)::int FROM tock.runs") == 200)
+            #expect(try await count(database, "SELECT count(*)::int FROM tock.runs WHERE attempt <> 1") == 0)
+            #expect(try await count(database,
+                "SELECT count(*)::int FROM tock.run_output o JOIN tock.runs r ON r.id = o.run_id WHERE o.output = r.id || E'\\n'") == 200)
+            for worker in workers {
+                worker.signal(SIGTERM)
+                #expect(try await worker.wait() == 0, "\(worker.log)")
+                #expect(worker.log.contains("LISTEN connection lost; reconnecting"))
+            }
+        }
+    }
+
+    @Test("SIGTERM a worker with runs in flight: short ones finish, the long one is handed back without using an attempt")
+    func sigtermWorker() async throws {
+        let directory = try makeScriptsDirectory(["scripts/sleep.sh": "#!/bin/sh\nsleep \"$1\"\necho slept \"$1\"\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            _ = try await database.createJob(JobDefinition(name: "short", script: "sleep.sh", args: ["1"]))
+            _ = try await database.createJob(JobDefinition(name: "long", script: "sleep.sh", args: ["60"]))
+            let worker = try TockProcess(["worker", "--concurrency", "3", "--shutdown-grace-seconds", "3"],
+                                         settings: settings, directory: directory)
+            let short1 = try await database.runNow("short")
+            let short2 = try await database.runNow("short")
+            let long = try await database.runNow("long")
+            #expect(try await eventually {
+                try await count(database, "SELECT count(*)::int FROM tock.runs WHERE status = 'running'") == 3
+            })
+            worker.signal(SIGTERM)
+            #expect(try await worker.wait(timeout: .seconds(20)) == 0, "\(worker.log)")
+            #expect(try await database.run(short1, withOutput: false).status == "succeeded")
+            #expect(try await database.run(short2, withOutput: false).status == "succeeded")
+            let handedBack = try await database.run(long, withOutput: false)
+            #expect(handedBack.status == "pending")
+            #expect(handedBack.attempt == 1)
+            #expect(try await database.workers().map(\.state) == ["stopped"])
+            // Another worker picks it up.
+            #expect(try await count(database, "SELECT count(*)::int FROM tock.runs") == 3)
+        }
+    }
+
+    @Test("three schedulers over 500 jobs firing every second, one killed half-way: every fire time has exactly one run")
+    func racingSchedulers() async throws {
+        let seconds = Int(ProcessInfo.processInfo.environment["TOCK_FAULT_SCHEDULER_SECONDS"] ?? "30") ?? 30
+        let directory = try makeScriptsDirectory([:])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            try await database.client.query("""
+                INSERT INTO tock.jobs (name, script, schedule, overlap)
+                SELECT 'job' || i, 'x.sh', 'every 1s', 'allow' FROM generate_series(1, 500) i
+                """).collect()
+            let schedulers = try (0..<3).map { _ in try TockProcess(["scheduler"], settings: settings, directory: directory) }
+            try await Task.sleep(for: .seconds(seconds / 2))
+            schedulers[0].signal(SIGKILL)
+            try await Task.sleep(for: .seconds(seconds - seconds / 2))
+            for scheduler in schedulers.dropFirst() {
+                scheduler.signal(SIGTERM)
+                #expect(try await scheduler.wait() == 0)
+            }
+            // Per job: fire times one second apart with no gap and no repeat, from the first to the last.
+            let (runs, gaps, duplicates, minimum) = try #require(try await database.client.query("""
+                WITH per_job AS (
+                    SELECT job_id, count(*) AS n, count(DISTINCT scheduled_for) AS d,
+                           round(extract(epoch FROM max(scheduled_for) - min(scheduled_for)))::int + 1 AS span
+                    FROM tock.runs WHERE trigger = 'schedule' GROUP BY job_id)
+                SELECT sum(n)::int, count(*) FILTER (WHERE span <> n)::int, count(*) FILTER (WHERE d <> n)::int, min(n)::int
+                FROM per_job
+                """).decode((Int, Int, Int, Int).self).all().first)
+            print("fault 4: \(runs) runs from 3 schedulers (one killed) over \(seconds)s; jobs with gaps: \(gaps), repeats: \(duplicates)")
+            #expect(duplicates == 0)
+            #expect(gaps == 0)
+            #expect(minimum >= seconds - 3)
+            #expect(try await count(database, "SELECT count(DISTINCT job_id)::int FROM tock.runs") == 500)
+        }
+    }
+
+    @Test("cancel a running script that ignores SIGTERM: it dies after the grace period")
+    func cancelStubbornScript() async throws {
+        let directory = try makeScriptsDirectory(["scripts/stubborn.sh": """
+            #!/bin/sh
+            trap 'echo got TERM' TERM
+            echo $$ > "$PWD/stubborn.pid"
+            while :; do sleep 0.2; done
+            """])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            _ = try await database.createJob(JobDefinition(name: "stubborn", script: "stubborn.sh"))
+            let worker = try TockProcess(["worker", "--kill-grace-seconds", "2"], settings: settings, directory: directory)
+            let run = try await database.runNow("stubborn")
+            #expect(try await eventually { FileManager.default.fileExists(atPath: directory + "/scripts/stubborn.pid") })
+            let pid = try #require(Int32(try String(contentsOfFile: directory + "/scripts/stubborn.pid", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)))
+            let requested = ContinuousClock.now
+            #expect(try await database.cancel(run) == "cancelling")
+            #expect(try await eventually(timeout: .seconds(10)) {
+                try await database.run(run, withOutput: false).status == "cancelled"
+            })
+            let elapsed = ContinuousClock.now - requested
+            print("fault 5: cancel of a script ignoring SIGTERM took \(elapsed) (grace 2s)")
+            #expect(elapsed >= .seconds(2))
+            #expect(elapsed < .seconds(6))
+            #expect(kill(pid, 0) != 0)
+            let info = try await database.run(run)
+            #expect(info.output?.contains("got TERM") == true)
+            #expect(info.error?.contains("cancelled") == true)
+            // A pending run is cancelled at once, and an ended one cannot be cancelled again.
+            try await database.setJobEnabled("stubborn", false)
+            await #expect(throws: TockError.self) { _ = try await database.cancel(run) }
+            worker.signal(SIGTERM)
+            #expect(try await worker.wait() == 0)
+            let pending = try await database.runNow("stubborn")
+            #expect(try await database.cancel(pending) == "cancelled")
+        }
+    }
+
+    @Test("a job that fails 3 times ends dead, its three attempts linked in the history with backoff between them")
+    func deadLetter() async throws {
+        let directory = try makeScriptsDirectory(["scripts/fail.sh": "#!/bin/sh\necho \"attempt $TOCK_ATTEMPT\"\nexit 7\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var job = JobDefinition(name: "flaky", script: "fail.sh")
+            job.maxAttempts = 3
+            job.retryBaseSeconds = 1
+            _ = try await database.createJob(job)
+            let worker = try TockProcess(["worker"], settings: settings, directory: directory)
+            let first = try await database.runNow("flaky")
+            #expect(try await eventually(timeout: .seconds(20)) {
+                try await database.runs(job: "flaky", status: .dead).count == 1
+            })
+            let runs = try await database.runs(job: "flaky").sorted { $0.id < $1.id }
+            try #require(runs.count == 3 && runs.allSatisfy { $0.startedAt != nil && $0.finishedAt != nil })
+            #expect(runs.map(\.status) == ["failed", "failed", "dead"])
+            #expect(runs.map(\.attempt) == [1, 2, 3])
+            #expect(runs.dropFirst().allSatisfy { $0.firstRunId == first && $0.trigger == "retry" })
+            #expect(runs.allSatisfy { $0.exitCode == 7 })
+            #expect(runs.last?.error == "exited with status 7 (attempt 3 of 3: no attempts left)")
+            // Backoff: about 1 s (±25%) before attempt 2, about 2 s before attempt 3.
+            let waits = zip(runs, runs.dropFirst()).map { previous, next in
+                next.startedAt!.timeIntervalSince(previous.finishedAt!)
+            }
+            print("fault 6: waits between attempts: \(waits.map { String(format: "%.2fs", $0) })")
+            #expect(waits[0] >= 0.7 && waits[0] < 3)
+            #expect(waits[1] >= 1.45 && waits[1] < 5)
+            // The dead letter can be retried by hand.
+            let again = try await database.retry(runs.last!.id)
+            #expect(try await database.run(again, withOutput: false).attempt == 4)
+            worker.signal(SIGTERM)
+            #expect(try await worker.wait() == 0)
+        }
+    }
+}
