@@ -37,7 +37,7 @@ public struct Database: Sendable {
         }
     }
 
-    func scalar<T: PostgresDecodable>(_ type: T.Type, _ query: PostgresQuery) async throws(TockError) -> T {
+    func scalar<T: PostgresDecodable & Sendable>(_ type: T.Type, _ query: PostgresQuery) async throws(TockError) -> T {
         try await mapped {
             guard let value = try await client.query(query, logger: logger).decode(T.self).all().first else {
                 throw TockError(.failed, "the database returned no row")

@@ -41,10 +41,10 @@ public struct Migrator: Sendable {
     @discardableResult
     public func migrate() async throws -> Report {
         try await client.withConnection { connection in
-            try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: logger).collect()
+            _ = try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: logger).collect()
             do {
                 let report = try await self.migrateLocked(connection)
-                try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger).collect()
+                _ = try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger).collect()
                 return report
             } catch {
                 _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger).collect()
@@ -97,11 +97,11 @@ public struct Migrator: Sendable {
                 }
             } else {
                 // Applied by a DBA with psql: adopt it.
-                try await connection.query(
+                _ = try await connection.query(
                     "UPDATE tock.migrations SET checksum = \(actual) WHERE version = \(file.version)", logger: logger).collect()
             }
         }
-        try await connection.query("""
+        _ = try await connection.query("""
             CREATE OR REPLACE FUNCTION pg_temp.tock_exec(script text) RETURNS void LANGUAGE plpgsql
             AS $$ BEGIN EXECUTE script; END $$
             """, logger: logger).collect()
@@ -109,8 +109,8 @@ public struct Migrator: Sendable {
             let sum = try await checksum(file.text, connection)
             logger.info("applying migration", metadata: ["migration": "\(file.name)"])
             try await connection.withTransaction(logger: logger) { transaction in
-                try await transaction.query("SELECT pg_temp.tock_exec(\(file.text))", logger: logger).collect()
-                try await transaction.query("""
+                _ = try await transaction.query("SELECT pg_temp.tock_exec(\(file.text))", logger: logger).collect()
+                _ = try await transaction.query("""
                     INSERT INTO tock.migrations (version, name, checksum) VALUES (\(file.version), \(file.name), \(sum))
                     ON CONFLICT (version) DO UPDATE SET checksum = EXCLUDED.checksum
                     """, logger: logger).collect()
@@ -123,14 +123,14 @@ public struct Migrator: Sendable {
             logger.info("applying functions and views", metadata: ["files": "\(files.functions.count)"])
             try await connection.withTransaction(logger: logger) { transaction in
                 for file in files.functions {
-                    try await transaction.query("SELECT pg_temp.tock_exec(\(file.text))", logger: logger).collect()
+                    _ = try await transaction.query("SELECT pg_temp.tock_exec(\(file.text))", logger: logger).collect()
                 }
                 // The server's zone list may have grown with an OS update.
-                try await transaction.query("""
+                _ = try await transaction.query("""
                     INSERT INTO tock.timezones (name) SELECT name FROM pg_timezone_names
                     WHERE name NOT LIKE 'posix/%' AND name <> 'posixrules' ON CONFLICT DO NOTHING
                     """, logger: logger).collect()
-                try await transaction.query("""
+                _ = try await transaction.query("""
                     INSERT INTO tock.migrations (version, name, checksum) VALUES (0, 'functions', \(functionsSum))
                     ON CONFLICT (version) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()
                     """, logger: logger).collect()

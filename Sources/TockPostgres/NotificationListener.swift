@@ -79,12 +79,12 @@ public struct NotificationListener: Sendable {
                     count += 1
                     if count == channels.count { break }
                 }
-                try await connection.query("SELECT 1", logger: logger).collect()
+                _ = try await connection.query("SELECT 1", logger: logger).collect()
                 logger.debug("listening", metadata: ["channels": "\(channels.joined(separator: ","))"])
                 await onEvent(.listening)
                 while true {
                     try await Task.sleep(for: pingInterval)
-                    try await connection.query("SELECT 1", logger: logger).collect()
+                    _ = try await connection.query("SELECT 1", logger: logger).collect()
                 }
             }
             try await group.next()

@@ -71,7 +71,7 @@ public final class Worker: Service, Sendable {
                     settings: settings, channels: ["tock_runs", "tock_cancel"], logger: logger,
                     onConnect: { connection in
                         // Held while this process lives: tock.rescue() sees at once when it does not.
-                        try await connection.query(
+                        _ = try await connection.query(
                             "SELECT pg_try_advisory_lock(tock.worker_lock_key(), \(Int32(truncatingIfNeeded: id)))",
                             logger: logger).collect()
                     })

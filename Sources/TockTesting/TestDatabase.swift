@@ -56,12 +56,12 @@ public enum TestDatabase {
                           AND datname NOT LIKE \("%\\_\(getpid())\\_%") AND datname <> \(name)
                         """).decode(String.self).all()
                     for database in stale {
-                        try await admin.query("DROP DATABASE IF EXISTS \(unescaped: database) WITH (FORCE)").collect()
+                        _ = try await admin.query("DROP DATABASE IF EXISTS \(unescaped: database) WITH (FORCE)").collect()
                     }
-                    try await admin.query("DROP DATABASE IF EXISTS \(unescaped: name) WITH (FORCE)").collect()
-                    try await admin.query("CREATE DATABASE \(unescaped: name)").collect()
+                    _ = try await admin.query("DROP DATABASE IF EXISTS \(unescaped: name) WITH (FORCE)").collect()
+                    _ = try await admin.query("CREATE DATABASE \(unescaped: name)").collect()
                 }
-                try await withClient(server.with(database: name)) { client in
+                _ = try await withClient(server.with(database: name)) { client in
                     try await Migrator(client: client, files: try SQLFiles.bundled(), logger: logger).migrate()
                 }
                 return (server, name)
@@ -77,7 +77,7 @@ public enum TestDatabase {
         let (server, template) = try await prepareTemplate()
         let name = "tock_test_\(getpid())_\(counter.add(1, ordering: .relaxed).newValue)"
         try await withClient(server.with(database: "postgres")) { admin in
-            try await admin.query("CREATE DATABASE \(unescaped: name) TEMPLATE \(unescaped: template)").collect()
+            _ = try await admin.query("CREATE DATABASE \(unescaped: name) TEMPLATE \(unescaped: template)").collect()
         }
         return server.with(database: name)
     }
@@ -87,7 +87,7 @@ public enum TestDatabase {
         let server = try serverSettings()
         let name = "tock_test_\(getpid())_\(counter.add(1, ordering: .relaxed).newValue)"
         try await withClient(server.with(database: "postgres")) { admin in
-            try await admin.query("CREATE DATABASE \(unescaped: name)").collect()
+            _ = try await admin.query("CREATE DATABASE \(unescaped: name)").collect()
         }
         return server.with(database: name)
     }

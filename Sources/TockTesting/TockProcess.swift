@@ -13,7 +13,7 @@ public final class TockProcess: @unchecked Sendable {
     public init(_ arguments: [String], settings: ConnectionSettings, directory: String,
                 environment: [String: String] = [:]) throws {
         logPath = directory + "/tock-\(arguments.first ?? "x")-\(UInt32.random(in: 0...UInt32.max)).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)

@@ -102,7 +102,7 @@ struct JobCommand: AsyncParsableCommand {
                 print("""
                     name:          \(info.name) (id \(info.id), \(info.state))
                     script:        \(info.script)\(info.args.isEmpty ? "" : " " + info.args.map { "'\($0)'" }.joined(separator: " "))
-                    schedule:      \(info.schedule) — \(info.scheduleDescription) (\(info.timezone))
+                    schedule:      \(info.schedule)\(info.schedule == info.scheduleDescription ? "" : " — \(info.scheduleDescription)") (\(info.timezone))
                     priority:      \(info.priority)
                     timeout:       \(DurationText.format(seconds: info.timeoutSeconds))
                     max attempts:  \(info.maxAttempts) (retry after \(DurationText.format(seconds: info.retryBaseSeconds)), doubling up to \(DurationText.format(seconds: info.retryCapSeconds)))

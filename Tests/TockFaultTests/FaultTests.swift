@@ -83,7 +83,7 @@ struct FaultTests {
                 var done = false
                 while !done {
                     do {
-                        try await client.query("""
+                        _ = try await client.query("""
                             INSERT INTO tock.runs (job_id, trigger) SELECT id, 'sql' FROM tock.jobs, generate_series(1, 10)
                             """).collect()
                         done = true
@@ -143,7 +143,7 @@ struct FaultTests {
         let directory = try makeScriptsDirectory([:])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
-            try await database.client.query("""
+            _ = try await database.client.query("""
                 INSERT INTO tock.jobs (name, script, schedule, overlap)
                 SELECT 'job' || i, 'x.sh', 'every 1s', 'allow' FROM generate_series(1, 500) i
                 """).collect()

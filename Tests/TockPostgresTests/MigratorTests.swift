@@ -26,7 +26,7 @@ struct MigratorTests {
     @Test("an applied migration whose file changed is refused, naming the file")
     func editedMigration() async throws {
         try await TestDatabase.withFresh { database, _ in
-            try await database.client.query("UPDATE tock.migrations SET checksum = 'deadbeef' WHERE version = 1").collect()
+            _ = try await database.client.query("UPDATE tock.migrations SET checksum = 'deadbeef' WHERE version = 1").collect()
             let migrator = Migrator(client: database.client, files: try SQLFiles.bundled(), logger: TestDatabase.logger)
             do {
                 try await migrator.migrate()
@@ -40,7 +40,7 @@ struct MigratorTests {
     @Test("a migration applied by psql (no checksum) is adopted, not re-run")
     func adoptsPsqlMigration() async throws {
         try await TestDatabase.withFresh { database, _ in
-            try await database.client.query("UPDATE tock.migrations SET checksum = NULL WHERE version = 1").collect()
+            _ = try await database.client.query("UPDATE tock.migrations SET checksum = NULL WHERE version = 1").collect()
             let migrator = Migrator(client: database.client, files: try SQLFiles.bundled(), logger: TestDatabase.logger)
             #expect(try await migrator.migrate().applied.isEmpty)
             let checksum = try await database.client.query("SELECT checksum FROM tock.migrations WHERE version = 1")

@@ -11,11 +11,11 @@ struct QueueTests {
     @Test("4 concurrent schedulers over 200 due jobs enqueue exactly 200 runs")
     func tickExactlyOnce() async throws {
         try await TestDatabase.withFresh(maximumConnections: 8) { database, _ in
-            try await database.client.query("""
+            _ = try await database.client.query("""
                 INSERT INTO tock.jobs (name, script, schedule) SELECT 'job' || i, 'x.sh', 'every 1h' FROM generate_series(1, 200) i
                 """).collect()
             // All due a minute ago.
-            try await database.client.query("UPDATE tock.jobs SET next_run_at = now() - interval '1 minute'").collect()
+            _ = try await database.client.query("UPDATE tock.jobs SET next_run_at = now() - interval '1 minute'").collect()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<4 {
                     group.addTask {
@@ -39,7 +39,7 @@ struct QueueTests {
     func claimExactlyOnce() async throws {
         try await TestDatabase.withFresh(maximumConnections: 8) { database, _ in
             _ = try await database.createJob(JobDefinition(name: "many", script: "x.sh"))
-            try await database.client.query("""
+            _ = try await database.client.query("""
                 INSERT INTO tock.runs (job_id, trigger) SELECT id, 'sql' FROM tock.jobs, generate_series(1, 1000)
                 """).collect()
             let claimedIDs = Locked<[Int64]>([])
@@ -117,13 +117,13 @@ struct QueueTests {
         try await TestDatabase.withFresh { database, _ in
             _ = try await database.createJob(JobDefinition(name: "minutely", script: "x.sh", schedule: "every 1m"))
             // Ten fire times missed (downtime): one run, and the schedule moves past now.
-            try await database.client.query("UPDATE tock.jobs SET next_run_at = now() - interval '10 minutes'").collect()
+            _ = try await database.client.query("UPDATE tock.jobs SET next_run_at = now() - interval '10 minutes'").collect()
             _ = try await database.tick()
             #expect(try await database.runs(job: "minutely").count == 1)
             let next = try #require(try await database.job("minutely").nextRunAt)
             #expect(next > Date())
             // Due again while the first run is still pending: skipped, schedule still advances.
-            try await database.client.query("UPDATE tock.jobs SET next_run_at = now() - interval '1 second'").collect()
+            _ = try await database.client.query("UPDATE tock.jobs SET next_run_at = now() - interval '1 second'").collect()
             _ = try await database.tick()
             #expect(try await database.runs(job: "minutely").count == 1)
             #expect(try #require(try await database.job("minutely").nextRunAt) > Date())
@@ -160,11 +160,11 @@ struct QueueTests {
             }
             // Straight SQL obeys the same rules.
             await #expect(throws: PSQLError.self) {
-                try await database.client.query(
+                _ = try await database.client.query(
                     "INSERT INTO tock.jobs (name, script, schedule) VALUES ('raw', 'x.sh', 'every 0s')").collect()
             }
             await #expect(throws: PSQLError.self) {
-                try await database.client.query("UPDATE tock.jobs SET timezone = 'Nowhere' WHERE name = 'dup'").collect()
+                _ = try await database.client.query("UPDATE tock.jobs SET timezone = 'Nowhere' WHERE name = 'dup'").collect()
             }
             let jobs = try await database.jobs()
             #expect(jobs.map(\.name) == ["dup"])
@@ -175,7 +175,7 @@ struct QueueTests {
     @Test("edit, pause and resume keep next_run_at in step; a psql INSERT gets its schedule parsed too")
     func editPauseResume() async throws {
         try await TestDatabase.withFresh { database, _ in
-            try await database.client.query(
+            _ = try await database.client.query(
                 "INSERT INTO tock.jobs (name, script, schedule, timezone) VALUES ('raw', 'x.sh', 'daily at 06:00', 'asia/hong_kong')").collect()
             var job = try await database.job("raw")
             #expect(job.timezone == "Asia/Hong_Kong")

@@ -126,7 +126,9 @@ struct ScheduleTests {
         try await TestDatabase.withFresh { database, _ in
             let cases = ["every 5m": "every 5 minutes", "daily at 06:00": "daily at 06:00",
                          "0 9 * * 1-5": "at 09:00 on Mon-Fri", "manual": "manual (run on demand only)",
-                         "weekly on mon,thu at 09:30": "at 09:30 on Mon,Thu"]
+                         "weekly on mon,thu at 09:30": "at 09:30 on Mon,Thu",
+                         "monthly on last at 23:30": "monthly on the last day at 23:30",
+                         "monthly on 1,15 at 08:00": "monthly on day 1,15 at 08:00"]
             for (schedule, words) in cases {
                 let text = try await database.client.query("SELECT tock.describe_schedule(\(schedule))")
                     .decode(String.self).all().first

@@ -491,7 +491,9 @@ BEGIN
     END IF;
 
     -- The days.
-    IF v_spec.clamp_to_month_end THEN
+    IF v_spec.clamp_to_month_end AND v_spec.days = ARRAY[31] THEN
+        v_text := format('monthly on the last day %s', v_text);
+    ELSIF v_spec.clamp_to_month_end THEN
         v_text := format('monthly on day %s %s', tock.describe_values(v_spec.days), v_text)
             || CASE WHEN v_spec.days[cardinality(v_spec.days)] >= 29 THEN ' (or the month''s last day)' ELSE '' END;
     ELSIF v_spec.days_restricted AND v_spec.weekdays_restricted THEN
