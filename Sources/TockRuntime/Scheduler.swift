@@ -13,7 +13,7 @@ public final class Scheduler: Service, Sendable {
     /// The longest sleep, a safety net for a lost notification.
     let sweepInterval: Duration
     /// How often `tock.rescue()` looks for dead workers; with a worker's 1 s heartbeat, a killed worker's runs
-    /// are back in the queue within about rescueInterval + 3 s.
+    /// are back in the queue within about rescueInterval + 2 s.
     let rescueInterval: Duration
     let wake = WakeSignal()
 

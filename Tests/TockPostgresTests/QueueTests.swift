@@ -130,6 +130,78 @@ struct QueueTests {
         }
     }
 
+    @Test("overlap 'queue' runs one run of a job at a time, oldest first, even with concurrent claimers")
+    func overlapQueue() async throws {
+        try await TestDatabase.withFresh(maximumConnections: 8) { database, _ in
+            var job = JobDefinition(name: "serial", script: "x.sh")
+            job.overlap = "queue"
+            _ = try await database.createJob(job)
+            _ = try await database.createJob(JobDefinition(name: "free", script: "x.sh"))
+            let serial = try await [database.runNow("serial"), database.runNow("serial"), database.runNow("serial")]
+            let free = try await [database.runNow("free"), database.runNow("free")]
+            let workers = try await [0, 1, 2].asyncMap { index in
+                try await database.registerWorker(host: "t", pid: index, concurrency: 10, scriptsDirectory: nil, version: nil)
+            }
+            // Three claimers at once: both free runs, and exactly one serial run (the oldest).
+            let claimed = try await withThrowingTaskGroup(of: [Int64].self) { group in
+                for worker in workers { group.addTask { try await database.claimRuns(worker: worker, max: 10).map(\.runId) } }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            #expect(Set(claimed) == Set(free + [serial[0]]))
+            #expect(try await database.claimRuns(worker: workers[0], max: 10).isEmpty)
+            // When it finishes, the next one becomes claimable.
+            let holder = try #require(try await database.run(serial[0], withOutput: false).workerId)
+            _ = try await database.finishRun(serial[0], worker: holder, outcome: RunOutcome(status: .succeeded))
+            #expect(try await database.claimRuns(worker: workers[1], max: 10).map(\.runId) == [serial[1]])
+        }
+    }
+
+    @Test("misfire 'skip' drops a fire time missed by downtime; 'run_once' runs it once")
+    func misfireSkip() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            var skip = JobDefinition(name: "skipper", script: "x.sh", schedule: "every 1m")
+            skip.misfire = "skip"
+            _ = try await database.createJob(skip)
+            _ = try await database.createJob(JobDefinition(name: "once", script: "x.sh", schedule: "every 1m"))
+            _ = try await database.client.query("UPDATE tock.jobs SET next_run_at = now() - interval '10 minutes'").collect()
+            _ = try await database.tick()
+            #expect(try await database.runs(job: "skipper").isEmpty)
+            #expect(try await database.runs(job: "once").count == 1)
+            #expect(try #require(try await database.job("skipper").nextRunAt) > Date())
+        }
+    }
+
+    @Test("rescue: a worker that stopped heartbeating loses its runs to a retry (attempts left) or a final failure")
+    func rescueDeadWorker() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            var retried = JobDefinition(name: "retried", script: "x.sh")
+            retried.maxAttempts = 2
+            _ = try await database.createJob(retried)
+            _ = try await database.createJob(JobDefinition(name: "single", script: "x.sh"))
+            let first = try await database.runNow("retried")
+            let second = try await database.runNow("single")
+            let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 2, scriptsDirectory: nil, version: nil)
+            _ = try await database.claimRuns(worker: worker, max: 2)
+            // Fresh heartbeat: nothing happens, even with no session lock.
+            #expect(try await database.rescue() == 0)
+            // A minute later with no heartbeat (the clock moved, not slept): its runs are recovered.
+            let rescued = try await database.client.query("SELECT tock.rescue(now() + interval '1 minute')")
+                .decode(Int.self).all().first
+            #expect(rescued == 2)
+            #expect(try await database.workers().first?.state == "lost")
+            let runs = try await database.runs()
+            #expect(try await database.run(first, withOutput: false).status == "failed")
+            #expect(try await database.run(second, withOutput: false).status == "failed")
+            let retry = try #require(runs.first { $0.trigger == "retry" })
+            #expect(retry.firstRunId == first)
+            #expect(retry.status == "pending")
+            #expect(retry.runAfter == retry.enqueuedAt)  // at once: no backoff for a lost worker
+            // The lost worker's late report is ignored.
+            #expect(try await database.finishRun(first, worker: worker, outcome: RunOutcome(status: .succeeded)) == false)
+            #expect(try await database.rescue() == 0)
+        }
+    }
+
     @Test("jobs: bad input names the field, and a bad INSERT from psql writes nothing")
     func badJobs() async throws {
         try await TestDatabase.withFresh { database, _ in

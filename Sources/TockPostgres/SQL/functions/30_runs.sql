@@ -1,6 +1,11 @@
 -- Runs and workers: every state change is one guarded statement in one function, so a late or duplicate
 -- call is harmless. Time-dependent functions take p_now so tests move the clock instead of sleeping.
 
+-- The advisory lock keys: (key, worker id) is held by a live worker's session (see tock.rescue); (key + 1,
+-- job id) serializes claims of an overlap 'queue' job. PostgreSQL releases the first the moment a worker dies,
+-- which tells tock.rescue() in seconds what a heartbeat tells only later.
+CREATE OR REPLACE FUNCTION tock.worker_lock_key() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 1953459051 $$;
+
 -- A runnable run wakes idle workers (tock.tg_notify is in 20_jobs.sql).
 
 CREATE OR REPLACE TRIGGER runs_notify_inserted
@@ -127,6 +132,12 @@ LANGUAGE sql AS $$
         FROM tock.runs r
         WHERE r.status = 'pending' AND r.run_after <= p_now
           AND EXISTS (SELECT 1 FROM tock.workers w WHERE w.id = p_worker AND w.state = 'running')
+          -- Overlap 'queue': one run of the job at a time, oldest first. The transaction-scoped advisory lock
+          -- keeps two claimers from taking runs of the same job before either commits.
+          AND (NOT EXISTS (SELECT 1 FROM tock.jobs j WHERE j.id = r.job_id AND j.overlap = 'queue')
+               OR (NOT EXISTS (SELECT 1 FROM tock.runs x WHERE x.job_id = r.job_id AND x.status = 'running')
+                   AND r.id = (SELECT min(p.id) FROM tock.runs p WHERE p.job_id = r.job_id AND p.status = 'pending')
+                   AND pg_try_advisory_xact_lock(tock.worker_lock_key() + 1, r.job_id::int)))
         ORDER BY r.priority DESC, r.run_after, r.id
         LIMIT p_max
         FOR UPDATE SKIP LOCKED
@@ -281,9 +292,6 @@ BEGIN
     RETURN v_id;
 END $$;
 
--- The session-level advisory lock a worker holds on its LISTEN connection while it lives. PostgreSQL releases it
--- the moment the process dies, which tells tock.rescue() in seconds what a heartbeat tells only later.
-CREATE OR REPLACE FUNCTION tock.worker_lock_key() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 1953459051 $$;
 
 CREATE OR REPLACE FUNCTION tock.worker_session_alive(p_worker bigint)
 RETURNS boolean LANGUAGE sql STABLE AS $$
@@ -300,7 +308,7 @@ $$;
 -- and are retried at once while attempts remain, else end 'dead'. Safe to run from anywhere, at any time.
 -- Returns how many runs it recovered.
 CREATE OR REPLACE FUNCTION tock.rescue(
-    p_now timestamptz DEFAULT now(), p_lost_after interval DEFAULT '3 seconds',
+    p_now timestamptz DEFAULT now(), p_lost_after interval DEFAULT '2 seconds',
     p_silent_after interval DEFAULT '30 seconds')
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
