@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // Pure values: no I/O.
@@ -47,6 +48,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The JSON API over the views; writes call the SQL functions, so it adds no rules of its own.
+        .target(
+            name: "TockAPI",
+            dependencies: [
+                "TockCore", "TockPostgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "TockTesting",
             dependencies: ["TockCore", "TockPostgres", "TockRuntime"],
@@ -55,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "tock",
             dependencies: [
-                "TockCore", "TockPostgres", "TockRuntime",
+                "TockCore", "TockPostgres", "TockRuntime", "TockAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -63,6 +74,11 @@ let package = Package(
         .testTarget(name: "TockCoreTests", dependencies: ["TockCore"], swiftSettings: swiftSettings),
         .testTarget(name: "TockPostgresTests", dependencies: ["TockTesting"], swiftSettings: swiftSettings),
         .testTarget(name: "TockRuntimeTests", dependencies: ["TockTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TockAPITests",
+            dependencies: ["TockTesting", "TockAPI", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "TockCLITests", dependencies: ["TockTesting", "tock"], swiftSettings: swiftSettings),
         // Real processes killed, stopped and restarted under load (run alone: it restarts PostgreSQL).
         .testTarget(name: "TockFaultTests", dependencies: ["TockTesting", "tock"], swiftSettings: swiftSettings),

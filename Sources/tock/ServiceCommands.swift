@@ -3,9 +3,28 @@ import Foundation
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import TockAPI
 import TockCore
 import TockPostgres
 import TockRuntime
+
+struct APIOptions: ParsableArguments {
+    @Option(help: "Address the JSON API listens on (default: TOCK_API_HOST or 127.0.0.1; beyond loopback needs TOCK_API_TOKENS).")
+    var apiHost: String = ProcessInfo.processInfo.environment["TOCK_API_HOST"] ?? "127.0.0.1"
+
+    @Option(help: "Port of the JSON API (default: TOCK_API_PORT or 8080).")
+    var apiPort: Int = Int(ProcessInfo.processInfo.environment["TOCK_API_PORT"] ?? "") ?? 8080
+
+    func server(database: Database, logger: Logger) throws(TockError) -> any Service {
+        let access: APIAccess
+        do {
+            access = try APIAccess.parse(ProcessInfo.processInfo.environment["TOCK_API_TOKENS"])
+        } catch {
+            throw TockError(error)
+        }
+        return try buildAPIServer(database: database, host: apiHost, port: apiPort, access: access, logger: logger)
+    }
+}
 
 struct WorkerOptions: ParsableArguments {
     @Option(help: "Scripts run at once (default: the number of cores).")
@@ -81,15 +100,32 @@ extension PostgresClient: @retroactive CustomStringConvertible {
 
 struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Migrate, then run a scheduler and a worker in one process (creates the embedded cluster when no database is configured).")
+        abstract: "Migrate, then run a scheduler, a worker and the JSON API in one process (creates the embedded cluster when no database is configured).")
 
     @OptionGroup var options: GlobalOptions
     @OptionGroup var worker: WorkerOptions
+    @OptionGroup var api: APIOptions
+    @Flag(help: "Do not serve the JSON API.") var noAPI = false
 
     func run() async throws {
         try await runServices(options, createEmbedded: true, migrate: true) { database, settings, logger throws(TockError) in
             [Scheduler(database: database, settings: settings, logger: logger),
              try Worker(database: database, settings: settings, configuration: worker.configuration, logger: logger)]
+                + (noAPI ? [] : [try api.server(database: database, logger: logger)])
+        }
+    }
+}
+
+struct APICommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "api",
+        abstract: "Serve the JSON API (/api/v1/…): jobs, runs, run-now, cancel, retry, dead letters, workers, health.")
+
+    @OptionGroup var options: GlobalOptions
+    @OptionGroup var api: APIOptions
+
+    func run() async throws {
+        try await runServices(options, createEmbedded: false, migrate: false) { database, _, logger throws(TockError) in
+            [try api.server(database: database, logger: logger)]
         }
     }
 }
