@@ -14,11 +14,15 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess()) -> 
     let api = router.group("api/v1")
 
     api.get("health") { _, _ -> Response in
-        let workers = try await database.workers()
-        let depth = try await database.queueDepth()
-        let alive = workers.filter(\.alive).count
-        return try json(["database": "reachable", "workers_alive": "\(alive)", "queue_ready": "\(depth.ready)",
-                         "status": alive > 0 ? "ok" : "degraded"])
+        struct Health: Encodable {
+            var status: String
+            var database: String
+            var workersAlive: Int
+            var queue: QueueDepth
+        }
+        let alive = try await database.workers().filter(\.alive).count
+        return try json(Health(status: alive > 0 ? "ok" : "degraded", database: "reachable", workersAlive: alive,
+                               queue: try await database.queueDepth()))
     }
     api.get("jobs") { _, _ -> Response in try json(try await database.jobs()) }
     api.get("jobs/:job") { _, context -> Response in
@@ -26,7 +30,7 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess()) -> 
     }
     api.post("jobs/:job/trigger") { _, context -> Response in
         let run = try await database.runNow(try context.parameters.require("job"), trigger: "api")
-        return try json(["run_id": run], status: .accepted)
+        return try json(RunAction(runId: run, status: "pending"), status: .accepted)
     }
     api.get("jobs/:job/runs") { request, context -> Response in
         let job = try context.parameters.require("job")
@@ -44,10 +48,10 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess()) -> 
     }
     api.post("runs/:id/cancel") { _, context -> Response in
         let id = try runID(context)
-        return try json(["run_id": "\(id)", "status": try await database.cancel(id)], status: .accepted)
+        return try json(RunAction(runId: id, status: try await database.cancel(id)), status: .accepted)
     }
     api.post("runs/:id/retry") { _, context -> Response in
-        try json(["run_id": try await database.retry(try runID(context))], status: .accepted)
+        try json(RunAction(runId: try await database.retry(try runID(context)), status: "pending"), status: .accepted)
     }
     api.get("dead-letter") { request, _ -> Response in
         try json(try await database.runs(status: .dead, limit: try limit(request)))

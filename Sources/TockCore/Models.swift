@@ -135,6 +135,17 @@ public struct ClaimedRun: Sendable, Equatable {
     }
 }
 
+/// What an action on a run led to: `{"run_id": 42, "status": "cancelling"}`.
+public struct RunAction: Sendable, Codable, Equatable {
+    public var runId: Int64
+    public var status: String
+
+    public init(runId: Int64, status: String) {
+        self.runId = runId
+        self.status = status
+    }
+}
+
 /// How a run ended, as the worker reports it to `tock.finish_run`.
 public struct RunOutcome: Sendable, Equatable {
     public var status: RunStatus

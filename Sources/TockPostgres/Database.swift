@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 import TockCore
 
 /// Typed calls to the `tock.*` SQL functions and views. Every rule lives in SQL; this only moves values and
@@ -9,6 +10,9 @@ public struct Database: Sendable {
     public let client: PostgresClient
     public let logger: Logger
     public let settings: ConnectionSettings?
+    /// The longest any call may take. A long-running process must never wait forever on the database: after a
+    /// restart the pool can hold a lease back indefinitely, and the caller's retry path is what recovers.
+    public var callTimeout: Duration = .seconds(30)
 
     public init(client: PostgresClient, logger: Logger, settings: ConnectionSettings? = nil) {
         self.client = client
@@ -16,17 +20,31 @@ public struct Database: Sendable {
         self.settings = settings
     }
 
-    /// Runs `body`, mapping any error to a `TockError`.
-    func mapped<T>(_ body: () async throws -> T) async throws(TockError) -> T {
-        do {
-            return try await body()
-        } catch {
-            throw TockError(from: error, settings: settings)
+    /// Runs `body` within `callTimeout`, mapping any error to a `TockError` (a timeout is `.unavailable`).
+    /// On timeout the call is cancelled and abandoned, not awaited: a lease stuck in the pool may ignore
+    /// cancellation, and the caller must get on with its retry.
+    func mapped<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws(TockError) -> T {
+        let timeout = callTimeout
+        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
+            let once = OnceResume(continuation)
+            let work = Task {
+                do { once.resume(.success(try await body())) } catch { once.resume(.failure(error)) }
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                if once.resume(.failure(TockError(.unavailable, "PostgreSQL did not answer within \(timeout)"))) {
+                    work.cancel()
+                }
+            }
+        }
+        switch result {
+        case .success(let value): return value
+        case .failure(let error): throw TockError(from: error, settings: settings)
         }
     }
 
     /// Decodes every row of `query`, whose only column is `row_to_json(…)::text`.
-    func rows<T: Decodable>(_ type: T.Type, _ query: PostgresQuery) async throws(TockError) -> [T] {
+    func rows<T: Decodable & Sendable>(_ type: T.Type, _ query: PostgresQuery) async throws(TockError) -> [T] {
         try await mapped {
             let decoder = TockJSON.decoder()
             var result: [T] = []
@@ -228,6 +246,22 @@ public struct Database: Sendable {
         try await mapped {
             try await client.query("SELECT tock.tick(now(), \(limit)::int)", logger: logger).decode(Date?.self).all().first ?? nil
         }
+    }
+}
+
+/// Resumes a continuation once; later attempts are ignored and return false.
+final class OnceResume<T: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Result<T, any Error>, Never>?>
+
+    init(_ continuation: CheckedContinuation<Result<T, any Error>, Never>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    @discardableResult
+    func resume(_ result: Result<T, any Error>) -> Bool {
+        guard let continuation = continuation.withLock({ value in defer { value = nil }; return value }) else { return false }
+        continuation.resume(returning: result)
+        return true
     }
 }
 

@@ -38,11 +38,12 @@ func withDatabase<T: Sendable>(_ settings: ConnectionSettings, logger: Logger,
 }
 
 /// The common shape of a one-shot command: resolve, connect, run, and turn errors into a message and exit code.
-func oneShot(_ options: GlobalOptions, _ body: @Sendable (Database, PostgresClient) async throws -> Void) async throws {
+@discardableResult
+func oneShot<T: Sendable>(_ options: GlobalOptions, _ body: @Sendable (Database, PostgresClient) async throws -> T) async throws -> T {
     let logger = options.logger(label: "tock", defaultLevel: .warning)
     do {
         let settings = try resolveSettings(options, logger: logger, createEmbedded: false)
-        try await withDatabase(settings, logger: logger, body)
+        return try await withDatabase(settings, logger: logger, body)
     } catch let error as TockError {
         throw fail(error)
     } catch let error as InputError {

@@ -182,13 +182,11 @@ struct JobCommand: AsyncParsableCommand {
         func run() async throws {
             let json = options.json
             let (job, wait, waitTimeout) = (job, wait, waitTimeout)
-            var finalStatus = "succeeded"
-            let status = Mutex(finalStatus)
-            try await oneShot(options) { database, _ in
+            let status = try await oneShot(options) { database, _ -> String in
                 let id = try await database.runNow(job, trigger: "manual")
                 guard wait else {
                     if json { try printJSON(["run_id": id]) } else { print("run \(id) enqueued: tock run show \(id)") }
-                    return
+                    return "succeeded"
                 }
                 let deadline = Date().addingTimeInterval(waitTimeout)
                 var run = try await database.run(id, withOutput: false)
@@ -204,10 +202,9 @@ struct JobCommand: AsyncParsableCommand {
                     print(run.output ?? "", terminator: (run.output ?? "").hasSuffix("\n") || (run.output ?? "").isEmpty ? "" : "\n")
                     FileHandle.standardError.write(Data("run \(id) \(run.status)\(run.error.map { ": \($0)" } ?? "")\n".utf8))
                 }
-                status.withLock { $0 = run.status }
+                return run.status
             }
-            finalStatus = status.withLock { $0 }
-            if finalStatus != "succeeded" { throw ExitCode(1) }
+            if status != "succeeded" { throw ExitCode(1) }
         }
     }
 
@@ -265,4 +262,3 @@ func checkSandbox(script: String, scriptsDir: String) throws {
     }
 }
 
-import Synchronization

@@ -52,7 +52,7 @@ struct RunCommand: AsyncParsableCommand {
             let (json, id) = (options.json, id)
             try await oneShot(options) { database, _ in
                 let state = try await database.cancel(id)
-                if json { try printJSON(["run_id": "\(id)", "status": state]) } else { print("run \(id) \(state)") }
+                if json { try printJSON(RunAction(runId: id, status: state)) } else { print("run \(id) \(state)") }
             }
         }
     }
@@ -66,7 +66,7 @@ struct RunCommand: AsyncParsableCommand {
             let (json, id) = (options.json, id)
             try await oneShot(options) { database, _ in
                 let new = try await database.retry(id)
-                if json { try printJSON(["run_id": new]) } else { print("run \(new) enqueued (retry of \(id))") }
+                if json { try printJSON(RunAction(runId: new, status: "pending")) } else { print("run \(new) enqueued (retry of \(id))") }
             }
         }
     }

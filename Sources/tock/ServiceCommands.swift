@@ -79,7 +79,9 @@ func runServices(_ options: GlobalOptions, createEmbedded: Bool, migrate: Bool,
             }
         }
         let serviceClient = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)
-        let serviceDatabase = Database(client: serviceClient, logger: logger, settings: settings)
+        var serviceDatabase = Database(client: serviceClient, logger: logger, settings: settings)
+        // Every service query is small; one that takes longer means a lost connection, so fail and retry.
+        serviceDatabase.callTimeout = .seconds(10)
         let services = try build(serviceDatabase, settings, logger)
         logger.info("tock running", metadata: ["database": "\(settings.displayName)"])
         var configuration = ServiceGroupConfiguration(

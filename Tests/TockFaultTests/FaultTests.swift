@@ -104,7 +104,7 @@ struct FaultTests {
                 "SELECT count(*)::int FROM tock.run_output o JOIN tock.runs r ON r.id = o.run_id WHERE o.output = r.id || E'\\n'") == 200)
             for worker in workers {
                 worker.signal(SIGTERM)
-                #expect(try await worker.wait() == 0, "\(worker.log)")
+                #expect(try await worker.wait(timeout: .seconds(90)) == 0, "\(worker.log)")
                 #expect(worker.log.contains("LISTEN connection lost; reconnecting"))
             }
         }

@@ -19,7 +19,8 @@ struct QueueTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<4 {
                     group.addTask {
-                        for _ in 0..<5 { _ = try await database.tick(limit: 30) }
+                        // As a scheduler does: tick until nothing is due (rows another holds are skipped, not waited for).
+                        while let next = try await database.tick(limit: 30), next <= Date() {}
                     }
                 }
                 try await group.waitForAll()
@@ -139,14 +140,15 @@ struct QueueTests {
             _ = try await database.createJob(JobDefinition(name: "free", script: "x.sh"))
             let serial = try await [database.runNow("serial"), database.runNow("serial"), database.runNow("serial")]
             let free = try await [database.runNow("free"), database.runNow("free")]
-            let workers = try await [0, 1, 2].asyncMap { index in
-                try await database.registerWorker(host: "t", pid: index, concurrency: 10, scriptsDirectory: nil, version: nil)
-            }
+            let first = try await database.registerWorker(host: "t", pid: 1, concurrency: 10, scriptsDirectory: nil, version: nil)
+            let second = try await database.registerWorker(host: "t", pid: 2, concurrency: 10, scriptsDirectory: nil, version: nil)
+            let third = try await database.registerWorker(host: "t", pid: 3, concurrency: 10, scriptsDirectory: nil, version: nil)
+            let workers = [first, second, third]
             // Three claimers at once: both free runs, and exactly one serial run (the oldest).
-            let claimed = try await withThrowingTaskGroup(of: [Int64].self) { group in
-                for worker in workers { group.addTask { try await database.claimRuns(worker: worker, max: 10).map(\.runId) } }
-                return try await group.reduce(into: []) { $0 += $1 }
-            }
+            async let a = database.claimRuns(worker: first, max: 10)
+            async let b = database.claimRuns(worker: second, max: 10)
+            async let c = database.claimRuns(worker: third, max: 10)
+            let claimed = try await (a + b + c).map(\.runId)
             #expect(Set(claimed) == Set(free + [serial[0]]))
             #expect(try await database.claimRuns(worker: workers[0], max: 10).isEmpty)
             // When it finishes, the next one becomes claimable.
