@@ -25,18 +25,21 @@ public struct Database: Sendable {
     /// cancellation, and the caller must get on with its retry.
     func mapped<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws(TockError) -> T {
         let timeout = callTimeout
+        var work: Task<Void, Never>?
+        var timer: Task<Void, Never>?
         let result: Result<T, any Error> = await withCheckedContinuation { continuation in
             let once = OnceResume(continuation)
-            let work = Task {
+            work = Task {
                 do { once.resume(.success(try await body())) } catch { once.resume(.failure(error)) }
             }
-            Task {
-                try? await Task.sleep(for: timeout)
-                if once.resume(.failure(TockError(.unavailable, "PostgreSQL did not answer within \(timeout)"))) {
-                    work.cancel()
-                }
+            timer = Task {
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }  // cancelled: the call finished
+                once.resume(.failure(TockError(.unavailable, "PostgreSQL did not answer within \(timeout)")))
             }
         }
+        // Ends the timer's sleep at once; cancels the call only if it is still running (it timed out).
+        timer?.cancel()
+        work?.cancel()
         switch result {
         case .success(let value): return value
         case .failure(let error): throw TockError(from: error, settings: settings)
