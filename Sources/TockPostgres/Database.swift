@@ -175,9 +175,7 @@ public struct Database: Sendable {
 
     /// The worker's state after the heartbeat; nil when it is no longer registered as alive.
     public func heartbeat(worker: Int64) async throws(TockError) -> String? {
-        try await mapped {
-            try await client.query("SELECT tock.heartbeat(\(worker))", logger: logger).decode(String?.self).all().first ?? nil
-        }
+        try await scalar(String?.self, "SELECT tock.heartbeat(\(worker))")
     }
 
     public func setWorkerState(worker: Int64, state: String) async throws(TockError) {
@@ -233,9 +231,7 @@ public struct Database: Sendable {
 
     /// When the earliest delayed run becomes claimable (nil: none).
     public func nextDelayedRun() async throws(TockError) -> Date? {
-        try await mapped {
-            try await client.query("SELECT tock.next_delayed_run()", logger: logger).decode(Date?.self).all().first ?? nil
-        }
+        try await scalar(Date?.self, "SELECT tock.next_delayed_run()")
     }
 
     /// Puts a run this worker holds back to pending, keeping its attempt (graceful shutdown).
@@ -246,9 +242,7 @@ public struct Database: Sendable {
 
     /// Enqueues the due runs; returns when the next job is due (nil: none scheduled).
     public func tick(limit: Int = 1000) async throws(TockError) -> Date? {
-        try await mapped {
-            try await client.query("SELECT tock.tick(now(), \(limit)::int)", logger: logger).decode(Date?.self).all().first ?? nil
-        }
+        try await scalar(Date?.self, "SELECT tock.tick(now(), \(limit)::int)")
     }
 }
 
