@@ -29,14 +29,14 @@ public struct NotificationListener: Sendable {
 
     /// Runs until the task is cancelled.
     public func run(onEvent: @escaping @Sendable (Event) async -> Void) async {
-        var backoff = Duration.milliseconds(100)
+        var backoff = RetryBackoff()
         var connectionID = 0
         while !Task.isCancelled {
             connectionID += 1
             do {
                 let connection = try await PostgresConnection.connect(
                     configuration: try settings.connectionConfiguration(), id: connectionID, logger: logger)
-                backoff = .milliseconds(100)
+                backoff.reset()
                 do {
                     try await onConnect(connection)
                     try await listen(on: connection, onEvent: onEvent)
@@ -49,10 +49,9 @@ public struct NotificationListener: Sendable {
                 if Task.isCancelled { return }
                 logger.warning("LISTEN connection lost; reconnecting", metadata: [
                     "error": "\(TockError(from: error, settings: settings).message)",
-                    "retry_in": "\(backoff)",
+                    "retry_in": "\(backoff.current)",
                 ])
-                try? await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, .seconds(5))
+                try? await Task.sleep(for: backoff.next())
             }
         }
     }

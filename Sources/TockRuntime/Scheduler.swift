@@ -52,11 +52,11 @@ public final class Scheduler: Service, Sendable {
     }
 
     private func loop() async {
-        var failures = 0
+        var backoff = RetryBackoff(initial: .milliseconds(200))
         while !Task.isCancelled {
             do {
                 let next = try await database.tick()
-                failures = 0
+                backoff.reset()
                 guard let next else {
                     await wake.wait(timeout: sweepInterval)
                     continue
@@ -68,9 +68,8 @@ public final class Scheduler: Service, Sendable {
                     await wake.wait(timeout: sleep)
                 }
             } catch {
-                failures += 1
                 logger.warning("tick failed; retrying", metadata: ["error": "\(error.message)"])
-                await wake.wait(timeout: .milliseconds(min(100 * (1 << min(failures, 6)), 5000)))
+                await wake.wait(timeout: backoff.next())
             }
         }
     }

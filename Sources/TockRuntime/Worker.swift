@@ -92,14 +92,14 @@ public final class Worker: Service, Sendable {
     }
 
     private func claimLoop(id: Int64, group: inout DiscardingTaskGroup, logger: Logger) async {
-        var failures = 0
+        var backoff = RetryBackoff(initial: .milliseconds(200))
         while !stopping.load(ordering: .acquiring) && !Task.isCancelled {
             let free = configuration.concurrency - running.withLock { $0.count }
             var sleep = configuration.sweepInterval
             if free > 0 {
                 do {
                     let claimed = try await database.claimRuns(worker: id, max: free)
-                    failures = 0
+                    backoff.reset()
                     for run in claimed {
                         let control = ScriptControl()
                         running.withLock { $0[run.runId] = control }
@@ -112,9 +112,8 @@ public final class Worker: Service, Sendable {
                         sleep = min(sleep, .milliseconds(max(Int64(due.timeIntervalSinceNow * 1000) + 1, 1)))
                     }
                 } catch {
-                    failures += 1
                     logger.warning("claim failed; retrying", metadata: ["error": "\(error.message)"])
-                    await wake.wait(timeout: .milliseconds(min(100 * (1 << min(failures, 6)), 5000)))
+                    await wake.wait(timeout: backoff.next())
                     continue
                 }
             }
@@ -211,7 +210,7 @@ public final class Worker: Service, Sendable {
 
     /// Reports to the database, retrying while it is unreachable: a result is not dropped because of a blip.
     private func report(logger: Logger, _ call: @Sendable () async throws(TockError) -> Bool) async {
-        var delay = Duration.milliseconds(100)
+        var backoff = RetryBackoff()
         let giveUp = ContinuousClock.now + .seconds(600)
         while true {
             do {
@@ -219,8 +218,7 @@ public final class Worker: Service, Sendable {
                 return
             } catch where error.kind == .unavailable && ContinuousClock.now < giveUp {
                 logger.warning("cannot report the run yet; retrying", metadata: ["error": "\(error.message)"])
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
+                try? await Task.sleep(for: backoff.next())
             } catch {
                 logger.error("could not report the run", metadata: ["error": "\(error.message)"])
                 return

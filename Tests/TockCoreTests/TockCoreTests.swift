@@ -108,6 +108,19 @@ struct ScriptPathTests {
     }
 }
 
+@Suite("retry backoff")
+struct RetryBackoffTests {
+    @Test("doubles from the initial wait up to the maximum, and starts over after reset")
+    func doublesAndCaps() {
+        var backoff = RetryBackoff(initial: .milliseconds(200), maximum: .seconds(5))
+        let waits = (0..<8).map { _ in backoff.next() }
+        #expect(waits == [.milliseconds(200), .milliseconds(400), .milliseconds(800), .milliseconds(1600),
+                          .milliseconds(3200), .seconds(5), .seconds(5), .seconds(5)])
+        backoff.reset()
+        #expect(backoff.next() == .milliseconds(200))
+    }
+}
+
 @Suite("JSON times")
 struct JSONTimeTests {
     @Test("reads PostgreSQL's JSON timestamps with offsets and microseconds")
