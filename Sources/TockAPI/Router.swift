@@ -5,9 +5,11 @@ import ServiceLifecycle
 import TockCore
 import TockPostgres
 
-/// The JSON API: reads come from the tock.* views, writes call the SQL functions (through `Database`), so the
-/// API adds no rules of its own. Errors are `{"error": {"code", "message", "field"}}` with a 4xx, never a trace.
-public func buildRouter(database: Database, access: APIAccess = APIAccess()) -> Router<BasicRequestContext> {
+/// The JSON API and the portal: reads come from the tock.* views, writes call the SQL functions (through
+/// `Database`), so the API adds no rules of its own. `events` feeds `/api/v1/events`; without it that endpoint
+/// answers 503.
+public func buildRouter(database: Database, access: APIAccess = APIAccess(), events: EventHub? = nil,
+                        maxBodyBytes: Int = 64 * 1024) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: ErrorMiddleware(logger: database.logger))
     router.add(middleware: AuthMiddleware(access: access))
@@ -17,28 +19,86 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess()) -> 
         struct Health: Encodable {
             var status: String
             var database: String
+            var migrationsCurrent: Bool
             var workersAlive: Int
+            var schedulersAlive: Int
             var queue: QueueDepth
         }
-        let alive = try await database.workers().filter(\.alive).count
-        return try json(Health(status: alive > 0 ? "ok" : "degraded", database: "reachable", workersAlive: alive,
+        let workers = try await database.workers().filter(\.alive).count
+        let schedulers = try await database.schedulersAlive()
+        let current = try await database.migrationsCurrent()
+        return try json(Health(status: workers > 0 && schedulers > 0 && current ? "ok" : "degraded", database: "reachable",
+                               migrationsCurrent: current, workersAlive: workers, schedulersAlive: schedulers,
                                queue: try await database.queueDepth()))
     }
+    api.get("openapi.json") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: PortalFiles.openAPI))
+    }
+    api.get("stats") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "application/json"],
+                 body: .init(byteBuffer: ByteBuffer(string: try await database.stats())))
+    }
+    api.get("events") { _, _ -> Response in
+        guard let events else { throw HTTPError(.serviceUnavailable, message: "this server has no event stream") }
+        return eventStream(events)
+    }
+    api.get("schedule/preview") { request, _ -> Response in
+        struct Preview: Encodable {
+            var schedule: String
+            var timezone: String
+            var description: String
+            var next: [Date]
+        }
+        let query = request.uri.queryParameters
+        guard let schedule = query.get("schedule").map({ String($0) }), !schedule.isEmpty else {
+            throw TockError(.invalidInput, field: "schedule", "schedule: give ?schedule=… (e.g. 'daily at 06:00')")
+        }
+        let timezone = query.get("timezone").map { String($0) } ?? "UTC"
+        let count = try integer(request, "count", default: 5, range: 1...100)
+        let next = try await database.nextFireTimes(schedule: schedule, timezone: timezone, count: count)
+        return try json(Preview(schedule: schedule, timezone: timezone,
+                                description: try await database.describeSchedule(schedule), next: next))
+    }
+
     api.get("jobs") { _, _ -> Response in try json(try await database.jobs()) }
+    api.post("jobs") { request, _ -> Response in
+        let id = try await database.createJob(json: try await jsonBody(request, limit: maxBodyBytes))
+        let job = try await database.job(String(id))
+        return try json(job, status: .created, headers: [.location: "/api/v1/jobs/\(job.name)"])
+    }
     api.get("jobs/:job") { _, context -> Response in
         try json(try await database.job(try context.parameters.require("job")))
     }
+    api.put("jobs/:job") { request, context -> Response in
+        let id = try await database.updateJob(try context.parameters.require("job"),
+                                              json: try await jsonBody(request, limit: maxBodyBytes))
+        return try json(try await database.job(String(id)))
+    }
+    api.delete("jobs/:job") { _, context -> Response in
+        struct Deleted: Encodable { var jobId: Int64; var deleted: Bool }
+        return try json(Deleted(jobId: try await database.deleteJob(try context.parameters.require("job")), deleted: true))
+    }
+    api.post("jobs/:job/pause") { _, context -> Response in
+        try json(try await database.job(String(try await database.setJobEnabled(try context.parameters.require("job"), false))))
+    }
+    api.post("jobs/:job/resume") { _, context -> Response in
+        try json(try await database.job(String(try await database.setJobEnabled(try context.parameters.require("job"), true))))
+    }
     api.post("jobs/:job/trigger") { _, context -> Response in
         let run = try await database.runNow(try context.parameters.require("job"), trigger: "api")
-        return try json(RunAction(runId: run, status: "pending"), status: .accepted)
+        return try json(RunAction(runId: run, status: "pending"), status: .accepted, headers: [.location: "/api/v1/runs/\(run)"])
     }
     api.get("jobs/:job/runs") { request, context -> Response in
         let job = try context.parameters.require("job")
-        var status: RunStatus?
-        if let text = request.uri.queryParameters.get("status") {
-            do { status = try RunStatus(userInput: String(text)) } catch let error as InputError { throw TockError(error) }
-        }
-        return try json(try await database.runs(job: job, status: status, limit: try limit(request)))
+        let page = try RunPage(request)
+        return try page.response(try await database.runs(job: job, status: page.status, before: page.before, limit: page.limit),
+                                 path: "/api/v1/jobs/\(job)/runs")
+    }
+
+    api.get("runs") { request, _ -> Response in
+        let page = try RunPage(request)
+        return try page.response(try await database.runs(status: page.status, before: page.before, limit: page.limit),
+                                 path: "/api/v1/runs")
     }
     api.get("runs/:id") { _, context -> Response in try json(try await database.run(try runID(context))) }
     api.get("runs/:id/output") { _, context -> Response in
@@ -51,19 +111,63 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess()) -> 
         return try json(RunAction(runId: id, status: try await database.cancel(id)), status: .accepted)
     }
     api.post("runs/:id/retry") { _, context -> Response in
-        try json(RunAction(runId: try await database.retry(try runID(context)), status: "pending"), status: .accepted)
+        let run = try await database.retry(try runID(context))
+        return try json(RunAction(runId: run, status: "pending"), status: .accepted, headers: [.location: "/api/v1/runs/\(run)"])
     }
     api.get("dead-letter") { request, _ -> Response in
-        try json(try await database.runs(status: .dead, limit: try limit(request)))
+        let page = try RunPage(request, fixedStatus: .dead)
+        return try page.response(try await database.runs(status: .dead, before: page.before, limit: page.limit),
+                                 path: "/api/v1/dead-letter")
     }
     api.get("workers") { _, _ -> Response in try json(try await database.workers()) }
+
+    PortalFiles.addRoutes(to: router)
     return router
 }
 
-func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
     let data = try TockJSON.encoder().encode(value)
-    return Response(status: status, headers: [.contentType: "application/json"],
-                    body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    var fields = headers
+    fields[.contentType] = "application/json"
+    return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
+
+/// A request body that must be one JSON object, at most `limit` bytes; returned as text for the SQL to check.
+func jsonBody(_ request: Request, limit: Int) async throws -> String {
+    let buffer: ByteBuffer
+    do {
+        buffer = try await request.body.collect(upTo: limit)
+    } catch {
+        throw APIProblem(.contentTooLarge, code: "body_too_large", field: "body",
+                         "the request body is larger than \(limit / 1024) KiB")
+    }
+    let data = Data(buffer.readableBytesView)
+    let parsed: Any
+    do {
+        parsed = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+    } catch {
+        throw APIProblem(.badRequest, code: "malformed_json",
+                         "the request body is not valid JSON (send a JSON object with Content-Type: application/json)")
+    }
+    guard parsed is [String: Any] else {
+        throw APIProblem(.badRequest, code: "malformed_json", field: "body", "the request body must be a JSON object of job fields")
+    }
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// An error with a status and code of its own (malformed JSON is a 400, not a 422).
+struct APIProblem: Error {
+    var status: HTTPResponse.Status
+    var code: String
+    var field: String?
+    var message: String
+
+    init(_ status: HTTPResponse.Status, code: String, field: String? = nil, _ message: String) {
+        self.status = status
+        self.code = code
+        self.field = field
+        self.message = message
+    }
 }
 
 func runID(_ context: BasicRequestContext) throws -> Int64 {
@@ -74,72 +178,67 @@ func runID(_ context: BasicRequestContext) throws -> Int64 {
     return id
 }
 
-func limit(_ request: Request) throws -> Int {
-    guard let text = request.uri.queryParameters.get("limit") else { return 50 }
-    guard let value = Int(text), (1...1000).contains(value) else {
-        throw TockError(.invalidInput, field: "limit", "limit: '\(text)' is not a number from 1 to 1000")
+func integer(_ request: Request, _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+    guard let text = request.uri.queryParameters.get(name) else { return value }
+    guard let number = Int(text), range.contains(number) else {
+        throw TockError(.invalidInput, field: name, "\(name): '\(text)' is not a number from \(range.lowerBound) to \(range.upperBound)")
     }
-    return value
+    return number
 }
 
-/// Every error becomes the one JSON shape, with the status its kind implies.
-struct ErrorMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
-    let logger: Logger
+/// `?status=&limit=&before=` on run lists: newest first; a full page carries `Link: <…before=N>; rel="next"`.
+struct RunPage {
+    var status: RunStatus?
+    var limit: Int
+    var before: Int64?
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        do {
-            return try await next(request, context)
-        } catch let error as HTTPError {
-            let code = error.status == .notFound ? "not_found" : error.status == .unauthorized ? "unauthorized"
-                : error.status == .forbidden ? "forbidden" : "bad_request"
-            return try errorResponse(status: error.status, code: code, message: error.body ?? error.status.reasonPhrase, field: nil)
-        } catch {
-            let tock = TockError(from: error)
-            let status: HTTPResponse.Status = switch tock.kind {
-            case .invalidInput: .unprocessableContent
-            case .notFound: .notFound
-            case .conflict: .conflict
-            case .unavailable: .serviceUnavailable
-            case .failed: .internalServerError
+    init(_ request: Request, fixedStatus: RunStatus? = nil) throws {
+        let query = request.uri.queryParameters
+        status = fixedStatus
+        if fixedStatus == nil, let text = query.get("status") {
+            do { status = try RunStatus(userInput: String(text)) } catch let error as InputError { throw TockError(error) }
+        }
+        limit = try integer(request, "limit", default: 50, range: 1...1000)
+        if let text = query.get("before") {
+            guard let id = Int64(text), id > 0 else {
+                throw TockError(.invalidInput, field: "before", "before: '\(text)' is not a run id (a positive whole number)")
             }
-            if tock.kind == .failed { logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"]) }
-            return try errorResponse(status: status, code: tock.kind == .invalidInput ? "invalid_input" : tock.kind.rawValue,
-                                     message: tock.kind == .failed ? "internal error; see the server's log" : tock.message,
-                                     field: tock.field)
+            before = id
         }
     }
 
-    func errorResponse(status: HTTPResponse.Status, code: String, message: String, field: String?) throws -> Response {
-        struct Body: Encodable {
-            struct Detail: Encodable { var code: String; var message: String; var field: String? }
-            var error: Detail
+    func response(_ runs: [RunInfo], path: String) throws -> Response {
+        var headers: HTTPFields = [:]
+        if runs.count == limit, let last = runs.last {
+            var query = "limit=\(limit)&before=\(last.id)"
+            if let status { query += "&status=\(status.rawValue)" }
+            headers[HTTPFields.Element.Name("Link")!] = "<\(path)?\(query)>; rel=\"next\""
         }
-        return try json(Body(error: .init(code: code, message: message, field: field)), status: status)
-    }
-}
-
-/// Bearer tokens: any valid token reads; writes (anything but GET/HEAD) need an admin token.
-struct AuthMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
-    let access: APIAccess
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard !access.isOpen else { return try await next(request, context) }
-        let header = request.headers[.authorization] ?? ""
-        guard header.hasPrefix("Bearer "), let role = access.tokens[String(header.dropFirst(7))] else {
-            throw HTTPError(.unauthorized, message: "send Authorization: Bearer <token> (a token from TOCK_API_TOKENS)")
-        }
-        if request.method != .get && request.method != .head && role != .admin {
-            throw HTTPError(.forbidden, message: "this token is read-only; writes need an admin token")
-        }
-        return try await next(request, context)
+        return try json(runs, headers: headers)
     }
 }
 
-/// The API server, ready to join a ServiceGroup. Refuses to listen beyond loopback without tokens.
-public func buildAPIServer(database: Database, host: String, port: Int, access: APIAccess,
-                           logger: Logger) throws(TockError) -> some Service {
+/// `text/event-stream`: one `data:` line per event (JSON with a `type`), a comment line as keep-alive.
+func eventStream(_ events: EventHub) -> Response {
+    let (id, messages) = events.subscribe()
+    let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+    return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+        defer { events.unsubscribe(id) }
+        try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
+        for await message in messages {
+            switch message {
+            case .event(let payload): try await writer.write(ByteBuffer(string: "data: \(payload)\n\n"))
+            case .keepAlive: try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+            }
+        }
+        try await writer.finish(nil)
+    })
+}
+
+/// The API server and its event hub, ready to join a ServiceGroup (in this order: the hub stops first, ending
+/// open event streams). Refuses to listen beyond loopback without tokens.
+public func buildAPIServices(database: Database, settings: ConnectionSettings, host: String, port: Int,
+                             access: APIAccess, logger: Logger) throws(TockError) -> [any Service] {
     if access.isOpen && !APIAccess.isLoopback(host) {
         throw TockError(.invalidInput, field: "host",
                         "refusing to listen on \(host) without API tokens: set TOCK_API_TOKENS (token:admin,token:read) or use 127.0.0.1")
@@ -147,7 +246,9 @@ public func buildAPIServer(database: Database, host: String, port: Int, access: 
     if access.isOpen {
         logger.warning("API without tokens: listening on loopback only", metadata: ["address": "\(host):\(port)"])
     }
-    return Application(router: buildRouter(database: database, access: access),
-                       configuration: .init(address: .hostname(host, port: port), serverName: "tock"),
-                       logger: logger)
+    let events = EventHub(settings: settings, logger: logger)
+    let application = Application(router: buildRouter(database: database, access: access, events: events),
+                                  configuration: .init(address: .hostname(host, port: port), serverName: "tock"),
+                                  logger: logger)
+    return [application, events]
 }

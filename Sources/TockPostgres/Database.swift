@@ -91,6 +91,16 @@ public struct Database: Sendable {
         return try await scalar(Int64.self, "SELECT tock.update_job(\(job), \(json)::jsonb)")
     }
 
+    /// Creates a job from its JSON (the API's request body as sent): `tock.create_job_json` checks every field.
+    public func createJob(json: String) async throws(TockError) -> Int64 {
+        try await scalar(Int64.self, "SELECT tock.create_job_json(\(json)::jsonb)")
+    }
+
+    /// Changes the fields present in `json`, a JSON object checked by `tock.update_job`.
+    public func updateJob(_ job: String, json: String) async throws(TockError) -> Int64 {
+        try await scalar(Int64.self, "SELECT tock.update_job(\(job), \(json)::jsonb)")
+    }
+
     @discardableResult
     public func deleteJob(_ job: String) async throws(TockError) -> Int64 {
         try await scalar(Int64.self, "SELECT tock.delete_job(\(job))")
@@ -127,14 +137,30 @@ public struct Database: Sendable {
         }
     }
 
+    /// A schedule in words ("daily at 06:00"); an invalid one raises naming the field.
+    public func describeSchedule(_ schedule: String) async throws(TockError) -> String {
+        try await scalar(String.self, "SELECT tock.describe_schedule(\(schedule))")
+    }
+
     // MARK: Runs
 
-    public func runs(job: String? = nil, status: RunStatus? = nil, limit: Int = 50) async throws(TockError) -> [RunInfo] {
+    /// Runs newest first; `before` pages on: the runs with ids below it.
+    public func runs(job: String? = nil, status: RunStatus? = nil, before: Int64? = nil,
+                     limit: Int = 50) async throws(TockError) -> [RunInfo] {
         try await rows(RunInfo.self, """
             SELECT row_to_json(v)::text FROM tock.run_history v
             WHERE (\(job)::text IS NULL OR v.job_id = tock.find_job(\(job)))
               AND (\(status?.rawValue)::text IS NULL OR v.status = \(status?.rawValue))
+              AND (\(before)::bigint IS NULL OR v.id < \(before))
             ORDER BY v.id DESC LIMIT \(limit)
+            """)
+    }
+
+    /// Stores what a running run has printed so far; false when it is no longer running on this worker.
+    @discardableResult
+    public func reportOutput(_ run: Int64, worker: Int64, output: OutputTail) async throws(TockError) -> Bool {
+        try await scalar(Bool.self, """
+            SELECT tock.report_output(\(run), \(worker), \(output.text), \(Int64(output.totalBytes)), \(output.truncated))
             """)
     }
 
@@ -164,6 +190,23 @@ public struct Database: Sendable {
             throw TockError(.failed, "tock.queue_depth returned no row")
         }
         return depth
+    }
+
+    /// `tock.stats()`: counts by status, queue, liveness and per-job figures, as a JSON document.
+    public func stats() async throws(TockError) -> String {
+        try await scalar(String.self, "SELECT tock.stats()::text")
+    }
+
+    /// Whether every migration and the current functions are applied.
+    public func migrationsCurrent() async throws(TockError) -> Bool {
+        try await mapped { [client, logger] in
+            try await Migrator(client: client, files: try SQLFiles.bundled(), logger: logger).isUpToDate()
+        }
+    }
+
+    /// How many schedulers are connected.
+    public func schedulersAlive() async throws(TockError) -> Int {
+        try await scalar(Int.self, "SELECT tock.schedulers_alive()")
     }
 
     public func registerWorker(host: String, pid: Int, concurrency: Int, scriptsDirectory: String?,

@@ -20,7 +20,13 @@ public final class Scheduler: Service, Sendable {
     public init(database: Database, settings: ConnectionSettings, sweepInterval: Duration = .seconds(60),
                 rescueInterval: Duration = .seconds(1), logger: Logger) {
         self.database = database
-        self.listener = NotificationListener(settings: settings, channels: ["tock_jobs"], logger: logger)
+        self.listener = NotificationListener(
+            settings: settings, channels: ["tock_jobs"], logger: logger,
+            onConnect: { connection in
+                // Held while this process lives: tock.schedulers_alive() counts the holders (health, stats).
+                _ = try await connection.query("SELECT pg_advisory_lock_shared(tock.scheduler_lock_key(), 0)",
+                                               logger: logger).collect()
+            })
         self.sweepInterval = sweepInterval
         self.rescueInterval = rescueInterval
         self.logger = logger

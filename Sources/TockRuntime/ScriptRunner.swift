@@ -45,6 +45,7 @@ public struct ScriptResult: Sendable {
 public final class ScriptControl: Sendable {
     private let cancelled = Atomic<Bool>(false)
     private let wakeFD = Mutex<Int32>(-1)
+    private let published = Mutex<OutputTail?>(nil)
 
     public init() {}
 
@@ -59,6 +60,12 @@ public final class ScriptControl: Sendable {
             }
         }
     }
+
+    /// What the script has printed so far, as last published by the runner (about twice a second while it
+    /// prints); nil before its first output.
+    public var outputSoFar: OutputTail? { published.withLock { $0 } }
+
+    func publish(_ output: OutputTail) { published.withLock { $0 = output } }
 
     func attach(wakeFD fd: Int32) { wakeFD.withLock { $0 = fd } }
     func detach() { wakeFD.withLock { $0 = -1 } }
@@ -144,6 +151,11 @@ private struct ProcessMonitor: @unchecked Sendable {
         var terminateSentAt: ContinuousClock.Instant?
         var killSent = false
         var exitedAt: ContinuousClock.Instant?
+        // Output is published for live viewers at most every publishEvery: each publication costs a copy of the
+        // tail on the next append.
+        let publishEvery = Duration.milliseconds(500)
+        var publishedBytes = 0
+        var publishedAt = start
         // Non-blocking reads: the loop only drains what poll() says is there.
         _ = fcntl(outputFD, F_SETFL, fcntl(outputFD, F_GETFL) | O_NONBLOCK)
         let deadline = timeoutSeconds.map { start + .milliseconds(Int64(($0 * 1000).rounded(.up))) }
@@ -182,6 +194,9 @@ private struct ProcessMonitor: @unchecked Sendable {
                 timeoutMS = min(timeoutMS, Self.milliseconds(until: sent + .milliseconds(Int64(killGraceSeconds * 1000)), from: now))
             }
             if exited { timeoutMS = min(timeoutMS, 100) }
+            if output.totalBytes != publishedBytes {
+                timeoutMS = min(timeoutMS, Self.milliseconds(until: publishedAt + publishEvery, from: now))
+            }
             _ = poll(&fds, nfds_t(fds.count), max(timeoutMS, 0))
 
             if outputOpen {
@@ -191,6 +206,11 @@ private struct ProcessMonitor: @unchecked Sendable {
                 } else if count == 0 || (errno != EAGAIN && errno != EINTR) {
                     outputOpen = false
                 }
+            }
+            if output.totalBytes != publishedBytes, ContinuousClock.now - publishedAt >= publishEvery {
+                control.publish(output)
+                publishedBytes = output.totalBytes
+                publishedAt = ContinuousClock.now
             }
             if let wake = fds.last, wake.revents != 0 {
                 var sink = [UInt8](repeating: 0, count: 64)

@@ -16,6 +16,8 @@ public struct WorkerConfiguration: Sendable {
     /// On SIGTERM/SIGINT: how long running scripts may finish before they are stopped and handed back.
     public var shutdownGrace: Duration = .seconds(30)
     public var killGraceSeconds: Double = 5
+    /// How often a running script's new output is sent to the database for live viewers (nil: only at the end).
+    public var liveOutputInterval: Duration? = .seconds(1)
 
     public init() {}
 }
@@ -189,9 +191,14 @@ public final class Worker: Service, Sendable {
         do {
             let path = try sandbox.resolve(run.script)
             logger.debug("starting", metadata: ["script": "\(path)"])
+            let live = configuration.liveOutputInterval.map { [logger] interval in
+                Task { await self.streamOutput(run.runId, worker: worker, control: control, every: interval, logger: logger) }
+            }
             let result = try await runner.run(
                 executable: path, arguments: run.args, environment: environment(for: run),
                 workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control)
+            live?.cancel()
+            await live?.value
             let userCancelled = cancelledByUser.withLock { $0.contains(run.runId) }
             if result.cancelled && !userCancelled && stopping.load(ordering: .acquiring) {
                 // Stopped by our own shutdown, not by a user: the run goes back to the queue.
@@ -206,6 +213,21 @@ public final class Worker: Service, Sendable {
         await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.finishRun(run.runId, worker: worker, outcome: outcome) }
         logger.info("run finished", metadata: [
             "status": "\(outcome.status.rawValue)", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")"])
+    }
+
+    /// Sends a running script's new output to the database every `interval`, so the portal can show it live.
+    private func streamOutput(_ run: Int64, worker: Int64, control: ScriptControl, every interval: Duration,
+                              logger: Logger) async {
+        var reportedBytes = 0
+        while (try? await Task.sleep(for: interval)) != nil {
+            guard let output = control.outputSoFar, output.totalBytes != reportedBytes else { continue }
+            do {
+                guard try await database.reportOutput(run, worker: worker, output: output) else { return }
+                reportedBytes = output.totalBytes
+            } catch {
+                logger.debug("could not send live output", metadata: ["error": "\(error.message)"])
+            }
+        }
     }
 
     /// Reports to the database, retrying while it is unreachable: a result is not dropped because of a blip.

@@ -15,14 +15,15 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Port of the JSON API (default: TOCK_API_PORT or 8080).")
     var apiPort: Int = Int(ProcessInfo.processInfo.environment["TOCK_API_PORT"] ?? "") ?? 8080
 
-    func server(database: Database, logger: Logger) throws(TockError) -> any Service {
+    func services(database: Database, settings: ConnectionSettings, logger: Logger) throws(TockError) -> [any Service] {
         let access: APIAccess
         do {
             access = try APIAccess.parse(ProcessInfo.processInfo.environment["TOCK_API_TOKENS"])
         } catch {
             throw TockError(error)
         }
-        return try buildAPIServer(database: database, host: apiHost, port: apiPort, access: access, logger: logger)
+        return try buildAPIServices(database: database, settings: settings, host: apiHost, port: apiPort, access: access,
+                                    logger: logger)
     }
 }
 
@@ -113,7 +114,7 @@ struct Up: AsyncParsableCommand {
         try await runServices(options, createEmbedded: true, migrate: true) { database, settings, logger throws(TockError) in
             [Scheduler(database: database, settings: settings, logger: logger),
              try Worker(database: database, settings: settings, configuration: worker.configuration, logger: logger)]
-                + (noAPI ? [] : [try api.server(database: database, logger: logger)])
+                + (noAPI ? [] : try api.services(database: database, settings: settings, logger: logger))
         }
     }
 }
@@ -126,8 +127,8 @@ struct APICommand: AsyncParsableCommand {
     @OptionGroup var api: APIOptions
 
     func run() async throws {
-        try await runServices(options, createEmbedded: false, migrate: false) { database, _, logger throws(TockError) in
-            [try api.server(database: database, logger: logger)]
+        try await runServices(options, createEmbedded: false, migrate: false) { database, settings, logger throws(TockError) in
+            try api.services(database: database, settings: settings, logger: logger)
         }
     }
 }

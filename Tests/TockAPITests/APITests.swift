@@ -83,11 +83,14 @@ struct APITests {
     @Test("errors have one JSON shape and the right status, never a 500 for bad input", arguments: [
         ("/api/v1/jobs/ghost", HTTPRequest.Method.get, 404, "not_found", "unknown job 'ghost'"),
         ("/api/v1/jobs/ghost/trigger", .post, 404, "not_found", "unknown job 'ghost'"),
-        ("/api/v1/runs/abc", .get, 422, "invalid_input", "not a run id"),
+        ("/api/v1/runs/abc", .get, 422, "invalid_id", "not a run id"),
         ("/api/v1/runs/999999", .get, 404, "not_found", "unknown run 999999"),
-        ("/api/v1/jobs/known/runs?status=done", .get, 422, "invalid_input", "not a run status"),
-        ("/api/v1/dead-letter?limit=0", .get, 422, "invalid_input", "limit"),
-        ("/api/v1/nothing-here", .get, 404, "not_found", "Not Found"),
+        ("/api/v1/jobs/known/runs?status=done", .get, 422, "invalid_status", "not a run status"),
+        ("/api/v1/dead-letter?limit=0", .get, 422, "invalid_limit", "limit"),
+        ("/api/v1/runs?before=x", .get, 422, "invalid_before", "not a run id"),
+        ("/api/v1/schedule/preview?schedule=0%2025%20*%20*%20*", .get, 422, "invalid_schedule", "out of range"),
+        ("/api/v1/schedule/preview?schedule=daily%20at%2006:00&timezone=Mars/Base", .get, 422, "invalid_timezone", "Mars/Base"),
+        ("/api/v1/nothing-here", .get, 404, "not_found", "no such endpoint: GET /api/v1/nothing-here"),
     ])
     func errors(uri: String, method: HTTPRequest.Method, status: Int, code: String, fragment: String) async throws {
         try await TestDatabase.withFresh { database, _ in
@@ -106,7 +109,7 @@ struct APITests {
 
     @Test("tokens: none is refused, read-only reads but cannot write, admin writes; a cancelled run cannot be cancelled twice")
     func auth() async throws {
-        try await TestDatabase.withFresh { database, _ in
+        try await TestDatabase.withFresh { database, settings in
             _ = try await database.createJob(JobDefinition(name: "job", script: "x.sh"))
             let access = try APIAccess.parse("reader-token-0123456789:read,admin-token-0123456789:admin")
             let app = Application(router: buildRouter(database: database, access: access))
@@ -141,7 +144,163 @@ struct APITests {
             #expect(throws: InputError.self) { try APIAccess.parse("short:admin") }
             #expect(throws: InputError.self) { try APIAccess.parse("long-enough-token-0123:root") }
             #expect(throws: TockError.self) {
-                _ = try buildAPIServer(database: database, host: "0.0.0.0", port: 0, access: APIAccess(), logger: TestDatabase.logger)
+                _ = try buildAPIServices(database: database, settings: settings, host: "0.0.0.0", port: 0, access: APIAccess(),
+                                         logger: TestDatabase.logger)
+            }
+        }
+    }
+
+    @Test("create, edit, pause, resume and delete a job over HTTP; bad bodies get 400/409/413/422 and change nothing")
+    func jobWrites() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            let app = Application(router: buildRouter(database: database, maxBodyBytes: 1024))
+            try await app.test(.router) { client in
+                func send(_ method: HTTPRequest.Method, _ uri: String, _ text: String) async throws -> (Int, [String: Any]) {
+                    try await client.execute(uri: uri, method: method, headers: [.contentType: "application/json"],
+                                             body: ByteBuffer(string: text)) { response in
+                        (Int(response.status.code), (try? object(response)) ?? [:])
+                    }
+                }
+                func errorCode(_ result: (Int, [String: Any])) -> String? {
+                    (result.1["error"] as? [String: Any])?["code"] as? String
+                }
+                let (created, job) = try await send(.post, "/api/v1/jobs", """
+                    {"name": "report", "script": "report.sh", "args": ["--full"], "schedule": "daily at 06:00",
+                     "timezone": "Asia/Hong_Kong", "timeout_seconds": 90, "max_attempts": 3}
+                    """)
+                #expect(created == 201)
+                #expect(job["schedule_description"] as? String == "daily at 06:00")
+                #expect(job["timeout_seconds"] as? Double == 90)
+                #expect(job["next_run_at"] != nil)
+
+                let duplicate = try await send(.post, "/api/v1/jobs", #"{"name": "report", "script": "x.sh"}"#)
+                #expect(duplicate.0 == 409)
+                let malformed = try await send(.post, "/api/v1/jobs", #"{"name": "report""#)
+                #expect(malformed.0 == 400 && errorCode(malformed) == "malformed_json")
+                let array = try await send(.post, "/api/v1/jobs", "[1, 2]")
+                #expect(array.0 == 400 && errorCode(array) == "malformed_json")
+                let unknown = try await send(.post, "/api/v1/jobs", #"{"name": "b", "script": "x.sh", "colour": "red"}"#)
+                #expect(unknown.0 == 422 && errorCode(unknown) == "unknown_field")
+                let badType = try await send(.post, "/api/v1/jobs", #"{"name": "b", "script": "x.sh", "priority": "high"}"#)
+                #expect(badType.0 == 422 && errorCode(badType) == "invalid_priority")
+                let badCron = try await send(.post, "/api/v1/jobs", #"{"name": "b", "script": "x.sh", "schedule": "0 0 32 * *"}"#)
+                #expect(badCron.0 == 422 && errorCode(badCron) == "invalid_schedule")
+                #expect((badCron.1["error"] as? [String: Any])?["field"] as? String == "schedule.cron")
+                let badZone = try await send(.post, "/api/v1/jobs", #"{"name": "b", "script": "x.sh", "timezone": "Mars/Base"}"#)
+                #expect(badZone.0 == 422 && errorCode(badZone) == "invalid_timezone")
+                let outside = try await send(.post, "/api/v1/jobs", #"{"name": "b", "script": "../etc/passwd"}"#)
+                #expect(outside.0 == 422 && errorCode(outside) == "invalid_script")
+                let huge = try await send(.post, "/api/v1/jobs", #"{"name": "b", "script": "x.sh", "args": [""# + String(repeating: "x", count: 2000) + #""]}"#)
+                #expect(huge.0 == 413 && errorCode(huge) == "body_too_large")
+                #expect(try await database.jobs().map(\.name) == ["report"], "no half-written job")
+
+                let (edited, changed) = try await send(.put, "/api/v1/jobs/report", #"{"schedule": "every 5m", "priority": 80}"#)
+                #expect(edited == 200)
+                #expect(changed["schedule"] as? String == "every 5m")
+                #expect(changed["priority"] as? Int == 80)
+                #expect(changed["timezone"] as? String == "Asia/Hong_Kong", "absent fields keep their value")
+                let badEdit = try await send(.put, "/api/v1/jobs/report", #"{"max_attempts": 0}"#)
+                #expect(badEdit.0 == 422 && errorCode(badEdit) == "invalid_max_attempts")
+                #expect(try await database.job("report").maxAttempts == 3)
+
+                let paused = try await send(.post, "/api/v1/jobs/report/pause", "")
+                #expect(paused.1["state"] as? String == "paused" && paused.1["next_run_at"] == nil)
+                let resumed = try await send(.post, "/api/v1/jobs/report/resume", "")
+                #expect(resumed.1["state"] as? String == "enabled" && resumed.1["next_run_at"] != nil)
+                let deleted = try await send(.delete, "/api/v1/jobs/report", "")
+                #expect(deleted.0 == 200 && deleted.1["deleted"] as? Bool == true)
+                let gone = try await send(.get, "/api/v1/jobs/report", "")
+                #expect(gone.0 == 404)
+            }
+        }
+    }
+
+    @Test("run lists page newest first with a Link to the next page; stats and health report the queue and liveness")
+    func pagingStatsHealth() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "job", script: "x.sh"))
+            var created: [Int64] = []
+            for _ in 0..<5 { created.append(try await database.runNow("job")) }
+            let ids = created
+            let app = Application(router: buildRouter(database: database))
+            try await app.test(.router) { client in
+                let next = try await client.execute(uri: "/api/v1/jobs/job/runs?limit=2", method: .get) { response in
+                    let runs = try TockJSON.decoder().decode([RunInfo].self, from: Data(body(response).utf8))
+                    #expect(runs.map(\.id) == [ids[4], ids[3]])
+                    return response.headers[HTTPFields.Element.Name("Link")!]
+                }
+                #expect(next == "</api/v1/jobs/job/runs?limit=2&before=\(ids[3])>; rel=\"next\"")
+                try await client.execute(uri: "/api/v1/runs?limit=2&before=\(ids[3])", method: .get) { response in
+                    let runs = try TockJSON.decoder().decode([RunInfo].self, from: Data(body(response).utf8))
+                    #expect(runs.map(\.id) == [ids[2], ids[1]])
+                }
+                try await client.execute(uri: "/api/v1/runs?limit=10", method: .get) { response in
+                    #expect(response.headers[HTTPFields.Element.Name("Link")!] == nil, "a short page is the last")
+                }
+                try await client.execute(uri: "/api/v1/stats", method: .get) { response in
+                    let stats = try object(response)
+                    #expect((stats["runs_24h"] as? [String: Any])?["pending"] as? Int == 5)
+                    #expect((stats["queue"] as? [String: Any])?["ready"] as? Int == 5)
+                    #expect((stats["jobs"] as? [[String: Any]])?.first?["job_name"] as? String == "job")
+                }
+                try await client.execute(uri: "/api/v1/health", method: .get) { response in
+                    let health = try object(response)
+                    #expect(health["status"] as? String == "degraded", "no worker or scheduler is running")
+                    #expect(health["migrations_current"] as? Bool == true)
+                    #expect(health["schedulers_alive"] as? Int == 0)
+                }
+            }
+        }
+    }
+
+    @Test("the portal and the OpenAPI document are served, and every API route is in the document")
+    func portalAndOpenAPI() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            let router = buildRouter(database: database)
+            let app = Application(router: router)
+            let document = try await app.test(.router) { client in
+                try await client.execute(uri: "/", method: .get) { response in
+                    #expect(response.headers[.contentType] == "text/html; charset=utf-8")
+                    #expect(body(response).contains("/portal/app.js"))
+                }
+                try await client.execute(uri: "/portal/app.js", method: .get) { response in
+                    #expect(response.headers[.contentType] == "text/javascript; charset=utf-8")
+                    #expect(body(response).contains("EventSource"))
+                }
+                try await client.execute(uri: "/portal/secret.txt", method: .get) { #expect($0.status == .notFound) }
+                return try await client.execute(uri: "/api/v1/openapi.json", method: .get) { try object($0) }
+            }
+            #expect(document["openapi"] as? String == "3.1.0")
+            let paths = try #require(document["paths"] as? [String: [String: Any]])
+            let routes = router.routes.filter { "\($0.path)".hasPrefix("/api/v1") }
+            #expect(routes.count >= 20)
+            for route in routes {
+                let path = "\(route.path)".split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }
+                let key = "/" + path.joined(separator: "/")
+                #expect(paths[key]?[route.method.rawValue.lowercased()] != nil, "\(route.method) \(key) is not in openapi.json")
+            }
+        }
+    }
+
+    @Test("the event hub relays NOTIFY tock_events to every subscriber, with a resync after it connects")
+    func events() async throws {
+        try await TestDatabase.withFresh { database, settings in
+            _ = try await database.createJob(JobDefinition(name: "job", script: "x.sh"))
+            let hub = EventHub(settings: settings, logger: TestDatabase.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await hub.run() }
+                let (id, messages) = hub.subscribe()
+                var iterator = messages.makeAsyncIterator()
+                #expect(await iterator.next() == .event(#"{"type": "resync"}"#))
+                let run = try await database.runNow("job")
+                let event = await iterator.next()
+                guard case .event(let payload) = event else { Issue.record("no event: \(String(describing: event))"); return }
+                let decoded = try #require(try JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any])
+                #expect(decoded["type"] as? String == "runs")
+                #expect(decoded["runs"] as? [Int] == [Int(run)])
+                hub.unsubscribe(id)
+                #expect(hub.subscriberCount == 0)
+                group.cancelAll()
             }
         }
     }

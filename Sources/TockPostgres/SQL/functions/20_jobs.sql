@@ -144,38 +144,112 @@ BEGIN
     END IF;
 END $$;
 
--- Changes the fields present in p_changes (a JSON object: name, script, args, schedule, timezone, priority,
--- timeout, max_attempts, overlap, enabled); absent fields keep their value. Unknown fields are refused.
+-- The fields a job's JSON may carry and the JSON type each must have. Used by create_job_json and update_job,
+-- so the API and psql users get the same messages ("priority: expected a whole number, got \"high\"").
+CREATE OR REPLACE FUNCTION tock.check_job_json(p_job jsonb, p_required text[] DEFAULT '{}')
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_types constant jsonb := '{"name": "string", "script": "string", "args": "array", "schedule": "string",
+        "timezone": "string", "priority": "integer", "timeout": "string", "timeout_seconds": "number",
+        "max_attempts": "integer", "overlap": "string", "misfire": "string", "enabled": "boolean",
+        "retry_base_seconds": "number", "retry_cap_seconds": "number"}';
+    v_key text;
+    v_value jsonb;
+    v_expected text;
+    v_unknown text;
+BEGIN
+    IF jsonb_typeof(p_job) IS DISTINCT FROM 'object' THEN
+        PERFORM tock.raise_invalid('body', 'expected a JSON object of job fields');
+    END IF;
+    SELECT string_agg(k, ', ' ORDER BY k) INTO v_unknown FROM jsonb_object_keys(p_job) k WHERE NOT v_types ? k;
+    IF v_unknown IS NOT NULL THEN
+        PERFORM tock.raise_invalid(split_part(v_unknown, ', ', 1), format('unknown field(s) %s; known fields: %s',
+            v_unknown, (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(v_types) k)));
+    END IF;
+    FOREACH v_key IN ARRAY p_required LOOP
+        IF NOT p_job ? v_key OR jsonb_typeof(p_job -> v_key) = 'null' THEN
+            PERFORM tock.raise_invalid(v_key, 'is required');
+        END IF;
+    END LOOP;
+    FOR v_key, v_value IN SELECT * FROM jsonb_each(p_job) LOOP
+        v_expected := v_types ->> v_key;
+        CONTINUE WHEN jsonb_typeof(v_value) = 'null';
+        IF (v_expected = 'integer' AND (jsonb_typeof(v_value) <> 'number' OR v_value::text::numeric <> trunc(v_value::text::numeric)
+                                        OR abs(v_value::text::numeric) > 2147483647))
+           OR (v_expected <> 'integer' AND jsonb_typeof(v_value) <> v_expected)
+           OR (v_expected = 'array' AND EXISTS (SELECT 1 FROM jsonb_array_elements(v_value) e WHERE jsonb_typeof(e) <> 'string')) THEN
+            PERFORM tock.raise_invalid(v_key, format('expected %s, got %s', CASE v_expected
+                WHEN 'integer' THEN 'a whole number' WHEN 'number' THEN 'a number' WHEN 'boolean' THEN 'true or false'
+                WHEN 'array' THEN 'an array of strings' ELSE 'a string' END, left(v_value::text, 60)));
+        END IF;
+    END LOOP;
+END $$;
+
+-- A duration in seconds from a job's JSON (NULL when absent), refusing what an interval cannot hold.
+CREATE OR REPLACE FUNCTION tock.json_seconds(p_job jsonb, p_field text)
+RETURNS interval LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_seconds numeric := (p_job ->> p_field)::numeric;
+BEGIN
+    IF v_seconds IS NOT NULL AND (v_seconds <= 0 OR v_seconds > 315360000) THEN
+        PERFORM tock.raise_invalid(p_field, format('%s is not between 0 and 10 years of seconds', v_seconds));
+    END IF;
+    RETURN make_interval(secs => v_seconds::float8);
+END $$;
+
+-- Creates a job from a JSON object (the API's POST /api/v1/jobs): name and script required, other fields as in
+-- tock.create_job; unknown fields and wrong types are refused, naming the field.
+CREATE OR REPLACE FUNCTION tock.create_job_json(p_job jsonb)
+RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM tock.check_job_json(p_job, ARRAY['name', 'script']);
+    IF p_job ? 'timeout' AND p_job ? 'timeout_seconds' THEN
+        PERFORM tock.raise_invalid('timeout', 'give timeout or timeout_seconds, not both');
+    END IF;
+    RETURN tock.create_job(
+        p_name => p_job ->> 'name', p_script => p_job ->> 'script',
+        p_args => ARRAY(SELECT jsonb_array_elements_text(coalesce(p_job -> 'args', '[]'))),
+        p_schedule => p_job ->> 'schedule', p_timezone => p_job ->> 'timezone',
+        p_priority => (p_job ->> 'priority')::int,
+        p_timeout => coalesce(tock.json_seconds(p_job, 'timeout_seconds'), tock.parse_timeout(p_job ->> 'timeout')),
+        p_max_attempts => (p_job ->> 'max_attempts')::int, p_overlap => p_job ->> 'overlap',
+        p_enabled => (p_job ->> 'enabled')::boolean,
+        p_retry_base => tock.json_seconds(p_job, 'retry_base_seconds'),
+        p_retry_cap => tock.json_seconds(p_job, 'retry_cap_seconds'),
+        p_misfire => p_job ->> 'misfire');
+END $$;
+COMMENT ON FUNCTION tock.create_job_json(jsonb) IS
+    'Creates a job from a JSON object ({"name", "script", "schedule", …}) and returns its id; bad fields raise 22023 naming the field.';
+
+-- A timeout given as text ('10 minutes'), or NULL.
+CREATE OR REPLACE FUNCTION tock.parse_timeout(p_text text)
+RETURNS interval LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN p_text::interval;
+EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+    PERFORM tock.raise_invalid('timeout', format('%L is not a duration (use e.g. ''10 minutes'')', p_text));
+END $$;
+
+-- Changes the fields present in p_changes (a JSON object with the fields of tock.create_job_json; 'timeout'
+-- may also be text such as '10 minutes'); absent fields keep their value. Unknown fields are refused.
 CREATE OR REPLACE FUNCTION tock.update_job(p_job text, p_changes jsonb)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id constant bigint := tock.find_job(p_job);
-    v_unknown text;
     v_timeout interval;
+    v_retry_base interval;
+    v_retry_cap interval;
 BEGIN
-    IF jsonb_typeof(p_changes) IS DISTINCT FROM 'object' THEN
-        PERFORM tock.raise_invalid('changes', 'expected a JSON object of the fields to change');
-    END IF;
-    SELECT string_agg(k, ', ') INTO v_unknown FROM jsonb_object_keys(p_changes) k
-    WHERE k NOT IN ('name', 'script', 'args', 'schedule', 'timezone', 'priority', 'timeout', 'max_attempts',
-                    'overlap', 'enabled', 'misfire');
-    IF v_unknown IS NOT NULL THEN
-        PERFORM tock.raise_invalid(split_part(v_unknown, ', ', 1), format('unknown field(s) %s', v_unknown));
-    END IF;
-    IF p_changes ? 'args' AND jsonb_typeof(p_changes -> 'args') <> 'array' THEN
-        PERFORM tock.raise_invalid('args', 'expected an array of strings');
-    END IF;
-    BEGIN
-        v_timeout := (p_changes ->> 'timeout')::interval;
-    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
-        PERFORM tock.raise_invalid('timeout', format('%L is not a duration (use e.g. ''10 minutes'')', p_changes ->> 'timeout'));
-    END;
+    PERFORM tock.check_job_json(p_changes);
+    v_timeout := coalesce(tock.json_seconds(p_changes, 'timeout_seconds'), tock.parse_timeout(p_changes ->> 'timeout'));
+    v_retry_base := tock.json_seconds(p_changes, 'retry_base_seconds');
+    v_retry_cap := tock.json_seconds(p_changes, 'retry_cap_seconds');
     PERFORM tock.check_job_settings((p_changes ->> 'priority')::int, v_timeout,
                                     (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap', p_changes ->> 'misfire');
     UPDATE tock.jobs SET
         name = coalesce(p_changes ->> 'name', name),
         script = coalesce(p_changes ->> 'script', script),
-        args = CASE WHEN p_changes ? 'args'
+        args = CASE WHEN jsonb_typeof(p_changes -> 'args') = 'array'
                     THEN ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'args')) ELSE args END,
         schedule = coalesce(p_changes ->> 'schedule', schedule),
         timezone = coalesce(p_changes ->> 'timezone', timezone),
@@ -184,7 +258,9 @@ BEGIN
         max_attempts = coalesce((p_changes ->> 'max_attempts')::int, max_attempts),
         overlap = coalesce(p_changes ->> 'overlap', overlap),
         misfire = coalesce(p_changes ->> 'misfire', misfire),
-        enabled = coalesce((p_changes ->> 'enabled')::boolean, enabled)
+        enabled = coalesce((p_changes ->> 'enabled')::boolean, enabled),
+        retry_base = coalesce(v_retry_base, retry_base),
+        retry_cap = greatest(coalesce(v_retry_cap, retry_cap), coalesce(v_retry_base, retry_base))
     WHERE id = v_id;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN

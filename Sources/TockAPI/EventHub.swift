@@ -1,0 +1,71 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TockCore
+import TockPostgres
+
+/// One LISTEN on `tock_events` for the whole API server, fanned out to every `/api/v1/events` subscriber.
+/// After every (re)connect it sends `{"type": "resync"}`: events sent while it was away are lost, so pages
+/// re-read everything. A comment line every `keepAlive` lets a subscriber's dead connection be noticed.
+public final class EventHub: Service, Sendable {
+    public enum Message: Sendable, Equatable {
+        case event(String)
+        case keepAlive
+    }
+
+    let listener: NotificationListener
+    let keepAlive: Duration
+    /// nil once the hub has stopped: a late subscriber gets a stream that has already ended.
+    let subscribers = Mutex<[Int: AsyncStream<Message>.Continuation]?>([:])
+    let nextID = Atomic<Int>(0)
+
+    public init(settings: ConnectionSettings, logger: Logger, keepAlive: Duration = .seconds(15)) {
+        self.listener = NotificationListener(settings: settings, channels: ["tock_events"], logger: logger)
+        self.keepAlive = keepAlive
+    }
+
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            group.addTask { [listener] in
+                await listener.run { event in
+                    switch event {
+                    case .listening: self.broadcast(.event(#"{"type": "resync"}"#))
+                    case .notification(_, let payload): self.broadcast(.event(payload))
+                    }
+                }
+            }
+            group.addTask { [keepAlive] in
+                while (try? await Task.sleep(for: keepAlive)) != nil { self.broadcast(.keepAlive) }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+        // Ends every open event stream, so the HTTP server's own shutdown does not wait on them.
+        let open = subscribers.withLock { subscribers in defer { subscribers = nil }; return subscribers ?? [:] }
+        for continuation in open.values { continuation.finish() }
+    }
+
+    /// A new subscriber's stream; it ends when the hub stops or `unsubscribe(id)` is called. A subscriber that
+    /// falls far behind loses the oldest events, not the server's memory.
+    public func subscribe() -> (id: Int, messages: AsyncStream<Message>) {
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        let (stream, continuation) = AsyncStream<Message>.makeStream(bufferingPolicy: .bufferingNewest(256))
+        let added = subscribers.withLock { subscribers in
+            subscribers?[id] = continuation
+            return subscribers != nil
+        }
+        if !added { continuation.finish() }
+        return (id, stream)
+    }
+
+    public func unsubscribe(_ id: Int) {
+        subscribers.withLock { $0?.removeValue(forKey: id) }?.finish()
+    }
+
+    public var subscriberCount: Int { subscribers.withLock { $0?.count ?? 0 } }
+
+    func broadcast(_ message: Message) {
+        for continuation in subscribers.withLock({ Array(($0 ?? [:]).values) }) { continuation.yield(message) }
+    }
+}

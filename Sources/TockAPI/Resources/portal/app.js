@@ -1,0 +1,484 @@
+// Tock's portal: a small single-page app over /api/v1. No build step, no dependencies. Every page is a
+// function that fetches what it shows and renders it; /api/v1/events re-renders the current page on change.
+"use strict";
+
+const API = "/api/v1";
+const state = { token: localStorage.getItem("tock.token") || "", route: null, refresh: null, runOutputOf: null };
+
+// ---------- helpers ----------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const detail = (body && body.error) || {};
+    super(detail.message || `HTTP ${status}`);
+    this.status = status; this.code = detail.code; this.field = detail.field;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = { "Accept": "application/json" };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  if (state.token) headers["Authorization"] = "Bearer " + state.token;
+  const response = await fetch(API + path, {
+    method: options.method || "GET", headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  if (response.status === 401) { askToken(); }
+  const type = response.headers.get("Content-Type") || "";
+  const body = type.includes("json") ? await response.json() : await response.text();
+  if (!response.ok) throw new ApiError(response.status, body);
+  return options.withHeaders ? { body, headers: response.headers } : body;
+}
+
+function showError(error) {
+  const banner = document.getElementById("banner");
+  banner.textContent = error ? (error.message || String(error)) : "";
+  banner.hidden = !error;
+}
+
+// Times in the zone the viewer picked (remembered), "local" meaning the browser's own.
+function zone() { return localStorage.getItem("tock.timezone") || "local"; }
+function formatTime(iso) {
+  if (!iso) return "—";
+  const options = { year: "numeric", month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+                    hour12: false };
+  if (zone() !== "local") options.timeZone = zone();
+  return new Intl.DateTimeFormat(undefined, options).format(new Date(iso));
+}
+function relative(iso) {
+  if (!iso) return "";
+  const seconds = Math.round((new Date(iso) - Date.now()) / 1000);
+  const abs = Math.abs(seconds);
+  const text = abs < 60 ? `${abs}s` : abs < 3600 ? `${Math.round(abs / 60)}m` : abs < 86400 ? `${Math.round(abs / 3600)}h`
+    : `${Math.round(abs / 86400)}d`;
+  return seconds >= 0 ? `in ${text}` : `${text} ago`;
+}
+function timeCell(iso) {
+  return iso ? h("span", { title: iso }, formatTime(iso), " ", h("span", { class: "muted" }, `(${relative(iso)})`)) : "—";
+}
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "—";
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 120) return `${seconds.toFixed(1)} s`;
+  return `${Math.floor(seconds / 60)}m ${Math.round(seconds % 60)}s`;
+}
+function badge(text, kind) { return h("span", { class: `badge ${kind || text}` }, text.replace("_", " ")); }
+function enc(name) { return encodeURIComponent(name); }
+
+function button(label, onclick, cls, attrs) {
+  return h("button", Object.assign({ type: "button", class: cls || "", onclick: async (event) => {
+    const target = event.currentTarget; target.disabled = true;
+    try { await onclick(); showError(null); } catch (error) { showError(error); } finally { target.disabled = false; }
+  } }, attrs || {}), label);
+}
+
+// ---------- actions ----------
+
+async function runNow(job) { const run = await api(`/jobs/${enc(job)}/trigger`, { method: "POST" }); refreshSoon(); return run; }
+async function setPaused(job, paused) { await api(`/jobs/${enc(job)}/${paused ? "pause" : "resume"}`, { method: "POST" }); refreshSoon(); }
+async function cancelRun(id) { await api(`/runs/${id}/cancel`, { method: "POST" }); refreshSoon(); }
+async function retryRun(id) { await api(`/runs/${id}/retry`, { method: "POST" }); refreshSoon(); }
+async function deleteJob(job) {
+  if (!confirm(`Delete job '${job}' and all of its run history? This cannot be undone.`)) return;
+  await api(`/jobs/${enc(job)}`, { method: "DELETE" });
+  location.hash = "#/";
+}
+
+// ---------- pages ----------
+
+async function dashboard(view) {
+  const [stats, jobs] = await Promise.all([api("/stats"), api("/jobs")]);
+  const failed24 = (stats.runs_24h.failed || 0) + (stats.runs_24h.timed_out || 0) + (stats.runs_24h.dead || 0);
+  const cards = h("div", { class: "cards" },
+    card(stats.queue.running, "running", "count-running"), card(stats.queue.pending, "pending", "count-pending"),
+    card(failed24, "failed in 24 h", "count-failed"), card(stats.workers_alive, "workers online", "count-workers"));
+  const rows = jobs.map((job) => h("tr", { class: "job", "data-job": job.name },
+    h("td", {}, h("a", { href: `#/jobs/${enc(job.name)}` }, job.name), h("div", { class: "muted mono" }, job.script)),
+    h("td", {}, badge(job.state), job.running > 0 ? [" ", badge(`running ${job.running}`, "running")] : null),
+    h("td", {}, job.schedule_description, job.schedule !== "manual" ? h("div", { class: "muted" }, job.timezone) : null),
+    h("td", { class: "hide-narrow" }, job.enabled ? timeCell(job.next_run_at) : h("span", { class: "muted" }, "paused")),
+    h("td", {}, job.last_run_status ? [h("a", { href: `#/runs/${job.last_run_id}` }, badge(job.last_run_status)), " ",
+      h("span", { class: "muted" }, relative(job.last_run_finished_at || job.last_run_started_at))] : h("span", { class: "muted" }, "never")),
+    h("td", { class: "actions" },
+      button("Run now", () => runNow(job.name), "primary", { "data-action": "run-now" }), " ",
+      job.enabled ? button("Pause", () => setPaused(job.name, true)) : button("Resume", () => setPaused(job.name, false)))));
+  view.replaceChildren(
+    h("h1", {}, "Jobs"), cards,
+    h("div", { class: "panel" }, jobs.length === 0
+      ? h("div", { class: "empty" }, "No jobs yet. ", h("a", { href: "#/new" }, "Create one"), ".")
+      : h("table", { id: "jobs" },
+          h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "Status"), h("th", {}, "Schedule"),
+            h("th", { class: "hide-narrow" }, "Next run"), h("th", {}, "Last run"), h("th", {}))),
+          h("tbody", {}, rows))));
+}
+
+function card(value, label, id) {
+  return h("div", { class: "card", id }, h("div", { class: "n" }, value ?? 0), h("div", { class: "l" }, label));
+}
+
+function runRows(runs) {
+  return runs.map((run) => h("tr", { class: "run", "data-run": run.id, "data-status": run.status },
+    h("td", {}, h("a", { href: `#/runs/${run.id}` }, `#${run.id}`)),
+    h("td", {}, badge(run.status)),
+    h("td", { class: "hide-narrow" }, run.trigger),
+    h("td", {}, run.attempt),
+    h("td", {}, timeCell(run.started_at || run.enqueued_at)),
+    h("td", {}, duration(run.duration_seconds)),
+    h("td", { class: "hide-narrow" }, run.worker_name || "—"),
+    h("td", { class: "actions" },
+      run.status === "pending" || run.status === "running" ? button("Cancel", () => cancelRun(run.id), "danger") : null,
+      ["failed", "timed_out", "cancelled", "dead"].includes(run.status) ? button("Retry", () => retryRun(run.id)) : null)));
+}
+
+function runTable(runs) {
+  return h("table", { id: "runs" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Run"), h("th", {}, "Status"), h("th", { class: "hide-narrow" }, "Trigger"),
+      h("th", {}, "Attempt"), h("th", {}, "Started"), h("th", {}, "Duration"), h("th", { class: "hide-narrow" }, "Worker"),
+      h("th", {}))),
+    h("tbody", {}, runRows(runs)));
+}
+
+async function jobPage(view, name) {
+  const limit = state.runLimit || 25;
+  const [job, runs] = await Promise.all([api(`/jobs/${enc(name)}`), api(`/jobs/${enc(name)}/runs?limit=${limit}`)]);
+  view.replaceChildren(
+    h("h1", {}, job.name, badge(job.state)),
+    h("div", { class: "toolbar" },
+      button("Run now", async () => {
+        const run = await runNow(job.name);
+        showError(null);
+        return run;
+      }, "primary", { id: "run-now" }),
+      job.enabled ? button("Pause", () => setPaused(job.name, true), "", { id: "pause" })
+        : button("Resume", () => setPaused(job.name, false), "", { id: "resume" }),
+      h("a", { class: "button", href: `#/jobs/${enc(job.name)}/edit` }, "Edit"),
+      button("Delete", () => deleteJob(job.name), "danger", { id: "delete" })),
+    h("div", { class: "panel" }, h("dl", { class: "facts" },
+      fact("Script", h("span", { class: "mono" }, [job.script, ...job.args].join(" "))),
+      fact("Schedule", `${job.schedule_description} (${job.schedule})`), fact("Time zone", job.timezone),
+      fact("Next run", job.enabled ? timeCell(job.next_run_at) : "paused"),
+      fact("Timeout", duration(job.timeout_seconds)), fact("Attempts", job.max_attempts),
+      fact("Overlap", job.overlap), fact("Misfire", job.misfire), fact("Priority", job.priority))),
+    h("h2", {}, "Runs"),
+    h("div", { class: "panel" }, runs.length ? runTable(runs) : h("div", { class: "empty", id: "no-runs" }, "No runs yet.")),
+    runs.length === limit ? h("div", { class: "more" }, button("Show more", () => { state.runLimit = limit * 2; return render(); })) : null);
+}
+
+function fact(label, value) { return [h("dt", {}, label), h("dd", {}, value)]; }
+
+async function runPage(view, id) {
+  const run = await api(`/runs/${id}`);
+  state.runOutputOf = Number(id);
+  const live = run.status === "running" || run.status === "pending";
+  view.replaceChildren(
+    h("h1", {}, `Run #${run.id}`, badge(run.status)),
+    h("div", { class: "toolbar" },
+      h("a", { class: "button", href: `#/jobs/${enc(run.job_name)}` }, `← ${run.job_name}`),
+      live ? button("Cancel", () => cancelRun(run.id), "danger", { id: "cancel" }) : null,
+      ["failed", "timed_out", "cancelled", "dead"].includes(run.status)
+        ? button("Retry", async () => { const r = await api(`/runs/${run.id}/retry`, { method: "POST" }); location.hash = `#/runs/${r.run_id}`; }, "", { id: "retry" })
+        : null),
+    h("div", { class: "panel" }, h("dl", { class: "facts" },
+      fact("Job", h("a", { href: `#/jobs/${enc(run.job_name)}` }, run.job_name)), fact("Trigger", run.trigger),
+      fact("Attempt", run.attempt), fact("Enqueued", timeCell(run.enqueued_at)), fact("Started", timeCell(run.started_at)),
+      fact("Finished", timeCell(run.finished_at)), fact("Duration", duration(run.duration_seconds)),
+      fact("Worker", run.worker_name || "—"), fact("Exit code", run.exit_code ?? "—"),
+      run.error ? fact("Error", h("span", { class: "mono" }, run.error)) : null)),
+    h("h2", {}, "Output", live ? h("span", { class: "badge running" }, "live") : null,
+      run.output_truncated ? h("span", { class: "muted" }, ` (last part of ${run.output_bytes} bytes)`) : null),
+    h("pre", { class: "output", id: "run-output" }, run.output || (live ? "(waiting for output…)" : "(no output)")));
+  const pre = document.getElementById("run-output");
+  pre.scrollTop = pre.scrollHeight;
+}
+
+async function workersPage(view) {
+  const workers = await api("/workers");
+  view.replaceChildren(h("h1", {}, "Workers"), h("div", { class: "panel" }, workers.length === 0
+    ? h("div", { class: "empty" }, "No worker has registered yet. Start one with ", h("code", {}, "tock worker"), ".")
+    : h("table", { id: "workers" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Worker"), h("th", {}, "Host"), h("th", {}, "State"), h("th", {}, "Running"),
+          h("th", {}, "Last heartbeat"), h("th", {}, "Runs processed"), h("th", { class: "hide-narrow" }, "Started"))),
+        h("tbody", {}, workers.map((w) => h("tr", { class: "worker" },
+          h("td", {}, w.name, h("div", { class: "muted" }, `pid ${w.pid}, concurrency ${w.concurrency}`)),
+          h("td", {}, w.host),
+          h("td", {}, badge(w.alive ? "alive" : w.state, w.alive ? "alive" : w.state)),
+          h("td", {}, w.running),
+          h("td", {}, timeCell(w.last_heartbeat_at)),
+          h("td", {}, w.runs_processed),
+          h("td", { class: "hide-narrow" }, timeCell(w.started_at))))))));
+}
+
+// ---------- the job editor ----------
+
+const KINDS = ["every", "hourly", "daily", "weekly", "monthly", "cron", "manual"];
+const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+// The builder's guess at a schedule string's kind and parts (anything it cannot read stays as cron text).
+function parseSchedule(text) {
+  let m;
+  text = (text || "").trim();
+  if (text === "" || text === "manual") return { kind: "manual" };
+  if ((m = text.match(/^every\s+(\d+)\s*([smhd])$/i))) return { kind: "every", amount: m[1], unit: m[2].toLowerCase() };
+  if ((m = text.match(/^hourly at :(\d{1,2})$/i))) return { kind: "hourly", minute: m[1] };
+  if ((m = text.match(/^daily at (\d{1,2}:\d{2})$/i))) return { kind: "daily", time: m[1] };
+  if ((m = text.match(/^weekly on ([a-z,]+) at (\d{1,2}:\d{2})$/i))) return { kind: "weekly", days: m[1].toLowerCase().split(","), time: m[2] };
+  if ((m = text.match(/^monthly on ([0-9a-z,]+) at (\d{1,2}:\d{2})$/i))) return { kind: "monthly", days: m[1], time: m[2] };
+  return { kind: "cron", cron: text };
+}
+
+function buildSchedule(parts) {
+  switch (parts.kind) {
+    case "every": return `every ${parts.amount || 5}${parts.unit || "m"}`;
+    case "hourly": return `hourly at :${String(parts.minute || 0).padStart(2, "0")}`;
+    case "daily": return `daily at ${parts.time || "06:00"}`;
+    case "weekly": return `weekly on ${(parts.days && parts.days.length ? parts.days : ["mon"]).join(",")} at ${parts.time || "09:00"}`;
+    case "monthly": return `monthly on ${parts.days || "1"} at ${parts.time || "08:00"}`;
+    case "cron": return parts.cron || "*/15 * * * *";
+    default: return "manual";
+  }
+}
+
+async function editorPage(view, name) {
+  const job = name ? await api(`/jobs/${enc(name)}`) : null;
+  state.refresh = null;  // live updates must not wipe a form being edited
+  const parts = parseSchedule(job ? job.schedule : "daily at 06:00");
+  const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+
+  const field = (key, label, input, hint) => h("div", { class: "field", "data-field": key },
+    h("label", { for: input.id }, label), input, hint ? h("div", { class: "hint" }, hint) : null, h("div", { class: "error" }));
+  const text = (id, value, attrs) => h("input", Object.assign({ id, type: "text", value: value ?? "" }, attrs || {}));
+  const number = (id, value, attrs) => h("input", Object.assign({ id, type: "number", value: value ?? "" }, attrs || {}));
+  const select = (id, options, value) => h("select", { id }, options.map((o) => h("option", { value: o, selected: o === value }, o)));
+
+  const scheduleInput = text("job-schedule", buildSchedule(parts), { class: "mono" });
+  const kind = select("schedule-kind", KINDS, parts.kind);
+  const builder = h("div", { class: "builder", id: "schedule-builder" });
+  const preview = h("div", { class: "preview", id: "schedule-preview" }, "…");
+  const tzInput = text("job-timezone", job ? job.timezone : Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC",
+    { list: "zones", autocomplete: "off" });
+
+  function drawBuilder() {
+    const p = parts;
+    const sync = () => { scheduleInput.value = buildSchedule(p); updatePreview(); };
+    const input = (attrs, key) => h("input", Object.assign({ value: p[key] ?? "", oninput: (e) => { p[key] = e.target.value; sync(); } }, attrs));
+    let controls = [];
+    if (p.kind === "every") {
+      p.amount = p.amount || "5"; p.unit = p.unit || "m";
+      controls = [input({ type: "number", min: 1, id: "every-amount", style: "width:90px" }, "amount"),
+        h("select", { id: "every-unit", onchange: (e) => { p.unit = e.target.value; sync(); } },
+          [["s", "seconds"], ["m", "minutes"], ["h", "hours"], ["d", "days"]].map(([v, l]) => h("option", { value: v, selected: p.unit === v }, l)))];
+    } else if (p.kind === "hourly") {
+      controls = ["at minute", input({ type: "number", min: 0, max: 59, id: "hourly-minute", style: "width:80px" }, "minute")];
+    } else if (p.kind === "daily") {
+      controls = ["at", input({ type: "time", id: "daily-time" }, "time")];
+      p.time = p.time || "06:00";
+    } else if (p.kind === "weekly") {
+      p.days = p.days || ["mon"];
+      controls = [...WEEKDAYS.map((d) => h("label", {}, h("input", { type: "checkbox", value: d, checked: p.days.includes(d),
+        onchange: (e) => { p.days = WEEKDAYS.filter((x) => x === d ? e.target.checked : p.days.includes(x)); sync(); } }), d)),
+        "at", input({ type: "time", id: "weekly-time" }, "time")];
+      p.time = p.time || "09:00";
+    } else if (p.kind === "monthly") {
+      p.days = p.days || "1"; p.time = p.time || "08:00";
+      controls = ["on days", input({ type: "text", id: "monthly-days", style: "width:120px", placeholder: "1,15,last" }, "days"),
+        "at", input({ type: "time", id: "monthly-time" }, "time")];
+    } else if (p.kind === "cron") {
+      p.cron = p.cron || "*/15 * * * *";
+      controls = [input({ type: "text", id: "cron-text", class: "mono", style: "width:220px", placeholder: "*/15 * * * *" }, "cron"),
+        h("span", { class: "muted" }, "minute hour day-of-month month day-of-week")];
+    } else {
+      controls = [h("span", { class: "muted" }, "Runs only when asked (Run now, the API or SQL).")];
+    }
+    builder.replaceChildren(...controls);
+    sync();
+  }
+  kind.addEventListener("change", () => { parts.kind = kind.value; drawBuilder(); });
+  scheduleInput.addEventListener("input", () => {
+    const parsed = parseSchedule(scheduleInput.value);
+    Object.assign(parts, parsed); kind.value = parts.kind;
+    updatePreview();
+  });
+  tzInput.addEventListener("input", updatePreview);
+
+  let previewTimer = null, previewSeq = 0;
+  function updatePreview() {
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(async () => {
+      const seq = ++previewSeq;
+      const scheduleField = form.querySelector('[data-field="schedule"]');
+      try {
+        const result = await api(`/schedule/preview?count=5&schedule=${enc(scheduleInput.value)}&timezone=${enc(tzInput.value || "UTC")}`);
+        if (seq !== previewSeq) return;
+        setFieldError(scheduleField, null);
+        setFieldError(form.querySelector('[data-field="timezone"]'), null);
+        preview.replaceChildren(h("strong", {}, result.description),
+          result.next.length ? h("ol", {}, result.next.map((t) => h("li", {}, formatTime(t)))) : h("div", { class: "muted" }, "no scheduled runs"));
+      } catch (error) {
+        if (seq !== previewSeq) return;
+        preview.replaceChildren(h("span", { class: "muted" }, "No preview: fix the schedule or time zone."));
+        const target = error.field && error.field.startsWith("timezone") ? form.querySelector('[data-field="timezone"]') : scheduleField;
+        setFieldError(target, error.message);
+      }
+    }, 200);
+  }
+
+  const form = h("form", { class: "editor", id: "job-form", novalidate: true },
+    field("name", "Name", text("job-name", job ? job.name : "", { placeholder: "nightly-report", autocomplete: "off" }),
+      "Letters, digits, . _ -; starts with a letter."),
+    field("script", "Script", text("job-script", job ? job.script : "", { class: "mono", placeholder: "report.sh" }),
+      "A path inside the workers' scripts directory."),
+    field("args", "Arguments", h("textarea", { id: "job-args", rows: 2, class: "mono", placeholder: "one per line" },
+      job ? job.args.join("\n") : ""), "One per line; passed as they are, no shell."),
+    h("div", { class: "field", "data-field": "schedule" }, h("label", { for: "job-schedule" }, "Schedule"),
+      h("div", { class: "builder" }, kind), builder, scheduleInput, h("div", { class: "error" }), preview),
+    field("timezone", "Time zone", tzInput, "IANA name, e.g. Asia/Hong_Kong; fire times follow its daylight saving."),
+    h("datalist", { id: "zones" }, zones.map((z) => h("option", { value: z }))),
+    h("div", { class: "row" },
+      field("timeout_seconds", "Timeout (seconds)", number("job-timeout", job ? job.timeout_seconds : 3600, { min: 1 })),
+      field("max_attempts", "Attempts", number("job-attempts", job ? job.max_attempts : 1, { min: 1, max: 100 })),
+      field("priority", "Priority", number("job-priority", job ? job.priority : 50, { min: 0, max: 100 }))),
+    h("div", { class: "row" },
+      field("overlap", "If still running", select("job-overlap", ["skip", "queue", "allow"], job ? job.overlap : "skip")),
+      field("misfire", "After downtime", select("job-misfire", ["run_once", "skip"], job ? job.misfire : "run_once")),
+      field("retry_base_seconds", "Retry after (s)", number("job-retry-base", job ? job.retry_base_seconds : 10, { min: 1 }))),
+    h("div", { class: "field" }, h("label", {}, h("input", { type: "checkbox", id: "job-enabled", checked: job ? job.enabled : true }),
+      " Enabled (the schedule fires)")),
+    h("div", { class: "toolbar" }, h("button", { type: "submit", class: "primary", id: "save-job" }, job ? "Save changes" : "Create job"),
+      h("a", { class: "button", href: job ? `#/jobs/${enc(job.name)}` : "#/" }, "Cancel")),
+    h("div", { class: "error", id: "form-error" }));
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    form.querySelectorAll(".field").forEach((f) => setFieldError(f, null));
+    const value = (id) => document.getElementById(id).value;
+    const body = {
+      name: value("job-name").trim(), script: value("job-script").trim(),
+      args: value("job-args").split("\n").map((a) => a.trim()).filter((a) => a !== ""),
+      schedule: value("job-schedule").trim(), timezone: value("job-timezone").trim(),
+      overlap: value("job-overlap"), misfire: value("job-misfire"),
+      enabled: document.getElementById("job-enabled").checked,
+    };
+    for (const [key, id] of [["timeout_seconds", "job-timeout"], ["max_attempts", "job-attempts"], ["priority", "job-priority"],
+                             ["retry_base_seconds", "job-retry-base"]]) {
+      if (value(id) !== "") body[key] = Number(value(id));
+    }
+    try {
+      const saved = job ? await api(`/jobs/${enc(job.name)}`, { method: "PUT", body })
+                        : await api("/jobs", { method: "POST", body });
+      location.hash = `#/jobs/${enc(saved.name)}`;
+    } catch (error) {
+      const key = (error.field || "").split(".")[0];
+      const target = form.querySelector(`[data-field="${key === "timeout" ? "timeout_seconds" : key}"]`);
+      if (target) setFieldError(target, error.message); else document.getElementById("form-error").textContent = error.message;
+    }
+  });
+
+  view.replaceChildren(h("h1", {}, job ? `Edit ${job.name}` : "New job"), form);
+  drawBuilder();
+}
+
+function setFieldError(field, message) {
+  if (!field) return;
+  field.classList.toggle("invalid", !!message);
+  const slot = field.querySelector(".error");
+  if (slot) slot.textContent = message || "";
+}
+
+// ---------- routing, live updates, settings ----------
+
+const routes = [
+  [/^#?\/?$/, "dashboard", (view) => dashboard(view)],
+  [/^#\/new$/, "new", (view) => editorPage(view, null)],
+  [/^#\/workers$/, "workers", (view) => workersPage(view)],
+  [/^#\/jobs\/([^/]+)\/edit$/, "dashboard", (view, m) => editorPage(view, decodeURIComponent(m[1]))],
+  [/^#\/jobs\/([^/]+)$/, "dashboard", (view, m) => jobPage(view, decodeURIComponent(m[1]))],
+  [/^#\/runs\/(\d+)$/, "dashboard", (view, m) => runPage(view, m[1])],
+];
+
+async function render() {
+  const view = document.getElementById("view");
+  const hash = location.hash || "#/";
+  if (state.route !== hash) { state.runLimit = null; state.runOutputOf = null; }
+  state.route = hash;
+  for (const [pattern, nav, page] of routes) {
+    const match = hash.match(pattern);
+    if (!match) continue;
+    document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === nav));
+    state.refresh = render;
+    try { await page(view, match); showError(null); }
+    catch (error) {
+      if (error.status === 404) view.replaceChildren(h("h1", {}, "Not found"), h("p", {}, error.message, " ", h("a", { href: "#/" }, "Back to the dashboard")));
+      else showError(error);
+    }
+    return;
+  }
+  view.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to the dashboard")));
+}
+
+// Many events in a burst become one re-render.
+let refreshTimer = null;
+function refreshSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => { if (state.refresh) state.refresh(); }, 120);
+}
+
+function connectEvents() {
+  const live = document.getElementById("live");
+  const url = API + "/events" + (state.token ? `?access_token=${enc(state.token)}` : "");
+  const source = new EventSource(url);
+  source.onopen = () => { live.textContent = "live"; live.classList.add("on"); };
+  source.onerror = () => { live.textContent = "reconnecting"; live.classList.remove("on"); };
+  source.onmessage = (message) => {
+    let event = {};
+    try { event = JSON.parse(message.data); } catch (_) { return; }
+    if (event.type === "output" && state.runOutputOf !== event.run) return;
+    refreshSoon();
+  };
+  state.events = source;
+}
+
+function askToken() {
+  const dialog = document.getElementById("token-dialog");
+  if (dialog.open) return;
+  dialog.showModal();
+}
+
+function setupTimezone() {
+  const select = document.getElementById("timezone");
+  const browser = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : ["UTC"];
+  select.replaceChildren(h("option", { value: "local" }, `local (${browser})`), h("option", { value: "UTC" }, "UTC"),
+    ...zones.filter((z) => z !== "UTC").map((z) => h("option", { value: z }, z)));
+  select.value = zone();
+  select.addEventListener("change", () => { localStorage.setItem("tock.timezone", select.value); render(); });
+}
+
+document.getElementById("token-form").addEventListener("submit", () => {
+  state.token = document.getElementById("token-input").value.trim();
+  localStorage.setItem("tock.token", state.token);
+  if (state.events) state.events.close();
+  connectEvents();
+  render();
+});
+
+window.addEventListener("hashchange", render);
+setupTimezone();
+connectEvents();
+render();
+// Relative times ("in 3m") age even when nothing changes.
+setInterval(() => { if (state.refresh && !document.hidden && state.route !== "#/new" && !/\/edit$/.test(state.route)) state.refresh(); }, 30000);

@@ -1,0 +1,150 @@
+-- What the portal and other watchers read: change events, live output, statistics, scheduler liveness.
+
+-- Change events on channel tock_events, one per statement (a claim of 100 runs is one event), each a small
+-- JSON object: {"type": "runs", "jobs": [ids], "runs": [ids]}, {"type": "jobs", "jobs": [ids]},
+-- {"type": "workers"} or {"type": "output", "run": id}. At most 50 ids each, so a payload stays far below
+-- NOTIFY's 8000 bytes; a watcher that sees 50 should re-read everything.
+CREATE OR REPLACE FUNCTION tock.tg_runs__event()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_payload text;
+BEGIN
+    SELECT json_build_object('type', 'runs',
+                             'jobs', (SELECT json_agg(DISTINCT job_id) FROM (SELECT job_id FROM changed LIMIT 50) j),
+                             'runs', (SELECT json_agg(id) FROM (SELECT id FROM changed LIMIT 50) r))::text
+    INTO v_payload
+    FROM (SELECT 1 FROM changed LIMIT 1) any_row;
+    IF v_payload IS NOT NULL THEN
+        PERFORM pg_notify('tock_events', v_payload);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER runs_event_inserted
+    AFTER INSERT ON tock.runs REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_runs__event();
+CREATE OR REPLACE TRIGGER runs_event_updated
+    AFTER UPDATE ON tock.runs REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_runs__event();
+
+CREATE OR REPLACE FUNCTION tock.tg_jobs__event()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_payload text;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        SELECT json_build_object('type', 'jobs', 'jobs', json_agg(id), 'deleted', true)::text INTO v_payload
+        FROM (SELECT id FROM gone LIMIT 50) j HAVING count(*) > 0;
+    ELSE
+        SELECT json_build_object('type', 'jobs', 'jobs', json_agg(id))::text INTO v_payload
+        FROM (SELECT id FROM changed LIMIT 50) j HAVING count(*) > 0;
+    END IF;
+    IF v_payload IS NOT NULL THEN
+        PERFORM pg_notify('tock_events', v_payload);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER jobs_event_inserted
+    AFTER INSERT ON tock.jobs REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_jobs__event();
+CREATE OR REPLACE TRIGGER jobs_event_updated
+    AFTER UPDATE ON tock.jobs REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_jobs__event();
+CREATE OR REPLACE TRIGGER jobs_event_deleted
+    AFTER DELETE ON tock.jobs REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_jobs__event();
+
+-- Workers: started, stopping, stopped or lost. Heartbeats (once a second per worker) are not events.
+CREATE OR REPLACE FUNCTION tock.tg_workers__event()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('tock_events', '{"type": "workers"}');
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER workers_event_changed
+    AFTER INSERT OR UPDATE OF state ON tock.workers
+    FOR EACH ROW EXECUTE FUNCTION tock.tg_workers__event();
+
+-- The output of a run so far, sent by its worker while the script runs (about once a second while it
+-- prints), so the portal can stream it. Only the worker holding the running run may write it.
+CREATE OR REPLACE FUNCTION tock.report_output(
+    p_run bigint, p_worker bigint, p_output text, p_bytes_total bigint, p_truncated boolean,
+    p_now timestamptz DEFAULT now())
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    -- FOR SHARE: a finish_run racing this call waits for it, so the final output is always written last.
+    PERFORM 1 FROM tock.runs WHERE id = p_run AND status = 'running' AND worker_id = p_worker FOR SHARE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO tock.run_output (run_id, output, bytes_total, truncated, updated_at)
+    VALUES (p_run, coalesce(p_output, ''), coalesce(p_bytes_total, 0), coalesce(p_truncated, false), p_now)
+    ON CONFLICT (run_id) DO UPDATE
+    SET output = EXCLUDED.output, bytes_total = EXCLUDED.bytes_total, truncated = EXCLUDED.truncated,
+        updated_at = EXCLUDED.updated_at;
+    PERFORM pg_notify('tock_events', json_build_object('type', 'output', 'run', p_run)::text);
+    RETURN true;
+END $$;
+COMMENT ON FUNCTION tock.report_output(bigint, bigint, text, bigint, boolean, timestamptz) IS
+    'Stores what a running run has printed so far (its worker calls it while the script runs); false if not running there.';
+
+-- Schedulers hold this shared advisory lock on their LISTEN connection for as long as they live, so
+-- liveness costs no writes: PostgreSQL drops the lock the moment a scheduler's session ends.
+CREATE OR REPLACE FUNCTION tock.scheduler_lock_key() RETURNS int LANGUAGE sql IMMUTABLE AS $$
+    SELECT tock.worker_lock_key() + 2
+$$;
+
+CREATE OR REPLACE FUNCTION tock.schedulers_alive()
+RETURNS int LANGUAGE sql STABLE AS $$
+    SELECT count(*)::int FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND classid = tock.scheduler_lock_key()::oid AND objsubid = 2
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+$$;
+COMMENT ON FUNCTION tock.schedulers_alive() IS 'How many scheduler processes are connected (each holds a shared advisory lock).';
+
+-- Per job over the last 24 hours and 7 days: runs that ended, success rate, duration percentiles, last failure.
+CREATE OR REPLACE VIEW tock.job_stats AS
+SELECT
+    j.id AS job_id,
+    j.name AS job_name,
+    w.name AS period,
+    count(r.id) AS runs,
+    count(r.id) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+    count(r.id) FILTER (WHERE r.status <> 'succeeded') AS failed,
+    round(count(r.id) FILTER (WHERE r.status = 'succeeded')::numeric / nullif(count(r.id), 0), 4)::float8 AS success_rate,
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM r.finished_at - r.started_at))
+        FILTER (WHERE r.started_at IS NOT NULL) AS p50_seconds,
+    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM r.finished_at - r.started_at))
+        FILTER (WHERE r.started_at IS NOT NULL) AS p95_seconds,
+    max(extract(epoch FROM r.finished_at - r.started_at))::float8 AS max_seconds,
+    max(r.finished_at) FILTER (WHERE r.status <> 'succeeded') AS last_failure_at
+FROM tock.jobs j
+CROSS JOIN (VALUES ('24h', interval '24 hours'), ('7d', interval '7 days')) w(name, span)
+LEFT JOIN tock.runs r ON r.job_id = j.id AND r.finished_at > now() - w.span
+GROUP BY j.id, j.name, w.name;
+COMMENT ON VIEW tock.job_stats IS 'Per job and period (24h, 7d): runs ended, succeeded, failed, success rate, p50/p95/max duration, last failure.';
+
+-- Everything GET /api/v1/stats shows, as one JSON document: runs by status over 24 h, the queue, workers and
+-- schedulers alive, and the per-job 24 h figures of tock.job_stats.
+CREATE OR REPLACE FUNCTION tock.stats(p_now timestamptz DEFAULT now())
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'generated_at', p_now,
+        'runs_24h', (SELECT jsonb_object_agg(s.status, coalesce(c.n, 0))
+                     FROM unnest(ARRAY['pending', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'dead']) s(status)
+                     LEFT JOIN (SELECT r.status, count(*) AS n FROM tock.runs r
+                                WHERE r.status IN ('pending', 'running') OR r.finished_at > p_now - interval '24 hours'
+                                GROUP BY r.status) c ON c.status = s.status),
+        'queue', (SELECT to_jsonb(q) FROM tock.queue_depth q),
+        'workers_alive', (SELECT count(*) FROM tock.worker_overview w WHERE w.alive),
+        'schedulers_alive', tock.schedulers_alive(),
+        'jobs', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                    'job_id', s.job_id, 'job_name', s.job_name, 'runs', s.runs, 'succeeded', s.succeeded,
+                    'failed', s.failed, 'success_rate', s.success_rate, 'p50_seconds', s.p50_seconds,
+                    'p95_seconds', s.p95_seconds, 'max_seconds', s.max_seconds, 'last_failure_at', s.last_failure_at)
+                    ORDER BY s.job_name)
+                  FROM tock.job_stats s WHERE s.period = '24h'), '[]'::jsonb))
+$$;
+COMMENT ON FUNCTION tock.stats(timestamptz) IS 'Counts by status (24 h), queue depth, oldest pending age, workers and per-job success rate and p50/p95.';

@@ -1,0 +1,140 @@
+"""The portal in a real headless browser (Debian's chromium and chromedriver, driven by selenium).
+
+Needs a running `tock up` (API, scheduler and worker) at TOCK_URL whose scripts directory holds
+`portal-hello.sh`. Creates a job through the form, runs it with the Run now button and waits for the run and
+its output to appear without a reload; checks inline validation and the live dashboard. Saves screenshots to
+TOCK_ARTIFACTS. Exits non-zero on the first failure.
+"""
+import json
+import os
+import sys
+import time
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+BASE = os.environ.get("TOCK_URL", "http://127.0.0.1:8080")
+ARTIFACTS = os.environ.get("TOCK_ARTIFACTS", ".tock/artifacts")
+JOB = f"portal-{int(time.time() * 1000) % 10_000_000}"
+
+
+def api(method, path, body=None):
+    request = urllib.request.Request(BASE + "/api/v1" + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def step(text):
+    print(f"portal: {text}", flush=True)
+
+
+def main():
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    options = webdriver.ChromeOptions()
+    for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"]:
+        options.add_argument(flag)
+    options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    driver = webdriver.Chrome(service=Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")), options=options)
+    wait = WebDriverWait(driver, 20)
+    try:
+        step("open the dashboard")
+        driver.get(BASE + "/")
+        wait.until(EC.text_to_be_present_in_element((By.ID, "live"), "live"))
+        wait.until(EC.presence_of_element_located((By.ID, "count-workers")))
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#count-workers .n").text not in ("", "0"))
+
+        step("create a job through the form")
+        driver.find_element(By.CSS_SELECTOR, 'a[data-nav="new"]').click()
+        wait.until(EC.presence_of_element_located((By.ID, "job-form")))
+        driver.find_element(By.ID, "job-name").send_keys(JOB)
+        driver.find_element(By.ID, "job-script").send_keys("portal-hello.sh")
+        driver.find_element(By.ID, "job-args").send_keys("from-the-browser")
+        timezone = driver.find_element(By.ID, "job-timezone")
+        timezone.clear()
+        timezone.send_keys("Asia/Hong_Kong")
+
+        step("an invalid cron expression shows the API's message under the schedule, inline")
+        Select(driver.find_element(By.ID, "schedule-kind")).select_by_value("cron")
+        cron = driver.find_element(By.ID, "cron-text")
+        cron.clear()
+        cron.send_keys("0 25 * * *")
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, '[data-field="schedule"] .error'), "out of range"))
+
+        step("a valid schedule shows the next 5 fire times computed by the database")
+        Select(driver.find_element(By.ID, "schedule-kind")).select_by_value("daily")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#schedule-preview li")) == 5)
+        assert driver.find_element(By.ID, "job-schedule").get_attribute("value") == "daily at 06:00"
+        driver.find_element(By.ID, "save-job").click()
+        wait.until(EC.url_contains(f"#/jobs/{JOB}"))
+        wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), JOB))
+        created = api("GET", f"/jobs/{JOB}")
+        assert created["schedule"] == "daily at 06:00" and created["timezone"] == "Asia/Hong_Kong", created
+        assert created["args"] == ["from-the-browser"], created
+
+        step("Run now: the run appears and succeeds without a reload")
+        driver.execute_script("window.__noReload = true")
+        driver.find_element(By.ID, "run-now").click()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr.run[data-status="succeeded"]')))
+        assert driver.execute_script("return window.__noReload") is True, "the page reloaded"
+
+        step("the run's output shows up in the log viewer")
+        driver.find_element(By.CSS_SELECTOR, "tr.run a").click()
+        wait.until(EC.text_to_be_present_in_element((By.ID, "run-output"), "hello from-the-browser"))
+
+        step("a run started elsewhere (the API) streams its output into the open log viewer")
+        run = api("POST", f"/jobs/{JOB}/trigger")["run_id"]
+        driver.get(f"{BASE}/#/runs/{run}")
+        driver.execute_script("window.__noReload = true")
+        wait.until(EC.text_to_be_present_in_element((By.ID, "run-output"), "working"))
+        assert "done" not in driver.find_element(By.ID, "run-output").text, "expected to see the output while it ran"
+        wait.until(EC.text_to_be_present_in_element((By.ID, "run-output"), "done"))
+        assert driver.execute_script("return window.__noReload") is True, "the page reloaded"
+
+        step("the dashboard updates live when a job is paused elsewhere")
+        driver.get(BASE + "/")
+        row = f'tr.job[data-job="{JOB}"]'
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, row)))
+        driver.execute_script("window.__noReload = true")
+        api("POST", f"/jobs/{JOB}/pause")
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, row + " .badge"), "paused"))
+        assert driver.execute_script("return window.__noReload") is True, "the page reloaded"
+        api("POST", f"/jobs/{JOB}/resume")
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, row + " .badge"), "enabled"))
+        driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard.png"))
+
+        step("the workers page lists the running worker")
+        driver.find_element(By.CSS_SELECTOR, 'a[data-nav="workers"]').click()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "tr.worker .badge.alive")))
+
+        step("on a phone-sized screen the dashboard still shows the job and its Run now button")
+        driver.set_window_size(390, 844)
+        driver.get(BASE + "/")
+        wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, row + ' [data-action="run-now"]')))
+        driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard-phone.png"))
+        driver.set_window_size(1280, 900)
+
+        step("delete, with confirmation")
+        driver.get(f"{BASE}/#/jobs/{JOB}")
+        wait.until(EC.element_to_be_clickable((By.ID, "delete"))).click()
+        wait.until(EC.alert_is_present()).accept()
+        wait.until(lambda d: d.current_url.endswith("#/"))
+        wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, row)))
+        step(f"passed; screenshots in {ARTIFACTS}")
+    except Exception:
+        driver.save_screenshot(os.path.join(ARTIFACTS, "failure.png"))
+        print("portal: FAILED at", driver.current_url, file=sys.stderr)
+        for entry in driver.get_log("browser") if hasattr(driver, "get_log") else []:
+            print("browser:", entry, file=sys.stderr)
+        raise
+    finally:
+        driver.quit()
+
+
+if __name__ == "__main__":
+    main()
