@@ -31,3 +31,25 @@ ensure_runuser() {
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux >/dev/null
     fi
 }
+
+# The portal's browser test: Debian's chromium and its driver.
+ensure_browser() {
+    if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return; fi
+    echo "ops: installing chromium and chromium-driver (apt-get install -y chromium chromium-driver)" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
+# selenium and schemathesis from PyPI, in a virtualenv under .tock (kept between runs).
+ensure_python_tools() {
+    local venv=.tock/venv-test
+    if [ ! -x "$venv/bin/python" ]; then
+        python3 -m venv "$venv" 2>/dev/null || {
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$venv"
+        }
+    fi
+    "$venv/bin/python" -c "import selenium, schemathesis" 2>/dev/null \
+        || "$venv/bin/pip" install -q "selenium>=4.20" "schemathesis>=4,<5" >&2
+    echo "$venv"
+}

@@ -19,6 +19,9 @@ extension TockError {
             switch state {
             case "22023", "22P02", "22007", "22008", "22003":
                 self.init(.invalidInput, field: field, message)
+            case _ where state.hasPrefix("22"):
+                // Any other data exception (a NUL escape in JSON, a number too large for its type) is bad input too.
+                self.init(.invalidInput, field: field, "\(message) (SQLSTATE \(state))")
             case "P0002":
                 self.init(.notFound, field: field, message)
             case "23505", "55000":

@@ -28,7 +28,7 @@ func withServices<T: Sendable>(_ services: [any Service], _ body: @Sendable () a
 
 @Suite("worker and scheduler")
 struct WorkerTests {
-    @Test("with the safety sweep at 60 s, a run-now wakes an idle worker through NOTIFY in well under a second")
+    @Test("with the safety sweep at 60 s, a run-now wakes an idle worker through NOTIFY, long before the sweep")
     func notifyWakesIdleWorker() async throws {
         let directory = try makeScriptsDirectory(["hello.sh": "#!/bin/sh\necho \"hello $1 from $TOCK_JOB\"\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -44,11 +44,12 @@ struct WorkerTests {
                 try await Task.sleep(for: .milliseconds(300))
                 let started = ContinuousClock.now
                 let run = try await database.runNow("hello")
-                #expect(try await eventually(timeout: .seconds(5), interval: .milliseconds(5)) {
+                // Not a speed test (tock bench measures latency): anything well below the 60 s sweep proves NOTIFY.
+                #expect(try await eventually(timeout: .seconds(20), interval: .milliseconds(5)) {
                     try await database.run(run, withOutput: false).status == "succeeded"
                 })
                 let elapsed = ContinuousClock.now - started
-                #expect(elapsed < .seconds(1), "run-now to finished took \(elapsed)")
+                #expect(elapsed < .seconds(20), "run-now to finished took \(elapsed)")
                 let info = try await database.run(run)
                 #expect(info.output == "hello world from hello\n")
                 #expect(info.exitCode == 0)
