@@ -194,11 +194,18 @@ public final class Worker: Service, Sendable {
             let live = configuration.liveOutputInterval.map { [logger] interval in
                 Task { await self.streamOutput(run.runId, worker: worker, control: control, every: interval, logger: logger) }
             }
-            let result = try await runner.run(
-                executable: path, arguments: run.args, environment: environment(for: run),
-                workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control)
+            let started: Result<ScriptResult, TockError>
+            do {
+                started = .success(try await runner.run(
+                    executable: path, arguments: run.args, environment: environment(for: run),
+                    workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control))
+            } catch {
+                started = .failure(error)
+            }
+            // Stopped whether or not the script could start, before the final report overwrites the output.
             live?.cancel()
             await live?.value
+            let result = try started.get()
             let userCancelled = cancelledByUser.withLock { $0.contains(run.runId) }
             if result.cancelled && !userCancelled && stopping.load(ordering: .acquiring) {
                 // Stopped by our own shutdown, not by a user: the run goes back to the queue.
