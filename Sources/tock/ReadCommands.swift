@@ -128,8 +128,8 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         let json = options.json
-        try await oneShot(options) { database, client in
-            let upToDate = try await Migrator(client: client, files: try SQLFiles.bundled(), logger: database.logger).isUpToDate()
+        try await oneShot(options) { database, _ in
+            let upToDate = try await database.migrationsCurrent()
             let jobs = try await database.jobs()
             let depth = try await database.queueDepth()
             let workers = try await database.workers()

@@ -156,6 +156,17 @@ $$;
 COMMENT ON FUNCTION tock.claim_runs(bigint, int, timestamptz) IS
     'Moves up to p_max pending runs to running for worker p_worker (FOR UPDATE SKIP LOCKED) and returns them.';
 
+-- Writes a run's output (so far, or final), replacing what was there: finish_run and report_output share it.
+CREATE OR REPLACE FUNCTION tock.store_output(
+    p_run bigint, p_output text, p_bytes_total bigint, p_truncated boolean, p_now timestamptz)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO tock.run_output (run_id, output, bytes_total, truncated, updated_at)
+    VALUES (p_run, coalesce(p_output, ''), coalesce(p_bytes_total, 0), coalesce(p_truncated, false), p_now)
+    ON CONFLICT (run_id) DO UPDATE
+    SET output = EXCLUDED.output, bytes_total = EXCLUDED.bytes_total, truncated = EXCLUDED.truncated,
+        updated_at = EXCLUDED.updated_at
+$$;
+
 -- Records how a run ended, with its output. Only the worker that holds a running run can finish it, once:
 -- returns false (and changes nothing) for a run that is not running on p_worker any more.
 CREATE OR REPLACE FUNCTION tock.finish_run(
@@ -170,11 +181,7 @@ BEGIN
     IF NOT tock.end_attempt(p_run, p_worker, p_status, p_exit_code, p_error, p_now, p_retry_now => false) THEN
         RETURN false;
     END IF;
-    INSERT INTO tock.run_output (run_id, output, bytes_total, truncated, updated_at)
-    VALUES (p_run, coalesce(p_output, ''), coalesce(p_bytes_total, 0), coalesce(p_truncated, false), p_now)
-    ON CONFLICT (run_id) DO UPDATE
-    SET output = EXCLUDED.output, bytes_total = EXCLUDED.bytes_total, truncated = EXCLUDED.truncated,
-        updated_at = EXCLUDED.updated_at;
+    PERFORM tock.store_output(p_run, p_output, p_bytes_total, p_truncated, p_now);
     UPDATE tock.workers SET runs_processed = runs_processed + 1 WHERE id = p_worker;
     RETURN true;
 END $$;

@@ -79,11 +79,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    INSERT INTO tock.run_output (run_id, output, bytes_total, truncated, updated_at)
-    VALUES (p_run, coalesce(p_output, ''), coalesce(p_bytes_total, 0), coalesce(p_truncated, false), p_now)
-    ON CONFLICT (run_id) DO UPDATE
-    SET output = EXCLUDED.output, bytes_total = EXCLUDED.bytes_total, truncated = EXCLUDED.truncated,
-        updated_at = EXCLUDED.updated_at;
+    PERFORM tock.store_output(p_run, p_output, p_bytes_total, p_truncated, p_now);
     PERFORM pg_notify('tock_events', json_build_object('type', 'output', 'run', p_run)::text);
     RETURN true;
 END $$;
