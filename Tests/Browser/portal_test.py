@@ -12,6 +12,7 @@ import time
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -28,6 +29,17 @@ def api(method, path, body=None):
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read() or b"null")
+
+
+def click(driver, by, selector, wait):
+    """Clicks an element, finding it again if a live update re-rendered the page between find and click."""
+    def attempt(d):
+        try:
+            d.find_element(by, selector).click()
+            return True
+        except StaleElementReferenceException:
+            return False
+    wait.until(attempt)
 
 
 def step(text):
@@ -50,7 +62,7 @@ def main():
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#count-workers .n").text not in ("", "0"))
 
         step("create a job through the form")
-        driver.find_element(By.CSS_SELECTOR, 'a[data-nav="new"]').click()
+        click(driver, By.CSS_SELECTOR, 'a[data-nav="new"]', wait)
         wait.until(EC.presence_of_element_located((By.ID, "job-form")))
         driver.find_element(By.ID, "job-name").send_keys(JOB)
         driver.find_element(By.ID, "job-script").send_keys("portal-hello.sh")
@@ -79,12 +91,12 @@ def main():
 
         step("Run now: the run appears and succeeds without a reload")
         driver.execute_script("window.__noReload = true")
-        driver.find_element(By.ID, "run-now").click()
+        click(driver, By.ID, "run-now", wait)
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr.run[data-status="succeeded"]')))
         assert driver.execute_script("return window.__noReload") is True, "the page reloaded"
 
         step("the run's output shows up in the log viewer")
-        driver.find_element(By.CSS_SELECTOR, "tr.run a").click()
+        click(driver, By.CSS_SELECTOR, "tr.run a", wait)
         wait.until(EC.text_to_be_present_in_element((By.ID, "run-output"), "hello from-the-browser"))
 
         step("a run started elsewhere (the API) streams its output into the open log viewer")
@@ -109,7 +121,7 @@ def main():
         driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard.png"))
 
         step("the workers page lists the running worker")
-        driver.find_element(By.CSS_SELECTOR, 'a[data-nav="workers"]').click()
+        click(driver, By.CSS_SELECTOR, 'a[data-nav="workers"]', wait)
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "tr.worker .badge.alive")))
 
         step("on a phone-sized screen the dashboard still shows the job and its Run now button")
@@ -121,7 +133,8 @@ def main():
 
         step("delete, with confirmation")
         driver.get(f"{BASE}/#/jobs/{JOB}")
-        wait.until(EC.element_to_be_clickable((By.ID, "delete"))).click()
+        wait.until(EC.element_to_be_clickable((By.ID, "delete")))
+        click(driver, By.ID, "delete", wait)
         wait.until(EC.alert_is_present()).accept()
         wait.until(lambda d: d.current_url.endswith("#/"))
         wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, row)))
