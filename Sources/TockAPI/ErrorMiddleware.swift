@@ -35,6 +35,7 @@ struct ErrorMiddleware: RouterMiddleware {
             case .notFound: .notFound
             case .conflict: .conflict
             case .unavailable: .serviceUnavailable
+            case .forbidden: .forbidden
             case .failed: .internalServerError
             }
             if tock.kind == .failed { logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"]) }
@@ -69,7 +70,7 @@ struct AuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        guard !access.isOpen, path.hasPrefix("/api/"), path != "/api/v1/openapi.json" else {
+        guard !access.isOpen, path.hasPrefix("/api/") || path == "/metrics", path != "/api/v1/openapi.json" else {
             return try await next(request, context)
         }
         let header: String = request.headers[.authorization] ?? ""

@@ -4,15 +4,20 @@ import Logging
 import ServiceLifecycle
 import TockCore
 import TockPostgres
+import TockRuntime
 
 /// The JSON API and the portal: reads come from the tock.* views, writes call the SQL functions (through
 /// `Database`), so the API adds no rules of its own. `events` feeds `/api/v1/events`; without it that endpoint
-/// answers 503.
+/// answers 503. `/metrics` prints `metrics` (this process's counters) with the database's gauges.
 public func buildRouter(database: Database, access: APIAccess = APIAccess(), events: EventHub? = nil,
-                        maxBodyBytes: Int = 64 * 1024) -> Router<BasicRequestContext> {
+                        metrics: TockMetrics = TockMetrics(), maxBodyBytes: Int = 64 * 1024) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: ErrorMiddleware(logger: database.logger))
     router.add(middleware: AuthMiddleware(access: access))
+    router.get("metrics") { _, _ -> Response in
+        metrics.refresh(gauges: try await database.gauges())
+        return prometheusResponse(metrics)
+    }
     let api = router.group("api/v1")
 
     api.get("health") { _, _ -> Response in
@@ -238,7 +243,8 @@ func eventStream(_ events: EventHub) -> Response {
 /// The API server and its event hub, ready to join a ServiceGroup (in this order: the hub stops first, ending
 /// open event streams). Refuses to listen beyond loopback without tokens.
 public func buildAPIServices(database: Database, settings: ConnectionSettings, host: String, port: Int,
-                             access: APIAccess, logger: Logger) throws(TockError) -> [any Service] {
+                             access: APIAccess, metrics: TockMetrics = TockMetrics(),
+                             logger: Logger) throws(TockError) -> [any Service] {
     if access.isOpen && !APIAccess.isLoopback(host) {
         throw TockError(.invalidInput, field: "host",
                         "refusing to listen on \(host) without API tokens: set TOCK_API_TOKENS (token:admin,token:read) or use 127.0.0.1")
@@ -247,8 +253,22 @@ public func buildAPIServices(database: Database, settings: ConnectionSettings, h
         logger.warning("API without tokens: listening on loopback only", metadata: ["address": "\(host):\(port)"])
     }
     let events = EventHub(settings: settings, logger: logger)
-    let application = Application(router: buildRouter(database: database, access: access, events: events),
+    let application = Application(router: buildRouter(database: database, access: access, events: events, metrics: metrics),
                                   configuration: .init(address: .hostname(host, port: port), serverName: "tock"),
                                   logger: logger)
     return [application, events]
+}
+
+func prometheusResponse(_ metrics: TockMetrics) -> Response {
+    Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+             body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+}
+
+/// `--metrics-port`: a worker's or scheduler's own `/metrics` (its counters only: these roles read no views), on
+/// loopback unless told otherwise.
+public func buildMetricsServer(metrics: TockMetrics, host: String, port: Int, logger: Logger) -> any Service {
+    let router = Router(context: BasicRequestContext.self)
+    router.get("metrics") { _, _ -> Response in prometheusResponse(metrics) }
+    return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tock"),
+                       logger: logger)
 }

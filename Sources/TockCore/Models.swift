@@ -165,3 +165,41 @@ public struct RunOutcome: Sendable, Equatable {
         self.outputTruncated = outputTruncated
     }
 }
+
+/// One row of `tock.gauges()`: a figure only the database knows (queue depth, workers alive), for `/metrics`.
+public struct DatabaseGauge: Sendable, Decodable, Equatable {
+    public var name: String
+    public var help: String
+    public var labels: [String: String]
+    public var value: Double
+}
+
+/// One row of `tock.lag`: the pending runs at one priority.
+public struct LagRow: Sendable, Codable, Equatable {
+    public var priority: Int
+    public var waiting: Int64
+    public var ready: Int64
+    public var delayed: Int64
+    public var oldestReadyAt: Date?
+    public var oldestReadyAgeSeconds: Double
+}
+
+/// One row of `tock.stuck_runs`.
+public struct StuckRun: Sendable, Codable, Equatable {
+    public var runId: Int64
+    public var jobId: Int64
+    public var jobName: String
+    public var workerId: Int64?
+    public var workerName: String?
+    public var startedAt: Date
+    public var runningSeconds: Double
+    public var timeoutSeconds: Double
+    public var reason: String
+}
+
+/// What `tock.reset_job` did.
+public struct JobReset: Sendable, Codable, Equatable {
+    public var jobId: Int64
+    public var runsEnded: [Int64]
+    public var nextRunAt: Date?
+}

@@ -5,6 +5,8 @@ public struct TockError: Error, Sendable, Equatable, CustomStringConvertible {
         case notFound = "not_found"
         case conflict
         case unavailable
+        /// The database role may not do this (SQLSTATE 42501): connect as a member of the right tock_* role.
+        case forbidden
         case failed
     }
 

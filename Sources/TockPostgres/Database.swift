@@ -167,7 +167,7 @@ public struct Database: Sendable {
     public func run(_ id: Int64, withOutput: Bool = true) async throws(TockError) -> RunInfo {
         let found = try await rows(RunInfo.self, """
             SELECT (to_jsonb(v) || jsonb_build_object('output',
-                        CASE WHEN \(withOutput) THEN (SELECT o.output FROM tock.run_output o WHERE o.run_id = v.id) END))::text
+                        CASE WHEN \(withOutput) THEN (SELECT o.output FROM tock.run_logs o WHERE o.run_id = v.id) END))::text
             FROM tock.run_history v WHERE v.id = \(id)
             """)
         guard let run = found.first else {
@@ -202,6 +202,34 @@ public struct Database: Sendable {
         try await mapped { [client, logger] in
             try await Migrator(client: client, files: try SQLFiles.bundled(), logger: logger).isUpToDate()
         }
+    }
+
+    /// `tock.lag`: pending runs per priority, highest first.
+    public func lag() async throws(TockError) -> [LagRow] {
+        try await rows(LagRow.self, "SELECT row_to_json(v)::text FROM tock.lag v ORDER BY v.priority DESC")
+    }
+
+    /// `tock.stuck_runs`: running past their timeout or on a dead worker, oldest first.
+    public func stuckRuns() async throws(TockError) -> [StuckRun] {
+        try await rows(StuckRun.self, "SELECT row_to_json(v)::text FROM tock.stuck_runs v ORDER BY v.started_at")
+    }
+
+    /// Ends a job's stuck runs and moves its schedule to the next fire time from now.
+    public func resetJob(_ job: String) async throws(TockError) -> JobReset {
+        guard let reset = try await rows(JobReset.self, "SELECT tock.reset_job(\(job))::text").first else {
+            throw TockError(.failed, "tock.reset_job returned no row")
+        }
+        return reset
+    }
+
+    /// Deletes one batch of finished runs older than the retention; returns how many.
+    public func purgeHistory() async throws(TockError) -> Int {
+        try await scalar(Int.self, "SELECT tock.purge_history()")
+    }
+
+    /// `tock.gauges()`: what only the database knows, for `/metrics`.
+    public func gauges() async throws(TockError) -> [DatabaseGauge] {
+        try await rows(DatabaseGauge.self, "SELECT row_to_json(g)::text FROM tock.gauges() g")
     }
 
     /// How many schedulers are connected.
@@ -265,10 +293,7 @@ public struct Database: Sendable {
     /// Runs of this worker whose cancel was asked for (catch-up for a missed NOTIFY tock_cancel).
     public func cancelRequests(worker: Int64) async throws(TockError) -> [Int64] {
         try await mapped {
-            try await client.query("""
-                SELECT id FROM tock.runs
-                WHERE worker_id = \(worker) AND status = 'running' AND cancel_requested_at IS NOT NULL
-                """, logger: logger).decode(Int64.self).all()
+            try await client.query("SELECT tock.cancel_requests(\(worker))", logger: logger).decode(Int64.self).all()
         }
     }
 
@@ -323,4 +348,88 @@ public enum JobChange: Sendable, Encodable, Equatable {
         case .list(let value): try container.encode(value)
         }
     }
+}
+
+// MARK: Diagnostics (tock doctor)
+
+/// What `tock doctor` asks the server about itself and the current role.
+public struct ServerFacts: Sendable, Decodable {
+    public var version: String
+    public var user: String
+    public var database: String
+    public var superuser: Bool
+    public var now: Date
+    /// tock_admin, tock_worker, tock_viewer: whether each exists and whether the current user is a member.
+    public var roles: [RoleFact]
+    public var retentionDays: Double?
+
+    public struct RoleFact: Sendable, Decodable {
+        public var name: String
+        public var exists: Bool
+        public var member: Bool
+    }
+}
+
+extension Database {
+    public func serverFacts() async throws(TockError) -> ServerFacts {
+        guard let facts = try await rows(ServerFacts.self, """
+            SELECT json_build_object(
+                'version', current_setting('server_version'), 'user', current_user, 'database', current_database(),
+                'superuser', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), 'now', now(),
+                'roles', (SELECT json_agg(json_build_object(
+                              'name', n, 'exists', r.oid IS NOT NULL,
+                              'member', r.oid IS NOT NULL AND pg_has_role(current_user, r.oid, 'MEMBER')) ORDER BY n)
+                          FROM unnest(ARRAY['tock_admin', 'tock_viewer', 'tock_worker']) n
+                          LEFT JOIN pg_roles r ON r.rolname = n),
+                'retention_days', (SELECT extract(epoch FROM history_retention) / 86400 FROM tock.config))::text
+            """).first else {
+            throw TockError(.failed, "the server returned no facts")
+        }
+        return facts
+    }
+
+    /// LISTEN on a connection of its own, NOTIFY through the pool, and time the round trip; nil when the
+    /// notification did not arrive within `timeout` (e.g. behind PgBouncer in transaction mode).
+    public func notifyRoundTrip(timeout: Duration = .seconds(3)) async throws(TockError) -> Duration? {
+        guard let settings else { throw TockError(.failed, "no connection settings to open a LISTEN connection with") }
+        let channel = "tock_doctor_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
+        return try await mapped { [client, logger] in
+            let connection = try await PostgresConnection.connect(
+                configuration: try settings.connectionConfiguration(), id: 1, logger: logger)
+            defer { Task { try? await connection.close() } }
+            return try await withThrowingTaskGroup(of: Duration?.self) { group in
+                let (listening, listeningContinuation) = AsyncStream<Void>.makeStream()
+                let start = Locked<ContinuousClock.Instant?>(nil)
+                group.addTask {
+                    try await connection.listen(on: channel) { notifications in
+                        listeningContinuation.yield()
+                        for try await _ in notifications {
+                            return start.value.map { ContinuousClock.now - $0 }
+                        }
+                        return nil
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                for await _ in listening { break }
+                // Every LISTEN is on the wire before this answer comes back.
+                _ = try await connection.query("SELECT 1", logger: logger).collect()
+                start.set(ContinuousClock.now)
+                _ = try await client.query("SELECT pg_notify(\(channel), 'ping')", logger: logger).collect()
+                let result = try await group.next() ?? nil
+                group.cancelAll()
+                return result
+            }
+        }
+    }
+}
+
+/// A value behind a lock, for handing a result between tasks.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    var value: Value { mutex.withLock { $0 } }
+    func set(_ value: Value) { mutex.withLock { $0 = value } }
 }

@@ -33,6 +33,9 @@ extension TockError {
                 let constraint = server[.constraintName] ?? ""
                 self.init(.invalidInput, field: TockError.field(ofConstraint: constraint),
                           "\(message) (\(TockError.rule(ofConstraint: constraint)))")
+            case "42501":
+                self.init(.forbidden, "\(message): the database role lacks Tock's privileges; connect as a member of "
+                    + "tock_admin (jobs, runs, scheduler, API), tock_worker (workers) or tock_viewer (read-only)")
             case "42P01", "42883", "3F000":
                 self.init(.unavailable, "Tock's schema is missing or out of date (\(message)); run `tock migrate`")
             default:

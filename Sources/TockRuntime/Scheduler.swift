@@ -15,10 +15,14 @@ public final class Scheduler: Service, Sendable {
     /// How often `tock.rescue()` looks for dead workers; with a worker's 1 s heartbeat, a killed worker's runs
     /// are back in the queue within about rescueInterval + 2 s.
     let rescueInterval: Duration
+    /// How often finished runs older than the retention (tock.config) are purged, in small batches.
+    let purgeInterval: Duration
+    let metrics: TockMetrics
     let wake = WakeSignal()
 
     public init(database: Database, settings: ConnectionSettings, sweepInterval: Duration = .seconds(60),
-                rescueInterval: Duration = .seconds(1), logger: Logger) {
+                rescueInterval: Duration = .seconds(1), purgeInterval: Duration = .seconds(60),
+                metrics: TockMetrics = TockMetrics(), logger: Logger) {
         self.database = database
         self.listener = NotificationListener(
             settings: settings, channels: ["tock_jobs"], logger: logger,
@@ -29,6 +33,8 @@ public final class Scheduler: Service, Sendable {
             })
         self.sweepInterval = sweepInterval
         self.rescueInterval = rescueInterval
+        self.purgeInterval = purgeInterval
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -39,6 +45,7 @@ public final class Scheduler: Service, Sendable {
                 await listener.run { _ in wake.signal() }
             }
             group.addTask { await cancelWhenGracefulShutdownOrCancelled { await self.rescueLoop() } }
+            group.addTask { await cancelWhenGracefulShutdownOrCancelled { await self.purgeLoop() } }
             await cancelWhenGracefulShutdownOrCancelled { await self.loop() }
             group.cancelAll()
         }
@@ -50,10 +57,34 @@ public final class Scheduler: Service, Sendable {
             try? await Task.sleep(for: rescueInterval)
             do {
                 let rescued = try await database.rescue()
-                if rescued > 0 { logger.warning("rescued runs of lost workers", metadata: ["runs": "\(rescued)"]) }
+                if rescued > 0 {
+                    metrics.rescued(rescued)
+                    logger.warning("rescued runs of lost workers", metadata: ["runs": "\(rescued)"])
+                }
             } catch {
                 logger.debug("rescue failed", metadata: ["error": "\(error.message)"])
             }
+        }
+    }
+
+    /// History retention: one small batch at a time with a pause between, so purging never competes with claims
+    /// for long; a backlog (the first purge after a retention change) drains over a few minutes.
+    private func purgeLoop() async {
+        while !Task.isCancelled {
+            var total = 0
+            do {
+                while !Task.isCancelled {
+                    let purged = try await database.purgeHistory()
+                    total += purged
+                    if purged == 0 { break }
+                    metrics.purged(purged)
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                if total > 0 { logger.info("purged finished runs past the retention", metadata: ["runs": "\(total)"]) }
+            } catch {
+                logger.debug("purge failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: purgeInterval)
         }
     }
 
@@ -62,6 +93,7 @@ public final class Scheduler: Service, Sendable {
         while !Task.isCancelled {
             do {
                 let next = try await database.tick()
+                metrics.ticked()
                 backoff.reset()
                 guard let next else {
                     await wake.wait(timeout: sweepInterval)

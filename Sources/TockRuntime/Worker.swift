@@ -36,9 +36,10 @@ public final class Worker: Service, Sendable {
     let stopping = Atomic<Bool>(false)
     let wake = WakeSignal()
     let registeredID = Atomic<Int64>(0)
+    let metrics: TockMetrics
 
     public init(database: Database, settings: ConnectionSettings, configuration: WorkerConfiguration,
-                logger: Logger) throws(TockError) {
+                metrics: TockMetrics = TockMetrics(), logger: Logger) throws(TockError) {
         guard (1...1000).contains(configuration.concurrency) else {
             throw TockError(.invalidInput, field: "concurrency", "concurrency \(configuration.concurrency) is out of range 1-1000")
         }
@@ -48,6 +49,7 @@ public final class Worker: Service, Sendable {
         self.runner = ScriptRunner(outputCapBytes: configuration.outputCapBytes,
                                    killGraceSeconds: configuration.killGraceSeconds)
         self.settings = settings
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -104,7 +106,7 @@ public final class Worker: Service, Sendable {
                     backoff.reset()
                     for run in claimed {
                         let control = ScriptControl()
-                        running.withLock { $0[run.runId] = control }
+                        metrics.runsInFlight(running.withLock { $0[run.runId] = control; return $0.count })
                         group.addTask { await self.execute(run, worker: id, control: control, logger: logger) }
                     }
                     // A full batch may have left more behind: claim again as soon as a slot frees.
@@ -182,15 +184,17 @@ public final class Worker: Service, Sendable {
         var logger = logger
         logger[metadataKey: "run"] = "\(run.runId)"
         logger[metadataKey: "job"] = "\(run.jobName)"
+        let started = ContinuousClock.now
+        metrics.runStarted(job: run.jobName, trigger: run.trigger, scheduledFor: run.scheduledFor)
         defer {
-            running.withLock { _ = $0.removeValue(forKey: run.runId) }
+            metrics.runsInFlight(running.withLock { $0.removeValue(forKey: run.runId); return $0.count })
             cancelledByUser.withLock { _ = $0.remove(run.runId) }
             wake.signal()
         }
         let outcome: RunOutcome
         do {
             let path = try sandbox.resolve(run.script)
-            logger.debug("starting", metadata: ["script": "\(path)"])
+            logger.info("run started", metadata: ["script": "\(path)", "attempt": "\(run.attempt)", "trigger": "\(run.trigger)"])
             let live = configuration.liveOutputInterval.map { [logger] interval in
                 Task { await self.streamOutput(run.runId, worker: worker, control: control, every: interval, logger: logger) }
             }
@@ -218,6 +222,7 @@ public final class Worker: Service, Sendable {
             outcome = RunOutcome(status: .failed, error: error.message)
         }
         await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.finishRun(run.runId, worker: worker, outcome: outcome) }
+        metrics.runFinished(job: run.jobName, status: outcome.status.rawValue, duration: ContinuousClock.now - started)
         logger.info("run finished", metadata: [
             "status": "\(outcome.status.rawValue)", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")"])
     }

@@ -6,7 +6,7 @@ import TockRuntime
 
 struct JobCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "job", abstract: "Create, change, run and remove jobs.",
-        subcommands: [Add.self, List.self, Show.self, Edit.self, Run.self, Pause.self, Resume.self, Remove.self])
+        subcommands: [Add.self, List.self, Show.self, Edit.self, Run.self, Pause.self, Resume.self, Reset.self, Remove.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a job.", discussion: """
@@ -231,6 +231,23 @@ struct JobCommand: AsyncParsableCommand {
                 try await database.setJobEnabled(job, true)
                 let info = try await database.job(job)
                 print("resumed \(info.name)" + (info.nextRunAt.map { ", next run \(Display.time($0))" } ?? ""))
+            }
+        }
+    }
+
+    struct Reset: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Clear a stuck job: end its stuck runs (failed, no retry) and move its schedule to the next fire time from now.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The job's name or id.") var job: String
+        func run() async throws {
+            let (job, json) = (job, options.json)
+            try await oneShot(options) { database, _ in
+                let reset = try await database.resetJob(job)
+                if json { return try printJSON(reset) }
+                let ended = reset.runsEnded.isEmpty ? "no stuck runs"
+                    : "ended stuck run(s) \(reset.runsEnded.map(String.init).joined(separator: ", ")) as failed"
+                print("reset \(job): \(ended); next run \(Display.time(reset.nextRunAt))")
             }
         }
     }

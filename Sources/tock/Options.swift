@@ -13,14 +13,25 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "trace, debug, info, notice, warning, error or critical (default: TOCK_LOG_LEVEL or info for services, warning otherwise).")
     var logLevel: String?
 
+    @Option(help: "text or json: one line per event either way; json for log shippers (default: TOCK_LOG_FORMAT or text).")
+    var logFormat: String?
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
+
+    func validate() throws {
+        if let logFormat, LogFormat(rawValue: logFormat.lowercased()) == nil {
+            throw ValidationError("--log-format: '\(logFormat)' is not text or json")
+        }
+    }
 
     var homeDirectory: String {
         home ?? ProcessInfo.processInfo.environment["TOCK_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ".tock"
     }
 
     func logger(label: String, defaultLevel: Logger.Level) -> Logger {
+        let format = logFormat ?? ProcessInfo.processInfo.environment["TOCK_LOG_FORMAT"] ?? "text"
+        LogFormat.bootstrap(LogFormat(rawValue: format.lowercased()) ?? .text)
         var logger = Logger(label: label)
         let text = logLevel ?? ProcessInfo.processInfo.environment["TOCK_LOG_LEVEL"]
         logger.logLevel = text.flatMap(Logger.Level.init(rawValue:)) ?? defaultLevel
@@ -36,6 +47,7 @@ extension TockError {
         case .notFound: return 3
         case .conflict: return 4
         case .unavailable: return 5
+        case .forbidden: return 6
         case .failed: return 1
         }
     }

@@ -21,8 +21,25 @@ struct Runs: AsyncParsableCommand {
     @Option(help: "Only this job's runs (name or id).") var job: String?
     @Option(help: "Only runs in this status: pending, running, succeeded, failed, timed_out, cancelled, dead.") var status: String?
     @Option(help: "How many.") var limit: Int = 50
+    @Flag(help: "Only stuck runs: running past their timeout, or on a worker that is no longer alive (tock.stuck_runs).")
+    var stuck = false
 
     func run() async throws {
+        if stuck {
+            let json = options.json
+            return try await oneShot(options) { database, _ in
+                let runs = try await database.stuckRuns()
+                if json { return try printJSON(runs) }
+                guard !runs.isEmpty else { return print("no stuck runs") }
+                var table = TextTable("ID", "JOB", "WORKER", "STARTED", "RUNNING", "TIMEOUT", "WHY")
+                for run in runs {
+                    table.append(["\(run.runId)", run.jobName, run.workerName ?? "-", Display.time(run.startedAt),
+                                  Display.duration(run.runningSeconds), Display.duration(run.timeoutSeconds), run.reason])
+                }
+                print(table.render())
+                print("`tock job reset JOB` ends a job's stuck runs and restarts its schedule; `tock run cancel ID` stops one run.")
+            }
+        }
         let status: RunStatus?
         do {
             status = try self.status.map { text in try RunStatus(userInput: text) }
@@ -118,6 +135,31 @@ struct Workers: AsyncParsableCommand {
                               "\(Display.duration(worker.heartbeatAgeSeconds)) ago", Display.time(worker.startedAt)])
             }
             print(workers.isEmpty ? "no workers have registered: start one with `tock worker` or `tock up`" : table.render())
+        }
+    }
+}
+
+struct Queue: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The queue: runs waiting by priority, how many are ready, and how long the oldest has waited.")
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        let json = options.json
+        try await oneShot(options) { database, _ in
+            let lag = try await database.lag()
+            let depth = try await database.queueDepth()
+            if json {
+                struct Shown: Encodable { var total: QueueDepth; var byPriority: [LagRow] }
+                return try printJSON(Shown(total: depth, byPriority: lag))
+            }
+            var table = TextTable("PRIORITY", "WAITING", "READY", "DELAYED", "OLDEST READY WAITED")
+            for row in lag {
+                table.append(["\(row.priority)", "\(row.waiting)", "\(row.ready)", "\(row.delayed)",
+                              row.ready > 0 ? Display.duration(row.oldestReadyAgeSeconds) : "-"])
+            }
+            if !lag.isEmpty { print(table.render()) }
+            print("\(depth.pending) pending (\(depth.ready) ready, \(depth.delayed) delayed), \(depth.running) running; "
+                + "oldest ready waited \(Display.duration(depth.oldestReadyAgeSeconds))")
         }
     }
 }

@@ -15,7 +15,8 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Port of the JSON API (default: TOCK_API_PORT or 8080).")
     var apiPort: Int = Int(ProcessInfo.processInfo.environment["TOCK_API_PORT"] ?? "") ?? 8080
 
-    func services(database: Database, settings: ConnectionSettings, logger: Logger) throws(TockError) -> [any Service] {
+    func services(database: Database, settings: ConnectionSettings, metrics: TockMetrics,
+                  logger: Logger) throws(TockError) -> [any Service] {
         let access: APIAccess
         do {
             access = try APIAccess.parse(ProcessInfo.processInfo.environment["TOCK_API_TOKENS"])
@@ -23,7 +24,7 @@ struct APIOptions: ParsableArguments {
             throw TockError(error)
         }
         return try buildAPIServices(database: database, settings: settings, host: apiHost, port: apiPort, access: access,
-                                    logger: logger)
+                                    metrics: metrics, logger: logger)
     }
 }
 
@@ -62,10 +63,18 @@ struct WorkerOptions: ParsableArguments {
     }
 }
 
+struct MetricsOptions: ParsableArguments {
+    @Option(help: "Serve this process's Prometheus metrics on this port at /metrics (the API also serves them at its own /metrics).")
+    var metricsPort: Int?
+
+    @Option(help: "Address of --metrics-port.")
+    var metricsHost: String = "127.0.0.1"
+}
+
 /// Builds the services and runs them in one ServiceGroup until SIGTERM/SIGINT. The pool comes first: services
 /// stop in reverse order, so workers drain before the pool closes.
-func runServices(_ options: GlobalOptions, createEmbedded: Bool, migrate: Bool,
-                 build: (Database, ConnectionSettings, Logger) throws(TockError) -> [any Service]) async throws {
+func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions, createEmbedded: Bool, migrate: Bool,
+                 build: (Database, ConnectionSettings, TockMetrics, Logger) throws(TockError) -> [any Service]) async throws {
     let logger = options.logger(label: "tock", defaultLevel: .info)
     do {
         let settings = try resolveSettings(options, logger: logger, createEmbedded: createEmbedded)
@@ -83,7 +92,12 @@ func runServices(_ options: GlobalOptions, createEmbedded: Bool, migrate: Bool,
         var serviceDatabase = Database(client: serviceClient, logger: logger, settings: settings)
         // Every service query is small; one that takes longer means a lost connection, so fail and retry.
         serviceDatabase.callTimeout = .seconds(10)
-        let services = try build(serviceDatabase, settings, logger)
+        // One registry for the process: the worker's, the scheduler's and the API's figures print together.
+        let metrics = TockMetrics()
+        var services = try build(serviceDatabase, settings, metrics, logger)
+        if let port = metricsOptions.metricsPort {
+            services.append(buildMetricsServer(metrics: metrics, host: metricsOptions.metricsHost, port: port, logger: logger))
+        }
         logger.info("tock running", metadata: ["database": "\(settings.displayName)"])
         var configuration = ServiceGroupConfiguration(
             services: [.init(service: serviceClient)] + services.map { .init(service: $0) },
@@ -108,13 +122,16 @@ struct Up: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @OptionGroup var worker: WorkerOptions
     @OptionGroup var api: APIOptions
+    @OptionGroup var metrics: MetricsOptions
     @Flag(help: "Do not serve the JSON API.") var noAPI = false
 
     func run() async throws {
-        try await runServices(options, createEmbedded: true, migrate: true) { database, settings, logger throws(TockError) in
-            [Scheduler(database: database, settings: settings, logger: logger),
-             try Worker(database: database, settings: settings, configuration: worker.configuration, logger: logger)]
-                + (noAPI ? [] : try api.services(database: database, settings: settings, logger: logger))
+        try await runServices(options, metricsOptions: metrics, createEmbedded: true, migrate: true) {
+            database, settings, metrics, logger throws(TockError) in
+            [Scheduler(database: database, settings: settings, metrics: metrics, logger: logger),
+             try Worker(database: database, settings: settings, configuration: worker.configuration, metrics: metrics,
+                        logger: logger)]
+                + (noAPI ? [] : try api.services(database: database, settings: settings, metrics: metrics, logger: logger))
         }
     }
 }
@@ -125,10 +142,12 @@ struct APICommand: AsyncParsableCommand {
 
     @OptionGroup var options: GlobalOptions
     @OptionGroup var api: APIOptions
+    @OptionGroup var metrics: MetricsOptions
 
     func run() async throws {
-        try await runServices(options, createEmbedded: false, migrate: false) { database, settings, logger throws(TockError) in
-            try api.services(database: database, settings: settings, logger: logger)
+        try await runServices(options, metricsOptions: metrics, createEmbedded: false, migrate: false) {
+            database, settings, metrics, logger throws(TockError) in
+            try api.services(database: database, settings: settings, metrics: metrics, logger: logger)
         }
     }
 }
@@ -138,10 +157,12 @@ struct SchedulerCommand: AsyncParsableCommand {
         abstract: "Turn due schedules into runs (any number may run at once).")
 
     @OptionGroup var options: GlobalOptions
+    @OptionGroup var metrics: MetricsOptions
 
     func run() async throws {
-        try await runServices(options, createEmbedded: false, migrate: false) { database, settings, logger throws(TockError) in
-            [Scheduler(database: database, settings: settings, logger: logger)]
+        try await runServices(options, metricsOptions: metrics, createEmbedded: false, migrate: false) {
+            database, settings, metrics, logger throws(TockError) in
+            [Scheduler(database: database, settings: settings, metrics: metrics, logger: logger)]
         }
     }
 }
@@ -152,10 +173,13 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var options: GlobalOptions
     @OptionGroup var worker: WorkerOptions
+    @OptionGroup var metrics: MetricsOptions
 
     func run() async throws {
-        try await runServices(options, createEmbedded: false, migrate: false) { database, settings, logger throws(TockError) in
-            [try Worker(database: database, settings: settings, configuration: worker.configuration, logger: logger)]
+        try await runServices(options, metricsOptions: metrics, createEmbedded: false, migrate: false) {
+            database, settings, metrics, logger throws(TockError) in
+            [try Worker(database: database, settings: settings, configuration: worker.configuration, metrics: metrics,
+                        logger: logger)]
         }
     }
 }

@@ -1,0 +1,93 @@
+-- Who may do what. Three NOLOGIN roles; a DBA gives them to login roles (CREATE ROLE … LOGIN IN ROLE tock_worker):
+--   tock_viewer  reads the views (job_overview, run_history, run_logs, worker_overview, queue_depth, lag,
+--                stuck_runs, job_stats) and the read-only functions (stats, schedule_preview, next_fire_times, …);
+--   tock_worker  only what a worker process needs: register, heartbeat, claim, report output, finish, release;
+--   tock_admin   manages jobs and runs (create, edit, pause, delete, run now, cancel, retry, reset), runs the
+--                scheduler (tick, rescue, purge) and the API server; it is a member of tock_viewer.
+-- No role may touch the tables: every granted function is SECURITY DEFINER with a fixed search_path, so it acts as
+-- the schema's owner and only does what it says. Everything is revoked from PUBLIC, so a login role with none of
+-- the three cannot use Tock at all. This file runs on every `tock migrate`, so new functions are covered.
+
+-- The entry points each role may call. A function listed here is made SECURITY DEFINER; helpers not listed stay
+-- callable only by the owner and from inside these.
+CREATE OR REPLACE FUNCTION tock.role_functions()
+RETURNS TABLE (role_name text, function_name text) LANGUAGE sql IMMUTABLE AS $$
+    SELECT 'tock_viewer', unnest(ARRAY[
+        'find_job', 'describe_schedule', 'next_fire_times', 'schedule_preview', 'stats', 'schedulers_alive', 'gauges'])
+    UNION ALL
+    SELECT 'tock_worker', unnest(ARRAY[
+        'register_worker', 'heartbeat', 'set_worker_state', 'claim_runs', 'report_output', 'finish_run',
+        'release_run', 'cancel_requests', 'next_delayed_run', 'worker_lock_key'])
+    UNION ALL
+    SELECT 'tock_admin', unnest(ARRAY[
+        'create_job', 'create_job_json', 'update_job', 'set_job_enabled', 'pause_job', 'resume_job', 'delete_job',
+        'run_now', 'cancel', 'retry', 'reset_job', 'tick', 'rescue', 'purge_history', 'set_history_retention',
+        'scheduler_lock_key'])
+$$;
+
+-- Creates the roles where this user may (CREATEROLE), then (re)grants. Without CREATEROLE it warns and grants what
+-- it can: a DBA creates the missing roles (the README's three lines) and runs SELECT tock.apply_privileges().
+-- Returns the roles still missing (empty when all is in place).
+CREATE OR REPLACE FUNCTION tock.apply_privileges()
+RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+    v_role text;
+    v_missing text[] := '{}';
+    v_function record;
+BEGIN
+    FOREACH v_role IN ARRAY ARRAY['tock_viewer', 'tock_worker', 'tock_admin'] LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role);
+        BEGIN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
+        EXCEPTION
+            WHEN insufficient_privilege THEN
+                v_missing := v_missing || v_role;
+            WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- created meanwhile by a migration of another database in this cluster
+        END;
+    END LOOP;
+    IF cardinality(v_missing) > 0 THEN
+        RAISE WARNING 'roles % do not exist and % may not create them', v_missing, current_user
+            USING HINT = 'a DBA runs CREATE ROLE tock_admin NOLOGIN (and tock_worker, tock_viewer), then SELECT tock.apply_privileges()';
+    END IF;
+
+    EXECUTE 'REVOKE ALL ON SCHEMA tock FROM PUBLIC';
+    EXECUTE 'REVOKE ALL ON ALL TABLES IN SCHEMA tock FROM PUBLIC';
+    EXECUTE 'REVOKE ALL ON ALL SEQUENCES IN SCHEMA tock FROM PUBLIC';
+    EXECUTE 'REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA tock FROM PUBLIC';
+
+    FOR v_function IN
+        SELECT p.oid::regprocedure AS signature, f.role_name
+        FROM pg_proc p JOIN tock.role_functions() f ON f.function_name = p.proname
+        WHERE p.pronamespace = 'tock'::regnamespace
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp', v_function.signature);
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_function.role_name) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_function.signature, v_function.role_name);
+        END IF;
+    END LOOP;
+
+    FOREACH v_role IN ARRAY ARRAY['tock_viewer', 'tock_worker', 'tock_admin'] LOOP
+        CONTINUE WHEN v_role = ANY (v_missing);
+        EXECUTE format('GRANT USAGE ON SCHEMA tock TO %I', v_role);
+    END LOOP;
+    IF NOT 'tock_viewer' = ANY (v_missing) THEN
+        EXECUTE 'GRANT SELECT ON tock.job_overview, tock.run_history, tock.run_logs, tock.worker_overview,
+                 tock.queue_depth, tock.lag, tock.stuck_runs, tock.job_stats, tock.migrations, tock.config,
+                 tock.timezones TO tock_viewer';
+        IF NOT 'tock_admin' = ANY (v_missing)
+           AND NOT pg_has_role('tock_admin', 'tock_viewer', 'MEMBER') THEN
+            BEGIN
+                EXECUTE 'GRANT tock_viewer TO tock_admin';
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE WARNING '% may not make tock_admin a member of tock_viewer', current_user
+                    USING HINT = 'a DBA runs GRANT tock_viewer TO tock_admin';
+            END;
+        END IF;
+    END IF;
+    RETURN v_missing;
+END $$;
+COMMENT ON FUNCTION tock.apply_privileges() IS
+    'Creates tock_admin, tock_worker and tock_viewer where allowed and grants each its functions; returns roles still missing.';
+
+SELECT tock.apply_privileges();

@@ -1,0 +1,70 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// `--log-format`: `text` (swift-log's one line per event, metadata inline) or `json` (one JSON object per line,
+/// for log shippers: time, level, message, then every metadata key such as run, job and worker at the top level).
+enum LogFormat: String, CaseIterable, Sendable {
+    case text, json
+
+    private static let bootstrapped = Mutex(false)
+
+    /// Installs the format for every Logger of this process; the first call wins (swift-log bootstraps once).
+    static func bootstrap(_ format: LogFormat) {
+        let first = bootstrapped.withLock { done in
+            defer { done = true }
+            return !done
+        }
+        guard first else { return }
+        switch format {
+        case .text: LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        case .json: LoggingSystem.bootstrap(JSONLogHandler.init)
+        }
+    }
+}
+
+/// One JSON object per line on stderr. Lines are written whole under a lock, so concurrent events never interleave.
+struct JSONLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+    private static let output = Mutex(FileHandle.standardError)
+
+    init(label: String) {
+        self.label = label
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var fields: [String: Any] = [
+            "time": Self.timestamp(),
+            "level": event.level.rawValue,
+            "message": event.message.description,
+            "logger": label,
+        ]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
+            fields[key] = Self.plain(value)
+        }
+        if event.level >= .error { fields["source"] = "\(event.file):\(event.line)" }
+        guard var line = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        line.append(0x0A)
+        Self.output.withLock { $0.write(line) }
+    }
+
+    static func plain(_ value: Logger.Metadata.Value) -> Any {
+        switch value {
+        case .string(let text): return text
+        case .stringConvertible(let value): return value.description
+        case .array(let values): return values.map(plain)
+        case .dictionary(let values): return values.mapValues(plain)
+        }
+    }
+
+    static func timestamp() -> String {
+        Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}
