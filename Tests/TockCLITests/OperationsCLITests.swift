@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+import TockCore
+import TockTesting
+
+/// GETs a URL with curl (the server is another process, reached over real TCP).
+func httpGet(_ url: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+    process.arguments = ["-sf", "--max-time", "5", url]
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw TockError(.unavailable, "curl \(url) exited \(process.terminationStatus)") }
+    return String(decoding: data, as: UTF8.self)
+}
+
+func freePort() -> Int { Int.random(in: 20000...45000) }
+
+@Suite("operations from the command line: metrics, JSON logs, doctor, queue, stuck runs")
+struct OperationsCLITests {
+    @Test("worker, scheduler and API each serve Prometheus metrics; the worker logs one JSON object per event")
+    func metricsAndJSONLogs() async throws {
+        let directory = try makeScriptsDirectory(["scripts/hello.sh": "#!/bin/sh\necho hello\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        let (workerPort, schedulerPort, apiPort) = (freePort(), freePort(), freePort())
+        let worker = try TockProcess(["worker", "--metrics-port", "\(workerPort)", "--log-format", "json"],
+                                     settings: settings, directory: directory)
+        let scheduler = try TockProcess(["scheduler", "--metrics-port", "\(schedulerPort)"], settings: settings, directory: directory)
+        let api = try TockProcess(["api", "--api-port", "\(apiPort)"], settings: settings, directory: directory)
+        defer { [worker, scheduler, api].forEach { $0.signal(SIGKILL) } }
+
+        #expect(try tock(["job", "add", "hello", "--script", "hello.sh", "--schedule", "every 1 second"],
+                         settings: settings, directory: directory).status == 0)
+        let waited = try tock(["job", "run", "hello", "--wait", "--wait-timeout", "30"], settings: settings, directory: directory)
+        #expect(waited.status == 0, "\(waited.stderr)\n\(worker.log)")
+
+        #expect(try await eventually(timeout: .seconds(15)) {
+            (try? httpGet("http://127.0.0.1:\(workerPort)/metrics"))?.contains("tock_runs_finished_total{job=\"hello\",status=\"succeeded\"}") == true
+        }, "\(worker.log)")
+        let workerMetrics = try httpGet("http://127.0.0.1:\(workerPort)/metrics")
+        #expect(workerMetrics.contains("# TYPE tock_run_duration_seconds histogram"))
+        #expect(workerMetrics.contains("tock_runs_started_total{job=\"hello\"}"))
+        // Scheduled runs (every second) report how late they started.
+        #expect(try await eventually(timeout: .seconds(15)) {
+            (try? httpGet("http://127.0.0.1:\(workerPort)/metrics"))?.contains("tock_schedule_lateness_seconds_count") == true
+        })
+        #expect(try await eventually(timeout: .seconds(15)) {
+            (try? httpGet("http://127.0.0.1:\(schedulerPort)/metrics"))?.contains("tock_scheduler_ticks_total") == true
+        }, "\(scheduler.log)")
+        let apiMetrics = try httpGet("http://127.0.0.1:\(apiPort)/metrics")
+        #expect(apiMetrics.contains("tock_workers_alive 1.0") || apiMetrics.contains("tock_workers_alive 1\n"), "\(apiMetrics)")
+        #expect(apiMetrics.contains("tock_schedulers_alive 1"), "\(apiMetrics)")
+        #expect(apiMetrics.contains("# HELP tock_queue_runs"))
+
+        // One JSON object per line, with the run, job and worker at the top level.
+        let lines = worker.log.split(separator: "\n")
+        #expect(!lines.isEmpty)
+        let events = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(events.count == lines.count, "every line is JSON: \(worker.log)")
+        let finished = try #require(events.first { $0["message"] as? String == "run finished" })
+        #expect(finished["job"] as? String == "hello")
+        #expect(finished["run"] != nil && finished["worker"] != nil && finished["status"] as? String == "succeeded")
+        #expect(finished["level"] as? String == "info" && finished["time"] != nil)
+
+        let doctor = try tock(["doctor"], settings: settings, directory: directory)
+        #expect(doctor.status == 0, "\(doctor.stdout)\(doctor.stderr)")
+        for check in ["connection", "migrations", "roles", "clocks", "notify", "workers", "schedulers"] {
+            #expect(doctor.stdout.contains("ok    \(check)"), "\(check): \(doctor.stdout)")
+        }
+    }
+
+    @Test("doctor fails with a fix for pending migrations; queue and runs --stuck read the views")
+    func doctorQueueStuck() async throws {
+        let directory = try makeScriptsDirectory([:])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let empty = try await TestDatabase.createEmpty()
+        let doctor = try tock(["doctor"], settings: empty, directory: directory)
+        #expect(doctor.status == 1)
+        #expect(doctor.stdout.contains("FAIL  migrations"), "\(doctor.stdout)")
+        #expect(doctor.stdout.contains("tock migrate"))
+
+        let settings = try await TestDatabase.create()
+        #expect(try tock(["job", "add", "slow", "--script", "slow.sh", "--priority", "80"], settings: settings, directory: directory).status == 0)
+        for _ in 0..<2 { #expect(try tock(["job", "run", "slow"], settings: settings, directory: directory).status == 0) }
+        let queue = try tock(["queue"], settings: settings, directory: directory)
+        #expect(queue.status == 0)
+        #expect(queue.stdout.contains("PRIORITY"), "\(queue.stdout)")
+        #expect(queue.stdout.contains("2 pending (2 ready, 0 delayed), 0 running"), "\(queue.stdout)")
+        let stuck = try tock(["runs", "--stuck"], settings: settings, directory: directory)
+        #expect(stuck.status == 0 && stuck.stdout.contains("no stuck runs"), "\(stuck.stdout)\(stuck.stderr)")
+        let reset = try tock(["job", "reset", "slow", "--json"], settings: settings, directory: directory)
+        #expect(reset.status == 0, "\(reset.stderr)")
+        #expect(reset.stdout.contains("\"runs_ended\""), "\(reset.stdout)")
+        let badFormat = try tock(["queue", "--log-format", "xml"], settings: settings, directory: directory)
+        #expect(badFormat.status != 0 && badFormat.stderr.contains("not text or json"), "\(badFormat.stderr)")
+    }
+}

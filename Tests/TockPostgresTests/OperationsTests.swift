@@ -1,0 +1,143 @@
+import Foundation
+import PostgresNIO
+import Testing
+import TockCore
+import TockPostgres
+import TockTesting
+
+/// Moves a run through claim and finish at a chosen time, as a worker would have then.
+func finishedRun(_ database: Database, job: String, at time: String, status: String = "succeeded") async throws -> Int64 {
+    let client = database.client
+    let run = try #require(try await client.query(
+        "SELECT tock.run_now(\(job), 'sql', (\(unescaped: time)))").decode(Int64.self).all().first)
+    let worker = try #require(try await client.query(
+        "SELECT tock.register_worker('old', 1, 1, NULL, NULL, (\(unescaped: time)))").decode(Int64.self).all().first)
+    _ = try await client.query("SELECT * FROM tock.claim_runs(\(worker), 1, (\(unescaped: time)))").collect()
+    _ = try await client.query("""
+        SELECT tock.finish_run(\(run), \(worker), \(status), 0, NULL, 'output', 6, false, (\(unescaped: time)) + interval '1 second')
+        """).collect()
+    _ = try await client.query("SELECT tock.set_worker_state(\(worker), 'stopped', (\(unescaped: time)))").collect()
+    return run
+}
+
+@Suite("operations in SQL: retention, stuck runs, reset, lag, gauges, preview")
+struct OperationsTests {
+    @Test("purge_history deletes runs older than the retention with their output, in batches, and keeps the rest")
+    func retention() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "old", script: "x.sh"))
+            let client = database.client
+            var ancient: [Int64] = []
+            for _ in 0..<5 { ancient.append(try await finishedRun(database, job: "old", at: "now() - interval '40 days'")) }
+            let recent = try await finishedRun(database, job: "old", at: "now() - interval '2 days'")
+            let pending = try await database.runNow("old")
+
+            #expect(try await client.query("SELECT tock.purge_history(now(), 2)").decode(Int.self).all() == [2])
+            #expect(try await database.purgeHistory() == 3)
+            #expect(try await database.purgeHistory() == 0)
+            let left = try await client.query("SELECT id FROM tock.runs ORDER BY id").decode(Int64.self).all()
+            #expect(left == [recent, pending])
+            let outputs = try await client.query("SELECT run_id FROM tock.run_output ORDER BY run_id").decode(Int64.self).all()
+            #expect(outputs == [recent])
+            // The workers that stopped 40 days ago went with them; a shorter retention takes the rest.
+            #expect(try await client.query("SELECT count(*) FROM tock.workers").decode(Int.self).all() == [1])
+            _ = try await client.query("SELECT tock.set_history_retention('1 day')").collect()
+            #expect(try await database.purgeHistory() == 1)
+            #expect(try await client.query("SELECT id FROM tock.runs").decode(Int64.self).all() == [pending])
+            let refused = await #expect(throws: PSQLError.self) {
+                _ = try await client.query("SELECT tock.set_history_retention('5 minutes')").collect()
+            }
+            #expect(refused?.serverInfo?[.message] == "retention: 00:05:00 is shorter than an hour")
+        }
+    }
+
+    @Test("an old first attempt stays while a retry of it is recent, and the chain goes whole once all are old")
+    func retentionKeepsAttemptChains() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "flaky", script: "x.sh"))
+            let client = database.client
+            let first = try await finishedRun(database, job: "flaky", at: "now() - interval '40 days'", status: "failed")
+            let retry = try #require(try await client.query(
+                "SELECT tock.retry(\(first), now() - interval '1 day')").decode(Int64.self).all().first)
+            #expect(try await database.purgeHistory() == 0)
+            _ = try await client.query("SELECT tock.cancel(\(retry), now() - interval '35 days')").collect()
+            #expect(try await database.purgeHistory() == 1)
+            #expect(try await client.query("SELECT count(*) FROM tock.runs").decode(Int.self).all() == [0])
+        }
+    }
+
+    @Test("stuck_runs lists runs on a dead worker and past their timeout; reset_job ends them and restarts the schedule")
+    func stuckAndReset() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            let client = database.client
+            _ = try await database.createJob(json: #"{"name": "hung", "script": "x.sh", "schedule": "every 1 hour", "timeout": "1m"}"#)
+            _ = try await database.createJob(json: #"{"name": "fine", "script": "x.sh", "timeout": "1h"}"#)
+            let worker = try await database.registerWorker(host: "h", pid: 1, concurrency: 5, scriptsDirectory: nil, version: nil)
+            func runTenMinutesAgo(_ job: String) async throws -> Int64 {
+                try #require(try await client.query(
+                    "SELECT tock.run_now(\(job), 'sql', now() - interval '10 minutes')").decode(Int64.self).all().first)
+            }
+            let hung = try await runTenMinutesAgo("hung")
+            let fine = try await runTenMinutesAgo("fine")
+            _ = try await client.query("SELECT * FROM tock.claim_runs(\(worker), 5, now() - interval '10 minutes')").collect()
+            #expect(try await database.stuckRuns().map(\.runId) == [hung])
+            #expect(try await database.stuckRuns().first?.reason.contains("past its timeout") == true)
+
+            // The worker goes silent: both of its runs are stuck now, for that reason.
+            _ = try await client.query("UPDATE tock.workers SET last_heartbeat_at = now() - interval '1 minute'").collect()
+            let stuck = try await database.stuckRuns()
+            #expect(Set(stuck.map(\.runId)) == [hung, fine])
+            #expect(stuck.first { $0.runId == fine }?.reason.contains("has not heartbeaten") == true)
+
+            // A schedule left behind: next_run_at far in the past.
+            _ = try await client.query("UPDATE tock.jobs SET next_run_at = now() - interval '3 days' WHERE name = 'hung'").collect()
+            let reset = try await database.resetJob("hung")
+            #expect(reset.runsEnded == [hung])
+            let next = try #require(reset.nextRunAt)
+            #expect(next > Date() && next <= Date().addingTimeInterval(3601))
+            #expect(try await database.run(hung).status == "failed")
+            #expect(try await database.run(hung).error?.hasPrefix("reset by tock.reset_job") == true)
+            #expect(try await database.run(fine).status == "running")
+            await #expect(throws: TockError.self) { _ = try await database.resetJob("nope") }
+        }
+    }
+
+    @Test("lag groups the queue by priority; gauges report queue, workers, stuck and dead runs")
+    func lagAndGauges() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(json: #"{"name": "low", "script": "x.sh", "priority": 10}"#)
+            _ = try await database.createJob(json: #"{"name": "high", "script": "x.sh", "priority": 90}"#)
+            for _ in 0..<3 { _ = try await database.runNow("low") }
+            _ = try await database.runNow("high")
+            let lag = try await database.lag()
+            #expect(lag.map(\.priority) == [90, 10])
+            #expect(lag.map(\.waiting) == [1, 3])
+            #expect(lag.map(\.ready) == [1, 3])
+
+            let gauges = try await database.gauges()
+            func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+                gauges.first { $0.name == name && $0.labels == labels }?.value
+            }
+            #expect(value("tock_queue_runs", ["state": "ready"]) == 4)
+            #expect(value("tock_queue_waiting_runs", ["priority": "10"]) == 3)
+            #expect(value("tock_workers_alive") == 0)
+            #expect(value("tock_schedulers_alive") == 0)
+            #expect(value("tock_dead_runs") == 0)
+            #expect(value("tock_jobs", ["state": "enabled"]) == 2)
+            #expect(gauges.allSatisfy { !$0.help.isEmpty })
+        }
+    }
+
+    @Test("schedule_preview gives a job's next fire times in its own zone")
+    func schedulePreview() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(json: #"{"name": "hk", "script": "x.sh", "schedule": "daily at 06:00", "timezone": "Asia/Hong_Kong"}"#)
+            let rows = try await database.client.query("""
+                SELECT local_time, timezone FROM tock.schedule_preview('hk', 3, '2026-03-01 00:00:00+00')
+                """).decode((String, String).self).all()
+            // 00:00 UTC is 08:00 in Hong Kong: the first 06:00 there is the next day.
+            #expect(rows.map(\.0) == ["2026-03-02 06:00:00 Mon", "2026-03-03 06:00:00 Tue", "2026-03-04 06:00:00 Wed"])
+            #expect(rows.allSatisfy { $0.1 == "Asia/Hong_Kong" })
+        }
+    }
+}

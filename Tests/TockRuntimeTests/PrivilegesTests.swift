@@ -1,0 +1,191 @@
+import Foundation
+import PostgresNIO
+import Synchronization
+import Testing
+import TockCore
+import TockPostgres
+import TockRuntime
+import TockTesting
+
+/// Login roles for these tests, one per Tock role and one with none (roles are cluster-wide: created once).
+enum TestRoles {
+    static let worker = "tock_t_worker"
+    static let admin = "tock_t_admin"
+    static let viewer = "tock_t_viewer"
+    static let nobody = "tock_t_nobody"
+
+    private static let created = Mutex<Task<Void, any Error>?>(nil)
+
+    static func ensure(_ settings: ConnectionSettings) async throws {
+        let task = created.withLock { task in
+            if let task { return task }
+            let new = Task {
+                try await TestDatabase.withClient(settings) { client in
+                    for (login, role) in [(worker, "tock_worker"), (admin, "tock_admin"), (viewer, "tock_viewer"), (nobody, "")] {
+                        let membership = role.isEmpty ? "" : " IN ROLE \(role)"
+                        _ = try await client.query(PostgresQuery(unsafeSQL: """
+                            DO $$ BEGIN
+                                CREATE ROLE \(login) LOGIN\(membership);
+                            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                            END $$
+                            """)).collect()
+                    }
+                }
+            }
+            task = new
+            return new
+        }
+        try await task.value
+    }
+
+    /// `settings` as another login role.
+    static func settings(_ settings: ConnectionSettings, as user: String) -> ConnectionSettings {
+        var copy = settings
+        copy.username = user
+        copy.password = nil
+        return copy
+    }
+}
+
+/// nil when `sql` succeeded, else its SQLSTATE.
+func sqlState(_ client: PostgresClient, _ sql: String) async -> String? {
+    do {
+        _ = try await client.query(PostgresQuery(unsafeSQL: sql)).collect()
+        return nil
+    } catch let error as PSQLError {
+        return error.serverInfo?[.sqlState] ?? "connection"
+    } catch {
+        return "other"
+    }
+}
+
+@Suite("roles: tock_admin, tock_worker, tock_viewer may do what they should and nothing more")
+struct PrivilegesTests {
+    static let insufficientPrivilege = "42501"
+
+    @Test("each role's allowed calls succeed and everything else is refused with 42501")
+    func roleMatrix() async throws {
+        try await TestDatabase.withFresh { owner, settings in
+            try await TestRoles.ensure(settings)
+            _ = try await owner.createJob(json: #"{"name": "report", "script": "report.sh", "schedule": "every 5 minutes"}"#)
+
+            try await TestDatabase.withClient(TestRoles.settings(settings, as: TestRoles.admin)) { admin in
+                for allowed in [
+                    #"SELECT tock.create_job_json('{"name": "adm", "script": "a.sh"}')"#,
+                    "SELECT tock.update_job('adm', '{\"priority\": 70}')", "SELECT tock.run_now('report')",
+                    "SELECT tock.pause_job('adm')", "SELECT tock.resume_job('adm')", "SELECT tock.reset_job('report')",
+                    "SELECT tock.tick()", "SELECT tock.rescue()", "SELECT tock.purge_history()",
+                    "SELECT * FROM tock.job_overview", "SELECT * FROM tock.run_history", "SELECT * FROM tock.stuck_runs",
+                    "SELECT tock.stats()", "SELECT tock.delete_job('adm')",
+                ] {
+                    #expect(await sqlState(admin, allowed) == nil, "tock_admin: \(allowed)")
+                }
+                for refused in [
+                    "SELECT * FROM tock.runs", "UPDATE tock.jobs SET priority = 1", "DELETE FROM tock.runs",
+                    "INSERT INTO tock.run_output (run_id) VALUES (1)", "SELECT * FROM tock.claim_runs(1, 1)",
+                    "SELECT tock.register_worker('h', 1, 1)", "SELECT tock.check_job_json('{}')",
+                ] {
+                    #expect(await sqlState(admin, refused) == Self.insufficientPrivilege, "tock_admin: \(refused)")
+                }
+            }
+
+            try await TestDatabase.withClient(TestRoles.settings(settings, as: TestRoles.worker)) { worker in
+                let id = try #require(try await worker.query("SELECT tock.register_worker('h', 1, 2)").decode(Int64.self).all().first)
+                let claimed = try await worker.query("SELECT run_id FROM tock.claim_runs(\(id), 5)").decode(Int64.self).all()
+                #expect(claimed.count == 1)
+                for allowed in [
+                    "SELECT tock.heartbeat(\(id))", "SELECT tock.report_output(\(claimed[0]), \(id), 'so far', 6, false)",
+                    "SELECT tock.cancel_requests(\(id))", "SELECT tock.next_delayed_run()",
+                    "SELECT tock.finish_run(\(claimed[0]), \(id), 'succeeded', 0, NULL, 'done', 4, false)",
+                    "SELECT pg_try_advisory_lock(tock.worker_lock_key(), \(id)::int)",
+                    "SELECT tock.set_worker_state(\(id), 'stopping')",
+                ] {
+                    #expect(await sqlState(worker, allowed) == nil, "tock_worker: \(allowed)")
+                }
+                for refused in [
+                    "SELECT * FROM tock.runs", "SELECT * FROM tock.jobs", "SELECT * FROM tock.job_overview",
+                    "SELECT * FROM tock.run_logs", "UPDATE tock.jobs SET priority = 1", "UPDATE tock.runs SET status = 'pending'",
+                    #"SELECT tock.create_job_json('{"name": "evil", "script": "x.sh"}')"#, "SELECT tock.update_job('report', '{\"script\": \"x.sh\"}')",
+                    "SELECT tock.run_now('report')", "SELECT tock.delete_job('report')", "SELECT tock.tick()",
+                    "SELECT tock.stats()", "SELECT * FROM tock.config",
+                ] {
+                    #expect(await sqlState(worker, refused) == Self.insufficientPrivilege, "tock_worker: \(refused)")
+                }
+            }
+
+            try await TestDatabase.withClient(TestRoles.settings(settings, as: TestRoles.viewer)) { viewer in
+                for allowed in [
+                    "SELECT * FROM tock.job_overview", "SELECT * FROM tock.run_history", "SELECT * FROM tock.run_logs",
+                    "SELECT * FROM tock.worker_overview", "SELECT * FROM tock.queue_depth", "SELECT * FROM tock.lag",
+                    "SELECT * FROM tock.stuck_runs", "SELECT * FROM tock.job_stats", "SELECT tock.stats()",
+                    "SELECT * FROM tock.schedule_preview('report', 3)", "SELECT * FROM tock.gauges()",
+                    "SELECT tock.describe_schedule('daily at 06:00')",
+                ] {
+                    #expect(await sqlState(viewer, allowed) == nil, "tock_viewer: \(allowed)")
+                }
+                for refused in [
+                    "SELECT tock.run_now('report')", "SELECT tock.pause_job('report')", "SELECT * FROM tock.runs",
+                    "INSERT INTO tock.jobs (name, script) VALUES ('v', 'v.sh')", "SELECT tock.register_worker('h', 1, 1)",
+                    "SELECT * FROM tock.claim_runs(1, 1)", "SELECT tock.cancel(1)", "SELECT tock.set_history_retention('1 day')",
+                ] {
+                    #expect(await sqlState(viewer, refused) == Self.insufficientPrivilege, "tock_viewer: \(refused)")
+                }
+            }
+
+            try await TestDatabase.withClient(TestRoles.settings(settings, as: TestRoles.nobody)) { nobody in
+                for refused in ["SELECT * FROM tock.job_overview", "SELECT tock.run_now('report')", "SELECT * FROM tock.runs"] {
+                    #expect(await sqlState(nobody, refused) == Self.insufficientPrivilege, "no Tock role: \(refused)")
+                }
+            }
+        }
+    }
+
+    @Test("a real worker connected as a tock_worker member runs a job that a tock_admin member scheduled")
+    func workerAndSchedulerUnderTheirRoles() async throws {
+        let directory = try makeScriptsDirectory(["hello.sh": "#!/bin/sh\necho \"hello from $TOCK_JOB\"\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { owner, settings in
+            try await TestRoles.ensure(settings)
+            let workerSettings = TestRoles.settings(settings, as: TestRoles.worker)
+            let adminSettings = TestRoles.settings(settings, as: TestRoles.admin)
+            try await TestDatabase.withClient(workerSettings) { workerClient in
+                try await TestDatabase.withClient(adminSettings) { adminClient in
+                    let workerDatabase = Database(client: workerClient, logger: TestDatabase.logger, settings: workerSettings)
+                    let adminDatabase = Database(client: adminClient, logger: TestDatabase.logger, settings: adminSettings)
+                    var configuration = WorkerConfiguration()
+                    configuration.scriptsDirectory = directory
+                    let worker = try Worker(database: workerDatabase, settings: workerSettings, configuration: configuration,
+                                            logger: TestDatabase.logger)
+                    let scheduler = Scheduler(database: adminDatabase, settings: adminSettings, logger: TestDatabase.logger)
+                    _ = try await adminDatabase.createJob(json: #"{"name": "hello", "script": "hello.sh", "schedule": "every 1 second"}"#)
+                    try await withServices([scheduler, worker]) { () async throws -> Void in
+                        #expect(try await eventually(timeout: .seconds(20)) {
+                            try await adminDatabase.runs(job: "hello", status: .succeeded).count >= 2
+                        })
+                        let run = try #require(try await adminDatabase.runs(job: "hello", status: .succeeded).first)
+                        #expect(try await adminDatabase.run(run.id).output == "hello from hello\n")
+                        #expect(try await owner.schedulersAlive() == 1)
+                    }
+                    // The worker registered, heartbeat and stopped under its role.
+                    #expect(try await owner.workers().map(\.state) == ["stopped"])
+                }
+            }
+        }
+    }
+
+    @Test("a role without the privilege gets a forbidden error that names the roles to use")
+    func forbiddenMessage() async throws {
+        try await TestDatabase.withFresh { _, settings in
+            try await TestRoles.ensure(settings)
+            let viewerSettings = TestRoles.settings(settings, as: TestRoles.viewer)
+            try await TestDatabase.withClient(viewerSettings) { client in
+                let viewer = Database(client: client, logger: TestDatabase.logger, settings: viewerSettings)
+                let error = await #expect(throws: TockError.self) {
+                    _ = try await viewer.createJob(json: #"{"name": "x", "script": "x.sh"}"#)
+                }
+                #expect(error?.kind == .forbidden)
+                #expect(error?.message.contains("tock_admin") == true, "\(error?.message ?? "")")
+            }
+        }
+    }
+}
