@@ -79,9 +79,12 @@ BEGIN
            AND NOT pg_has_role('tock_admin', 'tock_viewer', 'MEMBER') THEN
             BEGIN
                 EXECUTE 'GRANT tock_viewer TO tock_admin';
-            EXCEPTION WHEN insufficient_privilege THEN
-                RAISE WARNING '% may not make tock_admin a member of tock_viewer', current_user
-                    USING HINT = 'a DBA runs GRANT tock_viewer TO tock_admin';
+            EXCEPTION
+                WHEN insufficient_privilege THEN
+                    RAISE WARNING '% may not make tock_admin a member of tock_viewer', current_user
+                        USING HINT = 'a DBA runs GRANT tock_viewer TO tock_admin';
+                WHEN unique_violation THEN
+                    NULL;  -- granted meanwhile by a migration of another database in this cluster
             END;
         END IF;
     END IF;
