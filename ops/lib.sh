@@ -53,3 +53,18 @@ ensure_python_tools() {
         || "$venv/bin/pip" install -q "selenium>=4.20" "schemathesis>=4,<5" >&2
     echo "$venv"
 }
+
+# The operations checks: PgBouncer (the pooling test), promtool (Debian's prometheus package) for the alert rules.
+# systemd-analyze comes with systemd, which every Debian has.
+ensure_ops_tools() {
+    local missing=()
+    command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+    command -v promtool >/dev/null || missing+=(prometheus)
+    command -v systemd-analyze >/dev/null || missing+=(systemd)
+    [ ${#missing[@]} -eq 0 ] && return
+    echo "ops: installing ${missing[*]} (apt-get install -y ${missing[*]})" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    # Debian's prometheus package starts a server where it can; Tock's tests only need promtool.
+    as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+}

@@ -32,6 +32,7 @@ public final class EventHub: Service, Sendable {
                     switch event {
                     case .listening: self.broadcast(.event(#"{"type": "resync"}"#))
                     case .notification(_, let payload): self.broadcast(.event(payload))
+                    case .notificationsUnavailable: break  // the listener has logged it; live views update on reload
                     }
                 }
             }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import PostgresNIO
 import TockCore
@@ -6,23 +7,32 @@ import TockCore
 /// `.listening` after every (re)LISTEN: notifications sent while it was away are lost, so the owner does a
 /// catch-up sweep then. Reconnects with backoff when the server goes away; pings now and then, because a
 /// listening connection is never idle in the pool's sense and a dead peer would otherwise go unseen.
+///
+/// After every LISTEN it checks that notifications really arrive: a NOTIFY sent from a second connection must come
+/// back within `probeTimeout`. Behind PgBouncer in transaction mode it does not (the LISTEN stays on whichever
+/// server connection ran it), and the owner is told with `.notificationsUnavailable` so it polls instead.
 public struct NotificationListener: Sendable {
     public enum Event: Sendable, Equatable {
         case listening
         case notification(channel: String, payload: String)
+        /// LISTEN/NOTIFY does not round-trip on this connection: poll (every second or so) instead of waiting.
+        case notificationsUnavailable
     }
+
+    static let probeChannel = "tock_probe"
 
     public let settings: ConnectionSettings
     public let channels: [String]
     public let logger: Logger
     public var pingInterval: Duration = .seconds(60)
+    public var probeTimeout: Duration = .seconds(2)
     /// Runs on every new connection before LISTEN (a worker takes its session lock here).
     public var onConnect: @Sendable (PostgresConnection) async throws -> Void
 
     public init(settings: ConnectionSettings, channels: [String], logger: Logger,
                 onConnect: @escaping @Sendable (PostgresConnection) async throws -> Void = { _ in }) {
         self.settings = settings
-        self.channels = channels
+        self.channels = channels + [Self.probeChannel]
         self.logger = logger
         self.onConnect = onConnect
     }
@@ -58,13 +68,18 @@ public struct NotificationListener: Sendable {
 
     private func listen(on connection: PostgresConnection, onEvent: @escaping @Sendable (Event) async -> Void) async throws {
         let (started, startedContinuation) = AsyncStream<Void>.makeStream()
+        let (probeReplies, probes) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(8))
         try await withThrowingTaskGroup(of: Void.self) { group in
             for channel in channels {
                 group.addTask {
                     try await connection.listen(on: channel) { notifications in
                         startedContinuation.yield()
                         for try await notification in notifications {
-                            await onEvent(.notification(channel: channel, payload: notification.payload))
+                            if channel == Self.probeChannel {
+                                probes.yield(notification.payload)
+                            } else {
+                                await onEvent(.notification(channel: channel, payload: notification.payload))
+                            }
                         }
                     }
                     throw TockError(.unavailable, "LISTEN \(channel) ended")
@@ -81,6 +96,13 @@ public struct NotificationListener: Sendable {
                 _ = try await connection.query("SELECT 1", logger: logger).collect()
                 logger.debug("listening", metadata: ["channels": "\(channels.joined(separator: ","))"])
                 await onEvent(.listening)
+                if try await !self.probe(replies: probeReplies) {
+                    logger.warning("""
+                        LISTEN/NOTIFY does not work on this connection (PgBouncer in transaction mode?): falling back to a short \
+                        poll; connect Tock directly or through session pooling for millisecond wake-ups
+                        """)
+                    await onEvent(.notificationsUnavailable)
+                }
                 while true {
                     try await Task.sleep(for: pingInterval)
                     _ = try await connection.query("SELECT 1", logger: logger).collect()
@@ -88,6 +110,36 @@ public struct NotificationListener: Sendable {
             }
             try await group.next()
             group.cancelAll()
+        }
+    }
+}
+
+extension NotificationListener {
+    /// Sends a NOTIFY on the probe channel from a connection of its own and waits for it to arrive on the
+    /// listening one. A connection error is thrown (the listener reconnects); silence returns false.
+    func probe(replies: AsyncStream<String>) async throws -> Bool {
+        let token = "\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let sender = try await PostgresConnection.connect(
+            configuration: try settings.connectionConfiguration(), id: 0, logger: logger)
+        do {
+            _ = try await sender.query("SELECT pg_notify(\(Self.probeChannel), \(token))", logger: logger).collect()
+            try? await sender.close()
+        } catch {
+            try? await sender.close()
+            throw error
+        }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for await reply in replies where reply == token { return true }
+                return false
+            }
+            group.addTask { [probeTimeout] in
+                try? await Task.sleep(for: probeTimeout)
+                return false
+            }
+            let arrived = await group.next() ?? false
+            group.cancelAll()
+            return arrived
         }
     }
 }

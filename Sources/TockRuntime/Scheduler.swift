@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import TockCore
 import TockPostgres
 
@@ -19,6 +20,8 @@ public final class Scheduler: Service, Sendable {
     let purgeInterval: Duration
     let metrics: TockMetrics
     let wake = WakeSignal()
+    /// Set while notifications cannot be relied on (PgBouncer in transaction mode): plan at least every second.
+    let polling = Atomic<Bool>(false)
 
     public init(database: Database, settings: ConnectionSettings, sweepInterval: Duration = .seconds(60),
                 rescueInterval: Duration = .seconds(1), purgeInterval: Duration = .seconds(60),
@@ -42,7 +45,14 @@ public final class Scheduler: Service, Sendable {
         logger.info("scheduler started")
         await withDiscardingTaskGroup { group in
             group.addTask { [listener, wake] in
-                await listener.run { _ in wake.signal() }
+                await listener.run { event in
+                    switch event {
+                    case .listening: self.polling.store(false, ordering: .relaxed)
+                    case .notificationsUnavailable: self.polling.store(true, ordering: .relaxed)
+                    case .notification: break
+                    }
+                    wake.signal()
+                }
             }
             group.addTask { await cancelWhenGracefulShutdownOrCancelled { await self.rescueLoop() } }
             group.addTask { await cancelWhenGracefulShutdownOrCancelled { await self.purgeLoop() } }
@@ -95,14 +105,15 @@ public final class Scheduler: Service, Sendable {
                 let next = try await database.tick()
                 metrics.ticked()
                 backoff.reset()
+                let longest = polling.load(ordering: .relaxed) ? Duration.seconds(1) : sweepInterval
                 guard let next else {
-                    await wake.wait(timeout: sweepInterval)
+                    await wake.wait(timeout: longest)
                     continue
                 }
                 let delay = next.timeIntervalSinceNow
                 if delay > 0 {
                     // A millisecond late rather than early: an early tick finds nothing due and sleeps again.
-                    let sleep = min(Duration.milliseconds(Int64(delay * 1000) + 1), sweepInterval)
+                    let sleep = min(Duration.milliseconds(Int64(delay * 1000) + 1), longest)
                     await wake.wait(timeout: sleep)
                 }
             } catch {

@@ -18,6 +18,8 @@ public struct WorkerConfiguration: Sendable {
     public var killGraceSeconds: Double = 5
     /// How often a running script's new output is sent to the database for live viewers (nil: only at the end).
     public var liveOutputInterval: Duration? = .seconds(1)
+    /// When LISTEN/NOTIFY does not work (PgBouncer in transaction mode), the claim loop polls this often instead.
+    public var pollInterval: Duration = .milliseconds(500)
 
     public init() {}
 }
@@ -34,6 +36,8 @@ public final class Worker: Service, Sendable {
     /// Runs a user cancelled (tock.cancel), as opposed to scripts our own shutdown stops.
     let cancelledByUser = Mutex<Set<Int64>>([])
     let stopping = Atomic<Bool>(false)
+    /// Set while notifications cannot be relied on: claims poll every `pollInterval`.
+    let polling = Atomic<Bool>(false)
     let wake = WakeSignal()
     let registeredID = Atomic<Int64>(0)
     let metrics: TockMetrics
@@ -99,7 +103,7 @@ public final class Worker: Service, Sendable {
         var backoff = RetryBackoff(initial: .milliseconds(200))
         while !stopping.load(ordering: .acquiring) && !Task.isCancelled {
             let free = configuration.concurrency - running.withLock { $0.count }
-            var sleep = configuration.sweepInterval
+            var sleep = polling.load(ordering: .relaxed) ? configuration.pollInterval : configuration.sweepInterval
             if free > 0 {
                 do {
                     let claimed = try await database.claimRuns(worker: id, max: free)
@@ -149,7 +153,11 @@ public final class Worker: Service, Sendable {
             if let run = Int64(payload) { cancel(run, logger: logger) }
         case .notification:
             wake.signal()
+        case .notificationsUnavailable:
+            polling.store(true, ordering: .relaxed)
+            wake.signal()
         case .listening:
+            polling.store(false, ordering: .relaxed)
             // Anything that happened while we were not listening: runs to claim, cancels to carry out.
             wake.signal()
             for run in (try? await database.cancelRequests(worker: worker)) ?? [] { cancel(run, logger: logger) }
