@@ -60,10 +60,16 @@ final class PgBouncer: @unchecked Sendable {
                            database: database)
     }
 
-    deinit {
+    /// SIGTERM (runuser passes it on), then wait by polling: Process.waitUntilExit spins a run loop that is not
+    /// safe on the concurrency pool.
+    func stop() async throws {
         process.terminate()
-        process.waitUntilExit()
+        _ = try await eventually(timeout: .seconds(10), interval: .milliseconds(50)) { !self.process.isRunning }
         try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 }
 
@@ -76,6 +82,7 @@ struct PgBouncerTests {
         let direct = try await TestDatabase.create()
         let bouncer = try PgBouncer(database: direct.database)
         let pooled = try bouncer.settings("tx")
+        defer { Task { try? await bouncer.stop() } }
         #expect(try await eventually(timeout: .seconds(10)) {
             (try? tock(["status"], settings: pooled, directory: directory))?.status == 0
         }, "PgBouncer did not come up on port \(bouncer.port)")
@@ -105,6 +112,7 @@ struct PgBouncerTests {
         let direct = try await TestDatabase.create()
         let bouncer = try PgBouncer(database: direct.database)
         let pooled = try bouncer.settings("sess")
+        defer { Task { try? await bouncer.stop() } }
         #expect(try await eventually(timeout: .seconds(10)) {
             (try? tock(["status"], settings: pooled, directory: directory))?.status == 0
         })
