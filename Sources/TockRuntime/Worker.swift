@@ -26,6 +26,10 @@ public struct WorkerConfiguration: Sendable {
 
 /// Claims runs when notified, runs each script in the sandbox, reports how it ended, and heartbeats.
 public final class Worker: Service, Sendable {
+    /// A job whose script is `:noop` succeeds at once without starting a process. It exists for benchmarking the
+    /// queue itself (`tock bench queue`), the way the peers are compared with no-op jobs; it is not for real work.
+    public static let noopScript = ":noop"
+
     let database: Database
     let settings: ConnectionSettings
     let configuration: WorkerConfiguration
@@ -200,7 +204,10 @@ public final class Worker: Service, Sendable {
             wake.signal()
         }
         let outcome: RunOutcome
-        do {
+        if run.script == Worker.noopScript {
+            // Benchmarking only: the claim → finish machinery without a process (see `tock bench queue`).
+            outcome = RunOutcome(status: .succeeded, exitCode: 0)
+        } else { do {
             let path = try sandbox.resolve(run.script)
             logger.info("run started", metadata: ["script": "\(path)", "attempt": "\(run.attempt)", "trigger": "\(run.trigger)"])
             let live = configuration.liveOutputInterval.map { [logger] interval in
@@ -228,7 +235,7 @@ public final class Worker: Service, Sendable {
             outcome = result.outcome(timeoutSeconds: run.timeoutSeconds)
         } catch {
             outcome = RunOutcome(status: .failed, error: error.message)
-        }
+        } }
         await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.finishRun(run.runId, worker: worker, outcome: outcome) }
         metrics.runFinished(job: run.jobName, status: outcome.status.rawValue, duration: ContinuousClock.now - started)
         logger.info("run finished", metadata: [

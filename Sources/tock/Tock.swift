@@ -12,7 +12,7 @@ struct Tock: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Up.self, Migrate.self, SchedulerCommand.self, WorkerCommand.self, APICommand.self,
-            JobCommand.self, Runs.self, RunCommand.self, Workers.self, Queue.self, Status.self, Doctor.self, SchedulePreview.self,
+            JobCommand.self, Runs.self, RunCommand.self, Workers.self, Queue.self, Status.self, Doctor.self, Bench.self, SchedulePreview.self,
             ClusterCommand.self,
         ]
     )

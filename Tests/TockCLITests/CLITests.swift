@@ -14,21 +14,9 @@ struct Invocation {
 
 /// Runs `tock` with `arguments` against `settings`, from `directory`.
 func tock(_ arguments: [String], settings: ConnectionSettings, directory: String) throws -> Invocation {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: tockBinary)
-    process.arguments = arguments
-    process.currentDirectoryURL = URL(fileURLWithPath: directory)
-    process.environment = ["DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TZ": "UTC"]
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return Invocation(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
+    let result = try runProgram(tockBinary, arguments, environment: ["DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TZ": "UTC"],
+                                directory: directory)
+    return Invocation(status: result.status, stdout: result.stdout, stderr: result.stderr)
 }
 
 @Suite("the tock binary, end to end")
@@ -40,13 +28,9 @@ struct CLITests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let settings = try await TestDatabase.create()
 
-        let worker = Process()
-        worker.executableURL = URL(fileURLWithPath: tockBinary)
-        worker.arguments = ["worker", "--concurrency", "2"]
-        worker.currentDirectoryURL = URL(fileURLWithPath: directory)
-        worker.environment = ["DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TOCK_LOG_LEVEL": "warning"]
-        try worker.run()
-        defer { if worker.isRunning { worker.terminate() } }
+        let worker = try TockProcess(["worker", "--concurrency", "2"], settings: settings, directory: directory,
+                                     environment: ["TOCK_LOG_LEVEL": "warning"])
+        defer { if worker.isRunning { worker.signal(SIGKILL) } }
 
         let add = try tock(["job", "add", "nightly", "--script", "report.sh", "--arg", "Hong Kong",
                             "--schedule", "daily at 06:00", "--timezone", "Asia/Hong_Kong"], settings: settings, directory: directory)
@@ -75,9 +59,8 @@ struct CLITests {
         #expect(decoded.map(\.id) == [Int64(runID)])
 
         // SIGTERM stops the worker cleanly and it says so in tock.workers.
-        worker.terminate()
-        worker.waitUntilExit()
-        #expect(worker.terminationStatus == 0)
+        worker.signal(SIGTERM)
+        #expect(try await worker.wait() == 0, "\(worker.log)")
         let workers = try tock(["workers", "--json"], settings: settings, directory: directory)
         #expect(workers.stdout.contains("\"state\" : \"stopped\""), "\(workers.stdout)")
     }

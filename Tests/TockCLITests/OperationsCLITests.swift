@@ -5,16 +5,10 @@ import TockTesting
 
 /// GETs a URL with curl (the server is another process, reached over real TCP).
 func httpGet(_ url: String) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-    process.arguments = ["-sf", "--max-time", "5", url]
-    let out = Pipe()
-    process.standardOutput = out
-    try process.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw TockError(.unavailable, "curl \(url) exited \(process.terminationStatus)") }
-    return String(decoding: data, as: UTF8.self)
+    let result = try runProgram("/usr/bin/curl", ["-sf", "--max-time", "5", url], environment: ["PATH": "/usr/bin:/bin"],
+                                directory: "/")
+    guard result.status == 0 else { throw TockError(.unavailable, "curl \(url) exited \(result.status)") }
+    return result.stdout
 }
 
 func freePort() -> Int { Int.random(in: 20000...45000) }

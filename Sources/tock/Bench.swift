@@ -1,0 +1,391 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+import TockCore
+import TockPostgres
+
+/// `tock bench`: the production code paths (real `tock worker` processes, the SQL functions, NOTIFY) measured on
+/// this machine, in a database of its own (`tock_bench_<pid>`, dropped afterwards) on the configured server,
+/// default the embedded cluster.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure latency (run-now → script running), script throughput and queue throughput on this machine.",
+        discussion: """
+            Scenarios:
+              latency     an idle worker; run-now one at a time; from just before tock.run_now to the moment the \
+            script (tock-clock, which prints CLOCK_MONOTONIC first thing) runs; and run-now → claimed from the database
+              throughput  runs of a copy of /bin/true with 1 and 2 worker processes, beside a plain spawn loop
+              queue       the claim → finish machinery with no process (script ':noop'), 1 and 2 worker processes
+            """)
+
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "latency, throughput, queue (default: all).") var scenarios: [String] = ["latency", "throughput", "queue"]
+    @Option(help: "latency: samples after 5 warm-up runs.") var samples = 200
+    @Option(help: "throughput: runs per measurement.") var runs = 2000
+    @Option(help: "queue: runs per measurement.") var queueRuns = 20000
+    @Option(help: "Worker processes to measure with, comma separated.") var workers = "1,2"
+    @Option(help: "queue: each worker's concurrency, which is also its largest claim.") var queueConcurrency = 100
+    @Option(help: "throughput: each worker's concurrency.") var concurrency = 4
+    @Flag(help: "Keep the benchmark database afterwards.") var keep = false
+
+    func validate() throws {
+        for scenario in scenarios where !["latency", "throughput", "queue"].contains(scenario) {
+            throw ValidationError("unknown scenario '\(scenario)': latency, throughput or queue")
+        }
+        guard !workerCounts.isEmpty, workerCounts.allSatisfy({ (1...16).contains($0) }) else {
+            throw ValidationError("--workers: a comma-separated list of 1-16, e.g. 1,2")
+        }
+    }
+
+    var workerCounts: [Int] { workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func run() async throws {
+        var logger = options.logger(label: "tock-bench", defaultLevel: .warning)
+        logger.logLevel = min(logger.logLevel, .warning)
+        let settings: ConnectionSettings
+        do {
+            settings = try resolveSettings(options, logger: logger, createEmbedded: true)
+        } catch {
+            throw fail(error)
+        }
+        let bench = try await BenchRun.prepare(server: settings, logger: logger)
+        var report = BenchReport(machine: BenchReport.Machine.current(), database: settings.displayName)
+        do {
+            for scenario in scenarios {
+                switch scenario {
+                case "latency": report.latency = try await bench.latency(samples: samples)
+                case "throughput":
+                    report.throughput = try await bench.throughput(runs: runs, workerCounts: workerCounts, concurrency: concurrency)
+                default:
+                    report.queue = try await bench.queue(runs: queueRuns, workerCounts: workerCounts, concurrency: queueConcurrency)
+                }
+            }
+        } catch {
+            await bench.finish(keep: keep)
+            throw error
+        }
+        await bench.finish(keep: keep)
+        if options.json { try printJSON(report) } else { print(report.text) }
+    }
+}
+
+/// Nanoseconds of CLOCK_MONOTONIC, the clock tock-clock prints.
+func monotonicNanos() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+}
+
+/// Percentiles of a sample, in milliseconds.
+struct Distribution: Encodable {
+    var count: Int
+    var minMs: Double
+    var p50Ms: Double
+    var p95Ms: Double
+    var p99Ms: Double
+    var maxMs: Double
+
+    init(nanoseconds samples: [Int64]) {
+        let sorted = samples.sorted().map { Double($0) / 1e6 }
+        func percentile(_ p: Double) -> Double {
+            guard !sorted.isEmpty else { return .nan }
+            let rank = p * Double(sorted.count - 1)
+            let low = Int(rank.rounded(.down)), high = Int(rank.rounded(.up))
+            return sorted[low] + (sorted[high] - sorted[low]) * (rank - Double(low))
+        }
+        count = sorted.count
+        minMs = sorted.first ?? .nan
+        p50Ms = percentile(0.5)
+        p95Ms = percentile(0.95)
+        p99Ms = percentile(0.99)
+        maxMs = sorted.last ?? .nan
+    }
+
+    var row: [String] { [minMs, p50Ms, p95Ms, p99Ms, maxMs].map { String(format: "%.2f", $0) } }
+}
+
+struct BenchReport: Encodable {
+    struct Machine: Encodable {
+        var cores: Int
+        var memoryGiB: Double
+        var kernel: String
+        static func current() -> Machine {
+            var name = utsname()
+            uname(&name)
+            let release = withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            return Machine(cores: ProcessInfo.processInfo.activeProcessorCount,
+                           memoryGiB: (Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824 * 10).rounded() / 10,
+                           kernel: release)
+        }
+    }
+    struct Latency: Encodable {
+        var toScriptRunning: Distribution
+        var toClaimed: Distribution
+    }
+    struct Rate: Encodable {
+        var workers: Int
+        var runs: Int
+        var seconds: Double
+        var runsPerSecond: Double
+    }
+    struct Throughput: Encodable {
+        var tock: [Rate]
+        /// The same number of processes spawned back to back by a plain loop (1 and 2 loops), without Tock.
+        var rawSpawn: [Rate]
+    }
+
+    var machine: Machine
+    var database: String
+    var latency: Latency?
+    var throughput: Throughput?
+    var queue: [Rate]?
+
+    var text: String {
+        var out = "tock bench on \(machine.cores) cores, \(machine.memoryGiB) GiB, Linux \(machine.kernel); \(database)\n"
+        if let latency {
+            var table = TextTable("LATENCY (ms)", "N", "MIN", "P50", "P95", "P99", "MAX")
+            table.append(["run-now → script running", "\(latency.toScriptRunning.count)"] + latency.toScriptRunning.row)
+            table.append(["run-now → claimed (db clock)", "\(latency.toClaimed.count)"] + latency.toClaimed.row)
+            out += "\n" + table.render() + "\n"
+        }
+        if let throughput {
+            var table = TextTable("SCRIPT THROUGHPUT", "PROCESSES", "RUNS", "SECONDS", "RUNS/S", "OF RAW")
+            for rate in throughput.tock {
+                let raw = throughput.rawSpawn.first { $0.workers == rate.workers } ?? throughput.rawSpawn.last
+                table.append(["tock (/bin/true)", "\(rate.workers)", "\(rate.runs)", String(format: "%.2f", rate.seconds),
+                              String(format: "%.0f", rate.runsPerSecond),
+                              raw.map { String(format: "%.0f%%", rate.runsPerSecond / $0.runsPerSecond * 100) } ?? "-"])
+            }
+            for rate in throughput.rawSpawn {
+                table.append(["plain spawn loop", "\(rate.workers)", "\(rate.runs)", String(format: "%.2f", rate.seconds),
+                              String(format: "%.0f", rate.runsPerSecond), ""])
+            }
+            out += "\n" + table.render() + "\n"
+        }
+        if let queue {
+            var table = TextTable("QUEUE (no-op runs)", "PROCESSES", "RUNS", "SECONDS", "RUNS/S")
+            for rate in queue {
+                table.append(["tock", "\(rate.workers)", "\(rate.runs)", String(format: "%.2f", rate.seconds),
+                              String(format: "%.0f", rate.runsPerSecond)])
+            }
+            out += "\n" + table.render() + "\n"
+        }
+        return out
+    }
+}
+
+/// One benchmark session: its database, scripts directory and worker processes.
+final class BenchRun: @unchecked Sendable {
+    let server: ConnectionSettings
+    let settings: ConnectionSettings
+    let directory: String
+    let logger: Logger
+    let binary: String
+
+    init(server: ConnectionSettings, settings: ConnectionSettings, directory: String, logger: Logger, binary: String) {
+        self.server = server
+        self.settings = settings
+        self.directory = directory
+        self.logger = logger
+        self.binary = binary
+    }
+
+    /// Creates and migrates `tock_bench_<pid>`, and a scripts directory with tock-clock and a copy of /bin/true.
+    static func prepare(server: ConnectionSettings, logger: Logger) async throws -> BenchRun {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
+        let clock = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("tock-clock").path
+        guard FileManager.default.isExecutableFile(atPath: clock) else {
+            throw fail(TockError(.unavailable, "tock-clock is missing beside \(binary): build it with `swift build -c release --product tock-clock`"))
+        }
+        let name = "tock_bench_\(getpid())"
+        do {
+            try await withDatabase(server, logger: logger) { database, _ in
+                _ = try await database.client.query("CREATE DATABASE \(unescaped: name)", logger: logger).collect()
+            }
+        } catch {
+            throw fail(TockError(.failed, "could not create the benchmark database \(name) (\(TockError(from: error).message)); "
+                + "tock bench needs a role with CREATEDB on the server, and drops the database afterwards"))
+        }
+        let settings = server.with(database: name)
+        try await withDatabase(settings, logger: logger) { _, client in
+            try await Migrator(client: client, files: try SQLFiles.bundled(), logger: logger).migrate()
+        }
+        let directory = NSTemporaryDirectory() + "tock-bench-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory + "/scripts", withIntermediateDirectories: true)
+        try? FileManager.default.removeItem(atPath: directory + "/scripts/tock-clock")
+        try? FileManager.default.removeItem(atPath: directory + "/scripts/true")
+        try FileManager.default.copyItem(atPath: clock, toPath: directory + "/scripts/tock-clock")
+        try FileManager.default.copyItem(atPath: "/bin/true", toPath: directory + "/scripts/true")
+        // The sandbox runs scripts as whoever the worker is: keep the directory readable for the postgres user too.
+        chmod(directory, 0o755)
+        let run = BenchRun(server: server, settings: settings, directory: directory, logger: logger, binary: binary)
+        try await run.sql("""
+            INSERT INTO tock.jobs (name, script) VALUES ('clock', 'tock-clock'), ('true', 'true'), ('noop', ':noop')
+            """)
+        return run
+    }
+
+    func finish(keep: Bool) async {
+        try? FileManager.default.removeItem(atPath: directory)
+        guard !keep else { return print("kept the benchmark database: \(settings.url(includingPassword: false))") }
+        try? await withDatabase(server, logger: logger) { database, _ in
+            _ = try await database.client.query(
+                "DROP DATABASE IF EXISTS \(unescaped: settings.database) WITH (FORCE)", logger: logger).collect()
+        }
+    }
+
+    func sql(_ query: PostgresQuery) async throws {
+        try await withDatabase(settings, logger: logger) { database, _ in
+            _ = try await database.client.query(query, logger: logger).collect()
+        }
+    }
+
+    // MARK: Worker processes
+
+    func startWorkers(_ count: Int, concurrency: Int) async throws -> [Process] {
+        var started: [Process] = []
+        for index in 0..<count {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["worker", "--database-url", settings.url(), "--scripts-dir", directory + "/scripts",
+                                 "--concurrency", "\(concurrency)", "--log-level", "warning"]
+            let log = directory + "/worker-\(index).log"
+            FileManager.default.createFile(atPath: log, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            process.standardError = process.standardOutput
+            try process.run()
+            started.append(process)
+        }
+        try await withDatabase(settings, logger: logger) { database, _ in
+            for _ in 0..<600 {
+                let alive = try await database.client.query(
+                    "SELECT count(*)::int FROM tock.worker_overview WHERE alive", logger: logger).decode(Int.self).all().first ?? 0
+                if alive == count { return }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            throw TockError(.failed, "the benchmark's workers did not start; see \(directory)/worker-*.log")
+        }
+        // Let each settle into its idle wait (LISTEN, first sweep done).
+        try await Task.sleep(for: .seconds(1))
+        return started
+    }
+
+    func stopWorkers(_ processes: [Process]) async {
+        for process in processes where process.isRunning { process.terminate() }
+        for _ in 0..<300 where processes.contains(where: \.isRunning) { try? await Task.sleep(for: .milliseconds(20)) }
+        try? await sql("UPDATE tock.workers SET state = 'stopped' WHERE state IN ('running', 'stopping')")
+    }
+
+    // MARK: Scenarios
+
+    func latency(samples: Int) async throws -> BenchReport.Latency {
+        let workers = try await startWorkers(1, concurrency: 1)
+        defer { Task { await self.stopWorkers(workers) } }
+        let (toScript, toClaimed) = try await withDatabase(settings, logger: logger) { _, client in
+            var toScript: [Int64] = []
+            var toClaimed: [Int64] = []
+            let warmup = 5
+            for index in 0..<(warmup + samples) {
+                let start = monotonicNanos()
+                let run = try await client.query("SELECT tock.run_now('clock')", logger: logger).decode(Int64.self).all()[0]
+                var result: (String?, Double?)?
+                while result == nil {
+                    try await Task.sleep(for: .milliseconds(2))
+                    result = try await client.query("""
+                        SELECT l.output, extract(epoch FROM h.started_at - h.enqueued_at)::float8
+                        FROM tock.run_history h JOIN tock.run_logs l ON l.run_id = h.id
+                        WHERE h.id = \(run) AND h.status = 'succeeded'
+                        """, logger: logger).decode((String?, Double?).self).all().first
+                }
+                guard let (output, claimed) = result, let started = Int64((output ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                    throw TockError(.failed, "run \(run) printed no clock reading")
+                }
+                if index >= warmup {
+                    toScript.append(started - start)
+                    toClaimed.append(Int64((claimed ?? 0) * 1e9))
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return (toScript, toClaimed)
+        }
+        return BenchReport.Latency(toScriptRunning: Distribution(nanoseconds: toScript), toClaimed: Distribution(nanoseconds: toClaimed))
+    }
+
+    /// Enqueues `runs` runs of `job` held back (run_after tomorrow), starts the workers, then releases every run
+    /// at once and times from there until none is pending or running.
+    func drain(job: String, runs: Int, workers count: Int, concurrency: Int) async throws -> BenchReport.Rate {
+        try await sql("DELETE FROM tock.runs")
+        try await sql("VACUUM ANALYZE tock.runs")
+        try await sql("""
+            INSERT INTO tock.runs (job_id, trigger, run_after)
+            SELECT j.id, 'sql', now() + interval '1 day' FROM tock.jobs j, generate_series(1, \(runs)) WHERE j.name = \(job)
+            """)
+        let workers = try await startWorkers(count, concurrency: concurrency)
+        defer { Task { await self.stopWorkers(workers) } }
+        return try await withDatabase(settings, logger: logger) { database, client in
+            let start = monotonicNanos()
+            _ = try await client.query("UPDATE tock.runs SET run_after = now() WHERE status = 'pending'", logger: logger).collect()
+            _ = try await client.query("SELECT pg_notify('tock_runs', '')", logger: logger).collect()
+            while true {
+                let left = try await client.query(
+                    "SELECT count(*)::int FROM tock.runs WHERE status IN ('pending', 'running')", logger: logger)
+                    .decode(Int.self).all().first ?? 0
+                if left == 0 { break }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            let seconds = Double(monotonicNanos() - start) / 1e9
+            let failed = try await client.query("SELECT count(*)::int FROM tock.runs WHERE status <> 'succeeded'", logger: logger)
+                .decode(Int.self).all().first ?? 0
+            guard failed == 0 else { throw TockError(.failed, "\(failed) benchmark runs did not succeed") }
+            return BenchReport.Rate(workers: count, runs: runs, seconds: seconds, runsPerSecond: Double(runs) / seconds)
+        }
+    }
+
+    func queue(runs: Int, workerCounts: [Int], concurrency: Int) async throws -> [BenchReport.Rate] {
+        var rates: [BenchReport.Rate] = []
+        for count in workerCounts {
+            rates.append(try await drain(job: "noop", runs: runs, workers: count, concurrency: concurrency))
+        }
+        return rates
+    }
+
+    func throughput(runs: Int, workerCounts: [Int], concurrency: Int) async throws -> BenchReport.Throughput {
+        var tock: [BenchReport.Rate] = []
+        for count in workerCounts {
+            tock.append(try await drain(job: "true", runs: runs, workers: count, concurrency: concurrency))
+        }
+        var raw: [BenchReport.Rate] = []
+        for loops in workerCounts {
+            raw.append(try await rawSpawn(runs: runs, loops: loops))
+        }
+        return BenchReport.Throughput(tock: tock, rawSpawn: raw)
+    }
+
+    /// `runs` processes of the same /bin/true copy, spawned and reaped back to back by `loops` threads.
+    func rawSpawn(runs: Int, loops: Int) async throws -> BenchReport.Rate {
+        let path = directory + "/scripts/true"
+        let start = monotonicNanos()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for loop in 0..<loops {
+                let share = runs / loops + (loop < runs % loops ? 1 : 0)
+                group.addTask {
+                    for _ in 0..<share {
+                        var pid: pid_t = 0
+                        let status = path.withCString { cPath -> Int32 in
+                            var argv: [UnsafeMutablePointer<CChar>?] = [strdup(cPath), nil]
+                            defer { free(argv[0]) }
+                            return posix_spawn(&pid, cPath, nil, nil, &argv, environ)
+                        }
+                        guard status == 0 else { throw TockError(.failed, "posix_spawn \(path): errno \(status)") }
+                        var exit: Int32 = 0
+                        waitpid(pid, &exit, 0)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let seconds = Double(monotonicNanos() - start) / 1e9
+        return BenchReport.Rate(workers: loops, runs: runs, seconds: seconds, runsPerSecond: Double(runs) / seconds)
+    }
+}
