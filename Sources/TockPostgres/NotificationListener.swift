@@ -115,20 +115,25 @@ public struct NotificationListener: Sendable {
 }
 
 extension NotificationListener {
-    /// Sends a NOTIFY on the probe channel from a connection of its own and waits for it to arrive on the
-    /// listening one. A connection error is thrown (the listener reconnects); silence returns false.
+    /// Sends a NOTIFY on the probe channel from a connection of its own and waits up to `probeTimeout` for it to
+    /// arrive on the listening one. Silence after a successful send returns false. A send that failed or is still
+    /// connecting throws, and the listener reconnects: the send runs in a task of its own that is abandoned, not
+    /// awaited, because a connect during a server restart may not heed cancellation.
     func probe(replies: AsyncStream<String>) async throws -> Bool {
         let token = "\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        let sender = try await PostgresConnection.connect(
-            configuration: try settings.connectionConfiguration(), id: 0, logger: logger)
-        do {
-            _ = try await sender.query("SELECT pg_notify(\(Self.probeChannel), \(token))", logger: logger).collect()
-            try? await sender.close()
-        } catch {
-            try? await sender.close()
-            throw error
+        let sent = Locked<Result<Void, any Error>?>(nil)
+        let send = Task { [settings, logger] in
+            do {
+                let sender = try await PostgresConnection.connect(
+                    configuration: try settings.connectionConfiguration(), id: 0, logger: logger)
+                defer { Task { try? await sender.close() } }
+                _ = try await sender.query("SELECT pg_notify(\(Self.probeChannel), \(token))", logger: logger).collect()
+                sent.set(.success(()))
+            } catch {
+                sent.set(.failure(error))
+            }
         }
-        return await withTaskGroup(of: Bool.self) { group in
+        let arrived = await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 for await reply in replies where reply == token { return true }
                 return false
@@ -140,6 +145,13 @@ extension NotificationListener {
             let arrived = await group.next() ?? false
             group.cancelAll()
             return arrived
+        }
+        if arrived { return true }
+        send.cancel()
+        switch sent.value {
+        case .success: return false
+        case .failure(let error): throw error
+        case nil: throw TockError(.unavailable, "the LISTEN/NOTIFY probe could not connect within \(probeTimeout)")
         }
     }
 }

@@ -207,39 +207,49 @@ public final class Worker: Service, Sendable {
         if run.script == Worker.noopScript {
             // Benchmarking only: the claim → finish machinery without a process (see `tock bench queue`).
             outcome = RunOutcome(status: .succeeded, exitCode: 0)
-        } else { do {
+        } else if let ran = await runScript(run, worker: worker, control: control, logger: logger) {
+            outcome = ran
+        } else {
+            return  // handed back to the queue
+        }
+        await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.finishRun(run.runId, worker: worker, outcome: outcome) }
+        metrics.runFinished(job: run.jobName, status: outcome.status.rawValue, duration: ContinuousClock.now - started)
+        logger.info("run finished", metadata: [
+            "status": "\(outcome.status.rawValue)", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")"])
+    }
+
+    /// Runs the script in the sandbox and says how it ended; nil when our own shutdown stopped it and the run went
+    /// back to the queue.
+    private func runScript(_ run: ClaimedRun, worker: Int64, control: ScriptControl, logger: Logger) async -> RunOutcome? {
+        do {
             let path = try sandbox.resolve(run.script)
             logger.info("run started", metadata: ["script": "\(path)", "attempt": "\(run.attempt)", "trigger": "\(run.trigger)"])
             let live = configuration.liveOutputInterval.map { [logger] interval in
                 Task { await self.streamOutput(run.runId, worker: worker, control: control, every: interval, logger: logger) }
             }
-            let started: Result<ScriptResult, TockError>
+            let ran: Result<ScriptResult, TockError>
             do {
-                started = .success(try await runner.run(
+                ran = .success(try await runner.run(
                     executable: path, arguments: run.args, environment: environment(for: run),
                     workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control))
             } catch {
-                started = .failure(error)
+                ran = .failure(error)
             }
             // Stopped whether or not the script could start, before the final report overwrites the output.
             live?.cancel()
             await live?.value
-            let result = try started.get()
+            let result = try ran.get()
             let userCancelled = cancelledByUser.withLock { $0.contains(run.runId) }
             if result.cancelled && !userCancelled && stopping.load(ordering: .acquiring) {
                 // Stopped by our own shutdown, not by a user: the run goes back to the queue.
                 await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.releaseRun(run.runId, worker: worker) }
                 logger.info("handed back")
-                return
+                return nil
             }
-            outcome = result.outcome(timeoutSeconds: run.timeoutSeconds)
+            return result.outcome(timeoutSeconds: run.timeoutSeconds)
         } catch {
-            outcome = RunOutcome(status: .failed, error: error.message)
-        } }
-        await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.finishRun(run.runId, worker: worker, outcome: outcome) }
-        metrics.runFinished(job: run.jobName, status: outcome.status.rawValue, duration: ContinuousClock.now - started)
-        logger.info("run finished", metadata: [
-            "status": "\(outcome.status.rawValue)", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")"])
+            return RunOutcome(status: .failed, error: error.message)
+        }
     }
 
     /// Sends a running script's new output to the database every `interval`, so the portal can show it live.

@@ -95,9 +95,10 @@ struct FaultTests {
                 enqueued.withLock { $0 += 10 }
                 try await Task.sleep(for: .milliseconds(30))
             }
-            #expect(try await eventually(timeout: .seconds(60)) {
+            let allDone = try await eventually(timeout: .seconds(60)) {
                 (try? await count(database, "SELECT count(*)::int FROM tock.runs WHERE status = 'succeeded'")) == 200
-            })
+            }
+            #expect(allDone, "workers' logs:\n\(workers.map(\.log).joined(separator: "\n---\n"))")
             #expect(try await count(database, "SELECT count(*)::int FROM tock.runs") == 200)
             #expect(try await count(database, "SELECT count(*)::int FROM tock.runs WHERE attempt <> 1") == 0)
             #expect(try await count(database,
