@@ -275,6 +275,22 @@ public struct Database: Sendable {
             """)
     }
 
+    /// Records how a batch of runs ended in one transaction; returns the runs it finished (the others were no
+    /// longer running on this worker).
+    public func finishRuns(worker: Int64, _ runs: [(run: Int64, outcome: RunOutcome)]) async throws(TockError) -> Set<Int64> {
+        let ids = runs.map(\.run), outcomes = runs.map(\.outcome)
+        // postgres-nio binds no arrays with NULLs: no exit code travels as Int64.min, no error as "".
+        let exitCodes = outcomes.map { $0.exitCode.map(Int64.init) ?? Int64.min }
+        let errors = outcomes.map { $0.error ?? "" }
+        let finished = try await scalar([Int64].self, """
+            SELECT tock.finish_runs(\(worker), \(ids), \(outcomes.map(\.status.rawValue)),
+                ARRAY(SELECT nullif(c, \(Int64.min))::int FROM unnest(\(exitCodes)::bigint[]) WITH ORDINALITY u(c, n) ORDER BY n),
+                ARRAY(SELECT nullif(e, '') FROM unnest(\(errors)::text[]) WITH ORDINALITY u(e, n) ORDER BY n),
+                \(outcomes.map(\.output)), \(outcomes.map { Int64($0.outputBytes) }), \(outcomes.map(\.outputTruncated)))
+            """)
+        return Set(finished)
+    }
+
     /// Cancels a run: "cancelled" (it was pending) or "cancelling" (its worker is stopping the script).
     public func cancel(_ run: Int64) async throws(TockError) -> String {
         try await scalar(String.self, "SELECT tock.cancel(\(run))")

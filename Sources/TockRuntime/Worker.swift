@@ -104,6 +104,7 @@ public final class Worker: Service, Sendable {
     }
 
     private func claimLoop(id: Int64, group: inout DiscardingTaskGroup, logger: Logger) async {
+        let finisher = FinishBatcher(database: database, worker: id)
         var backoff = RetryBackoff(initial: .milliseconds(200))
         while !stopping.load(ordering: .acquiring) && !Task.isCancelled {
             let free = configuration.concurrency - running.withLock { $0.count }
@@ -115,7 +116,7 @@ public final class Worker: Service, Sendable {
                     for run in claimed {
                         let control = ScriptControl()
                         metrics.runsInFlight(running.withLock { $0[run.runId] = control; return $0.count })
-                        group.addTask { await self.execute(run, worker: id, control: control, logger: logger) }
+                        group.addTask { await self.execute(run, worker: id, control: control, finisher: finisher, logger: logger) }
                     }
                     // A full batch may have left more behind: claim again as soon as a slot frees.
                     if claimed.count == free { continue }
@@ -192,7 +193,8 @@ public final class Worker: Service, Sendable {
         }
     }
 
-    private func execute(_ run: ClaimedRun, worker: Int64, control: ScriptControl, logger: Logger) async {
+    private func execute(_ run: ClaimedRun, worker: Int64, control: ScriptControl, finisher: FinishBatcher,
+                         logger: Logger) async {
         var logger = logger
         logger[metadataKey: "run"] = "\(run.runId)"
         logger[metadataKey: "job"] = "\(run.jobName)"
@@ -212,7 +214,7 @@ public final class Worker: Service, Sendable {
         } else {
             return  // handed back to the queue
         }
-        await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.finishRun(run.runId, worker: worker, outcome: outcome) }
+        await report(logger: logger) { () async throws(TockError) -> Bool in try await finisher.finish(run.runId, outcome) }
         metrics.runFinished(job: run.jobName, status: outcome.status.rawValue, duration: ContinuousClock.now - started)
         logger.info("run finished", metadata: [
             "status": "\(outcome.status.rawValue)", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")"])

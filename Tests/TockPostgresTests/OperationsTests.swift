@@ -141,3 +141,38 @@ struct OperationsTests {
         }
     }
 }
+
+@Suite("batched finishes")
+struct FinishBatchTests {
+    @Test("finish_runs ends a mixed batch in one call: successes set-based, failures retried, foreign runs left alone")
+    func mixedBatch() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(json: #"{"name": "b", "script": "x.sh", "max_attempts": 2}"#)
+            for _ in 0..<4 { _ = try await database.runNow("b") }
+            let worker = try await database.registerWorker(host: "h", pid: 1, concurrency: 4, scriptsDirectory: nil, version: nil)
+            let other = try await database.registerWorker(host: "h", pid: 2, concurrency: 1, scriptsDirectory: nil, version: nil)
+            let mine = try await database.claimRuns(worker: worker, max: 3).map(\.runId)
+            let theirs = try await database.claimRuns(worker: other, max: 1).map(\.runId)
+            let finished = try await database.finishRuns(worker: worker, [
+                (mine[0], RunOutcome(status: .succeeded, exitCode: 0, output: "ok\n", outputBytes: 3)),
+                (mine[1], RunOutcome(status: .failed, exitCode: 3, error: "exit 3", output: "bad\n", outputBytes: 4)),
+                (mine[2], RunOutcome(status: .cancelled, error: "cancelled")),
+                (theirs[0], RunOutcome(status: .succeeded, exitCode: 0)),
+            ])
+            #expect(finished == Set(mine))
+            #expect(try await database.run(mine[0]).status == "succeeded")
+            #expect(try await database.run(mine[0]).output == "ok\n")
+            #expect(try await database.run(mine[1]).status == "failed")
+            #expect(try await database.run(mine[1]).exitCode == 3)
+            #expect(try await database.run(mine[1]).output == "bad\n")
+            #expect(try await database.run(mine[2]).status == "cancelled")
+            #expect(try await database.run(theirs[0]).status == "running")
+            // The failure left a retry behind, linked to it.
+            let retries = try await database.runs(job: "b", status: .pending)
+            #expect(retries.count == 1 && retries.first?.attempt == 2)
+            #expect(try await database.workers().first { $0.id == worker }?.runsProcessed == 3)
+            // A second report of the same runs changes nothing.
+            #expect(try await database.finishRuns(worker: worker, [(mine[0], RunOutcome(status: .failed))]).isEmpty)
+        }
+    }
+}

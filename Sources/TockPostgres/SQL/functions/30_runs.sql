@@ -156,35 +156,76 @@ $$;
 COMMENT ON FUNCTION tock.claim_runs(bigint, int, timestamptz) IS
     'Moves up to p_max pending runs to running for worker p_worker (FOR UPDATE SKIP LOCKED) and returns them.';
 
--- Writes a run's output (so far, or final), replacing what was there: finish_run and report_output share it.
-CREATE OR REPLACE FUNCTION tock.store_output(
-    p_run bigint, p_output text, p_bytes_total bigint, p_truncated boolean, p_now timestamptz)
+-- Writes runs' output (so far, or final), replacing what was there: finish_runs and report_output share it.
+DROP FUNCTION IF EXISTS tock.store_output(bigint, text, bigint, boolean, timestamptz);
+CREATE OR REPLACE FUNCTION tock.store_outputs(
+    p_runs bigint[], p_outputs text[], p_bytes_total bigint[], p_truncated boolean[], p_now timestamptz)
 RETURNS void LANGUAGE sql AS $$
     INSERT INTO tock.run_output (run_id, output, bytes_total, truncated, updated_at)
-    VALUES (p_run, coalesce(p_output, ''), coalesce(p_bytes_total, 0), coalesce(p_truncated, false), p_now)
+    SELECT o.run, coalesce(o.output, ''), coalesce(o.bytes, 0), coalesce(o.truncated, false), p_now
+    FROM unnest(p_runs, p_outputs, p_bytes_total, p_truncated) AS o(run, output, bytes, truncated)
     ON CONFLICT (run_id) DO UPDATE
     SET output = EXCLUDED.output, bytes_total = EXCLUDED.bytes_total, truncated = EXCLUDED.truncated,
         updated_at = EXCLUDED.updated_at
 $$;
 
--- Records how a run ended, with its output. Only the worker that holds a running run can finish it, once:
--- returns false (and changes nothing) for a run that is not running on p_worker any more.
+-- Records how a batch of runs ended, with their output, in one transaction: a worker sends every run that
+-- ended while its previous report was in flight. Only the worker holding a running run can finish it, once;
+-- returns the runs it finished (a run not running on p_worker any more is left alone and left out).
+CREATE OR REPLACE FUNCTION tock.finish_runs(
+    p_worker bigint, p_runs bigint[], p_statuses text[], p_exit_codes int[], p_errors text[],
+    p_outputs text[], p_bytes_total bigint[], p_truncated boolean[], p_now timestamptz DEFAULT now())
+RETURNS bigint[] LANGUAGE plpgsql AS $$
+DECLARE
+    v_bad text;
+    v_finished bigint[];
+    v_failed record;
+BEGIN
+    SELECT s INTO v_bad FROM unnest(p_statuses) s
+    WHERE s IS NULL OR s NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled') LIMIT 1;
+    IF FOUND THEN
+        PERFORM tock.raise_invalid('status', format('%L is not succeeded, failed, timed_out or cancelled', v_bad));
+    END IF;
+    -- Succeeded and cancelled attempts need no retry decision: one statement ends them all.
+    WITH ended AS (
+        UPDATE tock.runs r
+        SET status = i.status, finished_at = greatest(p_now, r.started_at), exit_code = i.exit_code, error = i.error
+        FROM unnest(p_runs, p_statuses, p_exit_codes, p_errors) AS i(run, status, exit_code, error)
+        WHERE r.id = i.run AND r.status = 'running' AND r.worker_id = p_worker
+          AND i.status IN ('succeeded', 'cancelled')
+        RETURNING r.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_finished FROM ended;
+    -- Failed and timed-out attempts may be retried or end dead: tock.end_attempt decides, run by run.
+    FOR v_failed IN
+        SELECT * FROM unnest(p_runs, p_statuses, p_exit_codes, p_errors) AS i(run, status, exit_code, error)
+        WHERE i.status IN ('failed', 'timed_out')
+    LOOP
+        IF tock.end_attempt(v_failed.run, p_worker, v_failed.status, v_failed.exit_code, v_failed.error, p_now,
+                            p_retry_now => false) THEN
+            v_finished := v_finished || v_failed.run;
+        END IF;
+    END LOOP;
+    IF cardinality(v_finished) > 0 THEN
+        PERFORM tock.store_outputs(array_agg(o.run), array_agg(o.output), array_agg(o.bytes), array_agg(o.truncated), p_now)
+        FROM unnest(p_runs, p_outputs, p_bytes_total, p_truncated) AS o(run, output, bytes, truncated)
+        WHERE o.run = ANY (v_finished);
+        UPDATE tock.workers SET runs_processed = runs_processed + cardinality(v_finished) WHERE id = p_worker;
+    END IF;
+    RETURN v_finished;
+END $$;
+COMMENT ON FUNCTION tock.finish_runs(bigint, bigint[], text[], int[], text[], text[], bigint[], boolean[], timestamptz) IS
+    'Ends a batch of running runs (succeeded, failed, timed_out, cancelled) with their output; returns those it finished.';
+
+-- One run's end: tock.finish_runs with one element.
 CREATE OR REPLACE FUNCTION tock.finish_run(
     p_run bigint, p_worker bigint, p_status text, p_exit_code int DEFAULT NULL, p_error text DEFAULT NULL,
     p_output text DEFAULT '', p_bytes_total bigint DEFAULT 0, p_truncated boolean DEFAULT false,
     p_now timestamptz DEFAULT now())
-RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    IF p_status NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled') THEN
-        PERFORM tock.raise_invalid('status', format('%L is not succeeded, failed, timed_out or cancelled', p_status));
-    END IF;
-    IF NOT tock.end_attempt(p_run, p_worker, p_status, p_exit_code, p_error, p_now, p_retry_now => false) THEN
-        RETURN false;
-    END IF;
-    PERFORM tock.store_output(p_run, p_output, p_bytes_total, p_truncated, p_now);
-    UPDATE tock.workers SET runs_processed = runs_processed + 1 WHERE id = p_worker;
-    RETURN true;
-END $$;
+RETURNS boolean LANGUAGE sql AS $$
+    SELECT p_run = ANY (tock.finish_runs(p_worker, ARRAY[p_run], ARRAY[p_status], ARRAY[p_exit_code], ARRAY[p_error],
+                                         ARRAY[p_output], ARRAY[p_bytes_total], ARRAY[p_truncated], p_now))
+$$;
 COMMENT ON FUNCTION tock.finish_run(bigint, bigint, text, int, text, text, bigint, boolean, timestamptz) IS
     'Ends a running run as succeeded, failed, timed_out or cancelled, with its output; false if it was not running on that worker.';
 

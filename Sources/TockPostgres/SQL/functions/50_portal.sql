@@ -79,7 +79,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    PERFORM tock.store_output(p_run, p_output, p_bytes_total, p_truncated, p_now);
+    PERFORM tock.store_outputs(ARRAY[p_run], ARRAY[p_output], ARRAY[p_bytes_total], ARRAY[p_truncated], p_now);
     PERFORM pg_notify('tock_events', json_build_object('type', 'output', 'run', p_run)::text);
     RETURN true;
 END $$;

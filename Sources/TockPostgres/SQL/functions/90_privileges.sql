@@ -16,7 +16,7 @@ RETURNS TABLE (role_name text, function_name text) LANGUAGE sql IMMUTABLE AS $$
         'find_job', 'describe_schedule', 'next_fire_times', 'schedule_preview', 'stats', 'schedulers_alive', 'gauges'])
     UNION ALL
     SELECT 'tock_worker', unnest(ARRAY[
-        'register_worker', 'heartbeat', 'set_worker_state', 'claim_runs', 'report_output', 'finish_run',
+        'register_worker', 'heartbeat', 'set_worker_state', 'claim_runs', 'report_output', 'finish_run', 'finish_runs',
         'release_run', 'cancel_requests', 'next_delayed_run', 'worker_lock_key'])
     UNION ALL
     SELECT 'tock_admin', unnest(ARRAY[
