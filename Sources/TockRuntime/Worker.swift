@@ -106,12 +106,16 @@ public final class Worker: Service, Sendable {
     private func claimLoop(id: Int64, group: inout DiscardingTaskGroup, logger: Logger) async {
         let finisher = FinishBatcher(database: database, worker: id)
         var backoff = RetryBackoff(initial: .milliseconds(200))
+        // After a full claim more runs are waiting: claim again once half the slots are free, not per freed slot,
+        // so claims stay large under load (one statement and commit per batch). An idle worker claims at once.
+        var queueHasMore = false
         while !stopping.load(ordering: .acquiring) && !Task.isCancelled {
             let free = configuration.concurrency - running.withLock { $0.count }
             var sleep = polling.load(ordering: .relaxed) ? configuration.pollInterval : configuration.sweepInterval
-            if free > 0 {
+            if free > 0 && (!queueHasMore || free >= max(1, configuration.concurrency / 2) || free == configuration.concurrency) {
                 do {
                     let claimed = try await database.claimRuns(worker: id, max: free)
+                    queueHasMore = claimed.count == free
                     backoff.reset()
                     for run in claimed {
                         let control = ScriptControl()
