@@ -12,7 +12,7 @@ def peer_tables(path):
             section = line[3:].strip()
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 4 or not re.match(r"^[a-z][a-z0-9-]*$", cells[0]):
+        if len(cells) < 4 or cells[0] == "configuration" or not re.match(r"^[a-z][a-z0-9-]*$", cells[0]):
             continue
         first = lambda cell: float(cell.split()[0].replace(",", ""))
         entry = peers.setdefault(cells[0], {})
