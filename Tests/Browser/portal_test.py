@@ -53,7 +53,8 @@ def main():
         options.add_argument(flag)
     options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     driver = webdriver.Chrome(service=Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")), options=options)
-    wait = WebDriverWait(driver, 20)
+    # Live updates re-render parts of the page: a wait that meets a replaced element simply tries again.
+    wait = WebDriverWait(driver, 20, ignored_exceptions=[StaleElementReferenceException])
     try:
         step("open the dashboard")
         driver.get(BASE + "/")
@@ -103,8 +104,10 @@ def main():
         run = api("POST", f"/jobs/{JOB}/trigger")["run_id"]
         driver.get(f"{BASE}/#/runs/{run}")
         driver.execute_script("window.__noReload = true")
-        wait.until(EC.text_to_be_present_in_element((By.ID, "run-output"), "working"))
-        assert "done" not in driver.find_element(By.ID, "run-output").text, "expected to see the output while it ran"
+        # Read the text in the page, in one step: a live update may replace the element between a find and a read.
+        output_text = "return (document.getElementById('run-output') || {}).textContent || ''"
+        seen = wait.until(lambda d: (lambda text: text if "working" in text else False)(d.execute_script(output_text)))
+        assert "done" not in seen, "expected to see the output while it ran"
         wait.until(EC.text_to_be_present_in_element((By.ID, "run-output"), "done"))
         assert driver.execute_script("return window.__noReload") is True, "the page reloaded"
 
