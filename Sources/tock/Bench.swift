@@ -17,21 +17,25 @@ struct Bench: AsyncParsableCommand {
             script (tock-clock, which prints CLOCK_MONOTONIC first thing) runs; and run-now → claimed from the database
               throughput  runs of a copy of /bin/true with 1 and 2 worker processes, beside a plain spawn loop
               queue       the claim → finish machinery with no process (script ':noop'), 1 and 2 worker processes
+              schedule    1,000 jobs (':noop') due at the same second, a scheduler and 2 workers: how late each run \
+            started behind its fire time
             """)
 
     @OptionGroup var options: GlobalOptions
-    @Argument(help: "latency, throughput, queue (default: all).") var scenarios: [String] = ["latency", "throughput", "queue"]
+    @Argument(help: "latency, throughput, queue, schedule (default: all).")
+    var scenarios: [String] = ["latency", "throughput", "queue", "schedule"]
     @Option(help: "latency: samples after 5 warm-up runs.") var samples = 200
     @Option(help: "throughput: runs per measurement.") var runs = 2000
     @Option(help: "queue: runs per measurement.") var queueRuns = 20000
     @Option(help: "Worker processes to measure with, comma separated.") var workers = "1,2"
     @Option(help: "queue: each worker's concurrency, which is also its largest claim.") var queueConcurrency = 100
     @Option(help: "throughput: each worker's concurrency.") var concurrency = 4
+    @Option(help: "schedule: jobs due at the same second.") var scheduleJobs = 1000
     @Flag(help: "Keep the benchmark database afterwards.") var keep = false
 
     func validate() throws {
-        for scenario in scenarios where !["latency", "throughput", "queue"].contains(scenario) {
-            throw ValidationError("unknown scenario '\(scenario)': latency, throughput or queue")
+        for scenario in scenarios where !["latency", "throughput", "queue", "schedule"].contains(scenario) {
+            throw ValidationError("unknown scenario '\(scenario)': latency, throughput, queue or schedule")
         }
         guard !workerCounts.isEmpty, workerCounts.allSatisfy({ (1...16).contains($0) }) else {
             throw ValidationError("--workers: a comma-separated list of 1-16, e.g. 1,2")
@@ -55,6 +59,8 @@ struct Bench: AsyncParsableCommand {
             for scenario in scenarios {
                 switch scenario {
                 case "latency": report.latency = try await bench.latency(samples: samples)
+                case "schedule":
+                    report.schedule = try await bench.schedule(jobs: scheduleJobs, concurrency: queueConcurrency)
                 case "throughput":
                     report.throughput = try await bench.throughput(runs: runs, workerCounts: workerCounts, concurrency: concurrency)
                 default:
@@ -140,6 +146,8 @@ struct BenchReport: Encodable {
     var latency: Latency?
     var throughput: Throughput?
     var queue: [Rate]?
+    /// schedule: how late each run started behind its fire time.
+    var schedule: Distribution?
 
     var text: String {
         var out = "tock bench on \(machine.cores) cores, \(machine.memoryGiB) GiB, Linux \(machine.kernel); \(database)\n"
@@ -169,6 +177,11 @@ struct BenchReport: Encodable {
                 table.append(["tock", "\(rate.workers)", "\(rate.runs)", String(format: "%.2f", rate.seconds),
                               String(format: "%.0f", rate.runsPerSecond)])
             }
+            out += "\n" + table.render() + "\n"
+        }
+        if let schedule {
+            var table = TextTable("SCHEDULE LATENESS (ms)", "RUNS", "MIN", "P50", "P95", "P99", "MAX")
+            table.append(["start behind fire time", "\(schedule.count)"] + schedule.row)
             out += "\n" + table.render() + "\n"
         }
         return out
@@ -243,19 +256,24 @@ final class BenchRun: @unchecked Sendable {
 
     // MARK: Worker processes
 
+    /// A `tock` process of this binary against the benchmark database, its output in a log file.
+    func startTock(_ arguments: [String], log name: String) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments + ["--database-url", settings.url(), "--log-level", "warning"]
+        let log = directory + "/\(name).log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardError = process.standardOutput
+        try process.run()
+        return process
+    }
+
     func startWorkers(_ count: Int, concurrency: Int) async throws -> [Process] {
         var started: [Process] = []
         for index in 0..<count {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["worker", "--database-url", settings.url(), "--scripts-dir", directory + "/scripts",
-                                 "--concurrency", "\(concurrency)", "--log-level", "warning"]
-            let log = directory + "/worker-\(index).log"
-            FileManager.default.createFile(atPath: log, contents: nil)
-            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-            process.standardError = process.standardOutput
-            try process.run()
-            started.append(process)
+            started.append(try startTock(["worker", "--scripts-dir", directory + "/scripts", "--concurrency", "\(concurrency)"],
+                                         log: "worker-\(index)"))
         }
         try await withDatabase(settings, logger: logger) { database, _ in
             for _ in 0..<600 {
@@ -339,6 +357,41 @@ final class BenchRun: @unchecked Sendable {
                 .decode(Int.self).all().first ?? 0
             guard failed == 0 else { throw TockError(.failed, "\(failed) benchmark runs did not succeed") }
             return BenchReport.Rate(workers: count, runs: runs, seconds: seconds, runsPerSecond: Double(runs) / seconds)
+        }
+    }
+
+    /// `jobs` no-op jobs whose interval schedule fires at the same second, a few seconds ahead; a scheduler and two
+    /// workers; lateness is each run's start (claim) behind its fire time, from the database's clock.
+    func schedule(jobs: Int, concurrency: Int) async throws -> Distribution {
+        try await sql("DELETE FROM tock.runs")
+        try await sql("DELETE FROM tock.jobs WHERE name LIKE 'due-%'")
+        let workers = try await startWorkers(2, concurrency: concurrency)
+        let scheduler = try startTock(["scheduler"], log: "scheduler")
+        defer { Task { await self.stopWorkers(workers + [scheduler]) } }
+        return try await withDatabase(settings, logger: logger) { _, client in
+            // Anchored an hour before the fire second, so 'every 1 hour' next fires exactly then.
+            _ = try await client.query("""
+                INSERT INTO tock.jobs (name, script, schedule, anchor_at)
+                SELECT 'due-' || i, ':noop', 'every 1 hour', date_trunc('second', now()) + interval '4 seconds' - interval '1 hour'
+                FROM generate_series(1, \(jobs)) i
+                """, logger: logger).collect()
+            for _ in 0..<3000 {
+                let done = try await client.query("""
+                    SELECT count(*)::int FROM tock.runs r JOIN tock.jobs j ON j.id = r.job_id
+                    WHERE j.name LIKE 'due-%' AND r.status = 'succeeded'
+                    """, logger: logger).decode(Int.self).all().first ?? 0
+                if done >= jobs { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let lateness = try await client.query("""
+                SELECT (extract(epoch FROM r.started_at - r.scheduled_for) * 1e9)::bigint
+                FROM tock.runs r JOIN tock.jobs j ON j.id = r.job_id
+                WHERE j.name LIKE 'due-%' AND r.trigger = 'schedule' AND r.started_at IS NOT NULL
+                """, logger: logger).decode(Int64.self).all()
+            guard lateness.count == jobs else {
+                throw TockError(.failed, "\(lateness.count) of \(jobs) scheduled runs started; see \(directory)/scheduler.log")
+            }
+            return Distribution(nanoseconds: lateness)
         }
     }
 
