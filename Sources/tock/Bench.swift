@@ -289,6 +289,19 @@ final class BenchRun: @unchecked Sendable {
         return started
     }
 
+    /// Runs `body`, then stops `processes` and waits for them, whether or not `body` threw: the next scenario
+    /// must not share the database with this one's workers.
+    func stopping<T>(_ processes: [Process], _ body: () async throws -> T) async throws -> T {
+        do {
+            let value = try await body()
+            await stopWorkers(processes)
+            return value
+        } catch {
+            await stopWorkers(processes)
+            throw error
+        }
+    }
+
     func stopWorkers(_ processes: [Process]) async {
         for process in processes where process.isRunning { process.terminate() }
         for _ in 0..<300 where processes.contains(where: \.isRunning) { try? await Task.sleep(for: .milliseconds(20)) }
@@ -299,8 +312,7 @@ final class BenchRun: @unchecked Sendable {
 
     func latency(samples: Int) async throws -> BenchReport.Latency {
         let workers = try await startWorkers(1, concurrency: 1)
-        defer { Task { await self.stopWorkers(workers) } }
-        let (toScript, toClaimed) = try await withDatabase(settings, logger: logger) { _, client in
+        let (toScript, toClaimed) = try await stopping(workers) { try await withDatabase(self.settings, logger: self.logger) { _, client in
             var toScript: [Int64] = []
             var toClaimed: [Int64] = []
             let warmup = 5
@@ -326,7 +338,7 @@ final class BenchRun: @unchecked Sendable {
                 try await Task.sleep(for: .milliseconds(20))
             }
             return (toScript, toClaimed)
-        }
+        } }
         return BenchReport.Latency(toScriptRunning: Distribution(nanoseconds: toScript), toClaimed: Distribution(nanoseconds: toClaimed))
     }
 
@@ -340,8 +352,7 @@ final class BenchRun: @unchecked Sendable {
             SELECT j.id, 'sql', now() + interval '1 day' FROM tock.jobs j, generate_series(1, \(runs)) WHERE j.name = \(job)
             """)
         let workers = try await startWorkers(count, concurrency: concurrency)
-        defer { Task { await self.stopWorkers(workers) } }
-        return try await withDatabase(settings, logger: logger) { database, client in
+        return try await stopping(workers) { try await withDatabase(self.settings, logger: self.logger) { database, client in
             let start = monotonicNanos()
             _ = try await client.query("UPDATE tock.runs SET run_after = now() WHERE status = 'pending'", logger: logger).collect()
             _ = try await client.query("SELECT pg_notify('tock_runs', '')", logger: logger).collect()
@@ -357,7 +368,7 @@ final class BenchRun: @unchecked Sendable {
                 .decode(Int.self).all().first ?? 0
             guard failed == 0 else { throw TockError(.failed, "\(failed) benchmark runs did not succeed") }
             return BenchReport.Rate(workers: count, runs: runs, seconds: seconds, runsPerSecond: Double(runs) / seconds)
-        }
+        } }
     }
 
     /// `jobs` no-op jobs whose interval schedule fires at the same second, a few seconds ahead; a scheduler and two
@@ -367,8 +378,7 @@ final class BenchRun: @unchecked Sendable {
         try await sql("DELETE FROM tock.jobs WHERE name LIKE 'due-%'")
         let workers = try await startWorkers(2, concurrency: concurrency)
         let scheduler = try startTock(["scheduler"], log: "scheduler")
-        defer { Task { await self.stopWorkers(workers + [scheduler]) } }
-        return try await withDatabase(settings, logger: logger) { _, client in
+        return try await stopping(workers + [scheduler]) { try await withDatabase(self.settings, logger: self.logger) { _, client in
             // Anchored an hour before the fire second, so 'every 1 hour' next fires exactly then.
             _ = try await client.query("""
                 INSERT INTO tock.jobs (name, script, schedule, anchor_at)
@@ -392,7 +402,7 @@ final class BenchRun: @unchecked Sendable {
                 throw TockError(.failed, "\(lateness.count) of \(jobs) scheduled runs started; see \(directory)/scheduler.log")
             }
             return Distribution(nanoseconds: lateness)
-        }
+        } }
     }
 
     func queue(runs: Int, workerCounts: [Int], concurrency: Int) async throws -> [BenchReport.Rate] {
