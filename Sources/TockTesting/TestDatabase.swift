@@ -140,11 +140,3 @@ public func makeScriptsDirectory(_ scripts: [String: String]) throws -> String {
     }
     return directory
 }
-
-/// A value shared between test tasks.
-public final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    public init(_ value: Value) { mutex = Mutex(value) }
-    public func withLock<T: Sendable>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
-    public var value: Value { mutex.withLock { $0 } }
-}
