@@ -65,7 +65,10 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
                                 description: try await database.describeSchedule(schedule), next: next))
     }
 
-    api.get("jobs") { _, _ -> Response in try json(try await database.jobs()) }
+    api.get("jobs") { request, _ -> Response in
+        let page = try JobPage(request)
+        return try page.response(try await database.jobs(after: page.after, search: page.search, limit: page.limit))
+    }
     api.post("jobs") { request, _ -> Response in
         let id = try await database.createJob(json: try await jsonBody(request, limit: maxBodyBytes))
         let job = try await database.job(String(id))
@@ -92,6 +95,9 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
     api.post("jobs/:job/trigger") { _, context -> Response in
         let run = try await database.runNow(try context.parameters.require("job"), trigger: "api")
         return try json(RunAction(runId: run, status: "pending"), status: .accepted, headers: [.location: "/api/v1/runs/\(run)"])
+    }
+    api.get("jobs/:job/stats") { _, context -> Response in
+        try json(try await database.jobStats(try context.parameters.require("job")))
     }
     api.get("jobs/:job/runs") { request, context -> Response in
         let job = try context.parameters.require("job")
@@ -220,6 +226,38 @@ struct RunPage {
             headers[HTTPFields.Element.Name("Link")!] = "<\(path)?\(query)>; rel=\"next\""
         }
         return try json(runs, headers: headers)
+    }
+}
+
+/// `?limit=&after=&q=` on the job list: name order, at most `limit` (default 500); a full page carries
+/// `Link: <…after=NAME>; rel="next"`. `q` keeps the names that contain it.
+struct JobPage {
+    var limit: Int
+    var after: String?
+    var search: String?
+
+    init(_ request: Request) throws {
+        let query = request.uri.queryParameters
+        limit = try integer(request, "limit", default: 500, range: 1...1000)
+        after = query.get("after").map { String($0) }
+        search = query.get("q").map { String($0) }.flatMap { $0.isEmpty ? nil : $0 }
+        for (name, value) in [("after", after), ("q", search)] where (value?.utf8.count ?? 0) > 200 {
+            throw TockError(.invalidInput, field: name, "\(name): longer than any job name (names have at most 100 characters)")
+        }
+    }
+
+    func response(_ jobs: [JobInfo]) throws -> Response {
+        var headers: HTTPFields = [:]
+        if jobs.count == limit, let last = jobs.last {
+            var query = "limit=\(limit)&after=\(percentEncoded(last.name))"
+            if let search { query += "&q=\(percentEncoded(search))" }
+            headers[HTTPFields.Element.Name("Link")!] = "</api/v1/jobs?\(query)>; rel=\"next\""
+        }
+        return try json(jobs, headers: headers)
+    }
+
+    func percentEncoded(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? text
     }
 }
 

@@ -174,6 +174,21 @@ public struct DatabaseGauge: Sendable, Decodable, Equatable {
     public var value: Double
 }
 
+/// One row of `tock.job_stats`: a job's runs that ended in one period ('24h' or '7d').
+public struct JobStats: Sendable, Codable, Equatable {
+    public var jobId: Int64
+    public var jobName: String
+    public var period: String
+    public var runs: Int64
+    public var succeeded: Int64
+    public var failed: Int64
+    public var successRate: Double?
+    public var p50Seconds: Double?
+    public var p95Seconds: Double?
+    public var maxSeconds: Double?
+    public var lastFailureAt: Date?
+}
+
 /// One row of `tock.lag`: the pending runs at one priority.
 public struct LagRow: Sendable, Codable, Equatable {
     public var priority: Int

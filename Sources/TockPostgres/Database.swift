@@ -111,8 +111,26 @@ public struct Database: Sendable {
         try await scalar(Int64.self, "SELECT tock.set_job_enabled(\(job), \(enabled))")
     }
 
-    public func jobs() async throws(TockError) -> [JobInfo] {
-        try await rows(JobInfo.self, "SELECT row_to_json(v)::text FROM tock.job_overview v ORDER BY v.name")
+    /// Jobs in name order. `after` pages on (the jobs whose names sort after it), `search` keeps the names that
+    /// contain it (case-insensitive, taken literally), `limit` nil means every job.
+    public func jobs(after: String? = nil, search: String? = nil, limit: Int? = nil) async throws(TockError) -> [JobInfo] {
+        // The page is chosen from the index on jobs.name alone (an index-only scan, even when the search reads
+        // every name), and only its jobs go through the view's per-job lookups.
+        try await rows(JobInfo.self, """
+            SELECT row_to_json(v)::text FROM tock.job_overview v
+            WHERE v.name IN (SELECT j.name FROM tock.jobs j
+                             WHERE (\(after)::text IS NULL OR j.name > \(after))
+                               AND (\(search)::text IS NULL OR strpos(lower(j.name), lower(\(search))) > 0)
+                             ORDER BY j.name LIMIT \(limit.map(Int64.init)))
+            ORDER BY v.name
+            """)
+    }
+
+    /// `tock.job_stats` for one job: its 24 h and 7 d figures.
+    public func jobStats(_ job: String) async throws(TockError) -> [JobStats] {
+        try await rows(JobStats.self, """
+            SELECT row_to_json(s)::text FROM tock.job_stats s WHERE s.job_id = tock.find_job(\(job)) ORDER BY s.period
+            """)
     }
 
     /// One job by name or id.
@@ -324,9 +342,10 @@ public struct Database: Sendable {
         try await scalar(Bool.self, "SELECT tock.release_run(\(run), \(worker))")
     }
 
-    /// Enqueues the due runs; returns when the next job is due (nil: none scheduled).
-    public func tick(limit: Int = 1000) async throws(TockError) -> Date? {
-        try await scalar(Date?.self, "SELECT tock.tick(now(), \(limit)::int)")
+    /// Enqueues the due runs (fire times up to `lookahead` ahead, held until due); returns when to tick again (nil: none scheduled).
+    public func tick(limit: Int = 1000, lookahead: Duration = .zero) async throws(TockError) -> Date? {
+        let milliseconds = lookahead.components.seconds * 1000 + lookahead.components.attoseconds / 1_000_000_000_000_000
+        return try await scalar(Date?.self, "SELECT tock.tick(now(), \(limit)::int, \(milliseconds)::float8 * interval '1 millisecond')")
     }
 }
 

@@ -18,6 +18,10 @@ public final class Scheduler: Service, Sendable {
     let rescueInterval: Duration
     /// How often finished runs older than the retention (tock.config) are purged, in small batches.
     let purgeInterval: Duration
+    /// Fire times are enqueued this far ahead, held until due (tock.tick's p_lookahead): the tick's own cost
+    /// falls before the fire time, and at the fire time the workers (woken by the timer of their delayed run)
+    /// only claim.
+    let lookahead: Duration
     let metrics: TockMetrics
     let wake = WakeSignal()
     /// Set while notifications cannot be relied on (PgBouncer in transaction mode): plan at least every second.
@@ -25,7 +29,7 @@ public final class Scheduler: Service, Sendable {
 
     public init(database: Database, settings: ConnectionSettings, sweepInterval: Duration = .seconds(60),
                 rescueInterval: Duration = .seconds(1), purgeInterval: Duration = .seconds(60),
-                metrics: TockMetrics = TockMetrics(), logger: Logger) {
+                lookahead: Duration = .seconds(1), metrics: TockMetrics = TockMetrics(), logger: Logger) {
         self.database = database
         self.listener = NotificationListener(
             settings: settings, channels: ["tock_jobs"], logger: logger,
@@ -37,6 +41,7 @@ public final class Scheduler: Service, Sendable {
         self.sweepInterval = sweepInterval
         self.rescueInterval = rescueInterval
         self.purgeInterval = purgeInterval
+        self.lookahead = lookahead
         self.metrics = metrics
         self.logger = logger
     }
@@ -102,7 +107,7 @@ public final class Scheduler: Service, Sendable {
         var backoff = RetryBackoff(initial: .milliseconds(200))
         while !Task.isCancelled {
             do {
-                let next = try await database.tick()
+                let next = try await database.tick(lookahead: lookahead)
                 metrics.ticked()
                 backoff.reset()
                 let longest = polling.load(ordering: .relaxed) ? Duration.seconds(1) : sweepInterval

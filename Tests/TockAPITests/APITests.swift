@@ -241,7 +241,7 @@ struct APITests {
                     let stats = try object(response)
                     #expect((stats["runs_24h"] as? [String: Any])?["pending"] as? Int == 5)
                     #expect((stats["queue"] as? [String: Any])?["ready"] as? Int == 5)
-                    #expect((stats["jobs"] as? [[String: Any]])?.first?["job_name"] as? String == "job")
+                    #expect(stats["jobs"] == nil, "per-job figures are /jobs/{job}/stats")
                 }
                 try await client.execute(uri: "/api/v1/health", method: .get) { response in
                     let health = try object(response)
@@ -252,6 +252,72 @@ struct APITests {
             }
         }
     }
+
+    @Test("the job list pages in name order with a Link to the next page and searches names; one job's stats")
+    func jobPagesAndStats() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            for name in ["backup-a", "backup-b", "backup_c", "report", "sync"] {
+                _ = try await database.createJob(JobDefinition(name: name, script: "x.sh"))
+            }
+            let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 2, scriptsDirectory: nil, version: nil)
+            _ = try await database.runNow("report")
+            _ = try await database.runNow("report")
+            let claimed = try await database.claimRuns(worker: worker, max: 2)
+            _ = try await database.finishRun(claimed[0].runId, worker: worker, outcome: RunOutcome(status: .succeeded, exitCode: 0))
+            _ = try await database.finishRun(claimed[1].runId, worker: worker, outcome: RunOutcome(status: .failed, exitCode: 3))
+            let app = Application(router: buildRouter(database: database))
+            try await app.test(.router) { client in
+                func names(_ response: TestResponse) throws -> [String] {
+                    try TockJSON.decoder().decode([JobInfo].self, from: Data(body(response).utf8)).map(\.name)
+                }
+                let link = Self.linkName
+                let next = try await client.execute(uri: "/api/v1/jobs?limit=2", method: .get) { response in
+                    let got = try names(response)
+                    #expect(got == ["backup-a", "backup-b"])
+                    return response.headers[link]
+                }
+                #expect(next == "</api/v1/jobs?limit=2&after=backup-b>; rel=\"next\"")
+                try await client.execute(uri: "/api/v1/jobs?limit=2&after=backup-b", method: .get) { response in
+                    let got = try names(response)
+                    #expect(got == ["backup_c", "report"])
+                }
+                try await client.execute(uri: "/api/v1/jobs?after=report", method: .get) { response in
+                    let got = try names(response)
+                    #expect(got == ["sync"])
+                    #expect(response.headers[link] == nil, "a short page is the last")
+                }
+                // Case-insensitive, and % and _ are literal characters, not patterns.
+                try await client.execute(uri: "/api/v1/jobs?q=BACKUP", method: .get) { response in
+                    let got = try names(response)
+                    #expect(got == ["backup-a", "backup-b", "backup_c"])
+                }
+                try await client.execute(uri: "/api/v1/jobs?q=p_", method: .get) { response in
+                    let got = try names(response)
+                    #expect(got == ["backup_c"])
+                }
+                try await client.execute(uri: "/api/v1/jobs?q=%25", method: .get) { response in
+                    let got = try names(response)
+                    #expect(got == [])
+                }
+                try await client.execute(uri: "/api/v1/jobs?limit=0", method: .get) { response in
+                    #expect(response.status == .unprocessableContent)
+                    #expect(body(response).contains("limit"))
+                }
+                try await client.execute(uri: "/api/v1/jobs/report/stats", method: .get) { response in
+                    #expect(response.status == .ok)
+                    let stats = try TockJSON.decoder().decode([JobStats].self, from: Data(body(response).utf8))
+                    #expect(stats.map(\.period) == ["24h", "7d"])
+                    #expect(stats.first?.runs == 2 && stats.first?.succeeded == 1 && stats.first?.failed == 1)
+                    #expect(stats.first?.successRate == 0.5)
+                }
+                try await client.execute(uri: "/api/v1/jobs/nope/stats", method: .get) { response in
+                    #expect(response.status == .notFound)
+                }
+            }
+        }
+    }
+
+    static let linkName = HTTPFields.Element.Name("Link")!
 
     @Test("the portal and the OpenAPI document are served, and every API route is in the document")
     func portalAndOpenAPI() async throws {

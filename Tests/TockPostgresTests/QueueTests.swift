@@ -131,6 +131,52 @@ struct QueueTests {
         }
     }
 
+    @Test("lookahead: a fire time is enqueued early, held until due; skip jobs with a run wait; an edit drops it")
+    func tickLookahead() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            func sql<T: PostgresDecodable & Sendable>(_ type: T.Type, _ query: PostgresQuery) async throws -> T? {
+                try await database.client.query(query).decode(T.self).all().first
+            }
+            _ = try await database.createJob(JobDefinition(name: "early", script: "x.sh", schedule: "every 1h"))
+            _ = try await database.createJob(JobDefinition(name: "busy", script: "x.sh", schedule: "every 1h"))
+            _ = try await database.createJob(JobDefinition(name: "later", script: "x.sh", schedule: "every 1h"))
+            let busyRun = try await database.runNow("busy")
+            // Clock fixed at T (the tests move p_now, never sleep): early and busy fire at T + 0.5 s, later at T + 5 s.
+            _ = try await database.client.query("""
+                UPDATE tock.jobs SET next_run_at = '2030-01-01 00:00:00.5+00', anchor_at = '2029-12-31 23:00:00.5+00'
+                WHERE name IN ('early', 'busy');
+                """).collect()
+            _ = try await database.client.query(
+                "UPDATE tock.jobs SET next_run_at = '2030-01-01 00:00:05+00' WHERE name = 'later'").collect()
+            let next = try await sql(Date.self, "SELECT tock.tick('2030-01-01 00:00:00+00', 1000, interval '1 second')")
+            // early: enqueued now, held until its fire time. busy (overlap skip, a run pending) waits for its fire
+            // time, so the scheduler is told to come back then, not at later's fire time less the lookahead.
+            let early = try await database.runs(job: "early")
+            #expect(early.count == 1)
+            #expect(early.first?.runAfter == TockJSON.parseTimestamp("2030-01-01T00:00:00.5Z"))
+            #expect(early.first?.scheduledFor == early.first?.runAfter)
+            #expect(try await database.runs(job: "busy").map(\.id) == [busyRun])
+            #expect(next == TockJSON.parseTimestamp("2030-01-01T00:00:00.5Z"))
+            // Held: nothing to claim before the fire time, the run at it.
+            let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 5, scriptsDirectory: nil, version: nil)
+            let before = try await sql(Int.self, """
+                SELECT count(*)::int FROM tock.claim_runs(\(worker), 5, '2030-01-01 00:00:00.4+00') WHERE job_name = 'early'
+                """)
+            #expect(before == 0)
+            // At busy's fire time its skip is decided (the manual run is still pending: skipped); early's run is due.
+            let after = try await sql(Date.self, "SELECT tock.tick('2030-01-01 00:00:00.5+00', 1000, interval '1 second')")
+            #expect(try await database.runs(job: "busy").count == 1)
+            #expect(after == TockJSON.parseTimestamp("2030-01-01T00:00:04Z"), "later's fire time less the lookahead")
+            // An edit before the fire time drops the run enqueued for the old schedule.
+            _ = try await database.client.query(
+                "UPDATE tock.jobs SET next_run_at = now() + interval '0.5 second' WHERE name = 'later'").collect()
+            _ = try await sql(Date.self, "SELECT tock.tick(now(), 1000, interval '1 second')")
+            #expect(try await database.runs(job: "later").count == 1)
+            _ = try await database.setJobEnabled("later", false)
+            #expect(try await database.runs(job: "later").isEmpty, "pausing drops the run that was not due yet")
+        }
+    }
+
     @Test("overlap 'queue' runs one run of a job at a time, oldest first, even with concurrent claimers")
     func overlapQueue() async throws {
         try await TestDatabase.withFresh(maximumConnections: 8) { database, _ in

@@ -101,8 +101,29 @@ async function deleteJob(job) {
 
 // ---------- pages ----------
 
+// The dashboard lists jobs a page at a time (the API's keyset pages, by name), filtered by a name search.
+const JOB_PAGE = 200;
+function jobListPath() {
+  const after = state.jobPages && state.jobPages.length ? `&after=${enc(state.jobPages[state.jobPages.length - 1])}` : "";
+  const q = state.jobSearch ? `&q=${enc(state.jobSearch)}` : "";
+  return `/jobs?limit=${JOB_PAGE}${after}${q}`;
+}
+
+function jobSearchBar(jobs) {
+  const focused = document.activeElement && document.activeElement.id === "job-search";
+  const input = h("input", { id: "job-search", type: "search", placeholder: "Search job names", value: state.jobSearchDraft ?? state.jobSearch ?? "",
+    oninput: (event) => { state.jobSearchDraft = event.target.value; },
+    onchange: (event) => { state.jobSearch = event.target.value.trim(); state.jobSearchDraft = null; state.jobPages = []; render(); } });
+  if (focused) queueMicrotask(() => { input.focus(); input.setSelectionRange(input.value.length, input.value.length); });
+  const pages = state.jobPages || [];
+  return h("div", { class: "toolbar" }, input,
+    pages.length ? button("First page", async () => { state.jobPages = []; render(); }, "", { id: "jobs-first" }) : null,
+    jobs.length === JOB_PAGE ? button(`Next ${JOB_PAGE}`, async () => {
+      state.jobPages = pages.concat([jobs[jobs.length - 1].name]); render(); }, "", { id: "jobs-next" }) : null);
+}
+
 async function dashboard(view) {
-  const [stats, jobs] = await Promise.all([api("/stats"), api("/jobs")]);
+  const [stats, jobs] = await Promise.all([api("/stats"), api(jobListPath())]);
   const failed24 = (stats.runs_24h.failed || 0) + (stats.runs_24h.timed_out || 0) + (stats.runs_24h.dead || 0);
   const cards = h("div", { class: "cards" },
     card(stats.queue.running, "running", "count-running"), card(stats.queue.pending, "pending", "count-pending"),
@@ -117,10 +138,12 @@ async function dashboard(view) {
     h("td", { class: "actions" },
       button("Run now", () => runNow(job.name), "primary", { "data-action": "run-now" }), " ",
       job.enabled ? button("Pause", () => setPaused(job.name, true)) : button("Resume", () => setPaused(job.name, false)))));
+  const filtered = state.jobSearch || (state.jobPages && state.jobPages.length);
   view.replaceChildren(
-    h("h1", {}, "Jobs"), cards,
+    h("h1", {}, "Jobs"), cards, jobSearchBar(jobs),
     h("div", { class: "panel" }, jobs.length === 0
-      ? h("div", { class: "empty" }, "No jobs yet. ", h("a", { href: "#/new" }, "Create one"), ".")
+      ? h("div", { class: "empty" }, filtered ? "No jobs match. " : "No jobs yet. ",
+          filtered ? null : [h("a", { href: "#/new" }, "Create one"), "."])
       : h("table", { id: "jobs" },
           h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "Status"), h("th", {}, "Schedule"),
             h("th", { class: "hide-narrow" }, "Next run"), h("th", {}, "Last run"), h("th", {}))),

@@ -29,6 +29,11 @@ BEGIN
         END IF;
         NEW.next_run_at := CASE WHEN NEW.enabled
             THEN tock.next_fire_time(NEW.spec, NEW.timezone, now(), NEW.anchor_at) END;
+        IF TG_OP = 'UPDATE' THEN
+            -- A fire time tick() enqueued ahead (p_lookahead) and not yet due belongs to the old schedule.
+            DELETE FROM tock.runs
+            WHERE job_id = NEW.id AND trigger = 'schedule' AND status = 'pending' AND run_after > now();
+        END IF;
     END IF;
     IF TG_OP = 'UPDATE' THEN
         NEW.updated_at := now();

@@ -41,18 +41,28 @@ COMMENT ON FUNCTION tock.run_now(text, text, timestamptz) IS
 -- SKIP LOCKED, so any number of schedulers may call it at once: each fire time yields exactly one run (and the
 -- unique index runs_one_per_fire_time backs that up). A job that missed several fire times (downtime) runs
 -- once (misfire 'run_once') or not at all ('skip'), and moves to its next fire time after p_now: never a burst.
--- Overlap 'skip' drops a fire time while the
--- job has a pending or running run. Returns when to call again: the earliest next_run_at, or p_now when more
--- than p_limit jobs were due.
-CREATE OR REPLACE FUNCTION tock.tick(p_now timestamptz DEFAULT now(), p_limit int DEFAULT 1000)
+-- Overlap 'skip' drops a fire time while the job has a pending or running run.
+--
+-- p_lookahead enqueues fire times up to that far ahead, as runs held back until their fire time (run_after):
+-- the cost of the tick is paid before the fire time, and at the fire time the workers only claim, so 1,000
+-- jobs due at the same second start within milliseconds of it. A job with overlap 'skip' that still has a
+-- pending or running run is not enqueued early: its skip is decided at the fire time itself.
+-- Returns when to call again: the earliest fire time less p_lookahead, the fire time itself for a job left
+-- waiting in the window, or p_now when more than p_limit jobs were due.
+DROP FUNCTION IF EXISTS tock.tick(timestamptz, int);
+CREATE OR REPLACE FUNCTION tock.tick(p_now timestamptz DEFAULT now(), p_limit int DEFAULT 1000,
+                                     p_lookahead interval DEFAULT interval '0')
 RETURNS timestamptz LANGUAGE plpgsql AS $$
 DECLARE
     v_due int;
+    v_horizon constant timestamptz := p_now + greatest(p_lookahead, interval '0');
 BEGIN
     WITH due AS (
         SELECT j.id, j.next_run_at AS fire_time, j.priority, j.overlap, j.misfire
         FROM tock.jobs j
-        WHERE j.enabled AND j.next_run_at <= p_now
+        WHERE j.enabled AND j.next_run_at <= v_horizon
+          AND (j.next_run_at <= p_now OR j.overlap <> 'skip'
+               OR NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = j.id AND r.status IN ('pending', 'running')))
         ORDER BY j.next_run_at
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
@@ -76,10 +86,12 @@ BEGIN
     IF v_due >= p_limit THEN
         RETURN p_now;
     END IF;
-    RETURN (SELECT min(next_run_at) FROM tock.jobs WHERE enabled AND next_run_at IS NOT NULL);
+    RETURN least(
+        (SELECT min(next_run_at) FROM tock.jobs WHERE enabled AND next_run_at <= v_horizon),
+        (SELECT min(next_run_at) FROM tock.jobs WHERE enabled AND next_run_at > v_horizon) - (v_horizon - p_now));
 END $$;
-COMMENT ON FUNCTION tock.tick(timestamptz, int) IS
-    'Enqueues one run per due fire time and advances the schedules; returns when the next job is due. Safe to call concurrently.';
+COMMENT ON FUNCTION tock.tick(timestamptz, int, interval) IS
+    'Enqueues one run per due fire time (up to p_lookahead early, held until it) and advances the schedules; returns when to call again. Safe to call concurrently.';
 
 -- A worker process announces itself; returns its id.
 CREATE OR REPLACE FUNCTION tock.register_worker(
@@ -126,7 +138,12 @@ CREATE OR REPLACE FUNCTION tock.claim_runs(p_worker bigint, p_max int, p_now tim
 RETURNS TABLE (
     run_id bigint, job_id bigint, job_name text, script text, args text[], timeout_seconds float8,
     attempt int, trigger text, scheduled_for timestamptz)
-LANGUAGE sql AS $$
+-- PL/pgSQL for its plan cache: a LANGUAGE sql function's statement is planned again on every call, and this
+-- one is the hottest statement Tock has.
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH claimable AS (
         SELECT r.id
         FROM tock.runs r
@@ -144,14 +161,15 @@ LANGUAGE sql AS $$
     ), claimed AS (
         UPDATE tock.runs r
         SET status = 'running', started_at = p_now, worker_id = p_worker
-        FROM claimable c
-        WHERE r.id = c.id
+        -- An id list, not a join: always primary-key lookups, never a scan of the queue to hash it.
+        WHERE r.id = ANY (ARRAY(SELECT c.id FROM claimable c))
         RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.priority, r.run_after
     )
     SELECT c.id, j.id, j.name, j.script, j.args, extract(epoch FROM j.timeout)::float8, c.attempt, c.trigger,
            c.scheduled_for
     FROM claimed c JOIN tock.jobs j ON j.id = c.job_id
-    ORDER BY c.priority DESC, c.run_after, c.id
+    ORDER BY c.priority DESC, c.run_after, c.id;
+END
 $$;
 COMMENT ON FUNCTION tock.claim_runs(bigint, int, timestamptz) IS
     'Moves up to p_max pending runs to running for worker p_worker (FOR UPDATE SKIP LOCKED) and returns them.';
@@ -191,7 +209,11 @@ BEGIN
         UPDATE tock.runs r
         SET status = i.status, finished_at = greatest(p_now, r.started_at), exit_code = i.exit_code, error = i.error
         FROM unnest(p_runs, p_statuses, p_exit_codes, p_errors) AS i(run, status, exit_code, error)
-        WHERE r.id = i.run AND r.status = 'running' AND r.worker_id = p_worker
+        WHERE r.id = i.run
+          -- The guard inside coalesce() on purpose: written plainly it matches runs_running_worker_idx, whose
+          -- statistics (taken when few runs were running) make the planner loop over every running run of the
+          -- worker for each run in the batch. This way each run is one primary-key lookup.
+          AND coalesce(r.status = 'running' AND r.worker_id = p_worker, false)
           AND i.status IN ('succeeded', 'cancelled')
         RETURNING r.id
     )
@@ -209,7 +231,8 @@ BEGIN
     IF cardinality(v_finished) > 0 THEN
         PERFORM tock.store_outputs(array_agg(o.run), array_agg(o.output), array_agg(o.bytes), array_agg(o.truncated), p_now)
         FROM unnest(p_runs, p_outputs, p_bytes_total, p_truncated) AS o(run, output, bytes, truncated)
-        WHERE o.run = ANY (v_finished);
+        -- A run that printed nothing has no output row (tock.run_history shows 0 bytes for it).
+        WHERE o.run = ANY (v_finished) AND (coalesce(o.bytes, 0) > 0 OR coalesce(o.output, '') <> '');
         UPDATE tock.workers SET runs_processed = runs_processed + cardinality(v_finished) WHERE id = p_worker;
     END IF;
     RETURN v_finished;

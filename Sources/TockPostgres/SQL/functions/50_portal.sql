@@ -123,7 +123,8 @@ GROUP BY j.id, j.name, w.name;
 COMMENT ON VIEW tock.job_stats IS 'Per job and period (24h, 7d): runs ended, succeeded, failed, success rate, p50/p95/max duration, last failure.';
 
 -- Everything GET /api/v1/stats shows, as one JSON document: runs by status over 24 h, the queue, workers and
--- schedulers alive, and the per-job 24 h figures of tock.job_stats.
+-- schedulers alive. Its cost does not grow with the number of jobs; per-job figures are tock.job_stats
+-- (GET /api/v1/jobs/{job}/stats), one job at a time.
 CREATE OR REPLACE FUNCTION tock.stats(p_now timestamptz DEFAULT now())
 RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -131,16 +132,14 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
         'runs_24h', (SELECT jsonb_object_agg(s.status, coalesce(c.n, 0))
                      FROM unnest(ARRAY['pending', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'dead']) s(status)
                      LEFT JOIN (SELECT r.status, count(*) AS n FROM tock.runs r
-                                WHERE r.status IN ('pending', 'running') OR r.finished_at > p_now - interval '24 hours'
+                                WHERE r.status IN ('pending', 'running')
+                                GROUP BY r.status
+                                UNION ALL
+                                SELECT r.status, count(*) AS n FROM tock.runs r
+                                WHERE r.finished_at > p_now - interval '24 hours'
                                 GROUP BY r.status) c ON c.status = s.status),
         'queue', (SELECT to_jsonb(q) FROM tock.queue_depth q),
         'workers_alive', (SELECT count(*) FROM tock.worker_overview w WHERE w.alive),
-        'schedulers_alive', tock.schedulers_alive(),
-        'jobs', coalesce((SELECT jsonb_agg(jsonb_build_object(
-                    'job_id', s.job_id, 'job_name', s.job_name, 'runs', s.runs, 'succeeded', s.succeeded,
-                    'failed', s.failed, 'success_rate', s.success_rate, 'p50_seconds', s.p50_seconds,
-                    'p95_seconds', s.p95_seconds, 'max_seconds', s.max_seconds, 'last_failure_at', s.last_failure_at)
-                    ORDER BY s.job_name)
-                  FROM tock.job_stats s WHERE s.period = '24h'), '[]'::jsonb))
+        'schedulers_alive', tock.schedulers_alive())
 $$;
-COMMENT ON FUNCTION tock.stats(timestamptz) IS 'Counts by status (24 h), queue depth, oldest pending age, workers and per-job success rate and p50/p95.';
+COMMENT ON FUNCTION tock.stats(timestamptz) IS 'Counts by status (24 h), queue depth, oldest pending age, workers and schedulers alive.';

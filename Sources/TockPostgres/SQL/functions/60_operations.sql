@@ -169,7 +169,8 @@ LANGUAGE sql STABLE AS $$
            (SELECT count(*) FROM tock.runs r WHERE r.status = 'dead')
     UNION ALL
     SELECT 'tock_jobs', 'Jobs, by state.', jsonb_build_object('state', s.state), s.n
-    FROM (SELECT 'enabled' AS state, count(*) FILTER (WHERE j.enabled)::float8 AS n FROM tock.jobs j
-          UNION ALL SELECT 'paused', count(*) FILTER (WHERE NOT j.enabled) FROM tock.jobs j) s
+    FROM (SELECT count(*) FILTER (WHERE j.enabled)::float8 AS enabled, count(*) FILTER (WHERE NOT j.enabled)::float8 AS paused
+          FROM tock.jobs j) c
+    CROSS JOIN LATERAL (VALUES ('enabled', c.enabled), ('paused', c.paused)) s(state, n)
 $$;
 COMMENT ON FUNCTION tock.gauges(timestamptz) IS 'Queue, workers, schedulers, stuck and dead runs as Prometheus gauges (name, help, labels, value).';
