@@ -11,7 +11,6 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "tock", targets: ["tock"]),
-        .executable(name: "tock-clock", targets: ["tock-clock"]),
     ],
     dependencies: [
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
@@ -41,7 +40,6 @@ let package = Package(
         // posix_spawn with chdir, a new process group and default signals (not all of it is importable from Swift).
         .target(name: "CTockSpawn"),
         // `tock bench latency`'s script: prints CLOCK_MONOTONIC the moment it starts.
-        .executableTarget(name: "tock-clock"),
         // Long-running services: worker, scheduler, script runner, the embedded cluster.
         .target(
             name: "TockRuntime",

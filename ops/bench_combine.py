@@ -37,6 +37,10 @@ def main(results, tock_json):
           f"{claimed.get('p50_ms', float('nan')):.2f} / {claimed.get('p99_ms', float('nan')):.2f} |")
     print(f"| **Tock** run-now → script process running | | | "
           f"{running.get('p50_ms', float('nan')):.2f} / {running.get('p99_ms', float('nan')):.2f} |")
+    http = latency.get("to_script_running_over_http")
+    if http:
+        print(f"| **Tock** API `POST /jobs/{{job}}/trigger` → script process running | | | "
+              f"{http.get('p50_ms', float('nan')):.2f} / {http.get('p99_ms', float('nan')):.2f} |")
     for name, p in peers.items():
         print(f"| {name} | {p.get('drain1', 0):,.0f} | {p.get('drain2', 0):,.0f} | "
               f"{p.get('p50', float('nan')):.2f} / {p.get('p99', float('nan')):.2f} |")
@@ -47,6 +51,26 @@ def main(results, tock_json):
         ratio = lambda a, b: f"{a / b:.2f}×" if a and b else "-"
         print(f"| {name} | {ratio(queue.get(1), p.get('drain1'))} | {ratio(queue.get(2), p.get('drain2'))} | "
               f"{ratio(claimed.get('p50_ms'), p.get('p50'))} |")
+
+
+    throughput = tock.get("throughput")
+    if throughput:
+        raw = {r["workers"]: r["runs_per_second"] for r in throughput["raw_spawn"]}
+        print()
+        print("| scripts (`/bin/true`) | runs/s | plain spawn loop | of raw |")
+        print("|---|---:|---:|---:|")
+        for rate in throughput["tock"]:
+            base = raw.get(rate["workers"])
+            share = f"{rate['runs_per_second'] / base * 100:.0f}%" if base else "-"
+            print(f"| Tock, {rate['workers']} worker(s) | {rate['runs_per_second']:,.0f} | {base or 0:,.0f} | {share} |")
+    schedule = tock.get("schedule")
+    if schedule:
+        print()
+        print(f"Schedule lateness ({schedule['count']} runs due at the same second): p50 {schedule['p50_ms']:.2f} ms, "
+              f"p99 {schedule['p99_ms']:.2f} ms, max {schedule['max_ms']:.2f} ms.")
+    for process in tock.get("idle") or []:
+        print(f"Idle {process['process']}: {process['transactions']} queries in {process['seconds']} s "
+              f"(expected: {process['expected']}), {process['rss_megabytes']:.1f} MiB RSS.")
 
 
 if __name__ == "__main__":

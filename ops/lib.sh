@@ -68,3 +68,13 @@ ensure_ops_tools() {
     # Debian's prometheus package starts a server where it can; Tock's tests only need promtool.
     as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
 }
+
+# tock-clock, the script `tock bench latency` runs, beside the tock binary in $1: a few lines of C built with the
+# C compiler (the Swift toolchain's clang, or cc), linked against libc alone.
+build_tock_clock() {
+    local compiler
+    compiler="$(dirname "$(command -v swift)")/clang"
+    [ -x "$compiler" ] || compiler="$(command -v cc || command -v gcc || true)"
+    [ -n "$compiler" ] || { echo "no C compiler for ops/tock-clock.c (clang comes with Swift)" >&2; return 1; }
+    "$compiler" -O2 -o "$1/tock-clock" ops/tock-clock.c
+}

@@ -185,7 +185,9 @@ public struct Database: Sendable {
     public func run(_ id: Int64, withOutput: Bool = true) async throws(TockError) -> RunInfo {
         let found = try await rows(RunInfo.self, """
             SELECT (to_jsonb(v) || jsonb_build_object('output',
-                        CASE WHEN \(withOutput) THEN (SELECT o.output FROM tock.run_logs o WHERE o.run_id = v.id) END))::text
+                        -- A finished run that printed nothing has no output row: its output is empty, not unknown.
+                        CASE WHEN \(withOutput) THEN coalesce((SELECT o.output FROM tock.run_logs o WHERE o.run_id = v.id),
+                                                             CASE WHEN v.finished_at IS NOT NULL THEN '' END) END))::text
             FROM tock.run_history v WHERE v.id = \(id)
             """)
         guard let run = found.first else {

@@ -19,11 +19,15 @@ struct Bench: AsyncParsableCommand {
               queue       the claim → finish machinery with no process (script ':noop'), 1 and 2 worker processes
               schedule    1,000 jobs (':noop') due at the same second, a scheduler and 2 workers: how late each run \
             started behind its fire time
+              idle        an idle worker, then an idle scheduler, a minute each: the queries they issue, their memory
+              scale       100,000 jobs and 5,000,000 runs of history (a few minutes to seed): each query of the \
+            scheduler, the workers and the portal's API routes, timed (the portal's below 50 ms)
             """)
 
     @OptionGroup var options: GlobalOptions
-    @Argument(help: "latency, throughput, queue, schedule (default: all).")
-    var scenarios: [String] = ["latency", "throughput", "queue", "schedule"]
+    static let allScenarios = ["latency", "throughput", "queue", "schedule", "idle", "scale"]
+    @Argument(help: "latency, throughput, queue, schedule, idle, scale (default: all).")
+    var scenarios: [String] = Bench.allScenarios
     @Option(help: "latency: samples after 5 warm-up runs.") var samples = 200
     @Option(help: "throughput: runs per measurement.") var runs = 2000
     @Option(help: "queue: runs per measurement.") var queueRuns = 20000
@@ -31,11 +35,21 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "queue: each worker's concurrency, which is also its largest claim.") var queueConcurrency = 100
     @Option(help: "throughput: each worker's concurrency.") var concurrency = 4
     @Option(help: "schedule: jobs due at the same second.") var scheduleJobs = 1000
+    @Option(help: "schedule: each of the 2 workers' concurrency (slots for every due run at once: jobs / 2).")
+    var scheduleConcurrency = 500
+    @Option(help: "idle: seconds each idle process is watched.") var idleSeconds = 60
+    @Option(help: "scale: jobs in the database.") var scaleJobs = 100_000
+    @Option(help: "scale: finished runs in the history.") var scaleRuns = 5_000_000
+    @Option(help: "scale: times each query is timed.") var scaleRepeats = 20
     @Flag(help: "Keep the benchmark database afterwards.") var keep = false
 
     func validate() throws {
-        for scenario in scenarios where !["latency", "throughput", "queue", "schedule"].contains(scenario) {
-            throw ValidationError("unknown scenario '\(scenario)': latency, throughput, queue or schedule")
+        for scenario in scenarios where !Bench.allScenarios.contains(scenario) {
+            throw ValidationError("unknown scenario '\(scenario)': \(Bench.allScenarios.joined(separator: ", "))")
+        }
+        guard (5...3600).contains(idleSeconds) else { throw ValidationError("--idle-seconds: 5-3600") }
+        guard scaleJobs >= 1000, scaleRuns >= 0, (1...1000).contains(scaleRepeats) else {
+            throw ValidationError("--scale-jobs: at least 1000; --scale-runs: 0 or more; --scale-repeats: 1-1000")
         }
         guard !workerCounts.isEmpty, workerCounts.allSatisfy({ (1...16).contains($0) }) else {
             throw ValidationError("--workers: a comma-separated list of 1-16, e.g. 1,2")
@@ -56,11 +70,15 @@ struct Bench: AsyncParsableCommand {
         let bench = try await BenchRun.prepare(server: settings, logger: logger)
         var report = BenchReport(machine: BenchReport.Machine.current(), database: settings.displayName)
         do {
-            for scenario in scenarios {
+            // In the order of allScenarios whatever the order asked: scale's millions of runs come last.
+            for scenario in Bench.allScenarios where scenarios.contains(scenario) {
                 switch scenario {
                 case "latency": report.latency = try await bench.latency(samples: samples)
                 case "schedule":
-                    report.schedule = try await bench.schedule(jobs: scheduleJobs, concurrency: queueConcurrency)
+                    report.schedule = try await bench.schedule(jobs: scheduleJobs, concurrency: scheduleConcurrency)
+                case "idle": report.idle = try await bench.idle(seconds: idleSeconds)
+                case "scale":
+                    report.scale = try await bench.scale(jobs: scaleJobs, runs: scaleRuns, repeats: scaleRepeats)
                 case "throughput":
                     report.throughput = try await bench.throughput(runs: runs, workerCounts: workerCounts, concurrency: concurrency)
                 default:
@@ -128,6 +146,8 @@ struct BenchReport: Encodable {
     struct Latency: Encodable {
         var toScriptRunning: Distribution
         var toClaimed: Distribution
+        /// The same as toScriptRunning, run-now sent as `POST /api/v1/jobs/clock/trigger`.
+        var toScriptRunningOverHTTP: Distribution
     }
     struct Rate: Encodable {
         var workers: Int
@@ -148,6 +168,8 @@ struct BenchReport: Encodable {
     var queue: [Rate]?
     /// schedule: how late each run started behind its fire time.
     var schedule: Distribution?
+    var scale: Scale?
+    var idle: [IdleProcess]?
 
     var text: String {
         var out = "tock bench on \(machine.cores) cores, \(machine.memoryGiB) GiB, Linux \(machine.kernel); \(database)\n"
@@ -155,6 +177,8 @@ struct BenchReport: Encodable {
             var table = TextTable("LATENCY (ms)", "N", "MIN", "P50", "P95", "P99", "MAX")
             table.append(["run-now → script running", "\(latency.toScriptRunning.count)"] + latency.toScriptRunning.row)
             table.append(["run-now → claimed (db clock)", "\(latency.toClaimed.count)"] + latency.toClaimed.row)
+            table.append(["API run-now → script running", "\(latency.toScriptRunningOverHTTP.count)"]
+                         + latency.toScriptRunningOverHTTP.row)
             out += "\n" + table.render() + "\n"
         }
         if let throughput {
@@ -184,6 +208,25 @@ struct BenchReport: Encodable {
             table.append(["start behind fire time", "\(schedule.count)"] + schedule.row)
             out += "\n" + table.render() + "\n"
         }
+        if let idle {
+            var table = TextTable("IDLE", "SECONDS", "QUERIES", "EXPECTED", "RSS MIB")
+            for process in idle {
+                table.append([process.process, "\(process.seconds)", "\(process.transactions)", process.expected,
+                              String(format: "%.1f", process.rssMegabytes)])
+            }
+            out += "\n" + table.render() + "\n"
+        }
+        if let scale {
+            out += "\nSCALE: \(scale.jobs) jobs, \(scale.runs) runs of history (seeded in \(String(format: "%.0f", scale.seedSeconds)) s; "
+                + "database \(scale.databaseSize)); each query timed \(scale.queries.first?.count ?? 0) times\n"
+            var table = TextTable("QUERY", "CALLED BY", "ROWS", "P50 MS", "MAX MS", "")
+            for query in scale.queries {
+                let verdict = query.portal ? (query.p50Ms <= 50 ? "ok (< 50 ms)" : "SLOW (portal: < 50 ms)") : ""
+                table.append([query.name, query.caller, "\(query.rows)", String(format: "%.2f", query.p50Ms),
+                              String(format: "%.2f", query.maxMs), verdict])
+            }
+            out += table.render() + "\n"
+        }
         return out
     }
 }
@@ -209,7 +252,7 @@ final class BenchRun: @unchecked Sendable {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
         let clock = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("tock-clock").path
         guard FileManager.default.isExecutableFile(atPath: clock) else {
-            throw fail(TockError(.unavailable, "tock-clock is missing beside \(binary): build it with `swift build -c release --product tock-clock`"))
+            throw fail(TockError(.unavailable, "tock-clock is missing beside \(binary): ops/up builds it (a C compiler: clang -O2 -o \(clock) ops/tock-clock.c)"))
         }
         let name = "tock_bench_\(getpid())"
         do {
@@ -241,7 +284,11 @@ final class BenchRun: @unchecked Sendable {
 
     func finish(keep: Bool) async {
         try? FileManager.default.removeItem(atPath: directory)
-        guard !keep else { return print("kept the benchmark database: \(settings.url(includingPassword: false))") }
+        guard !keep else {
+            // stderr: stdout may be the --json document.
+            FileHandle.standardError.write(Data("kept the benchmark database: \(settings.url(includingPassword: false))\n".utf8))
+            return
+        }
         try? await withDatabase(server, logger: logger) { database, _ in
             _ = try await database.client.query(
                 "DROP DATABASE IF EXISTS \(unescaped: settings.database) WITH (FORCE)", logger: logger).collect()
@@ -310,36 +357,70 @@ final class BenchRun: @unchecked Sendable {
 
     // MARK: Scenarios
 
+    /// Run-now one at a time against an idle worker, first in SQL (`tock.run_now`), then through the API
+    /// (`POST /api/v1/jobs/clock/trigger` on a keep-alive connection to a `tock api` process).
     func latency(samples: Int) async throws -> BenchReport.Latency {
         let workers = try await startWorkers(1, concurrency: 1)
-        let (toScript, toClaimed) = try await stopping(workers) { try await withDatabase(self.settings, logger: self.logger) { _, client in
-            var toScript: [Int64] = []
-            var toClaimed: [Int64] = []
-            let warmup = 5
-            for index in 0..<(warmup + samples) {
-                let start = monotonicNanos()
-                let run = try await client.query("SELECT tock.run_now('clock')", logger: logger).decode(Int64.self).all()[0]
-                var result: (String?, Double?)?
-                while result == nil {
-                    try await Task.sleep(for: .milliseconds(2))
-                    result = try await client.query("""
-                        SELECT l.output, extract(epoch FROM h.started_at - h.enqueued_at)::float8
-                        FROM tock.run_history h JOIN tock.run_logs l ON l.run_id = h.id
-                        WHERE h.id = \(run) AND h.status = 'succeeded'
-                        """, logger: logger).decode((String?, Double?).self).all().first
-                }
-                guard let (output, claimed) = result, let started = Int64((output ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                    throw TockError(.failed, "run \(run) printed no clock reading")
-                }
-                if index >= warmup {
-                    toScript.append(started - start)
-                    toClaimed.append(Int64((claimed ?? 0) * 1e9))
-                }
-                try await Task.sleep(for: .milliseconds(20))
+        let port = try BenchHTTPConnection.freePort()
+        let api = try startTock(["api", "--api-port", "\(port)"], log: "api")
+        return try await stopping(workers + [api]) { try await withDatabase(self.settings, logger: self.logger) { _, client in
+            let (toScript, toClaimed) = try await self.latencySamples(samples, client: client) {
+                try await client.query("SELECT tock.run_now('clock')", logger: self.logger).decode(Int64.self).all()[0]
             }
-            return (toScript, toClaimed)
+            let http = try await self.connectAPI(port: port)
+            let (overHTTP, _) = try await self.latencySamples(samples, client: client) {
+                let (status, body) = try http.request("POST", "/api/v1/jobs/clock/trigger")
+                guard status == 202, let match = body.firstMatch(of: /"run_id"\s*:\s*([0-9]+)/), let run = Int64(match.1) else {
+                    throw TockError(.failed, "bench: POST /api/v1/jobs/clock/trigger answered \(status): \(body)")
+                }
+                return run
+            }
+            return BenchReport.Latency(toScriptRunning: Distribution(nanoseconds: toScript),
+                                       toClaimed: Distribution(nanoseconds: toClaimed),
+                                       toScriptRunningOverHTTP: Distribution(nanoseconds: overHTTP))
         } }
-        return BenchReport.Latency(toScriptRunning: Distribution(nanoseconds: toScript), toClaimed: Distribution(nanoseconds: toClaimed))
+    }
+
+    /// The API process's port answers once it has started (up to 30 s).
+    func connectAPI(port: Int) async throws -> BenchHTTPConnection {
+        for _ in 0..<300 {
+            if let connection = try? BenchHTTPConnection(port: port), (try? connection.request("GET", "/api/v1/health"))?.status == 200 {
+                return connection
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TockError(.failed, "the benchmark's API did not start on port \(port); see \(directory)/api.log")
+    }
+
+    /// `samples` runs of tock-clock (after 5 warm-ups), each enqueued by `enqueue` once the previous one is done:
+    /// from just before `enqueue` to the clock reading the script printed, and run-now → claimed by the database's clock.
+    func latencySamples(_ samples: Int, client: PostgresClient,
+                        enqueue: () async throws -> Int64) async throws -> (toScript: [Int64], toClaimed: [Int64]) {
+        var toScript: [Int64] = []
+        var toClaimed: [Int64] = []
+        let warmup = 5
+        for index in 0..<(warmup + samples) {
+            let start = monotonicNanos()
+            let run = try await enqueue()
+            var result: (String?, Double?)?
+            while result == nil {
+                try await Task.sleep(for: .milliseconds(2))
+                result = try await client.query("""
+                    SELECT l.output, extract(epoch FROM h.started_at - h.enqueued_at)::float8
+                    FROM tock.run_history h JOIN tock.run_logs l ON l.run_id = h.id
+                    WHERE h.id = \(run) AND h.status = 'succeeded'
+                    """, logger: logger).decode((String?, Double?).self).all().first
+            }
+            guard let (output, claimed) = result, let started = Int64((output ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw TockError(.failed, "run \(run) printed no clock reading")
+            }
+            if index >= warmup {
+                toScript.append(started - start)
+                toClaimed.append(Int64((claimed ?? 0) * 1e9))
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return (toScript, toClaimed)
     }
 
     /// Enqueues `runs` runs of `job` held back (run_after tomorrow), starts the workers, then releases every run
@@ -356,12 +437,14 @@ final class BenchRun: @unchecked Sendable {
             let start = monotonicNanos()
             _ = try await client.query("UPDATE tock.runs SET run_after = now() WHERE status = 'pending'", logger: logger).collect()
             _ = try await client.query("SELECT pg_notify('tock_runs', '')", logger: logger).collect()
+            // Watched through the workers' own counters (one row each): counting the runs table this often would
+            // take CPU from the machinery being measured.
             while true {
-                let left = try await client.query(
-                    "SELECT count(*)::int FROM tock.runs WHERE status IN ('pending', 'running')", logger: logger)
+                let done = try await client.query(
+                    "SELECT coalesce(sum(runs_processed), 0)::int FROM tock.workers WHERE state = 'running'", logger: logger)
                     .decode(Int.self).all().first ?? 0
-                if left == 0 { break }
-                try await Task.sleep(for: .milliseconds(5))
+                if done >= runs { break }
+                try await Task.sleep(for: .milliseconds(20))
             }
             let seconds = Double(monotonicNanos() - start) / 1e9
             let failed = try await client.query("SELECT count(*)::int FROM tock.runs WHERE status <> 'succeeded'", logger: logger)

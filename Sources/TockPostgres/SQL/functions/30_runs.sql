@@ -143,6 +143,11 @@ RETURNS TABLE (
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
+    -- The claim's commit does not wait for its WAL flush (the run-now before it and the finish after it do):
+    -- it saves that flush from the path to the script's start. If PostgreSQL itself crashes within the moment
+    -- before the WAL writer flushes, the claim is undone and the run is claimed again: it can start twice, the
+    -- at-least-once guarantee a worker's crash already gives. No run is lost.
+    PERFORM set_config('synchronous_commit', 'off', true);
     RETURN QUERY
     WITH claimable AS (
         SELECT r.id

@@ -1,0 +1,200 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TockCore
+import TockPostgres
+import TockRuntime
+
+extension BenchReport {
+    /// One query of the scale scenario, timed `count` times.
+    struct QueryTime: Encodable {
+        var name: String
+        /// What calls it: an API route (the portal's pages call these), the scheduler, a worker, or psql.
+        var caller: String
+        var portal: Bool
+        var count: Int
+        var p50Ms: Double
+        var maxMs: Double
+        var rows: Int
+    }
+    struct Scale: Encodable {
+        var jobs: Int
+        var runs: Int
+        var seedSeconds: Double
+        var databaseSize: String
+        var queries: [QueryTime]
+    }
+}
+
+extension BenchRun {
+    /// `jobs` jobs and `runs` finished runs spread over the last 30 days (the default retention), then each
+    /// query the scheduler, a worker and the portal's API routes issue, timed through the same `Database` methods
+    /// production calls. Writes (tick, claim) work on fresh due jobs and pending runs each time.
+    func scale(jobs: Int, runs: Int, repeats: Int) async throws -> BenchReport.Scale {
+        let seedStart = monotonicNanos()
+        try await seedScale(jobs: jobs, runs: runs)
+        let seedSeconds = Double(monotonicNanos() - seedStart) / 1e9
+        return try await withDatabase(settings, logger: logger) { database, client in
+            func value<T: PostgresDecodable & Sendable>(_ type: T.Type, _ query: PostgresQuery) async throws -> T {
+                guard let first = try await client.query(query, logger: logger).decode(T.self).all().first else {
+                    throw TockError(.failed, "bench: no row from \(query.sql)")
+                }
+                return first
+            }
+            let size = try await value(String.self, "SELECT pg_size_pretty(pg_database_size(current_database()))")
+            let worker = try await database.registerWorker(host: "bench", pid: Int(getpid()), concurrency: 100,
+                                                           scriptsDirectory: nil, version: TockVersion.current)
+            // A job in the middle of the name order, a run in the middle of the history, a job near the end.
+            let job = try await value(String.self, "SELECT name FROM tock.jobs ORDER BY name OFFSET \(jobs / 2) LIMIT 1")
+            let newest = try await value(Int64.self, "SELECT max(id) FROM tock.runs")
+            let middle = try await value(Int64.self, "SELECT id FROM tock.runs WHERE id > \(newest / 2) ORDER BY id LIMIT 1")
+            let lastPage = try await value(String.self, "SELECT name FROM tock.jobs ORDER BY name OFFSET \(max(jobs - 150, 0)) LIMIT 1")
+
+            var times: [BenchReport.QueryTime] = []
+            func time(_ name: String, _ caller: String, portal: Bool = true, before: (() async throws -> Void)? = nil,
+                      _ body: () async throws -> Int) async throws {
+                var samples: [Int64] = []
+                var rows = 0
+                for _ in 0..<repeats {
+                    try await before?()
+                    let start = monotonicNanos()
+                    rows = try await body()
+                    samples.append(monotonicNanos() - start)
+                }
+                let distribution = Distribution(nanoseconds: samples)
+                times.append(BenchReport.QueryTime(name: name, caller: caller, portal: portal, count: repeats,
+                                                   p50Ms: distribution.p50Ms, maxMs: distribution.maxMs, rows: rows))
+            }
+
+            // The scheduler and the workers.
+            try await time("tock.tick(): nothing due", "scheduler", portal: false) { _ = try await database.tick(); return 1 }
+            try await time("tock.tick(): 100 jobs due", "scheduler", portal: false, before: {
+                _ = try await client.query("""
+                    UPDATE tock.jobs SET next_run_at = now() - interval '1 second'
+                    WHERE id IN (SELECT id FROM tock.jobs WHERE enabled AND next_run_at IS NOT NULL ORDER BY random() LIMIT 100)
+                    """, logger: self.logger).collect()
+            }) { _ = try await database.tick(); return 100 }
+            try await time("tock.claim_runs(worker, 100)", "worker", portal: false, before: {
+                _ = try await client.query("""
+                    INSERT INTO tock.runs (job_id, trigger) SELECT id, 'sql' FROM tock.jobs ORDER BY random() LIMIT 100
+                    """, logger: self.logger).collect()
+            }) { try await database.claimRuns(worker: worker, max: 100).count }
+            try await time("tock.finish_runs(worker, 100 runs)", "worker", portal: false) {
+                let running = try await client.query(
+                    "SELECT id FROM tock.runs WHERE status = 'running' AND worker_id = \(worker) LIMIT 100", logger: logger)
+                    .decode(Int64.self).all()
+                return try await database.finishRuns(worker: worker, running.map { ($0, RunOutcome(status: .succeeded, exitCode: 0)) }).count
+            }
+            try await time("tock.run_now(job)", "POST /jobs/{job}/trigger") { _ = try await database.runNow(job, trigger: "api"); return 1 }
+            try await time("tock.purge_history(): one batch", "scheduler", portal: false) {
+                try await database.purgeHistory()
+            }
+
+            // The portal's pages, through the routes they call.
+            try await time("job_overview: first page of 100", "GET /jobs?limit=100") { try await database.jobs(limit: 100).count }
+            try await time("job_overview: a page deep in the list", "GET /jobs?after=…&limit=100") {
+                try await database.jobs(after: lastPage, limit: 100).count
+            }
+            try await time("job_overview: name search", "GET /jobs?q=…") {
+                try await database.jobs(search: String(job.suffix(4)), limit: 100).count
+            }
+            try await time("tock.stats()", "GET /stats") { _ = try await database.stats(); return 1 }
+            try await time("job_overview: one job", "GET /jobs/{job}") { _ = try await database.job(job); return 1 }
+            try await time("run_history: a job's newest 25", "GET /jobs/{job}/runs") { try await database.runs(job: job, limit: 25).count }
+            try await time("job_stats: one job", "GET /jobs/{job}/stats") { try await database.jobStats(job).count }
+            try await time("run_history: newest 50", "GET /runs") { try await database.runs(limit: 50).count }
+            try await time("run_history: failed, newest 50", "GET /runs?status=failed") {
+                try await database.runs(status: .failed, limit: 50).count
+            }
+            try await time("run_history: a page in the middle", "GET /runs?before=…") {
+                try await database.runs(before: middle, limit: 50).count
+            }
+            try await time("run_history: dead letters", "GET /dead-letter") { try await database.runs(status: .dead, limit: 50).count }
+            try await time("run_history + run_logs: one run", "GET /runs/{id}") { _ = try await database.run(middle); return 1 }
+            try await time("worker_overview", "GET /workers") { try await database.workers().count }
+            try await time("queue_depth + workers", "GET /health") {
+                _ = try await database.queueDepth()
+                _ = try await database.schedulersAlive()
+                return 1
+            }
+            // Prometheus scrapes it (every 15-60 s); the portal does not.
+            try await time("tock.gauges()", "GET /metrics", portal: false) { try await database.gauges().count }
+            // psql and `tock` commands, not the portal.
+            try await time("tock.lag", "tock queue", portal: false) { try await database.lag().count }
+            try await time("tock.stuck_runs", "tock runs --stuck", portal: false) { try await database.stuckRuns().count }
+            return BenchReport.Scale(jobs: jobs, runs: runs, seedSeconds: seedSeconds, databaseSize: size, queries: times)
+        }
+    }
+
+    /// The history: jobs of four schedule kinds; per job, runs at evenly spaced fire times over 30 days, about
+    /// 5% failed and 0.2% dead; output stored for each job's newest run. Four template jobs go through the
+    /// jobs trigger (parse, describe, next fire time); the rest copy their computed columns with the tables'
+    /// own triggers off while seeding (the benchmark's role owns its database), which takes seconds instead of
+    /// minutes. Foreign keys stay checked.
+    func seedScale(jobs: Int, runs: Int) async throws {
+        let perJob = max(runs / max(jobs, 1), 1)
+        try await sql("DELETE FROM tock.runs")
+        try await sql("DELETE FROM tock.jobs WHERE name NOT IN ('clock', 'true', 'noop')")
+        try await sql("""
+            INSERT INTO tock.jobs (name, script, schedule, timezone)
+            SELECT 'job-' || lpad(i::text, 7, '0'), ':noop',
+                   (ARRAY['every 5m', 'daily at 06:00', '*/15 * * * *', 'manual'])[1 + i % 4],
+                   (ARRAY['UTC', 'Asia/Hong_Kong', 'Europe/London', 'America/New_York'])[1 + i % 4]
+            FROM generate_series(1, 4) i
+            """)
+        try await sql("ALTER TABLE tock.jobs DISABLE TRIGGER USER")
+        try await sql("ALTER TABLE tock.runs DISABLE TRIGGER USER")
+        // Nothing comes due while the history is written and timed: a day later than the schedules say.
+        try await sql("UPDATE tock.jobs SET next_run_at = next_run_at + interval '1 day' WHERE name LIKE 'job-%'")
+        do {
+            try await seedHistory(jobs: jobs, perJob: perJob)
+        } catch {
+            try? await sql("ALTER TABLE tock.jobs ENABLE TRIGGER USER")
+            try? await sql("ALTER TABLE tock.runs ENABLE TRIGGER USER")
+            throw error
+        }
+        try await sql("ALTER TABLE tock.jobs ENABLE TRIGGER USER")
+        try await sql("ALTER TABLE tock.runs ENABLE TRIGGER USER")
+        try await sql("VACUUM ANALYZE tock.jobs")
+        try await sql("VACUUM ANALYZE tock.runs")
+        try await sql("VACUUM ANALYZE tock.run_output")
+    }
+
+    private func seedHistory(jobs: Int, perJob: Int) async throws {
+        try await sql("""
+            INSERT INTO tock.jobs (name, script, schedule, timezone, schedule_description, spec, next_run_at, anchor_at)
+            SELECT 'job-' || lpad(i::text, 7, '0'), ':noop', t.schedule, t.timezone, t.schedule_description, t.spec,
+                   t.next_run_at, t.anchor_at
+            FROM generate_series(5, \(jobs)) i
+            JOIN tock.jobs t ON t.name = 'job-' || lpad((1 + (i - 1) % 4)::text, 7, '0')
+            """)
+        try await sql("""
+            INSERT INTO tock.workers (name, host, pid, concurrency, state, started_at, last_heartbeat_at, stopped_at)
+            VALUES ('history:1', 'history', 1, 4, 'stopped', now() - interval '31 days', now() - interval '1 minute', now() - interval '1 minute')
+            """)
+        // Oldest first, one fire time of every job per statement: ids and finish times grow together, as they do
+        // in a real history, so an index on finished_at fills in order.
+        for k in stride(from: perJob, through: 1, by: -1) {
+            try await sql("""
+                INSERT INTO tock.runs (job_id, trigger, status, scheduled_for, enqueued_at, run_after, started_at,
+                                       finished_at, worker_id, exit_code, error)
+                SELECT j.id, 'schedule', s.status, t.fire, t.fire, t.fire, t.fire + interval '2 ms',
+                       t.fire + interval '2 ms' + (j.id % 997) * interval '1 ms' * \(k),
+                       w.id, CASE WHEN s.status = 'succeeded' THEN 0 ELSE 1 END,
+                       CASE WHEN s.status <> 'succeeded' THEN 'exited with status 1' END
+                FROM tock.jobs j
+                CROSS JOIN (SELECT id FROM tock.workers WHERE name = 'history:1') w
+                CROSS JOIN LATERAL (SELECT date_trunc('second', now()) - interval '30 days' * \(k) / \(perJob)
+                                           + (j.id % 600) * interval '1 second' AS fire) t
+                CROSS JOIN LATERAL (SELECT CASE WHEN (j.id * 31 + \(k) * 17) % 500 = 0 THEN 'dead'
+                                                WHEN (j.id * 7 + \(k) * 13) % 20 = 0 THEN 'failed'
+                                                ELSE 'succeeded' END AS status) s
+                ORDER BY t.fire
+                """)
+        }
+        try await sql("""
+            INSERT INTO tock.run_output (run_id, output, bytes_total, truncated)
+            SELECT max(id), 'report written: 1,024 rows', 26, false FROM tock.runs GROUP BY job_id
+            """)
+    }
+}
