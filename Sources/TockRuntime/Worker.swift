@@ -45,6 +45,10 @@ public final class Worker: Service, Sendable {
     let wake = WakeSignal()
     let registeredID = Atomic<Int64>(0)
     let metrics: TockMetrics
+    /// Runs whose script has ended and whose result is still being reported: their slots are already free.
+    let reporting = Atomic<Int>(0)
+    /// What every script inherits from the worker's environment, read once.
+    let baseEnvironment: [String: String]
 
     public init(database: Database, settings: ConnectionSettings, configuration: WorkerConfiguration,
                 metrics: TockMetrics = TockMetrics(), logger: Logger) throws(TockError) {
@@ -59,6 +63,13 @@ public final class Worker: Service, Sendable {
         self.settings = settings
         self.metrics = metrics
         self.logger = logger
+        let inherited = ProcessInfo.processInfo.environment
+        var environment: [String: String] = [:]
+        for key in ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"] {
+            if let value = inherited[key] { environment[key] = value }
+        }
+        environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        self.baseEnvironment = environment
     }
 
     /// This worker's id in tock.workers, once registered (0 before).
@@ -124,8 +135,10 @@ public final class Worker: Service, Sendable {
                     }
                     // A full batch may have left more behind: claim again as soon as a slot frees.
                     if claimed.count == free { continue }
-                    // Runs waiting out a retry backoff send no NOTIFY when they become due: wake for them.
-                    if let due = try await database.nextDelayedRun() {
+                    // Runs waiting out a retry backoff (or enqueued ahead of their fire time) send no NOTIFY when
+                    // they become due: wake for them. Asked only when nothing was ready: a partial claim means a
+                    // run is in flight, and its end brings another claim, which asks then.
+                    if claimed.isEmpty, let due = try await database.nextDelayedRun() {
                         sleep = min(sleep, .milliseconds(max(Int64(due.timeIntervalSinceNow * 1000) + 1, 1)))
                     }
                 } catch {
@@ -145,6 +158,7 @@ public final class Worker: Service, Sendable {
         while !running.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline {
             await wake.wait(timeout: .milliseconds(200))
         }
+
         let left = running.withLock { $0 }
         if !left.isEmpty {
             logger.warning("shutdown grace over; stopping scripts and handing their runs back",
@@ -153,6 +167,10 @@ public final class Worker: Service, Sendable {
             while !running.withLock({ $0.isEmpty }) {
                 await wake.wait(timeout: .milliseconds(200))
             }
+        }
+        // Scripts that ended are reported (or handed back) before the worker says it stopped.
+        while reporting.load(ordering: .acquiring) > 0 {
+            await wake.wait(timeout: .milliseconds(200))
         }
     }
 
@@ -204,20 +222,24 @@ public final class Worker: Service, Sendable {
         logger[metadataKey: "job"] = "\(run.jobName)"
         let started = ContinuousClock.now
         metrics.runStarted(job: run.jobName, trigger: run.trigger, scheduledFor: run.scheduledFor)
-        defer {
-            metrics.runsInFlight(running.withLock { $0.removeValue(forKey: run.runId); return $0.count })
-            cancelledByUser.withLock { _ = $0.remove(run.runId) }
-            wake.signal()
-        }
-        let outcome: RunOutcome
+        let ran: RunOutcome?
         if run.script == Worker.noopScript {
             // Benchmarking only: the claim → finish machinery without a process (see `tock bench queue`).
-            outcome = RunOutcome(status: .succeeded, exitCode: 0)
-        } else if let ran = await runScript(run, worker: worker, control: control, logger: logger) {
-            outcome = ran
+            ran = RunOutcome(status: .succeeded, exitCode: 0)
         } else {
-            return  // handed back to the queue
+            ran = await runScript(run, worker: worker, control: control, logger: logger)
         }
+        // The script has ended: its slot takes the next run while this one's result is reported (batched with
+        // others that end meanwhile), so a slot never waits on a commit. drain() waits for the reports.
+        reporting.add(1, ordering: .releasing)
+        metrics.runsInFlight(running.withLock { $0.removeValue(forKey: run.runId); return $0.count })
+        cancelledByUser.withLock { _ = $0.remove(run.runId) }
+        wake.signal()
+        defer {
+            reporting.subtract(1, ordering: .releasing)
+            wake.signal()
+        }
+        guard let outcome = ran else { return }  // handed back to the queue
         await report(logger: logger) { () async throws(TockError) -> Bool in try await finisher.finish(run.runId, outcome) }
         metrics.runFinished(job: run.jobName, status: outcome.status.rawValue, duration: ContinuousClock.now - started)
         logger.info("run finished", metadata: [
@@ -293,12 +315,7 @@ public final class Worker: Service, Sendable {
 
     /// Scripts get a small, known environment (never the worker's DATABASE_URL) plus what identifies the run.
     func environment(for run: ClaimedRun) -> [String: String] {
-        let inherited = ProcessInfo.processInfo.environment
-        var environment: [String: String] = [:]
-        for key in ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"] {
-            if let value = inherited[key] { environment[key] = value }
-        }
-        environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        var environment = baseEnvironment
         environment["TOCK_RUN_ID"] = String(run.runId)
         environment["TOCK_JOB"] = run.jobName
         environment["TOCK_ATTEMPT"] = String(run.attempt)

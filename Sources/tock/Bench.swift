@@ -33,7 +33,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "queue: runs per measurement.") var queueRuns = 20000
     @Option(help: "Worker processes to measure with, comma separated.") var workers = "1,2"
     @Option(help: "queue: each worker's concurrency, which is also its largest claim.") var queueConcurrency = 100
-    @Option(help: "throughput: each worker's concurrency.") var concurrency = 4
+    @Option(help: "throughput: each worker's concurrency (enough slots that the claim round trip is not the limit).") var concurrency = 16
     @Option(help: "schedule: jobs due at the same second.") var scheduleJobs = 1000
     @Option(help: "schedule: each of the 2 workers' concurrency (slots for every due run at once: jobs / 2).")
     var scheduleConcurrency = 500

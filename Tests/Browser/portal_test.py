@@ -15,6 +15,7 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -122,6 +123,21 @@ def main():
         api("POST", f"/jobs/{JOB}/resume")
         wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, row + " .badge"), "enabled"))
         driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard.png"))
+
+        step("the dashboard's name search keeps the matching jobs only, and clearing it brings the rest back")
+        other = f"elsewhere-{int(time.time() * 1000) % 10_000_000}"
+        api("POST", "/jobs", {"name": other, "script": "portal-hello.sh"})
+        other_row = f'tr.job[data-job="{other}"]'
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, other_row)))
+        search = driver.find_element(By.ID, "job-search")
+        search.send_keys(JOB.upper() + Keys.ENTER)
+        wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, other_row))
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, row)))
+        search = driver.find_element(By.ID, "job-search")
+        search.clear()
+        search.send_keys(Keys.ENTER)
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, other_row)))
+        api("DELETE", f"/jobs/{other}")
 
         step("the workers page lists the running worker")
         click(driver, By.CSS_SELECTOR, 'a[data-nav="workers"]', wait)
