@@ -134,8 +134,11 @@ def main():
         wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, other_row))
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, row)))
         search = driver.find_element(By.ID, "job-search")
-        search.clear()
-        search.send_keys(Keys.ENTER)
+        search.clear()  # WebDriver's clear fires change: the empty search may already have re-rendered the page
+        try:
+            search.send_keys(Keys.ENTER)
+        except StaleElementReferenceException:
+            pass
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, other_row)))
         api("DELETE", f"/jobs/{other}")
 
