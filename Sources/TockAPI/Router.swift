@@ -219,14 +219,16 @@ struct RunPage {
     }
 
     func response(_ runs: [RunInfo], path: String) throws -> Response {
-        var headers: HTTPFields = [:]
-        if runs.count == limit, let last = runs.last {
-            var query = "limit=\(limit)&before=\(last.id)"
-            if let status { query += "&status=\(status.rawValue)" }
-            headers[HTTPFields.Element.Name("Link")!] = "<\(path)?\(query)>; rel=\"next\""
-        }
-        return try json(runs, headers: headers)
+        guard runs.count == limit, let last = runs.last else { return try json(runs) }
+        var query = "limit=\(limit)&before=\(last.id)"
+        if let status { query += "&status=\(status.rawValue)" }
+        return try json(runs, headers: nextPageLink(path: path, query: query))
     }
+}
+
+/// The header of a full page of a list: where the next page is.
+func nextPageLink(path: String, query: String) -> HTTPFields {
+    [HTTPFields.Element.Name("Link")!: "<\(path)?\(query)>; rel=\"next\""]
 }
 
 /// `?limit=&after=&q=` on the job list: name order, at most `limit` (default 500); a full page carries
@@ -247,13 +249,10 @@ struct JobPage {
     }
 
     func response(_ jobs: [JobInfo]) throws -> Response {
-        var headers: HTTPFields = [:]
-        if jobs.count == limit, let last = jobs.last {
-            var query = "limit=\(limit)&after=\(percentEncoded(last.name))"
-            if let search { query += "&q=\(percentEncoded(search))" }
-            headers[HTTPFields.Element.Name("Link")!] = "</api/v1/jobs?\(query)>; rel=\"next\""
-        }
-        return try json(jobs, headers: headers)
+        guard jobs.count == limit, let last = jobs.last else { return try json(jobs) }
+        var query = "limit=\(limit)&after=\(percentEncoded(last.name))"
+        if let search { query += "&q=\(percentEncoded(search))" }
+        return try json(jobs, headers: nextPageLink(path: "/api/v1/jobs", query: query))
     }
 
     func percentEncoded(_ text: String) -> String {

@@ -53,3 +53,10 @@ public enum DurationText {
     }
 }
 
+
+extension Duration {
+    /// Whole milliseconds, rounded toward zero: what poll() and SQL intervals are given.
+    public var wholeMilliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -346,8 +346,8 @@ public struct Database: Sendable {
 
     /// Enqueues the due runs (fire times up to `lookahead` ahead, held until due); returns when to tick again (nil: none scheduled).
     public func tick(limit: Int = 1000, lookahead: Duration = .zero) async throws(TockError) -> Date? {
-        let milliseconds = lookahead.components.seconds * 1000 + lookahead.components.attoseconds / 1_000_000_000_000_000
-        return try await scalar(Date?.self, "SELECT tock.tick(now(), \(limit)::int, \(milliseconds)::float8 * interval '1 millisecond')")
+        try await scalar(Date?.self,
+                         "SELECT tock.tick(now(), \(limit)::int, \(lookahead.wholeMilliseconds)::float8 * interval '1 millisecond')")
     }
 }
 

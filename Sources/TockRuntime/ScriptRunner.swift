@@ -235,8 +235,6 @@ private struct ProcessMonitor: @unchecked Sendable {
     }
 
     static func milliseconds(until instant: ContinuousClock.Instant, from now: ContinuousClock.Instant) -> Int32 {
-        let remaining = instant - now
-        let ms = remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
-        return Int32(clamping: max(ms, 0) + 1)
+        Int32(clamping: max((instant - now).wholeMilliseconds, 0) + 1)
     }
 }

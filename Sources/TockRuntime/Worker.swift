@@ -158,7 +158,6 @@ public final class Worker: Service, Sendable {
         while !running.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline {
             await wake.wait(timeout: .milliseconds(200))
         }
-
         let left = running.withLock { $0 }
         if !left.isEmpty {
             logger.warning("shutdown grace over; stopping scripts and handing their runs back",
