@@ -96,9 +96,17 @@ public struct ScriptRunner: Sendable {
         var pid: pid_t = 0
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        let rc = workingDirectory.map { directory in
-            tock_spawn(&pid, executable, argv, envp, directory, pipeFDs[1])
-        } ?? tock_spawn(&pid, executable, argv, envp, nil, pipeFDs[1])
+        var rc: Int32 = 0
+        // ETXTBSY: some process still holds the script open for writing. Besides a deploy in progress, this
+        // is the fork race every multithreaded spawner has (Go's os/exec retries too): a child forked by
+        // another thread inherits a write descriptor until it execs. It clears within milliseconds.
+        for attempt in 0..<8 {
+            rc = workingDirectory.map { directory in
+                tock_spawn(&pid, executable, argv, envp, directory, pipeFDs[1])
+            } ?? tock_spawn(&pid, executable, argv, envp, nil, pipeFDs[1])
+            guard rc == ETXTBSY else { break }
+            try? await Task.sleep(for: .milliseconds(1 << attempt))
+        }
         argv.forEach { free($0) }
         envp.forEach { free($0) }
         close(pipeFDs[1])
@@ -107,7 +115,9 @@ public struct ScriptRunner: Sendable {
             close(wakeFDs[0])
             close(wakeFDs[1])
             let reason = String(cString: strerror(rc))
-            let hint = rc == ENOEXEC ? " (does it start with a #! line?)" : rc == EACCES ? " (is it executable?)" : ""
+            let hint = rc == ENOEXEC ? " (does it start with a #! line?)"
+                : rc == EACCES ? " (is it executable?)"
+                : rc == ETXTBSY ? " (is it still open for writing?)" : ""
             throw TockError(.failed, "could not start \(executable): \(reason)\(hint)")
         }
         control.attach(wakeFD: wakeFDs[1])

@@ -87,6 +87,32 @@ struct ScriptRunnerTests {
         }
     }
 
+    @Test("a script briefly held open for writing starts once the writer closes it; one held open says so")
+    func textFileBusy() async throws {
+        let directory = try makeScriptsDirectory(["busy.sh": "#!/bin/sh\necho started\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let script = directory + "/busy.sh"
+        // A writer that closes after 20 ms: the fork race a multithreaded spawner meets.
+        let writer = open(script, O_WRONLY)
+        #expect(writer >= 0)
+        let closer = Task { try await Task.sleep(for: .milliseconds(20)); close(writer) }
+        let result = try await ScriptRunner().run(executable: script, arguments: [], environment: [:],
+                                                  workingDirectory: directory, timeoutSeconds: 5)
+        try await closer.value
+        #expect(result.exitCode == 0)
+        #expect(result.output.text == "started\n")
+        // A writer that stays: a clear error once the retries are spent.
+        let holder = open(script, O_WRONLY)
+        defer { close(holder) }
+        do {
+            _ = try await ScriptRunner().run(executable: script, arguments: [], environment: [:],
+                                             workingDirectory: directory, timeoutSeconds: 5)
+            Issue.record("a script open for writing started")
+        } catch {
+            #expect(error.message.contains("Text file busy (is it still open for writing?)"), "\(error.message)")
+        }
+    }
+
     @Test("the sandbox refuses absolute paths, '..', symlinks out of it, and non-executables")
     func sandbox() throws {
         let directory = try makeScriptsDirectory(["ok.sh": "#!/bin/sh\n", "sub/inner.sh": "#!/bin/sh\n"])
