@@ -1,0 +1,79 @@
+import Foundation
+import PostgresNIO
+import Testing
+import TockCore
+import TockTesting
+
+/// `tock bench` at toy sizes: every scenario runs its real processes to the end and reports figures that hang
+/// together. Timings are not checked here (other tests share the cores); the benchmark itself checks targets.
+@Suite("tock bench, every scenario at small sizes")
+struct BenchCLITests {
+    @Test("each scenario runs real workers to completion, reports consistent counts as JSON, and drops its database")
+    func everyScenario() async throws {
+        let clock = URL(fileURLWithPath: tockBinary).deletingLastPathComponent().appendingPathComponent("tock-clock").path
+        #expect(FileManager.default.isExecutableFile(atPath: clock), "ops/test builds tock-clock beside \(tockBinary)")
+        let directory = try makeScriptsDirectory([:])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+
+        let bench = try tock(["bench", "--json", "--samples", "5", "--runs", "40", "--queue-runs", "300", "--workers", "1,2",
+                              "--schedule-jobs", "20", "--schedule-concurrency", "10", "--idle-seconds", "5",
+                              "--scale-jobs", "1000", "--scale-runs", "3000", "--scale-repeats", "1"],
+                             settings: settings, directory: directory)
+        try #require(bench.status == 0, "\(bench.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any])
+
+        let latency = try #require(report["latency"] as? [String: [String: Double]])
+        for key in ["to_script_running", "to_claimed", "to_script_running_over_http"] {
+            let distribution = try #require(latency[key], "latency.\(key)")
+            #expect(distribution["count"] == 5)
+            // A run is claimed before its script runs, and a time is positive and ordered.
+            #expect((distribution["min_ms"] ?? 0) > 0 && distribution["min_ms"]! <= distribution["p50_ms"]!
+                    && distribution["p50_ms"]! <= distribution["max_ms"]!, "\(key): \(distribution)")
+        }
+        #expect(latency["to_claimed"]!["p50_ms"]! < latency["to_script_running"]!["p50_ms"]!)
+
+        for (name, runs) in [("queue", 300.0)] {
+            let rates = try #require(report[name] as? [[String: Double]])
+            #expect(rates.map { $0["workers"] } == [1, 2])
+            #expect(rates.allSatisfy { $0["runs"] == runs && ($0["runs_per_second"] ?? 0) > 0 }, "\(rates)")
+        }
+        let throughput = try #require(report["throughput"] as? [String: [[String: Double]]])
+        for side in ["tock", "raw_spawn"] {
+            #expect(throughput[side]?.map { $0["runs"] } == [40, 40], "\(side)")
+        }
+
+        let schedule = try #require(report["schedule"] as? [String: Double])
+        #expect(schedule["count"] == 20, "every due job's run started: \(schedule)")
+
+        let idle = try #require(report["idle"] as? [[String: Any]])
+        #expect(idle.compactMap { $0["process"] as? String } == ["worker", "scheduler"])
+        #expect(idle.allSatisfy { ($0["rss_megabytes"] as? Double ?? 0) > 0 && ($0["transactions"] as? Int ?? -1) >= 0 })
+
+        let scale = try #require(report["scale"] as? [String: Any])
+        #expect(scale["jobs"] as? Int == 1000 && scale["runs"] as? Int == 3000)
+        let queries = try #require(scale["queries"] as? [[String: Any]])
+        #expect(queries.count > 10 && queries.allSatisfy { $0["count"] as? Int == 1 })
+        #expect(queries.contains { ($0["name"] as? String ?? "").hasPrefix("tock.tick()") })
+
+        // Its database is gone: nothing named tock_bench_ is left on the server.
+        let left = try await TestDatabase.withClient(settings) { client in
+            try await client.query("SELECT count(*)::int FROM pg_database WHERE datname LIKE 'tock\\_bench\\_%'",
+                                   logger: TestDatabase.logger).decode(Int.self).all()[0]
+        }
+        #expect(left == 0)
+    }
+
+    @Test("an unknown scenario or a size out of range is refused before anything runs")
+    func badOptions() async throws {
+        let directory = try makeScriptsDirectory([:])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        for (arguments, fragment) in [(["bench", "nonsense"], "unknown scenario 'nonsense'"),
+                                      (["bench", "--workers", "0"], "--workers"),
+                                      (["bench", "--idle-seconds", "1"], "--idle-seconds")] {
+            let result = try tock(arguments, settings: settings, directory: directory)
+            #expect(result.status != 0 && result.stderr.contains(fragment), "\(arguments): \(result.stderr)")
+        }
+    }
+}
