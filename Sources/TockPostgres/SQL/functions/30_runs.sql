@@ -112,12 +112,19 @@ END $$;
 
 -- A live worker's heartbeat; returns its state ('running', 'stopping'), or NULL when it is no longer
 -- registered as alive (stopped, or marked lost): such a worker must stop.
+-- This and the other functions a process calls over and over are PL/pgSQL, whose statements are planned once per
+-- session; a LANGUAGE sql function is planned again at every call (next_delayed_run: 0.38 ms, against 0.22 ms
+-- for a whole empty claim).
 CREATE OR REPLACE FUNCTION tock.heartbeat(p_worker bigint, p_now timestamptz DEFAULT now())
-RETURNS text LANGUAGE sql AS $$
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_state text;
+BEGIN
     UPDATE tock.workers SET last_heartbeat_at = p_now
     WHERE id = p_worker AND state IN ('running', 'stopping')
-    RETURNING state
-$$;
+    RETURNING state INTO v_state;
+    RETURN v_state;
+END $$;
 
 -- A worker that stops claiming (graceful shutdown begins), then one that has stopped.
 CREATE OR REPLACE FUNCTION tock.set_worker_state(p_worker bigint, p_state text, p_now timestamptz DEFAULT now())
@@ -183,14 +190,15 @@ COMMENT ON FUNCTION tock.claim_runs(bigint, int, timestamptz) IS
 DROP FUNCTION IF EXISTS tock.store_output(bigint, text, bigint, boolean, timestamptz);
 CREATE OR REPLACE FUNCTION tock.store_outputs(
     p_runs bigint[], p_outputs text[], p_bytes_total bigint[], p_truncated boolean[], p_now timestamptz)
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO tock.run_output (run_id, output, bytes_total, truncated, updated_at)
     SELECT o.run, coalesce(o.output, ''), coalesce(o.bytes, 0), coalesce(o.truncated, false), p_now
     FROM unnest(p_runs, p_outputs, p_bytes_total, p_truncated) AS o(run, output, bytes, truncated)
     ON CONFLICT (run_id) DO UPDATE
     SET output = EXCLUDED.output, bytes_total = EXCLUDED.bytes_total, truncated = EXCLUDED.truncated,
-        updated_at = EXCLUDED.updated_at
-$$;
+        updated_at = EXCLUDED.updated_at;
+END $$;
 
 -- Records how a batch of runs ended, with their output, in one transaction: a worker sends every run that
 -- ended while its previous report was in flight. Only the worker holding a running run can finish it, once;
@@ -420,6 +428,7 @@ COMMENT ON FUNCTION tock.rescue(timestamptz, interval, interval) IS
 -- When the earliest delayed run (a retry's backoff) becomes claimable, so an idle worker sleeps until then
 -- rather than until its safety sweep. NULL: none.
 CREATE OR REPLACE FUNCTION tock.next_delayed_run(p_now timestamptz DEFAULT now())
-RETURNS timestamptz LANGUAGE sql STABLE AS $$
-    SELECT min(run_after) FROM tock.runs WHERE status = 'pending' AND run_after > p_now
-$$;
+RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT min(run_after) FROM tock.runs WHERE status = 'pending' AND run_after > p_now);
+END $$;
