@@ -75,10 +75,8 @@ public final class ScriptControl: Sendable {
 /// stdout and stderr captured together into a capped tail, the timeout enforced by signalling the whole group.
 /// When the script's main process exits, whatever it left running in its group is killed too.
 public struct ScriptRunner: Sendable {
-    /// Where each script's monitor loop blocks in poll(): a concurrent queue runs on libdispatch's overcommit
-    /// threads, one per blocked item, and keeps idle ones for the next script. A thread started per script cost
-    /// its stack's mmap and munmap every run, a third of the worker's CPU at a thousand scripts a second.
-    static let monitors = DispatchQueue(label: "tock-script-monitor", attributes: .concurrent)
+    /// Where each script's monitor loop runs (see MonitorThreads).
+    static let monitors = MonitorThreads()
 
     public var outputCapBytes: Int
     /// Seconds between SIGTERM and SIGKILL when a script times out or is cancelled.
@@ -131,7 +129,7 @@ public struct ScriptRunner: Sendable {
                                      outputCapBytes: outputCapBytes, control: control)
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<ScriptResult, Never>) in
-                ScriptRunner.monitors.async { continuation.resume(returning: monitor.run()) }
+                ScriptRunner.monitors.run { continuation.resume(returning: monitor.run()) }
             }
         } onCancel: {
             control.cancel()

@@ -77,6 +77,45 @@ struct ScriptRunnerTests {
         #expect(result.output.text.hasPrefix("ready"))
     }
 
+    @Test("100 scripts at once each have a monitor draining its output while the others still run")
+    func manyScriptsAtOnce() async throws {
+        // Each script prints more than a pipe holds, so it gets past `head` only once its monitor drains it; then
+        // it waits for all the others to get there. A pool of fewer than 100 monitors would leave the rest
+        // blocked (libdispatch's, tried here, ran 39 blocked items at once).
+        let count = 100
+        let directory = try makeScriptsDirectory(["gate.sh": """
+            #!/bin/sh
+            head -c 100000 /dev/zero
+            touch "$1/ready.$$"
+            n=0
+            while [ ! -e "$1/go" ]; do sleep 0.2; n=$((n + 1)); [ $n -gt 300 ] && exit 9; done
+            exit 0
+            """])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let flags = directory + "/flags"
+        try FileManager.default.createDirectory(atPath: flags, withIntermediateDirectories: true)
+        let runs = Task {
+            try await withThrowingTaskGroup(of: ScriptResult.self) { group in
+                for _ in 0..<count {
+                    group.addTask {
+                        try await ScriptRunner().run(
+                            executable: directory + "/gate.sh", arguments: [flags], environment: ["PATH": "/usr/bin:/bin"],
+                            workingDirectory: directory, timeoutSeconds: 120)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+        }
+        let allReady = try await eventually(timeout: .seconds(40), interval: .milliseconds(100)) {
+            ((try? FileManager.default.contentsOfDirectory(atPath: flags)) ?? []).filter { $0.hasPrefix("ready.") }.count == count
+        }
+        #expect(allReady, "not every script's output was drained while the others ran")
+        FileManager.default.createFile(atPath: flags + "/go", contents: nil)
+        let results = try await runs.value
+        #expect(results.count == count)
+        #expect(results.allSatisfy { $0.exitCode == 0 && $0.output.totalBytes == 100_000 })
+    }
+
     @Test("a script that cannot start says why")
     func cannotStart() async throws {
         let directory = try makeScriptsDirectory(["noshebang.sh": "echo hi\n"])
