@@ -46,14 +46,18 @@ extension BenchRun {
 
     private func watchIdle(seconds: Int) async throws -> [BenchReport.IdleProcess] {
         var report: [BenchReport.IdleProcess] = []
+        // Each process settles first: its start (registration, the listener's probe, a first claim or tick)
+        // is not idle cost, and its backends' statistics reach pg_stat_database up to a second late.
+        let settle = Duration.seconds(3)
         let workers = try await startWorkers(1, concurrency: 4)
         report.append(try await stopping(workers) {
+            try await Task.sleep(for: settle)
             let count = try await transactions(over: seconds)
             return BenchReport.IdleProcess(process: "worker", seconds: seconds, transactions: count,
                                            expected: "\(seconds) heartbeats (1 s)", rssMegabytes: Self.rssMegabytes(workers[0].processIdentifier))
         })
         let scheduler = try startTock(["scheduler"], log: "scheduler-idle")
-        try await Task.sleep(for: .seconds(2))
+        try await Task.sleep(for: settle)
         report.append(try await stopping([scheduler]) {
             let count = try await transactions(over: seconds)
             return BenchReport.IdleProcess(process: "scheduler", seconds: seconds, transactions: count,
