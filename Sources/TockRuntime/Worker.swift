@@ -43,6 +43,10 @@ public final class Worker: Service, Sendable {
     /// Set while notifications cannot be relied on: claims poll every `pollInterval`.
     let polling = Atomic<Bool>(false)
     let wake = WakeSignal()
+    /// Set when runs may be waiting that this worker has not tried to claim: a NOTIFY on tock_runs, a (re)connect,
+    /// a claim that filled every free slot. A slot that frees claims only then: an ended run NOTIFYs by itself
+    /// when it unblocks another (overlap 'queue'), and a delayed run is slept for (next_delayed_run).
+    let runsMayWait = Atomic<Bool>(true)
     let registeredID = Atomic<Int64>(0)
     let metrics: TockMetrics
     /// Runs whose script has ended and whose result is still being reported: their slots are already free.
@@ -120,11 +124,16 @@ public final class Worker: Service, Sendable {
         // After a full claim more runs are waiting: claim again once half the slots are free, not per freed slot,
         // so claims stay large under load (one statement and commit per batch). An idle worker claims at once.
         var queueHasMore = false
+        // The next claim whatever happens: the safety sweep, the poll without notifications, or a delayed run.
+        var nextClaim = ContinuousClock.now
         while !stopping.load(ordering: .acquiring) && !Task.isCancelled {
             let free = configuration.concurrency - running.withLock { $0.count }
-            var sleep = polling.load(ordering: .relaxed) ? configuration.pollInterval : configuration.sweepInterval
-            if free > 0 && (!queueHasMore || free >= max(1, configuration.concurrency / 2) || free == configuration.concurrency) {
+            let slotsToClaim = free > 0
+                && (!queueHasMore || free >= max(1, configuration.concurrency / 2) || free == configuration.concurrency)
+            if slotsToClaim && (ContinuousClock.now >= nextClaim || runsMayWait.load(ordering: .acquiring)) {
                 do {
+                    // Cleared before the claim: a NOTIFY that arrives during it sets it again.
+                    runsMayWait.store(false, ordering: .releasing)
                     let claimed = try await database.claimRuns(worker: id, max: free)
                     queueHasMore = claimed.count == free
                     backoff.reset()
@@ -133,21 +142,26 @@ public final class Worker: Service, Sendable {
                         metrics.runsInFlight(running.withLock { $0[run.runId] = control; return $0.count })
                         group.addTask { await self.execute(run, worker: id, control: control, finisher: finisher, logger: logger) }
                     }
-                    // A full batch may have left more behind: claim again as soon as a slot frees.
-                    if claimed.count == free { continue }
-                    // Runs waiting out a retry backoff (or enqueued ahead of their fire time) send no NOTIFY when
-                    // they become due: wake for them. Asked only when nothing was ready: a partial claim means a
-                    // run is in flight, and its end brings another claim, which asks then.
-                    if claimed.isEmpty, let due = try await database.nextDelayedRun() {
-                        sleep = min(sleep, .milliseconds(max(Int64(due.timeIntervalSinceNow * 1000) + 1, 1)))
+                    var sleep = polling.load(ordering: .relaxed) ? configuration.pollInterval : configuration.sweepInterval
+                    if queueHasMore {
+                        // A full batch may have left more behind: claim again as soon as a slot frees.
+                        runsMayWait.store(true, ordering: .releasing)
+                    } else if let delayed = try await database.nextDelayedRun() {
+                        // Runs waiting out a retry backoff (or enqueued ahead of their fire time) send no NOTIFY
+                        // when they become due: claim then.
+                        sleep = min(sleep, .milliseconds(max(Int64(delayed.timeIntervalSinceNow * 1000) + 1, 1)))
                     }
+                    nextClaim = ContinuousClock.now + sleep
+                    if queueHasMore { continue }
                 } catch {
                     logger.warning("claim failed; retrying", metadata: ["error": "\(error.message)"])
+                    runsMayWait.store(true, ordering: .releasing)
                     await wake.wait(timeout: backoff.next())
                     continue
                 }
             }
-            await wake.wait(timeout: sleep)
+            // Without slots to claim into, only a freed slot (which signals) can change that.
+            await wake.wait(timeout: slotsToClaim ? max(nextClaim - ContinuousClock.now, .milliseconds(1)) : configuration.sweepInterval)
         }
     }
 
@@ -178,13 +192,16 @@ public final class Worker: Service, Sendable {
         case .notification(channel: "tock_cancel", let payload):
             if let run = Int64(payload) { cancel(run, logger: logger) }
         case .notification:
+            runsMayWait.store(true, ordering: .releasing)
             wake.signal()
         case .notificationsUnavailable:
             polling.store(true, ordering: .relaxed)
+            runsMayWait.store(true, ordering: .releasing)
             wake.signal()
         case .listening:
             polling.store(false, ordering: .relaxed)
             // Anything that happened while we were not listening: runs to claim, cancels to carry out.
+            runsMayWait.store(true, ordering: .releasing)
             wake.signal()
             for run in (try? await database.cancelRequests(worker: worker)) ?? [] { cancel(run, logger: logger) }
         }

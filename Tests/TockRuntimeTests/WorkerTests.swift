@@ -61,6 +61,41 @@ struct WorkerTests {
         }
     }
 
+    @Test("overlap 'queue': each ended run wakes the worker for the job's next one, long before the 60 s sweep")
+    func queuedRunsFollowEachOther() async throws {
+        let directory = try makeScriptsDirectory(["step.sh": "#!/bin/sh\nsleep 0.2\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var configuration = WorkerConfiguration()
+            configuration.scriptsDirectory = directory
+            configuration.sweepInterval = .seconds(60)
+            configuration.concurrency = 4
+            let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            var job = JobDefinition(name: "serial", script: "step.sh")
+            job.overlap = "queue"
+            _ = try await database.createJob(job)
+            try await withServices([worker]) { () async throws -> Void in
+                #expect(try await eventually { try await database.workers().first?.alive == true })
+                var runs: [Int64] = []
+                for _ in 0..<3 { runs.append(try await database.runNow("serial")) }
+                // The worker has free slots but may not claim run 2 while run 1 runs; only the NOTIFY sent when
+                // run 1 ends (the worker no longer claims after every run just in case) brings it back.
+                #expect(try await eventually(timeout: .seconds(30), interval: .milliseconds(20)) {
+                    var done = true
+                    for run in runs where try await database.run(run, withOutput: false).status != "succeeded" { done = false }
+                    return done
+                })
+                var ran: [RunInfo] = []
+                for run in runs { ran.append(try await database.run(run, withOutput: false)) }
+                for (earlier, later) in zip(ran, ran.dropFirst()) {
+                    let (ended, started) = (try #require(earlier.finishedAt), try #require(later.startedAt))
+                    #expect(started >= ended, "one run of the job at a time")
+                    #expect(started.timeIntervalSince(ended) < 20, "the next run waited for the sweep")
+                }
+            }
+        }
+    }
+
     @Test("a script outside the sandbox is refused at run time and the refusal is recorded on the run")
     func sandboxRefusalRecorded() async throws {
         let directory = try makeScriptsDirectory(["ok.sh": "#!/bin/sh\n"])

@@ -18,6 +18,22 @@ CREATE OR REPLACE TRIGGER runs_notify_requeued
     FOR EACH ROW WHEN (NEW.status = 'pending' AND OLD.status <> 'pending')
     EXECUTE FUNCTION tock.tg_notify('tock_runs');
 
+-- A run of an overlap 'queue' job that ended makes the job's next pending run claimable: that wakes the workers
+-- too, so none has to claim after each run it finishes just in case. One query per statement, not per row.
+CREATE OR REPLACE FUNCTION tock.tg_runs__queue_unblocked()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM changed c JOIN tock.jobs j ON j.id = c.job_id
+               WHERE j.overlap = 'queue' AND c.status NOT IN ('pending', 'running')) THEN
+        PERFORM pg_notify('tock_runs', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER runs_notify_queue_unblocked
+    AFTER UPDATE ON tock.runs REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_runs__queue_unblocked();
+
 -- Enqueues a run of a job now, whatever its schedule or pause state; returns the run's id.
 -- p_trigger records who asked: 'sql' (default), 'manual' (the CLI) or 'api'.
 CREATE OR REPLACE FUNCTION tock.run_now(p_job text, p_trigger text DEFAULT 'sql', p_now timestamptz DEFAULT now())
