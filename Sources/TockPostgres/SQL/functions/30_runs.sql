@@ -23,8 +23,10 @@ CREATE OR REPLACE TRIGGER runs_notify_requeued
 CREATE OR REPLACE FUNCTION tock.tg_runs__queue_unblocked()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM changed c JOIN tock.jobs j ON j.id = c.job_id
-               WHERE j.overlap = 'queue' AND c.status NOT IN ('pending', 'running')) THEN
+    -- A probe of the job per ended run, never a join: with many 'queue' jobs a join would hash them all.
+    IF EXISTS (SELECT 1 FROM changed c
+               WHERE c.status NOT IN ('pending', 'running')
+                 AND (SELECT j.overlap FROM tock.jobs j WHERE j.id = c.job_id) = 'queue') THEN
         PERFORM pg_notify('tock_runs', '');
     END IF;
     RETURN NULL;
@@ -179,7 +181,9 @@ BEGIN
           AND EXISTS (SELECT 1 FROM tock.workers w WHERE w.id = p_worker AND w.state = 'running')
           -- Overlap 'queue': one run of the job at a time, oldest first. The transaction-scoped advisory lock
           -- keeps two claimers from taking runs of the same job before either commits.
-          AND (NOT EXISTS (SELECT 1 FROM tock.jobs j WHERE j.id = r.job_id AND j.overlap = 'queue')
+          -- A probe of the job per candidate, not NOT EXISTS: that became a hash of every 'queue' job per claim
+          -- (40 ms for a claim of 100 with 100,000 of them).
+          AND ((SELECT j.overlap FROM tock.jobs j WHERE j.id = r.job_id) <> 'queue'
                OR (NOT EXISTS (SELECT 1 FROM tock.runs x WHERE x.job_id = r.job_id AND x.status = 'running')
                    AND r.id = (SELECT min(p.id) FROM tock.runs p WHERE p.job_id = r.job_id AND p.status = 'pending')
                    AND pg_try_advisory_xact_lock(tock.worker_lock_key() + 1, r.job_id::int)))
