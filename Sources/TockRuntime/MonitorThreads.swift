@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Synchronization
+import TockCore
 
 /// Threads for the scripts' monitor loops, which block in poll() for as long as a script runs: one thread per
 /// running script, however many there are, each parked for `keepIdle` after its script ends so that the next
@@ -18,8 +19,7 @@ final class MonitorThreads: Sendable {
     private let keepIdle: DispatchTimeInterval
 
     init(keepIdle: Duration = .seconds(30)) {
-        let (seconds, attoseconds) = keepIdle.components
-        self.keepIdle = .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
+        self.keepIdle = .milliseconds(Int(keepIdle.wholeMilliseconds))
     }
 
     func run(_ job: @escaping @Sendable () -> Void) {
