@@ -265,7 +265,9 @@ BEGIN
         PERFORM tock.store_outputs(array_agg(o.run), array_agg(o.output), array_agg(o.bytes), array_agg(o.truncated), p_now)
         FROM unnest(p_runs, p_outputs, p_bytes_total, p_truncated) AS o(run, output, bytes, truncated)
         -- A run that printed nothing has no output row (tock.run_history shows 0 bytes for it).
-        WHERE o.run = ANY (v_finished) AND (coalesce(o.bytes, 0) > 0 OR coalesce(o.output, '') <> '');
+        WHERE o.run = ANY (v_finished) AND (coalesce(o.bytes, 0) > 0 OR coalesce(o.output, '') <> '')
+        -- An aggregate yields a row even over no rows: without this, a batch that printed nothing still calls it.
+        HAVING count(*) > 0;
         UPDATE tock.workers SET runs_processed = runs_processed + cardinality(v_finished) WHERE id = p_worker;
     END IF;
     RETURN v_finished;
