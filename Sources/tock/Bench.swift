@@ -264,7 +264,7 @@ final class BenchRun: @unchecked Sendable {
                 + "tock bench needs a role with CREATEDB on the server, and drops the database afterwards"))
         }
         let settings = server.with(database: name)
-        try await withDatabase(settings, logger: logger) { _, client in
+        _ = try await withDatabase(settings, logger: logger) { _, client in
             try await Migrator(client: client, files: try SQLFiles.bundled(), logger: logger).migrate()
         }
         let directory = NSTemporaryDirectory() + "tock-bench-\(getpid())"
