@@ -7,11 +7,10 @@ import statistics
 import sys
 
 
-def rates(path, key):
-    """{workers: runs per second} of one result file; key names the figure in it."""
+def rates(path, section, key):
+    """{workers: runs per second} of one result file: the rows under section, the figure under key."""
     data = json.load(open(path, encoding="utf-8"))
-    rows = data["throughput"] if "throughput" in data else data["queue"]
-    return {row["workers"]: row[key] for row in rows}
+    return {row["workers"]: row[key] for row in data[section]}
 
 
 def main(folder):
@@ -20,8 +19,8 @@ def main(folder):
     print("|---:|---:|---:|---:|---:|")
     ratios, tock_all, peer_all = {}, {}, {}
     for rep in reps:
-        tock = rates(os.path.join(folder, f"tock.rep{rep}.json"), "runs_per_second")
-        peer = rates(os.path.join(folder, f"pgqueuer-b100.rep{rep}.json"), "jobs_per_s")
+        tock = rates(os.path.join(folder, f"tock.rep{rep}.json"), "queue", "runs_per_second")
+        peer = rates(os.path.join(folder, f"pgqueuer-b100.rep{rep}.json"), "throughput", "jobs_per_s")
         for workers in sorted(tock):
             ratio = tock[workers] / peer[workers]
             ratios.setdefault(workers, []).append(ratio)
