@@ -17,9 +17,43 @@ enum LogFormat: String, CaseIterable, Sendable {
         }
         guard first else { return }
         switch format {
-        case .text: LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        case .text: LoggingSystem.bootstrap { TextLogHandler(StreamLogHandler.standardError(label: $0)) }
         case .json: LoggingSystem.bootstrap(JSONLogHandler.init)
         }
+    }
+}
+
+/// swift-log's own text lines, with the logger's metadata kept here and handed over with each event. The stream
+/// handler formats its metadata again on every change, and a worker sets a run's and a job's on every run: that was
+/// a tenth of its CPU on no-op runs (perf), for lines a `warning` level never prints. The output is the same: the
+/// stream handler merges the event's metadata over its own, which is empty here.
+struct TextLogHandler: LogHandler {
+    var stream: StreamLogHandler
+    var metadata: Logger.Metadata = [:]
+
+    init(_ stream: StreamLogHandler) {
+        self.stream = stream
+    }
+
+    var logLevel: Logger.Level {
+        get { stream.logLevel }
+        set { stream.logLevel = newValue }
+    }
+
+    var metadataProvider: Logger.MetadataProvider? {
+        get { stream.metadataProvider }
+        set { stream.metadataProvider = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var event = event
+        event.metadata = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
+        stream.log(event: event)
     }
 }
 

@@ -67,6 +67,28 @@ struct OperationsCLITests {
         }
     }
 
+    @Test("text logs: one line per event, with the worker's, run's and job's metadata sorted inline")
+    func textLogs() async throws {
+        let directory = try makeScriptsDirectory(["scripts/hello.sh": "#!/bin/sh\necho hello\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        let worker = try TockProcess(["worker"], settings: settings, directory: directory)
+        defer { worker.signal(SIGKILL) }
+        #expect(try tock(["job", "add", "hello", "--script", "hello.sh"], settings: settings, directory: directory).status == 0)
+        let waited = try tock(["job", "run", "hello", "--wait", "--wait-timeout", "30"], settings: settings, directory: directory)
+        #expect(waited.status == 0, "\(waited.stderr)\n\(worker.log)")
+        // The run's and job's metadata are set on the logger per run; each line carries them, and the next run's
+        // lines carry its own (the handler keeps the metadata and hands it over with each event).
+        let second = try tock(["job", "run", "hello", "--wait", "--wait-timeout", "30"], settings: settings, directory: directory)
+        #expect(second.status == 0)
+        #expect(try await eventually(timeout: .seconds(10)) { worker.log.components(separatedBy: "run finished").count == 3 })
+        let finished = worker.log.split(separator: "\n").filter { $0.hasSuffix("[TockRuntime] run finished") }
+        #expect(finished.count == 2, "\(worker.log)")
+        let line = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} info tock: exit_code=0 job=hello run=(\d+) status=succeeded worker=\d+ \[TockRuntime\] run finished$/
+        let runs = finished.compactMap { try? line.wholeMatch(in: String($0))?.1 }.map(String.init)
+        #expect(runs.count == 2 && Set(runs).count == 2, "\(finished)")
+    }
+
     @Test("doctor fails with a fix for pending migrations; queue and runs --stuck read the views")
     func doctorQueueStuck() async throws {
         let directory = try makeScriptsDirectory([:])
