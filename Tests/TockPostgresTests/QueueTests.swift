@@ -167,10 +167,11 @@ struct QueueTests {
             let after = try await sql(Date.self, "SELECT tock.tick('2030-01-01 00:00:00.5+00', 1000, interval '1 second')")
             #expect(try await database.runs(job: "busy").count == 1)
             #expect(after == TockJSON.parseTimestamp("2030-01-01T00:00:04Z"), "later's fire time less the lookahead")
-            // An edit before the fire time drops the run enqueued for the old schedule.
+            // An edit before the fire time drops the run enqueued for the old schedule. The fire time is half a
+            // minute away (a minute's lookahead), so a loaded machine cannot let it pass before the edit.
             _ = try await database.client.query(
-                "UPDATE tock.jobs SET next_run_at = now() + interval '0.5 second' WHERE name = 'later'").collect()
-            _ = try await sql(Date.self, "SELECT tock.tick(now(), 1000, interval '1 second')")
+                "UPDATE tock.jobs SET next_run_at = now() + interval '30 seconds' WHERE name = 'later'").collect()
+            _ = try await sql(Date.self, "SELECT tock.tick(now(), 1000, interval '1 minute')")
             #expect(try await database.runs(job: "later").count == 1)
             _ = try await database.setJobEnabled("later", false)
             #expect(try await database.runs(job: "later").isEmpty, "pausing drops the run that was not due yet")
