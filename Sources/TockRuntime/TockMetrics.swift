@@ -38,7 +38,7 @@ public final class TockMetrics: Sendable {
     }
 
     private let jobMetrics = Mutex<[String: JobMetrics]>([:])
-    private let workerGauges = Mutex<(running: Gauge?, lateness: DurationHistogram?)>((nil, nil))
+    private let workerMetrics = Mutex<(running: Gauge?, lateness: DurationHistogram?)>((nil, nil))
 
     private func withJobMetrics<T>(_ job: String, _ body: (inout JobMetrics) -> T) -> T {
         jobMetrics.withLock { metrics in
@@ -57,13 +57,13 @@ public final class TockMetrics: Sendable {
         withJobMetrics(job) { $0.started }.increment()
         if trigger == "schedule", let scheduledFor {
             let late = max(Date().timeIntervalSince(scheduledFor), 0)
-            let lateness = workerGauges.withLock { gauges in
-                if gauges.lateness == nil {
-                    gauges.lateness = registry.makeDurationHistogram(
+            let lateness = workerMetrics.withLock { metrics in
+                if metrics.lateness == nil {
+                    metrics.lateness = registry.makeDurationHistogram(
                         name: "tock_schedule_lateness_seconds", buckets: Self.latenessBuckets,
                         help: "How long after its fire time a scheduled run started.")
                 }
-                return gauges.lateness!
+                return metrics.lateness!
             }
             lateness.record(.microseconds(Int64(late * 1_000_000)))
         }
@@ -83,11 +83,11 @@ public final class TockMetrics: Sendable {
     }
 
     public func runsInFlight(_ count: Int) {
-        let running = workerGauges.withLock { gauges in
-            if gauges.running == nil {
-                gauges.running = registry.makeGauge(name: "tock_worker_running_runs", help: "Scripts this worker is running now.")
+        let running = workerMetrics.withLock { metrics in
+            if metrics.running == nil {
+                metrics.running = registry.makeGauge(name: "tock_worker_running_runs", help: "Scripts this worker is running now.")
             }
-            return gauges.running!
+            return metrics.running!
         }
         running.set(to: Double(count))
     }
