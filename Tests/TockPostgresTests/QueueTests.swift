@@ -93,6 +93,55 @@ struct QueueTests {
         }
     }
 
+    @Test("the next delayed run is the earliest pending run not yet due, whatever its priority")
+    func nextDelayedRun() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "d", script: "x.sh"))
+            func next() async throws -> String? {
+                try await database.client.query(
+                    "SELECT to_char(tock.next_delayed_run('2030-01-01 00:00Z') AT TIME ZONE 'UTC', 'HH24:MI')")
+                    .decode(String?.self).all().first ?? nil
+            }
+            #expect(try await next() == nil)
+            // Priority 90: one ready, one due at 00:30. 50: due at 00:10, and a cancelled one at 00:05.
+            // 10: only ready runs. 0: due at 00:20.
+            _ = try await database.client.query("""
+                INSERT INTO tock.runs (job_id, trigger, priority, run_after)
+                SELECT j.id, 'sql', v.priority, '2030-01-01 00:00Z'::timestamptz + v.delay
+                FROM tock.jobs j, (VALUES (90, interval '-1 minute'), (90, '30 minutes'), (50, '10 minutes'),
+                                          (50, '5 minutes'), (10, '-2 minutes'), (10, '0'), (0, '20 minutes')) v(priority, delay)
+                """).collect()
+            _ = try await database.client.query("""
+                UPDATE tock.runs SET status = 'cancelled', finished_at = now()
+                WHERE run_after = '2030-01-01 00:05Z'
+                """).collect()
+            #expect(try await next() == "00:10")
+            _ = try await database.client.query("DELETE FROM tock.runs WHERE priority = 50").collect()
+            #expect(try await next() == "00:20")
+            _ = try await database.client.query("DELETE FROM tock.runs WHERE priority = 0").collect()
+            #expect(try await next() == "00:30")
+            _ = try await database.client.query("DELETE FROM tock.runs WHERE priority = 90 AND run_after > '2030-01-01 00:00Z'").collect()
+            #expect(try await next() == nil)
+        }
+    }
+
+    @Test("the functions workers and schedulers call in their loops are never JIT-compiled")
+    func hotFunctionsWithoutJIT() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            // A long queue's cost estimates pass jit_above_cost: a claim of 100 then spent 51 ms compiling.
+            let withJIT = try await database.client.query("""
+                SELECT p.proname FROM pg_proc p
+                WHERE p.pronamespace = 'tock'::regnamespace
+                  AND p.proname IN ('tick', 'claim_runs', 'finish_runs', 'rescue', 'next_delayed_run')
+                  AND NOT coalesce('jit=off' = ANY (p.proconfig), false)
+                UNION ALL
+                SELECT 'missing: ' || n FROM unnest(ARRAY['tick', 'claim_runs', 'finish_runs', 'rescue', 'next_delayed_run']) n
+                WHERE NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = 'tock'::regnamespace AND p.proname = n)
+                """).decode(String.self).all()
+            #expect(withJIT == [])
+        }
+    }
+
     @Test("a finish is recorded once: late, duplicate or foreign reports change nothing")
     func guardedFinish() async throws {
         try await TestDatabase.withFresh { database, _ in
