@@ -475,8 +475,27 @@ COMMENT ON FUNCTION tock.rescue(timestamptz, interval, interval) IS
 
 -- When the earliest delayed run (a retry's backoff) becomes claimable, so an idle worker sleeps until then
 -- rather than until its safety sweep. NULL: none.
+-- A loose index scan of runs_claim_idx, which is ordered by priority first: one seek for each priority that has
+-- pending runs (at most 101), then one for its earliest delayed run. A plain min(run_after) reads every pending
+-- run, and an idle worker asks after each claim: with 100,000 runs waiting out retry backoffs it took 66 ms (a
+-- parallel sequential scan), where this takes a few index seeks.
 CREATE OR REPLACE FUNCTION tock.next_delayed_run(p_now timestamptz DEFAULT now())
-RETURNS timestamptz LANGUAGE plpgsql STABLE SET jit = off AS $$
+RETURNS timestamptz LANGUAGE plpgsql STABLE
+SET enable_seqscan = off
+SET jit = off
+AS $$
+DECLARE
+    v_priority smallint;
+    v_earliest timestamptz;
 BEGIN
-    RETURN (SELECT min(run_after) FROM tock.runs WHERE status = 'pending' AND run_after > p_now);
+    v_priority := (SELECT priority FROM tock.runs WHERE status = 'pending' ORDER BY priority DESC LIMIT 1);
+    WHILE v_priority IS NOT NULL LOOP
+        -- least() ignores NULL: a priority whose pending runs are all ready adds nothing.
+        v_earliest := least(v_earliest, (SELECT run_after FROM tock.runs
+                                         WHERE status = 'pending' AND priority = v_priority AND run_after > p_now
+                                         ORDER BY run_after LIMIT 1));
+        v_priority := (SELECT priority FROM tock.runs WHERE status = 'pending' AND priority < v_priority
+                       ORDER BY priority DESC LIMIT 1);
+    END LOOP;
+    RETURN v_earliest;
 END $$;
