@@ -23,7 +23,7 @@ BEGIN
         OR NEW.enabled IS DISTINCT FROM OLD.enabled;
     IF v_schedule_changed THEN
         NEW.spec := tock.parse_schedule(NEW.schedule);
-        NEW.schedule_description := tock.describe_schedule(NEW.schedule);
+        NEW.schedule_description := tock.describe_spec(NEW.spec);
         IF TG_OP = 'UPDATE' AND NEW.schedule IS DISTINCT FROM OLD.schedule THEN
             NEW.anchor_at := now();  -- a new interval keeps its cadence from the edit
         END IF;
