@@ -477,7 +477,7 @@ COMMENT ON FUNCTION tock.rescue(timestamptz, interval, interval) IS
 -- rather than until its safety sweep. NULL: none.
 -- A loose index scan of runs_claim_idx, which is ordered by priority first: one seek for each priority that has
 -- pending runs (at most 101), then one for its earliest delayed run. A plain min(run_after) reads every pending
--- run, and an idle worker asks after each claim: with 100,000 runs waiting out retry backoffs it took 66 ms (a
+-- run, and an idle worker asks after each claim: with 100,000 runs waiting out retry backoffs it took 62-66 ms (a
 -- parallel sequential scan), where this takes a few index seeks.
 CREATE OR REPLACE FUNCTION tock.next_delayed_run(p_now timestamptz DEFAULT now())
 RETURNS timestamptz LANGUAGE plpgsql STABLE
