@@ -21,7 +21,8 @@ struct Bench: AsyncParsableCommand {
             started behind its fire time
               idle        an idle worker, then an idle scheduler, a minute each: the queries they issue, their memory
               scale       100,000 jobs and 5,000,000 runs of history (a few minutes to seed): each query of the \
-            scheduler, the workers and the portal's API routes, timed (the portal's below 50 ms)
+            scheduler, the workers and the portal's API routes, timed (the portal's below 50 ms); then the workers' \
+            calls again with 300,000 runs pending
             """)
 
     @OptionGroup var options: GlobalOptions
@@ -41,6 +42,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "scale: jobs in the database.") var scaleJobs = 100_000
     @Option(help: "scale: finished runs in the history.") var scaleRuns = 5_000_000
     @Option(help: "scale: times each query is timed.") var scaleRepeats = 20
+    @Option(help: "scale: pending runs added at the end (half of them delayed), to time the worker's calls on a deep queue; 0: none.")
+    var scaleBacklog = 300_000
     @Flag(help: "Keep the benchmark database afterwards.") var keep = false
 
     func validate() throws {
@@ -50,6 +53,9 @@ struct Bench: AsyncParsableCommand {
         guard (5...3600).contains(idleSeconds) else { throw ValidationError("--idle-seconds: 5-3600") }
         guard scaleJobs >= 1000, scaleRuns >= 0, (1...1000).contains(scaleRepeats) else {
             throw ValidationError("--scale-jobs: at least 1000; --scale-runs: 0 or more; --scale-repeats: 1-1000")
+        }
+        guard scaleBacklog == 0 || scaleBacklog >= 200 * scaleRepeats else {
+            throw ValidationError("--scale-backlog: 0, or at least 200 × --scale-repeats (each timed claim takes 100 ready runs)")
         }
         guard !workerCounts.isEmpty, workerCounts.allSatisfy({ (1...16).contains($0) }) else {
             throw ValidationError("--workers: a comma-separated list of 1-16, e.g. 1,2")
@@ -78,7 +84,8 @@ struct Bench: AsyncParsableCommand {
                     report.schedule = try await bench.schedule(jobs: scheduleJobs, concurrency: scheduleConcurrency)
                 case "idle": report.idle = try await bench.idle(seconds: idleSeconds)
                 case "scale":
-                    report.scale = try await bench.scale(jobs: scaleJobs, runs: scaleRuns, repeats: scaleRepeats)
+                    report.scale = try await bench.scale(jobs: scaleJobs, runs: scaleRuns, backlog: scaleBacklog,
+                                                        repeats: scaleRepeats)
                 case "throughput":
                     report.throughput = try await bench.throughput(runs: runs, workerCounts: workerCounts, concurrency: concurrency)
                 default:
@@ -218,7 +225,8 @@ struct BenchReport: Encodable {
         }
         if let scale {
             out += "\nSCALE: \(scale.jobs) jobs, \(scale.runs) runs of history (seeded in \(String(format: "%.0f", scale.seedSeconds)) s; "
-                + "database \(scale.databaseSize)); each query timed \(scale.queries.first?.count ?? 0) times\n"
+                + "database \(scale.databaseSize)); each query timed \(scale.queries.first?.count ?? 0) times"
+                + (scale.backlog > 0 ? "; the last ones with \(scale.backlog) runs pending\n" : "\n")
             var table = TextTable("QUERY", "CALLED BY", "ROWS", "P50 MS", "MAX MS", "")
             for query in scale.queries {
                 let verdict = query.portal ? (query.p50Ms <= 50 ? "ok (< 50 ms)" : "SLOW (portal: < 50 ms)") : ""

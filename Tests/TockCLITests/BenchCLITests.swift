@@ -18,7 +18,8 @@ struct BenchCLITests {
 
         let bench = try tock(["bench", "--json", "--samples", "5", "--runs", "40", "--queue-runs", "300", "--workers", "1,2",
                               "--schedule-jobs", "20", "--schedule-concurrency", "10", "--idle-seconds", "5",
-                              "--scale-jobs", "1000", "--scale-runs", "3000", "--scale-repeats", "1"],
+                              "--scale-jobs", "1000", "--scale-runs", "3000", "--scale-repeats", "1",
+                              "--scale-backlog", "2000"],
                              settings: settings, directory: directory)
         try #require(bench.status == 0, "\(bench.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any])
@@ -55,6 +56,10 @@ struct BenchCLITests {
         let queries = try #require(scale["queries"] as? [[String: Any]])
         #expect(queries.count > 10 && queries.allSatisfy { $0["count"] as? Int == 1 })
         #expect(queries.contains { ($0["name"] as? String ?? "").hasPrefix("tock.tick()") })
+        // The deep queue's claim took a full batch from the 1,000 ready runs of the 2,000 added.
+        #expect(scale["backlog"] as? Int == 2000)
+        let deepClaim = queries.first { ($0["name"] as? String ?? "") == "tock.claim_runs(worker, 100): 2000 pending" }
+        #expect(deepClaim?["rows"] as? Int == 100, "\(queries.map { $0["name"] ?? "" })")
 
         // Its database is gone: nothing named tock_bench_ is left on the server.
         let left = try await TestDatabase.withClient(settings) { client in
@@ -71,7 +76,8 @@ struct BenchCLITests {
         let settings = try await TestDatabase.create()
         for (arguments, fragment) in [(["bench", "nonsense"], "unknown scenario 'nonsense'"),
                                       (["bench", "--workers", "0"], "--workers"),
-                                      (["bench", "--idle-seconds", "1"], "--idle-seconds")] {
+                                      (["bench", "--idle-seconds", "1"], "--idle-seconds"),
+                                      (["bench", "--scale-backlog", "150"], "--scale-backlog: 0, or at least 200 × --scale-repeats")] {
             let result = try tock(arguments, settings: settings, directory: directory)
             #expect(result.status != 0 && result.stderr.contains(fragment), "\(arguments): \(result.stderr)")
         }
