@@ -460,16 +460,15 @@ RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     c_weekdays constant text[] := ARRAY['Sun','Mon','Tue','Wed','Thu','Fri','Sat'];
     c_months constant text[] := ARRAY['Jan','Feb','Mar','Apr','May','Jun','Jul','Aug','Sep','Oct','Nov','Dec'];
-    v_spec constant tock.schedule_spec := p_spec;
     v_seconds bigint;
     v_text text;
     v_unit text;
     v_amount bigint;
 BEGIN
-    IF v_spec.kind = 'manual' THEN
+    IF p_spec.kind = 'manual' THEN
         RETURN 'manual (run on demand only)';
-    ELSIF v_spec.kind = 'interval' THEN
-        v_seconds := extract(epoch FROM v_spec.every)::bigint;
+    ELSIF p_spec.kind = 'interval' THEN
+        v_seconds := extract(epoch FROM p_spec.every)::bigint;
         SELECT u, v_seconds / s INTO v_unit, v_amount
         FROM (VALUES ('day', 86400), ('hour', 3600), ('minute', 60), ('second', 1)) AS units(u, s)
         WHERE v_seconds % s = 0 ORDER BY s DESC LIMIT 1;
@@ -477,38 +476,38 @@ BEGIN
     END IF;
 
     -- The time of day.
-    IF cardinality(v_spec.minutes) = 1 AND cardinality(v_spec.hours) = 1 THEN
-        v_text := format('at %s:%s', lpad(v_spec.hours[1]::text, 2, '0'), lpad(v_spec.minutes[1]::text, 2, '0'));
-    ELSIF cardinality(v_spec.hours) = 24 AND cardinality(v_spec.minutes) = 60 THEN
+    IF cardinality(p_spec.minutes) = 1 AND cardinality(p_spec.hours) = 1 THEN
+        v_text := format('at %s:%s', lpad(p_spec.hours[1]::text, 2, '0'), lpad(p_spec.minutes[1]::text, 2, '0'));
+    ELSIF cardinality(p_spec.hours) = 24 AND cardinality(p_spec.minutes) = 60 THEN
         v_text := 'every minute';
-    ELSIF cardinality(v_spec.hours) = 24 AND cardinality(v_spec.minutes) = 1 THEN
-        v_text := format('hourly at :%s', lpad(v_spec.minutes[1]::text, 2, '0'));
-    ELSIF cardinality(v_spec.hours) = 24 THEN
-        v_text := format('at minutes %s of every hour', tock.describe_values(v_spec.minutes));
+    ELSIF cardinality(p_spec.hours) = 24 AND cardinality(p_spec.minutes) = 1 THEN
+        v_text := format('hourly at :%s', lpad(p_spec.minutes[1]::text, 2, '0'));
+    ELSIF cardinality(p_spec.hours) = 24 THEN
+        v_text := format('at minutes %s of every hour', tock.describe_values(p_spec.minutes));
     ELSE
         v_text := format('at minute%s %s past hour%s %s',
-            CASE WHEN cardinality(v_spec.minutes) > 1 THEN 's' ELSE '' END, tock.describe_values(v_spec.minutes),
-            CASE WHEN cardinality(v_spec.hours) > 1 THEN 's' ELSE '' END, tock.describe_values(v_spec.hours));
+            CASE WHEN cardinality(p_spec.minutes) > 1 THEN 's' ELSE '' END, tock.describe_values(p_spec.minutes),
+            CASE WHEN cardinality(p_spec.hours) > 1 THEN 's' ELSE '' END, tock.describe_values(p_spec.hours));
     END IF;
 
     -- The days.
-    IF v_spec.clamp_to_month_end AND v_spec.days = ARRAY[31] THEN
+    IF p_spec.clamp_to_month_end AND p_spec.days = ARRAY[31] THEN
         v_text := format('monthly on the last day %s', v_text);
-    ELSIF v_spec.clamp_to_month_end THEN
-        v_text := format('monthly on day %s %s', tock.describe_values(v_spec.days), v_text)
-            || CASE WHEN v_spec.days[cardinality(v_spec.days)] >= 29 THEN ' (or the month''s last day)' ELSE '' END;
-    ELSIF v_spec.days_restricted AND v_spec.weekdays_restricted THEN
+    ELSIF p_spec.clamp_to_month_end THEN
+        v_text := format('monthly on day %s %s', tock.describe_values(p_spec.days), v_text)
+            || CASE WHEN p_spec.days[cardinality(p_spec.days)] >= 29 THEN ' (or the month''s last day)' ELSE '' END;
+    ELSIF p_spec.days_restricted AND p_spec.weekdays_restricted THEN
         v_text := format('%s on day %s of the month or on %s', v_text,
-            tock.describe_values(v_spec.days), tock.describe_values(v_spec.weekdays, c_weekdays));
-    ELSIF v_spec.days_restricted THEN
-        v_text := format('%s on day %s of the month', v_text, tock.describe_values(v_spec.days));
-    ELSIF v_spec.weekdays_restricted THEN
-        v_text := format('%s on %s', v_text, tock.describe_values(v_spec.weekdays, c_weekdays));
-    ELSIF cardinality(v_spec.hours) = 1 THEN
+            tock.describe_values(p_spec.days), tock.describe_values(p_spec.weekdays, c_weekdays));
+    ELSIF p_spec.days_restricted THEN
+        v_text := format('%s on day %s of the month', v_text, tock.describe_values(p_spec.days));
+    ELSIF p_spec.weekdays_restricted THEN
+        v_text := format('%s on %s', v_text, tock.describe_values(p_spec.weekdays, c_weekdays));
+    ELSIF cardinality(p_spec.hours) = 1 THEN
         v_text := 'daily ' || v_text;
     END IF;
-    IF cardinality(v_spec.months) < 12 THEN
-        v_text := format('%s in %s', v_text, tock.describe_values(v_spec.months, c_months, 1));
+    IF cardinality(p_spec.months) < 12 THEN
+        v_text := format('%s in %s', v_text, tock.describe_values(p_spec.months, c_months, 1));
     END IF;
     RETURN v_text;
 END $$;
