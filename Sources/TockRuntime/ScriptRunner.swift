@@ -90,6 +90,15 @@ public struct ScriptRunner: Sendable {
     public func run(executable: String, arguments: [String], environment: [String: String],
                     workingDirectory: String?, timeoutSeconds: Double?,
                     control: ScriptControl = ScriptControl()) async throws(TockError) -> ScriptResult {
+        try await start(executable: executable, arguments: arguments, environment: environment,
+                        workingDirectory: workingDirectory, timeoutSeconds: timeoutSeconds, control: control).wait()
+    }
+
+    /// Starts the script and returns as soon as its process exists; `wait()` on the result watches it to its end.
+    /// A worker does its bookkeeping (logging, the live-output task) after this, off the path to the script's start.
+    public func start(executable: String, arguments: [String], environment: [String: String],
+                      workingDirectory: String?, timeoutSeconds: Double?,
+                      control: ScriptControl = ScriptControl()) async throws(TockError) -> RunningScript {
         var pipeFDs: [Int32] = [-1, -1]
         var wakeFDs: [Int32] = [-1, -1]
         guard tock_pipe(&pipeFDs, 0) == 0, tock_pipe(&wakeFDs, 1) == 0 else {
@@ -124,18 +133,33 @@ public struct ScriptRunner: Sendable {
             throw TockError(.failed, "could not start \(executable): \(reason)\(hint)")
         }
         control.attach(wakeFD: wakeFDs[1])
-        let monitor = ProcessMonitor(pid: pid, outputFD: pipeFDs[0], wakeFD: wakeFDs[0], start: start,
-                                     timeoutSeconds: timeoutSeconds, killGraceSeconds: killGraceSeconds,
-                                     outputCapBytes: outputCapBytes, control: control)
+        return RunningScript(
+            monitor: ProcessMonitor(pid: pid, outputFD: pipeFDs[0], wakeFD: wakeFDs[0], start: start,
+                                    timeoutSeconds: timeoutSeconds, killGraceSeconds: killGraceSeconds,
+                                    outputCapBytes: outputCapBytes, control: control),
+            wakeWriteFD: wakeFDs[1])
+    }
+}
+
+/// A script whose process has started. Call `wait()` exactly once: it watches the process and closes its pipes.
+public struct RunningScript: Sendable {
+    fileprivate let monitor: ProcessMonitor
+    fileprivate let wakeWriteFD: Int32
+
+    public var pid: pid_t { monitor.pid }
+
+    /// Watches the script to its end (output, timeout, cancellation); cancelling the task cancels the script.
+    public func wait() async -> ScriptResult {
+        let monitor = self.monitor
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<ScriptResult, Never>) in
                 ScriptRunner.monitors.run { continuation.resume(returning: monitor.run()) }
             }
         } onCancel: {
-            control.cancel()
+            monitor.control.cancel()
         }
-        control.detach()
-        close(wakeFDs[1])
+        monitor.control.detach()
+        close(wakeWriteFD)
         return result
     }
 }

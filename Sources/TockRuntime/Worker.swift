@@ -267,22 +267,19 @@ public final class Worker: Service, Sendable {
     private func runScript(_ run: ClaimedRun, worker: Int64, control: ScriptControl, logger: Logger) async -> RunOutcome? {
         do {
             let path = try sandbox.resolve(run.script)
-            logger.info("run started", metadata: ["script": "\(path)", "attempt": "\(run.attempt)", "trigger": "\(run.trigger)"])
+            // The process first, then the log line and the live-output task: they are not on the path to its start.
+            let script = try await runner.start(
+                executable: path, arguments: run.args, environment: environment(for: run),
+                workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control)
+            logger.info("run started", metadata: [
+                "script": "\(path)", "pid": "\(script.pid)", "attempt": "\(run.attempt)", "trigger": "\(run.trigger)"])
             let live = configuration.liveOutputInterval.map { [logger] interval in
                 Task { await self.streamOutput(run.runId, worker: worker, control: control, every: interval, logger: logger) }
             }
-            let ran: Result<ScriptResult, TockError>
-            do {
-                ran = .success(try await runner.run(
-                    executable: path, arguments: run.args, environment: environment(for: run),
-                    workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control))
-            } catch {
-                ran = .failure(error)
-            }
-            // Stopped whether or not the script could start, before the final report overwrites the output.
+            let result = await script.wait()
+            // Stopped before the final report overwrites the output.
             live?.cancel()
             await live?.value
-            let result = try ran.get()
             let userCancelled = cancelledByUser.withLock { $0.contains(run.runId) }
             if result.cancelled && !userCancelled && stopping.load(ordering: .acquiring) {
                 // Stopped by our own shutdown, not by a user: the run goes back to the queue.

@@ -20,6 +20,26 @@ struct ScriptRunnerTests {
         #expect(outcome.error == "exited with status 3")
     }
 
+    @Test("start returns once the process exists, before the script ends; wait then sees it to its end")
+    func startThenWait() async throws {
+        // The script waits for a file the test creates only after start has returned.
+        let directory = try makeScriptsDirectory(["gate.sh": """
+            #!/bin/sh
+            while [ ! -e "$1/open" ]; do sleep 0.01; done
+            echo through
+            """])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let script = try await ScriptRunner().start(
+            executable: directory + "/gate.sh", arguments: [directory], environment: ["PATH": "/usr/bin:/bin"],
+            workingDirectory: directory, timeoutSeconds: 30)
+        #expect(script.pid > 0)
+        #expect(kill(script.pid, 0) == 0, "the script's process is not running after start returned")
+        #expect(FileManager.default.createFile(atPath: directory + "/open", contents: Data()))
+        let result = await script.wait()
+        #expect(result.exitCode == 0)
+        #expect(result.output.text == "through\n")
+    }
+
     @Test("a timed-out script and the grandchild it spawned are both killed")
     func timeoutKillsTheProcessGroup() async throws {
         let directory = try makeScriptsDirectory(["slow.sh": """
