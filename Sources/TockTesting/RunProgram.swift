@@ -14,26 +14,8 @@ public struct ProgramResult: Sendable {
 /// Not Foundation's Process: its exit notification can go missing under many concurrent children, and
 /// `waitUntilExit` then blocks a thread of the concurrency pool forever (seen with 2 cores: the whole test
 /// process stalled).
-///
-/// The wait happens on a thread of its own, not in the calling task: a blocking wait holds one of the concurrency
-/// pool's threads (two on a 2-core machine) for the program's whole run, and `tock bench` runs for over a minute.
-/// With two such waits at once, nothing else in the test process runs: the likely cause of the one failure seen
-/// of the in-process scheduler-and-worker test (fewer than 2 runs of an every-second job in 10 s, in a full run).
 public func runProgram(_ path: String, _ arguments: [String], environment: [String: String],
-                       directory: String) async throws -> ProgramResult {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ProgramResult, any Error>) in
-        let thread = Thread {
-            continuation.resume(with: Result {
-                try runProgramBlocking(path, arguments, environment: environment, directory: directory)
-            })
-        }
-        thread.name = "tock-test-program"
-        thread.start()
-    }
-}
-
-private func runProgramBlocking(_ path: String, _ arguments: [String], environment: [String: String],
-                                directory: String) throws -> ProgramResult {
+                       directory: String) throws -> ProgramResult {
     let base = NSTemporaryDirectory() + "tock-run-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
     let outPath = base + ".out", errPath = base + ".err"
     defer {

@@ -16,7 +16,7 @@ struct BenchCLITests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let settings = try await TestDatabase.create()
 
-        let bench = try await tock(["bench", "--json", "--samples", "5", "--runs", "40", "--queue-runs", "300", "--workers", "1,2",
+        let bench = try tock(["bench", "--json", "--samples", "5", "--runs", "40", "--queue-runs", "300", "--workers", "1,2",
                               "--schedule-jobs", "20", "--schedule-concurrency", "10", "--idle-seconds", "5",
                               "--scale-jobs", "1000", "--scale-runs", "3000", "--scale-repeats", "1",
                               "--scale-backlog", "2000"],
@@ -78,7 +78,7 @@ struct BenchCLITests {
                                       (["bench", "--workers", "0"], "--workers"),
                                       (["bench", "--idle-seconds", "1"], "--idle-seconds"),
                                       (["bench", "--scale-backlog", "150"], "--scale-backlog: 0, or at least 200 × --scale-repeats")] {
-            let result = try await tock(arguments, settings: settings, directory: directory)
+            let result = try tock(arguments, settings: settings, directory: directory)
             #expect(result.status != 0 && result.stderr.contains(fragment), "\(arguments): \(result.stderr)")
         }
     }
