@@ -60,6 +60,9 @@ struct OperationsCLITests {
         #expect(finished["job"] as? String == "hello")
         #expect(finished["run"] != nil && finished["worker"] != nil && finished["status"] as? String == "succeeded")
         #expect(finished["level"] as? String == "info" && finished["time"] != nil)
+        // "run started" is logged once the script's process exists, and names it.
+        let started = try #require(events.first { $0["message"] as? String == "run started" })
+        #expect((started["pid"] as? String).flatMap { Int32($0) }.map { $0 > 0 } == true, "\(started)")
 
         let doctor = try tock(["doctor"], settings: settings, directory: directory)
         #expect(doctor.status == 0, "\(doctor.stdout)\(doctor.stderr)")
