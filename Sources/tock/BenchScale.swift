@@ -144,6 +144,12 @@ extension BenchRun {
                     _ = try await database.nextDelayedRun()
                     return 1
                 }
+                // What operators poll during a backlog: every scrape of /metrics and every health check counts the queue.
+                try await time("tock.gauges(): \(backlog) pending", "GET /metrics", portal: false) { try await database.gauges().count }
+                try await time("queue_depth: \(backlog) pending", "GET /health", portal: false) {
+                    _ = try await database.queueDepth()
+                    return 1
+                }
             }
             return BenchReport.Scale(jobs: jobs, runs: runs, backlog: backlog, seedSeconds: seedSeconds, databaseSize: size,
                                      queries: times)

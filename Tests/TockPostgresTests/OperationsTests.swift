@@ -109,18 +109,36 @@ struct OperationsTests {
             _ = try await database.createJob(json: #"{"name": "high", "script": "x.sh", "priority": 90}"#)
             for _ in 0..<3 { _ = try await database.runNow("low") }
             _ = try await database.runNow("high")
+            // One of each kind besides ready: a run waiting out a backoff, and a run a worker holds.
+            let delayed = try await database.runNow("low")
+            _ = try await database.client.query(
+                "UPDATE tock.runs SET run_after = now() + interval '1 hour' WHERE id = \(delayed)", logger: database.logger).collect()
+            _ = try await database.runNow("high")
+            let worker = try await database.registerWorker(host: "h", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
+            #expect(try await database.claimRuns(worker: worker, max: 1).count == 1)
             let lag = try await database.lag()
             #expect(lag.map(\.priority) == [90, 10])
-            #expect(lag.map(\.waiting) == [1, 3])
+            #expect(lag.map(\.waiting) == [1, 4])
             #expect(lag.map(\.ready) == [1, 3])
+            #expect(lag.map(\.delayed) == [0, 1])
+
+            // queue_depth totals lag, and the gauges read the same figures in one pass.
+            let depth = try await database.queueDepth()
+            #expect([depth.pending, depth.ready, depth.delayed, depth.running] == [5, 4, 1, 1])
+            #expect(depth.oldestReadyAt == lag.compactMap(\.oldestReadyAt).min())
+            #expect(depth.oldestReadyAgeSeconds > 0)
 
             let gauges = try await database.gauges()
             func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
                 gauges.first { $0.name == name && $0.labels == labels }?.value
             }
             #expect(value("tock_queue_runs", ["state": "ready"]) == 4)
-            #expect(value("tock_queue_waiting_runs", ["priority": "10"]) == 3)
-            #expect(value("tock_workers_alive") == 0)
+            #expect(value("tock_queue_runs", ["state": "delayed"]) == 1)
+            #expect(value("tock_queue_runs", ["state": "running"]) == 1)
+            #expect(value("tock_queue_waiting_runs", ["priority": "10"]) == 4)
+            #expect(value("tock_queue_waiting_runs", ["priority": "90"]) == 1)
+            #expect((value("tock_queue_oldest_ready_age_seconds") ?? 0) > 0)
+            #expect(value("tock_workers_alive") == 1)
             #expect(value("tock_schedulers_alive") == 0)
             #expect(value("tock_dead_runs") == 0)
             #expect(value("tock_jobs", ["state": "enabled"]) == 2)

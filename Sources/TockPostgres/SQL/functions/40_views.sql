@@ -90,15 +90,30 @@ SELECT
 FROM tock.workers w;
 COMMENT ON VIEW tock.worker_overview IS 'Every worker: state, whether its heartbeat is fresh (alive), runs in flight and processed.';
 
+-- The queue by priority: how many runs wait, how many are ready now, and how long the oldest ready one has waited.
+CREATE OR REPLACE VIEW tock.lag AS
+SELECT
+    r.priority,
+    count(*) AS waiting,
+    count(*) FILTER (WHERE r.run_after <= now()) AS ready,
+    count(*) FILTER (WHERE r.run_after > now()) AS delayed,
+    min(r.run_after) FILTER (WHERE r.run_after <= now()) AS oldest_ready_at,
+    coalesce(extract(epoch FROM now() - min(r.run_after) FILTER (WHERE r.run_after <= now())), 0)::float8
+        AS oldest_ready_age_seconds
+FROM tock.runs r
+WHERE r.status = 'pending'
+GROUP BY r.priority;
+COMMENT ON VIEW tock.lag IS 'Pending runs per priority: waiting, ready now, delayed (retry backoff), and the oldest ready run''s age.';
+
+-- The queue's totals: tock.lag summed over the priorities (so the two never disagree on what is ready), and the
+-- running runs (an index-only count of runs_running_worker_idx).
 CREATE OR REPLACE VIEW tock.queue_depth AS
 SELECT
-    count(*) FILTER (WHERE r.status = 'pending') AS pending,
-    count(*) FILTER (WHERE r.status = 'pending' AND r.run_after <= now()) AS ready,
-    count(*) FILTER (WHERE r.status = 'pending' AND r.run_after > now()) AS delayed,
-    count(*) FILTER (WHERE r.status = 'running') AS running,
-    min(r.run_after) FILTER (WHERE r.status = 'pending' AND r.run_after <= now()) AS oldest_ready_at,
-    coalesce(extract(epoch FROM now() - min(r.run_after) FILTER (
-        WHERE r.status = 'pending' AND r.run_after <= now())), 0)::float8 AS oldest_ready_age_seconds
-FROM tock.runs r
-WHERE r.status IN ('pending', 'running');
+    coalesce(sum(l.waiting), 0)::bigint AS pending,
+    coalesce(sum(l.ready), 0)::bigint AS ready,
+    coalesce(sum(l.delayed), 0)::bigint AS delayed,
+    (SELECT count(*) FROM tock.runs r WHERE r.status = 'running') AS running,
+    min(l.oldest_ready_at) AS oldest_ready_at,
+    coalesce(max(l.oldest_ready_age_seconds), 0)::float8 AS oldest_ready_age_seconds
+FROM tock.lag l;
 COMMENT ON VIEW tock.queue_depth IS 'Runs waiting (ready now, or delayed) and running, and how long the oldest ready run has waited.';
