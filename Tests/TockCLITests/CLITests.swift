@@ -43,7 +43,7 @@ struct CLITests {
         #expect(run.status == 0, "\(run.stderr)")
         let runID = try #require((try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])?["run_id"] as? Int)
 
-        #expect(try await eventually(timeout: .seconds(15)) {
+        #expect(try await eventually(timeout: .seconds(60)) {
             try tock(["run", "show", "\(runID)"], settings: settings, directory: directory).stdout.contains("status:     succeeded")
         })
         let show = try tock(["run", "show", "\(runID)"], settings: settings, directory: directory)

@@ -83,14 +83,14 @@ struct PgBouncerTests {
         let bouncer = try PgBouncer(database: direct.database)
         let pooled = try bouncer.settings("tx")
         defer { Task { try? await bouncer.stop() } }
-        #expect(try await eventually(timeout: .seconds(10)) {
+        #expect(try await eventually(timeout: .seconds(60)) {
             (try? tock(["status"], settings: pooled, directory: directory))?.status == 0
         }, "PgBouncer did not come up on port \(bouncer.port)")
         let worker = try TockProcess(["worker"], settings: pooled, directory: directory)
         let scheduler = try TockProcess(["scheduler"], settings: pooled, directory: directory)
         defer { [worker, scheduler].forEach { $0.signal(SIGKILL) } }
 
-        #expect(try await eventually(timeout: .seconds(15)) {
+        #expect(try await eventually(timeout: .seconds(60)) {
             worker.log.contains("LISTEN/NOTIFY does not work") && scheduler.log.contains("LISTEN/NOTIFY does not work")
         }, "worker: \(worker.log)\nscheduler: \(scheduler.log)")
         #expect(try tock(["job", "add", "hi", "--script", "hi.sh", "--schedule", "every 2 seconds"],
@@ -113,14 +113,14 @@ struct PgBouncerTests {
         let bouncer = try PgBouncer(database: direct.database)
         let pooled = try bouncer.settings("sess")
         defer { Task { try? await bouncer.stop() } }
-        #expect(try await eventually(timeout: .seconds(10)) {
+        #expect(try await eventually(timeout: .seconds(60)) {
             (try? tock(["status"], settings: pooled, directory: directory))?.status == 0
         })
         // The sweep at 60 s: only NOTIFY can make this run start in time.
         let worker = try TockProcess(["worker", "--sweep-seconds", "60"], settings: pooled, directory: directory)
         defer { worker.signal(SIGKILL) }
         #expect(try tock(["job", "add", "hi", "--script", "hi.sh"], settings: pooled, directory: directory).status == 0)
-        #expect(try await eventually(timeout: .seconds(10)) { worker.log.contains("worker started") })
+        #expect(try await eventually(timeout: .seconds(60)) { worker.log.contains("worker started") })
         try await Task.sleep(for: .seconds(3))  // past the listener's probe
         let run = try tock(["job", "run", "hi", "--wait", "--wait-timeout", "20"], settings: pooled, directory: directory)
         #expect(run.status == 0, "\(run.stderr)\n\(worker.log)")

@@ -128,10 +128,10 @@ struct WorkerTests {
             try await withServices([scheduler, worker]) { () async throws -> Void in
                 // Created while the scheduler sleeps: the NOTIFY on tock_jobs makes it re-plan.
                 _ = try await database.createJob(JobDefinition(name: "every-second", script: "tick.sh", schedule: "every 1s"))
-                let ranTwice = try await eventually(timeout: .seconds(10)) {
+                let ranTwice = try await eventually(timeout: .seconds(60)) {
                     try await database.runs(job: "every-second", status: .succeeded).count >= 2
                 }
-                // Failed once in a full ops/test on 2 cores: what the runs looked like tells where it stalled.
+                // Failed once in a full ops/test on 2 cores (with 10 s to wait then): the runs tell where it stalled.
                 let seen = try await database.runs(job: "every-second").map {
                     "\($0.id) \($0.trigger) \($0.status) after \($0.runAfter) started \($0.startedAt.map { "\($0)" } ?? "-") error \($0.error ?? "-")"
                 }
