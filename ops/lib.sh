@@ -78,3 +78,13 @@ build_tock_clock() {
     [ -n "$compiler" ] || { echo "no C compiler for ops/tock-clock.c (clang comes with Swift)" >&2; return 1; }
     "$compiler" -O2 -o "$1/tock-clock" ops/tock-clock.c
 }
+
+# A throwaway PostgreSQL cluster for a benchmark, made by the tock binary in $1 under /tmp/tock-$2.*: the settings
+# the peers run with (initdb defaults, durable commits, clients on a unix socket). Sets $home and $url; the cluster
+# is stopped and removed when the calling script exits.
+start_throwaway_cluster() {
+    home="$(mktemp -d "/tmp/tock-$2.XXXXXX")"
+    chmod 755 "$home"  # the cluster runs as the postgres OS user when we are root
+    trap "\"$1/tock\" cluster stop --home \"$home\" >/dev/null 2>&1 || true; rm -rf \"$home\"" EXIT
+    url="$("$1/tock" cluster start --home "$home")"
+}
