@@ -187,9 +187,16 @@ RETURNS TABLE (
 -- runs_claim_idx and primary-key probes (tock bench scale times it with 100,000 jobs and 5,000,000 runs).
 -- No sequential scans either, for the reason tock.tick gives: the overlap 'queue' probes of runs must stay index
 -- probes when the statistics say one job owns every run.
+-- No bitmap scans and no sorts: the claim must walk runs_claim_idx in its order and stop after p_max runs. The
+-- generic plan cannot know p_max and assumes a tenth of the ready runs; with 300,000 runs pending on a 5,000,000-run
+-- history (`tock bench scale`), that made reading every ready run through a bitmap of two indexes and sorting them
+-- look cheaper: a claim of 100 took 340-550 ms (150,000 rows sorted on disk, the job probed for each), against 5.8 ms
+-- walking the index. Only that index yields the claim's order, so with sorts priced out nothing else can win.
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
 SET jit = off
 AS $$
 #variable_conflict use_column
