@@ -157,7 +157,13 @@ extension BenchRun {
                     _ = try await database.nextDelayedRun()
                     return 1
                 }
-                // What operators poll during a backlog: every scrape of /metrics and every health check counts the queue.
+                // What operators look at during a backlog: the dashboard's queries, and every scrape of /metrics and
+                // health check, which count the queue.
+                try await time("job_overview: first page of 100, \(backlog) pending", "GET /jobs?limit=100") {
+                    try await database.jobs(limit: 100).count
+                }
+                try await time("tock.stats(): \(backlog) pending", "GET /stats") { _ = try await database.stats(); return 1 }
+                try await time("worker_overview: \(backlog) pending", "GET /workers") { try await database.workers().count }
                 try await time("tock.gauges(): \(backlog) pending", "GET /metrics", portal: false) { try await database.gauges().count }
                 try await time("queue_depth: \(backlog) pending", "GET /health", portal: false) {
                     _ = try await database.queueDepth()

@@ -239,7 +239,10 @@ struct APITests {
                 }
                 try await client.execute(uri: "/api/v1/stats", method: .get) { response in
                     let stats = try object(response)
-                    #expect((stats["runs_24h"] as? [String: Any])?["pending"] as? Int == 5)
+                    let runs24h = (stats["runs_24h"] as? [String: Any]) ?? [:]
+                    #expect(runs24h["pending"] as? Int == 5)
+                    #expect(runs24h.keys.sorted() == ["cancelled", "dead", "failed", "pending", "running", "succeeded", "timed_out"])
+                    #expect(runs24h.filter { $0.key != "pending" }.allSatisfy { $0.value as? Int == 0 }, "\(runs24h)")
                     #expect((stats["queue"] as? [String: Any])?["ready"] as? Int == 5)
                     #expect(stats["jobs"] == nil, "per-job figures are /jobs/{job}/stats")
                 }

@@ -124,21 +124,25 @@ COMMENT ON VIEW tock.job_stats IS 'Per job and period (24h, 7d): runs ended, suc
 
 -- Everything GET /api/v1/stats shows, as one JSON document: runs by status over 24 h, the queue, workers and
 -- schedulers alive. Its cost does not grow with the number of jobs; per-job figures are tock.job_stats
--- (GET /api/v1/jobs/{job}/stats), one job at a time.
+-- (GET /api/v1/jobs/{job}/stats), one job at a time. The pending and running counts are the queue's, read once:
+-- counted apart, they were a second pass over every pending run (158 ms p50 with 300,000 pending).
 CREATE OR REPLACE FUNCTION tock.stats(p_now timestamptz DEFAULT now())
 RETURNS jsonb LANGUAGE sql STABLE AS $$
+    WITH queue AS MATERIALIZED (
+        SELECT * FROM tock.queue_depth
+    )
     SELECT jsonb_build_object(
         'generated_at', p_now,
         'runs_24h', (SELECT jsonb_object_agg(s.status, coalesce(c.n, 0))
                      FROM unnest(ARRAY['pending', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'dead']) s(status)
-                     LEFT JOIN (SELECT r.status, count(*) AS n FROM tock.runs r
-                                WHERE r.status IN ('pending', 'running')
-                                GROUP BY r.status
+                     LEFT JOIN (SELECT 'pending' AS status, q.pending AS n FROM queue q
+                                UNION ALL
+                                SELECT 'running', q.running FROM queue q
                                 UNION ALL
                                 SELECT r.status, count(*) AS n FROM tock.runs r
                                 WHERE r.finished_at > p_now - interval '24 hours'
                                 GROUP BY r.status) c ON c.status = s.status),
-        'queue', (SELECT to_jsonb(q) FROM tock.queue_depth q),
+        'queue', (SELECT to_jsonb(q) FROM queue q),
         'workers_alive', (SELECT count(*) FROM tock.worker_overview w WHERE w.alive),
         'schedulers_alive', tock.schedulers_alive())
 $$;
