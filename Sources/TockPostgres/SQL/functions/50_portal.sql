@@ -125,7 +125,8 @@ COMMENT ON VIEW tock.job_stats IS 'Per job and period (24h, 7d): runs ended, suc
 -- Everything GET /api/v1/stats shows, as one JSON document: runs by status over 24 h, the queue, workers and
 -- schedulers alive. Its cost does not grow with the number of jobs; per-job figures are tock.job_stats
 -- (GET /api/v1/jobs/{job}/stats), one job at a time. The pending and running counts are the queue's, read once:
--- counted apart, they were a second pass over every pending run (158 ms p50 with 300,000 pending).
+-- counted apart, they were a second pass over every pending run (with 300,000 pending on a 5,000,000-run history:
+-- 357-368 ms, against 200-205 ms counted once, on the same database).
 CREATE OR REPLACE FUNCTION tock.stats(p_now timestamptz DEFAULT now())
 RETURNS jsonb LANGUAGE sql STABLE AS $$
     WITH queue AS MATERIALIZED (
