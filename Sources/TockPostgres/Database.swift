@@ -50,17 +50,15 @@ public struct Database: Sendable {
     func rows<T: Decodable & Sendable>(_ type: T.Type, _ query: PostgresQuery) async throws(TockError) -> [T] {
         try await mapped {
             let decoder = TockJSON.decoder()
-            var result: [T] = []
-            for try await json in try await client.query(query, logger: logger).decode(String.self) {
-                result.append(try decoder.decode(T.self, from: Data(json.utf8)))
+            return try await client.fetch(query, logger: logger).map { row in
+                try decoder.decode(T.self, from: Data(try row.decode(String.self).utf8))
             }
-            return result
         }
     }
 
     func scalar<T: PostgresDecodable & Sendable>(_ type: T.Type, _ query: PostgresQuery) async throws(TockError) -> T {
         try await mapped {
-            guard let value = try await client.query(query, logger: logger).decode(T.self).all().first else {
+            guard let value = try await client.fetch(query, logger: logger).first?.decode(T.self) else {
                 throw TockError(.failed, "the database returned no row")
             }
             return value
@@ -149,9 +147,9 @@ public struct Database: Sendable {
     public func nextFireTimes(schedule: String, timezone: String, after: Date = Date(), count: Int = 5,
                               anchor: Date? = nil) async throws(TockError) -> [Date] {
         try await mapped {
-            try await client.query("""
+            try await client.fetch("""
                 SELECT t FROM tock.next_fire_times(\(schedule), \(timezone), \(after), \(count)::int, \(anchor)) t
-                """, logger: logger).decode(Date.self).all()
+                """, logger: logger).map { try $0.decode(Date.self) }
         }
     }
 
@@ -275,14 +273,12 @@ public struct Database: Sendable {
 
     public func claimRuns(worker: Int64, max: Int) async throws(TockError) -> [ClaimedRun] {
         try await mapped {
-            var claimed: [ClaimedRun] = []
-            let rows = try await client.query("SELECT * FROM tock.claim_runs(\(worker), \(max)::int)", logger: logger)
-            for try await (runId, jobId, jobName, script, args, timeout, attempt, trigger, scheduledFor) in rows.decode(
-                (Int64, Int64, String, String, [String], Double, Int, String, Date?).self) {
-                claimed.append(ClaimedRun(runId: runId, jobId: jobId, jobName: jobName, script: script, args: args,
-                                          timeoutSeconds: timeout, attempt: attempt, trigger: trigger, scheduledFor: scheduledFor))
+            try await client.fetch("SELECT * FROM tock.claim_runs(\(worker), \(max)::int)", logger: logger).map { row in
+                let (runId, jobId, jobName, script, args, timeout, attempt, trigger, scheduledFor) = try row.decode(
+                    (Int64, Int64, String, String, [String], Double, Int, String, Date?).self)
+                return ClaimedRun(runId: runId, jobId: jobId, jobName: jobName, script: script, args: args,
+                                  timeoutSeconds: timeout, attempt: attempt, trigger: trigger, scheduledFor: scheduledFor)
             }
-            return claimed
         }
     }
 
@@ -329,7 +325,7 @@ public struct Database: Sendable {
     /// Runs of this worker whose cancel was asked for (catch-up for a missed NOTIFY tock_cancel).
     public func cancelRequests(worker: Int64) async throws(TockError) -> [Int64] {
         try await mapped {
-            try await client.query("SELECT tock.cancel_requests(\(worker))", logger: logger).decode(Int64.self).all()
+            try await client.fetch("SELECT tock.cancel_requests(\(worker))", logger: logger).map { try $0.decode(Int64.self) }
         }
     }
 
@@ -454,7 +450,7 @@ extension Database {
                 // Every LISTEN is on the wire before this answer comes back.
                 _ = try await connection.query("SELECT 1", logger: logger).collect()
                 start.set(ContinuousClock.now)
-                _ = try await client.query("SELECT pg_notify(\(channel), 'ping')", logger: logger).collect()
+                _ = try await client.fetch("SELECT pg_notify(\(channel), 'ping')", logger: logger)
                 let result = try await group.next() ?? nil
                 group.cancelAll()
                 return result

@@ -50,16 +50,16 @@ public enum TestDatabase {
                 let name = "tock_tpl_\(getpid())"
                 try await withClient(server.with(database: "postgres")) { admin in
                     // Databases of earlier test processes: gone with them.
-                    let stale = try await admin.query("""
+                    let stale = try await admin.fetch("""
                         SELECT datname FROM pg_database
                         WHERE (datname LIKE 'tock_tpl_%' OR datname LIKE 'tock_test_%')
                           AND datname NOT LIKE \("%\\_\(getpid())\\_%") AND datname <> \(name)
-                        """).decode(String.self).all()
+                        """, logger: logger).map { try $0.decode(String.self) }
                     for database in stale {
-                        _ = try await admin.query("DROP DATABASE IF EXISTS \(unescaped: database) WITH (FORCE)").collect()
+                        _ = try await admin.fetch("DROP DATABASE IF EXISTS \(unescaped: database) WITH (FORCE)", logger: logger)
                     }
-                    _ = try await admin.query("DROP DATABASE IF EXISTS \(unescaped: name) WITH (FORCE)").collect()
-                    _ = try await admin.query("CREATE DATABASE \(unescaped: name)").collect()
+                    _ = try await admin.fetch("DROP DATABASE IF EXISTS \(unescaped: name) WITH (FORCE)", logger: logger)
+                    _ = try await admin.fetch("CREATE DATABASE \(unescaped: name)", logger: logger)
                 }
                 _ = try await withClient(server.with(database: name)) { client in
                     try await Migrator(client: client, files: try SQLFiles.bundled(), logger: logger).migrate()
@@ -77,7 +77,7 @@ public enum TestDatabase {
         let (server, template) = try await prepareTemplate()
         let name = "tock_test_\(getpid())_\(counter.add(1, ordering: .relaxed).newValue)"
         try await withClient(server.with(database: "postgres")) { admin in
-            _ = try await admin.query("CREATE DATABASE \(unescaped: name) TEMPLATE \(unescaped: template)").collect()
+            _ = try await admin.fetch("CREATE DATABASE \(unescaped: name) TEMPLATE \(unescaped: template)", logger: logger)
         }
         return server.with(database: name)
     }
@@ -87,7 +87,7 @@ public enum TestDatabase {
         let server = try serverSettings()
         let name = "tock_test_\(getpid())_\(counter.add(1, ordering: .relaxed).newValue)"
         try await withClient(server.with(database: "postgres")) { admin in
-            _ = try await admin.query("CREATE DATABASE \(unescaped: name)").collect()
+            _ = try await admin.fetch("CREATE DATABASE \(unescaped: name)", logger: logger)
         }
         return server.with(database: name)
     }

@@ -265,7 +265,7 @@ final class BenchRun: @unchecked Sendable {
         let name = "tock_bench_\(getpid())"
         do {
             try await withDatabase(server, logger: logger) { database, _ in
-                _ = try await database.client.query("CREATE DATABASE \(unescaped: name)", logger: logger).collect()
+                _ = try await database.client.fetch("CREATE DATABASE \(unescaped: name)", logger: logger)
             }
         } catch {
             throw fail(TockError(.failed, "could not create the benchmark database \(name) (\(TockError(from: error).message)); "
@@ -298,14 +298,14 @@ final class BenchRun: @unchecked Sendable {
             return
         }
         try? await withDatabase(server, logger: logger) { database, _ in
-            _ = try await database.client.query(
-                "DROP DATABASE IF EXISTS \(unescaped: settings.database) WITH (FORCE)", logger: logger).collect()
+            _ = try await database.client.fetch(
+                "DROP DATABASE IF EXISTS \(unescaped: settings.database) WITH (FORCE)", logger: logger)
         }
     }
 
     func sql(_ query: PostgresQuery) async throws {
         try await withDatabase(settings, logger: logger) { database, _ in
-            _ = try await database.client.query(query, logger: logger).collect()
+            _ = try await database.client.fetch(query, logger: logger)
         }
     }
 
@@ -332,8 +332,8 @@ final class BenchRun: @unchecked Sendable {
         }
         try await withDatabase(settings, logger: logger) { database, _ in
             for _ in 0..<600 {
-                let alive = try await database.client.query(
-                    "SELECT count(*)::int FROM tock.worker_overview WHERE alive", logger: logger).decode(Int.self).all().first ?? 0
+                let alive = try await database.client.fetch(
+                    "SELECT count(*)::int FROM tock.worker_overview WHERE alive", logger: logger).first?.decode(Int.self) ?? 0
                 if alive == count { return }
                 try await Task.sleep(for: .milliseconds(20))
             }
@@ -371,7 +371,7 @@ final class BenchRun: @unchecked Sendable {
         let workers = try await startWorkers(1, concurrency: 1)
         return try await stopping(workers) { try await withDatabase(self.settings, logger: self.logger) { _, client in
             let (toScript, toClaimed) = try await self.latencySamples(samples, client: client) {
-                try await client.query("SELECT tock.run_now('clock')", logger: self.logger).decode(Int64.self).all()[0]
+                try await client.fetch("SELECT tock.run_now('clock')", logger: self.logger)[0].decode(Int64.self)
             }
             // The API process only now: while it runs, each run-now's change event also wakes it and its
             // LISTEN connection's server process, which share the two cores with the path being measured.
@@ -420,11 +420,11 @@ final class BenchRun: @unchecked Sendable {
             // clocks taken by the script and the database, so when they are read does not change them.
             try await Task.sleep(for: .milliseconds(25))
             while result == nil {
-                result = try await client.query("""
+                result = try await client.fetch("""
                     SELECT l.output, extract(epoch FROM h.started_at - h.enqueued_at)::float8
                     FROM tock.run_history h JOIN tock.run_logs l ON l.run_id = h.id
                     WHERE h.id = \(run) AND h.status = 'succeeded'
-                    """, logger: logger).decode((String?, Double?).self).all().first
+                    """, logger: logger).first?.decode((String?, Double?).self)
                 if result == nil { try await Task.sleep(for: .milliseconds(5)) }
             }
             guard let (output, claimed) = result, let started = Int64((output ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) else {
@@ -450,29 +450,29 @@ final class BenchRun: @unchecked Sendable {
         return try await stopping(workers) { try await withDatabase(self.settings, logger: self.logger) { _, client in
             // The insert's NOTIFY wakes the workers: they find nothing claimable yet and sleep until run_after
             // (tock.next_delayed_run). Statistics are taken before the release, as they would be on a live queue.
-            _ = try await client.query("""
+            _ = try await client.fetch("""
                 INSERT INTO tock.runs (job_id, trigger, run_after)
                 SELECT j.id, 'sql', now() + interval '3 seconds' FROM tock.jobs j, generate_series(1, \(runs)) WHERE j.name = \(job)
-                """, logger: logger).collect()
-            _ = try await client.query("ANALYZE tock.runs", logger: logger).collect()
+                """, logger: logger)
+            _ = try await client.fetch("ANALYZE tock.runs", logger: logger)
             // Watched through the workers' own counters (one row each): counting the runs table this often would
             // take CPU from the machinery being measured.
             let deadline = ContinuousClock.now + .seconds(600)
             while true {
-                let done = try await client.query(
+                let done = try await client.fetch(
                     "SELECT coalesce(sum(runs_processed), 0)::int FROM tock.workers WHERE state = 'running'", logger: logger)
-                    .decode(Int.self).all().first ?? 0
+                    .first?.decode(Int.self) ?? 0
                 if done >= runs { break }
                 guard ContinuousClock.now < deadline else { throw TockError(.failed, "\(done) of \(runs) runs finished in 10 minutes") }
                 try await Task.sleep(for: .milliseconds(20))
             }
-            let failed = try await client.query("SELECT count(*)::int FROM tock.runs WHERE status <> 'succeeded'", logger: logger)
-                .decode(Int.self).all().first ?? 0
+            let failed = try await client.fetch("SELECT count(*)::int FROM tock.runs WHERE status <> 'succeeded'", logger: logger)
+                .first?.decode(Int.self) ?? 0
             guard failed == 0 else { throw TockError(.failed, "\(failed) benchmark runs did not succeed") }
             // finished_at is its finish transaction's start: the last batch's commit (about a millisecond) is left out.
-            let seconds = try await client.query(
+            let seconds = try await client.fetch(
                 "SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM tock.runs", logger: logger)
-                .decode(Double.self).all().first ?? 0
+                .first?.decode(Double.self) ?? 0
             guard seconds > 0 else { throw TockError(.failed, "the benchmark runs have no start and finish times") }
             return BenchReport.Rate(workers: count, runs: runs, seconds: seconds, runsPerSecond: Double(runs) / seconds)
         } }
@@ -487,24 +487,24 @@ final class BenchRun: @unchecked Sendable {
         let scheduler = try startTock(["scheduler"], log: "scheduler")
         return try await stopping(workers + [scheduler]) { try await withDatabase(self.settings, logger: self.logger) { _, client in
             // Anchored an hour before the fire second, so 'every 1 hour' next fires exactly then.
-            _ = try await client.query("""
+            _ = try await client.fetch("""
                 INSERT INTO tock.jobs (name, script, schedule, anchor_at)
                 SELECT 'due-' || i, ':noop', 'every 1 hour', date_trunc('second', now()) + interval '4 seconds' - interval '1 hour'
                 FROM generate_series(1, \(jobs)) i
-                """, logger: logger).collect()
+                """, logger: logger)
             for _ in 0..<3000 {
-                let done = try await client.query("""
+                let done = try await client.fetch("""
                     SELECT count(*)::int FROM tock.runs r JOIN tock.jobs j ON j.id = r.job_id
                     WHERE j.name LIKE 'due-%' AND r.status = 'succeeded'
-                    """, logger: logger).decode(Int.self).all().first ?? 0
+                    """, logger: logger).first?.decode(Int.self) ?? 0
                 if done >= jobs { break }
                 try await Task.sleep(for: .milliseconds(10))
             }
-            let lateness = try await client.query("""
+            let lateness = try await client.fetch("""
                 SELECT (extract(epoch FROM r.started_at - r.scheduled_for) * 1e9)::bigint
                 FROM tock.runs r JOIN tock.jobs j ON j.id = r.job_id
                 WHERE j.name LIKE 'due-%' AND r.trigger = 'schedule' AND r.started_at IS NOT NULL
-                """, logger: logger).decode(Int64.self).all()
+                """, logger: logger).map { try $0.decode(Int64.self) }
             guard lateness.count == jobs else {
                 throw TockError(.failed, "\(lateness.count) of \(jobs) scheduled runs started; see \(directory)/scheduler.log")
             }

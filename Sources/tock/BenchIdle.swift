@@ -73,10 +73,10 @@ extension BenchRun {
         try await withDatabase(settings, logger: logger) { _, client in
             func read() async throws -> Int64 {
                 // Ours first: our own backend's pending counts are flushed before the read.
-                _ = try await client.query("SELECT pg_stat_force_next_flush()", logger: logger).collect()
-                return try await client.query("""
+                _ = try await client.fetch("SELECT pg_stat_force_next_flush()", logger: logger)
+                return try await client.fetch("""
                     SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()
-                    """, logger: logger).decode(Int64.self).all().first ?? 0
+                    """, logger: logger).first?.decode(Int64.self) ?? 0
             }
             let before = try await read()
             try await Task.sleep(for: .seconds(seconds))

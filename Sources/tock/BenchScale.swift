@@ -39,7 +39,7 @@ extension BenchRun {
         let seedSeconds = Double(monotonicNanos() - seedStart) / 1e9
         return try await withDatabase(settings, logger: logger) { database, client in
             func value<T: PostgresDecodable & Sendable>(_ type: T.Type, _ query: PostgresQuery) async throws -> T {
-                guard let first = try await client.query(query, logger: logger).decode(T.self).all().first else {
+                guard let first = try await client.fetch(query, logger: logger).first?.decode(T.self) else {
                     throw TockError(.failed, "bench: no row from \(query.sql)")
                 }
                 return first
@@ -72,15 +72,15 @@ extension BenchRun {
             // The scheduler and the workers.
             try await time("tock.tick(): nothing due", "scheduler", portal: false) { _ = try await database.tick(); return 1 }
             func makeHundredJobsDue() async throws {
-                _ = try await client.query("""
+                _ = try await client.fetch("""
                     UPDATE tock.jobs SET next_run_at = now() - interval '1 second'
                     WHERE id IN (SELECT id FROM tock.jobs WHERE enabled AND next_run_at IS NOT NULL ORDER BY random() LIMIT 100)
-                    """, logger: self.logger).collect()
+                    """, logger: self.logger)
             }
             func finishHundredRunning() async throws -> Int {
-                let running = try await client.query(
+                let running = try await client.fetch(
                     "SELECT id FROM tock.runs WHERE status = 'running' AND worker_id = \(worker) LIMIT 100", logger: logger)
-                    .decode(Int64.self).all()
+                    .map { try $0.decode(Int64.self) }
                 return try await database.finishRuns(worker: worker, running.map { ($0, RunOutcome(status: .succeeded, exitCode: 0)) }).count
             }
             try await time("tock.tick(): 100 jobs due", "scheduler", portal: false, before: makeHundredJobsDue) {
@@ -88,9 +88,9 @@ extension BenchRun {
                 return 100
             }
             try await time("tock.claim_runs(worker, 100)", "worker", portal: false, before: {
-                _ = try await client.query("""
+                _ = try await client.fetch("""
                     INSERT INTO tock.runs (job_id, trigger) SELECT id, 'sql' FROM tock.jobs ORDER BY random() LIMIT 100
-                    """, logger: self.logger).collect()
+                    """, logger: self.logger)
             }) { try await database.claimRuns(worker: worker, max: 100).count }
             try await time("tock.finish_runs(worker, 100 runs)", "worker", portal: false, finishHundredRunning)
             try await time("tock.run_now(job)", "POST /jobs/{job}/trigger") { _ = try await database.runNow(job, trigger: "api"); return 1 }
@@ -146,13 +146,13 @@ extension BenchRun {
             // 51 ms of a 53 ms claim of 100) and next_delayed_run read every pending run (62 ms); with 300,000 on this
             // history, the claim's generic plan sorted every ready run (340 ms). All are timed here.
             if backlog > 0 {
-                _ = try await client.query("""
+                _ = try await client.fetch("""
                     INSERT INTO tock.runs (job_id, trigger, run_after)
                     SELECT (ARRAY(SELECT id FROM tock.jobs ORDER BY id LIMIT 1000))[1 + i % 1000], 'sql',
                            CASE WHEN i % 2 = 0 THEN now() ELSE now() + interval '1 hour' END
                     FROM generate_series(1, \(backlog)) i
-                    """, logger: logger).collect()
-                _ = try await client.query("ANALYZE tock.runs", logger: logger).collect()
+                    """, logger: logger)
+                _ = try await client.fetch("ANALYZE tock.runs", logger: logger)
                 try await time("tock.claim_runs(worker, 100): \(backlog) pending", "worker", portal: false) {
                     try await database.claimRuns(worker: worker, max: 100).count
                 }

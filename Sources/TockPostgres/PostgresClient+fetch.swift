@@ -1,0 +1,18 @@
+import Logging
+import PostgresNIO
+
+extension PostgresClient {
+    /// Runs `query` on a connection leased for exactly that long and returns every row.
+    ///
+    /// Not `query(_:)`: in postgres-nio 1.33.2 its lease goes back to the pool when the row stream ends, and a
+    /// stream whose error arrived before the caller took it ends without giving it back. The caller registers
+    /// for the stream from another thread than the connection's, so under load a statement that raises (an
+    /// unknown job, an invalid schedule) can lose its connection. A release build under the API fuzzer lost all
+    /// of them in 30 s, and every later call waited for a lease that never came (PoolTests reproduces it).
+    /// `withConnection` returns the lease when the closure ends, however the statement ended.
+    public func fetch(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
+        try await withConnection { connection in
+            try await connection.query(query, logger: logger).all()
+        }
+    }
+}
