@@ -8,6 +8,7 @@ TOCK_ARTIFACTS. Exits non-zero on the first failure.
 import json
 import os
 import sys
+import threading
 import time
 import urllib.request
 
@@ -123,6 +124,31 @@ def main():
         api("POST", f"/jobs/{JOB}/resume")
         wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, row + " .badge"), "enabled"))
         driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard.png"))
+
+        step("the dashboard keeps updating while events never pause (a run every 40 ms)")
+        busy = f"busy-{int(time.time() * 1000) % 10_000_000}"
+        api("POST", "/jobs", {"name": busy, "script": ":noop"})
+        stop_busy = threading.Event()
+
+        def keep_busy():
+            while not stop_busy.wait(0.04):
+                api("POST", f"/jobs/{busy}/trigger")
+        busy_thread = threading.Thread(target=keep_busy, daemon=True)
+        busy_thread.start()
+        try:
+            time.sleep(1)  # well into the stream: every refresh from here on is one that events kept asking for
+            api("POST", f"/jobs/{JOB}/pause")
+            # A refresh timer restarted by each event never fired while they kept coming; the stream lasts until
+            # this wait ends, so the badge can only change by a refresh made during it.
+            WebDriverWait(driver, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+                EC.text_to_be_present_in_element((By.CSS_SELECTOR, row + " .badge"), "paused"))
+            assert busy_thread.is_alive(), "the run-now stream ended before the page updated"
+        finally:
+            stop_busy.set()
+            busy_thread.join()
+        api("POST", f"/jobs/{JOB}/resume")
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, row + " .badge"), "enabled"))
+        api("DELETE", f"/jobs/{busy}")
 
         step("the dashboard's name search keeps the matching jobs only, and clearing it brings the rest back")
         other = f"elsewhere-{int(time.time() * 1000) % 10_000_000}"

@@ -89,10 +89,10 @@ function button(label, onclick, cls, attrs) {
 
 // ---------- actions ----------
 
-async function runNow(job) { const run = await api(`/jobs/${enc(job)}/trigger`, { method: "POST" }); refreshSoon(); return run; }
-async function setPaused(job, paused) { await api(`/jobs/${enc(job)}/${paused ? "pause" : "resume"}`, { method: "POST" }); refreshSoon(); }
-async function cancelRun(id) { await api(`/runs/${id}/cancel`, { method: "POST" }); refreshSoon(); }
-async function retryRun(id) { await api(`/runs/${id}/retry`, { method: "POST" }); refreshSoon(); }
+async function runNow(job) { const run = await api(`/jobs/${enc(job)}/trigger`, { method: "POST" }); refreshSoon(true); return run; }
+async function setPaused(job, paused) { await api(`/jobs/${enc(job)}/${paused ? "pause" : "resume"}`, { method: "POST" }); refreshSoon(true); }
+async function cancelRun(id) { await api(`/runs/${id}/cancel`, { method: "POST" }); refreshSoon(true); }
+async function retryRun(id) { await api(`/runs/${id}/retry`, { method: "POST" }); refreshSoon(true); }
 async function deleteJob(job) {
   if (!confirm(`Delete job '${job}' and all of its run history? This cannot be undone.`)) return;
   await api(`/jobs/${enc(job)}`, { method: "DELETE" });
@@ -453,11 +453,27 @@ async function render() {
   view.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to the dashboard")));
 }
 
-// Many events in a burst become one re-render.
-let refreshTimer = null;
-function refreshSoon() {
-  clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => { if (state.refresh) state.refresh(); }, 120);
+// Events become re-renders: the first 120 ms after a quiet spell (a burst is one), then at most one a second while
+// they keep coming, and never two at once. A timer restarted by every event instead never fired while events came
+// faster than that, which is whenever the workers are busy: the page froze exactly when there was most to see.
+const REFRESH_QUIET_MS = 120, REFRESH_EVERY_MS = 1000;
+const refresher = { timer: null, running: false, again: false, last: 0 };
+// afterAction: the person's own click (run now, pause, …) shows its effect at once, whatever came before it.
+function refreshSoon(afterAction = false) {
+  if (refresher.running) { refresher.again = true; return; }
+  if (refresher.timer && !afterAction) return;
+  clearTimeout(refresher.timer);
+  const wait = afterAction ? REFRESH_QUIET_MS : Math.max(REFRESH_QUIET_MS, refresher.last + REFRESH_EVERY_MS - Date.now());
+  refresher.timer = setTimeout(async () => {
+    refresher.timer = null;
+    refresher.running = true;
+    refresher.last = Date.now();
+    try { if (state.refresh) await state.refresh(); }
+    finally {
+      refresher.running = false;
+      if (refresher.again) { refresher.again = false; refreshSoon(); }
+    }
+  }, wait);
 }
 
 function connectEvents() {
