@@ -244,6 +244,7 @@ struct APITests {
                     #expect(runs24h.keys.sorted() == ["cancelled", "dead", "failed", "pending", "running", "succeeded", "timed_out"])
                     #expect(runs24h.filter { $0.key != "pending" }.allSatisfy { $0.value as? Int == 0 }, "\(runs24h)")
                     #expect((stats["queue"] as? [String: Any])?["ready"] as? Int == 5)
+                    #expect((stats["queue"] as? [String: Any])?["capped"] as? Bool == false)
                     #expect(stats["jobs"] == nil, "per-job figures are /jobs/{job}/stats")
                 }
                 try await client.execute(uri: "/api/v1/health", method: .get) { response in

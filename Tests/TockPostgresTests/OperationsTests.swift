@@ -146,6 +146,73 @@ struct OperationsTests {
         }
     }
 
+    @Test("queue_glance is queue_depth while the queue is short, and capped lower bounds beyond its limit; stats uses it")
+    func queueGlance() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(json: #"{"name": "low", "script": "x.sh", "priority": 10}"#)
+            _ = try await database.createJob(json: #"{"name": "high", "script": "x.sh", "priority": 90}"#)
+            for _ in 0..<3 { _ = try await database.runNow("low") }
+            let delayed = try await database.runNow("low")
+            _ = try await database.client.fetch(
+                "UPDATE tock.runs SET run_after = now() + interval '1 hour' WHERE id = \(delayed)", logger: database.logger)
+            for _ in 0..<2 { _ = try await database.runNow("high") }
+            let worker = try await database.registerWorker(host: "h", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
+            #expect(try await database.claimRuns(worker: worker, max: 1).count == 1)
+            let depth = try await database.queueDepth()
+            #expect([depth.pending, depth.ready, depth.delayed, depth.running] == [5, 4, 1, 1])
+
+            typealias Glance = (pending: Int, ready: Int, delayed: Int, running: Int, oldest: Date?, capped: Bool)
+            func glance(_ limit: Int) async throws -> Glance {
+                let row = try await database.client.fetch("""
+                    SELECT pending::int, ready::int, delayed::int, running::int, oldest_ready_at, capped
+                    FROM tock.queue_glance(\(limit)::int)
+                    """, logger: database.logger)[0]
+                let (pending, ready, delayed, running, oldest, capped) = try row.decode((Int, Int, Int, Int, Date?, Bool).self)
+                return (pending, ready, delayed, running, oldest, capped)
+            }
+            // queue_depth reaches Swift as JSON text, a glance as binary: the same instant, give or take the rounding.
+            func sameInstant(_ a: Date?, _ b: Date?) -> Bool {
+                guard let a, let b else { return a == nil && b == nil }
+                return abs(a.timeIntervalSince(b)) < 0.001
+            }
+            // Up to the limit (5 pending, limit 5 included): queue_depth's figures exactly.
+            for limit in [5, 100] {
+                let exact = try await glance(limit)
+                #expect([exact.pending, exact.ready, exact.delayed, exact.running] as [Int] == [5, 4, 1, 1], "limit \(limit)")
+                #expect(exact.oldest != nil && sameInstant(exact.oldest, depth.oldestReadyAt))
+                #expect(!exact.capped)
+            }
+            // Beyond it: pending is the limit, ready and delayed are lower bounds that add up to it; running and
+            // the oldest ready run stay exact.
+            for limit in [1, 3, 4] {
+                let capped = try await glance(limit)
+                #expect(capped.capped && capped.pending == limit && capped.ready + capped.delayed == limit, "limit \(limit)")
+                #expect(capped.ready <= depth.ready && capped.delayed <= depth.delayed, "limit \(limit)")
+                #expect(capped.running == 1, "limit \(limit)")
+                #expect(sameInstant(capped.oldest, depth.oldestReadyAt), "limit \(limit)")
+            }
+            let refused = await #expect(throws: PSQLError.self) {
+                _ = try await database.client.fetch("SELECT * FROM tock.queue_glance(0)", logger: database.logger)
+            }
+            #expect(refused?.serverInfo?[.message] == "limit: 0 is not a positive number of runs")
+
+            // The dashboard's figures: exact here, capped at 10,000 once more are pending, while /health's stay exact.
+            func statsQueue() async throws -> [String: Any] {
+                let json = try await database.stats()
+                let stats = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+                return try #require(stats?["queue"] as? [String: Any])
+            }
+            let short = try await statsQueue()
+            #expect(short["pending"] as? Int == 5 && short["ready"] as? Int == 4 && short["capped"] as? Bool == false)
+            _ = try await database.client.fetch("""
+                INSERT INTO tock.runs (job_id, trigger) SELECT j.id, 'sql' FROM tock.jobs j, generate_series(1, 10000) WHERE j.name = 'low'
+                """, logger: database.logger)
+            let deep = try await statsQueue()
+            #expect(deep["pending"] as? Int == 10_000 && deep["capped"] as? Bool == true && deep["running"] as? Int == 1)
+            #expect(try await database.queueDepth().pending == 10_005)
+        }
+    }
+
     @Test("schedule_preview gives a job's next fire times in its own zone")
     func schedulePreview() async throws {
         try await TestDatabase.withFresh { database, _ in

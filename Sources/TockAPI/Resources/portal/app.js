@@ -126,7 +126,7 @@ async function dashboard(view) {
   const [stats, jobs] = await Promise.all([api("/stats"), api(jobListPath())]);
   const failed24 = (stats.runs_24h.failed || 0) + (stats.runs_24h.timed_out || 0) + (stats.runs_24h.dead || 0);
   const cards = h("div", { class: "cards" },
-    card(stats.queue.running, "running", "count-running"), card(stats.queue.pending, "pending", "count-pending"),
+    card(stats.queue.running, "running", "count-running"), card(stats.queue.capped ? `${stats.queue.pending.toLocaleString("en-US")}+` : stats.queue.pending, "pending", "count-pending"),
     card(failed24, "failed in 24 h", "count-failed"), card(stats.workers_alive, "workers online", "count-workers"));
   const rows = jobs.map((job) => h("tr", { class: "job", "data-job": job.name },
     h("td", {}, h("a", { href: `#/jobs/${enc(job.name)}` }, job.name), h("div", { class: "muted mono" }, job.script)),
