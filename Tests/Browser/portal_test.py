@@ -1,12 +1,13 @@
 """The portal in a real headless browser (Debian's chromium and chromedriver, driven by selenium).
 
 Needs a running `tock up` (API, scheduler and worker) at TOCK_URL whose scripts directory holds
-`portal-hello.sh`. Creates a job through the form, runs it with the Run now button and waits for the run and
+`portal-hello.sh`, its database at TOCK_DATABASE_URL (psql), and no other runs pending. Creates a job through the form, runs it with the Run now button and waits for the run and
 its output to appear without a reload; checks inline validation and the live dashboard. Saves screenshots to
 TOCK_ARTIFACTS. Exits non-zero on the first failure.
 """
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 BASE = os.environ.get("TOCK_URL", "http://127.0.0.1:8080")
 ARTIFACTS = os.environ.get("TOCK_ARTIFACTS", ".tock/artifacts")
 JOB = f"portal-{int(time.time() * 1000) % 10_000_000}"
+DATABASE_URL = os.environ["TOCK_DATABASE_URL"]  # the same database as TOCK_URL's, for what the API cannot do
 
 
 def api(method, path, body=None):
@@ -130,9 +132,15 @@ def main():
         api("POST", "/jobs", {"name": busy, "script": ":noop"})
         stop_busy = threading.Event()
 
+        busy_errors = []
+
         def keep_busy():
             while not stop_busy.wait(0.04):
-                api("POST", f"/jobs/{busy}/trigger")
+                try:
+                    api("POST", f"/jobs/{busy}/trigger")
+                except Exception as error:  # reported below, not lost with the thread
+                    busy_errors.append(error)
+                    return
         busy_thread = threading.Thread(target=keep_busy, daemon=True)
         busy_thread.start()
         try:
@@ -142,7 +150,7 @@ def main():
             # this wait ends, so the badge can only change by a refresh made during it.
             WebDriverWait(driver, 10, ignored_exceptions=[StaleElementReferenceException]).until(
                 EC.text_to_be_present_in_element((By.CSS_SELECTOR, row + " .badge"), "paused"))
-            assert busy_thread.is_alive(), "the run-now stream ended before the page updated"
+            assert busy_thread.is_alive(), f"the run-now stream ended before the page updated: {busy_errors}"
         finally:
             stop_busy.set()
             busy_thread.join()
@@ -167,6 +175,18 @@ def main():
             pass
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, other_row)))
         api("DELETE", f"/jobs/{other}")
+
+        step("with more than 10,000 runs waiting, the pending card says 10,000+ (the dashboard counts no further)")
+        deep = f"deep-{int(time.time() * 1000) % 10_000_000}"
+        api("POST", "/jobs", {"name": deep, "script": "portal-hello.sh"})
+        # Held back an hour, so the worker leaves them alone; deleting the job takes them away again.
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", DATABASE_URL, "-c",
+                        "INSERT INTO tock.runs (job_id, trigger, run_after) SELECT j.id, 'sql', now() + interval '1 hour' "
+                        f"FROM tock.jobs j, generate_series(1, 10001) WHERE j.name = '{deep}'"], check=True)
+        driver.get(BASE + "/")
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#count-pending .n"), "10,000+"))
+        api("DELETE", f"/jobs/{deep}")
+        wait.until(lambda d: "+" not in d.find_element(By.CSS_SELECTOR, "#count-pending .n").text)
 
         step("the workers page lists the running worker")
         click(driver, By.CSS_SELECTOR, 'a[data-nav="workers"]', wait)

@@ -126,7 +126,9 @@ async function dashboard(view) {
   const [stats, jobs] = await Promise.all([api("/stats"), api(jobListPath())]);
   const failed24 = (stats.runs_24h.failed || 0) + (stats.runs_24h.timed_out || 0) + (stats.runs_24h.dead || 0);
   const cards = h("div", { class: "cards" },
-    card(stats.queue.running, "running", "count-running"), card(stats.queue.capped ? `${stats.queue.pending.toLocaleString("en-US")}+` : stats.queue.pending, "pending", "count-pending"),
+    card(stats.queue.running, "running", "count-running"),
+    // Capped: more than that many are waiting (tock.queue_glance counts no further).
+    card(stats.queue.capped ? `${stats.queue.pending.toLocaleString("en-US")}+` : stats.queue.pending, "pending", "count-pending"),
     card(failed24, "failed in 24 h", "count-failed"), card(stats.workers_alive, "workers online", "count-workers"));
   const rows = jobs.map((job) => h("tr", { class: "job", "data-job": job.name },
     h("td", {}, h("a", { href: `#/jobs/${enc(job.name)}` }, job.name), h("div", { class: "muted mono" }, job.script)),
@@ -457,10 +459,10 @@ async function render() {
 // they keep coming, and never two at once. A timer restarted by every event instead never fired while events came
 // faster than that, which is whenever the workers are busy: the page froze exactly when there was most to see.
 const REFRESH_QUIET_MS = 120, REFRESH_EVERY_MS = 1000;
-const refresher = { timer: null, running: false, again: false, last: 0 };
+const refresher = { timer: null, running: false, again: null, last: 0 };
 // afterAction: the person's own click (run now, pause, …) shows its effect at once, whatever came before it.
 function refreshSoon(afterAction = false) {
-  if (refresher.running) { refresher.again = true; return; }
+  if (refresher.running) { refresher.again = { afterAction: afterAction || refresher.again?.afterAction === true }; return; }
   if (refresher.timer && !afterAction) return;
   clearTimeout(refresher.timer);
   const wait = afterAction ? REFRESH_QUIET_MS : Math.max(REFRESH_QUIET_MS, refresher.last + REFRESH_EVERY_MS - Date.now());
@@ -471,7 +473,9 @@ function refreshSoon(afterAction = false) {
     try { if (state.refresh) await state.refresh(); }
     finally {
       refresher.running = false;
-      if (refresher.again) { refresher.again = false; refreshSoon(); }
+      const again = refresher.again;
+      refresher.again = null;
+      if (again) refreshSoon(again.afterAction);
     }
   }, wait);
 }
