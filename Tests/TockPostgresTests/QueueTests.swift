@@ -141,7 +141,8 @@ struct QueueTests {
                              ('claim_runs', 'plan_cache_mode=force_generic_plan'),
                              ('claim_runs', 'enable_bitmapscan=off'), ('claim_runs', 'enable_sort=off'),
                              ('finish_runs', 'jit=off'), ('rescue', 'jit=off'),
-                             ('next_delayed_run', 'jit=off'), ('next_delayed_run', 'enable_seqscan=off')) e(function, setting)
+                             ('next_delayed_run', 'jit=off'), ('next_delayed_run', 'enable_seqscan=off'),
+                             ('earliest_pending', 'jit=off'), ('earliest_pending', 'enable_seqscan=off')) e(function, setting)
                 WHERE NOT EXISTS (SELECT 1 FROM pg_proc p
                                   WHERE p.pronamespace = 'tock'::regnamespace AND p.proname = e.function
                                     AND e.setting = ANY (p.proconfig))

@@ -137,22 +137,13 @@ SET enable_sort = off
 SET jit = off
 AS $$
 DECLARE
-    v_priority smallint;
     v_oldest timestamptz;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         PERFORM tock.raise_invalid('limit', format('%s is not a positive number of runs', coalesce(p_limit::text, 'NULL')));
     END IF;
-    -- The oldest ready run: in runs_claim_idx (priority DESC, run_after, id) each priority's first entry is its
-    -- earliest; it is ready when that is due. A loose index scan, as tock.next_delayed_run does.
-    v_priority := (SELECT r.priority FROM tock.runs r WHERE r.status = 'pending' ORDER BY r.priority DESC LIMIT 1);
-    WHILE v_priority IS NOT NULL LOOP
-        v_oldest := least(v_oldest, (SELECT r.run_after FROM tock.runs r
-                                     WHERE r.status = 'pending' AND r.priority = v_priority AND r.run_after <= p_now
-                                     ORDER BY r.run_after LIMIT 1));
-        v_priority := (SELECT r.priority FROM tock.runs r WHERE r.status = 'pending' AND r.priority < v_priority
-                       ORDER BY r.priority DESC LIMIT 1);
-    END LOOP;
+    -- The oldest ready run: a few index seeks, however deep the queue.
+    v_oldest := tock.earliest_pending(true, p_now);
     RETURN QUERY
     WITH seen AS (
         SELECT r.run_after FROM tock.runs r
