@@ -20,6 +20,20 @@ func finishedRun(_ database: Database, job: String, at time: String, status: Str
     return run
 }
 
+/// Two jobs' runs of every kind, as lag, queue_depth and the gauges report them: priority 10 has 3 ready and 1 delayed
+/// (waiting out a backoff), priority 90 has 1 ready and 1 a worker holds.
+func mixedQueue(_ database: Database) async throws {
+    _ = try await database.createJob(json: #"{"name": "low", "script": "x.sh", "priority": 10}"#)
+    _ = try await database.createJob(json: #"{"name": "high", "script": "x.sh", "priority": 90}"#)
+    for _ in 0..<3 { _ = try await database.runNow("low") }
+    let delayed = try await database.runNow("low")
+    _ = try await database.client.fetch(
+        "UPDATE tock.runs SET run_after = now() + interval '1 hour' WHERE id = \(delayed)", logger: database.logger)
+    for _ in 0..<2 { _ = try await database.runNow("high") }
+    let worker = try await database.registerWorker(host: "h", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
+    #expect(try await database.claimRuns(worker: worker, max: 1).count == 1)
+}
+
 @Suite("operations in SQL: retention, stuck runs, reset, lag, gauges, preview")
 struct OperationsTests {
     @Test("purge_history deletes runs older than the retention with their output, in batches, and keeps the rest")
@@ -105,17 +119,7 @@ struct OperationsTests {
     @Test("lag groups the queue by priority; gauges report queue, workers, stuck and dead runs")
     func lagAndGauges() async throws {
         try await TestDatabase.withFresh { database, _ in
-            _ = try await database.createJob(json: #"{"name": "low", "script": "x.sh", "priority": 10}"#)
-            _ = try await database.createJob(json: #"{"name": "high", "script": "x.sh", "priority": 90}"#)
-            for _ in 0..<3 { _ = try await database.runNow("low") }
-            _ = try await database.runNow("high")
-            // One of each kind besides ready: a run waiting out a backoff, and a run a worker holds.
-            let delayed = try await database.runNow("low")
-            _ = try await database.client.query(
-                "UPDATE tock.runs SET run_after = now() + interval '1 hour' WHERE id = \(delayed)", logger: database.logger).collect()
-            _ = try await database.runNow("high")
-            let worker = try await database.registerWorker(host: "h", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
-            #expect(try await database.claimRuns(worker: worker, max: 1).count == 1)
+            try await mixedQueue(database)
             let lag = try await database.lag()
             #expect(lag.map(\.priority) == [90, 10])
             #expect(lag.map(\.waiting) == [1, 4])
@@ -149,15 +153,7 @@ struct OperationsTests {
     @Test("queue_glance is queue_depth while the queue is short, and capped lower bounds beyond its limit; stats uses it")
     func queueGlance() async throws {
         try await TestDatabase.withFresh { database, _ in
-            _ = try await database.createJob(json: #"{"name": "low", "script": "x.sh", "priority": 10}"#)
-            _ = try await database.createJob(json: #"{"name": "high", "script": "x.sh", "priority": 90}"#)
-            for _ in 0..<3 { _ = try await database.runNow("low") }
-            let delayed = try await database.runNow("low")
-            _ = try await database.client.fetch(
-                "UPDATE tock.runs SET run_after = now() + interval '1 hour' WHERE id = \(delayed)", logger: database.logger)
-            for _ in 0..<2 { _ = try await database.runNow("high") }
-            let worker = try await database.registerWorker(host: "h", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
-            #expect(try await database.claimRuns(worker: worker, max: 1).count == 1)
+            try await mixedQueue(database)
             let depth = try await database.queueDepth()
             #expect([depth.pending, depth.ready, depth.delayed, depth.running] == [5, 4, 1, 1])
 
