@@ -20,29 +20,19 @@ public struct Database: Sendable {
         self.settings = settings
     }
 
-    /// Runs `body` within `callTimeout`, mapping any error to a `TockError` (a timeout is `.unavailable`).
-    /// On timeout the call is cancelled and abandoned, not awaited: a lease stuck in the pool may ignore
-    /// cancellation, and the caller must get on with its retry.
+    /// Runs `body` within `callTimeout`, mapping any error to a `TockError` (a timeout is `.unavailable`). A call
+    /// that times out, or whose caller is cancelled, is cancelled and abandoned, not awaited: a lease stuck in the
+    /// pool may ignore cancellation, and the caller must get on with its retry (or its exit).
     func mapped<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws(TockError) -> T {
         let timeout = callTimeout
-        var work: Task<Void, Never>?
-        var timer: Task<Void, Never>?
-        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
-            let once = OnceResume(continuation)
-            work = Task {
-                do { once.resume(.success(try await body())) } catch { once.resume(.failure(error)) }
-            }
-            timer = Task {
-                guard (try? await Task.sleep(for: timeout)) != nil else { return }  // cancelled: the call finished
-                once.resume(.failure(TockError(.unavailable, "PostgreSQL did not answer within \(timeout)")))
-            }
-        }
-        // Ends the timer's sleep at once; cancels the call only if it is still running (it timed out).
-        timer?.cancel()
-        work?.cancel()
-        switch result {
-        case .success(let value): return value
-        case .failure(let error): throw TockError(from: error, settings: settings)
+        do {
+            return try await awaitAbandoning(timeout: timeout, timedOut: {
+                TockError(.unavailable, "PostgreSQL did not answer within \(timeout)")
+            }, body)
+        } catch is CancellationError {
+            throw TockError(.unavailable, "the call to PostgreSQL was cancelled")
+        } catch {
+            throw TockError(from: error, settings: settings)
         }
     }
 
@@ -348,21 +338,6 @@ public struct Database: Sendable {
 }
 
 /// Resumes a continuation once; later attempts are ignored and return false.
-final class OnceResume<T: Sendable>: Sendable {
-    private let continuation: Mutex<CheckedContinuation<Result<T, any Error>, Never>?>
-
-    init(_ continuation: CheckedContinuation<Result<T, any Error>, Never>) {
-        self.continuation = Mutex(continuation)
-    }
-
-    @discardableResult
-    func resume(_ result: Result<T, any Error>) -> Bool {
-        guard let continuation = continuation.withLock({ value in defer { value = nil }; return value }) else { return false }
-        continuation.resume(returning: result)
-        return true
-    }
-}
-
 /// A value in a job change: `tock job edit` and the API send only what changes.
 public enum JobChange: Sendable, Encodable, Equatable {
     case text(String)

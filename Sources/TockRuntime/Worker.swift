@@ -40,6 +40,8 @@ public final class Worker: Service, Sendable {
     /// Runs a user cancelled (tock.cancel), as opposed to scripts our own shutdown stops.
     let cancelledByUser = Mutex<Set<Int64>>([])
     let stopping = Atomic<Bool>(false)
+    /// When a stop was asked for, plus the shutdown grace: reports stop retrying after it (see `report`).
+    let shutdownDeadline = Mutex<ContinuousClock.Instant?>(nil)
     /// Set while notifications cannot be relied on: claims poll every `pollInterval`.
     let polling = Atomic<Bool>(false)
     let wake = WakeSignal()
@@ -111,10 +113,11 @@ public final class Worker: Service, Sendable {
                 group.cancelAll()
             }
         } onGracefulShutdown: {
+            self.shutdownDeadline.withLock { $0 = $0 ?? ContinuousClock.now + self.configuration.shutdownGrace }
             self.stopping.store(true, ordering: .releasing)
             self.wake.signal()
         }
-        try? await database.setWorkerState(worker: id, state: "stopped")
+        try? await shutdownDatabase.setWorkerState(worker: id, state: "stopped")
         logger.info("worker stopped")
     }
 
@@ -165,10 +168,18 @@ public final class Worker: Service, Sendable {
         }
     }
 
+    /// The database for the calls a stopping worker makes besides its reports: when the database is away, each
+    /// fails after 2 s rather than the usual call timeout, so they do not add 20 s to the exit.
+    private var shutdownDatabase: Database {
+        var database = database
+        database.callTimeout = min(database.callTimeout, .seconds(2))
+        return database
+    }
+
     /// Graceful shutdown: no new claims; running scripts get the grace period, then are stopped and handed back.
     private func drain(id: Int64, logger: Logger) async {
-        try? await database.setWorkerState(worker: id, state: "stopping")
-        let deadline = ContinuousClock.now + configuration.shutdownGrace
+        let deadline = shutdownDeadline.withLock { $0 = $0 ?? ContinuousClock.now + configuration.shutdownGrace; return $0! }
+        try? await shutdownDatabase.setWorkerState(worker: id, state: "stopping")
         while !running.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline {
             await wake.wait(timeout: .milliseconds(200))
         }
@@ -181,8 +192,12 @@ public final class Worker: Service, Sendable {
                 await wake.wait(timeout: .milliseconds(200))
             }
         }
-        // Scripts that ended are reported (or handed back) before the worker says it stopped.
-        while reporting.load(ordering: .acquiring) > 0 {
+        // Scripts that ended are reported (or handed back) before the worker says it stopped, but a database that
+        // is away does not hold the exit past the grace (and the moments stopped scripts took to die): report()
+        // gives up then, and when the task group is cancelled, on a call still under way; it logs each run it
+        // gave up on.
+        let reportsDeadline = max(deadline, ContinuousClock.now) + .seconds(2)
+        while reporting.load(ordering: .acquiring) > 0 && ContinuousClock.now < reportsDeadline {
             await wake.wait(timeout: .milliseconds(200))
         }
     }
@@ -225,8 +240,10 @@ public final class Worker: Service, Sendable {
                     wake.signal()
                     return
                 }
-            } catch {
+            } catch where !Task.isCancelled {
                 logger.warning("heartbeat failed", metadata: ["error": "\(error.message)"])
+            } catch {
+                return  // the worker is exiting
             }
         }
     }
@@ -256,7 +273,8 @@ public final class Worker: Service, Sendable {
             wake.signal()
         }
         guard let outcome = ran else { return }  // handed back to the queue
-        await report(logger: logger) { () async throws(TockError) -> Bool in try await finisher.finish(run.runId, outcome) }
+        guard await report(logger: logger, { () async throws(TockError) -> Bool in try await finisher.finish(run.runId, outcome) })
+        else { return }
         metrics.runFinished(job: run.jobName, status: outcome.status.rawValue, duration: ContinuousClock.now - started)
         logger.info("run finished", metadata: [
             "status": "\(outcome.status.rawValue)", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")"])
@@ -309,20 +327,41 @@ public final class Worker: Service, Sendable {
     }
 
     /// Reports to the database, retrying while it is unreachable: a result is not dropped because of a blip.
-    private func report(logger: Logger, _ call: @Sendable () async throws(TockError) -> Bool) async {
+    /// Retries end after 10 minutes, or when the shutdown grace is over if the worker is stopping: a worker told
+    /// to stop while its database is away exits in time (systemd kills it 15 s after the default grace). Its
+    /// unreported runs stay running on it in tock.runs, and tock.rescue() recovers them as a dead worker's runs.
+    /// Returns whether the database got the report (false: given up, and logged).
+    @discardableResult
+    private func report(logger: Logger, _ call: @escaping @Sendable () async throws(TockError) -> Bool) async -> Bool {
         var backoff = RetryBackoff()
         let giveUp = ContinuousClock.now + .seconds(600)
         while true {
+            let failure: TockError
             do {
-                _ = try await call()
-                return
-            } catch where error.kind == .unavailable && ContinuousClock.now < giveUp {
-                logger.warning("cannot report the run yet; retrying", metadata: ["error": "\(error.message)"])
-                try? await Task.sleep(for: backoff.next())
+                // Abandoned, not awaited, once this task is cancelled (the worker's exit): a call stuck on a database
+                // that is away must not hold the process.
+                _ = try await awaitAbandoning { () async throws -> Bool in try await call() }
+                return true
+            } catch let error as TockError {
+                failure = error
             } catch {
-                logger.error("could not report the run", metadata: ["error": "\(error.message)"])
-                return
+                failure = TockError(.unavailable, "the worker stopped waiting for PostgreSQL")
             }
+            let shutdown = shutdownDeadline.withLock { $0 }
+            if failure.kind == .unavailable, let shutdown, ContinuousClock.now >= shutdown || Task.isCancelled {
+                logger.error("""
+                    could not report the run before the shutdown grace ended; it stays running in tock.runs until \
+                    tock.rescue() finds this worker gone and fails it over (a retry if it has attempts left)
+                    """, metadata: ["error": "\(failure.message)"])
+                return false
+            }
+            guard failure.kind == .unavailable, ContinuousClock.now < giveUp, !Task.isCancelled else {
+                logger.error("could not report the run", metadata: ["error": "\(failure.message)"])
+                return false
+            }
+            logger.warning("cannot report the run yet; retrying", metadata: ["error": "\(failure.message)"])
+            let pause = backoff.next()
+            try? await Task.sleep(for: shutdown.map { min(pause, max($0 - ContinuousClock.now, .milliseconds(1))) } ?? pause)
         }
     }
 

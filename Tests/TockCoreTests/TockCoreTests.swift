@@ -140,3 +140,36 @@ struct JSONTimeTests {
         #expect(throws: InputError.self) { try RunStatus(userInput: "done") }
     }
 }
+
+@Suite("awaiting a call that may never return")
+struct AwaitAbandoningTests {
+    struct Late: Error {}
+
+    /// A call that ignores cancellation and never returns, like a lease held back by a pool whose server is gone.
+    static func stuck() async -> Int {
+        await withCheckedContinuation { (_: CheckedContinuation<Int, Never>) in }
+    }
+
+    @Test("returns the call's value, and its error")
+    func passesThrough() async throws {
+        #expect(try await awaitAbandoning(timeout: .seconds(30)) { 7 } == 7)
+        await #expect(throws: Late.self) { try await awaitAbandoning { () async throws -> Int in throw Late() } }
+    }
+
+    @Test("a stuck call times out with the given error")
+    func timesOut() async {
+        await #expect(throws: Late.self) { try await awaitAbandoning(timeout: .milliseconds(50), timedOut: { Late() }) { await Self.stuck() } }
+    }
+
+    @Test("a waiter cancelled before or while it waits stops waiting on a stuck call")
+    func cancelled() async {
+        let waiting = Task { try await awaitAbandoning { await Self.stuck() } }
+        try? await Task.sleep(for: .milliseconds(20))
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+
+        let early = Task { try await awaitAbandoning { await Self.stuck() } }
+        early.cancel()
+        await #expect(throws: CancellationError.self) { try await early.value }
+    }
+}

@@ -139,6 +139,50 @@ struct FaultTests {
         }
     }
 
+    @Test("SIGTERM a worker while PostgreSQL is down: it exits within its grace, and rescue fails over the run it could not report",
+          .enabled(if: TestDatabase.cluster != nil, "needs the embedded test cluster (ops/test)"))
+    func sigtermWorkerWithoutDatabase() async throws {
+        let directory = try makeScriptsDirectory(["scripts/nap.sh": "#!/bin/sh\nsleep 1\necho \"attempt $TOCK_ATTEMPT\"\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cluster = try #require(TestDatabase.cluster)
+        let settings = try await TestDatabase.create()
+        try await TestDatabase.withClient(settings) { client in
+            let database = Database(client: client, logger: TestDatabase.logger, settings: settings)
+            var job = JobDefinition(name: "nap", script: "nap.sh")
+            job.maxAttempts = 2
+            _ = try await database.createJob(job)
+            let worker = try TockProcess(["worker", "--concurrency", "1", "--shutdown-grace-seconds", "3"],
+                                         settings: settings, directory: directory)
+            let run = try await database.runNow("nap")
+            #expect(try await eventually { try await database.run(run, withOutput: false).status == "running" })
+
+            // The script ends a second later, when its result can no longer be recorded anywhere.
+            try cluster.stop()
+            let stopRequested = ContinuousClock.now
+            worker.signal(SIGTERM)
+            let status = try await worker.wait(timeout: .seconds(60))
+            let exitTime = ContinuousClock.now - stopRequested
+            _ = try cluster.start()
+            print("fault 3: SIGTERM with PostgreSQL down to the worker's exit: \(exitTime) (grace 3 s)")
+            #expect(status == 0, "\(worker.log)")
+            // Before: reports retried for 10 minutes, so systemd's SIGKILL (45 s) was what ended such a worker.
+            #expect(exitTime < .seconds(15), "\(worker.log)")
+            #expect(worker.log.contains("could not report the run before the shutdown grace ended"), "\(worker.log)")
+
+            // The result is gone with the worker; the run is not. Rescue sees the worker gone (its session ended
+            // with the server) once its heartbeat is 2 s stale, and fails the attempt over to a retry.
+            let recovered = try await eventually(timeout: .seconds(30)) {
+                // try?: the test's own pool reconnects to the restarted server first.
+                (try? await count(database, "SELECT tock.rescue(now() + interval '5 seconds')")) == 1
+            }
+            #expect(recovered)
+            let runs = try await database.runs(job: "nap").sorted { $0.id < $1.id }
+            #expect(runs.map(\.status) == ["failed", "pending"])
+            #expect(runs.map(\.attempt) == [1, 2])
+            #expect(runs.first?.error?.contains("was lost") == true, "\(runs.first?.error ?? "")")
+        }
+    }
+
     @Test("three schedulers over 500 jobs firing every second, one killed half-way: every fire time has exactly one run")
     func racingSchedulers() async throws {
         let seconds = Int(ProcessInfo.processInfo.environment["TOCK_FAULT_SCHEDULER_SECONDS"] ?? "30") ?? 30
