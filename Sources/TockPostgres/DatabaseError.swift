@@ -29,6 +29,11 @@ extension TockError {
             case _ where state.hasPrefix("08") || state.hasPrefix("57P"):
                 // Connection failures and the server shutting down or restarting: try again later.
                 self.init(.unavailable, "PostgreSQL is unavailable (\(message))")
+            case _ where state.hasPrefix("53") || state.hasPrefix("40") || state == "55P03" || state == "57014":
+                // Passing conditions, not bad requests: too many connections, a full disk or out of memory (class 53),
+                // a deadlock or serialization failure (class 40), a lock or statement timeout. Unavailable, so a
+                // worker retries its report rather than dropping a run's result, and the API answers 503.
+                self.init(.unavailable, "PostgreSQL could not do it now; try again (\(message), SQLSTATE \(state))")
             case "23514", "23503", "23502":
                 let constraint = server[.constraintName] ?? ""
                 self.init(.invalidInput, field: TockError.field(ofConstraint: constraint),
