@@ -326,15 +326,15 @@ public final class Worker: Service, Sendable {
         }
     }
 
-    /// Reports to the database, retrying while it is unreachable: a result is not dropped because of a blip.
-    /// Retries end after 10 minutes, or when the shutdown grace is over if the worker is stopping: a worker told
-    /// to stop while its database is away exits in time (systemd kills it 15 s after the default grace). Its
-    /// unreported runs stay running on it in tock.runs, and tock.rescue() recovers them as a dead worker's runs.
+    /// Reports to the database, retrying while it is unavailable, however long: a result is not dropped because
+    /// of an outage, and a run never stays running in tock.runs on a worker that lives on without it (an overlap
+    /// 'skip' job would never run again). Retries end only when the shutdown grace is over: a worker told to stop
+    /// while its database is away exits in time (systemd kills it 15 s after the default grace). Its unreported
+    /// runs stay running on it, and tock.rescue() recovers them as a dead worker's runs.
     /// Returns whether the database got the report (false: given up, and logged).
     @discardableResult
     private func report(logger: Logger, _ call: @escaping @Sendable () async throws(TockError) -> Bool) async -> Bool {
         var backoff = RetryBackoff()
-        let giveUp = ContinuousClock.now + .seconds(600)
         while true {
             let failure: TockError
             do {
@@ -355,7 +355,7 @@ public final class Worker: Service, Sendable {
                     """, metadata: ["error": "\(failure.message)"])
                 return false
             }
-            guard failure.kind == .unavailable, ContinuousClock.now < giveUp, !Task.isCancelled else {
+            guard failure.kind == .unavailable, !Task.isCancelled else {
                 logger.error("could not report the run", metadata: ["error": "\(failure.message)"])
                 return false
             }

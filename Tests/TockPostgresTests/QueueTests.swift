@@ -310,6 +310,47 @@ struct QueueTests {
         }
     }
 
+    @Test("rescue: a run left running 10 minutes past its timeout on a live worker is failed over; one within it is not")
+    func rescueOrphanedRun() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            var orphaned = JobDefinition(name: "orphaned", script: "x.sh")
+            orphaned.maxAttempts = 2
+            orphaned.timeoutSeconds = 60
+            _ = try await database.createJob(orphaned)
+            var patient = JobDefinition(name: "patient", script: "x.sh")
+            patient.timeoutSeconds = 3600
+            _ = try await database.createJob(patient)
+            let lost = try await database.runNow("orphaned")
+            let slow = try await database.runNow("patient")
+            let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 2, scriptsDirectory: nil, version: nil)
+            #expect(try await database.claimRuns(worker: worker, max: 2).count == 2)
+
+            // The clock moves on and the worker stays alive (it heartbeats at the moved clock), but it never
+            // reports the first run: the report it gave up on.
+            func rescue(after minutes: Int) async throws -> Int? {
+                _ = try await database.client.fetch(
+                    "SELECT tock.heartbeat(\(worker), now() + make_interval(mins => \(Int32(minutes))))", logger: database.logger)
+                return try await database.client.fetch(
+                    "SELECT tock.rescue(now() + make_interval(mins => \(Int32(minutes))))", logger: database.logger)
+                    .first?.decode(Int.self)
+            }
+            #expect(try await rescue(after: 10) == 0)  // 9 minutes past the 1-minute timeout: not yet
+            #expect(try await rescue(after: 12) == 1)
+            #expect(try await database.workers().first?.state == "running")
+            let failed = try await database.run(lost, withOutput: false)
+            #expect(failed.status == "failed")
+            #expect(failed.error?.contains("past its timeout of 00:01:00: worker t:1 never reported how it ended") == true,
+                    "\(failed.error ?? "")")
+            let retry = try #require(try await database.runs(job: "orphaned").first { $0.trigger == "retry" })
+            #expect(retry.status == "pending")
+            #expect(retry.firstRunId == lost)
+            // The hour-long run is still within its timeout, and the worker's late report of the first is ignored.
+            #expect(try await database.run(slow, withOutput: false).status == "running")
+            #expect(try await database.finishRun(lost, worker: worker, outcome: RunOutcome(status: .succeeded)) == false)
+            #expect(try await rescue(after: 12) == 0)
+        }
+    }
+
     @Test("jobs: bad input names the field, and a bad INSERT from psql writes nothing")
     func badJobs() async throws {
         try await TestDatabase.withFresh { database, _ in

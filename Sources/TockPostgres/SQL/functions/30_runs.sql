@@ -444,15 +444,20 @@ $$;
 -- heartbeaten for p_lost_after (a kill -9: seconds), or it has not heartbeaten for p_silent_after whatever its
 -- session says (a hung or partitioned process). Heartbeat age counts from the server's start at the earliest, so
 -- a database restart does not condemn workers that are busy reconnecting. Their runs end 'failed' (worker lost)
--- and are retried at once while attempts remain, else end 'dead'. Safe to run from anywhere, at any time.
--- Returns how many runs it recovered.
+-- and are retried at once while attempts remain, else end 'dead'.
+-- Then the runs still running p_orphaned_after past their job's timeout, whatever their worker: a worker stops a
+-- script at its timeout and reports it, so such a run is one its worker lost track of (a report it gave up on).
+-- Left alone it would stay running for good, and an overlap 'skip' job would never run again. They end 'failed'
+-- the same way. The margin covers a report delayed by an outage; a late report after it is ignored.
+-- Safe to run from anywhere, at any time. Returns how many runs it recovered.
+DROP FUNCTION IF EXISTS tock.rescue(timestamptz, interval, interval);
 CREATE OR REPLACE FUNCTION tock.rescue(
     p_now timestamptz DEFAULT now(), p_lost_after interval DEFAULT '2 seconds',
-    p_silent_after interval DEFAULT '30 seconds')
+    p_silent_after interval DEFAULT '30 seconds', p_orphaned_after interval DEFAULT '10 minutes')
 RETURNS int LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
     v_worker record;
-    v_run bigint;
+    v_run record;
     v_count int := 0;
 BEGIN
     FOR v_worker IN
@@ -468,17 +473,33 @@ BEGIN
     LOOP
         UPDATE tock.workers SET state = 'lost', stopped_at = p_now WHERE id = v_worker.id;
         FOR v_run IN SELECT id FROM tock.runs WHERE worker_id = v_worker.id AND status = 'running' LOOP
-            IF tock.end_attempt(v_run, v_worker.id, 'failed', NULL,
+            IF tock.end_attempt(v_run.id, v_worker.id, 'failed', NULL,
                                 format('worker %s was lost (%s)', v_worker.name, v_worker.reason), p_now,
                                 p_retry_now => true) THEN
                 v_count := v_count + 1;
             END IF;
         END LOOP;
     END LOOP;
+    -- Every running run is in runs_running_worker_idx (status = 'running'): a walk of the runs in flight.
+    FOR v_run IN
+        SELECT r.id, r.worker_id, coalesce(w.name, '#' || r.worker_id) AS worker, j.timeout
+        FROM tock.runs r
+        JOIN tock.jobs j ON j.id = r.job_id
+        LEFT JOIN tock.workers w ON w.id = r.worker_id
+        WHERE r.status = 'running' AND r.worker_id IS NOT NULL AND r.started_at + j.timeout + p_orphaned_after < p_now
+        FOR UPDATE OF r SKIP LOCKED
+    LOOP
+        IF tock.end_attempt(v_run.id, v_run.worker_id, 'failed', NULL,
+                            format('still running %s past its timeout of %s: worker %s never reported how it ended',
+                                   p_orphaned_after, v_run.timeout, v_run.worker), p_now,
+                            p_retry_now => true) THEN
+            v_count := v_count + 1;
+        END IF;
+    END LOOP;
     RETURN v_count;
 END $$;
-COMMENT ON FUNCTION tock.rescue(timestamptz, interval, interval) IS
-    'Marks dead workers lost and retries (or buries) their runs; returns the number of runs recovered.';
+COMMENT ON FUNCTION tock.rescue(timestamptz, interval, interval, interval) IS
+    'Marks dead workers lost and retries (or buries) their runs, and the runs left running long past their timeout; returns the number recovered.';
 
 -- The earliest run_after of the pending runs that are due at p_now (p_due) or not yet due. NULL: none.
 -- A loose index scan of runs_claim_idx, which is ordered by priority first: one seek for each priority that has

@@ -3,8 +3,8 @@
 -- (the queue's lag, which `tock queue` reads, is in 40_views.sql beside queue_depth).
 
 -- A running run is stuck when it has outlived its timeout (plus the worker's time to stop it and report), or its
--- worker is no longer alive. tock.rescue() recovers the second kind within seconds while a scheduler runs; a
--- row here that stays is what an operator should look at.
+-- worker is no longer alive. While a scheduler runs, tock.rescue() recovers the second kind within seconds and the
+-- first 10 minutes past the timeout; a row here that stays is what an operator should look at.
 CREATE OR REPLACE VIEW tock.stuck_runs AS
 SELECT
     r.id AS run_id,
