@@ -444,6 +444,20 @@ struct QueueTests {
             _ = try await database.runNow("n")
             #expect(try await eventually { received.withLock { Set($0) } == ["tock_runs", "tock_jobs"] },
                     "received: \(received.withLock { $0 })")
+
+            // One NOTIFY per statement however many runs it enqueues; none for a run inserted already finished.
+            // Notifications arrive in commit order, so once the last run-now's has come, the count is final.
+            _ = try await database.client.fetch(
+                "INSERT INTO tock.runs (job_id, trigger, run_after) SELECT id, 'sql', now() + interval '1 hour' FROM tock.jobs, generate_series(1, 500)",
+                logger: database.logger)
+            _ = try await database.client.fetch("""
+                INSERT INTO tock.runs (job_id, trigger, status, started_at, finished_at)
+                SELECT id, 'sql', 'succeeded', now(), now() FROM tock.jobs
+                """, logger: database.logger)
+            _ = try await database.runNow("n")
+            let runs = { received.withLock { $0.filter { $0 == "tock_runs" }.count } }
+            #expect(try await eventually { runs() >= 3 })
+            #expect(runs() == 3, "received: \(received.withLock { $0 })")
         }
     }
 }

