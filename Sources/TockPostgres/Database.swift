@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import PostgresNIO
-import Synchronization
 import TockCore
 
 /// Typed calls to the `tock.*` SQL functions and views. Every rule lives in SQL; this only moves values and
@@ -337,7 +336,6 @@ public struct Database: Sendable {
     }
 }
 
-/// Resumes a continuation once; later attempts are ignored and return false.
 /// A value in a job change: `tock job edit` and the API send only what changes.
 public enum JobChange: Sendable, Encodable, Equatable {
     case text(String)

@@ -338,9 +338,13 @@ public final class Worker: Service, Sendable {
         while true {
             let failure: TockError
             do {
-                // Abandoned, not awaited, once this task is cancelled (the worker's exit): a call stuck on a database
-                // that is away must not hold the process.
-                _ = try await awaitAbandoning { () async throws -> Bool in try await call() }
+                if shutdownDeadline.withLock({ $0 }) == nil {
+                    _ = try await call()  // bounded by the database's call timeout
+                } else {
+                    // While the worker stops, abandoned rather than awaited once this task is cancelled (its exit):
+                    // a call stuck on a database that is away must not hold the process. Only then: it costs a task.
+                    _ = try await awaitAbandoning { () async throws -> Bool in try await call() }
+                }
                 return true
             } catch let error as TockError {
                 failure = error
