@@ -467,7 +467,12 @@ DROP FUNCTION IF EXISTS tock.rescue(timestamptz, interval, interval);
 CREATE OR REPLACE FUNCTION tock.rescue(
     p_now timestamptz DEFAULT now(), p_lost_after interval DEFAULT '2 seconds',
     p_silent_after interval DEFAULT '30 seconds', p_orphaned_after interval DEFAULT '10 minutes')
-RETURNS int LANGUAGE plpgsql SET jit = off AS $$
+RETURNS int LANGUAGE plpgsql
+-- Every scheduler calls it each second: its walk of the runs in flight must never become a scan of the history,
+-- whatever the statistics say (see tock.tick).
+SET enable_seqscan = off
+SET jit = off
+AS $$
 DECLARE
     v_worker record;
     v_run record;
