@@ -121,6 +121,8 @@ public final class Scheduler: Service, Sendable {
                     let sleep = min(Duration.milliseconds(Int64(delay * 1000) + 1), longest)
                     await wake.wait(timeout: sleep)
                 }
+            } catch where Task.isCancelled {
+                return  // stopping: the tick under way was abandoned, not failed
             } catch {
                 logger.warning("tick failed; retrying", metadata: ["error": "\(error.message)"])
                 await wake.wait(timeout: backoff.next())
