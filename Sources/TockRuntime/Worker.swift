@@ -113,7 +113,7 @@ public final class Worker: Service, Sendable {
                 group.cancelAll()
             }
         } onGracefulShutdown: {
-            self.shutdownDeadline.withLock { $0 = $0 ?? ContinuousClock.now + self.configuration.shutdownGrace }
+            self.startShutdownClock()
             self.stopping.store(true, ordering: .releasing)
             self.wake.signal()
         }
@@ -176,9 +176,20 @@ public final class Worker: Service, Sendable {
         return database
     }
 
+    /// The shutdown deadline, set by whichever comes first: the stop request, or drain() when the worker stops
+    /// because it is no longer registered as alive.
+    @discardableResult
+    private func startShutdownClock() -> ContinuousClock.Instant {
+        shutdownDeadline.withLock { deadline in
+            let set = deadline ?? ContinuousClock.now + configuration.shutdownGrace
+            deadline = set
+            return set
+        }
+    }
+
     /// Graceful shutdown: no new claims; running scripts get the grace period, then are stopped and handed back.
     private func drain(id: Int64, logger: Logger) async {
-        let deadline = shutdownDeadline.withLock { $0 = $0 ?? ContinuousClock.now + configuration.shutdownGrace; return $0! }
+        let deadline = startShutdownClock()
         try? await shutdownDatabase.setWorkerState(worker: id, state: "stopping")
         while !running.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline {
             await wake.wait(timeout: .milliseconds(200))
