@@ -311,7 +311,7 @@ struct QueueTests {
         }
     }
 
-    @Test("rescue: a run left running 10 minutes past its timeout on a live worker is failed over; one within it is not")
+    @Test("rescue: a run left running 10 minutes past the timeout it was claimed with is failed over; one within it is not, even once its job's timeout is shortened")
     func rescueOrphanedRun() async throws {
         try await TestDatabase.withFresh { database, _ in
             var orphaned = JobDefinition(name: "orphaned", script: "x.sh")
@@ -324,7 +324,12 @@ struct QueueTests {
             let lost = try await database.runNow("orphaned")
             let slow = try await database.runNow("patient")
             let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 2, scriptsDirectory: nil, version: nil)
-            #expect(try await database.claimRuns(worker: worker, max: 2).count == 2)
+            let claimed = try await database.claimRuns(worker: worker, max: 2)
+            #expect(claimed.map(\.timeoutSeconds).sorted() == [60, 3600])
+            // An operator shortens the hour-long job's timeout while its run is under way. The worker enforces the
+            // hour it claimed the run with, so rescue must too: failing the run over at 1 + 10 minutes would start
+            // a retry while the script still runs.
+            _ = try await database.updateJob("patient", changes: ["timeout_seconds": .integer(60)])
 
             // The clock moves on and the worker stays alive (it heartbeats at the moved clock), but it never
             // reports the first run: the report it gave up on.
@@ -345,10 +350,15 @@ struct QueueTests {
             let retry = try #require(try await database.runs(job: "orphaned").first { $0.trigger == "retry" })
             #expect(retry.status == "pending")
             #expect(retry.firstRunId == lost)
-            // The hour-long run is still within its timeout, and the worker's late report of the first is ignored.
+            // The hour-long run is still within the timeout it was claimed with, and the worker's late report of
+            // the first is ignored.
             #expect(try await database.run(slow, withOutput: false).status == "running")
             #expect(try await database.finishRun(lost, worker: worker, outcome: RunOutcome(status: .succeeded)) == false)
             #expect(try await rescue(after: 12) == 0)
+            #expect(try await rescue(after: 69) == 0)
+            #expect(try await rescue(after: 71) == 1)
+            let overdue = try await database.run(slow, withOutput: false)
+            #expect(overdue.error?.contains("past its timeout of 01:00:00") == true, "\(overdue.error ?? "")")
         }
     }
 

@@ -238,12 +238,15 @@ BEGIN
         FOR UPDATE SKIP LOCKED
     ), claimed AS (
         UPDATE tock.runs r
-        SET status = 'running', started_at = p_now, worker_id = p_worker
+        SET status = 'running', started_at = p_now, worker_id = p_worker,
+            -- The job's timeout as of this claim, which the worker enforces: rescue reads this, not the job's
+            -- timeout as it may be later.
+            timeout_at = p_now + (SELECT j.timeout FROM tock.jobs j WHERE j.id = r.job_id)
         -- An id list, not a join: always primary-key lookups, never a scan of the queue to hash it.
         WHERE r.id = ANY (ARRAY(SELECT c.id FROM claimable c))
-        RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.priority, r.run_after
+        RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.priority, r.run_after, r.timeout_at
     )
-    SELECT c.id, j.id, j.name, j.script, j.args, extract(epoch FROM j.timeout)::float8, c.attempt, c.trigger,
+    SELECT c.id, j.id, j.name, j.script, j.args, extract(epoch FROM c.timeout_at - p_now)::float8, c.attempt, c.trigger,
            c.scheduled_for
     FROM claimed c JOIN tock.jobs j ON j.id = c.job_id
     ORDER BY c.priority DESC, c.run_after, c.id;
@@ -339,7 +342,7 @@ CREATE OR REPLACE FUNCTION tock.release_run(p_run bigint, p_worker bigint, p_now
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE tock.runs
-    SET status = 'pending', started_at = NULL, worker_id = NULL, run_after = p_now
+    SET status = 'pending', started_at = NULL, worker_id = NULL, timeout_at = NULL, run_after = p_now
     WHERE id = p_run AND status = 'running' AND worker_id = p_worker;
     RETURN FOUND;
 END $$;
@@ -458,7 +461,7 @@ $$;
 -- session says (a hung or partitioned process). Heartbeat age counts from the server's start at the earliest, so
 -- a database restart does not condemn workers that are busy reconnecting. Their runs end 'failed' (worker lost)
 -- and are retried at once while attempts remain, else end 'dead'.
--- Then the runs still running p_orphaned_after past their job's timeout, whatever their worker: a worker stops a
+-- Then the runs still running p_orphaned_after past their timeout (as claimed: timeout_at), whatever their worker: a worker stops a
 -- script at its timeout and reports it, so such a run is one its worker lost track of (a report it gave up on).
 -- Left alone it would stay running for good, and an overlap 'skip' job would never run again. They end 'failed'
 -- the same way. The margin covers a report delayed by an outage; a late report after it is ignored.
@@ -500,11 +503,13 @@ BEGIN
     END LOOP;
     -- Every running run is in runs_running_worker_idx (status = 'running'): a walk of the runs in flight.
     FOR v_run IN
-        SELECT r.id, r.worker_id, coalesce(w.name, '#' || r.worker_id) AS worker, j.timeout
+        SELECT r.id, r.worker_id, coalesce(w.name, '#' || r.worker_id) AS worker,
+               coalesce(r.timeout_at - r.started_at, j.timeout) AS timeout
         FROM tock.runs r
         JOIN tock.jobs j ON j.id = r.job_id
         LEFT JOIN tock.workers w ON w.id = r.worker_id
-        WHERE r.status = 'running' AND r.worker_id IS NOT NULL AND r.started_at + j.timeout + p_orphaned_after < p_now
+        WHERE r.status = 'running' AND r.worker_id IS NOT NULL
+          AND coalesce(r.timeout_at, r.started_at + j.timeout) + p_orphaned_after < p_now
         FOR UPDATE OF r SKIP LOCKED
     LOOP
         IF tock.end_attempt(v_run.id, v_run.worker_id, 'failed', NULL,

@@ -14,7 +14,8 @@ SELECT
     w.name AS worker_name,
     r.started_at,
     extract(epoch FROM now() - r.started_at)::float8 AS running_seconds,
-    extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
+    -- The timeout the worker enforces, fixed at the claim (timeout_at); the job's for runs claimed before 0008.
+    extract(epoch FROM coalesce(r.timeout_at - r.started_at, j.timeout))::float8 AS timeout_seconds,
     CASE
         WHEN w.id IS NULL THEN 'its worker is gone from tock.workers'
         WHEN w.state NOT IN ('running', 'stopping') THEN format('its worker %s is %s', w.name, w.state)
@@ -22,7 +23,7 @@ SELECT
             format('its worker %s has not heartbeaten for %s s', w.name,
                    round(extract(epoch FROM now() - w.last_heartbeat_at)))
         ELSE format('running %s s, past its timeout of %s s', round(extract(epoch FROM now() - r.started_at)),
-                    extract(epoch FROM j.timeout))
+                    extract(epoch FROM coalesce(r.timeout_at - r.started_at, j.timeout)))
     END AS reason
 FROM tock.runs r
 JOIN tock.jobs j ON j.id = r.job_id
@@ -31,7 +32,7 @@ WHERE r.status = 'running'
   AND (w.id IS NULL
        OR w.state NOT IN ('running', 'stopping')
        OR w.last_heartbeat_at < now() - interval '15 seconds'
-       OR now() > r.started_at + j.timeout + interval '30 seconds');
+       OR now() > coalesce(r.timeout_at, r.started_at + j.timeout) + interval '30 seconds');
 COMMENT ON VIEW tock.stuck_runs IS 'Running runs past their timeout (+30 s) or whose worker is not alive, with the reason.';
 
 -- What each run printed, apart from the run rows (tock.run_history has the sizes).
