@@ -251,9 +251,14 @@ public struct Database: Sendable {
             """)
     }
 
-    /// The worker's state after the heartbeat; nil when it is no longer registered as alive.
-    public func heartbeat(worker: Int64) async throws(TockError) -> String? {
-        try await scalar(String?.self, "SELECT tock.heartbeat(\(worker))")
+    /// The worker's state after the heartbeat, or nil when it is no longer registered as alive. With `held` (every
+    /// run the worker holds, sent while none of its claims is under way), its runs claimed more than `unheldAfter`
+    /// ago that it does not hold go back to the queue: claims whose answer it never got.
+    public func heartbeat(worker: Int64, held: [Int64]? = nil, unheldAfter: Duration = .seconds(60)) async throws(TockError) -> String? {
+        let seconds = Double(unheldAfter.components.seconds) + Double(unheldAfter.components.attoseconds) / 1e18
+        return try await scalar(String?.self, """
+            SELECT tock.heartbeat(\(worker), p_held => \(held)::bigint[], p_unheld_after => make_interval(secs => \(seconds)))
+            """)
     }
 
     public func setWorkerState(worker: Int64, state: String) async throws(TockError) {

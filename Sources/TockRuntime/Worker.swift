@@ -20,6 +20,10 @@ public struct WorkerConfiguration: Sendable {
     public var liveOutputInterval: Duration? = .seconds(1)
     /// When LISTEN/NOTIFY does not work (PgBouncer in transaction mode), the claim loop polls this often instead.
     public var pollInterval: Duration = .milliseconds(500)
+    /// A run running on this worker in the database that the worker does not hold, this long after its claim, goes
+    /// back to the queue at the next heartbeat: a claim that committed but whose answer never came. Longer than
+    /// the database's call timeout, after which the worker stops waiting for an answer.
+    public var unheldRunsAfter: Duration = .seconds(60)
 
     public init() {}
 }
@@ -53,6 +57,11 @@ public final class Worker: Service, Sendable {
     let metrics: TockMetrics
     /// Runs whose script has ended and whose result is still being reported: their slots are already free.
     let reporting = Atomic<Int>(0)
+    /// The runs among those (and any whose report failed for good) that the database has not recorded as ended:
+    /// this worker still holds them (see `heldRuns`).
+    let endedUnreported = Mutex<Set<Int64>>([])
+    /// Claims sent and not yet answered (or given up on): the worker may hold their runs in a moment.
+    let claimsUnderWay = Atomic<Int>(0)
     /// What every script inherits from the worker's environment, read once.
     let baseEnvironment: [String: String]
 
@@ -137,12 +146,10 @@ public final class Worker: Service, Sendable {
                 do {
                     // Cleared before the claim: a NOTIFY that arrives during it sets it again.
                     runsMayWait.store(false, ordering: .releasing)
-                    let claimed = try await database.claimRuns(worker: id, max: free)
+                    let claimed = try await claim(worker: id, max: free)
                     queueHasMore = claimed.count == free
                     backoff.reset()
-                    for run in claimed {
-                        let control = ScriptControl()
-                        metrics.runsInFlight(running.withLock { $0[run.runId] = control; return $0.count })
+                    for (run, control) in claimed {
                         group.addTask { await self.execute(run, worker: id, control: control, finisher: finisher, logger: logger) }
                     }
                     var sleep = polling.load(ordering: .relaxed) ? configuration.pollInterval : configuration.sweepInterval
@@ -166,6 +173,28 @@ public final class Worker: Service, Sendable {
             // Without slots to claim into, only a freed slot (which signals) can change that.
             await wake.wait(timeout: slotsToClaim ? max(nextClaim - ContinuousClock.now, .milliseconds(1)) : configuration.sweepInterval)
         }
+    }
+
+    /// Claims up to `max` runs and records each as running here before the claim counts as answered: while one is
+    /// under way, the heartbeat does not say which runs this worker holds.
+    private func claim(worker id: Int64, max: Int) async throws(TockError) -> [(ClaimedRun, ScriptControl)] {
+        claimsUnderWay.add(1, ordering: .sequentiallyConsistent)
+        defer { claimsUnderWay.subtract(1, ordering: .sequentiallyConsistent) }
+        return try await database.claimRuns(worker: id, max: max).map { run in
+            let control = ScriptControl()
+            metrics.runsInFlight(running.withLock { $0[run.runId] = control; return $0.count })
+            return (run, control)
+        }
+    }
+
+    /// Every run this worker holds: scripts running, and ended ones the database has not recorded. Nil while a claim
+    /// is under way. A claim sent after this look starts its runs later than it, so the database's margin
+    /// (`unheldRunsAfter` since the claim) keeps them out of what the heartbeat hands back.
+    private func heldRuns() -> [Int64]? {
+        guard claimsUnderWay.load(ordering: .sequentiallyConsistent) == 0 else { return nil }
+        // Running first: an ended run joins endedUnreported before it leaves running, so it is in one of the two.
+        let scripts = running.withLock { Array($0.keys) }
+        return scripts + endedUnreported.withLock { Array($0) }
     }
 
     /// The database for the calls a stopping worker makes besides its reports: when the database is away, each
@@ -245,7 +274,7 @@ public final class Worker: Service, Sendable {
             try? await Task.sleep(for: configuration.heartbeatInterval)
             if Task.isCancelled { return }
             do {
-                if try await database.heartbeat(worker: id) == nil {
+                if try await database.heartbeat(worker: id, held: heldRuns(), unheldAfter: configuration.unheldRunsAfter) == nil {
                     logger.error("this worker is no longer registered as alive in tock.workers; stopping")
                     stopping.store(true, ordering: .releasing)
                     wake.signal()
@@ -276,6 +305,7 @@ public final class Worker: Service, Sendable {
         // The script has ended: its slot takes the next run while this one's result is reported (batched with
         // others that end meanwhile), so a slot never waits on a commit. drain() waits for the reports.
         reporting.add(1, ordering: .releasing)
+        endedUnreported.withLock { _ = $0.insert(run.runId) }
         metrics.runsInFlight(running.withLock { $0.removeValue(forKey: run.runId); return $0.count })
         cancelledByUser.withLock { _ = $0.remove(run.runId) }
         wake.signal()
@@ -283,9 +313,16 @@ public final class Worker: Service, Sendable {
             reporting.subtract(1, ordering: .releasing)
             wake.signal()
         }
-        guard let outcome = ran else { return }  // handed back to the queue
+        guard let outcome = ran else {
+            // Handed back to the queue (or, if that failed, left for the heartbeat to hand back).
+            endedUnreported.withLock { _ = $0.remove(run.runId) }
+            return
+        }
+        // A report that failed for good keeps the run held, so the heartbeat never hands back a run whose script
+        // ran: it stays running here until rescue's orphan rule, or this worker's end, fails it over.
         guard await report(logger: logger, { () async throws(TockError) -> Bool in try await finisher.finish(run.runId, outcome) })
         else { return }
+        endedUnreported.withLock { _ = $0.remove(run.runId) }
         metrics.runFinished(job: run.jobName, status: outcome.status.rawValue, duration: ContinuousClock.now - started)
         logger.info("run finished", metadata: [
             "status": "\(outcome.status.rawValue)", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")"])

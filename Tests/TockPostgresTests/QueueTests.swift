@@ -311,6 +311,46 @@ struct QueueTests {
         }
     }
 
+    @Test("heartbeat: a run on a worker that does not hold it (its claim's answer was lost) goes back to the queue a minute after its claim, without using an attempt")
+    func heartbeatRequeuesUnheldRuns() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "job", script: "x.sh"))
+            let held = try await database.runNow("job")
+            let lost = try await database.runNow("job")
+            let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 3, scriptsDirectory: nil, version: nil)
+            #expect(try await database.claimRuns(worker: worker, max: 2).count == 2)
+            // A third run, claimed 90 s later by the moved clock: only 30 s before the heartbeats below.
+            let late = try await database.runNow("job")
+            _ = try await database.client.fetch(
+                "SELECT * FROM tock.claim_runs(\(worker), 1, now() + interval '90 seconds')", logger: database.logger)
+            func heartbeat(holding runs: [Int64]?, after seconds: Int) async throws -> String? {
+                try await database.client.fetch("""
+                    SELECT tock.heartbeat(\(worker), now() + make_interval(secs => \(Double(seconds))), \(runs)::bigint[])
+                    """, logger: database.logger).first?.decode(String?.self)
+            }
+            func status(_ run: Int64) async throws -> String { try await database.run(run, withOutput: false).status }
+
+            // No list (a claim of the worker's under way), or within the minute: nothing changes.
+            #expect(try await heartbeat(holding: nil, after: 120) == "running")
+            #expect(try await heartbeat(holding: [held], after: 50) == "running")
+            #expect(try await status(lost) == "running")
+            // Two minutes on, the worker still does not hold the second run: it never started, so it is queued again
+            // as the same attempt. The held run and the late one are left alone.
+            #expect(try await heartbeat(holding: [held], after: 120) == "running")
+            let requeued = try await database.run(lost, withOutput: false)
+            #expect(requeued.status == "pending")
+            #expect(requeued.attempt == 1)
+            #expect(requeued.startedAt == nil && requeued.workerId == nil)
+            #expect(try await status(held) == "running")
+            #expect(try await status(late) == "running")
+            #expect(try await database.runs(job: "job").count == 3)  // no retry row: no attempt was used
+            let reclaimed = try await database.client.fetch(
+                "SELECT run_id FROM tock.claim_runs(\(worker), 5, now() + interval '3 minutes')", logger: database.logger)
+                .map { try $0.decode(Int64.self) }
+            #expect(reclaimed == [lost])
+        }
+    }
+
     @Test("rescue: a run left running 10 minutes past the timeout it was claimed with is failed over; one within it is not, even once its job's timeout is shortened")
     func rescueOrphanedRun() async throws {
         try await TestDatabase.withFresh { database, _ in

@@ -166,4 +166,66 @@ struct WorkerTests {
             #expect(info.workerId == nil)
         }
     }
+
+    @Test("a claim whose answer the worker never got: its heartbeat hands the run back, and the worker then runs it")
+    func lostClaimAnswerIsHandedBack() async throws {
+        let directory = try makeScriptsDirectory(["hello.sh": "#!/bin/sh\necho hello\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var configuration = WorkerConfiguration()
+            configuration.scriptsDirectory = directory
+            configuration.unheldRunsAfter = .seconds(1)
+            let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            _ = try await database.createJob(JobDefinition(name: "hello", script: "hello.sh"))
+            try await withServices([worker]) { () async throws -> Void in
+                #expect(try await eventually { try await database.workers().first?.alive == true })
+                // The run is enqueued and claimed for this worker in one transaction, as if by a claim of its own
+                // whose answer was lost: the worker never hears of it (the NOTIFY comes once it is running already).
+                _ = try await database.client.fetch("""
+                    DO $$ BEGIN PERFORM tock.run_now('hello'); PERFORM tock.claim_runs(\(unescaped: String(worker.id)), 1); END $$
+                    """, logger: database.logger)
+                let run = try #require(try await database.runs(job: "hello").first)
+                #expect(run.status == "running" && run.workerId == worker.id)
+                // A heartbeat a second after the claim hands it back; the NOTIFY of that wakes the worker to claim it.
+                #expect(try await eventually(timeout: .seconds(20)) {
+                    try await database.run(run.id, withOutput: false).status == "succeeded"
+                })
+                let finished = try await database.run(run.id)
+                #expect(finished.attempt == 1)
+                #expect(finished.output == "hello\n")
+                #expect(try await database.runs(job: "hello").count == 1)
+            }
+        }
+    }
+
+    @Test("a busy worker's heartbeats never hand back a run it holds: running, or ended and being reported")
+    func heartbeatKeepsHeldRuns() async throws {
+        let log = NSTemporaryDirectory() + "tock-held-\(getpid()).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let directory = try makeScriptsDirectory(["slow.sh": "#!/bin/sh\necho \"$TOCK_RUN_ID\" >> \(log)\nsleep 1.2\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var configuration = WorkerConfiguration()
+            configuration.scriptsDirectory = directory
+            configuration.concurrency = 3
+            // Far below a script's 1.2 s: anything the heartbeat wrongly left out of what the worker holds would be
+            // handed back and run twice.
+            configuration.unheldRunsAfter = .milliseconds(300)
+            configuration.heartbeatInterval = .milliseconds(200)
+            let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            _ = try await database.createJob(JobDefinition(name: "slow", script: "slow.sh"))
+            try await withServices([worker]) { () async throws -> Void in
+                for _ in 0..<9 { _ = try await database.runNow("slow") }
+                #expect(try await eventually(timeout: .seconds(40)) {
+                    try await database.runs(job: "slow").allSatisfy { $0.status == "succeeded" }
+                })
+            }
+            let runs = try await database.runs(job: "slow")
+            #expect(runs.count == 9)
+            #expect(runs.allSatisfy { $0.attempt == 1 })
+            let started = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+            #expect(started.count == 9, "each run's script should start once: \(started)")
+            #expect(Set(started).count == 9)
+        }
+    }
 }

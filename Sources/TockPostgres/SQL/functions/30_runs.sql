@@ -162,16 +162,49 @@ END $$;
 -- This and the other functions a process calls over and over are PL/pgSQL, whose statements are planned once per
 -- session; a LANGUAGE sql function is planned again at every call (next_delayed_run: 0.38 ms, against 0.22 ms
 -- for a whole empty claim).
-CREATE OR REPLACE FUNCTION tock.heartbeat(p_worker bigint, p_now timestamptz DEFAULT now())
-RETURNS text LANGUAGE plpgsql AS $$
+--
+-- p_held, when given, lists every run the worker holds: scripts running, and ended ones whose result it is still
+-- reporting. A worker sends it only while no claim of its is under way. A run running on the worker that it does not
+-- hold, claimed more than p_unheld_after ago, is one whose claim committed but whose answer never reached the
+-- worker (the connection dropped after the commit, or the answer came after the worker stopped waiting for it). Its
+-- script never started, so it goes back to the queue without using an attempt, and the workers are told
+-- (runs_notify_requeued). Left alone it would wait for rescue's orphan rule, its timeout plus 10 minutes, and
+-- then count as a failed attempt. p_unheld_after must exceed the worker's call timeout, after which it stops
+-- waiting for a claim's answer.
+DROP FUNCTION IF EXISTS tock.heartbeat(bigint, timestamptz);
+CREATE OR REPLACE FUNCTION tock.heartbeat(
+    p_worker bigint, p_now timestamptz DEFAULT now(), p_held bigint[] DEFAULT NULL,
+    p_unheld_after interval DEFAULT '1 minute')
+RETURNS text LANGUAGE plpgsql
+-- The walk of the worker's running runs stays one look into runs_running_worker_idx (see tock.tick).
+SET enable_seqscan = off
+AS $$
 DECLARE
     v_state text;
+    v_requeued bigint[];
 BEGIN
     UPDATE tock.workers SET last_heartbeat_at = p_now
     WHERE id = p_worker AND state IN ('running', 'stopping')
     RETURNING state INTO v_state;
+    -- Looked for first: an UPDATE of no row still fires the statement triggers on tock.runs, each second per worker.
+    IF v_state IS NOT NULL AND p_held IS NOT NULL AND EXISTS (
+        SELECT 1 FROM tock.runs
+        WHERE worker_id = p_worker AND status = 'running' AND started_at < p_now - p_unheld_after
+          AND NOT (id = ANY (p_held))) THEN
+        WITH requeued AS (
+            UPDATE tock.runs
+            SET status = 'pending', started_at = NULL, worker_id = NULL, timeout_at = NULL, run_after = p_now
+            WHERE worker_id = p_worker AND status = 'running' AND started_at < p_now - p_unheld_after
+              AND NOT (id = ANY (p_held))
+            RETURNING id
+        )
+        SELECT array_agg(id ORDER BY id) INTO v_requeued FROM requeued;
+        RAISE LOG 'tock: worker % never got the answer to its claim of runs %: back in the queue', p_worker, v_requeued;
+    END IF;
     RETURN v_state;
 END $$;
+COMMENT ON FUNCTION tock.heartbeat(bigint, timestamptz, bigint[], interval) IS
+    'A worker is alive; with p_held, its runs it does not hold (a claim whose answer it never got) go back to the queue.';
 
 -- A worker that stops claiming (graceful shutdown begins), then one that has stopped.
 CREATE OR REPLACE FUNCTION tock.set_worker_state(p_worker bigint, p_state text, p_now timestamptz DEFAULT now())
