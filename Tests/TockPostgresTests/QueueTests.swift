@@ -133,8 +133,9 @@ struct QueueTests {
             // the runs table (1,000 due jobs took 1.5 s to enqueue). force_generic_plan: the claim was planned
             // afresh on every call once the queue was long (1.0 ms of a 1.6 ms claim). enable_bitmapscan and
             // enable_sort off: the claim's generic plan sorted every ready run of a 300,000-run backlog (340 ms for a
-            // claim of 100, against 5.8 ms walking runs_claim_idx). rescue, every second from every scheduler, walks
-            // the runs in flight and must never read the history instead. See 30_runs.sql.
+            // claim of 100, against 5.8 ms walking runs_claim_idx). rescue, every second from every scheduler, and
+            // heartbeat, every second from every worker, walk the runs in flight and must never read the history
+            // instead. See 30_runs.sql.
             let missing = try await database.client.query("""
                 SELECT e.function || ': ' || e.setting
                 FROM (VALUES ('tick', 'jit=off'), ('tick', 'enable_seqscan=off'),
@@ -143,7 +144,8 @@ struct QueueTests {
                              ('claim_runs', 'enable_bitmapscan=off'), ('claim_runs', 'enable_sort=off'),
                              ('finish_runs', 'jit=off'), ('rescue', 'jit=off'), ('rescue', 'enable_seqscan=off'),
                              ('next_delayed_run', 'jit=off'), ('next_delayed_run', 'enable_seqscan=off'),
-                             ('earliest_pending', 'jit=off'), ('earliest_pending', 'enable_seqscan=off')) e(function, setting)
+                             ('earliest_pending', 'jit=off'), ('earliest_pending', 'enable_seqscan=off'),
+                             ('heartbeat', 'enable_seqscan=off')) e(function, setting)
                 WHERE NOT EXISTS (SELECT 1 FROM pg_proc p
                                   WHERE p.pronamespace = 'tock'::regnamespace AND p.proname = e.function
                                     AND e.setting = ANY (p.proconfig))
