@@ -494,8 +494,9 @@ $$;
 -- session says (a hung or partitioned process). Heartbeat age counts from the server's start at the earliest, so
 -- a database restart does not condemn workers that are busy reconnecting. Their runs end 'failed' (worker lost)
 -- and are retried at once while attempts remain, else end 'dead'.
--- Then the runs still running p_orphaned_after past their timeout (as claimed: timeout_at), whatever their worker: a worker stops a
--- script at its timeout and reports it, so such a run is one its worker lost track of (a report it gave up on).
+-- Then the runs still running p_orphaned_after past their timeout (timeout_at, fixed at the claim), whatever their
+-- worker: a worker stops a script at its timeout and reports it, so such a run is one its worker lost track of (a
+-- report it gave up on).
 -- Left alone it would stay running for good, and an overlap 'skip' job would never run again. They end 'failed'
 -- the same way. The margin covers a report delayed by an outage; a late report after it is ignored.
 -- Safe to run from anywhere, at any time. Returns how many runs it recovered.
