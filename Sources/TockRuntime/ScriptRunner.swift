@@ -96,9 +96,11 @@ public struct ScriptRunner: Sendable {
 
     /// Starts the script and returns as soon as its process exists; `wait()` on the result watches it to its end.
     /// A worker does its bookkeeping (logging, the live-output task) after this, off the path to the script's start.
+    /// With `scriptGuard`, the script's process group is announced to it from its start to its end.
     public func start(executable: String, arguments: [String], environment: [String: String],
                       workingDirectory: String?, timeoutSeconds: Double?,
-                      control: ScriptControl = ScriptControl()) async throws(TockError) -> RunningScript {
+                      control: ScriptControl = ScriptControl(),
+                      scriptGuard: ScriptGuard? = nil) async throws(TockError) -> RunningScript {
         var pipeFDs: [Int32] = [-1, -1]
         var wakeFDs: [Int32] = [-1, -1]
         guard tock_pipe(&pipeFDs, 0) == 0, tock_pipe(&wakeFDs, 1) == 0 else {
@@ -132,11 +134,12 @@ public struct ScriptRunner: Sendable {
                 : rc == ETXTBSY ? " (is it still open for writing?)" : ""
             throw TockError(.failed, "could not start \(executable): \(reason)\(hint)")
         }
+        scriptGuard?.started(pid)
         control.attach(wakeFD: wakeFDs[1])
         return RunningScript(
             monitor: ProcessMonitor(pid: pid, outputFD: pipeFDs[0], wakeFD: wakeFDs[0], start: start,
                                     timeoutSeconds: timeoutSeconds, killGraceSeconds: killGraceSeconds,
-                                    outputCapBytes: outputCapBytes, control: control),
+                                    outputCapBytes: outputCapBytes, control: control, scriptGuard: scriptGuard),
             wakeWriteFD: wakeFDs[1])
     }
 }
@@ -174,6 +177,7 @@ private struct ProcessMonitor: @unchecked Sendable {
     let killGraceSeconds: Double
     let outputCapBytes: Int
     let control: ScriptControl
+    let scriptGuard: ScriptGuard?
 
     func run() -> ScriptResult {
         var output = OutputTail(capacity: outputCapBytes)
@@ -258,6 +262,9 @@ private struct ProcessMonitor: @unchecked Sendable {
                 kill(-pid, SIGKILL)
             }
         }
+        // Before the main process is reaped: until then its group id cannot be reused, so the guard never holds
+        // another process's group.
+        scriptGuard?.ended(pid)
         var exitCode: Int32 = -1
         var signal: Int32 = -1
         _ = tock_wait(pid, 1, &exitCode, &signal)

@@ -24,6 +24,9 @@ public struct WorkerConfiguration: Sendable {
     /// back to the queue at the next heartbeat: a claim that committed but whose answer never came. Longer than
     /// the database's call timeout, after which the worker stops waiting for an answer.
     public var unheldRunsAfter: Duration = .seconds(60)
+    /// The tock executable, started as `tock guard-scripts` to stop this worker's scripts if the worker dies (see
+    /// ScriptGuard). Nil: no guard (a worker inside another program, as in the unit tests).
+    public var guardExecutable: String?
 
     public init() {}
 }
@@ -62,6 +65,8 @@ public final class Worker: Service, Sendable {
     let endedUnreported = Mutex<Set<Int64>>([])
     /// Claims sent and not yet answered (or given up on): the worker may hold their runs in a moment.
     let claimsUnderWay = Atomic<Int>(0)
+    /// Started when the worker runs (see WorkerConfiguration.guardExecutable).
+    let scriptGuard = Mutex<ScriptGuard?>(nil)
     /// What every script inherits from the worker's environment, read once.
     let baseEnvironment: [String: String]
 
@@ -100,8 +105,14 @@ public final class Worker: Service, Sendable {
             logger[metadataKey: "worker"] = "\(id)"
             return logger
         }()
+        let scriptGuard = configuration.guardExecutable.flatMap {
+            ScriptGuard.start(executable: $0, killGraceSeconds: configuration.killGraceSeconds, logger: logger)
+        }
+        self.scriptGuard.withLock { $0 = scriptGuard }
+        defer { scriptGuard?.stop() }
         logger.info("worker started", metadata: [
-            "concurrency": "\(configuration.concurrency)", "scripts_dir": "\(sandbox.root)"])
+            "concurrency": "\(configuration.concurrency)", "scripts_dir": "\(sandbox.root)",
+            "script_guard": "\(scriptGuard.map { String($0.pid) } ?? "none")"])
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
@@ -336,7 +347,8 @@ public final class Worker: Service, Sendable {
             // The process first, then the log line and the live-output task: they are not on the path to its start.
             let script = try await runner.start(
                 executable: path, arguments: run.args, environment: environment(for: run),
-                workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control)
+                workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control,
+                scriptGuard: scriptGuard.withLock { $0 })
             logger.info("run started", metadata: [
                 "script": "\(path)", "pid": "\(script.pid)", "attempt": "\(run.attempt)", "trigger": "\(run.trigger)"])
             let live = configuration.liveOutputInterval.map { [logger] interval in

@@ -59,6 +59,8 @@ struct WorkerOptions: ParsableArguments {
         configuration.shutdownGrace = .milliseconds(Int64(shutdownGraceSeconds * 1000))
         configuration.outputCapBytes = outputCap
         configuration.killGraceSeconds = killGraceSeconds
+        // This executable, whatever it was started as (and even if a deploy has replaced the file since).
+        configuration.guardExecutable = "/proc/self/exe"
         return configuration
     }
 }
@@ -254,5 +256,20 @@ struct ClusterCommand: AsyncParsableCommand {
             print(EmbeddedCluster(directory: options.homeDirectory, logger: options.logger(label: "tock", defaultLevel: .warning))
                 .settings().url())
         }
+    }
+}
+
+/// The script guard a worker starts beside itself (see ScriptGuard); not for running by hand.
+struct GuardScripts: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "guard-scripts",
+        abstract: "Stops a dead worker's scripts (started by `tock worker`, reading fd 3).",
+        shouldDisplay: false)
+
+    @Option(help: "Milliseconds between SIGTERM and SIGKILL.")
+    var graceMs: Int = 5000
+
+    func run() throws {
+        _ = ScriptGuard.runGuard(graceMilliseconds: graceMs)
     }
 }

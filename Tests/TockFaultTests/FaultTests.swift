@@ -12,13 +12,16 @@ func count(_ database: Database, _ sql: PostgresQuery) async throws -> Int {
 /// Each case asserts from the database that no run was lost and none ran twice.
 @Suite("faults: real processes killed, stopped and restarted", .serialized)
 struct FaultTests {
-    @Test("kill -9 a worker running a 30 s script: the run is re-queued and completed by another worker")
+    @Test("kill -9 a worker running a 30 s script: its script is stopped by the guard, and the run is re-queued and completed by another worker")
     func killedWorker() async throws {
-        // Attempt 1 takes 30 s (it will not finish: its worker dies); attempt 2 finishes at once.
+        // Attempt 1 takes 30 s (it will not finish: its worker dies), in a shell with a child; attempt 2 finishes at
+        // once. Attempt 1 writes the shell's and the child's process ids.
+        let pids = NSTemporaryDirectory() + "tock-fault-pids-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: pids) }
         let directory = try makeScriptsDirectory(["scripts/long.sh": """
             #!/bin/sh
             echo "attempt $TOCK_ATTEMPT"
-            if [ "$TOCK_ATTEMPT" = 1 ]; then sleep 30; fi
+            if [ "$TOCK_ATTEMPT" = 1 ]; then sleep 30 & echo "$$ $!" > \(pids); wait; fi
             """])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
@@ -32,8 +35,18 @@ struct FaultTests {
             let survivor = try TockProcess(["worker", "--concurrency", "1"], settings: settings, directory: directory)
             #expect(try await eventually { try await database.workers().filter(\.alive).count == 2 })
 
+            #expect(try await eventually { FileManager.default.fileExists(atPath: pids) })
+            let scriptPids = try String(contentsOfFile: pids, encoding: .utf8).split(separator: " ")
+                .compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            #expect(scriptPids.count == 2 && scriptPids.allSatisfy(processRuns))
             doomed.signal(SIGKILL)
             let killedAt = ContinuousClock.now
+            // The worker's script guard sees it gone and stops the script's whole process group (SIGTERM), so the
+            // first attempt does not run on beside the retry.
+            #expect(try await eventually(timeout: .seconds(10), interval: .milliseconds(10)) {
+                !scriptPids.contains(where: processRuns)
+            })
+            print("fault 1: kill -9 to the dead worker's script and its child stopped: \(ContinuousClock.now - killedAt)")
             #expect(try await eventually(timeout: .seconds(15), interval: .milliseconds(10)) {
                 try await database.run(run, withOutput: false).status != "running"
             })
@@ -126,8 +139,12 @@ struct FaultTests {
             #expect(try await eventually {
                 try await count(database, "SELECT count(*)::int FROM tock.runs WHERE status = 'running'") == 3
             })
+            let guards = childProcesses(of: worker.pid, running: "guard-scripts")
+            #expect(guards.count == 1, "the worker's script guard")
             worker.signal(SIGTERM)
             #expect(try await worker.wait(timeout: .seconds(20)) == 0, "\(worker.log)")
+            // A worker that stops cleanly has no scripts left: its guard exits with it.
+            #expect(!guards.contains(where: processRuns))
             #expect(try await database.run(short1, withOutput: false).status == "succeeded")
             #expect(try await database.run(short2, withOutput: false).status == "succeeded")
             let handedBack = try await database.run(long, withOutput: false)
@@ -291,5 +308,25 @@ struct FaultTests {
             worker.signal(SIGTERM)
             #expect(try await worker.wait() == 0)
         }
+    }
+}
+
+/// Whether `pid` is a process that has not exited (a zombie waiting for its parent to reap it has).
+func processRuns(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return false }
+    return !stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+}
+
+/// The processes whose parent is `parent` and whose command line contains `text`.
+func childProcesses(of parent: Int32, running text: String) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap(Int32.init).filter { pid in
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")"),
+              let parentField = stat[stat.index(after: close)...].split(separator: " ").dropFirst().first,
+              Int32(parentField) == parent,
+              let commandLine = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        return String(decoding: commandLine, as: UTF8.self).contains(text)
     }
 }

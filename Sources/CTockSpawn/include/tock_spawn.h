@@ -22,4 +22,16 @@ int tock_has_exited(pid_t pid);
 
 /// pipe2(O_CLOEXEC [| O_NONBLOCK]); returns 0 or -1 with errno.
 int tock_pipe(int fds[2], int nonblocking);
+
+/// Starts the script guard: `path` (the tock executable) with `argv`, its only descriptor beyond 0-2 being fd 3,
+/// one end of a socket pair whose other end (close-on-exec) goes to *worker_fd. In a process group of its own, every
+/// signal at its default. Returns 0, or an errno value.
+int tock_spawn_guard(pid_t *pid, const char *path, char *const argv[], int *worker_fd);
+
+/// Tells the guard on `fd` that a script's process group started ('+') or ended ('-'). Never blocks or raises SIGPIPE.
+void tock_guard_announce(int fd, char sign, pid_t group);
+
+/// The guard itself: reads announcements from `fd` until end of file (the worker is gone), then sends SIGTERM to
+/// each group still announced, and SIGKILL to those left after `grace_ms`. Returns how many groups it stopped.
+int tock_guard_main(int fd, int grace_ms);
 #endif
