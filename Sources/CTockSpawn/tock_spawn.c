@@ -77,37 +77,64 @@ int tock_pipe(int fds[2], int nonblocking) {
     return pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0));
 }
 
-#include <stdio.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 extern char **environ;
 
-int tock_spawn_guard(pid_t *pid, const char *path, char *const argv[], int *worker_fd) {
+/* Moves *fd to a close-on-exec descriptor above `floor` if it is not already. 0, or an errno value. */
+static int move_above(int *fd, int floor) {
+    if (*fd > floor) return 0;
+    int moved = fcntl(*fd, F_DUPFD_CLOEXEC, floor + 1);
+    if (moved < 0) return errno;
+    close(*fd);
+    *fd = moved;
+    return 0;
+}
+
+int tock_spawn_guard(pid_t *pid, const char *path, char *const argv[], int capacity, int *worker_fd,
+                     int32_t **slots) {
     int fds[2];
+    int memory;
+    void *mapped;
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attributes;
     sigset_t empty, all;
     int rc;
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return errno;
-    /* The guard's end becomes its fd 3: dup2 onto itself would keep close-on-exec set, so never start from 3. */
-    if (fds[1] == 3) {
-        int moved = fcntl(fds[1], F_DUPFD_CLOEXEC, 4);
-        if (moved < 0) { rc = errno; close(fds[0]); close(fds[1]); return rc; }
+    memory = memfd_create("tock-script-guard", MFD_CLOEXEC);
+    if (memory < 0 || ftruncate(memory, (off_t)capacity * (off_t)sizeof(int32_t)) != 0) {
+        rc = errno;
+        if (memory >= 0) close(memory);
+        close(fds[0]);
         close(fds[1]);
-        fds[1] = moved;
+        return rc;
     }
-    if ((rc = posix_spawn_file_actions_init(&actions)) != 0) goto fail_fds;
+    mapped = mmap(NULL, (size_t)capacity * sizeof(int32_t), PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0);
+    if (mapped == MAP_FAILED) {
+        rc = errno;
+        close(memory);
+        close(fds[0]);
+        close(fds[1]);
+        return rc;
+    }
+    /* Both above 4, so that neither dup2 below overwrites the other's source. */
+    if ((rc = move_above(&fds[1], 4)) != 0 || (rc = move_above(&memory, 4)) != 0) goto fail;
+    if ((rc = posix_spawn_file_actions_init(&actions)) != 0) goto fail;
     if ((rc = posix_spawnattr_init(&attributes)) != 0) {
         posix_spawn_file_actions_destroy(&actions);
-        goto fail_fds;
+        goto fail;
     }
     sigemptyset(&empty);
     sigfillset(&all);
+    /* They become the guard's fds 3 and 4 (dup2 of an fd onto itself would keep close-on-exec set). */
     if ((rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)) != 0) goto done;
     if ((rc = posix_spawn_file_actions_adddup2(&actions, fds[1], 3)) != 0) goto done;
-    if ((rc = posix_spawn_file_actions_addclosefrom_np(&actions, 4)) != 0) goto done;
+    if ((rc = posix_spawn_file_actions_adddup2(&actions, memory, 4)) != 0) goto done;
+    if ((rc = posix_spawn_file_actions_addclosefrom_np(&actions, 5)) != 0) goto done;
     /* A group of its own: a terminal's Ctrl-C or a kill of the worker's group does not reach it. */
     if ((rc = posix_spawnattr_setpgroup(&attributes, 0)) != 0) goto done;
     if ((rc = posix_spawnattr_setsigmask(&attributes, &empty)) != 0) goto done;
@@ -118,37 +145,35 @@ int tock_spawn_guard(pid_t *pid, const char *path, char *const argv[], int *work
 done:
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);
+    if (rc != 0) goto fail;
     close(fds[1]);
-    if (rc != 0) { close(fds[0]); return rc; }
+    close(memory);
     *worker_fd = fds[0];
+    *slots = (int32_t *)mapped;
     return 0;
-fail_fds:
+fail:
+    munmap(mapped, (size_t)capacity * sizeof(int32_t));
+    close(memory);
     close(fds[0]);
     close(fds[1]);
     return rc;
 }
 
-void tock_guard_announce(int fd, char sign, pid_t group) {
-    char line[32];
-    int length = snprintf(line, sizeof line, "%c%d\n", sign, (int)group);
-    /* Never blocks the worker and never raises SIGPIPE: a guard that is gone only costs the protection. */
-    (void)send(fd, line, (size_t)length, MSG_NOSIGNAL | MSG_DONTWAIT);
+void tock_guard_set(int32_t *slots, int index, pid_t group) {
+    __atomic_store_n(&slots[index], (int32_t)group, __ATOMIC_RELEASE);
 }
-
-/* The groups announced and not yet ended. A worker runs at most 1,000 scripts at once. */
-#define GUARD_CAPACITY 4096
 
 static int guard_alive(pid_t group) {
     return kill(-group, 0) == 0 || errno != ESRCH;
 }
 
-int tock_guard_main(int fd, int grace_ms) {
-    static pid_t groups[GUARD_CAPACITY];
-    int count = 0;
-    char buffer[4096];
-    char line[32];
-    int line_length = 0;
+int tock_guard_main(int fd, int memory, int grace_ms) {
+    struct stat info;
     struct sigaction ignore;
+    char sink[256];
+    int32_t *slots;
+    int capacity;
+    int count = 0;
 
     memset(&ignore, 0, sizeof ignore);
     ignore.sa_handler = SIG_IGN;
@@ -157,27 +182,22 @@ int tock_guard_main(int fd, int grace_ms) {
     sigaction(SIGTERM, &ignore, NULL);
     sigaction(SIGHUP, &ignore, NULL);
     sigaction(SIGPIPE, &ignore, NULL);
+    if (fstat(memory, &info) != 0 || info.st_size <= 0) return -1;
+    capacity = (int)(info.st_size / (off_t)sizeof(int32_t));
+    slots = mmap(NULL, (size_t)info.st_size, PROT_READ, MAP_SHARED, memory, 0);
+    if (slots == MAP_FAILED) return -1;
+    /* The worker writes nothing here: this read returns only when the worker's end closes, at its exit or death.
+       Each script's group is in the shared slots, so a script's start costs the worker no system call and the
+       guard no wake-up. */
     for (;;) {
-        ssize_t n = read(fd, buffer, sizeof buffer);
+        ssize_t n = read(fd, sink, sizeof sink);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
-        for (ssize_t i = 0; i < n; i++) {
-            if (buffer[i] != '\n') {
-                if (line_length < (int)sizeof line - 1) line[line_length++] = buffer[i];
-                continue;
-            }
-            line[line_length] = '\0';
-            line_length = 0;
-            pid_t group = (pid_t)atoi(line + 1);
-            if (group <= 1) continue;
-            if (line[0] == '+') {
-                if (count < GUARD_CAPACITY) groups[count++] = group;
-            } else if (line[0] == '-') {
-                for (int j = 0; j < count; j++) {
-                    if (groups[j] == group) { groups[j] = groups[--count]; break; }
-                }
-            }
-        }
+    }
+    pid_t groups[capacity > 0 ? capacity : 1];
+    for (int j = 0; j < capacity; j++) {
+        int32_t group = __atomic_load_n(&slots[j], __ATOMIC_ACQUIRE);
+        if (group > 1) groups[count++] = (pid_t)group;
     }
     if (count == 0) return 0;
     /* The worker is gone with scripts still running: stop them as a timeout would, SIGTERM then SIGKILL. */

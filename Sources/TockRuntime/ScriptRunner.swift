@@ -96,7 +96,7 @@ public struct ScriptRunner: Sendable {
 
     /// Starts the script and returns as soon as its process exists; `wait()` on the result watches it to its end.
     /// A worker does its bookkeeping (logging, the live-output task) after this, off the path to the script's start.
-    /// With `scriptGuard`, the script's process group is announced to it from its start to its end.
+    /// With `scriptGuard`, the script's process group is in the guard's shared memory from its start to its end.
     public func start(executable: String, arguments: [String], environment: [String: String],
                       workingDirectory: String?, timeoutSeconds: Double?,
                       control: ScriptControl = ScriptControl(),
@@ -134,12 +134,13 @@ public struct ScriptRunner: Sendable {
                 : rc == ETXTBSY ? " (is it still open for writing?)" : ""
             throw TockError(.failed, "could not start \(executable): \(reason)\(hint)")
         }
-        scriptGuard?.started(pid)
+        let guardSlot = scriptGuard?.started(pid)
         control.attach(wakeFD: wakeFDs[1])
         return RunningScript(
             monitor: ProcessMonitor(pid: pid, outputFD: pipeFDs[0], wakeFD: wakeFDs[0], start: start,
                                     timeoutSeconds: timeoutSeconds, killGraceSeconds: killGraceSeconds,
-                                    outputCapBytes: outputCapBytes, control: control, scriptGuard: scriptGuard),
+                                    outputCapBytes: outputCapBytes, control: control, scriptGuard: scriptGuard,
+                                    guardSlot: guardSlot),
             wakeWriteFD: wakeFDs[1])
     }
 }
@@ -178,6 +179,7 @@ private struct ProcessMonitor: @unchecked Sendable {
     let outputCapBytes: Int
     let control: ScriptControl
     let scriptGuard: ScriptGuard?
+    let guardSlot: Int32?
 
     func run() -> ScriptResult {
         var output = OutputTail(capacity: outputCapBytes)
@@ -264,7 +266,7 @@ private struct ProcessMonitor: @unchecked Sendable {
         }
         // Before the main process is reaped: until then its group id cannot be reused, so the guard never holds
         // another process's group.
-        scriptGuard?.ended(pid)
+        if let guardSlot { scriptGuard?.ended(slot: guardSlot) }
         var exitCode: Int32 = -1
         var signal: Int32 = -1
         _ = tock_wait(pid, 1, &exitCode, &signal)

@@ -40,6 +40,30 @@ struct ScriptRunnerTests {
         #expect(result.output.text == "through\n")
     }
 
+    @Test("the script guard stops a script's whole group when the worker's end of its socket closes, and only then")
+    func guardStopsOrphanedScripts() async throws {
+        let directory = try makeScriptsDirectory(["wait.sh": "#!/bin/sh\nsleep 300 &\necho $! > \"$1/grandchild.pid\"\nwait\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scriptGuard = try #require(ScriptGuard.start(executable: TockProcess.binary, killGraceSeconds: 2,
+                                                         logger: TestDatabase.logger))
+        let runner = ScriptRunner()
+        // A script that ends by itself leaves nothing for the guard.
+        let quick = try await runner.start(executable: "/bin/true", arguments: [], environment: [:],
+                                           workingDirectory: directory, timeoutSeconds: 10, scriptGuard: scriptGuard)
+        #expect(await quick.wait().exitCode == 0)
+        let script = try await runner.start(executable: directory + "/wait.sh", arguments: [directory], environment: [:],
+                                            workingDirectory: directory, timeoutSeconds: 10, scriptGuard: scriptGuard)
+        #expect(try await eventually { FileManager.default.fileExists(atPath: directory + "/grandchild.pid") })
+        let grandchild = try #require(Int32(try String(contentsOfFile: directory + "/grandchild.pid", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        // What a dead worker's socket does: it closes, here with the script still running.
+        scriptGuard.stop()
+        let result = await script.wait()
+        #expect(result.signal == Int(SIGTERM) && !result.timedOut && !result.cancelled)
+        // Gone, or at most a zombie waiting for init: never still running.
+        #expect(kill(grandchild, 0) != 0 || Self.isZombie(grandchild), "the script's child outlived the guard")
+    }
+
     @Test("a timed-out script and the grandchild it spawned are both killed")
     func timeoutKillsTheProcessGroup() async throws {
         let directory = try makeScriptsDirectory(["slow.sh": """

@@ -1,5 +1,6 @@
 #ifndef TOCK_SPAWN_H
 #define TOCK_SPAWN_H
+#include <stdint.h>
 #include <sys/types.h>
 
 /// Starts `path` with `argv` and `envp` in `cwd`, with no file descriptors but 0-2, in a new process group of its own (so the whole tree can be
@@ -23,15 +24,17 @@ int tock_has_exited(pid_t pid);
 /// pipe2(O_CLOEXEC [| O_NONBLOCK]); returns 0 or -1 with errno.
 int tock_pipe(int fds[2], int nonblocking);
 
-/// Starts the script guard: `path` (the tock executable) with `argv`, its only descriptor beyond 0-2 being fd 3,
-/// one end of a socket pair whose other end (close-on-exec) goes to *worker_fd. In a process group of its own, every
-/// signal at its default. Returns 0, or an errno value.
-int tock_spawn_guard(pid_t *pid, const char *path, char *const argv[], int *worker_fd);
+/// Starts the script guard: `path` (the tock executable) with `argv`. Its fd 3 is one end of a socket pair whose
+/// other end (close-on-exec) goes to *worker_fd; its fd 4 is shared memory of `capacity` process group ids, mapped
+/// for the worker at *slots (0: a free slot). In a process group of its own, every signal at its default. Returns 0,
+/// or an errno value.
+int tock_spawn_guard(pid_t *pid, const char *path, char *const argv[], int capacity, int *worker_fd,
+                     int32_t **slots);
 
-/// Tells the guard on `fd` that a script's process group started ('+') or ended ('-'). Never blocks or raises SIGPIPE.
-void tock_guard_announce(int fd, char sign, pid_t group);
+/// Puts a script's process group id in slot `index` of the shared memory (0 clears it): an atomic store.
+void tock_guard_set(int32_t *slots, int index, pid_t group);
 
-/// The guard itself: reads announcements from `fd` until end of file (the worker is gone), then sends SIGTERM to
-/// each group still announced, and SIGKILL to those left after `grace_ms`. Returns how many groups it stopped.
-int tock_guard_main(int fd, int grace_ms);
+/// The guard itself: waits for end of file on `fd` (the worker is gone), then sends SIGTERM to each process group
+/// in the shared memory `memory`, and SIGKILL to those left after `grace_ms`. Returns how many groups it stopped.
+int tock_guard_main(int fd, int memory, int grace_ms);
 #endif
