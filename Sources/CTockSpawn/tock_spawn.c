@@ -175,6 +175,13 @@ int tock_guard_main(int fd, int memory, int grace_ms) {
     int capacity;
     int count = 0;
 
+    /* Started as /proc/self/exe, it would show as "exe" in ps and top. /proc/self/comm names the process (its main
+       thread), where prctl(PR_SET_NAME) would name only the thread running this. */
+    int comm = open("/proc/self/comm", O_WRONLY);
+    if (comm >= 0) {
+        (void)write(comm, "tock-guard", 10);
+        close(comm);
+    }
     memset(&ignore, 0, sizeof ignore);
     ignore.sa_handler = SIG_IGN;
     /* Only the end of the worker (end of file on fd) ends the guard. */

@@ -31,7 +31,9 @@ public final class ScriptGuard: @unchecked Sendable {  // `slots` is shared memo
     /// Starts `executable guard-scripts` (the tock binary's hidden subcommand); nil, logged, if it cannot start:
     /// the worker runs on without the protection.
     public static func start(executable: String, killGraceSeconds: Double, logger: Logger) -> ScriptGuard? {
-        let arguments = [executable, "guard-scripts", "--grace-ms", String(Int((killGraceSeconds * 1000).rounded()))]
+        // argv[0] names the binary itself, not /proc/self/exe, for whoever reads `ps`.
+        let name = (try? FileManager.default.destinationOfSymbolicLink(atPath: executable)) ?? executable
+        let arguments = [name, "guard-scripts", "--grace-ms", String(Int((killGraceSeconds * 1000).rounded()))]
         let argv = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0

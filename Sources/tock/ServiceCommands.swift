@@ -270,6 +270,8 @@ struct GuardScripts: ParsableCommand {
     var graceMs: Int = 5000
 
     func run() throws {
-        _ = ScriptGuard.runGuard(graceMilliseconds: graceMs)
+        guard ScriptGuard.runGuard(graceMilliseconds: graceMs) >= 0 else {
+            throw ValidationError("guard-scripts is started by `tock worker`, with its socket on fd 3 and the shared memory on fd 4")
+        }
     }
 }
