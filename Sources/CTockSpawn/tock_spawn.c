@@ -9,10 +9,23 @@
 #include <string.h>
 #include <unistd.h>
 
+/* A process group of its own (signalled as a whole, and out of reach of a terminal's Ctrl-C or a kill of ours), an
+   empty signal mask and every signal at its default: the worker ignores SIGTERM and SIGINT for its own handling. */
+static int own_group_default_signals(posix_spawnattr_t *attributes) {
+    sigset_t empty, all;
+    int rc;
+
+    sigemptyset(&empty);
+    sigfillset(&all);
+    if ((rc = posix_spawnattr_setpgroup(attributes, 0)) != 0) return rc;
+    if ((rc = posix_spawnattr_setsigmask(attributes, &empty)) != 0) return rc;
+    if ((rc = posix_spawnattr_setsigdefault(attributes, &all)) != 0) return rc;
+    return posix_spawnattr_setflags(attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
 int tock_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd, int output_fd) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attributes;
-    sigset_t empty, all;
     int rc;
 
     if ((rc = posix_spawn_file_actions_init(&actions)) != 0) return rc;
@@ -20,19 +33,13 @@ int tock_spawn(pid_t *pid, const char *path, char *const argv[], char *const env
         posix_spawn_file_actions_destroy(&actions);
         return rc;
     }
-    sigemptyset(&empty);
-    sigfillset(&all);
     if ((rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)) != 0) goto done;
     if ((rc = posix_spawn_file_actions_adddup2(&actions, output_fd, 1)) != 0) goto done;
     if ((rc = posix_spawn_file_actions_adddup2(&actions, output_fd, 2)) != 0) goto done;
     if (cwd != NULL && (rc = posix_spawn_file_actions_addchdir_np(&actions, cwd)) != 0) goto done;
     /* Nothing of ours beyond stdin/stdout/stderr: no database sockets, no pipes of other runs. */
     if ((rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3)) != 0) goto done;
-    if ((rc = posix_spawnattr_setpgroup(&attributes, 0)) != 0) goto done;
-    if ((rc = posix_spawnattr_setsigmask(&attributes, &empty)) != 0) goto done;
-    if ((rc = posix_spawnattr_setsigdefault(&attributes, &all)) != 0) goto done;
-    if ((rc = posix_spawnattr_setflags(&attributes,
-            POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0) goto done;
+    if ((rc = own_group_default_signals(&attributes)) != 0) goto done;
     rc = posix_spawn(pid, path, &actions, &attributes, argv, envp);
 done:
     posix_spawn_file_actions_destroy(&actions);
@@ -101,7 +108,6 @@ int tock_spawn_guard(pid_t *pid, const char *path, char *const argv[], int capac
     void *mapped;
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attributes;
-    sigset_t empty, all;
     int rc;
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return errno;
@@ -128,19 +134,12 @@ int tock_spawn_guard(pid_t *pid, const char *path, char *const argv[], int capac
         posix_spawn_file_actions_destroy(&actions);
         goto fail;
     }
-    sigemptyset(&empty);
-    sigfillset(&all);
     /* They become the guard's fds 3 and 4 (dup2 of an fd onto itself would keep close-on-exec set). */
     if ((rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)) != 0) goto done;
     if ((rc = posix_spawn_file_actions_adddup2(&actions, fds[1], 3)) != 0) goto done;
     if ((rc = posix_spawn_file_actions_adddup2(&actions, memory, 4)) != 0) goto done;
     if ((rc = posix_spawn_file_actions_addclosefrom_np(&actions, 5)) != 0) goto done;
-    /* A group of its own: a terminal's Ctrl-C or a kill of the worker's group does not reach it. */
-    if ((rc = posix_spawnattr_setpgroup(&attributes, 0)) != 0) goto done;
-    if ((rc = posix_spawnattr_setsigmask(&attributes, &empty)) != 0) goto done;
-    if ((rc = posix_spawnattr_setsigdefault(&attributes, &all)) != 0) goto done;
-    if ((rc = posix_spawnattr_setflags(&attributes,
-            POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0) goto done;
+    if ((rc = own_group_default_signals(&attributes)) != 0) goto done;
     rc = posix_spawn(pid, path, &actions, &attributes, argv, environ);
 done:
     posix_spawn_file_actions_destroy(&actions);
