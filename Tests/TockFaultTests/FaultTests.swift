@@ -35,9 +35,14 @@ struct FaultTests {
             let survivor = try TockProcess(["worker", "--concurrency", "1"], settings: settings, directory: directory)
             #expect(try await eventually { try await database.workers().filter(\.alive).count == 2 })
 
-            #expect(try await eventually { FileManager.default.fileExists(atPath: pids) })
-            let scriptPids = try String(contentsOfFile: pids, encoding: .utf8).split(separator: " ")
-                .compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            // The file exists before the shell has written to it: wait for both numbers.
+            func written() -> [Int32] {
+                let text = (try? String(contentsOfFile: pids, encoding: .utf8)) ?? ""
+                return text.hasSuffix("\n") ? text.split(separator: " ")
+                    .compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } : []
+            }
+            #expect(try await eventually { written().count == 2 })
+            let scriptPids = written()
             #expect(scriptPids.count == 2 && scriptPids.allSatisfy(processRuns))
             doomed.signal(SIGKILL)
             let killedAt = ContinuousClock.now
