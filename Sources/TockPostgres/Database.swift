@@ -255,9 +255,9 @@ public struct Database: Sendable {
     /// run the worker holds, sent while none of its claims is under way), its runs claimed more than `unheldAfter`
     /// ago that it does not hold go back to the queue: claims whose answer it never got.
     public func heartbeat(worker: Int64, held: [Int64]? = nil, unheldAfter: Duration = .seconds(60)) async throws(TockError) -> String? {
-        let seconds = Double(unheldAfter.components.seconds) + Double(unheldAfter.components.attoseconds) / 1e18
-        return try await scalar(String?.self, """
-            SELECT tock.heartbeat(\(worker), p_held => \(held)::bigint[], p_unheld_after => make_interval(secs => \(seconds)))
+        try await scalar(String?.self, """
+            SELECT tock.heartbeat(\(worker), p_held => \(held)::bigint[],
+                                  p_unheld_after => \(unheldAfter.wholeMilliseconds)::float8 * interval '1 millisecond')
             """)
     }
 
