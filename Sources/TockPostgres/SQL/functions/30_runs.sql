@@ -171,6 +171,24 @@ END $$;
 -- (runs_notify_requeued). Left alone it would wait for rescue's orphan rule, its timeout plus 10 minutes, and
 -- then count as a failed attempt. p_unheld_after must exceed the worker's call timeout, after which it stops
 -- waiting for a claim's answer.
+-- Puts runs running on p_worker back in the queue as the same attempt (none is used up): runs its worker handed back
+-- (release_run) or never heard of (heartbeat). A run no longer running on p_worker is left alone; returns the runs
+-- it put back.
+CREATE OR REPLACE FUNCTION tock.requeue_runs(p_runs bigint[], p_worker bigint, p_now timestamptz)
+RETURNS bigint[] LANGUAGE plpgsql AS $$
+DECLARE
+    v_requeued bigint[];
+BEGIN
+    WITH requeued AS (
+        UPDATE tock.runs
+        SET status = 'pending', started_at = NULL, worker_id = NULL, timeout_at = NULL, run_after = p_now
+        WHERE id = ANY (p_runs) AND status = 'running' AND worker_id = p_worker
+        RETURNING id
+    )
+    SELECT coalesce(array_agg(id ORDER BY id), '{}') INTO v_requeued FROM requeued;
+    RETURN v_requeued;
+END $$;
+
 DROP FUNCTION IF EXISTS tock.heartbeat(bigint, timestamptz);
 CREATE OR REPLACE FUNCTION tock.heartbeat(
     p_worker bigint, p_now timestamptz DEFAULT now(), p_held bigint[] DEFAULT NULL,
@@ -181,25 +199,21 @@ SET enable_seqscan = off
 AS $$
 DECLARE
     v_state text;
-    v_requeued bigint[];
+    v_unheld bigint[];
 BEGIN
     UPDATE tock.workers SET last_heartbeat_at = p_now
     WHERE id = p_worker AND state IN ('running', 'stopping')
     RETURNING state INTO v_state;
-    -- Looked for first: an UPDATE of no row still fires the statement triggers on tock.runs, each second per worker.
-    IF v_state IS NOT NULL AND p_held IS NOT NULL AND EXISTS (
-        SELECT 1 FROM tock.runs
+    IF v_state IS NOT NULL AND p_held IS NOT NULL THEN
+        -- Looked for first, then put back by id: an UPDATE of no row would still fire the statement triggers on
+        -- tock.runs, each second per worker.
+        SELECT array_agg(id ORDER BY id) INTO v_unheld FROM tock.runs
         WHERE worker_id = p_worker AND status = 'running' AND started_at < p_now - p_unheld_after
-          AND NOT (id = ANY (p_held))) THEN
-        WITH requeued AS (
-            UPDATE tock.runs
-            SET status = 'pending', started_at = NULL, worker_id = NULL, timeout_at = NULL, run_after = p_now
-            WHERE worker_id = p_worker AND status = 'running' AND started_at < p_now - p_unheld_after
-              AND NOT (id = ANY (p_held))
-            RETURNING id
-        )
-        SELECT array_agg(id ORDER BY id) INTO v_requeued FROM requeued;
-        RAISE LOG 'tock: worker % never got the answer to its claim of runs %: back in the queue', p_worker, v_requeued;
+          AND NOT (id = ANY (p_held));
+        IF v_unheld IS NOT NULL THEN
+            v_unheld := tock.requeue_runs(v_unheld, p_worker, p_now);
+            RAISE LOG 'tock: worker % never got the answer to its claim of runs %: back in the queue', p_worker, v_unheld;
+        END IF;
     END IF;
     RETURN v_state;
 END $$;
@@ -374,10 +388,7 @@ COMMENT ON FUNCTION tock.finish_run(bigint, bigint, text, int, text, text, bigin
 CREATE OR REPLACE FUNCTION tock.release_run(p_run bigint, p_worker bigint, p_now timestamptz DEFAULT now())
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE tock.runs
-    SET status = 'pending', started_at = NULL, worker_id = NULL, timeout_at = NULL, run_after = p_now
-    WHERE id = p_run AND status = 'running' AND worker_id = p_worker;
-    RETURN FOUND;
+    RETURN cardinality(tock.requeue_runs(ARRAY[p_run], p_worker, p_now)) > 0;
 END $$;
 COMMENT ON FUNCTION tock.release_run(bigint, bigint, timestamptz) IS
     'Puts a running run back to pending (same attempt): a worker that shuts down hands back what it could not finish.';
