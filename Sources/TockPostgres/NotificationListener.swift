@@ -9,8 +9,9 @@ import TockCore
 /// listening connection is never idle in the pool's sense and a dead peer would otherwise go unseen.
 ///
 /// After every LISTEN it checks that notifications really arrive: a NOTIFY sent from a second connection must come
-/// back within `probeTimeout`. Behind PgBouncer in transaction mode it does not (the LISTEN stays on whichever
-/// server connection ran it), and the owner is told with `.notificationsUnavailable` so it polls instead.
+/// back within `probeTimeout` of its send. Behind PgBouncer in transaction mode it does not (the LISTEN stays on
+/// whichever server connection ran it), and the owner is told with `.notificationsUnavailable` so it polls instead;
+/// the check is repeated, and when a NOTIFY does come back the owner is told `.listening` again.
 public struct NotificationListener: Sendable {
     public enum Event: Sendable, Equatable {
         case listening
@@ -25,7 +26,12 @@ public struct NotificationListener: Sendable {
     public let channels: [String]
     public let logger: Logger
     public var pingInterval: Duration = .seconds(60)
+    /// How long a probe's NOTIFY may take to come back once sent before the owner polls instead.
     public var probeTimeout: Duration = .seconds(2)
+    /// How long a probe may take to connect and send its NOTIFY; past it the probe is tried again later.
+    public var probeSendTimeout: Duration = .seconds(30)
+    /// How often a listener that fell back to polling checks again whether notifications arrive.
+    public var probeRecheck: Duration = .seconds(30)
     /// Runs on every new connection before LISTEN (a worker takes its session lock here).
     public var onConnect: @Sendable (PostgresConnection) async throws -> Void
 
@@ -68,7 +74,8 @@ public struct NotificationListener: Sendable {
 
     private func listen(on connection: PostgresConnection, onEvent: @escaping @Sendable (Event) async -> Void) async throws {
         let (started, startedContinuation) = AsyncStream<Void>.makeStream()
-        let (probeReplies, probes) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(8))
+        // Where a payload on the probe channel goes: to the probe under way, if any.
+        let probeReplies = Locked<(@Sendable (String) -> Void)?>(nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for channel in channels {
                 group.addTask {
@@ -76,7 +83,7 @@ public struct NotificationListener: Sendable {
                         startedContinuation.yield()
                         for try await notification in notifications {
                             if channel == Self.probeChannel {
-                                probes.yield(notification.payload)
+                                probeReplies.value?(notification.payload)
                             } else {
                                 await onEvent(.notification(channel: channel, payload: notification.payload))
                             }
@@ -85,7 +92,7 @@ public struct NotificationListener: Sendable {
                     throw TockError(.unavailable, "LISTEN \(channel) ended")
                 }
             }
-            group.addTask { [channels, pingInterval, logger] in
+            group.addTask { [channels, logger] in
                 // Every LISTEN is written before this query, and the server answers in order: once it returns,
                 // notifications can no longer be missed, so now is the moment for the owner's catch-up.
                 var count = 0
@@ -96,62 +103,120 @@ public struct NotificationListener: Sendable {
                 _ = try await connection.query("SELECT 1", logger: logger).collect()
                 logger.debug("listening", metadata: ["channels": "\(channels.joined(separator: ","))"])
                 await onEvent(.listening)
-                if try await !self.probe(replies: probeReplies) {
-                    logger.warning("""
-                        LISTEN/NOTIFY does not work on this connection (PgBouncer in transaction mode?): falling back to a short \
-                        poll; connect Tock directly or through session pooling for millisecond wake-ups
-                        """)
-                    await onEvent(.notificationsUnavailable)
-                }
-                while true {
-                    try await Task.sleep(for: pingInterval)
-                    _ = try await connection.query("SELECT 1", logger: logger).collect()
-                }
+                try await self.watch(connection, probeReplies: probeReplies, onEvent: onEvent)
             }
             try await group.next()
             group.cancelAll()
         }
     }
+
+    /// Checks that notifications arrive on `connection` until one does, then pings it now and then; returns only by
+    /// throwing, when the connection fails. A check that could not send its NOTIFY (a slow or failed connect)
+    /// proves nothing either way: the connection stays, and with it a worker's session lock, and the check is tried
+    /// again. One that was sent and did not come back makes the owner poll, and is tried again every
+    /// `probeRecheck`: a NOTIFY that was only slow (a loaded machine) ends the polling.
+    private func watch(_ connection: PostgresConnection, probeReplies: Locked<(@Sendable (String) -> Void)?>,
+                       onEvent: @escaping @Sendable (Event) async -> Void) async throws {
+        var delivering = true  // what the owner was last told
+        var confirmed = false
+        var unsentBackoff = RetryBackoff(initial: probeTimeout, maximum: probeRecheck)
+        var lastPing = ContinuousClock.now
+        while true {
+            var wait = pingInterval
+            if !confirmed {
+                switch await probe(replies: probeReplies) {
+                case .arrived:
+                    confirmed = true
+                    if !delivering {
+                        delivering = true
+                        logger.info("LISTEN/NOTIFY works on this connection after all: waiting for notifications again")
+                        await onEvent(.listening)
+                    }
+                case .silent:
+                    if delivering {
+                        delivering = false
+                        logger.warning("""
+                            LISTEN/NOTIFY does not work on this connection (PgBouncer in transaction mode?): falling back to a \
+                            short poll; connect Tock directly or through session pooling for millisecond wake-ups
+                            """)
+                        await onEvent(.notificationsUnavailable)
+                    }
+                    wait = probeRecheck
+                case .unsent(let error):
+                    wait = unsentBackoff.next()
+                    logger.info("the LISTEN/NOTIFY check could not send its NOTIFY; trying again", metadata: [
+                        "error": "\(TockError(from: error, settings: settings).message)", "retry_in": "\(wait)"])
+                }
+            }
+            try await Task.sleep(for: min(wait, max(lastPing + pingInterval - ContinuousClock.now, .zero)))
+            if ContinuousClock.now - lastPing >= pingInterval {
+                _ = try await connection.query("SELECT 1", logger: logger).collect()
+                lastPing = ContinuousClock.now
+            }
+        }
+    }
 }
 
 extension NotificationListener {
-    /// Sends a NOTIFY on the probe channel from a connection of its own and waits up to `probeTimeout` for it to
-    /// arrive on the listening one. Silence after a successful send returns false. A send that failed or is still
-    /// connecting throws, and the listener reconnects: the send runs in a task of its own that is abandoned, not
+    enum ProbeOutcome {
+        case arrived
+        /// Sent, and not back within `probeTimeout` of the send.
+        case silent
+        /// Not sent: the connect or the NOTIFY failed, or took longer than `probeSendTimeout`.
+        case unsent(any Error)
+    }
+
+    private enum ProbeEvent: Sendable {
+        case arrived, sent, sendFailed(any Error), timedOut
+    }
+
+    /// Sends a NOTIFY on the probe channel from a connection of its own and waits for it on the listening one. The
+    /// wait for the reply starts when the send has committed: on a loaded machine the connect alone can take
+    /// seconds, and that says nothing about the LISTEN. The send runs in a task of its own that is abandoned, not
     /// awaited, because a connect during a server restart may not heed cancellation.
-    func probe(replies: AsyncStream<String>) async throws -> Bool {
+    func probe(replies: Locked<(@Sendable (String) -> Void)?>) async -> ProbeOutcome {
         let token = "\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        let sent = Locked<Result<Void, any Error>?>(nil)
+        let (events, eventsContinuation) = AsyncStream<ProbeEvent>.makeStream()
+        replies.set { payload in if payload == token { eventsContinuation.yield(.arrived) } }
+        defer { replies.set(nil) }
         let send = Task { [settings, logger] in
             do {
                 let sender = try await PostgresConnection.connect(
                     configuration: try settings.connectionConfiguration(), id: 0, logger: logger)
                 defer { Task { try? await sender.close() } }
                 _ = try await sender.query("SELECT pg_notify(\(Self.probeChannel), \(token))", logger: logger).collect()
-                sent.set(.success(()))
+                eventsContinuation.yield(.sent)
             } catch {
-                sent.set(.failure(error))
+                eventsContinuation.yield(.sendFailed(error))
             }
         }
-        let arrived = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                for await reply in replies where reply == token { return true }
-                return false
+        func timer(_ duration: Duration) -> Task<Void, Never> {
+            Task {
+                guard (try? await Task.sleep(for: duration)) != nil else { return }
+                eventsContinuation.yield(.timedOut)
             }
-            group.addTask { [probeTimeout] in
-                try? await Task.sleep(for: probeTimeout)
-                return false
+        }
+        var deadline = timer(probeSendTimeout)
+        var sent = false
+        defer {
+            deadline.cancel()
+            send.cancel()
+            eventsContinuation.finish()
+        }
+        for await event in events {
+            switch event {
+            case .arrived:
+                return .arrived
+            case .sent:
+                sent = true
+                deadline.cancel()
+                deadline = timer(probeTimeout)
+            case .sendFailed(let error):
+                return .unsent(error)
+            case .timedOut:
+                return sent ? .silent : .unsent(TockError(.unavailable, "the NOTIFY was not sent within \(probeSendTimeout)"))
             }
-            let arrived = await group.next() ?? false
-            group.cancelAll()
-            return arrived
         }
-        if arrived { return true }
-        send.cancel()
-        switch sent.value {
-        case .success: return false
-        case .failure(let error): throw error
-        case nil: throw TockError(.unavailable, "the LISTEN/NOTIFY probe could not connect within \(probeTimeout)")
-        }
+        return .unsent(CancellationError())
     }
 }
