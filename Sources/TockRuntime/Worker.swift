@@ -57,6 +57,10 @@ public final class Worker: Service, Sendable {
     /// when it unblocks another (overlap 'queue'), and a delayed run is slept for (next_delayed_run).
     let runsMayWait = Atomic<Bool>(true)
     let registeredID = Atomic<Int64>(0)
+    /// Set once the LISTEN connection holds this worker's session lock. Claims wait for it: tock.rescue() sees a
+    /// worker's death within seconds only once it has held the lock (before, after 30 s of heartbeat silence), so
+    /// every run a worker holds comes back that fast if it dies.
+    let sessionLocked = Atomic<Bool>(false)
     let metrics: TockMetrics
     /// Runs whose script has ended and whose result is still being reported: their slots are already free.
     let reporting = Atomic<Int>(0)
@@ -119,10 +123,10 @@ public final class Worker: Service, Sendable {
                 let listener = NotificationListener(
                     settings: settings, channels: ["tock_runs", "tock_cancel"], logger: logger,
                     onConnect: { connection in
-                        // Held while this process lives: tock.rescue() sees at once when it does not.
-                        _ = try await connection.query(
-                            "SELECT pg_try_advisory_lock(tock.worker_lock_key(), \(Int32(truncatingIfNeeded: id)))",
-                            logger: logger).collect()
+                        // Held while this process lives: tock.rescue() sees at once when it does not (a reconnect
+                        // takes it again).
+                        _ = try await connection.query("SELECT tock.hold_worker_session(\(id))", logger: logger).collect()
+                        if !self.sessionLocked.exchange(true, ordering: .acquiringAndReleasing) { self.wake.signal() }
                     })
                 group.addTask {
                     await listener.run { event in await self.handle(event, worker: id, logger: logger) }
@@ -151,7 +155,7 @@ public final class Worker: Service, Sendable {
         var nextClaim = ContinuousClock.now
         while !stopping.load(ordering: .acquiring) && !Task.isCancelled {
             let free = configuration.concurrency - running.withLock { $0.count }
-            let slotsToClaim = free > 0
+            let slotsToClaim = sessionLocked.load(ordering: .acquiring) && free > 0
                 && (!queueHasMore || free >= max(1, configuration.concurrency / 2) || free == configuration.concurrency)
             if slotsToClaim && (ContinuousClock.now >= nextClaim || runsMayWait.load(ordering: .acquiring)) {
                 do {
@@ -181,7 +185,7 @@ public final class Worker: Service, Sendable {
                     continue
                 }
             }
-            // Without slots to claim into, only a freed slot (which signals) can change that.
+            // Without slots to claim into, only a freed slot or the session lock (which signal) can change that.
             await wake.wait(timeout: slotsToClaim ? max(nextClaim - ContinuousClock.now, .milliseconds(1)) : configuration.sweepInterval)
         }
     }

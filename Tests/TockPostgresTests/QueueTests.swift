@@ -313,6 +313,41 @@ struct QueueTests {
         }
     }
 
+    @Test("rescue goes by a worker's session lock once it has held it, and only by the lock in its own database")
+    func sessionLockRules() async throws {
+        let other = try await TestDatabase.create()
+        try await TestDatabase.withFresh { database, settings in
+            try await TestDatabase.withClient(other, maximumConnections: 1) { otherClient in
+                // Worker 1 of both databases: the other's holds its session lock for the whole test; this one's held
+                // it on a connection that is gone now.
+                let otherDatabase = Database(client: otherClient, logger: TestDatabase.logger, settings: other)
+                let otherWorker = try await otherDatabase.registerWorker(host: "t", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
+                let worker = try await database.registerWorker(host: "t", pid: 2, concurrency: 1, scriptsDirectory: nil, version: nil)
+                #expect(worker == otherWorker)
+                _ = try await otherClient.query("SELECT tock.hold_worker_session(\(otherWorker))").collect()
+                try await TestDatabase.withClient(settings, maximumConnections: 1) { session in
+                    _ = try await session.query("SELECT tock.hold_worker_session(\(worker))").collect()
+                }
+                // Registered, and never held its lock (a first connect that is slow): judged by heartbeats alone.
+                let starting = try await database.registerWorker(host: "t", pid: 3, concurrency: 1, scriptsDirectory: nil, version: nil)
+
+                func rescue(_ client: PostgresClient, after seconds: Int) async throws {
+                    _ = try await client.query(PostgresQuery(unsafeSQL: "SELECT tock.rescue(now() + interval '\(seconds) seconds')")).collect()
+                }
+                func states(_ database: Database) async throws -> [Int64: String] {
+                    Dictionary(uniqueKeysWithValues: try await database.workers().map { ($0.id, $0.state) })
+                }
+                // 5 s without a heartbeat: past the 2 s a worker without its lock gets, short of the 30 s silence.
+                try await rescue(otherClient, after: 5)
+                try await rescue(database.client, after: 5)
+                #expect(try await states(otherDatabase) == [otherWorker: "running"])
+                #expect(try await states(database) == [worker: "lost", starting: "running"])
+                try await rescue(database.client, after: 31)
+                #expect(try await states(database)[starting] == "lost")
+            }
+        }
+    }
+
     @Test("heartbeat: a run on a worker that does not hold it (its claim's answer was lost) goes back to the queue a minute after its claim, without using an attempt")
     func heartbeatRequeuesUnheldRuns() async throws {
         try await TestDatabase.withFresh { database, _ in

@@ -97,7 +97,7 @@ struct PrivilegesTests {
                     "SELECT tock.heartbeat(\(id))", "SELECT tock.report_output(\(claimed[0]), \(id), 'so far', 6, false)",
                     "SELECT tock.cancel_requests(\(id))", "SELECT tock.next_delayed_run()",
                     "SELECT tock.finish_run(\(claimed[0]), \(id), 'succeeded', 0, NULL, 'done', 4, false)",
-                    "SELECT pg_try_advisory_lock(tock.worker_lock_key(), \(id)::int)",
+                    "SELECT pg_try_advisory_lock(tock.worker_lock_key(), \(id)::int)", "SELECT tock.hold_worker_session(\(id))",
                     "SELECT tock.set_worker_state(\(id), 'stopping')",
                 ] {
                     #expect(await sqlState(worker, allowed) == nil, "tock_worker: \(allowed)")

@@ -491,18 +491,37 @@ BEGIN
     RETURN v_id;
 END $$;
 
+-- A worker's LISTEN connection calls this on every (re)connect: it takes the worker's session lock, which
+-- PostgreSQL drops the moment the session ends, and records that the worker has held it. tock.rescue() goes by the
+-- lock only from then on: a worker whose first connect is slow is judged by its heartbeats until it has one.
+CREATE OR REPLACE FUNCTION tock.hold_worker_session(p_worker bigint)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_locked boolean;
+BEGIN
+    v_locked := pg_try_advisory_lock(tock.worker_lock_key(), p_worker::int);
+    IF v_locked THEN
+        UPDATE tock.workers SET session_locked = true WHERE id = p_worker AND NOT session_locked;
+    END IF;
+    RETURN v_locked;
+END $$;
+COMMENT ON FUNCTION tock.hold_worker_session(bigint) IS
+    'Takes worker p_worker''s session lock for the calling session''s lifetime (tock.rescue() watches it).';
 
 CREATE OR REPLACE FUNCTION tock.worker_session_alive(p_worker bigint)
 RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT EXISTS (
         SELECT 1 FROM pg_locks
         WHERE locktype = 'advisory' AND granted AND objsubid = 2
-          AND classid = tock.worker_lock_key()::oid AND objid = p_worker::oid)
+          AND classid = tock.worker_lock_key()::oid AND objid = p_worker::oid
+          -- Advisory locks are per database, pg_locks is the whole server's: worker 1 of another Tock database
+          -- must not keep this one's worker 1 alive.
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
 $$;
 
 -- Finds dead workers and recovers their runs. A worker is dead when its session lock is gone and it has not
 -- heartbeaten for p_lost_after (a kill -9: seconds), or it has not heartbeaten for p_silent_after whatever its
--- session says (a hung or partitioned process). Heartbeat age counts from the server's start at the earliest, so
+-- session says (a hung or partitioned process). The lock counts once the worker has held it (session_locked). Heartbeat age counts from the server's start at the earliest, so
 -- a database restart does not condemn workers that are busy reconnecting. Their runs end 'failed' (worker lost)
 -- and are retried at once while attempts remain, else end 'dead'.
 -- Then the runs still running p_orphaned_after past their timeout (timeout_at, fixed at the claim), whatever their
@@ -528,12 +547,13 @@ DECLARE
 BEGIN
     FOR v_worker IN
         SELECT w.id, w.name,
-               CASE WHEN tock.worker_session_alive(w.id) THEN 'stopped heartbeating'
+               CASE WHEN NOT w.session_locked OR tock.worker_session_alive(w.id) THEN 'stopped heartbeating'
                     ELSE 'its database session ended' END AS reason
         FROM tock.workers w
         WHERE w.state IN ('running', 'stopping')
           AND (p_now - greatest(w.last_heartbeat_at, pg_postmaster_start_time()) > p_silent_after
-               OR (p_now - greatest(w.last_heartbeat_at, pg_postmaster_start_time()) > p_lost_after
+               OR (w.session_locked
+                   AND p_now - greatest(w.last_heartbeat_at, pg_postmaster_start_time()) > p_lost_after
                    AND NOT tock.worker_session_alive(w.id)))
         FOR UPDATE SKIP LOCKED
     LOOP

@@ -18,7 +18,7 @@ RETURNS TABLE (role_name text, function_name text) LANGUAGE sql IMMUTABLE AS $$
     UNION ALL
     SELECT 'tock_worker', unnest(ARRAY[
         'register_worker', 'heartbeat', 'set_worker_state', 'claim_runs', 'report_output', 'finish_run', 'finish_runs',
-        'release_run', 'cancel_requests', 'next_delayed_run', 'worker_lock_key'])
+        'release_run', 'cancel_requests', 'next_delayed_run', 'worker_lock_key', 'hold_worker_session'])
     UNION ALL
     SELECT 'tock_admin', unnest(ARRAY[
         'create_job', 'create_job_json', 'update_job', 'set_job_enabled', 'pause_job', 'resume_job', 'delete_job',
