@@ -72,13 +72,27 @@ public enum TestDatabase {
         return try await task.value
     }
 
+    private static let creator = Mutex<PostgresClient?>(nil)
+
+    /// The one pool that creates this process's databases. The suite's tests start together: with a pool each, their
+    /// CREATE DATABASEs held 84 connections at once, waiting in turn (they serialize on the template anyway), and
+    /// with the tests' own connections the server ran out of its 200.
+    static func creatorClient(_ server: ConnectionSettings) -> PostgresClient {
+        creator.withLock { creator in
+            if let creator { return creator }
+            let client = PostgresClient(configuration: server.with(database: "postgres").clientConfiguration(maximumConnections: 2),
+                                        backgroundLogger: logger)
+            Task.detached { await client.run() }  // for the life of the test process
+            creator = client
+            return client
+        }
+    }
+
     /// A fresh, migrated, empty database of its own.
     public static func create() async throws -> ConnectionSettings {
         let (server, template) = try await prepareTemplate()
         let name = "tock_test_\(getpid())_\(counter.add(1, ordering: .relaxed).newValue)"
-        try await withClient(server.with(database: "postgres")) { admin in
-            _ = try await admin.fetch("CREATE DATABASE \(unescaped: name) TEMPLATE \(unescaped: template)", logger: logger)
-        }
+        _ = try await creatorClient(server).fetch("CREATE DATABASE \(unescaped: name) TEMPLATE \(unescaped: template)", logger: logger)
         return server.with(database: name)
     }
 
@@ -86,9 +100,7 @@ public enum TestDatabase {
     public static func createEmpty() async throws -> ConnectionSettings {
         let server = try serverSettings()
         let name = "tock_test_\(getpid())_\(counter.add(1, ordering: .relaxed).newValue)"
-        try await withClient(server.with(database: "postgres")) { admin in
-            _ = try await admin.fetch("CREATE DATABASE \(unescaped: name)", logger: logger)
-        }
+        _ = try await creatorClient(server).fetch("CREATE DATABASE \(unescaped: name)", logger: logger)
         return server.with(database: name)
     }
 
