@@ -323,9 +323,12 @@ public struct Database: Sendable {
         }
     }
 
-    /// When the earliest delayed run becomes claimable (nil: none).
-    public func nextDelayedRun() async throws(TockError) -> Date? {
-        try await scalar(Date?.self, "SELECT tock.next_delayed_run()")
+    /// When the earliest delayed run becomes claimable (nil: none): of the pending runs not yet due `since` ago,
+    /// so a run that came due while the worker's claim was answered is in it (a time already past: claim again).
+    public func nextDelayedRun(since: Duration = .zero) async throws(TockError) -> Date? {
+        try await scalar(Date?.self, """
+            SELECT tock.next_delayed_run(now() - \(since.wholeMilliseconds + 1)::float8 * interval '1 millisecond')
+            """)
     }
 
     /// Puts a run this worker holds back to pending, keeping its attempt (graceful shutdown).

@@ -161,6 +161,7 @@ public final class Worker: Service, Sendable {
                 do {
                     // Cleared before the claim: a NOTIFY that arrives during it sets it again.
                     runsMayWait.store(false, ordering: .releasing)
+                    let claimSent = ContinuousClock.now
                     let claimed = try await claim(worker: id, max: free)
                     queueHasMore = claimed.count == free
                     backoff.reset()
@@ -171,9 +172,11 @@ public final class Worker: Service, Sendable {
                     if queueHasMore {
                         // A full batch may have left more behind: claim again as soon as a slot frees.
                         runsMayWait.store(true, ordering: .releasing)
-                    } else if let delayed = try await database.nextDelayedRun() {
+                    } else if let delayed = try await database.nextDelayedRun(since: ContinuousClock.now - claimSent) {
                         // Runs waiting out a retry backoff (or enqueued ahead of their fire time) send no NOTIFY
-                        // when they become due: claim then.
+                        // when they become due: claim then. Asked as of the claim, not now: a run that came due
+                        // in between (a scheduled run enqueued just ahead of its fire time, on a busy machine) was
+                        // left to the 60 s sweep.
                         sleep = min(sleep, .milliseconds(max(Int64(delayed.timeIntervalSinceNow * 1000) + 1, 1)))
                     }
                     nextClaim = ContinuousClock.now + sleep

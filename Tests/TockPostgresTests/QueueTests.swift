@@ -125,6 +125,21 @@ struct QueueTests {
         }
     }
 
+    @Test("a worker asks for the next delayed run as of its claim: a run that came due since then is in the answer")
+    func nextDelayedRunSinceTheClaim() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "d", script: "x.sh"))
+            // Due 300 ms ago: after a claim that took a second to answer, it may not have been due at the claim.
+            let dueAt = try #require(try await database.client.query("""
+                INSERT INTO tock.runs (job_id, trigger, run_after)
+                SELECT id, 'sql', clock_timestamp() - interval '300 milliseconds' FROM tock.jobs RETURNING run_after
+                """).decode(Date.self).all().first)
+            #expect(try await database.nextDelayedRun() == nil)
+            let sinceClaim = try #require(try await database.nextDelayedRun(since: .seconds(1)))
+            #expect(abs(sinceClaim.timeIntervalSince(dueAt)) < 0.001)
+        }
+    }
+
     @Test("the functions workers and schedulers call in their loops keep the planner settings their speed depends on")
     func hotFunctionPlannerSettings() async throws {
         try await TestDatabase.withFresh { database, _ in
