@@ -167,7 +167,9 @@ extension NotificationListener {
     }
 
     private enum ProbeEvent: Sendable {
-        case arrived, sent, sendFailed(any Error), timedOut
+        case arrived, sent, sendFailed(any Error)
+        /// The deadline of that number passed (a cancelled one may still fire: only the current one counts).
+        case timedOut(Int)
     }
 
     /// Sends a NOTIFY on the probe channel from a connection of its own and waits for it on the listening one. The
@@ -190,10 +192,12 @@ extension NotificationListener {
                 eventsContinuation.yield(.sendFailed(error))
             }
         }
+        var deadlines = 0
         func timer(_ duration: Duration) -> Task<Void, Never> {
-            Task {
+            deadlines += 1
+            return Task { [deadlines] in
                 guard (try? await Task.sleep(for: duration)) != nil else { return }
-                eventsContinuation.yield(.timedOut)
+                eventsContinuation.yield(.timedOut(deadlines))
             }
         }
         var deadline = timer(probeSendTimeout)
@@ -213,8 +217,10 @@ extension NotificationListener {
                 deadline = timer(probeTimeout)
             case .sendFailed(let error):
                 return .unsent(error)
-            case .timedOut:
+            case .timedOut(let number) where number == deadlines:
                 return sent ? .silent : .unsent(TockError(.unavailable, "the NOTIFY was not sent within \(probeSendTimeout)"))
+            case .timedOut:
+                continue
             }
         }
         return .unsent(CancellationError())
