@@ -521,9 +521,10 @@ $$;
 
 -- Finds dead workers and recovers their runs. A worker is dead when its session lock is gone and it has not
 -- heartbeaten for p_lost_after (a kill -9: seconds), or it has not heartbeaten for p_silent_after whatever its
--- session says (a hung or partitioned process). The lock counts once the worker has held it (session_locked). Heartbeat age counts from the server's start at the earliest, so
--- a database restart does not condemn workers that are busy reconnecting. Their runs end 'failed' (worker lost)
--- and are retried at once while attempts remain, else end 'dead'.
+-- session says (a hung or partitioned process). The lock counts once the worker has held it (session_locked).
+-- Heartbeat age counts from the server's start at the earliest, so a database restart does not condemn workers
+-- that are busy reconnecting. Their runs end 'failed' (worker lost) and are retried at once while attempts remain,
+-- else end 'dead'.
 -- Then the runs still running p_orphaned_after past their timeout (timeout_at, fixed at the claim), whatever their
 -- worker: a worker stops a script at its timeout and reports it, so such a run is one its worker lost track of (a
 -- report it gave up on).

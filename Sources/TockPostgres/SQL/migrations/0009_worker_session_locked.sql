@@ -9,7 +9,8 @@ ALTER TABLE tock.workers ADD COLUMN IF NOT EXISTS session_locked boolean NOT NUL
 COMMENT ON COLUMN tock.workers.session_locked IS
     'The worker has held its session lock (tock.hold_worker_session): from then on, its lock gone means it is gone.';
 
--- Workers of the version before, alive now, hold their lock already (a direct pg_try_advisory_lock).
+-- Workers of the version before, alive now, hold their lock already (a direct pg_try_advisory_lock). The key is
+-- tock.worker_lock_key()'s: on a new database the functions are created after the migrations.
 UPDATE tock.workers w SET session_locked = true
 WHERE w.state IN ('running', 'stopping')
   AND EXISTS (
