@@ -159,9 +159,17 @@ struct PrivilegesTests {
                     let scheduler = Scheduler(database: adminDatabase, settings: adminSettings, logger: TestDatabase.logger)
                     _ = try await adminDatabase.createJob(json: #"{"name": "hello", "script": "hello.sh", "schedule": "every 1 second"}"#)
                     try await withServices([scheduler, worker]) { () async throws -> Void in
-                        #expect(try await eventually(timeout: .seconds(20)) {
+                        let ranTwice = try await eventually(timeout: .seconds(30)) {
                             try await adminDatabase.runs(job: "hello", status: .succeeded).count >= 2
-                        })
+                        }
+                        // Failed in full runs on 2 cores: the runs and the worker tell where it stalled.
+                        let seen = try await adminDatabase.runs(job: "hello").map {
+                            "\($0.id) \($0.status) after \($0.runAfter) started \($0.startedAt.map { "\($0)" } ?? "-") error \($0.error ?? "-")"
+                        }
+                        let workers = try await owner.client.query(
+                            "SELECT format('%s %s locked=%s heartbeat %s ago', id, state, session_locked, now() - last_heartbeat_at) FROM tock.workers")
+                            .decode(String.self).all()
+                        #expect(ranTwice, "runs: \(seen); workers: \(workers)")
                         let run = try #require(try await adminDatabase.runs(job: "hello", status: .succeeded).first)
                         #expect(try await adminDatabase.run(run.id).output == "hello from hello\n")
                         #expect(try await owner.schedulersAlive() == 1)
