@@ -143,6 +143,7 @@ public struct NotificationListener: Sendable {
                     }
                     wait = probeRecheck
                 case .unsent(let error):
+                    try Task.checkCancellation()  // the listener is stopping: nothing to try again
                     wait = unsentBackoff.next()
                     logger.info("the LISTEN/NOTIFY check could not send its NOTIFY; trying again", metadata: [
                         "error": "\(TockError(from: error, settings: settings).message)", "retry_in": "\(wait)"])

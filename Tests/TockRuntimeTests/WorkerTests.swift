@@ -178,7 +178,12 @@ struct WorkerTests {
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
             _ = try await database.createJob(JobDefinition(name: "hello", script: "hello.sh"))
             try await withServices([worker]) { () async throws -> Void in
-                #expect(try await eventually { try await database.workers().first?.alive == true })
+                // Registered, and its id known here: the row appears a moment before `worker.id` is set, and a
+                // claim for worker 0 takes nothing (a full run on 2 cores hit that moment).
+                #expect(try await eventually {
+                    guard worker.id != 0 else { return false }
+                    return try await database.workers().first?.alive == true
+                })
                 // The run is enqueued and claimed for this worker in one transaction, as if by a claim of its own
                 // whose answer was lost: the worker never hears of it (the NOTIFY comes once it is running already).
                 // Checked inside: a second later the heartbeat may have handed it back already.
