@@ -140,6 +140,14 @@ public func eventually(timeout: Duration = .seconds(30), interval: Duration = .m
     return try await condition()
 }
 
+/// The numbers a script wrote to `path` with `echo … > path`, once the line is whole: a shell creates the file before
+/// it writes, so a test that waited only for the file read an empty or partial number. Empty until then.
+public func pidsWritten(to path: String) -> [Int32] {
+    let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    guard text.hasSuffix("\n") else { return [] }
+    return text.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int32($0) }
+}
+
 /// A scratch directory for scripts, removed by the caller.
 public func makeScriptsDirectory(_ scripts: [String: String]) throws -> String {
     let directory = FileManager.default.temporaryDirectory

@@ -35,14 +35,8 @@ struct FaultTests {
             let survivor = try TockProcess(["worker", "--concurrency", "1"], settings: settings, directory: directory)
             #expect(try await eventually { try await database.workers().filter(\.alive).count == 2 })
 
-            // The file exists before the shell has written to it: wait for both numbers.
-            func written() -> [Int32] {
-                let text = (try? String(contentsOfFile: pids, encoding: .utf8)) ?? ""
-                return text.hasSuffix("\n") ? text.split(separator: " ")
-                    .compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } : []
-            }
-            #expect(try await eventually { written().count == 2 })
-            let scriptPids = written()
+            #expect(try await eventually { pidsWritten(to: pids).count == 2 })
+            let scriptPids = pidsWritten(to: pids)
             #expect(scriptPids.count == 2 && scriptPids.allSatisfy(processRuns))
             doomed.signal(SIGKILL)
             let killedAt = ContinuousClock.now
@@ -253,9 +247,8 @@ struct FaultTests {
             _ = try await database.createJob(JobDefinition(name: "stubborn", script: "stubborn.sh"))
             let worker = try TockProcess(["worker", "--kill-grace-seconds", "2"], settings: settings, directory: directory)
             let run = try await database.runNow("stubborn")
-            #expect(try await eventually { FileManager.default.fileExists(atPath: directory + "/scripts/stubborn.pid") })
-            let pid = try #require(Int32(try String(contentsOfFile: directory + "/scripts/stubborn.pid", encoding: .utf8)
-                .trimmingCharacters(in: .whitespacesAndNewlines)))
+            #expect(try await eventually { !pidsWritten(to: directory + "/scripts/stubborn.pid").isEmpty })
+            let pid = try #require(pidsWritten(to: directory + "/scripts/stubborn.pid").first)
             let requested = ContinuousClock.now
             #expect(try await database.cancel(run) == "cancelling")
             #expect(try await eventually(timeout: .seconds(60)) {

@@ -53,13 +53,8 @@ struct ScriptRunnerTests {
         #expect(await quick.wait().exitCode == 0)
         let script = try await runner.start(executable: directory + "/wait.sh", arguments: [directory], environment: [:],
                                             workingDirectory: directory, timeoutSeconds: 10, scriptGuard: scriptGuard)
-        // The file exists before the shell has written to it: wait for the number.
-        func written() -> Int32? {
-            (try? String(contentsOfFile: directory + "/grandchild.pid", encoding: .utf8))
-                .flatMap { $0.hasSuffix("\n") ? Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) : nil }
-        }
-        #expect(try await eventually { written() != nil })
-        let grandchild = try #require(written())
+        #expect(try await eventually { !pidsWritten(to: directory + "/grandchild.pid").isEmpty })
+        let grandchild = try #require(pidsWritten(to: directory + "/grandchild.pid").first)
         // What a dead worker's socket does: it closes, here with the script still running.
         scriptGuard.stop()
         let result = await script.wait()
