@@ -152,11 +152,30 @@ public struct Database: Sendable {
     /// Runs newest first; `before` pages on: the runs with ids below it.
     public func runs(job: String? = nil, status: RunStatus? = nil, before: Int64? = nil,
                      limit: Int = 50) async throws(TockError) -> [RunInfo] {
-        try await rows(RunInfo.self, """
-            SELECT row_to_json(v)::text FROM tock.run_history v
-            WHERE (\(job)::text IS NULL OR v.job_id = tock.find_job(\(job)))
-              AND (\(status?.rawValue)::text IS NULL OR v.status = \(status?.rawValue))
-              AND (\(before)::bigint IS NULL OR v.id < \(before))
+        guard let job else {
+            return try await rows(RunInfo.self, """
+                SELECT row_to_json(v)::text FROM tock.run_history v
+                WHERE (\(status?.rawValue)::text IS NULL OR v.status = \(status?.rawValue))
+                  AND (\(before)::bigint IS NULL OR v.id < \(before))
+                ORDER BY v.id DESC LIMIT \(limit)
+                """)
+        }
+        // A job's runs are in two partial indexes (migration 0010), finished and in flight, neither holding them
+        // all: the page is the newest of each one's newest, two short backward walks.
+        return try await rows(RunInfo.self, """
+            SELECT row_to_json(v)::text FROM (
+                (SELECT * FROM tock.run_history v
+                 WHERE v.job_id = tock.find_job(\(job)) AND v.finished_at IS NOT NULL
+                   AND (\(status?.rawValue)::text IS NULL OR v.status = \(status?.rawValue))
+                   AND (\(before)::bigint IS NULL OR v.id < \(before))
+                 ORDER BY v.id DESC LIMIT \(limit))
+                UNION ALL
+                (SELECT * FROM tock.run_history v
+                 WHERE v.job_id = tock.find_job(\(job)) AND v.status IN ('pending', 'running')
+                   AND (\(status?.rawValue)::text IS NULL OR v.status = \(status?.rawValue))
+                   AND (\(before)::bigint IS NULL OR v.id < \(before))
+                 ORDER BY v.id DESC LIMIT \(limit))
+            ) v
             ORDER BY v.id DESC LIMIT \(limit)
             """)
     }

@@ -190,6 +190,59 @@ struct QueueTests {
         }
     }
 
+    @Test("a job's runs in every state: newest first in its page and overview, deleted with it; a run names a job that exists")
+    func runsOfAJob() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "a", script: "x.sh"))
+            let other = try await database.createJob(JobDefinition(name: "b", script: "x.sh"))
+            let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 10, scriptsDirectory: nil, version: nil)
+            // Oldest to newest: succeeded, failed, running, pending; the three states live in three different
+            // indexes (migration 0010), so each page and the overview merge them.
+            var runs: [Int64] = []
+            for _ in 0..<4 { runs.append(try await database.runNow("a")) }
+            let otherRun = try await database.runNow("b")
+            #expect(try await database.claimRuns(worker: worker, max: 3).map(\.runId) == Array(runs[0..<3]))
+            try await database.finishRun(runs[0], worker: worker, outcome: RunOutcome(status: .succeeded, exitCode: 0))
+            try await database.finishRun(runs[1], worker: worker, outcome: RunOutcome(status: .failed, exitCode: 1))
+            #expect(try await database.runs(job: "a").map(\.status) == ["pending", "running", "failed", "succeeded"])
+            #expect(try await database.runs(job: "a").map(\.id) == runs.reversed())
+            #expect(try await database.runs(job: "a", limit: 2).map(\.id) == [runs[3], runs[2]])
+            #expect(try await database.runs(job: "a", before: runs[3], limit: 2).map(\.id) == [runs[2], runs[1]])
+            #expect(try await database.runs(job: "a", status: .running).map(\.id) == [runs[2]])
+            #expect(try await database.runs(job: "a", status: .failed).map(\.id) == [runs[1]])
+            #expect(try await database.runs(job: "b").map(\.id) == [otherRun])
+            var job = try await database.job("a")
+            #expect(job.lastRunId == runs[3] && job.lastRunStatus == "pending" && job.running == 1 && job.pending == 1)
+            try await database.finishRun(runs[2], worker: worker, outcome: RunOutcome(status: .succeeded, exitCode: 0))
+            _ = try await database.client.query("DELETE FROM tock.runs WHERE id = \(runs[3])").collect()
+            job = try await database.job("a")
+            #expect(job.lastRunId == runs[2] && job.lastRunStatus == "succeeded" && job.running == 0 && job.pending == 0)
+
+            // What the foreign key kept: a run names a job that exists, and stays with it.
+            await #expect(throws: PSQLError.self) {
+                _ = try await database.client.query("INSERT INTO tock.runs (job_id, trigger) VALUES (\(other + 1000), 'sql')").collect()
+            }
+            do {
+                _ = try await database.client.query("INSERT INTO tock.runs (job_id, trigger) VALUES (\(other + 1000), 'sql')").collect()
+            } catch let error as PSQLError {
+                #expect(error.serverInfo?[.sqlState] == "23503")
+                #expect(error.serverInfo?[.message] == "job \(other + 1000) does not exist")
+            }
+            await #expect(throws: PSQLError.self) {
+                _ = try await database.client.query("UPDATE tock.runs SET job_id = \(other) WHERE id = \(runs[0])").collect()
+            }
+            #expect(try await database.runs(job: "b").map(\.id) == [otherRun])
+
+            // Deleting a job deletes its runs in every state (one of them running still), and no other job's.
+            let running = try await database.runNow("a")
+            let pending = try await database.runNow("a")
+            #expect(try await database.claimRuns(worker: worker, max: 2).map(\.runId) == [otherRun, running])
+            _ = try await database.deleteJob("a")
+            let left = try await database.client.query("SELECT id FROM tock.runs ORDER BY id").decode(Int64.self).all()
+            #expect(left == [otherRun], "\(runs + [running, pending])")
+        }
+    }
+
     @Test("overlap 'skip' drops a fire time while a run is pending; a missed backlog fires once, then the next fire time")
     func overlapAndMisfire() async throws {
         try await TestDatabase.withFresh { database, _ in

@@ -291,6 +291,20 @@ CREATE OR REPLACE FUNCTION tock.resume_job(p_job text) RETURNS bigint LANGUAGE s
     SELECT tock.set_job_enabled(p_job, true)
 $$;
 
+-- A deleted job's runs go with it, as the foreign key's cascade did (see migration 0010): after the job's row is
+-- locked and gone, so a run enqueued meanwhile either committed first (and is deleted here) or fails for want of
+-- the job (tock.tg_runs__inserted). One look into each of the two indexes that hold a job's runs between them.
+CREATE OR REPLACE FUNCTION tock.tg_jobs__deleted()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM tock.runs WHERE job_id = OLD.id AND finished_at IS NOT NULL;
+    DELETE FROM tock.runs WHERE job_id = OLD.id AND status IN ('pending', 'running');
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER jobs_delete_runs
+    AFTER DELETE ON tock.jobs
+    FOR EACH ROW EXECUTE FUNCTION tock.tg_jobs__deleted();
+
 -- Deletes a job and its history. Returns the id it deleted.
 CREATE OR REPLACE FUNCTION tock.delete_job(p_job text)
 RETURNS bigint LANGUAGE plpgsql AS $$

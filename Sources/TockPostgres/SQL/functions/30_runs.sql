@@ -18,9 +18,22 @@ CREATE OR REPLACE FUNCTION tock.worker_lock_key() RETURNS int LANGUAGE sql IMMUT
 -- Once per INSERT statement, not per row: a tick that enqueues 1,000 runs called a row trigger 1,000 times, for
 -- NOTIFYs that collapse into one anyway. Inserting 1,000 runs took 24-34 ms this way against 30-41 ms with the row
 -- trigger (pgbench, taking turns); a single run_now costs the same either way.
+-- It also does what the foreign key from runs to jobs did (see migration 0010): each job the new runs name must
+-- exist, and is locked FOR KEY SHARE, so that a deletion of it waits for this transaction (and then deletes its
+-- runs, tock.tg_jobs__deleted) or has already happened (and this insert fails). Once per job, not per run.
 CREATE OR REPLACE FUNCTION tock.tg_runs__inserted()
 RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_job bigint;
 BEGIN
+    FOR v_job IN SELECT DISTINCT job_id FROM inserted LOOP
+        PERFORM 1 FROM tock.jobs WHERE id = v_job FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'job % does not exist', coalesce(v_job::text, 'NULL')
+                USING ERRCODE = 'foreign_key_violation',
+                      HINT = 'A run belongs to a job in tock.jobs: enqueue one with tock.run_now(job).';
+        END IF;
+    END LOOP;
     IF EXISTS (SELECT 1 FROM inserted WHERE status = 'pending') THEN
         PERFORM pg_notify('tock_runs', '');
     END IF;
@@ -32,6 +45,18 @@ DROP TRIGGER IF EXISTS runs_notify_inserted ON tock.runs;
 CREATE TRIGGER runs_notify_inserted
     AFTER INSERT ON tock.runs REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_runs__inserted();
+
+-- A run stays with its job (the foreign key kept that too). Only a statement that sets job_id pays for the check.
+CREATE OR REPLACE FUNCTION tock.tg_runs__job_is_fixed()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'run % belongs to job %; it cannot move to job %', OLD.id, OLD.job_id, NEW.job_id
+        USING ERRCODE = 'foreign_key_violation', HINT = 'Enqueue a run of the other job with tock.run_now(job).';
+END $$;
+CREATE OR REPLACE TRIGGER runs_job_is_fixed
+    BEFORE UPDATE OF job_id ON tock.runs
+    FOR EACH ROW WHEN (NEW.job_id IS DISTINCT FROM OLD.job_id)
+    EXECUTE FUNCTION tock.tg_runs__job_is_fixed();
 
 CREATE OR REPLACE TRIGGER runs_notify_requeued
     AFTER UPDATE OF status ON tock.runs
