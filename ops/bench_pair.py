@@ -1,4 +1,7 @@
-"""Tock's queue beside PgQueuer's batch of 100, repetition by repetition and in medians: ops/bench-queue-pair."""
+"""Tock's queue beside PgQueuer's batch of 100, repetition by repetition and in medians: ops/bench-queue-pair.
+
+Beside them, each repetition's two references: Tock's statements alone (pgbench, no worker process) and the peers'
+bare SQL loop (100 per claim). Every ratio is to PgQueuer's figure of the same repetition and worker count."""
 import glob
 import json
 import os
@@ -6,34 +9,60 @@ import re
 import statistics
 import sys
 
+# (column, file prefix, section, key): the contestants, PgQueuer last (the ratios' denominator).
+CONTESTANTS = [
+    ("Tock", "tock", "queue", "runs_per_second"),
+    ("Tock's SQL alone", "tock-sql", "queue", "runs_per_second"),
+    ("bare SQL loop b100", "baseline-b100", "throughput", "jobs_per_s"),
+    ("PgQueuer b100", "pgqueuer-b100", "throughput", "jobs_per_s"),
+]
+
 
 def rates(path, section, key):
     """{workers: runs per second} of one result file: the rows under section, the figure under key."""
+    if not os.path.exists(path):
+        return {}
     data = json.load(open(path, encoding="utf-8"))
     return {row["workers"]: row[key] for row in data[section]}
 
 
 def main(folder):
     reps = sorted(int(re.search(r"rep(\d+)", name).group(1)) for name in glob.glob(os.path.join(folder, "tock.rep*.json")))
-    print("| repetition | workers | Tock runs/s | PgQueuer b100 jobs/s | Tock ÷ PgQueuer |")
-    print("|---:|---:|---:|---:|---:|")
-    ratios, tock_all, peer_all = {}, {}, {}
+    others = [name for name, *_ in CONTESTANTS[:-1]]
+    print("| repetition | workers | " + " | ".join(name for name, *_ in CONTESTANTS) + " | "
+          + " | ".join(f"{name} ÷ PgQueuer" for name in others) + " |")
+    print("|---:" * (2 + len(CONTESTANTS) + len(others)) + "|")
+    figures, ratios = {}, {}
     for rep in reps:
-        tock = rates(os.path.join(folder, f"tock.rep{rep}.json"), "queue", "runs_per_second")
-        peer = rates(os.path.join(folder, f"pgqueuer-b100.rep{rep}.json"), "throughput", "jobs_per_s")
-        for workers in sorted(tock):
-            ratio = tock[workers] / peer[workers]
-            ratios.setdefault(workers, []).append(ratio)
-            tock_all.setdefault(workers, []).append(tock[workers])
-            peer_all.setdefault(workers, []).append(peer[workers])
-            print(f"| {rep} | {workers} | {tock[workers]:,.0f} | {peer[workers]:,.0f} | {ratio:.2f}× |")
+        found = [rates(os.path.join(folder, f"{prefix}.rep{rep}.json"), section, key)
+                 for _, prefix, section, key in CONTESTANTS]
+        peer = found[-1]
+        for workers in sorted(found[0]):
+            row = [f.get(workers) for f in found]
+            for name, value in zip((n for n, *_ in CONTESTANTS), row):
+                if value is not None:
+                    figures.setdefault((name, workers), []).append(value)
+            shares = []
+            for name, value in zip(others, row):
+                if value is None or not peer.get(workers):
+                    shares.append("")
+                    continue
+                ratio = value / peer[workers]
+                ratios.setdefault((name, workers), []).append(ratio)
+                shares.append(f"{ratio:.2f}×")
+            print(f"| {rep} | {workers} | " + " | ".join("" if v is None else f"{v:,.0f}" for v in row) + " | "
+                  + " | ".join(shares) + " |")
     print()
-    print("| workers | Tock median | PgQueuer b100 median | median of the ratios (min-max) |")
-    print("|---:|---:|---:|---|")
-    for workers in sorted(ratios):
-        r = ratios[workers]
-        print(f"| {workers} | {statistics.median(tock_all[workers]):,.0f} | {statistics.median(peer_all[workers]):,.0f} | "
-              f"{statistics.median(r):.2f}× ({min(r):.2f}-{max(r):.2f}) |")
+    print("| workers | " + " | ".join(f"{name} median" for name, *_ in CONTESTANTS) + " | "
+          + " | ".join(f"{name} ÷ PgQueuer, median (min-max)" for name in others) + " |")
+    print("|---:" * (1 + len(CONTESTANTS) + len(others)) + "|")
+    for workers in sorted({w for _, w in figures}):
+        cells = [f"{statistics.median(figures[(name, workers)]):,.0f}" if (name, workers) in figures else ""
+                 for name, *_ in CONTESTANTS]
+        for name in others:
+            r = ratios.get((name, workers))
+            cells.append(f"{statistics.median(r):.2f}× ({min(r):.2f}-{max(r):.2f})" if r else "")
+        print(f"| {workers} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
