@@ -101,34 +101,17 @@ static int move_above(int *fd, int floor) {
     return 0;
 }
 
-int tock_spawn_guard(pid_t *pid, const char *path, char *const argv[], int capacity, int *worker_fd,
-                     int32_t **slots) {
+/* The guard's process on the shared memory `memory` (above fd 4): a new socket pair, whose one end becomes the
+   guard's fd 3 and the other goes to *worker_fd; `memory` becomes its fd 4. */
+static int spawn_guard_process(pid_t *pid, const char *path, char *const argv[], int memory, int *worker_fd) {
     int fds[2];
-    int memory;
-    void *mapped;
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attributes;
     int rc;
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return errno;
-    memory = memfd_create("tock-script-guard", MFD_CLOEXEC);
-    if (memory < 0 || ftruncate(memory, (off_t)capacity * (off_t)sizeof(int32_t)) != 0) {
-        rc = errno;
-        if (memory >= 0) close(memory);
-        close(fds[0]);
-        close(fds[1]);
-        return rc;
-    }
-    mapped = mmap(NULL, (size_t)capacity * sizeof(int32_t), PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0);
-    if (mapped == MAP_FAILED) {
-        rc = errno;
-        close(memory);
-        close(fds[0]);
-        close(fds[1]);
-        return rc;
-    }
-    /* Both above 4, so that neither dup2 below overwrites the other's source. */
-    if ((rc = move_above(&fds[1], 4)) != 0 || (rc = move_above(&memory, 4)) != 0) goto fail;
+    /* Above 4, so that the dup2 of the memory onto 4 does not overwrite it first. */
+    if ((rc = move_above(&fds[1], 4)) != 0) goto fail;
     if ((rc = posix_spawn_file_actions_init(&actions)) != 0) goto fail;
     if ((rc = posix_spawnattr_init(&attributes)) != 0) {
         posix_spawn_file_actions_destroy(&actions);
@@ -146,16 +129,44 @@ done:
     posix_spawnattr_destroy(&attributes);
     if (rc != 0) goto fail;
     close(fds[1]);
-    close(memory);
     *worker_fd = fds[0];
-    *slots = (int32_t *)mapped;
     return 0;
 fail:
-    munmap(mapped, (size_t)capacity * sizeof(int32_t));
-    close(memory);
     close(fds[0]);
     close(fds[1]);
     return rc;
+}
+
+int tock_spawn_guard(pid_t *pid, const char *path, char *const argv[], int capacity, int *worker_fd,
+                     int32_t **slots, int *memory_fd) {
+    int memory;
+    void *mapped;
+    int rc;
+
+    memory = memfd_create("tock-script-guard", MFD_CLOEXEC);
+    if (memory < 0 || ftruncate(memory, (off_t)capacity * (off_t)sizeof(int32_t)) != 0) {
+        rc = errno;
+        if (memory >= 0) close(memory);
+        return rc;
+    }
+    mapped = mmap(NULL, (size_t)capacity * sizeof(int32_t), PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0);
+    if (mapped == MAP_FAILED) {
+        rc = errno;
+        close(memory);
+        return rc;
+    }
+    if ((rc = move_above(&memory, 4)) != 0 || (rc = spawn_guard_process(pid, path, argv, memory, worker_fd)) != 0) {
+        munmap(mapped, (size_t)capacity * sizeof(int32_t));
+        close(memory);
+        return rc;
+    }
+    *slots = (int32_t *)mapped;
+    *memory_fd = memory;
+    return 0;
+}
+
+int tock_respawn_guard(pid_t *pid, const char *path, char *const argv[], int memory_fd, int *worker_fd) {
+    return spawn_guard_process(pid, path, argv, memory_fd, worker_fd);
 }
 
 void tock_guard_set(int32_t *slots, int index, pid_t group) {

@@ -16,16 +16,31 @@ public final class ScriptGuard: @unchecked Sendable {  // `slots` is shared memo
     /// One slot per script running at once; a worker's concurrency is at most 1,000.
     static let capacity: Int32 = 1024
 
-    public let pid: pid_t
-    private let socket: Int32
+    /// The guard's process, and the worker's end of the socket it waits on. pid 0: gone, and not started again yet.
+    private struct GuardProcess {
+        var pid: pid_t
+        var socket: Int32
+    }
+
+    private let process: Mutex<GuardProcess>
+    /// The shared memory's descriptor, kept to hand it to a guard started again.
+    private let memory: Int32
     private let slots: UnsafeMutablePointer<Int32>
     private let freeSlots: Mutex<[Int32]>
+    private let executable: String
+    private let arguments: [String]
 
-    private init(pid: pid_t, socket: Int32, slots: UnsafeMutablePointer<Int32>) {
-        self.pid = pid
-        self.socket = socket
+    /// The guard's process id (0 while it is gone and could not be started again).
+    public var pid: pid_t { process.withLock { $0.pid } }
+
+    private init(pid: pid_t, socket: Int32, memory: Int32, slots: UnsafeMutablePointer<Int32>, executable: String,
+                 arguments: [String]) {
+        self.process = Mutex(GuardProcess(pid: pid, socket: socket))
+        self.memory = memory
         self.slots = slots
         self.freeSlots = Mutex(Array((0..<Self.capacity).reversed()))
+        self.executable = executable
+        self.arguments = arguments
     }
 
     /// Starts `executable guard-scripts` (the tock binary's hidden subcommand); nil, logged, if it cannot start:
@@ -34,18 +49,57 @@ public final class ScriptGuard: @unchecked Sendable {  // `slots` is shared memo
         // argv[0] names the binary itself, not /proc/self/exe, for whoever reads `ps`.
         let name = (try? FileManager.default.destinationOfSymbolicLink(atPath: executable)) ?? executable
         let arguments = [name, "guard-scripts", "--grace-ms", String(Int((killGraceSeconds * 1000).rounded()))]
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
         var socket: Int32 = -1
         var slots: UnsafeMutablePointer<Int32>?
-        let rc = tock_spawn_guard(&pid, executable, argv, capacity, &socket, &slots)
+        var memory: Int32 = -1
+        let rc = withArgv(arguments) { tock_spawn_guard(&pid, executable, $0, capacity, &socket, &slots, &memory) }
         guard rc == 0, let slots else {
             logger.warning("could not start the script guard; a script outlives this worker if it is killed", metadata: [
                 "executable": "\(executable)", "error": "\(String(cString: strerror(rc)))"])
             return nil
         }
-        return ScriptGuard(pid: pid, socket: socket, slots: slots)
+        return ScriptGuard(pid: pid, socket: socket, memory: memory, slots: slots, executable: executable,
+                           arguments: arguments)
+    }
+
+    /// Starts the guard again if its process is gone. It ignores every signal but SIGKILL, so that means `kill -9`
+    /// or the OOM killer; until now the worker ran on unguarded, and a script outlived the worker's own death. The
+    /// new guard watches the same shared memory: the scripts running now are guarded again at once. The worker
+    /// calls this with each heartbeat; returns the new guard's process id when it started one.
+    @discardableResult
+    public func restartIfGone(logger: Logger) -> pid_t? {
+        process.withLock { process -> pid_t? in
+            var how = "could not be started again before"
+            if process.pid > 0 {
+                var status: Int32 = 0
+                guard waitpid(process.pid, &status, WNOHANG) == process.pid else { return nil }
+                // The wait status: the signal in the low 7 bits, else the exit code above them.
+                how = status & 0x7f != 0 ? "was killed by signal \(status & 0x7f)" : "exited with status \((status >> 8) & 0xff)"
+                close(process.socket)
+                process.socket = -1
+            }
+            let gone = process.pid
+            var pid: pid_t = 0
+            var socket: Int32 = -1
+            let rc = Self.withArgv(arguments) { tock_respawn_guard(&pid, executable, $0, memory, &socket) }
+            guard rc == 0 else {
+                process.pid = 0
+                logger.error("the script guard \(how) and cannot be started again; a script outlives this worker if it is killed; trying again with the next heartbeat",
+                             metadata: ["guard": "\(gone)", "error": "\(String(cString: strerror(rc)))"])
+                return nil
+            }
+            process = GuardProcess(pid: pid, socket: socket)
+            logger.warning("the script guard \(how); started a new one, which guards the scripts running now", metadata: [
+                "guard": "\(gone)", "new_guard": "\(pid)"])
+            return pid
+        }
+    }
+
+    private static func withArgv(_ arguments: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> Int32) -> Int32 {
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        return body(argv)
     }
 
     /// Records a started script's process group; returns its slot for `ended`, or nil when every slot is taken
@@ -69,8 +123,10 @@ public final class ScriptGuard: @unchecked Sendable {  // `slots` is shared memo
 
     /// The worker is done: the guard sees end of file with no script left and exits; reaped here.
     public func stop() {
-        close(socket)
+        let process = process.withLock { $0 }
+        if process.socket >= 0 { close(process.socket) }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        if process.pid > 0 { while waitpid(process.pid, &status, 0) < 0 && errno == EINTR {} }
+        close(memory)
     }
 }

@@ -291,6 +291,8 @@ public final class Worker: Service, Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.heartbeatInterval)
             if Task.isCancelled { return }
+            // With each beat, whether or not the database answers: a guard killed on its own is replaced within one.
+            scriptGuard.withLock { $0 }?.restartIfGone(logger: logger)
             do {
                 if try await database.heartbeat(worker: id, held: heldRuns(), unheldAfter: configuration.unheldRunsAfter) == nil {
                     logger.error("this worker is no longer registered as alive in tock.workers; stopping")

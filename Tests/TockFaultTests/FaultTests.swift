@@ -72,6 +72,41 @@ struct FaultTests {
         }
     }
 
+    @Test("kill -9 a worker's script guard: the worker starts another, which stops the running script when the worker is killed too")
+    func killedGuard() async throws {
+        let pids = NSTemporaryDirectory() + "tock-fault-guard-pids-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: pids) }
+        let directory = try makeScriptsDirectory(["scripts/long.sh": """
+            #!/bin/sh
+            sleep 30 & echo "$$ $!" > \(pids); wait
+            """])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            _ = try await database.createJob(JobDefinition(name: "long", script: "long.sh"))
+            let worker = try TockProcess(["worker", "--concurrency", "1"], settings: settings, directory: directory)
+            _ = try await database.runNow("long")
+            #expect(try await eventually { pidsWritten(to: pids).count == 2 })
+            let scriptPids = pidsWritten(to: pids)
+            let guards = childProcesses(of: worker.pid, running: "guard-scripts")
+            try #require(guards.count == 1, "the worker's script guard")
+            // The guard ignores every other signal; SIGKILL stands for the OOM killer too.
+            kill(guards[0], SIGKILL)
+            let killedAt = ContinuousClock.now
+            // Replaced at the worker's next heartbeat (1 s), watching the same shared memory: the script that was
+            // running before it started is guarded by it.
+            #expect(try await eventually(timeout: .seconds(10), interval: .milliseconds(10)) {
+                childProcesses(of: worker.pid, running: "guard-scripts").contains { $0 != guards[0] }
+            }, "\(worker.log)")
+            print("fault 7: kill -9 to the script guard replaced: \(ContinuousClock.now - killedAt)")
+            #expect(worker.log.contains("the script guard was killed by signal 9; started a new one"), "\(worker.log)")
+            #expect(scriptPids.count == 2 && scriptPids.allSatisfy(processRuns))
+            worker.signal(SIGKILL)
+            #expect(try await eventually(timeout: .seconds(10), interval: .milliseconds(10)) {
+                !scriptPids.contains(where: processRuns)
+            }, "the script outlived its worker")
+        }
+    }
+
     @Test("restart PostgreSQL (pg_ctl restart -m fast) while 200 short runs flow: all complete, once",
           .enabled(if: TestDatabase.cluster != nil, "needs the embedded test cluster (ops/test)"))
     func databaseRestart() async throws {

@@ -26,10 +26,14 @@ int tock_pipe(int fds[2], int nonblocking);
 
 /// Starts the script guard: `path` (the tock executable) with `argv`. Its fd 3 is one end of a socket pair whose
 /// other end (close-on-exec) goes to *worker_fd; its fd 4 is shared memory of `capacity` process group ids, mapped
-/// for the worker at *slots (0: a free slot). In a process group of its own, every signal at its default. Returns 0,
-/// or an errno value.
+/// for the worker at *slots (0: a free slot), whose descriptor (close-on-exec) the worker keeps in *memory_fd. In a
+/// process group of its own, every signal at its default. Returns 0, or an errno value.
 int tock_spawn_guard(pid_t *pid, const char *path, char *const argv[], int capacity, int *worker_fd,
-                     int32_t **slots);
+                     int32_t **slots, int *memory_fd);
+
+/// Starts the script guard again on the shared memory `memory_fd` from tock_spawn_guard (the previous guard is
+/// gone): the process groups in it stay guarded. A new socket pair; the worker's end goes to *worker_fd.
+int tock_respawn_guard(pid_t *pid, const char *path, char *const argv[], int memory_fd, int *worker_fd);
 
 /// Puts a script's process group id in slot `index` of the shared memory (0 clears it): an atomic store.
 void tock_guard_set(int32_t *slots, int index, pid_t group);
