@@ -85,8 +85,13 @@ public final class ScriptGuard: @unchecked Sendable {  // `slots` is shared memo
             let rc = Self.withArgv(arguments) { tock_respawn_guard(&pid, executable, $0, memory, &socket) }
             guard rc == 0 else {
                 process.pid = 0
-                logger.error("the script guard \(how) and cannot be started again; a script outlives this worker if it is killed; trying again with the next heartbeat",
-                             metadata: ["guard": "\(gone)", "error": "\(String(cString: strerror(rc)))"])
+                // Once, not with every heartbeat that tries again.
+                if gone > 0 {
+                    logger.error("""
+                        the script guard \(how) and cannot be started again; a script outlives this worker if it is \
+                        killed; trying again with each heartbeat
+                        """, metadata: ["guard": "\(gone)", "error": "\(String(cString: strerror(rc)))"])
+                }
                 return nil
             }
             process = GuardProcess(pid: pid, socket: socket)
