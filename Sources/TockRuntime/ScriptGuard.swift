@@ -70,7 +70,7 @@ public final class ScriptGuard: @unchecked Sendable {  // `slots` is shared memo
     @discardableResult
     public func restartIfGone(logger: Logger) -> pid_t? {
         process.withLock { process -> pid_t? in
-            var how = "could not be started again before"
+            var how = "was gone"
             if process.pid > 0 {
                 var status: Int32 = 0
                 guard waitpid(process.pid, &status, WNOHANG) == process.pid else { return nil }
