@@ -64,9 +64,9 @@ public final class ScriptGuard: @unchecked Sendable {  // `slots` is shared memo
     }
 
     /// Starts the guard again if its process is gone. It ignores every signal but SIGKILL, so that means `kill -9`
-    /// or the OOM killer; until now the worker ran on unguarded, and a script outlived the worker's own death. The
-    /// new guard watches the same shared memory: the scripts running now are guarded again at once. The worker
-    /// calls this with each heartbeat; returns the new guard's process id when it started one.
+    /// or the OOM killer; without a new one the worker would run on unguarded, and its scripts outlive its own
+    /// death. The new guard watches the same shared memory: the scripts running now are guarded again at once. The
+    /// worker calls this with each heartbeat; returns the new guard's process id when it started one.
     @discardableResult
     public func restartIfGone(logger: Logger) -> pid_t? {
         process.withLock { process -> pid_t? in
