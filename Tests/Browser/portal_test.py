@@ -14,7 +14,7 @@ import time
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import ElementNotInteractableException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -171,7 +171,9 @@ def main():
         search.clear()  # WebDriver's clear fires change: the empty search may already have re-rendered the page
         try:
             search.send_keys(Keys.ENTER)
-        except StaleElementReferenceException:
+        # The re-render under way: the old input is gone (stale) or being replaced (not interactable, seen once in
+        # ops/test). Either way the search was cleared, which the wait below checks.
+        except (StaleElementReferenceException, ElementNotInteractableException):
             pass
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, other_row)))
         api("DELETE", f"/jobs/{other}")
