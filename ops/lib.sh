@@ -40,7 +40,7 @@ ensure_browser() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 }
 
-# selenium and schemathesis from PyPI, in a virtualenv under .tock (kept between runs).
+# selenium, schemathesis, hypothesis and psycopg from PyPI, in a virtualenv under .tock (kept between runs).
 ensure_python_tools() {
     local venv=.tock/venv-test
     if [ ! -x "$venv/bin/python" ]; then
@@ -49,8 +49,8 @@ ensure_python_tools() {
             python3 -m venv "$venv"
         }
     fi
-    "$venv/bin/python" -c "import selenium, schemathesis" 2>/dev/null \
-        || "$venv/bin/pip" install -q "selenium>=4.20" "schemathesis>=4,<5" >&2
+    "$venv/bin/python" -c "import selenium, schemathesis, hypothesis, psycopg" 2>/dev/null \
+        || "$venv/bin/pip" install -q "selenium>=4.20" "schemathesis>=4,<5" "hypothesis>=6" "psycopg[binary]>=3.1" >&2
     echo "$venv"
 }
 

@@ -27,13 +27,17 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
             var migrationsCurrent: Bool
             var workersAlive: Int
             var schedulersAlive: Int
+            var workersClaimFailing: Int
             var queue: QueueDepth
         }
-        let workers = try await database.workers().filter(\.alive).count
+        let alive = try await database.workers().filter(\.alive)
+        let workers = alive.count
+        let failing = alive.filter { $0.claimError != nil }.count
         let schedulers = try await database.schedulersAlive()
         let current = try await database.migrationsCurrent()
-        return try json(Health(status: workers > 0 && schedulers > 0 && current ? "ok" : "degraded", database: "reachable",
-                               migrationsCurrent: current, workersAlive: workers, schedulersAlive: schedulers,
+        return try json(Health(status: workers > 0 && failing == 0 && schedulers > 0 && current ? "ok" : "degraded",
+                               database: "reachable", migrationsCurrent: current, workersAlive: workers,
+                               schedulersAlive: schedulers, workersClaimFailing: failing,
                                queue: try await database.queueDepth()))
     }
     api.get("openapi.json") { _, _ -> Response in

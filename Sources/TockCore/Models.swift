@@ -97,6 +97,9 @@ public struct WorkerInfo: Sendable, Codable, Equatable {
     public var running: Int64
     public var scriptsDir: String?
     public var version: String?
+    /// The error of this worker's claims while they keep failing (nil once one works).
+    public var claimError: String?
+    public var claimFailingSince: Date?
 }
 
 /// The row of `tock.queue_depth`.

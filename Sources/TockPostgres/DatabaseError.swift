@@ -38,6 +38,9 @@ extension TockError {
                 let constraint = server[.constraintName] ?? ""
                 self.init(.invalidInput, field: TockError.field(ofConstraint: constraint),
                           "\(message) (\(TockError.rule(ofConstraint: constraint)))")
+            case "42501" where message.contains("lease token") || message.hasPrefix("p_now:"):
+                // Tock's own refusals (a worker's identity, the clock): the role is fine, the call is not.
+                self.init(.forbidden, message)
             case "42501":
                 self.init(.forbidden, "\(message): the database role lacks Tock's privileges; connect as a member of "
                     + "tock_admin (jobs, runs, scheduler, API), tock_worker (workers) or tock_viewer (read-only)")
@@ -61,7 +64,7 @@ extension TockError {
         // jobs_timezone_is_valid -> timezone
         let parts = name.split(separator: "_")
         guard parts.count >= 3 else { return nil }
-        return parts.dropFirst().prefix { $0 != "is" && $0 != "has" && $0 != "iff" }.joined(separator: "_")
+        return parts.dropFirst().prefix { $0 != "is" && $0 != "are" && $0 != "has" && $0 != "iff" }.joined(separator: "_")
     }
 
     static func rule(ofConstraint name: String) -> String {

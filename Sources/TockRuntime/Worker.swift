@@ -73,6 +73,11 @@ public final class Worker: Service, Sendable {
     let scriptGuard = Mutex<ScriptGuard?>(nil)
     /// What every script inherits from the worker's environment, read once.
     let baseEnvironment: [String: String]
+    /// This worker's secret: every call acting as it presents it (see WorkerLease).
+    let leaseToken = WorkerLease.newToken()
+    /// The error of the claims while they keep failing (nil once one works): the heartbeat reports it, so health
+    /// shows a worker that cannot start anything.
+    let claimError = Mutex<String?>(nil)
 
     public init(database: Database, settings: ConnectionSettings, configuration: WorkerConfiguration,
                 metrics: TockMetrics = TockMetrics(), logger: Logger) throws(TockError) {
@@ -102,7 +107,7 @@ public final class Worker: Service, Sendable {
     public func run() async throws {
         let id = try await database.registerWorker(
             host: ProcessInfo.processInfo.hostName, pid: Int(getpid()), concurrency: configuration.concurrency,
-            scriptsDirectory: sandbox.root, version: TockVersion.current)
+            scriptsDirectory: sandbox.root, version: TockVersion.current, token: leaseToken)
         registeredID.store(id, ordering: .releasing)
         let logger = {
             var logger = self.logger
@@ -125,7 +130,8 @@ public final class Worker: Service, Sendable {
                     onConnect: { connection in
                         // Held while this process lives: tock.rescue() sees at once when it does not (a reconnect
                         // takes it again).
-                        _ = try await connection.query("SELECT tock.hold_worker_session(\(id))", logger: logger).collect()
+                        _ = try await connection.query("SELECT tock.hold_worker_session(\(id), \(self.leaseToken))",
+                                                       logger: logger).collect()
                         if !self.sessionLocked.exchange(true, ordering: .acquiringAndReleasing) { self.wake.signal() }
                     })
                 group.addTask {
@@ -141,12 +147,12 @@ public final class Worker: Service, Sendable {
             self.stopping.store(true, ordering: .releasing)
             self.wake.signal()
         }
-        try? await shutdownDatabase.setWorkerState(worker: id, state: "stopped")
+        try? await shutdownDatabase.setWorkerState(worker: id, state: "stopped", token: leaseToken)
         logger.info("worker stopped")
     }
 
     private func claimLoop(id: Int64, group: inout DiscardingTaskGroup, logger: Logger) async {
-        let finisher = FinishBatcher(database: database, worker: id)
+        let finisher = FinishBatcher(database: database, worker: id, token: leaseToken)
         var backoff = RetryBackoff(initial: .milliseconds(200))
         // After a full claim more runs are waiting: claim again once half the slots are free, not per freed slot,
         // so claims stay large under load (one statement and commit per batch). An idle worker claims at once.
@@ -163,6 +169,7 @@ public final class Worker: Service, Sendable {
                     runsMayWait.store(false, ordering: .releasing)
                     let claimSent = ContinuousClock.now
                     let claimed = try await claim(worker: id, max: free)
+                    claimError.withLock { $0 = nil }
                     queueHasMore = claimed.count == free
                     backoff.reset()
                     for (run, control) in claimed {
@@ -183,6 +190,7 @@ public final class Worker: Service, Sendable {
                     if queueHasMore { continue }
                 } catch {
                     logger.warning("claim failed; retrying", metadata: ["error": "\(error.message)"])
+                    claimError.withLock { $0 = error.message }
                     runsMayWait.store(true, ordering: .releasing)
                     await wake.wait(timeout: backoff.next())
                     continue
@@ -198,7 +206,7 @@ public final class Worker: Service, Sendable {
     private func claim(worker id: Int64, max: Int) async throws(TockError) -> [(ClaimedRun, ScriptControl)] {
         claimsUnderWay.add(1, ordering: .sequentiallyConsistent)
         defer { claimsUnderWay.subtract(1, ordering: .sequentiallyConsistent) }
-        return try await database.claimRuns(worker: id, max: max).map { run in
+        return try await database.claimRuns(worker: id, max: max, token: leaseToken).map { run in
             let control = ScriptControl()
             metrics.runsInFlight(running.withLock { $0[run.runId] = control; return $0.count })
             return (run, control)
@@ -237,7 +245,7 @@ public final class Worker: Service, Sendable {
     /// Graceful shutdown: no new claims; running scripts get the grace period, then are stopped and handed back.
     private func drain(id: Int64, logger: Logger) async {
         let deadline = startShutdownClock()
-        try? await shutdownDatabase.setWorkerState(worker: id, state: "stopping")
+        try? await shutdownDatabase.setWorkerState(worker: id, state: "stopping", token: leaseToken)
         while !running.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline {
             await wake.wait(timeout: .milliseconds(200))
         }
@@ -263,7 +271,10 @@ public final class Worker: Service, Sendable {
     private func handle(_ event: NotificationListener.Event, worker: Int64, logger: Logger) async {
         switch event {
         case .notification(channel: "tock_cancel", let payload):
-            if let run = Int64(payload) { cancel(run, logger: logger) }
+            // A hint, not an order: any login may NOTIFY tock_cancel. Only a run this worker holds makes it ask the
+            // database, and only a run the database says is to be cancelled is signalled.
+            guard let run = Int64(payload), running.withLock({ $0[run] != nil }) else { return }
+            await cancelRequested(worker: worker, logger: logger)
         case .notification:
             runsMayWait.store(true, ordering: .releasing)
             wake.signal()
@@ -276,7 +287,16 @@ public final class Worker: Service, Sendable {
             // Anything that happened while we were not listening: runs to claim, cancels to carry out.
             runsMayWait.store(true, ordering: .releasing)
             wake.signal()
-            for run in (try? await database.cancelRequests(worker: worker)) ?? [] { cancel(run, logger: logger) }
+            await cancelRequested(worker: worker, logger: logger)
+        }
+    }
+
+    /// Stops the scripts of the runs the database says were cancelled (tock.cancel sets cancel_requested_at).
+    private func cancelRequested(worker: Int64, logger: Logger) async {
+        do {
+            for run in try await database.cancelRequests(worker: worker, token: leaseToken) { cancel(run, logger: logger) }
+        } catch {
+            logger.warning("could not read the cancel requests", metadata: ["error": "\(error.message)"])
         }
     }
 
@@ -294,7 +314,8 @@ public final class Worker: Service, Sendable {
             // With each beat, whether or not the database answers: a guard killed on its own is replaced within one.
             scriptGuard.withLock { $0 }?.restartIfGone(logger: logger)
             do {
-                if try await database.heartbeat(worker: id, held: heldRuns(), unheldAfter: configuration.unheldRunsAfter) == nil {
+                if try await database.heartbeat(worker: id, held: heldRuns(), unheldAfter: configuration.unheldRunsAfter,
+                                                token: leaseToken, claimError: claimError.withLock { $0 }) == nil {
                     logger.error("this worker is no longer registered as alive in tock.workers; stopping")
                     stopping.store(true, ordering: .releasing)
                     wake.signal()
@@ -370,7 +391,7 @@ public final class Worker: Service, Sendable {
             let userCancelled = cancelledByUser.withLock { $0.contains(run.runId) }
             if result.cancelled && !userCancelled && stopping.load(ordering: .acquiring) {
                 // Stopped by our own shutdown, not by a user: the run goes back to the queue.
-                await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.releaseRun(run.runId, worker: worker) }
+                await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.releaseRun(run.runId, worker: worker, token: self.leaseToken) }
                 logger.info("handed back")
                 return nil
             }
@@ -387,7 +408,7 @@ public final class Worker: Service, Sendable {
         while (try? await Task.sleep(for: interval)) != nil {
             guard let output = control.outputSoFar, output.totalBytes != reportedBytes else { continue }
             do {
-                guard try await database.reportOutput(run, worker: worker, output: output) else { return }
+                guard try await database.reportOutput(run, worker: worker, output: output, token: leaseToken) else { return }
                 reportedBytes = output.totalBytes
             } catch {
                 logger.debug("could not send live output", metadata: ["error": "\(error.message)"])

@@ -17,6 +17,9 @@ public enum TestDatabase {
     }()
 
     /// The package's root directory (for the embedded fallback and to find the built `tock`).
+    /// The password of the login roles tests create (the embedded cluster asks every connection for one).
+    public static let rolePassword = "tock-test-role-password"
+
     public static let packageRoot: String = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 

@@ -72,6 +72,8 @@ struct CLITests {
         (["job", "add", "x", "--script", "a.sh", "--timezone", "Mars/Olympus"], 2, "unknown time zone 'Mars/Olympus'"),
         (["job", "add", "x", "--script", "a.sh", "--schedule", "every 0s"], 2, "greater than zero"),
         (["job", "add", "x", "--script", "a.sh", "--timeout", "soon"], 2, "not a duration"),
+        (["job", "add", "x", "--script", "a.sh", "--timeout", "178000000d"], 2, "30 days"),
+        (["job", "add", "x", "--script", "a.sh", "--schedule", String(repeating: "1,", count: 300) + " * * * *"], 2, "at most 500"),
         (["job", "run", "ghost"], 3, "unknown job 'ghost'"),
         (["run", "show", "999999"], 3, "unknown run 999999"),
         (["runs", "--status", "done"], 2, "not a run status"),

@@ -37,18 +37,20 @@ struct MigratorTests {
                 DO $$ BEGIN CREATE ROLE tock_t_owner LOGIN NOSUPERUSER NOCREATEROLE;
                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$
                 """)).collect()
+            _ = try await admin.query(PostgresQuery(unsafeSQL: "ALTER ROLE tock_t_owner PASSWORD '\(TestDatabase.rolePassword)'")).collect()
             _ = try await admin.query("DROP DATABASE IF EXISTS \(unescaped: name) WITH (FORCE)").collect()
             _ = try await admin.query("CREATE DATABASE \(unescaped: name) OWNER tock_t_owner").collect()
         }
         var owner = server.with(database: name)
         owner.username = "tock_t_owner"
+        owner.password = TestDatabase.rolePassword
         try await TestDatabase.withClient(owner) { client in
             let migrator = Migrator(client: client, files: try SQLFiles.bundled(), logger: TestDatabase.logger)
             let report = try await migrator.migrate()
             #expect(report.functionsApplied)
             let granted = try await client.query("""
-                SELECT has_function_privilege('tock_worker', 'tock.claim_runs(bigint, int, timestamptz)', 'EXECUTE'),
-                       has_function_privilege('tock_viewer', 'tock.claim_runs(bigint, int, timestamptz)', 'EXECUTE'),
+                SELECT has_function_privilege('tock_worker', 'tock.claim_runs(bigint, int, timestamptz, text)', 'EXECUTE'),
+                       has_function_privilege('tock_viewer', 'tock.claim_runs(bigint, int, timestamptz, text)', 'EXECUTE'),
                        has_table_privilege('tock_viewer', 'tock.job_overview', 'SELECT'),
                        has_table_privilege('tock_admin', 'tock.jobs', 'UPDATE')
                 """).decode((Bool, Bool, Bool, Bool).self).all().first

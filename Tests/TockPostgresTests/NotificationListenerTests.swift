@@ -74,12 +74,14 @@ struct NotificationListenerTests {
             // is lifted.
             let role = "tock_t_listener_\(getpid())"
             _ = try await database.client.query(PostgresQuery(unsafeSQL: """
-                DO $$ BEGIN CREATE ROLE \(role) LOGIN CONNECTION LIMIT 1;
-                EXCEPTION WHEN duplicate_object THEN ALTER ROLE \(role) CONNECTION LIMIT 1; END $$
+                DO $$ BEGIN CREATE ROLE \(role) LOGIN CONNECTION LIMIT 1 PASSWORD '\(TestDatabase.rolePassword)';
+                EXCEPTION WHEN duplicate_object THEN
+                    ALTER ROLE \(role) CONNECTION LIMIT 1 PASSWORD '\(TestDatabase.rolePassword)';
+                END $$
                 """)).collect()
             var limited = settings
             limited.username = role
-            limited.password = nil
+            limited.password = TestDatabase.rolePassword
             let recorded = Recorded()
             var listener = makeListener(limited, recorded)
             listener.probeTimeout = .milliseconds(200)  // also the first wait before a check is tried again

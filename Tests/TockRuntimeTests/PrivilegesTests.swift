@@ -25,8 +25,9 @@ enum TestRoles {
                         let membership = role.isEmpty ? "" : " IN ROLE \(role)"
                         _ = try await client.query(PostgresQuery(unsafeSQL: """
                             DO $$ BEGIN
-                                CREATE ROLE \(login) LOGIN\(membership);
-                            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                                CREATE ROLE \(login) LOGIN PASSWORD '\(TestDatabase.rolePassword)'\(membership);
+                            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                                ALTER ROLE \(login) PASSWORD '\(TestDatabase.rolePassword)';
                             END $$
                             """)).collect()
                     }
@@ -42,7 +43,7 @@ enum TestRoles {
     static func settings(_ settings: ConnectionSettings, as user: String) -> ConnectionSettings {
         var copy = settings
         copy.username = user
-        copy.password = nil
+        copy.password = TestDatabase.rolePassword
         return copy
     }
 }
@@ -90,15 +91,19 @@ struct PrivilegesTests {
             }
 
             try await TestDatabase.withClient(TestRoles.settings(settings, as: TestRoles.worker)) { worker in
-                let id = try #require(try await worker.query("SELECT tock.register_worker('h', 1, 2)").decode(Int64.self).all().first)
-                let claimed = try await worker.query("SELECT run_id FROM tock.claim_runs(\(id), 5)").decode(Int64.self).all()
+                let token = WorkerLease.newToken()
+                let id = try #require(try await worker.query(
+                    "SELECT tock.register_worker('h', 1, 2, p_lease_token => \(token))").decode(Int64.self).all().first)
+                let claimed = try await worker.query("SELECT run_id FROM tock.claim_runs(\(id), 5, p_lease_token => \(token))")
+                    .decode(Int64.self).all()
                 #expect(claimed.count == 1)
+                let lease = "p_lease_token => '\(token)'"
                 for allowed in [
-                    "SELECT tock.heartbeat(\(id))", "SELECT tock.report_output(\(claimed[0]), \(id), 'so far', 6, false)",
-                    "SELECT tock.cancel_requests(\(id))", "SELECT tock.next_delayed_run()",
-                    "SELECT tock.finish_run(\(claimed[0]), \(id), 'succeeded', 0, NULL, 'done', 4, false)",
-                    "SELECT pg_try_advisory_lock(tock.worker_lock_key(), \(id)::int)", "SELECT tock.hold_worker_session(\(id))",
-                    "SELECT tock.set_worker_state(\(id), 'stopping')",
+                    "SELECT tock.heartbeat(\(id), \(lease))", "SELECT tock.report_output(\(claimed[0]), \(id), 'so far', 6, false, \(lease))",
+                    "SELECT tock.cancel_requests(\(id), \(lease))", "SELECT tock.next_delayed_run()",
+                    "SELECT tock.finish_run(\(claimed[0]), \(id), 'succeeded', 0, NULL, 'done', 4, false, \(lease))",
+                    "SELECT pg_try_advisory_lock(tock.worker_lock_key(), \(id)::int)", "SELECT tock.hold_worker_session(\(id), \(lease))",
+                    "SELECT tock.set_worker_state(\(id), 'stopping', \(lease))",
                 ] {
                     #expect(await sqlState(worker, allowed) == nil, "tock_worker: \(allowed)")
                 }
@@ -136,6 +141,56 @@ struct PrivilegesTests {
                 for refused in ["SELECT * FROM tock.job_overview", "SELECT tock.run_now('report')", "SELECT * FROM tock.runs"] {
                     #expect(await sqlState(nobody, refused) == Self.insufficientPrivilege, "no Tock role: \(refused)")
                 }
+            }
+        }
+    }
+
+    @Test("a tock_worker member cannot finish, heartbeat, hand back or cancel-check another worker's runs, nor claim early")
+    func workerIdentityIsTheLeaseToken() async throws {
+        try await TestDatabase.withFresh { owner, settings in
+            try await TestRoles.ensure(settings)
+            _ = try await owner.createJob(json: #"{"name": "report", "script": "report.sh"}"#)
+            let run = try await owner.runNow("report")
+            let later = try await owner.runNow("report")
+            _ = try await owner.client.query("UPDATE tock.runs SET run_after = now() + interval '2 hours' WHERE id = \(later)").collect()
+            try await TestDatabase.withClient(TestRoles.settings(settings, as: TestRoles.worker)) { client in
+                let victimToken = WorkerLease.newToken(), attackerToken = WorkerLease.newToken()
+                func register(_ token: String) async throws -> Int64 {
+                    try #require(try await client.query("SELECT tock.register_worker('h', 1, 2, p_lease_token => \(token))")
+                        .decode(Int64.self).all().first)
+                }
+                let victim = try await register(victimToken), attacker = try await register(attackerToken)
+                // Without a token, a tock_worker member cannot even register.
+                #expect(await sqlState(client, "SELECT tock.register_worker('h', 1, 2)") == Self.insufficientPrivilege)
+                // Claiming as the victim, or as oneself two hours ahead of the clock, is refused.
+                #expect(await sqlState(client, "SELECT * FROM tock.claim_runs(\(victim), 5, p_lease_token => '\(attackerToken)')")
+                    == Self.insufficientPrivilege)
+                #expect(await sqlState(client, """
+                    SELECT * FROM tock.claim_runs(\(attacker), 5, now() + interval '2 hours', '\(attackerToken)')
+                    """) == Self.insufficientPrivilege)
+                let claimed = try await client.query("SELECT run_id FROM tock.claim_runs(\(victim), 5, p_lease_token => \(victimToken))")
+                    .decode(Int64.self).all()
+                #expect(claimed == [run], "the run not yet due stays pending")
+                for forged in [
+                    "SELECT tock.finish_run(\(run), \(victim), 'succeeded', 0, NULL, 'FORGED OUTPUT')",
+                    "SELECT tock.finish_run(\(run), \(victim), 'succeeded', 0, NULL, 'FORGED OUTPUT', 13, false, now(), '\(attackerToken)')",
+                    "SELECT tock.heartbeat(\(victim), now(), '{}', '0 s', '\(attackerToken)')",
+                    "SELECT tock.heartbeat(\(victim), now(), '{}', '0 s')",
+                    "SELECT tock.release_run(\(run), \(victim), p_lease_token => '\(attackerToken)')",
+                    "SELECT tock.report_output(\(run), \(victim), 'FORGED', 6, false, p_lease_token => '\(attackerToken)')",
+                    "SELECT tock.set_worker_state(\(victim), 'stopped', p_lease_token => '\(attackerToken)')",
+                    "SELECT tock.hold_worker_session(\(victim), '\(attackerToken)')",
+                    "SELECT tock.cancel_requests(\(victim), '\(attackerToken)')",
+                ] {
+                    #expect(await sqlState(client, forged) == Self.insufficientPrivilege, "\(forged)")
+                }
+                // The run is still the victim's, running, with no output; the victim itself can finish it.
+                let state = try await owner.run(run)
+                #expect(state.status == "running" && state.workerId == victim && (state.output ?? "").isEmpty)
+                #expect(try await client.query("""
+                    SELECT tock.finish_run(\(run), \(victim), 'succeeded', 0, NULL, 'real', 4, false, p_lease_token => \(victimToken))
+                    """).decode(Bool.self).all() == [true])
+                #expect(try await owner.run(run).output == "real")
             }
         }
     }

@@ -17,6 +17,16 @@ BEGIN
         PERFORM tock.raise_invalid('script', format(
             'script %L must be a path relative to the worker''s scripts directory, without ''..''', NEW.script));
     END IF;
+    IF octet_length(NEW.script) > 1024 OR NEW.script ~ '[[:cntrl:]]' THEN
+        PERFORM tock.raise_invalid('script', format(
+            'script %L must be at most 1,024 bytes, without control characters (newlines, tabs, escapes)', left(NEW.script, 60)));
+    END IF;
+    IF cardinality(NEW.args) > 100 THEN
+        PERFORM tock.raise_invalid('args', format('%s arguments; a job takes at most 100', cardinality(NEW.args)));
+    END IF;
+    IF NOT tock.args_are_bounded(coalesce(NEW.args, '{}')) THEN
+        PERFORM tock.raise_invalid('args', 'an argument is longer than 4,096 bytes, or all of them longer than 32 KiB');
+    END IF;
     v_schedule_changed := TG_OP = 'INSERT'
         OR NEW.schedule IS DISTINCT FROM OLD.schedule
         OR NEW.timezone IS DISTINCT FROM OLD.timezone
@@ -109,7 +119,7 @@ RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
 BEGIN
-    PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap, p_misfire);
+    PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap, p_misfire, p_retry_base, p_retry_cap);
     INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled,
                            retry_base, retry_cap, misfire)
     -- NULL means 'the default', so callers can pass every parameter positionally.
@@ -128,8 +138,10 @@ COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interva
 
 -- The range rules of a job's settings, with messages that name the field (the CHECKs back them up).
 DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text);
+DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text, text);
 CREATE OR REPLACE FUNCTION tock.check_job_settings(
-    p_priority int, p_timeout interval, p_max_attempts int, p_overlap text, p_misfire text DEFAULT NULL)
+    p_priority int, p_timeout interval, p_max_attempts int, p_overlap text, p_misfire text DEFAULT NULL,
+    p_retry_base interval DEFAULT NULL, p_retry_cap interval DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF p_misfire IS NOT NULL AND p_misfire NOT IN ('run_once', 'skip') THEN
@@ -140,6 +152,16 @@ BEGIN
     END IF;
     IF p_timeout IS NOT NULL AND p_timeout <= interval '0' THEN
         PERFORM tock.raise_invalid('timeout', format('%s must be longer than zero', p_timeout));
+    END IF;
+    -- Bounded so that a claim's now() + timeout is always a time (migration 0011).
+    IF p_timeout > interval '30 days' THEN
+        PERFORM tock.raise_invalid('timeout', format('%s is longer than the most a run may take, 30 days', p_timeout));
+    END IF;
+    IF p_retry_base IS NOT NULL AND (p_retry_base <= interval '0' OR p_retry_base > interval '1 day') THEN
+        PERFORM tock.raise_invalid('retry_base', format('%s is not longer than zero and at most a day', p_retry_base));
+    END IF;
+    IF p_retry_cap IS NOT NULL AND (p_retry_cap <= interval '0' OR p_retry_cap > interval '30 days') THEN
+        PERFORM tock.raise_invalid('retry_cap', format('%s is not longer than zero and at most 30 days', p_retry_cap));
     END IF;
     IF p_max_attempts IS NOT NULL AND p_max_attempts NOT BETWEEN 1 AND 100 THEN
         PERFORM tock.raise_invalid('max_attempts', format('%s is out of range 1-100', p_max_attempts));
@@ -250,7 +272,8 @@ BEGIN
     v_retry_base := tock.json_seconds(p_changes, 'retry_base_seconds');
     v_retry_cap := tock.json_seconds(p_changes, 'retry_cap_seconds');
     PERFORM tock.check_job_settings((p_changes ->> 'priority')::int, v_timeout,
-                                    (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap', p_changes ->> 'misfire');
+                                    (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap', p_changes ->> 'misfire',
+                                    v_retry_base, v_retry_cap);
     UPDATE tock.jobs SET
         name = coalesce(p_changes ->> 'name', name),
         script = coalesce(p_changes ->> 'script', script),

@@ -13,6 +13,48 @@
 -- which tells tock.rescue() in seconds what a heartbeat tells only later.
 CREATE OR REPLACE FUNCTION tock.worker_lock_key() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 1953459051 $$;
 
+-- Whether the login calling (session_user, not the SECURITY DEFINER owner a function runs as) owns the schema or is
+-- a superuser: it can write the tables directly, so it may also act as any worker and move the clock (tests do).
+CREATE OR REPLACE FUNCTION tock.caller_owns_schema()
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT pg_has_role(session_user, (SELECT nspowner FROM pg_namespace WHERE nspname = 'tock'), 'USAGE')
+$$;
+
+-- p_now as a caller gave it, if it is within 10 seconds of the database's clock. Only the schema's owner may move
+-- the clock further: a tock_worker member passing now() + 2 hours claimed runs that were not due.
+CREATE OR REPLACE FUNCTION tock.checked_now(p_now timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_now IS NULL THEN
+        PERFORM tock.raise_invalid('p_now', 'is NULL (leave it out for the database''s clock)');
+    END IF;
+    IF p_now BETWEEN now() - interval '10 seconds' AND now() + interval '10 seconds' OR tock.caller_owns_schema() THEN
+        RETURN p_now;
+    END IF;
+    RAISE EXCEPTION 'p_now: % is more than 10 seconds from the database''s clock (%)', p_now, now()
+        USING ERRCODE = 'insufficient_privilege', COLUMN = 'p_now',
+              HINT = 'Leave p_now out; only the owner of schema tock may move the clock (tests).';
+END $$;
+
+-- Refuses a call that acts as worker p_worker without its lease token (the secret it registered with, see
+-- tock.register_worker). The schema's owner may leave the token out (tests; it can write the tables anyway).
+CREATE OR REPLACE FUNCTION tock.check_worker_lease(p_worker bigint, p_token text)
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_token IS NULL THEN
+        IF tock.caller_owns_schema() THEN
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'worker %: no lease token; a worker proves who it is with the token it registered with', p_worker
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Pass p_lease_token => the token given to tock.register_worker.';
+    END IF;
+    PERFORM 1 FROM tock.workers WHERE id = p_worker AND lease_token_hash = sha256(convert_to(p_token, 'UTF8'));
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'worker %: the lease token does not match; only the worker itself may act as it', p_worker
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END $$;
+
 -- A runnable run wakes idle workers (tock.tg_notify is in 20_jobs.sql).
 
 -- Once per INSERT statement, not per row: a tick that enqueues 1,000 runs called a row trigger 1,000 times, for
@@ -130,8 +172,13 @@ SET jit = off
 AS $$
 DECLARE
     v_due int;
-    v_horizon constant timestamptz := p_now + greatest(p_lookahead, interval '0');
+    v_horizon timestamptz;
 BEGIN
+    p_now := tock.checked_now(p_now);
+    IF p_lookahead > interval '1 day' THEN
+        PERFORM tock.raise_invalid('p_lookahead', format('%s is more than a day', p_lookahead));
+    END IF;
+    v_horizon := p_now + greatest(p_lookahead, interval '0');
     WITH due AS (
         SELECT j.id, j.next_run_at AS fire_time, j.priority, j.overlap, j.misfire
         FROM tock.jobs j
@@ -168,22 +215,40 @@ END $$;
 COMMENT ON FUNCTION tock.tick(timestamptz, int, interval) IS
     'Enqueues one run per due fire time (up to p_lookahead early, held until it) and advances the schedules; returns when to call again. Safe to call concurrently.';
 
--- A worker process announces itself; returns its id.
+-- A worker process announces itself; returns its id. p_lease_token is a secret the worker chose (32 to 200
+-- characters): only its SHA-256 is kept, and every later call acting as this worker must present it
+-- (tock.check_worker_lease). Only the schema's owner may register without one.
+DROP FUNCTION IF EXISTS tock.register_worker(text, int, int, text, text, timestamptz);
 CREATE OR REPLACE FUNCTION tock.register_worker(
     p_host text, p_pid int, p_concurrency int, p_scripts_dir text DEFAULT NULL, p_version text DEFAULT NULL,
-    p_now timestamptz DEFAULT now())
+    p_now timestamptz DEFAULT now(), p_lease_token text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
+    v_now constant timestamptz := tock.checked_now(p_now);
 BEGIN
     IF p_concurrency IS NULL OR p_concurrency NOT BETWEEN 1 AND 1000 THEN
         PERFORM tock.raise_invalid('concurrency', format('%s is out of range 1-1000', p_concurrency));
     END IF;
-    INSERT INTO tock.workers (name, host, pid, concurrency, scripts_dir, version, started_at, last_heartbeat_at)
-    VALUES (p_host || ':' || p_pid, p_host, p_pid, p_concurrency, p_scripts_dir, p_version, p_now, p_now)
+    IF p_lease_token IS NULL AND NOT tock.caller_owns_schema() THEN
+        RAISE EXCEPTION 'register_worker: give p_lease_token, a secret of 32 to 200 characters the worker keeps'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF length(p_lease_token) NOT BETWEEN 32 AND 200 THEN
+        PERFORM tock.raise_invalid('lease_token', format('has %s characters; use 32 to 200', length(p_lease_token)));
+    END IF;
+    IF length(p_host) > 255 OR length(p_scripts_dir) > 4096 OR length(p_version) > 100 THEN
+        PERFORM tock.raise_invalid('host', 'host (255), scripts_dir (4,096) or version (100) is too long');
+    END IF;
+    INSERT INTO tock.workers (name, host, pid, concurrency, scripts_dir, version, started_at, last_heartbeat_at,
+                              lease_token_hash)
+    VALUES (p_host || ':' || p_pid, p_host, p_pid, p_concurrency, p_scripts_dir, p_version, v_now, v_now,
+            sha256(convert_to(p_lease_token, 'UTF8')))
     RETURNING id INTO v_id;
     RETURN v_id;
 END $$;
+COMMENT ON FUNCTION tock.register_worker(text, int, int, text, text, timestamptz, text) IS
+    'Registers a worker process and returns its id; later calls as this worker present p_lease_token.';
 
 -- A live worker's heartbeat; returns its state ('running', 'stopping'), or NULL when it is no longer
 -- registered as alive (stopped, or marked lost): such a worker must stop.
@@ -218,9 +283,10 @@ BEGIN
 END $$;
 
 DROP FUNCTION IF EXISTS tock.heartbeat(bigint, timestamptz);
+DROP FUNCTION IF EXISTS tock.heartbeat(bigint, timestamptz, bigint[], interval);
 CREATE OR REPLACE FUNCTION tock.heartbeat(
     p_worker bigint, p_now timestamptz DEFAULT now(), p_held bigint[] DEFAULT NULL,
-    p_unheld_after interval DEFAULT '1 minute')
+    p_unheld_after interval DEFAULT '1 minute', p_lease_token text DEFAULT NULL, p_claim_error text DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql
 -- The walk of the worker's running runs stays one look into runs_running_worker_idx (see tock.tick).
 SET enable_seqscan = off
@@ -229,7 +295,11 @@ DECLARE
     v_state text;
     v_unheld bigint[];
 BEGIN
-    UPDATE tock.workers SET last_heartbeat_at = p_now
+    PERFORM tock.check_worker_lease(p_worker, p_lease_token);
+    p_now := tock.checked_now(p_now);
+    -- p_claim_error: the worker's claims keep failing (NULL: its last claim worked). Kept short: it is shown.
+    UPDATE tock.workers SET last_heartbeat_at = p_now, claim_error = left(p_claim_error, 500),
+        claim_failing_since = CASE WHEN p_claim_error IS NULL THEN NULL ELSE coalesce(claim_failing_since, p_now) END
     WHERE id = p_worker AND state IN ('running', 'stopping')
     RETURNING state INTO v_state;
     IF v_state IS NOT NULL AND p_held IS NOT NULL THEN
@@ -245,13 +315,17 @@ BEGIN
     END IF;
     RETURN v_state;
 END $$;
-COMMENT ON FUNCTION tock.heartbeat(bigint, timestamptz, bigint[], interval) IS
+COMMENT ON FUNCTION tock.heartbeat(bigint, timestamptz, bigint[], interval, text, text) IS
     'A worker is alive; with p_held, its runs it does not hold (a claim whose answer it never got) go back to the queue.';
 
 -- A worker that stops claiming (graceful shutdown begins), then one that has stopped.
-CREATE OR REPLACE FUNCTION tock.set_worker_state(p_worker bigint, p_state text, p_now timestamptz DEFAULT now())
+DROP FUNCTION IF EXISTS tock.set_worker_state(bigint, text, timestamptz);
+CREATE OR REPLACE FUNCTION tock.set_worker_state(p_worker bigint, p_state text, p_now timestamptz DEFAULT now(),
+                                                 p_lease_token text DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM tock.check_worker_lease(p_worker, p_lease_token);
+    p_now := tock.checked_now(p_now);
     IF p_state NOT IN ('stopping', 'stopped') THEN
         PERFORM tock.raise_invalid('state', format('%L is not stopping or stopped', p_state));
     END IF;
@@ -263,7 +337,9 @@ END $$;
 
 -- Claims up to p_max runnable runs for a live worker: highest priority first, then oldest; SKIP LOCKED, so
 -- concurrent claimers never wait on or take each other's runs. Returns what the worker needs to run them.
-CREATE OR REPLACE FUNCTION tock.claim_runs(p_worker bigint, p_max int, p_now timestamptz DEFAULT now())
+DROP FUNCTION IF EXISTS tock.claim_runs(bigint, int, timestamptz);
+CREATE OR REPLACE FUNCTION tock.claim_runs(p_worker bigint, p_max int, p_now timestamptz DEFAULT now(),
+                                           p_lease_token text DEFAULT NULL)
 RETURNS TABLE (
     run_id bigint, job_id bigint, job_name text, script text, args text[], timeout_seconds float8,
     attempt int, trigger text, scheduled_for timestamptz)
@@ -289,6 +365,11 @@ SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM tock.check_worker_lease(p_worker, p_lease_token);
+    p_now := tock.checked_now(p_now);
+    IF p_max IS NULL OR p_max NOT BETWEEN 1 AND 1000 THEN
+        PERFORM tock.raise_invalid('p_max', format('%s is out of range 1-1000', p_max));
+    END IF;
     -- The claim's commit does not wait for its WAL flush (the run-now before it and the finish after it do):
     -- it saves that flush from the path to the script's start. If PostgreSQL itself crashes within the moment
     -- before the WAL writer flushes, the claim is undone and the run is claimed again: it can start twice, the
@@ -327,7 +408,7 @@ BEGIN
     ORDER BY c.priority DESC, c.run_after, c.id;
 END
 $$;
-COMMENT ON FUNCTION tock.claim_runs(bigint, int, timestamptz) IS
+COMMENT ON FUNCTION tock.claim_runs(bigint, int, timestamptz, text) IS
     'Moves up to p_max pending runs to running for worker p_worker (FOR UPDATE SKIP LOCKED) and returns them.';
 
 -- Writes runs' output (so far, or final), replacing what was there: finish_runs and report_output share it.
@@ -347,15 +428,24 @@ END $$;
 -- Records how a batch of runs ended, with their output, in one transaction: a worker sends every run that
 -- ended while its previous report was in flight. Only the worker holding a running run can finish it, once;
 -- returns the runs it finished (a run not running on p_worker any more is left alone and left out).
+DROP FUNCTION IF EXISTS tock.finish_runs(bigint, bigint[], text[], int[], text[], text[], bigint[], boolean[], timestamptz);
 CREATE OR REPLACE FUNCTION tock.finish_runs(
     p_worker bigint, p_runs bigint[], p_statuses text[], p_exit_codes int[], p_errors text[],
-    p_outputs text[], p_bytes_total bigint[], p_truncated boolean[], p_now timestamptz DEFAULT now())
+    p_outputs text[], p_bytes_total bigint[], p_truncated boolean[], p_now timestamptz DEFAULT now(),
+    p_lease_token text DEFAULT NULL)
 RETURNS bigint[] LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
     v_bad text;
     v_finished bigint[];
     v_failed record;
 BEGIN
+    PERFORM tock.check_worker_lease(p_worker, p_lease_token);
+    p_now := tock.checked_now(p_now);
+    IF cardinality(p_runs) > 1000 THEN
+        PERFORM tock.raise_invalid('p_runs', format('%s runs in one finish; send at most 1,000', cardinality(p_runs)));
+    END IF;
+    -- An error is shown in lists: a few KB, not a second copy of the output.
+    p_errors := ARRAY(SELECT left(e, 4096) FROM unnest(p_errors) WITH ORDINALITY u(e, n) ORDER BY n);
     SELECT s INTO v_bad FROM unnest(p_statuses) s
     WHERE s IS NULL OR s NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled') LIMIT 1;
     IF FOUND THEN
@@ -396,29 +486,34 @@ BEGIN
     END IF;
     RETURN v_finished;
 END $$;
-COMMENT ON FUNCTION tock.finish_runs(bigint, bigint[], text[], int[], text[], text[], bigint[], boolean[], timestamptz) IS
+COMMENT ON FUNCTION tock.finish_runs(bigint, bigint[], text[], int[], text[], text[], bigint[], boolean[], timestamptz, text) IS
     'Ends a batch of running runs (succeeded, failed, timed_out, cancelled) with their output; returns those it finished.';
 
 -- One run's end: tock.finish_runs with one element.
+DROP FUNCTION IF EXISTS tock.finish_run(bigint, bigint, text, int, text, text, bigint, boolean, timestamptz);
 CREATE OR REPLACE FUNCTION tock.finish_run(
     p_run bigint, p_worker bigint, p_status text, p_exit_code int DEFAULT NULL, p_error text DEFAULT NULL,
     p_output text DEFAULT '', p_bytes_total bigint DEFAULT 0, p_truncated boolean DEFAULT false,
-    p_now timestamptz DEFAULT now())
+    p_now timestamptz DEFAULT now(), p_lease_token text DEFAULT NULL)
 RETURNS boolean LANGUAGE sql AS $$
     SELECT p_run = ANY (tock.finish_runs(p_worker, ARRAY[p_run], ARRAY[p_status], ARRAY[p_exit_code], ARRAY[p_error],
-                                         ARRAY[p_output], ARRAY[p_bytes_total], ARRAY[p_truncated], p_now))
+                                         ARRAY[p_output], ARRAY[p_bytes_total], ARRAY[p_truncated], p_now, p_lease_token))
 $$;
-COMMENT ON FUNCTION tock.finish_run(bigint, bigint, text, int, text, text, bigint, boolean, timestamptz) IS
+COMMENT ON FUNCTION tock.finish_run(bigint, bigint, text, int, text, text, bigint, boolean, timestamptz, text) IS
     'Ends a running run as succeeded, failed, timed_out or cancelled, with its output; false if it was not running on that worker.';
 
 -- Hands a running run back to the queue without using up an attempt (its worker is shutting down and had to
 -- stop the script). Only the worker holding the run can release it; returns false otherwise.
-CREATE OR REPLACE FUNCTION tock.release_run(p_run bigint, p_worker bigint, p_now timestamptz DEFAULT now())
+DROP FUNCTION IF EXISTS tock.release_run(bigint, bigint, timestamptz);
+CREATE OR REPLACE FUNCTION tock.release_run(p_run bigint, p_worker bigint, p_now timestamptz DEFAULT now(),
+                                            p_lease_token text DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM tock.check_worker_lease(p_worker, p_lease_token);
+    p_now := tock.checked_now(p_now);
     RETURN cardinality(tock.requeue_runs(ARRAY[p_run], p_worker, p_now)) > 0;
 END $$;
-COMMENT ON FUNCTION tock.release_run(bigint, bigint, timestamptz) IS
+COMMENT ON FUNCTION tock.release_run(bigint, bigint, timestamptz, text) IS
     'Puts a running run back to pending (same attempt): a worker that shuts down hands back what it could not finish.';
 
 -- The delay before retry attempt p_attempt + 1: retry_base * 2^(attempt-1), capped, with ±25% jitter so a burst
@@ -522,18 +617,21 @@ END $$;
 -- A worker's LISTEN connection calls this on every (re)connect: it takes the worker's session lock, which
 -- PostgreSQL drops the moment the session ends, and records that the worker has held it. tock.rescue() goes by the
 -- lock only from then on: a worker whose first connect is slow is judged by its heartbeats until it has one.
-CREATE OR REPLACE FUNCTION tock.hold_worker_session(p_worker bigint)
+DROP FUNCTION IF EXISTS tock.hold_worker_session(bigint);
+CREATE OR REPLACE FUNCTION tock.hold_worker_session(p_worker bigint, p_lease_token text DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     v_locked boolean;
 BEGIN
+    -- Another's lock would keep a dead worker looking alive to tock.rescue().
+    PERFORM tock.check_worker_lease(p_worker, p_lease_token);
     v_locked := pg_try_advisory_lock(tock.worker_lock_key(), p_worker::int);
     IF v_locked THEN
         UPDATE tock.workers SET session_locked = true WHERE id = p_worker AND NOT session_locked;
     END IF;
     RETURN v_locked;
 END $$;
-COMMENT ON FUNCTION tock.hold_worker_session(bigint) IS
+COMMENT ON FUNCTION tock.hold_worker_session(bigint, text) IS
     'Takes worker p_worker''s session lock for the calling session''s lifetime (tock.rescue() watches it).';
 
 CREATE OR REPLACE FUNCTION tock.worker_session_alive(p_worker bigint)
@@ -574,6 +672,7 @@ DECLARE
     v_run record;
     v_count int := 0;
 BEGIN
+    p_now := tock.checked_now(p_now);
     FOR v_worker IN
         SELECT w.id, w.name,
                CASE WHEN NOT w.session_locked OR tock.worker_session_alive(w.id) THEN 'stopped heartbeating'

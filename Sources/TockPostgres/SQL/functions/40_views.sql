@@ -90,9 +90,11 @@ SELECT
     w.runs_processed,
     (SELECT count(*) FROM tock.runs r WHERE r.worker_id = w.id AND r.status = 'running') AS running,
     w.scripts_dir,
-    w.version
+    w.version,
+    w.claim_error,
+    w.claim_failing_since
 FROM tock.workers w;
-COMMENT ON VIEW tock.worker_overview IS 'Every worker: state, whether its heartbeat is fresh (alive), runs in flight and processed.';
+COMMENT ON VIEW tock.worker_overview IS 'Every worker: state, whether its heartbeat is fresh (alive), runs in flight and processed, and the error of its claims while they keep failing.';
 
 -- The queue by priority: how many runs wait, how many are ready now, and how long the oldest ready one has waited.
 CREATE OR REPLACE VIEW tock.lag AS

@@ -69,11 +69,14 @@ CREATE OR REPLACE TRIGGER workers_event_changed
 
 -- The output of a run so far, sent by its worker while the script runs (about once a second while it
 -- prints), so the portal can stream it. Only the worker holding the running run may write it.
+DROP FUNCTION IF EXISTS tock.report_output(bigint, bigint, text, bigint, boolean, timestamptz);
 CREATE OR REPLACE FUNCTION tock.report_output(
     p_run bigint, p_worker bigint, p_output text, p_bytes_total bigint, p_truncated boolean,
-    p_now timestamptz DEFAULT now())
+    p_now timestamptz DEFAULT now(), p_lease_token text DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM tock.check_worker_lease(p_worker, p_lease_token);
+    p_now := tock.checked_now(p_now);
     -- FOR SHARE: a finish_run racing this call waits for it, so the final output is always written last.
     PERFORM 1 FROM tock.runs WHERE id = p_run AND status = 'running' AND worker_id = p_worker FOR SHARE;
     IF NOT FOUND THEN
@@ -83,7 +86,7 @@ BEGIN
     PERFORM pg_notify('tock_events', json_build_object('type', 'output', 'run', p_run)::text);
     RETURN true;
 END $$;
-COMMENT ON FUNCTION tock.report_output(bigint, bigint, text, bigint, boolean, timestamptz) IS
+COMMENT ON FUNCTION tock.report_output(bigint, bigint, text, bigint, boolean, timestamptz, text) IS
     'Stores what a running run has printed so far (its worker calls it while the script runs); false if not running there.';
 
 -- Schedulers hold this shared advisory lock on their LISTEN connection for as long as they live, so

@@ -53,11 +53,15 @@ COMMENT ON FUNCTION tock.schedule_preview(text, int, timestamptz) IS
     'The next p_count fire times of a job (by name or id), with the local time in the job''s zone.';
 
 -- Runs a worker was asked to cancel (its catch-up after a missed NOTIFY tock_cancel).
-CREATE OR REPLACE FUNCTION tock.cancel_requests(p_worker bigint)
-RETURNS SETOF bigint LANGUAGE sql STABLE AS $$
-    SELECT id FROM tock.runs
-    WHERE worker_id = p_worker AND status = 'running' AND cancel_requested_at IS NOT NULL
-$$;
+-- The worker's own answer to a NOTIFY tock_cancel, which any login can send: it signals only the runs listed here.
+DROP FUNCTION IF EXISTS tock.cancel_requests(bigint);
+CREATE OR REPLACE FUNCTION tock.cancel_requests(p_worker bigint, p_lease_token text DEFAULT NULL)
+RETURNS SETOF bigint LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM tock.check_worker_lease(p_worker, p_lease_token);
+    RETURN QUERY SELECT id FROM tock.runs
+    WHERE worker_id = p_worker AND status = 'running' AND cancel_requested_at IS NOT NULL;
+END $$;
 
 -- Clears a stuck job: its stuck runs (tock.stuck_runs) end 'failed' without a retry, and its schedule moves to the
 -- next fire time after p_now, dropping the fire times it missed. Returns what it did, as JSON.
