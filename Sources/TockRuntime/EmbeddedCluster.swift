@@ -6,6 +6,9 @@ import TockCore
 /// The embedded default: a private PostgreSQL cluster under `<directory>/postgres` (default `./.tock`),
 /// listening on a unix socket only (no TCP). Created with initdb on first use, started with pg_ctl.
 /// As root, the server runs as the `postgres` OS user, because initdb and postgres refuse root.
+/// Every connection needs the superuser's password (scram-sha-256), generated at creation and kept in
+/// `<directory>/postgres/password` (mode 0600): with `trust`, any process that reached the socket, a job's script
+/// among them, was the superuser.
 public struct EmbeddedCluster: Sendable {
     public let directory: String
     public let logger: Logger
@@ -18,6 +21,7 @@ public struct EmbeddedCluster: Sendable {
     var clusterDirectory: String { directory + "/postgres" }
     var dataDirectory: String { clusterDirectory + "/data" }
     var logFile: String { clusterDirectory + "/server.log" }
+    var passwordFile: String { clusterDirectory + "/password" }
     static let port = 5432
     static let superuser = "postgres"
     public static let databaseName = "tock"
@@ -35,7 +39,12 @@ public struct EmbeddedCluster: Sendable {
     /// Settings for the `tock` database (created by `start()`), or for `database`.
     public func settings(database: String = EmbeddedCluster.databaseName) -> ConnectionSettings {
         ConnectionSettings(endpoint: .unixSocket(path: socketDirectory + "/.s.PGSQL.\(Self.port)"),
-                           username: Self.superuser, database: database)
+                           username: Self.superuser, password: password, database: database)
+    }
+
+    /// The superuser's password, nil before the cluster exists (or when this user may not read it).
+    var password: String? {
+        (try? String(contentsOfFile: passwordFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     static var isRoot: Bool { geteuid() == 0 }
@@ -65,8 +74,14 @@ public struct EmbeddedCluster: Sendable {
         if !fileManager.fileExists(atPath: dataDirectory + "/PG_VERSION") {
             try createDirectories()
             logger.info("creating the embedded PostgreSQL cluster", metadata: ["data": "\(dataDirectory)"])
-            try runAsOwner([binaries.initdb, "-D", dataDirectory, "-U", Self.superuser, "--auth=trust",
-                            "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"], what: "initdb")
+            let password = try writeNewPassword()
+            // initdb reads the password from a file the server's OS user can read, removed once it has.
+            let initialPassword = clusterDirectory + "/initdb.password"
+            try writePrivate(initialPassword, password, ownedByServer: true)
+            defer { unlink(initialPassword) }
+            try runAsOwner([binaries.initdb, "-D", dataDirectory, "-U", Self.superuser, "--auth=scram-sha-256",
+                            "--pwfile=" + initialPassword, "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"],
+                           what: "initdb")
             let settings = """
 
                 # Tock's embedded cluster: unix socket only, reachable by this cluster's owner.
@@ -85,10 +100,13 @@ public struct EmbeddedCluster: Sendable {
             try? handle.close()
         }
         try createDirectories()
+        let wasTrusting = try requirePasswords()
         if !isRunning(binaries) {
             logger.info("starting the embedded PostgreSQL cluster", metadata: ["socket": "\(socketDirectory)"])
             try runAsOwner([binaries.pgCtl, "-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "start"],
                            what: "pg_ctl start")
+        } else if wasTrusting {
+            try runAsOwner([binaries.pgCtl, "-D", dataDirectory, "reload"], what: "pg_ctl reload")
         }
         let psql = [binaries.psql, "-X", "-q", "-t", "-A", "-h", socketDirectory, "-p", "\(Self.port)",
                     "-U", Self.superuser, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c"]
@@ -98,6 +116,58 @@ public struct EmbeddedCluster: Sendable {
             try runAsOwner(psql + ["CREATE DATABASE \(Self.databaseName)"], what: "creating the tock database")
         }
         return settings()
+    }
+
+    /// A new random password for the superuser in `passwordFile` (0600, this user's); returns it.
+    private func writeNewPassword() throws(TockError) -> String {
+        let password = WorkerLease.newToken()
+        try writePrivate(passwordFile, password, ownedByServer: false)
+        return password
+    }
+
+    private func writePrivate(_ path: String, _ text: String, ownedByServer: Bool) throws(TockError) {
+        unlink(path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TockError(.failed, "cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let written = text.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        guard written == text.utf8.count else { throw TockError(.failed, "cannot write \(path)") }
+        if ownedByServer && Self.isRoot { _ = try? runProcess(["/bin/chown", "postgres:postgres", path], what: "chown") }
+    }
+
+    /// A cluster made before passwords (its pg_hba.conf trusts every local connection) gets a password and
+    /// scram-sha-256, while its trust still lets this set the password. Returns whether it changed anything (a
+    /// running server then reloads pg_hba.conf).
+    private func requirePasswords() throws(TockError) -> Bool {
+        let hba = dataDirectory + "/pg_hba.conf"
+        guard let rules = try? String(contentsOfFile: hba, encoding: .utf8) else {
+            throw TockError(.failed, "cannot read \(hba)")
+        }
+        let trusting = rules.split(separator: "\n").contains { line in
+            !line.hasPrefix("#") && line.split(whereSeparator: { $0 == " " || $0 == "\t" }).last == "trust"
+        }
+        guard trusting else { return false }
+        logger.warning("the embedded cluster trusted every local connection; setting a password (scram-sha-256)")
+        let binaries = try PostgresBinaries.find()
+        let password = try writeNewPassword()
+        let wasRunning = isRunning(binaries)
+        if !wasRunning {
+            try runAsOwner([binaries.pgCtl, "-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "start"], what: "pg_ctl start")
+        }
+        try runAsOwner([binaries.psql, "-X", "-q", "-h", socketDirectory, "-p", "\(Self.port)", "-U", Self.superuser,
+                        "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c",
+                        "ALTER ROLE \(Self.superuser) PASSWORD '\(password)'"], what: "setting the superuser's password")
+        let scram = "# Tock's embedded cluster: local connections only, each with a password.\n"
+            + "local all all scram-sha-256\n"
+        let staging = clusterDirectory + "/pg_hba.conf.new"
+        try writePrivate(staging, scram, ownedByServer: true)
+        guard rename(staging, hba) == 0 else {
+            throw TockError(.failed, "cannot replace \(hba): \(String(cString: strerror(errno)))")
+        }
+        if !wasRunning {
+            try runAsOwner([binaries.pgCtl, "-D", dataDirectory, "-m", "fast", "-w", "stop"], what: "pg_ctl stop")
+        }
+        return wasRunning
     }
 
     /// A fast restart: every session is cut, as when a production server restarts.
@@ -141,13 +211,13 @@ public struct EmbeddedCluster: Sendable {
     @discardableResult
     private func runAsOwner(_ arguments: [String], what: String, quiet: Bool = false) throws(TockError) -> String {
         let command = Self.isRoot ? ["/usr/sbin/runuser", "-u", "postgres", "--"] + arguments : arguments
-        return try runProcess(command, what: what, quiet: quiet)
+        return try runProcess(command, what: what, quiet: quiet, password: password)
     }
 
     /// Runs a tool to completion with plain waitpid. (Foundation's Process notices exit through a socket the
     /// child inherits, which the daemonized postmaster keeps open, so `pg_ctl start` would never return.)
     @discardableResult
-    func runProcess(_ arguments: [String], what: String, quiet: Bool = false) throws(TockError) -> String {
+    func runProcess(_ arguments: [String], what: String, quiet: Bool = false, password: String? = nil) throws(TockError) -> String {
         let outputPath = FileManager.default.temporaryDirectory
             .appendingPathComponent("tock-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out").path
         let fd = open(outputPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -158,7 +228,9 @@ public struct EmbeddedCluster: Sendable {
         }
         var pid: pid_t = 0
         let argv = arguments.map { strdup($0) } + [nil]
-        let environment = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        var inherited = ProcessInfo.processInfo.environment
+        inherited["PGPASSWORD"] = password
+        let environment = inherited.map { strdup("\($0.key)=\($0.value)") } + [nil]
         let rc = tock_spawn(&pid, arguments[0], argv, environment, "/", fd)
         argv.forEach { free($0) }
         environment.forEach { free($0) }

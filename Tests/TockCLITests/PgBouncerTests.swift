@@ -21,6 +21,7 @@ final class PgBouncer: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o777])
         let target = "host=\(host) port=\(serverPort) dbname=\(database) user=\(server.username)"
+            + (server.password.map { " password=\($0)" } ?? "")
         try """
             [databases]
             tx = \(target) pool_mode=transaction
