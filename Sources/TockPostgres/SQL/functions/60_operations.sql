@@ -161,6 +161,9 @@ LANGUAGE sql STABLE AS $$
     SELECT 'tock_workers_alive', 'Workers whose heartbeat is fresh.', '{}',
            (SELECT count(*) FROM tock.worker_overview w WHERE w.alive)
     UNION ALL
+    SELECT 'tock_workers_claim_failing', 'Live workers whose claims keep failing (tock.worker_overview.claim_error).', '{}',
+           (SELECT count(*) FROM tock.worker_overview w WHERE w.alive AND w.claim_error IS NOT NULL)
+    UNION ALL
     SELECT 'tock_schedulers_alive', 'Scheduler processes connected.', '{}', tock.schedulers_alive()
     UNION ALL
     SELECT 'tock_stuck_runs', 'Runs past their timeout or on a dead worker (tock.stuck_runs).', '{}',
