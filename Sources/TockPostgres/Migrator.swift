@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import PostgresNIO
 import TockCore
 
@@ -78,9 +79,20 @@ public struct Migrator: Sendable {
             .decode(String.self).all().first ?? ""
     }
 
+    /// The functions' checksum, asked of PostgreSQL once per process and text: GET /api/v1/health compares it with
+    /// the applied one on every call, and sending the whole bundle (about 110 KB) each time to hash it is waste.
     private func functionsChecksum(_ connection: PostgresConnection) async throws -> String {
-        try await checksum(files.functions.map { "-- \($0.name)\n\($0.text)" }.joined(separator: "\n"), connection)
+        let text = files.functions.map { "-- \($0.name)\n\($0.text)" }.joined(separator: "\n")
+        if let known = Self.functionsChecksums.withLock({ $0[text] }) { return known }
+        let sum = try await checksum(text, connection)
+        Self.functionsChecksums.withLock { $0[text] = sum }
+        Self.functionsChecksumsComputed.add(1, ordering: .relaxed)
+        return sum
     }
+
+    private static let functionsChecksums = Mutex<[String: String]>([:])
+    /// How many times this process has asked PostgreSQL for the functions' checksum (the test of the cache reads it).
+    public static let functionsChecksumsComputed = Atomic<Int>(0)
 
     private func migrateLocked(_ connection: PostgresConnection) async throws -> Report {
         var report = Report()

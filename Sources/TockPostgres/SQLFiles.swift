@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Tock's SQL, shipped inside the binary's resource bundle (Sources/TockPostgres/SQL links to the repository's sql/).
 public struct SQLFiles: Sendable {
@@ -33,15 +34,25 @@ public struct SQLFiles: Sendable {
     }
 
     /// The SQL the binary was built with, or `TOCK_SQL_DIR` when set (to try a change without rebuilding).
+    /// Read once per process and directory: GET /api/v1/health asks for them on every call.
     public static func bundled(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SQLFiles {
-        if let override = environment["TOCK_SQL_DIR"], !override.isEmpty {
-            return try SQLFiles(directory: URL(fileURLWithPath: override))
+        let override = environment["TOCK_SQL_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        if let cached = loaded.withLock({ $0[override ?? ""] }) { return cached }
+        let directory: URL
+        if let override {
+            directory = URL(fileURLWithPath: override)
+        } else {
+            guard let url = Bundle.module.url(forResource: "SQL", withExtension: nil) else {
+                throw TockErrorFactory.failed("the SQL files are missing from this build of tock; set TOCK_SQL_DIR to the repository's sql/ directory")
+            }
+            directory = url
         }
-        guard let url = Bundle.module.url(forResource: "SQL", withExtension: nil) else {
-            throw TockErrorFactory.failed("the SQL files are missing from this build of tock; set TOCK_SQL_DIR to the repository's sql/ directory")
-        }
-        return try SQLFiles(directory: url)
+        let files = try SQLFiles(directory: directory)
+        loaded.withLock { $0[override ?? ""] = files }
+        return files
     }
+
+    private static let loaded = Mutex<[String: SQLFiles]>([:])
 }
 
 import TockCore

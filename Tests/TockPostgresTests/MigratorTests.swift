@@ -59,6 +59,19 @@ struct MigratorTests {
         }
     }
 
+    @Test("the health check's 'migrations current' asks PostgreSQL to hash the bundled functions once per process")
+    func functionsHashedOnce() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            #expect(try await database.migrationsCurrent())
+            let computed = Migrator.functionsChecksumsComputed.load(ordering: .relaxed)
+            for _ in 0..<5 { #expect(try await database.migrationsCurrent()) }
+            #expect(Migrator.functionsChecksumsComputed.load(ordering: .relaxed) == computed)
+            // Still a real comparison: functions changed behind its back are seen.
+            _ = try await database.client.query("UPDATE tock.migrations SET checksum = 'deadbeef' WHERE version = 0").collect()
+            #expect(try await database.migrationsCurrent() == false)
+        }
+    }
+
     @Test("an applied migration whose file changed is refused, naming the file")
     func editedMigration() async throws {
         try await TestDatabase.withFresh { database, _ in
