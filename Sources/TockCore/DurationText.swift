@@ -7,6 +7,7 @@ public enum DurationText {
         let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
         if let plain = Double(trimmed), plain.isFinite {
             guard plain > 0 else { throw InputError(field: field, message: "'\(text)' must be longer than zero") }
+            guard plain <= 315_360_000 else { throw InputError(field: field, message: "'\(text)' is longer than 10 years") }
             return plain
         }
         var total = 0.0
@@ -37,6 +38,8 @@ public enum DurationText {
             throw InputError(field: field, message: "'\(text)' is not a duration (use e.g. 90s, 10m, 2h, 1h30m)")
         }
         guard total > 0 else { throw InputError(field: field, message: "'\(text)' must be longer than zero") }
+        // Far beyond any bound a setting has (the database names those), but within what an interval holds.
+        guard total <= 315_360_000 else { throw InputError(field: field, message: "'\(text)' is longer than 10 years") }
         return total
     }
 

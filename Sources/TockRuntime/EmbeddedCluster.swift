@@ -125,14 +125,20 @@ public struct EmbeddedCluster: Sendable {
         return password
     }
 
+    /// A new file of mode 0600 (O_EXCL: never through a link someone left there), given to the server's OS user
+    /// by its descriptor when we are root and `ownedByServer`.
     private func writePrivate(_ path: String, _ text: String, ownedByServer: Bool) throws(TockError) {
         unlink(path)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw TockError(.failed, "cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let written = text.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
         guard written == text.utf8.count else { throw TockError(.failed, "cannot write \(path)") }
-        if ownedByServer && Self.isRoot { _ = try? runProcess(["/bin/chown", "postgres:postgres", path], what: "chown") }
+        if ownedByServer && Self.isRoot {
+            guard let server = getpwnam(Self.superuser), fchown(fd, server.pointee.pw_uid, server.pointee.pw_gid) == 0 else {
+                throw TockError(.failed, "cannot give \(path) to the \(Self.superuser) OS user: \(String(cString: strerror(errno)))")
+            }
+        }
     }
 
     /// A cluster made before passwords (its pg_hba.conf trusts every local connection) gets a password and
@@ -154,9 +160,19 @@ public struct EmbeddedCluster: Sendable {
         if !wasRunning {
             try runAsOwner([binaries.pgCtl, "-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "start"], what: "pg_ctl start")
         }
+        // The password travels in psql's environment (readable by its user and root), never in its arguments
+        // (which any local user can read with ps): the script only names the variable.
+        let script = clusterDirectory + "/set-password.sql"
+        try writePrivate(script, """
+            \\getenv tock_password TOCK_NEW_PASSWORD
+            SET password_encryption = 'scram-sha-256';
+            ALTER ROLE \(Self.superuser) PASSWORD :'tock_password';
+
+            """, ownedByServer: true)
+        defer { unlink(script) }
         try runAsOwner([binaries.psql, "-X", "-q", "-h", socketDirectory, "-p", "\(Self.port)", "-U", Self.superuser,
-                        "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c",
-                        "ALTER ROLE \(Self.superuser) PASSWORD '\(password)'"], what: "setting the superuser's password")
+                        "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-f", script],
+                       what: "setting the superuser's password", environment: ["TOCK_NEW_PASSWORD": password])
         let scram = "# Tock's embedded cluster: local connections only, each with a password.\n"
             + "local all all scram-sha-256\n"
         let staging = clusterDirectory + "/pg_hba.conf.new"
@@ -209,15 +225,21 @@ public struct EmbeddedCluster: Sendable {
 
     /// Runs a PostgreSQL tool as the cluster's owner: `postgres` when we are root, else ourselves.
     @discardableResult
-    private func runAsOwner(_ arguments: [String], what: String, quiet: Bool = false) throws(TockError) -> String {
+    /// psql gets the password in PGPASSWORD; the server's tools do not (the postmaster would keep it in its
+    /// environment).
+    private func runAsOwner(_ arguments: [String], what: String, quiet: Bool = false,
+                            environment: [String: String] = [:]) throws(TockError) -> String {
         let command = Self.isRoot ? ["/usr/sbin/runuser", "-u", "postgres", "--"] + arguments : arguments
-        return try runProcess(command, what: what, quiet: quiet, password: password)
+        var environment = environment
+        if URL(fileURLWithPath: arguments[0]).lastPathComponent == "psql" { environment["PGPASSWORD"] = password }
+        return try runProcess(command, what: what, quiet: quiet, environment: environment)
     }
 
     /// Runs a tool to completion with plain waitpid. (Foundation's Process notices exit through a socket the
     /// child inherits, which the daemonized postmaster keeps open, so `pg_ctl start` would never return.)
     @discardableResult
-    func runProcess(_ arguments: [String], what: String, quiet: Bool = false, password: String? = nil) throws(TockError) -> String {
+    func runProcess(_ arguments: [String], what: String, quiet: Bool = false,
+                    environment extra: [String: String] = [:]) throws(TockError) -> String {
         let outputPath = FileManager.default.temporaryDirectory
             .appendingPathComponent("tock-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out").path
         let fd = open(outputPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -229,7 +251,7 @@ public struct EmbeddedCluster: Sendable {
         var pid: pid_t = 0
         let argv = arguments.map { strdup($0) } + [nil]
         var inherited = ProcessInfo.processInfo.environment
-        inherited["PGPASSWORD"] = password
+        inherited.merge(extra) { $1 }
         let environment = inherited.map { strdup("\($0.key)=\($0.value)") } + [nil]
         let rc = tock_spawn(&pid, arguments[0], argv, environment, "/", fd)
         argv.forEach { free($0) }

@@ -78,6 +78,9 @@ public final class Worker: Service, Sendable {
     /// The error of the claims while they keep failing (nil once one works): the heartbeat reports it, so health
     /// shows a worker that cannot start anything.
     let claimError = Mutex<String?>(nil)
+    /// One look at the cancel requests at a time, and one more if asked meanwhile: any login may send NOTIFY
+    /// tock_cancel, and a flood must not become a queue of queries in front of the notifications.
+    let cancelCheck = Mutex<(running: Bool, again: Bool)>((false, false))
 
     public init(database: Database, settings: ConnectionSettings, configuration: WorkerConfiguration,
                 metrics: TockMetrics = TockMetrics(), logger: Logger) throws(TockError) {
@@ -274,7 +277,7 @@ public final class Worker: Service, Sendable {
             // A hint, not an order: any login may NOTIFY tock_cancel. Only a run this worker holds makes it ask the
             // database, and only a run the database says is to be cancelled is signalled.
             guard let run = Int64(payload), running.withLock({ $0[run] != nil }) else { return }
-            await cancelRequested(worker: worker, logger: logger)
+            checkCancelRequests(worker: worker, logger: logger)
         case .notification:
             runsMayWait.store(true, ordering: .releasing)
             wake.signal()
@@ -287,7 +290,26 @@ public final class Worker: Service, Sendable {
             // Anything that happened while we were not listening: runs to claim, cancels to carry out.
             runsMayWait.store(true, ordering: .releasing)
             wake.signal()
-            await cancelRequested(worker: worker, logger: logger)
+            checkCancelRequests(worker: worker, logger: logger)
+        }
+    }
+
+    /// Looks at the cancel requests beside the notifications, never in their way (see `cancelCheck`).
+    private func checkCancelRequests(worker: Int64, logger: Logger) {
+        let start = cancelCheck.withLock { state -> Bool in
+            if state.running { state.again = true; return false }
+            state.running = true
+            return true
+        }
+        guard start else { return }
+        Task {
+            repeat {
+                await cancelRequested(worker: worker, logger: logger)
+            } while cancelCheck.withLock { state -> Bool in
+                if state.again { state.again = false; return true }
+                state.running = false
+                return false
+            }
         }
     }
 

@@ -43,6 +43,49 @@ struct BoundsTests {
         }
     }
 
+    @Test("psql-only values are refused too: intervals that compare small but add large, and arrays a worker cannot decode")
+    func sqlOnlyValuesRefused() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            for (call, field) in [
+                ("tock.create_job('t', 'x.sh', p_timeout => '12000000 mon -359999999 days')", "timeout"),
+                ("tock.create_job('t', 'x.sh', p_retry_base => '12000000 mon -359999999 days', p_max_attempts => 3)", "retry_base"),
+                ("tock.create_job('t', 'x.sh', p_args => '{NULL}')", "args"),
+                ("tock.create_job('t', 'x.sh', p_args => '{{a,b},{c,d}}')", "args"),
+                ("tock.create_job('t', 'x.sh', p_args => '[0:1]={a,b}')", "args"),
+            ] {
+                let error = await #expect(throws: PSQLError.self) {
+                    _ = try await database.client.query(PostgresQuery(unsafeSQL: "SELECT \(call)")).collect()
+                }
+                let message = error?.serverInfo?[.message] ?? ""
+                #expect(error?.serverInfo?[.sqlState] == "22023" && message.hasPrefix("\(field):"), "\(call): \(message)")
+            }
+            // Durations are stored as seconds, so the claim adds exactly what was compared.
+            _ = try await database.client.query("SELECT tock.create_job('t', 'x.sh', p_timeout => '1 mon', p_retry_base => '1 day', p_retry_cap => '30 days', p_max_attempts => 100)").collect()
+            #expect(try await database.job("t").timeoutSeconds == 30 * 86400)
+            // The longest backoff (a day doubled 99 times, capped at 30 days) is still an interval.
+            let delay = try await database.client.query("SELECT extract(epoch FROM tock.retry_delay('1 day', '30 days', 100))::float8")
+                .decode(Double.self).all().first
+            #expect((delay ?? 0) > 0.74 * 30 * 86400 && (delay ?? .infinity) <= 1.25 * 30 * 86400)
+        }
+    }
+
+    @Test("a run's stored output is at most 4 MiB however much its worker sends")
+    func outputCapped() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(json: #"{"name": "loud", "script": "x.sh"}"#)
+            let run = try await database.runNow("loud")
+            let worker = try await database.registerWorker(host: "h", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
+            _ = try await database.claimRuns(worker: worker, max: 1)
+            let output = String(repeating: "x", count: 5 << 20) + "END"
+            #expect(try await database.finishRun(run, worker: worker,
+                                                  outcome: RunOutcome(status: .succeeded, exitCode: 0, output: output,
+                                                                      outputBytes: output.utf8.count)))
+            let stored = try await database.run(run)
+            #expect(stored.output?.utf8.count == 4 << 20 && stored.output?.hasSuffix("END") == true)
+            #expect(stored.outputTruncated == true && stored.outputBytes == Int64(output.utf8.count))
+        }
+    }
+
     @Test("a schedule preview of 48 KB is refused before any parsing")
     func longPreviewRefused() async throws {
         try await TestDatabase.withFresh { database, _ in
@@ -59,8 +102,14 @@ struct BoundsTests {
             _ = try await database.createJob(json: #"{"name": "poisoned", "script": "x.sh"}"#)
             _ = try await database.createJob(json: #"{"name": "other", "script": "y.sh"}"#)
             // As before migration 0011: no bound, and the poisoned value stored.
-            _ = try await database.client.query("ALTER TABLE tock.jobs DROP CONSTRAINT jobs_timeout_is_at_most_30_days").collect()
-            _ = try await database.client.query("UPDATE tock.jobs SET timeout = interval '178000000 years' WHERE name = 'poisoned'").collect()
+            for statement in [
+                "ALTER TABLE tock.jobs DROP CONSTRAINT jobs_timeout_is_at_most_30_days, DROP CONSTRAINT jobs_durations_are_seconds",
+                "ALTER TABLE tock.jobs DISABLE TRIGGER jobs_prepare",
+                "UPDATE tock.jobs SET timeout = interval '178000000 years' WHERE name = 'poisoned'",
+                "ALTER TABLE tock.jobs ENABLE TRIGGER jobs_prepare",
+            ] {
+                _ = try await database.client.query(PostgresQuery(unsafeSQL: statement)).collect()
+            }
             _ = try await database.client.query("DELETE FROM tock.migrations WHERE version = 11").collect()
             let poisoned = try await database.runNow("poisoned"), other = try await database.runNow("other")
             let worker = try await database.registerWorker(host: "h", pid: 1, concurrency: 2, scriptsDirectory: nil, version: nil)

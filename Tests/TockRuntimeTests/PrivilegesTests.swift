@@ -195,6 +195,38 @@ struct PrivilegesTests {
         }
     }
 
+    @Test("a tock_admin member cannot move the clock or rescue live workers; a login without grants cannot fake a live session")
+    func adminClockAndLockSpoofing() async throws {
+        try await TestDatabase.withFresh { owner, settings in
+            try await TestRoles.ensure(settings)
+            _ = try await owner.createJob(json: #"{"name": "report", "script": "report.sh"}"#)
+            try await TestDatabase.withClient(TestRoles.settings(settings, as: TestRoles.admin)) { admin in
+                for refused in [
+                    "SELECT tock.run_now('report', 'sql', '-infinity')", "SELECT tock.run_now('report', 'sql', now() + interval '1 day')",
+                    "SELECT tock.purge_history('infinity')", "SELECT tock.tick(now() + interval '1 hour')",
+                    "SELECT tock.rescue(p_silent_after => '-1 hour')", "SELECT tock.rescue(p_orphaned_after => '-30 days')",
+                    "SELECT tock.rescue(now() + interval '1 hour')",
+                ] {
+                    let state = await sqlState(admin, refused)
+                    #expect(state == "22023" || state == Self.insufficientPrivilege, "tock_admin: \(refused) gave \(state ?? "success")")
+                }
+                #expect(await sqlState(admin, "SELECT tock.run_now('report')") == nil)
+            }
+            // A worker that held its session lock and then went silent is dead, whoever else takes that lock; and a
+            // shared lock on the schedulers' key from a login without grants is not a scheduler.
+            let worker = try await owner.registerWorker(host: "h", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
+            _ = try await owner.client.query("UPDATE tock.workers SET session_locked = true, session_pid = -1 WHERE id = \(worker)").collect()
+            try await TestDatabase.withClient(TestRoles.settings(settings, as: TestRoles.nobody)) { nobody in
+                try await nobody.withConnection { connection in
+                    _ = try await connection.query("SELECT pg_advisory_lock(1953459051, \(worker)::int)", logger: TestDatabase.logger).collect()
+                    _ = try await connection.query("SELECT pg_advisory_lock_shared(1953459053, 0)", logger: TestDatabase.logger).collect()
+                    #expect(try await owner.client.query("SELECT tock.worker_session_alive(\(worker))").decode(Bool.self).all() == [false])
+                    #expect(try await owner.schedulersAlive() == 0)
+                }
+            }
+        }
+    }
+
     @Test("a real worker connected as a tock_worker member runs a job that a tock_admin member scheduled")
     func workerAndSchedulerUnderTheirRoles() async throws {
         let directory = try makeScriptsDirectory(["hello.sh": "#!/bin/sh\necho \"hello from $TOCK_JOB\"\n"])

@@ -1,5 +1,19 @@
 -- Jobs: validation and next fire time live in a trigger, so psql INSERTs obey the same rules as the CLI.
 
+-- A duration as plain seconds, above zero and at most p_most seconds; raises 22023 naming p_field otherwise.
+CREATE OR REPLACE FUNCTION tock.bounded_seconds(p_field text, p_value interval, p_most int)
+RETURNS interval LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_seconds constant numeric := extract(epoch FROM p_value);
+BEGIN
+    IF v_seconds IS NULL OR v_seconds <= 0 OR v_seconds > p_most THEN
+        PERFORM tock.raise_invalid(p_field, format('%s is not longer than zero and at most %s',
+                                                   coalesce(p_value::text, 'NULL'),
+                                                   CASE p_most WHEN 86400 THEN 'a day' ELSE (p_most / 86400) || ' days' END));
+    END IF;
+    RETURN make_interval(secs => v_seconds::float8);
+END $$;
+
 -- BEFORE INSERT OR UPDATE: parse the schedule, canonicalise the zone, keep next_run_at in step.
 CREATE OR REPLACE FUNCTION tock.tg_jobs__prepare()
 RETURNS trigger LANGUAGE plpgsql AS $$
@@ -21,12 +35,18 @@ BEGIN
         PERFORM tock.raise_invalid('script', format(
             'script %L must be at most 1,024 bytes, without control characters (newlines, tabs, escapes)', left(NEW.script, 60)));
     END IF;
+    NEW.args := coalesce(NEW.args, '{}');
     IF cardinality(NEW.args) > 100 THEN
         PERFORM tock.raise_invalid('args', format('%s arguments; a job takes at most 100', cardinality(NEW.args)));
     END IF;
-    IF NOT tock.args_are_bounded(coalesce(NEW.args, '{}')) THEN
-        PERFORM tock.raise_invalid('args', 'an argument is longer than 4,096 bytes, or all of them longer than 32 KiB');
+    IF NOT tock.args_are_bounded(NEW.args) THEN
+        PERFORM tock.raise_invalid('args', 'must be a list of text without NULLs, each at most 4,096 bytes, 32 KiB in all');
     END IF;
+    -- Durations become plain seconds: PostgreSQL compares intervals as if a month were 30 days but adds months
+    -- first, so '12000000 mon -359999999 days' passed as 1 day and overflowed now() + timeout at the claim.
+    NEW.timeout := tock.bounded_seconds('timeout', NEW.timeout, 2592000);
+    NEW.retry_base := tock.bounded_seconds('retry_base', NEW.retry_base, 86400);
+    NEW.retry_cap := tock.bounded_seconds('retry_cap', NEW.retry_cap, 2592000);
     v_schedule_changed := TG_OP = 'INSERT'
         OR NEW.schedule IS DISTINCT FROM OLD.schedule
         OR NEW.timezone IS DISTINCT FROM OLD.timezone
@@ -54,7 +74,7 @@ END $$;
 -- Not on next_run_at alone: tick() moves it for every due job and needs no re-validation.
 CREATE OR REPLACE TRIGGER jobs_prepare
     BEFORE INSERT OR UPDATE OF name, script, args, schedule, timezone, enabled, priority, timeout, max_attempts,
-        overlap ON tock.jobs
+        overlap, retry_base, retry_cap ON tock.jobs
     FOR EACH ROW EXECUTE FUNCTION tock.tg_jobs__prepare();
 
 -- NOTIFY the channel named by the trigger's argument. Empty payloads collapse within a transaction, so a batch
@@ -153,15 +173,16 @@ BEGIN
     IF p_timeout IS NOT NULL AND p_timeout <= interval '0' THEN
         PERFORM tock.raise_invalid('timeout', format('%s must be longer than zero', p_timeout));
     END IF;
-    -- Bounded so that a claim's now() + timeout is always a time (migration 0011).
-    IF p_timeout > interval '30 days' THEN
+    -- Bounded so that a claim's now() + timeout is always a time (migration 0011); in seconds, as the trigger
+    -- stores them (tock.bounded_seconds).
+    IF extract(epoch FROM p_timeout) > 2592000 THEN
         PERFORM tock.raise_invalid('timeout', format('%s is longer than the most a run may take, 30 days', p_timeout));
     END IF;
-    IF p_retry_base IS NOT NULL AND (p_retry_base <= interval '0' OR p_retry_base > interval '1 day') THEN
-        PERFORM tock.raise_invalid('retry_base', format('%s is not longer than zero and at most a day', p_retry_base));
+    IF p_retry_base IS NOT NULL THEN
+        PERFORM tock.bounded_seconds('retry_base', p_retry_base, 86400);
     END IF;
-    IF p_retry_cap IS NOT NULL AND (p_retry_cap <= interval '0' OR p_retry_cap > interval '30 days') THEN
-        PERFORM tock.raise_invalid('retry_cap', format('%s is not longer than zero and at most 30 days', p_retry_cap));
+    IF p_retry_cap IS NOT NULL THEN
+        PERFORM tock.bounded_seconds('retry_cap', p_retry_cap, 2592000);
     END IF;
     IF p_max_attempts IS NOT NULL AND p_max_attempts NOT BETWEEN 1 AND 100 THEN
         PERFORM tock.raise_invalid('max_attempts', format('%s is out of range 1-100', p_max_attempts));

@@ -20,18 +20,22 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT pg_has_role(session_user, (SELECT nspowner FROM pg_namespace WHERE nspname = 'tock'), 'USAGE')
 $$;
 
--- p_now as a caller gave it, if it is within 10 seconds of the database's clock. Only the schema's owner may move
--- the clock further: a tock_worker member passing now() + 2 hours claimed runs that were not due.
+-- p_now as a caller gave it, if it is within 10 seconds of the database's clock (as of the statement: the default
+-- now() of a transaction held open for long is refused too). Only the schema's owner may move the clock further:
+-- a tock_worker member passing now() + 2 hours claimed runs that were not due, and a tock_admin member enqueuing a
+-- run at '-infinity' made every view that subtracts times fail.
 CREATE OR REPLACE FUNCTION tock.checked_now(p_now timestamptz)
 RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    IF p_now IS NULL THEN
-        PERFORM tock.raise_invalid('p_now', 'is NULL (leave it out for the database''s clock)');
+    IF p_now IS NULL OR NOT isfinite(p_now) THEN
+        PERFORM tock.raise_invalid('p_now', format('%s is not a time (leave it out for the database''s clock)',
+                                                   coalesce(p_now::text, 'NULL')));
     END IF;
-    IF p_now BETWEEN now() - interval '10 seconds' AND now() + interval '10 seconds' OR tock.caller_owns_schema() THEN
+    IF p_now BETWEEN statement_timestamp() - interval '10 seconds' AND statement_timestamp() + interval '10 seconds'
+       OR tock.caller_owns_schema() THEN
         RETURN p_now;
     END IF;
-    RAISE EXCEPTION 'p_now: % is more than 10 seconds from the database''s clock (%)', p_now, now()
+    RAISE EXCEPTION 'p_now: % is more than 10 seconds from the database''s clock (%)', p_now, statement_timestamp()
         USING ERRCODE = 'insufficient_privilege', COLUMN = 'p_now',
               HINT = 'Leave p_now out; only the owner of schema tock may move the clock (tests).';
 END $$;
@@ -134,6 +138,7 @@ DECLARE
     v_job constant bigint := tock.find_job(p_job);
     v_run bigint;
 BEGIN
+    p_now := tock.checked_now(p_now);
     IF p_trigger NOT IN ('sql', 'manual', 'api') THEN
         PERFORM tock.raise_invalid('trigger', format('%L is not sql, manual or api', p_trigger));
     END IF;
@@ -413,12 +418,15 @@ COMMENT ON FUNCTION tock.claim_runs(bigint, int, timestamptz, text) IS
 
 -- Writes runs' output (so far, or final), replacing what was there: finish_runs and report_output share it.
 DROP FUNCTION IF EXISTS tock.store_output(bigint, text, bigint, boolean, timestamptz);
+-- A run keeps at most the last 4 MiB characters of its output (a worker keeps --output-cap, 1 MiB by default): a
+-- worker's report cannot fill the disk.
 CREATE OR REPLACE FUNCTION tock.store_outputs(
     p_runs bigint[], p_outputs text[], p_bytes_total bigint[], p_truncated boolean[], p_now timestamptz)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO tock.run_output (run_id, output, bytes_total, truncated, updated_at)
-    SELECT o.run, coalesce(o.output, ''), coalesce(o.bytes, 0), coalesce(o.truncated, false), p_now
+    SELECT o.run, right(coalesce(o.output, ''), 4194304), greatest(coalesce(o.bytes, 0), 0),
+           coalesce(o.truncated, false) OR length(o.output) > 4194304, p_now
     FROM unnest(p_runs, p_outputs, p_bytes_total, p_truncated) AS o(run, output, bytes, truncated)
     ON CONFLICT (run_id) DO UPDATE
     SET output = EXCLUDED.output, bytes_total = EXCLUDED.bytes_total, truncated = EXCLUDED.truncated,
@@ -441,8 +449,17 @@ DECLARE
 BEGIN
     PERFORM tock.check_worker_lease(p_worker, p_lease_token);
     p_now := tock.checked_now(p_now);
-    IF cardinality(p_runs) > 1000 THEN
-        PERFORM tock.raise_invalid('p_runs', format('%s runs in one finish; send at most 1,000', cardinality(p_runs)));
+    IF p_runs IS NULL OR cardinality(p_runs) > 1000 THEN
+        PERFORM tock.raise_invalid('p_runs', format('%s runs in one finish; send 0 to 1,000',
+                                                    coalesce(cardinality(p_runs)::text, 'NULL')));
+    END IF;
+    IF array_ndims(p_runs) > 1 OR cardinality(p_statuses) IS DISTINCT FROM cardinality(p_runs)
+       OR cardinality(p_exit_codes) IS DISTINCT FROM cardinality(p_runs)
+       OR cardinality(p_errors) IS DISTINCT FROM cardinality(p_runs)
+       OR cardinality(p_outputs) IS DISTINCT FROM cardinality(p_runs)
+       OR cardinality(p_bytes_total) IS DISTINCT FROM cardinality(p_runs)
+       OR cardinality(p_truncated) IS DISTINCT FROM cardinality(p_runs) THEN
+        PERFORM tock.raise_invalid('p_runs', 'every array must have one element per run');
     END IF;
     -- An error is shown in lists: a few KB, not a second copy of the output.
     p_errors := ARRAY(SELECT left(e, 4096) FROM unnest(p_errors) WITH ORDINALITY u(e, n) ORDER BY n);
@@ -518,9 +535,12 @@ COMMENT ON FUNCTION tock.release_run(bigint, bigint, timestamptz, text) IS
 
 -- The delay before retry attempt p_attempt + 1: retry_base * 2^(attempt-1), capped, with ±25% jitter so a burst
 -- of failures does not retry in lockstep.
+-- In seconds, as float: a base of a day doubled 30 times is more than an interval holds.
 CREATE OR REPLACE FUNCTION tock.retry_delay(p_base interval, p_cap interval, p_attempt int)
 RETURNS interval LANGUAGE sql VOLATILE AS $$
-    SELECT least(p_cap, p_base * power(2, least(p_attempt - 1, 30))) * (0.75 + random() * 0.5)
+    SELECT make_interval(secs => least(extract(epoch FROM p_cap)::float8,
+                                       extract(epoch FROM p_base)::float8 * power(2, least(greatest(p_attempt, 1) - 1, 30)))
+                                 * (0.75 + random() * 0.5))
 $$;
 
 -- Ends a running attempt held by p_worker (NULL: whoever holds it, for rescue). A failed or timed-out attempt with
@@ -572,6 +592,7 @@ RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_status text;
 BEGIN
+    p_now := tock.checked_now(p_now);
     UPDATE tock.runs SET status = 'cancelled', finished_at = p_now, error = 'cancelled before it started'
     WHERE id = p_run AND status = 'pending';
     IF FOUND THEN
@@ -599,6 +620,7 @@ DECLARE
     v_run tock.runs;
     v_id bigint;
 BEGIN
+    p_now := tock.checked_now(p_now);
     SELECT * INTO v_run FROM tock.runs WHERE id = p_run;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'run: unknown run %', p_run USING ERRCODE = 'no_data_found', COLUMN = 'run';
@@ -627,19 +649,23 @@ BEGIN
     PERFORM tock.check_worker_lease(p_worker, p_lease_token);
     v_locked := pg_try_advisory_lock(tock.worker_lock_key(), p_worker::int);
     IF v_locked THEN
-        UPDATE tock.workers SET session_locked = true WHERE id = p_worker AND NOT session_locked;
+        UPDATE tock.workers SET session_locked = true, session_pid = pg_backend_pid()
+        WHERE id = p_worker AND (NOT session_locked OR session_pid IS DISTINCT FROM pg_backend_pid());
     END IF;
     RETURN v_locked;
 END $$;
 COMMENT ON FUNCTION tock.hold_worker_session(bigint, text) IS
     'Takes worker p_worker''s session lock for the calling session''s lifetime (tock.rescue() watches it).';
 
+-- Held by the session that took it for the worker (hold_worker_session records its pid): any login may take an
+-- advisory lock, and another's would keep a dead worker looking alive.
 CREATE OR REPLACE FUNCTION tock.worker_session_alive(p_worker bigint)
 RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT EXISTS (
         SELECT 1 FROM pg_locks
         WHERE locktype = 'advisory' AND granted AND objsubid = 2
           AND classid = tock.worker_lock_key()::oid AND objid = p_worker::oid
+          AND pid = (SELECT w.session_pid FROM tock.workers w WHERE w.id = p_worker)
           -- Advisory locks are per database, pg_locks is the whole server's: worker 1 of another Tock database
           -- must not keep this one's worker 1 alive.
           AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
@@ -673,6 +699,14 @@ DECLARE
     v_count int := 0;
 BEGIN
     p_now := tock.checked_now(p_now);
+    -- Below these, live workers and their runs would be taken for dead (a tock_admin member passing '-1 hour'
+    -- stopped every worker). Tests, as the owner, may go lower.
+    IF (p_lost_after IS NULL OR p_lost_after < interval '2 seconds' OR p_silent_after IS NULL
+        OR p_silent_after < interval '10 seconds' OR p_orphaned_after IS NULL OR p_orphaned_after < interval '1 minute')
+       AND NOT tock.caller_owns_schema() THEN
+        PERFORM tock.raise_invalid('rescue', format('lost after %s, silent after %s, orphaned after %s: the least are 2 s, 10 s and 1 min',
+                                                    p_lost_after, p_silent_after, p_orphaned_after));
+    END IF;
     FOR v_worker IN
         SELECT w.id, w.name,
                CASE WHEN NOT w.session_locked OR tock.worker_session_alive(w.id) THEN 'stopped heartbeating'

@@ -95,11 +95,16 @@ CREATE OR REPLACE FUNCTION tock.scheduler_lock_key() RETURNS int LANGUAGE sql IM
     SELECT tock.worker_lock_key() + 2
 $$;
 
+-- Only sessions that may run a scheduler count (the owner, or a tock_admin member): any login may take an advisory
+-- lock, and one that did made health say a scheduler was running when none was.
 CREATE OR REPLACE FUNCTION tock.schedulers_alive()
 RETURNS int LANGUAGE sql STABLE AS $$
-    SELECT count(*)::int FROM pg_locks
-    WHERE locktype = 'advisory' AND granted AND classid = tock.scheduler_lock_key()::oid AND objsubid = 2
-      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    SELECT count(*)::int FROM pg_locks l
+    JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = tock.scheduler_lock_key()::oid AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND (pg_has_role(a.usesysid, (SELECT nspowner FROM pg_namespace WHERE nspname = 'tock'), 'USAGE')
+           OR pg_has_role(a.usesysid, coalesce((SELECT oid FROM pg_roles WHERE rolname = 'tock_admin'), 0), 'MEMBER'))
 $$;
 COMMENT ON FUNCTION tock.schedulers_alive() IS 'How many scheduler processes are connected (each holds a shared advisory lock).';
 

@@ -72,6 +72,7 @@ DECLARE
     v_ended bigint[];
     v_next timestamptz;
 BEGIN
+    p_now := tock.checked_now(p_now);
     WITH ended AS (
         UPDATE tock.runs r
         SET status = 'failed', finished_at = greatest(p_now, r.started_at),
@@ -109,8 +110,8 @@ COMMENT ON FUNCTION tock.set_history_retention(interval) IS 'Sets how long finis
 CREATE OR REPLACE FUNCTION tock.purge_history(p_now timestamptz DEFAULT now(), p_batch int DEFAULT NULL)
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
-    v_cutoff constant timestamptz := p_now - (SELECT history_retention FROM tock.config);
-    v_batch constant int := coalesce(p_batch, (SELECT purge_batch FROM tock.config));
+    v_cutoff constant timestamptz := tock.checked_now(p_now) - (SELECT history_retention FROM tock.config);
+    v_batch constant int := least(coalesce(p_batch, (SELECT purge_batch FROM tock.config)), 100000);
     v_count int;
 BEGIN
     WITH doomed AS (
