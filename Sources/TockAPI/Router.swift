@@ -13,7 +13,7 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
                         metrics: TockMetrics = TockMetrics(), maxBodyBytes: Int = 64 * 1024) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: ErrorMiddleware(logger: database.logger))
-    router.add(middleware: AuthMiddleware(access: access))
+    router.add(middleware: AccessMiddleware(access: access))
     router.get("metrics") { _, _ -> Response in
         metrics.refresh(gauges: try await database.gauges())
         return prometheusResponse(metrics)
@@ -278,20 +278,23 @@ func eventStream(_ events: EventHub) -> Response {
 }
 
 /// The API server and its event hub, ready to join a ServiceGroup (in this order: the hub stops first, ending
-/// open event streams). Refuses to listen beyond loopback without tokens.
+/// open event streams). Without tokens it listens only on a loopback address (a name must be `localhost` and
+/// resolve to loopback alone), and binds the address it checked.
 public func buildAPIServices(database: Database, settings: ConnectionSettings, host: String, port: Int,
                              access: APIAccess, metrics: TockMetrics = TockMetrics(),
                              logger: Logger) throws(TockError) -> [any Service] {
-    if access.isOpen && !APIAccess.isLoopback(host) {
-        throw TockError(.invalidInput, field: "host",
-                        "refusing to listen on \(host) without API tokens: set TOCK_API_TOKENS (token:admin,token:read) or use 127.0.0.1")
-    }
+    var address = host
     if access.isOpen {
-        logger.warning("API without tokens: listening on loopback only", metadata: ["address": "\(host):\(port)"])
+        guard let loopback = APIAccess.loopbackAddress(of: host) else {
+            throw TockError(.invalidInput, field: "host",
+                            "refusing to listen on \(host) without API tokens: set TOCK_API_TOKENS (token:admin,token:read) or use 127.0.0.1, ::1 or localhost")
+        }
+        address = loopback
+        logger.warning("API without tokens: listening on loopback only", metadata: ["address": "\(address):\(port)"])
     }
     let events = EventHub(settings: settings, logger: logger)
     let application = Application(router: buildRouter(database: database, access: access, events: events, metrics: metrics),
-                                  configuration: .init(address: .hostname(host, port: port), serverName: "tock"),
+                                  configuration: .init(address: .hostname(address, port: port), serverName: "tock"),
                                   logger: logger)
     return [application, events]
 }

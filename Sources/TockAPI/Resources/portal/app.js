@@ -31,11 +31,13 @@ class ApiError extends Error {
 }
 
 async function api(path, options = {}) {
+  const method = options.method || "GET";
   const headers = { "Accept": "application/json" };
-  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  // Every write says JSON, even without a body: the server refuses any other (a cross-site form cannot send it).
+  if (options.body !== undefined || (method !== "GET" && method !== "HEAD")) headers["Content-Type"] = "application/json";
   if (state.token) headers["Authorization"] = "Bearer " + state.token;
   const response = await fetch(API + path, {
-    method: options.method || "GET", headers,
+    method, headers,
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
   });
   if (response.status === 401) { askToken(); }

@@ -1,0 +1,319 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Testing
+import TockAPI
+import TockCore
+import TockPostgres
+import TockTesting
+
+/// The API's boundary: what a caller without a token, another web page, a rebinding name or a slow client can and
+/// cannot do. Each of these was possible before the boundary had one decision, deny by default.
+@Suite("the API boundary: paths, tokens, content types, origins, hosts, slow clients, headers")
+struct BoundaryTests {
+    static let admin = "admin-token-0123456789"
+    static let tokens = "\(admin):admin"
+
+    @Test("no spelling of a path reaches a handler without a token: odd paths are 404, the rest 401, never data")
+    func pathVariants() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "job", script: "x.sh"))
+            let run = try await database.runNow("job")
+            let app = Application(router: buildRouter(database: database, access: try APIAccess.parse(Self.tokens)))
+            let json: HTTPFields = [.contentType: "application/json"]
+            let variants: [(String, HTTPRequest.Method)] = [
+                ("//api/v1/jobs", .get), ("/./api/v1/jobs", .get), ("/api/v1/../api/v1/jobs", .get), ("/api/v1/jobs/", .get),
+                ("/api/v1//jobs", .get), ("/api%2Fv1/jobs", .get), ("/api/v1%2fjobs", .get), ("/api/v1/jobs%2F", .get),
+                ("api/v1/jobs", .get), ("/api/v1/jobs/job/..", .get), ("/api/v1/jobs/%2E%2E", .get), ("/api\\v1\\jobs", .get),
+                ("//api/v1/runs/\(run)/output", .get), ("/api/v1/runs/\(run)/output/", .get), ("//api/v1/events", .get),
+                ("//metrics", .get), ("/metrics/", .get), ("/metrics/.", .get), ("/METRICS", .get),
+                ("//api/v1/jobs", .post), ("//api/v1/jobs/job", .delete), ("/api/v1/jobs/job/", .delete),
+                ("//api/v1/jobs/job/trigger", .post), ("/api/v1/jobs/job/trigger/", .post), ("//api/v1/runs/\(run)/cancel", .post),
+                ("/api/v1/jobs", .get), ("/api/v1/runs/\(run)/output", .get), ("/metrics", .get), ("/api/v1/health", .get),
+            ]
+            try await app.test(.router) { client in
+                for (uri, method) in variants {
+                    let body = method == .post ? ByteBuffer(string: #"{"name": "sneaky", "script": "x.sh"}"#) : nil
+                    try await client.execute(uri: uri, method: method, headers: json, body: body) { response in
+                        #expect([401, 404].contains(response.status.code), "\(method) \(uri): \(response.status) \(String(buffer: response.body))")
+                        #expect(!String(buffer: response.body).contains("\"name\""), "\(method) \(uri) answered data")
+                        #expect(response.headers[.contentType] == "application/json", "\(method) \(uri): the JSON error shape")
+                    }
+                }
+                // With the token, the canonical spelling works and the odd ones are still 404: one rule for everyone.
+                let withToken: HTTPFields = [.authorization: "Bearer \(Self.admin)", .contentType: "application/json"]
+                try await client.execute(uri: "/api/v1/jobs", method: .get, headers: withToken) { #expect($0.status == .ok) }
+                for uri in ["//api/v1/jobs", "/api/v1/jobs/", "/./api/v1/jobs", "/api/v1/jobs/job/..", "//metrics"] {
+                    try await client.execute(uri: uri, method: .get, headers: withToken) { response in
+                        #expect(response.status == .notFound, "\(uri): \(response.status)")
+                    }
+                }
+                // The public files need no token, and only those.
+                for uri in ["/", "/portal/app.js", "/portal/style.css", "/api/v1/openapi.json"] {
+                    try await client.execute(uri: uri, method: .get) { #expect($0.status == .ok, "\(uri)") }
+                }
+                try await client.execute(uri: "/portal/app.js", method: .post, headers: json) { #expect($0.status == .unauthorized) }
+            }
+            #expect(try await database.jobs().map(\.name) == ["job"], "nothing created or deleted")
+            #expect(try await database.runs(job: "job").map(\.status) == ["pending"], "nothing triggered or cancelled")
+        }
+    }
+
+    @Test("a write without Content-Type: application/json is 415 and changes nothing, body or not",
+          arguments: [nil, "text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",
+                      "multipart/form-data; boundary=x", "application/jsonp", "application/json-patch+json"])
+    func contentTypes(contentType: String?) async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "job", script: "x.sh"))
+            let run = try await database.runNow("job")
+            let app = Application(router: buildRouter(database: database))
+            let headers: HTTPFields = contentType.map { [.contentType: $0] } ?? [:]
+            let body = #"{"name": "sneaky", "script": "x.sh"}"#
+            let writes: [(String, HTTPRequest.Method, String?)] = [
+                ("/api/v1/jobs", .post, body), ("/api/v1/jobs/job/trigger", .post, nil), ("/api/v1/jobs/job/pause", .post, nil),
+                ("/api/v1/jobs/job", .put, #"{"priority": 1}"#), ("/api/v1/jobs/job", .delete, nil),
+                ("/api/v1/runs/\(run)/cancel", .post, nil),
+            ]
+            try await app.test(.router) { client in
+                for (uri, method, text) in writes {
+                    try await client.execute(uri: uri, method: method, headers: headers, body: text.map { ByteBuffer(string: $0) }) { response in
+                        #expect(response.status == .unsupportedMediaType, "\(method) \(uri) with \(contentType ?? "none"): \(response.status)")
+                        let error = try object(response)["error"] as? [String: Any]
+                        #expect(error?["code"] as? String == "unsupported_media_type")
+                        #expect((error?["message"] as? String ?? "").contains("Content-Type: application/json"))
+                    }
+                }
+            }
+            #expect(try await database.jobs().map(\.name) == ["job"])
+            #expect(try await database.job("job").state == "enabled")
+            #expect(try await database.job("job").priority != 1)
+            #expect(try await database.runs(job: "job").map(\.id) == [run], "no run triggered")
+            #expect(try await database.run(run).status == "pending", "not cancelled")
+        }
+    }
+
+    @Test("application/json in any case and with parameters is a write")
+    func jsonVariants() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            let app = Application(router: buildRouter(database: database))
+            try await app.test(.router) { client in
+                for (index, type) in ["application/json", "Application/JSON; charset=utf-8", "application/json;charset=UTF-8"].enumerated() {
+                    try await client.execute(uri: "/api/v1/jobs", method: .post, headers: [.contentType: type],
+                                             body: ByteBuffer(string: #"{"name": "j\#(index)", "script": "x.sh"}"#)) { response in
+                        #expect(response.status == .created, "\(type): \(response.status)")
+                    }
+                }
+            }
+            #expect(try await database.jobs().count == 3)
+        }
+    }
+
+    @Test("another web origin is refused (403); this server's own origin and --allowed-origins are not")
+    func origins() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "job", script: "x.sh"))
+            let access = APIAccess(allowedOrigins: try APIAccess.parseOrigins("https://tock.example.com/"))
+            let app = Application(router: buildRouter(database: database, access: access))
+            try await app.test(.router) { client in  // the test client's Host is "localhost"
+                for origin in ["https://evil.example", "http://localhost.evil.example", "null", "http://localhost:9999",
+                               "http://127.0.0.1", "https://tock.example.com.evil.example"] {
+                    for (uri, method) in [("/api/v1/jobs/job/trigger", HTTPRequest.Method.post), ("/api/v1/jobs", .get)] {
+                        try await client.execute(uri: uri, method: method, headers: [.origin: origin, .contentType: "application/json"]) { response in
+                            #expect(response.status == .forbidden, "\(origin) \(method) \(uri): \(response.status)")
+                            let error = try object(response)["error"] as? [String: Any]
+                            #expect(error?["code"] as? String == "forbidden_origin")
+                        }
+                    }
+                }
+                for origin in ["http://localhost", "HTTP://LOCALHOST", "https://tock.example.com"] {
+                    try await client.execute(uri: "/api/v1/jobs/job/trigger", method: .post,
+                                             headers: [.origin: origin, .contentType: "application/json"]) { response in
+                        #expect(response.status == .accepted, "\(origin): \(response.status)")
+                    }
+                }
+            }
+            #expect(try await database.runs(job: "job").count == 3, "only the three allowed triggers ran")
+            #expect(throws: InputError.self) { try APIAccess.parseOrigins("tock.example.com") }
+            #expect(throws: InputError.self) { try APIAccess.parseOrigins("https://tock.example.com/portal") }
+        }
+    }
+
+    @Test("the loopback check resolves names: only loopback addresses and localhost may serve without tokens")
+    func loopback() async throws {
+        for host in ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"] {
+            #expect(APIAccess.loopbackAddress(of: host) != nil, "\(host)")
+        }
+        for host in ["127.0.0.1.nip.io", "127.evil.example", "localhost.invalid", "10.1.2.3", "0.0.0.0", "::", "example.com",
+                     "128.0.0.1", "::2", ""] {
+            #expect(APIAccess.loopbackAddress(of: host) == nil, "\(host)")
+        }
+        #expect(APIAccess.loopbackAddress(of: "localhost").map(APIAccess.isLoopbackAddress) == true, "binds what it checked")
+        for authority in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST", "[::1]:8080", "127.0.0.1"] {
+            #expect(APIAccess.isLoopbackAuthority(authority), "\(authority)")
+        }
+        for authority in ["evil.example:8080", "127.0.0.1.nip.io:8080", "localhost.evil.example", "10.1.2.3:8080", "", "[::2]:80"] {
+            #expect(!APIAccess.isLoopbackAuthority(authority), "\(authority)")
+        }
+        try await TestDatabase.withFresh { database, settings in
+            for host in ["127.0.0.1.nip.io", "localhost.invalid", "10.1.2.3"] {
+                #expect(throws: TockError.self, "\(host)") {
+                    _ = try buildAPIServices(database: database, settings: settings, host: host, port: 0, access: APIAccess(),
+                                             logger: TestDatabase.logger)
+                }
+            }
+            _ = try buildAPIServices(database: database, settings: settings, host: "10.1.2.3", port: 0,
+                                     access: try APIAccess.parse(Self.tokens), logger: TestDatabase.logger)
+        }
+    }
+
+    @Test("without tokens, a Host that is not loopback (DNS rebinding) is refused over real HTTP; the server's own is not")
+    func rebinding() async throws {
+        try await TestDatabase.withFresh { database, settings in
+            _ = try await database.createJob(JobDefinition(name: "job", script: "x.sh"))
+            try await Self.withLiveAPI(database: database, settings: settings) { port in
+                for host in ["evil.example:\(port)", "127.0.0.1.nip.io:\(port)", "attacker.example"] {
+                    let response = try await RawHTTP.exchange(port: port, "GET /api/v1/jobs HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+                    #expect(response.status == 421, "\(host): \(response.text)")
+                    #expect(!response.text.contains("\"name\""))
+                    let write = try await RawHTTP.exchange(port: port, "POST /api/v1/jobs/job/trigger HTTP/1.1\r\nHost: \(host)\r\n"
+                                                     + "Content-Type: application/json\r\nContent-Length: 0\r\n\r\n")
+                    #expect(write.status == 421, "\(host): \(write.text)")
+                }
+                for host in ["127.0.0.1:\(port)", "localhost:\(port)"] {
+                    let response = try await RawHTTP.exchange(port: port, "GET /api/v1/jobs HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+                    #expect(response.status == 200, "\(host): \(response.text)")
+                }
+                // No Host at all (HTTP/1.0) or two of them: refused too.
+                #expect(try await RawHTTP.exchange(port: port, "GET /api/v1/jobs HTTP/1.0\r\n\r\n").status == 421)
+                #expect(try await RawHTTP.exchange(port: port, "GET /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n").status == 400)
+                // The doubled slash over the wire, as the probe sent it.
+                #expect(try await RawHTTP.exchange(port: port, "GET //api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").status == 404)
+                // A cross-site "simple" form post from a page on another origin.
+                let form = try await RawHTTP.exchange(port: port, "POST /api/v1/jobs/job/trigger HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n"
+                                                + "Origin: https://evil.example\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}")
+                #expect(form.status == 403, "\(form.text)")
+            }
+            #expect(try await database.runs(job: "job").isEmpty)
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Runs the API as `tock api` does (buildAPIServices: loopback binding) on a free port.
+    static func withLiveAPI(database: Database, settings: ConnectionSettings, access: APIAccess = APIAccess(),
+                            _ body: @Sendable (Int) async throws -> Void) async throws {
+        let port = try freePort()
+        let services = try buildAPIServices(database: database, settings: settings, host: "127.0.0.1", port: port,
+                                            access: access, logger: TestDatabase.logger)
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: TestDatabase.logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            defer { tasks.cancelAll() }
+            #expect(try await eventually(timeout: .seconds(20)) { (try? RawHTTP.connect(port: port)).map { close($0) } != nil })
+            try await body(port)
+            await group.triggerGracefulShutdown()
+        }
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        return try bindLoopback(fd)
+    }
+
+    /// Binds `fd` to 127.0.0.1 on a port the kernel picks, and returns the port.
+    static func bindLoopback(_ fd: Int32) throws -> Int {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw TockError(.failed, "bind: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// HTTP/1.1 over a plain socket: the bytes exactly as written (a Host of any name, a head that never ends).
+enum RawHTTP {
+    struct Response {
+        var status: Int
+        var text: String
+    }
+
+    static func connect(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw TockError(.unavailable, "connect 127.0.0.1:\(port): \(reason)")
+        }
+        return fd
+    }
+
+    static func send(_ fd: Int32, _ text: String) throws {
+        let bytes = Array(text.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw TockError(.unavailable, "send: \(String(cString: strerror(errno)))") }
+            sent += n
+        }
+    }
+
+    /// Runs blocking socket calls on a thread of their own: the cooperative pool (two threads on two cores) is
+    /// the server's too, and a test blocking it would starve the very server it waits on.
+    static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
+    static func exchange(port: Int, _ request: String, timeout: Duration = .seconds(10)) async throws -> Response {
+        try await offPool { try exchangeBlocking(port: port, request, timeout: timeout) }
+    }
+
+    /// Sends `request` on a new connection and reads until the server closes it or a whole response is in.
+    static func exchangeBlocking(port: Int, _ request: String, timeout: Duration) throws -> Response {
+        let fd = try connect(port: port)
+        defer { close(fd) }
+        try send(fd, request)
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) >= 0 else { break }
+            if poller.revents == 0 { continue }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            received += buffer[0..<n]
+            let text = String(decoding: received, as: UTF8.self)
+            if let end = text.range(of: "\r\n\r\n") {
+                let head = text[..<end.lowerBound].lowercased()
+                let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                    .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) }
+                if let length, text.utf8.count - text.utf8.distance(from: text.startIndex, to: end.upperBound) >= length { break }
+            }
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
+        return Response(status: status, text: text)
+    }
+}
