@@ -203,14 +203,76 @@ struct BoundaryTests {
         }
     }
 
+    @Test("300 half-sent requests are closed after the header timeout, and /api/v1/health answers meanwhile")
+    func slowClients() async throws {
+        try await TestDatabase.withFresh { database, settings in
+            let limits = HTTPLimits(idleTimeout: .seconds(2))
+            try await Self.withLiveAPI(database: database, settings: settings, limits: limits) { port in
+                var slow: [Int32] = []
+                defer { slow.forEach { close($0) } }
+                let started = ContinuousClock.now  // no slow client is older
+                for index in 0..<300 {
+                    let fd = try RawHTTP.connect(port: port)
+                    slow.append(fd)
+                    // A head that never ends, and (every other one) a body that never comes.
+                    let text = index % 2 == 0 ? "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+                        : "POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+                    try RawHTTP.send(fd, text)
+                }
+                let opened = ContinuousClock.now
+                let health = try await RawHTTP.exchange(port: port, "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                let healthTook = ContinuousClock.now - opened
+                #expect(health.status == 200, "\(health.text)")
+                #expect(healthTook < .seconds(2), "health waited \(healthTook) behind the slow clients")
+                // Every slow connection is closed by the server (EOF, or an error response then EOF) after the timeout.
+                let closedAfter = try await RawHTTP.closeTimes(slow, since: started, timeout: .seconds(15))
+                #expect(!closedAfter.contains(nil), "\(closedAfter.filter { $0 == nil }.count) of 300 slow clients were kept open")
+                let times = closedAfter.compactMap { $0 }
+                let first = times.min() ?? .zero, last = times.max() ?? .zero
+                print("slowClients: health answered in \(healthTook); 300 slow clients opened in \(opened - started), closed between \(first) and \(last) after the first opened")
+                #expect(first >= .milliseconds(1500), "closed before the timeout: \(first)")
+                #expect(last < .seconds(8), "closed within the timeout and a margin: \(last)")
+                #expect(try await RawHTTP.exchange(port: port, "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").status == 200)
+            }
+        }
+    }
+
+    @Test("beyond the connection limit new clients wait in the backlog, and are served once the slow ones time out")
+    func connectionLimit() async throws {
+        try await TestDatabase.withFresh { database, settings in
+            let limits = HTTPLimits(idleTimeout: .seconds(1), maxConnections: 20)
+            #expect(limits.effectiveMaxConnections == 20)
+            try await Self.withLiveAPI(database: database, settings: settings, limits: limits) { port in
+                var slow: [Int32] = []
+                defer { slow.forEach { close($0) } }
+                for _ in 0..<40 {
+                    let fd = try RawHTTP.connect(port: port)
+                    slow.append(fd)
+                    try RawHTTP.send(fd, "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                }
+                let start = ContinuousClock.now
+                async let health = RawHTTP.exchange(port: port, "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", timeout: .seconds(15))
+                let closedAfter = try await RawHTTP.closeTimes(slow, since: start, timeout: .seconds(15)).compactMap { $0 }
+                #expect(closedAfter.count == 40, "every slow client is closed in the end")
+                // Without the limit all 40 would time out together; with it, the first wave is the 20 accepted (and
+                // the few NIO accepts in one read beyond them), the rest are accepted as those close.
+                let firstWave = closedAfter.filter { $0 < (closedAfter.min() ?? .zero) + .milliseconds(500) }.count
+                #expect(firstWave <= 24, "\(firstWave) connections were held at once")
+                let served = try await health
+                #expect(served.status == 200)
+                print("connectionLimit: first wave \(firstWave) of 40 closed; health answered after \(ContinuousClock.now - start)")
+            }
+        }
+    }
+
     // MARK: Helpers
 
-    /// Runs the API as `tock api` does (buildAPIServices: loopback binding) on a free port.
+    /// Runs the API as `tock api` does (buildAPIServices: limits, loopback binding) on a free port.
     static func withLiveAPI(database: Database, settings: ConnectionSettings, access: APIAccess = APIAccess(),
-                            _ body: @Sendable (Int) async throws -> Void) async throws {
+                            limits: HTTPLimits = HTTPLimits(), _ body: @Sendable (Int) async throws -> Void) async throws {
         let port = try freePort()
         let services = try buildAPIServices(database: database, settings: settings, host: "127.0.0.1", port: port,
-                                            access: access, logger: TestDatabase.logger)
+                                            access: access, limits: limits, logger: TestDatabase.logger)
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: TestDatabase.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -315,5 +377,25 @@ enum RawHTTP {
         let text = String(decoding: received, as: UTF8.self)
         let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
         return Response(status: status, text: text)
+    }
+
+    /// When the server closed each of `fds` (EOF or a reset; an error response before that is fine), counted from
+    /// `since`; nil for one still open after `timeout`.
+    static func closeTimes(_ fds: [Int32], since: ContinuousClock.Instant, timeout: Duration) async throws -> [Duration?] {
+        try await offPool {
+            var times = [Duration?](repeating: nil, count: fds.count)
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let deadline = ContinuousClock.now + timeout
+            while times.contains(nil) && ContinuousClock.now < deadline {
+                var pollers = fds.enumerated().filter { times[$0.offset] == nil }.map { pollfd(fd: $0.element, events: Int16(POLLIN), revents: 0) }
+                guard poll(&pollers, nfds_t(pollers.count), 50) >= 0 else { break }
+                for poller in pollers where poller.revents != 0 {
+                    if recv(poller.fd, &buffer, buffer.count, 0) <= 0, let index = fds.firstIndex(of: poller.fd) {
+                        times[index] = ContinuousClock.now - since
+                    }
+                }
+            }
+            return times
+        }
     }
 }
