@@ -12,6 +12,7 @@ import TockRuntime
 public func buildRouter(database: Database, access: APIAccess = APIAccess(), events: EventHub? = nil,
                         metrics: TockMetrics = TockMetrics(), maxBodyBytes: Int = 64 * 1024) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ErrorMiddleware(logger: database.logger))
     router.add(middleware: AccessMiddleware(access: access))
     router.get("metrics") { _, _ -> Response in

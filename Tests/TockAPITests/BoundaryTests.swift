@@ -172,6 +172,34 @@ struct BoundaryTests {
         }
     }
 
+    @Test("every response carries the security headers: a CSP without inline script, no framing, nosniff, no referrer")
+    func securityHeaders() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            let app = Application(router: buildRouter(database: database, access: try APIAccess.parse(Self.tokens)))
+            try await app.test(.router) { client in
+                for (uri, status) in [("/", 200), ("/portal/app.js", 200), ("/api/v1/openapi.json", 200), ("/api/v1/jobs", 401),
+                                      ("/nowhere", 401), ("//api/v1/jobs", 404)] {
+                    try await client.execute(uri: uri, method: .get) { response in
+                        #expect(response.status.code == status, "\(uri)")
+                        let csp = response.headers[.contentSecurityPolicy] ?? ""
+                        #expect(csp.contains("script-src 'self'") && csp.contains("default-src 'none'"), "\(uri): \(csp)")
+                        #expect(csp.contains("frame-ancestors 'none'"))
+                        #expect(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"))
+                        #expect(response.headers[.xContentTypeOptions] == "nosniff")
+                        #expect(response.headers[HTTPFields.Element.Name("Referrer-Policy")!] == "no-referrer")
+                        #expect(response.headers[HTTPFields.Element.Name("X-Frame-Options")!] == "DENY")
+                    }
+                }
+                // What the policy allows is all the portal needs: no inline script, handler or style attribute.
+                let html = try await client.execute(uri: "/", method: .get) { String(buffer: $0.body) }
+                let js = try await client.execute(uri: "/portal/app.js", method: .get) { String(buffer: $0.body) }
+                #expect(html.ranges(of: /<script[^>]*>/).count == html.ranges(of: /<script src="\/portal\/[a-z]+\.js"><\/script>/).count)
+                #expect(html.firstMatch(of: /(?i)\son[a-z]+\s*=|\sstyle\s*=|javascript:|<style/) == nil)
+                #expect(js.firstMatch(of: /\bstyle:|innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function/) == nil)
+            }
+        }
+    }
+
     @Test("without tokens, a Host that is not loopback (DNS rebinding) is refused over real HTTP; the server's own is not")
     func rebinding() async throws {
         try await TestDatabase.withFresh { database, settings in
