@@ -200,6 +200,48 @@ struct BoundaryTests {
         }
     }
 
+    @Test("a refused PostgreSQL connection answers 503 at once; a server that accepts and stays silent waits the deadline")
+    func unavailableFast() async throws {
+        let server = try TestDatabase.serverSettings()
+        // A port nothing listens on, and a socket file that does not exist.
+        let closed = try Self.freePort()
+        var refused = server
+        refused.endpoint = .tcp(host: "127.0.0.1", port: closed)
+        var missing = server
+        missing.endpoint = .unixSocket(path: "/tmp/tock-no-such-dir-\(getpid())/.s.PGSQL.5432")
+        for settings in [refused, missing] {
+            let elapsed = try await Self.timeRequest(settings: settings, callTimeout: .seconds(10), expect: 503)
+            #expect(elapsed < .seconds(2), "\(settings.displayName): \(elapsed)")
+        }
+        // A listener that never accepts: the kernel completes the connect, nothing answers.
+        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(silent) }
+        let port = try Self.bindLoopback(silent)
+        #expect(listen(silent, 16) == 0)
+        var quiet = server
+        quiet.endpoint = .tcp(host: "127.0.0.1", port: port)
+        let waited = try await Self.timeRequest(settings: quiet, callTimeout: .milliseconds(1500), expect: 503)
+        #expect(waited >= .milliseconds(1500), "a silent server is not a refused one: \(waited)")
+    }
+
+    /// How long `GET /api/v1/jobs` took against a pool on `settings`, which must answer `expect`.
+    static func timeRequest(settings: ConnectionSettings, callTimeout: Duration, expect: Int) async throws -> Duration {
+        try await TestDatabase.withClient(settings) { client in
+            var database = Database(client: client, logger: TestDatabase.logger, settings: settings)
+            database.callTimeout = callTimeout
+            let app = Application(router: buildRouter(database: database))
+            return try await app.test(.router) { client in
+                let start = ContinuousClock.now
+                try await client.execute(uri: "/api/v1/jobs", method: .get) { response in
+                    #expect(response.status.code == expect, "\(String(buffer: response.body))")
+                    let message = (try object(response)["error"] as? [String: Any])?["message"] as? String ?? ""
+                    print("unavailableFast: \(settings.displayName) answered \(response.status.code) after \(ContinuousClock.now - start): \(message)")
+                }
+                return ContinuousClock.now - start
+            }
+        }
+    }
+
     @Test("without tokens, a Host that is not loopback (DNS rebinding) is refused over real HTTP; the server's own is not")
     func rebinding() async throws {
         try await TestDatabase.withFresh { database, settings in
