@@ -273,10 +273,10 @@ struct BoundaryTests {
         }
     }
 
-    @Test("300 half-sent requests are closed after the header timeout, and /api/v1/health answers meanwhile")
+    @Test("300 half-sent requests are closed after the header timeout, and /api/v1/health answers before that")
     func slowClients() async throws {
         try await TestDatabase.withFresh { database, settings in
-            let limits = HTTPLimits(idleTimeout: .seconds(2))
+            let limits = HTTPLimits(idleTimeout: .seconds(3))
             try await Self.withLiveAPI(database: database, settings: settings, limits: limits) { port in
                 var slow: [Int32] = []
                 defer { slow.forEach { close($0) } }
@@ -292,16 +292,17 @@ struct BoundaryTests {
                 let opened = ContinuousClock.now
                 let health = try await RawHTTP.exchange(port: port, "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 let healthTook = ContinuousClock.now - opened
+                let healthAnswered = ContinuousClock.now - started
                 #expect(health.status == 200, "\(health.text)")
-                #expect(healthTook < .seconds(2), "health waited \(healthTook) behind the slow clients")
                 // Every slow connection is closed by the server (EOF, or an error response then EOF) after the timeout.
-                let closedAfter = try await RawHTTP.closeTimes(slow, since: started, timeout: .seconds(15))
+                let closedAfter = try await RawHTTP.closeTimes(slow, since: started, timeout: .seconds(60))
                 #expect(!closedAfter.contains(nil), "\(closedAfter.filter { $0 == nil }.count) of 300 slow clients were kept open")
                 let times = closedAfter.compactMap { $0 }
                 let first = times.min() ?? .zero, last = times.max() ?? .zero
                 print("slowClients: health answered in \(healthTook); 300 slow clients opened in \(opened - started), closed between \(first) and \(last) after the first opened")
-                #expect(first >= .milliseconds(1500), "closed before the timeout: \(first)")
-                #expect(last < .seconds(8), "closed within the timeout and a margin: \(last)")
+                #expect(first >= .milliseconds(2900), "closed before the timeout: \(first)")
+                #expect(healthAnswered < first, "health waited \(healthAnswered) behind the slow clients")
+                #expect(last < .seconds(20), "closed within the timeout and a (generous: a loaded machine) margin: \(last)")
                 #expect(try await RawHTTP.exchange(port: port, "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").status == 200)
             }
         }
@@ -321,8 +322,8 @@ struct BoundaryTests {
                     try RawHTTP.send(fd, "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
                 }
                 let start = ContinuousClock.now
-                async let health = RawHTTP.exchange(port: port, "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", timeout: .seconds(15))
-                let closedAfter = try await RawHTTP.closeTimes(slow, since: start, timeout: .seconds(15)).compactMap { $0 }
+                async let health = RawHTTP.exchange(port: port, "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", timeout: .seconds(60))
+                let closedAfter = try await RawHTTP.closeTimes(slow, since: start, timeout: .seconds(60)).compactMap { $0 }
                 #expect(closedAfter.count == 40, "every slow client is closed in the end")
                 // Without the limit all 40 would time out together; with it, the first wave is the 20 accepted (and
                 // the few NIO accepts in one read beyond them), the rest are accepted as those close.
@@ -346,10 +347,19 @@ struct BoundaryTests {
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: TestDatabase.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            defer { tasks.cancelAll() }
-            #expect(try await eventually(timeout: .seconds(20)) { (try? RawHTTP.connect(port: port)).map { close($0) } != nil })
-            try await body(port)
+            let outcome: Result<Void, any Error>
+            do {
+                #expect(try await eventually(timeout: .seconds(20)) { (try? RawHTTP.connect(port: port)).map { close($0) } != nil })
+                try await body(port)
+                outcome = .success(())
+            } catch {
+                outcome = .failure(error)
+            }
+            // Shut down and wait, never cancel: cancelling the server while it holds accepted connections that
+            // it has not handed out yet traps in NIO ("Deinited NIOAsyncWriter without calling finish()").
             await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            try outcome.get()
         }
     }
 
