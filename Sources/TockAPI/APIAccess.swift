@@ -1,13 +1,21 @@
+import Foundation
 import TockCore
 
 /// Who may call the API. Tokens come from TOCK_API_TOKENS: `token:admin,token:read`. With none, anyone who can
-/// reach the server may do everything, so it only binds to loopback.
+/// reach the server may do everything, so it only binds to loopback and only answers requests addressed to a
+/// loopback name (a `Host` that is not one is a DNS-rebinding page). `allowedOrigins` (TOCK_ALLOWED_ORIGINS) are
+/// the web origins besides the server's own whose pages may call it, e.g. a reverse proxy's `https://tock.example`.
 public struct APIAccess: Sendable, Equatable {
     public enum Role: String, Sendable { case read, admin }
 
     public var tokens: [String: Role]
+    /// Lowercased `scheme://host[:port]`, no trailing slash.
+    public var allowedOrigins: [String]
 
-    public init(tokens: [String: Role] = [:]) { self.tokens = tokens }
+    public init(tokens: [String: Role] = [:], allowedOrigins: [String] = []) {
+        self.tokens = tokens
+        self.allowedOrigins = allowedOrigins
+    }
 
     public var isOpen: Bool { tokens.isEmpty }
 
@@ -28,10 +36,101 @@ public struct APIAccess: Sendable, Equatable {
         return APIAccess(tokens: tokens)
     }
 
-    /// Whether `host` is a loopback address, where an open API may listen.
+    /// Parses `https://tock.example.com,http://127.0.0.1:9000`: origins as a browser sends them in `Origin`
+    /// (scheme, host and a port only when it is not the scheme's default; no path).
+    public static func parseOrigins(_ text: String?, field: String = "--allowed-origins") throws(InputError) -> [String] {
+        var origins: [String] = []
+        for entry in (text ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !entry.isEmpty {
+            var origin = entry.lowercased()
+            if origin.hasSuffix("/") { origin.removeLast() }
+            guard let url = URLComponents(string: origin), let scheme = url.scheme, ["http", "https"].contains(scheme),
+                  let host = url.host, !host.isEmpty, url.path.isEmpty, url.query == nil, url.fragment == nil,
+                  url.user == nil else {
+                throw InputError(field: field, message: "'\(entry)' is not an origin like https://tock.example.com or http://127.0.0.1:8080 (scheme, host and port; no path)")
+            }
+            origins.append(origin)
+        }
+        return origins
+    }
+
+    // MARK: Loopback
+
+    /// Whether `address` is a numeric loopback address: 127.0.0.0/8, ::1, or ::ffff:127.x.x.x. Names are not
+    /// addresses: they are resolved first (`loopbackAddress(of:)`).
+    public static func isLoopbackAddress(_ address: String) -> Bool {
+        var text = address
+        if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            return UInt32(bigEndian: v4.s_addr) >> 24 == 127
+        }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, text, &v6) == 1 else { return false }
+        let bytes = withUnsafeBytes(of: v6) { Array($0) }
+        if bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }  // ::1
+        return bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
+    }
+
+    /// The numeric address to listen on when `host` is loopback, else nil. A literal must be a loopback
+    /// address; the only name is `localhost`, and every address it resolves to (getaddrinfo) must be loopback.
+    /// Other names are refused even when they resolve to 127.0.0.1 today (`127.0.0.1.nip.io`): what a public
+    /// name resolves to is someone else's choice. The server then binds the address checked here, not the name.
+    public static func loopbackAddress(of host: String) -> String? {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if isNumericAddress(bare) { return isLoopbackAddress(bare) ? bare : nil }
+        guard bare.lowercased() == "localhost" else { return nil }
+        let addresses = resolve(bare)
+        guard !addresses.isEmpty, addresses.allSatisfy(isLoopbackAddress) else { return nil }
+        return addresses[0]
+    }
+
+    /// Whether `host` is a loopback address where an open API may listen (see `loopbackAddress(of:)`).
     public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        loopbackAddress(of: host) != nil
+    }
+
+    static func isNumericAddress(_ text: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
+    }
+
+    /// Every address getaddrinfo gives for `host`, as numeric text; empty when it does not resolve.
+    static func resolve(_ host: String) -> [String] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &list) == 0, let first = list else { return [] }
+        defer { freeaddrinfo(first) }
+        var addresses: [String] = []
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let current = entry {
+            var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(current.pointee.ai_addr, current.pointee.ai_addrlen, &buffer, socklen_t(buffer.count),
+                           nil, 0, NI_NUMERICHOST) == 0 {
+                addresses.append(String(cString: buffer))
+            }
+            entry = current.pointee.ai_next
+        }
+        return addresses
+    }
+
+    /// Whether a request's `Host` (authority: name or address, optional port) names this server on loopback, as
+    /// a browser sends it for a page of this server. It is not resolved: a rebinding page's name resolves to
+    /// 127.0.0.1 by design; what gives it away is that the browser still sends that name.
+    public static func isLoopbackAuthority(_ authority: String) -> Bool {
+        let host = hostPart(of: authority).lowercased()
+        return host == "localhost" || (isNumericAddress(host) && isLoopbackAddress(host))
+    }
+
+    /// `example.com:8080` → `example.com`, `[::1]:8080` → `::1`.
+    static func hostPart(of authority: String) -> String {
+        if authority.hasPrefix("["), let end = authority.firstIndex(of: "]") {
+            return String(authority[authority.index(after: authority.startIndex)..<end])
+        }
+        if authority.filter({ $0 == ":" }).count == 1, let colon = authority.firstIndex(of: ":") {
+            return String(authority[..<colon])
+        }
+        return authority
     }
 }
-
-import Foundation

@@ -4,8 +4,8 @@ import Logging
 import TockCore
 
 /// Every error becomes one JSON shape, `{"error": {"code", "message", "field"}}`, with the status its kind
-/// implies: 400 malformed, 401/403 auth, 404, 409, 413, 422 invalid values. Never a stack trace; a 500 only for
-/// what is truly the server's fault, and then the detail goes to the log, not the client.
+/// implies: 400 malformed, 401/403 auth, 404, 409, 413, 415 not JSON, 421 wrong Host, 422 invalid values. Never
+/// a stack trace; a 500 only for what is truly the server's fault, and then the detail goes to the log.
 struct ErrorMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let logger: Logger
@@ -23,6 +23,7 @@ struct ErrorMiddleware: RouterMiddleware {
             case .contentTooLarge: "body_too_large"
             case .methodNotAllowed: "method_not_allowed"
             case .serviceUnavailable: "unavailable"
+            case .unsupportedMediaType: "unsupported_media_type"
             default: "bad_request"
             }
             let message = error.body ?? (error.status == .notFound
@@ -59,34 +60,5 @@ struct ErrorMiddleware: RouterMiddleware {
             var error: Detail
         }
         return try json(Body(error: .init(code: code, message: message, field: field)), status: status)
-    }
-}
-
-/// Bearer tokens: any valid token reads; writes (anything but GET/HEAD) need an admin token. The portal's static
-/// files and the OpenAPI document are public: they hold no data.
-struct AuthMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
-    let access: APIAccess
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let path = request.uri.path
-        guard !access.isOpen, path.hasPrefix("/api/") || path == "/metrics", path != "/api/v1/openapi.json" else {
-            return try await next(request, context)
-        }
-        let header: String = request.headers[.authorization] ?? ""
-        // EventSource cannot send headers, so the event stream also takes the token as ?access_token=.
-        var token: String?
-        if header.hasPrefix("Bearer ") {
-            token = String(header.dropFirst(7))
-        } else if path == "/api/v1/events", let query = request.uri.queryParameters.get("access_token") {
-            token = String(query)
-        }
-        guard let token, let role = access.tokens[token] else {
-            throw HTTPError(.unauthorized, message: "send Authorization: Bearer <token> (a token from TOCK_API_TOKENS)")
-        }
-        if request.method != .get && request.method != .head && role != .admin {
-            throw HTTPError(.forbidden, message: "this token is read-only; writes need an admin token")
-        }
-        return try await next(request, context)
     }
 }

@@ -12,8 +12,9 @@ import TockRuntime
 public func buildRouter(database: Database, access: APIAccess = APIAccess(), events: EventHub? = nil,
                         metrics: TockMetrics = TockMetrics(), maxBodyBytes: Int = 64 * 1024) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ErrorMiddleware(logger: database.logger))
-    router.add(middleware: AuthMiddleware(access: access))
+    router.add(middleware: AccessMiddleware(access: access))
     router.get("metrics") { _, _ -> Response in
         metrics.refresh(gauges: try await database.gauges())
         return prometheusResponse(metrics)
@@ -281,22 +282,59 @@ func eventStream(_ events: EventHub) -> Response {
     })
 }
 
-/// The API server and its event hub, ready to join a ServiceGroup (in this order: the hub stops first, ending
-/// open event streams). Refuses to listen beyond loopback without tokens.
-public func buildAPIServices(database: Database, settings: ConnectionSettings, host: String, port: Int,
-                             access: APIAccess, metrics: TockMetrics = TockMetrics(),
-                             logger: Logger) throws(TockError) -> [any Service] {
-    if access.isOpen && !APIAccess.isLoopback(host) {
-        throw TockError(.invalidInput, field: "host",
-                        "refusing to listen on \(host) without API tokens: set TOCK_API_TOKENS (token:admin,token:read) or use 127.0.0.1")
+/// How long and how many: what one slow or idle client may hold. `idleTimeout` closes a connection that has not
+/// sent a complete request head within that time of opening (or of its last response), and one whose body stalls
+/// that long; a response in progress (the event stream) is never cut. `maxConnections` stops accepting beyond
+/// that many open connections (the rest wait in the kernel's backlog) so that descriptors never run out: it is
+/// capped at half the process's descriptor limit, leaving the rest to the database pool and the scripts.
+public struct HTTPLimits: Sendable {
+    public var idleTimeout: Duration = .seconds(10)
+    public var maxConnections: Int = 1024
+
+    public init(idleTimeout: Duration = .seconds(10), maxConnections: Int = 1024) {
+        self.idleTimeout = idleTimeout
+        self.maxConnections = maxConnections
     }
+
+    /// `maxConnections`, at most half the soft RLIMIT_NOFILE (and at least 16).
+    public var effectiveMaxConnections: Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return maxConnections }
+        return max(16, min(maxConnections, Int(clamping: limit.rlim_cur / 2)))
+    }
+
+    var idleTimeoutNanoseconds: Int64 {
+        idleTimeout.components.seconds * 1_000_000_000 + idleTimeout.components.attoseconds / 1_000_000_000
+    }
+}
+
+/// An HTTP/1.1 server of `router` on `host:port` within `limits`.
+func limitedApplication(router: Router<BasicRequestContext>, host: String, port: Int, limits: HTTPLimits,
+                        logger: Logger) -> any Service {
+    Application(router: router, server: .http1(configuration: .init(idleTimeout: .nanoseconds(limits.idleTimeoutNanoseconds))),
+                configuration: .init(address: .hostname(host, port: port), serverName: "tock",
+                                     availableConnectionsDelegate: .maximum(limits.effectiveMaxConnections, logger: logger)),
+                logger: logger)
+}
+
+/// The API server and its event hub, ready to join a ServiceGroup (in this order: the hub stops first, ending
+/// open event streams). Without tokens it listens only on a loopback address (a name must be `localhost` and
+/// resolve to loopback alone), and binds the address it checked.
+public func buildAPIServices(database: Database, settings: ConnectionSettings, host: String, port: Int,
+                             access: APIAccess, metrics: TockMetrics = TockMetrics(), limits: HTTPLimits = HTTPLimits(),
+                             logger: Logger) throws(TockError) -> [any Service] {
+    var address = host
     if access.isOpen {
-        logger.warning("API without tokens: listening on loopback only", metadata: ["address": "\(host):\(port)"])
+        guard let loopback = APIAccess.loopbackAddress(of: host) else {
+            throw TockError(.invalidInput, field: "host",
+                            "refusing to listen on \(host) without API tokens: set TOCK_API_TOKENS (token:admin,token:read) or use 127.0.0.1, ::1 or localhost")
+        }
+        address = loopback
+        logger.warning("API without tokens: listening on loopback only", metadata: ["address": "\(address):\(port)"])
     }
     let events = EventHub(settings: settings, logger: logger)
-    let application = Application(router: buildRouter(database: database, access: access, events: events, metrics: metrics),
-                                  configuration: .init(address: .hostname(host, port: port), serverName: "tock"),
-                                  logger: logger)
+    let application = limitedApplication(router: buildRouter(database: database, access: access, events: events, metrics: metrics),
+                                         host: address, port: port, limits: limits, logger: logger)
     return [application, events]
 }
 
@@ -310,6 +348,5 @@ func prometheusResponse(_ metrics: TockMetrics) -> Response {
 public func buildMetricsServer(metrics: TockMetrics, host: String, port: Int, logger: Logger) -> any Service {
     let router = Router(context: BasicRequestContext.self)
     router.get("metrics") { _, _ -> Response in prometheusResponse(metrics) }
-    return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tock"),
-                       logger: logger)
+    return limitedApplication(router: router, host: host, port: port, limits: HTTPLimits(), logger: logger)
 }

@@ -1,11 +1,13 @@
 import Synchronization
 
 /// Awaits `body`, run in a task of its own, but stops waiting when `timeout` passes (throwing `timedOut()`) or when
-/// the waiting task is cancelled (throwing `CancellationError`). The body is then cancelled and abandoned, not
+/// the waiting task is cancelled (throwing `CancellationError`), or when `failFast` returns an error (it runs
+/// beside the body, which has then no hope: a refused connection). The body is then cancelled and abandoned, not
 /// awaited: a call stuck in a connection pool may ignore cancellation, and whoever waits on it must get on (a
 /// retry, or a worker's exit while its database is away).
 public func awaitAbandoning<T: Sendable>(
     timeout: Duration? = nil, timedOut: @escaping @Sendable () -> any Error = { CancellationError() },
+    failFast: (@Sendable () async -> (any Error)?)? = nil,
     _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let once = OnceResume<T>()
@@ -18,6 +20,12 @@ public func awaitAbandoning<T: Sendable>(
             once.resume(.failure(timedOut()))
         }
     }
+    let watcher = failFast.map { check in
+        Task {
+            if let error = await check(), !Task.isCancelled { once.resume(.failure(error)) }
+        }
+    }
+    defer { watcher?.cancel() }
     let result = await withTaskCancellationHandler {
         await withCheckedContinuation { once.arm($0) }
     } onCancel: {

@@ -19,7 +19,8 @@ public struct Database: Sendable {
         self.settings = settings
     }
 
-    /// Runs `body` within `callTimeout`, mapping any error to a `TockError` (a timeout is `.unavailable`). A call
+    /// Runs `body` within `callTimeout`, mapping any error to a `TockError` (a timeout is `.unavailable`, and so is
+    /// a refused connection, at once: `PostgresReachability`). A call
     /// that times out, or whose caller is cancelled, is cancelled and abandoned, not awaited: a lease stuck in the
     /// pool may ignore cancellation, and the caller must get on with its retry (or its exit).
     func mapped<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws(TockError) -> T {
@@ -27,7 +28,7 @@ public struct Database: Sendable {
         do {
             return try await awaitAbandoning(timeout: timeout, timedOut: {
                 TockError(.unavailable, "PostgreSQL did not answer within \(timeout)")
-            }, body)
+            }, failFast: { [settings] in await PostgresReachability.refusal(of: settings) }, body)
         } catch is CancellationError {
             throw TockError(.unavailable, "the call to PostgreSQL was cancelled")
         } catch {

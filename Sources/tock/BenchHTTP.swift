@@ -32,7 +32,9 @@ final class BenchHTTPConnection {
     /// Sends one request and reads the whole response (Content-Length bodies only, which is what Tock sends
     /// for JSON). Returns the status code and body.
     func request(_ method: String, _ path: String) throws -> (status: Int, body: String) {
-        let head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Length: 0\r\n\r\n"
+        // Writes say JSON, as the API requires of every one (the portal sends the same).
+        let type = method == "GET" || method == "HEAD" ? "" : "Content-Type: application/json\r\n"
+        let head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\(type)Content-Length: 0\r\n\r\n"
         var bytes = Array(head.utf8)
         var sent = 0
         while sent < bytes.count {

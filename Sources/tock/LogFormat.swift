@@ -52,8 +52,53 @@ struct TextLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var event = event
-        event.metadata = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
+        var merged = metadata
+        // The provider's values go through the escape too: explicit metadata wins over the stream's own merge.
+        if let provider = stream.metadataProvider { merged.merge(provider.get(), uniquingKeysWith: { $1 }) }
+        merged.merge(event.metadata ?? [:], uniquingKeysWith: { $1 })
+        if let error = event.error {  // as the stream handler would add it, but escaped
+            merged["error.message"] = "\(error)"
+            merged["error.type"] = "\(String(reflecting: type(of: error)))"
+            event.error = nil
+        }
+        event.metadata = merged.mapValues(Self.escaped)
+        if Self.needsEscape(event.message.description) { event.message = "\(Self.escaped(event.message.description))" }
         stream.log(event: event)
+    }
+
+    /// One event, one line: a value with a newline (a script's name, a database's error message) would otherwise
+    /// start a line that reads as an event of its own. Control characters become `\n`, `\r`, `\t` or `\u{1b}`,
+    /// and a backslash doubles, so an escape in the value itself cannot pass for one.
+    static func escaped(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
+        switch value {
+        case .string(let text): return needsEscape(text) ? .string(escaped(text)) : value
+        case .stringConvertible(let convertible):
+            let text = convertible.description
+            return needsEscape(text) ? .string(escaped(text)) : value
+        case .array(let values): return .array(values.map(escaped))
+        case .dictionary(let values): return .dictionary(values.mapValues(escaped))
+        }
+    }
+
+    static func needsEscape(_ text: String) -> Bool {
+        text.unicodeScalars.contains { $0.properties.generalCategory == .control || $0 == "\\" || $0 == "\u{2028}" || $0 == "\u{2029}" }
+    }
+
+    static func escaped(_ text: String) -> String {
+        var result = ""
+        result.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case "\\": result += "\\\\"
+            case _ where scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}":
+                result += "\\u{\(String(scalar.value, radix: 16))}"
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
     }
 }
 

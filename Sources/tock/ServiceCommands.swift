@@ -15,11 +15,23 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Port of the JSON API (default: TOCK_API_PORT or 8080).")
     var apiPort: Int = Int(ProcessInfo.processInfo.environment["TOCK_API_PORT"] ?? "") ?? 8080
 
+    @Option(help: "Web origins besides the API's own whose pages may call it, e.g. https://tock.example.com behind a proxy (comma-separated; default: TOCK_ALLOWED_ORIGINS).")
+    var allowedOrigins: String? = ProcessInfo.processInfo.environment["TOCK_ALLOWED_ORIGINS"]
+
+    func validate() throws {
+        do {
+            _ = try APIAccess.parseOrigins(allowedOrigins)
+        } catch {
+            throw ValidationError("\(error.field): \(error.message)")
+        }
+    }
+
     func services(database: Database, settings: ConnectionSettings, metrics: TockMetrics,
                   logger: Logger) throws(TockError) -> [any Service] {
-        let access: APIAccess
+        var access: APIAccess
         do {
             access = try APIAccess.parse(ProcessInfo.processInfo.environment["TOCK_API_TOKENS"])
+            access.allowedOrigins = try APIAccess.parseOrigins(allowedOrigins)
         } catch {
             throw TockError(error)
         }

@@ -11,6 +11,9 @@ func body(_ response: TestResponse) -> String {
     String(buffer: response.body)
 }
 
+/// What every write sends: the API refuses any other content type (415), body or not.
+let json: HTTPFields = [.contentType: "application/json"]
+
 func object(_ response: TestResponse) throws -> [String: Any] {
     try #require(try JSONSerialization.jsonObject(with: Data(body(response).utf8)) as? [String: Any])
 }
@@ -34,7 +37,7 @@ struct APITests {
                     #expect(jobs.map(\.name) == ["flaky", "report"])
                     #expect(jobs.last?.scheduleDescription == "daily at 06:00")
                 }
-                let runID = try await client.execute(uri: "/api/v1/jobs/report/trigger", method: .post) { response in
+                let runID = try await client.execute(uri: "/api/v1/jobs/report/trigger", method: .post, headers: json) { response in
                     #expect(response.status == .accepted)
                     return try #require(try object(response)["run_id"] as? Int)
                 }
@@ -69,7 +72,7 @@ struct APITests {
                     #expect(dead.map(\.id) == [second])
                     #expect(dead.first?.error == "exited with status 1 (attempt 2 of 2: no attempts left)")
                 }
-                try await client.execute(uri: "/api/v1/runs/\(second)/retry", method: .post) { response in
+                try await client.execute(uri: "/api/v1/runs/\(second)/retry", method: .post, headers: json) { response in
                     #expect(response.status == .accepted)
                 }
                 try await client.execute(uri: "/api/v1/health", method: .get) { response in
@@ -97,7 +100,7 @@ struct APITests {
             _ = try await database.createJob(JobDefinition(name: "known", script: "x.sh"))
             let app = Application(router: buildRouter(database: database))
             try await app.test(.router) { client in
-                try await client.execute(uri: uri, method: method) { response in
+                try await client.execute(uri: uri, method: method, headers: json) { response in
                     #expect(response.status.code == status, "\(body(response))")
                     let error = try #require(try object(response)["error"] as? [String: Any], "\(body(response))")
                     #expect(error["code"] as? String == code)
@@ -121,23 +124,23 @@ struct APITests {
                 try await client.execute(uri: "/api/v1/jobs", method: .get,
                                          headers: [.authorization: "Bearer reader-token-0123456789"]) { #expect($0.status == .ok) }
                 try await client.execute(uri: "/api/v1/jobs/job/trigger", method: .post,
-                                         headers: [.authorization: "Bearer reader-token-0123456789"]) { response in
+                                         headers: [.authorization: "Bearer reader-token-0123456789", .contentType: "application/json"]) { response in
                     #expect(response.status == .forbidden)
                     let error = try object(response)["error"] as? [String: Any]
                     #expect(error?["code"] as? String == "forbidden")
                 }
                 let run = try await client.execute(uri: "/api/v1/jobs/job/trigger", method: .post,
-                                                   headers: [.authorization: "Bearer admin-token-0123456789"]) { response in
+                                                   headers: [.authorization: "Bearer admin-token-0123456789", .contentType: "application/json"]) { response in
                     #expect(response.status == .accepted)
                     return try #require(try object(response)["run_id"] as? Int)
                 }
                 try await client.execute(uri: "/api/v1/runs/\(run)/cancel", method: .post,
-                                         headers: [.authorization: "Bearer admin-token-0123456789"]) { response in
+                                         headers: [.authorization: "Bearer admin-token-0123456789", .contentType: "application/json"]) { response in
                     let state = try object(response)["status"] as? String
                     #expect(state == "cancelled")
                 }
                 try await client.execute(uri: "/api/v1/runs/\(run)/cancel", method: .post,
-                                         headers: [.authorization: "Bearer admin-token-0123456789"]) { response in
+                                         headers: [.authorization: "Bearer admin-token-0123456789", .contentType: "application/json"]) { response in
                     #expect(response.status == .conflict)
                 }
             }

@@ -31,11 +31,13 @@ class ApiError extends Error {
 }
 
 async function api(path, options = {}) {
+  const method = options.method || "GET";
   const headers = { "Accept": "application/json" };
-  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  // Every write says JSON, even without a body: the server refuses any other (a cross-site form cannot send it).
+  if (options.body !== undefined || (method !== "GET" && method !== "HEAD")) headers["Content-Type"] = "application/json";
   if (state.token) headers["Authorization"] = "Bearer " + state.token;
   const response = await fetch(API + path, {
-    method: options.method || "GET", headers,
+    method, headers,
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
   });
   if (response.status === 401) { askToken(); }
@@ -304,11 +306,11 @@ async function editorPage(view, name) {
     let controls = [];
     if (p.kind === "every") {
       p.amount = p.amount || "5"; p.unit = p.unit || "m";
-      controls = [input({ type: "number", min: 1, id: "every-amount", style: "width:90px" }, "amount"),
+      controls = [input({ type: "number", min: 1, id: "every-amount", class: "w-90" }, "amount"),
         h("select", { id: "every-unit", onchange: (e) => { p.unit = e.target.value; sync(); } },
           [["s", "seconds"], ["m", "minutes"], ["h", "hours"], ["d", "days"]].map(([v, l]) => h("option", { value: v, selected: p.unit === v }, l)))];
     } else if (p.kind === "hourly") {
-      controls = ["at minute", input({ type: "number", min: 0, max: 59, id: "hourly-minute", style: "width:80px" }, "minute")];
+      controls = ["at minute", input({ type: "number", min: 0, max: 59, id: "hourly-minute", class: "w-80" }, "minute")];
     } else if (p.kind === "daily") {
       controls = ["at", input({ type: "time", id: "daily-time" }, "time")];
       p.time = p.time || "06:00";
@@ -320,11 +322,11 @@ async function editorPage(view, name) {
       p.time = p.time || "09:00";
     } else if (p.kind === "monthly") {
       p.days = p.days || "1"; p.time = p.time || "08:00";
-      controls = ["on days", input({ type: "text", id: "monthly-days", style: "width:120px", placeholder: "1,15,last" }, "days"),
+      controls = ["on days", input({ type: "text", id: "monthly-days", class: "w-120", placeholder: "1,15,last" }, "days"),
         "at", input({ type: "time", id: "monthly-time" }, "time")];
     } else if (p.kind === "cron") {
       p.cron = p.cron || "*/15 * * * *";
-      controls = [input({ type: "text", id: "cron-text", class: "mono", style: "width:220px", placeholder: "*/15 * * * *" }, "cron"),
+      controls = [input({ type: "text", id: "cron-text", class: "mono w-220", placeholder: "*/15 * * * *" }, "cron"),
         h("span", { class: "muted" }, "minute hour day-of-month month day-of-week")];
     } else {
       controls = [h("span", { class: "muted" }, "Runs only when asked (Run now, the API or SQL).")];
