@@ -269,8 +269,11 @@ struct GuardScripts: ParsableCommand {
     @Option(help: "Milliseconds between SIGTERM and SIGKILL.")
     var graceMs: Int = 5000
 
+    @Option(help: "The worker's cgroup directory (cgroup containment): killed whole, then removed.")
+    var cgroup: String?
+
     func run() throws {
-        guard ScriptGuard.runGuard(graceMilliseconds: graceMs) >= 0 else {
+        guard ScriptGuard.runGuard(graceMilliseconds: graceMs, cgroup: cgroup) >= 0 else {
             throw ValidationError("guard-scripts is started by `tock worker`, with its socket on fd 3 and the shared memory on fd 4")
         }
     }
