@@ -50,7 +50,16 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Bytes of output kept per run (the last ones).")
     var outputCap: Int = 1 << 20
 
-    var configuration: WorkerConfiguration {
+    @Option(help: "How what a run starts is stopped at its end: auto (a cgroup v2 per run where one can be created, else subreaper), cgroup, or subreaper.")
+    var containment: String = ScriptContainment.Preference.automatic.rawValue
+
+    func validate() throws {
+        guard ScriptContainment.Preference(rawValue: containment) != nil else {
+            throw ValidationError("--containment: '\(containment)' is not auto, cgroup or subreaper")
+        }
+    }
+
+    func configuration() throws(TockError) -> WorkerConfiguration {
         var configuration = WorkerConfiguration()
         configuration.concurrency = concurrency
         configuration.scriptsDirectory = scriptsDir
@@ -61,6 +70,7 @@ struct WorkerOptions: ParsableArguments {
         configuration.killGraceSeconds = killGraceSeconds
         // This executable, whatever it was started as (and even if a deploy has replaced the file since).
         configuration.guardExecutable = "/proc/self/exe"
+        configuration.containment = ScriptContainment.Preference(rawValue: containment) ?? .automatic
         return configuration
     }
 }
@@ -131,7 +141,7 @@ struct Up: AsyncParsableCommand {
         try await runServices(options, metricsOptions: metrics, createEmbedded: true, migrate: true) {
             database, settings, metrics, logger throws(TockError) in
             [Scheduler(database: database, settings: settings, metrics: metrics, logger: logger),
-             try Worker(database: database, settings: settings, configuration: worker.configuration, metrics: metrics,
+             try Worker(database: database, settings: settings, configuration: try worker.configuration(), metrics: metrics,
                         logger: logger)]
                 + (noAPI ? [] : try api.services(database: database, settings: settings, metrics: metrics, logger: logger))
         }
@@ -180,7 +190,7 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         try await runServices(options, metricsOptions: metrics, createEmbedded: false, migrate: false) {
             database, settings, metrics, logger throws(TockError) in
-            [try Worker(database: database, settings: settings, configuration: worker.configuration, metrics: metrics,
+            [try Worker(database: database, settings: settings, configuration: try worker.configuration(), metrics: metrics,
                         logger: logger)]
         }
     }
