@@ -50,6 +50,9 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Bytes of output kept per run (the last ones).")
     var outputCap: Int = 1 << 20
 
+    @Option(help: "Run scripts as this user and its groups (a name or uid; the worker must be started as root).")
+    var runAs: String?
+
     @Option(help: "How what a run starts is stopped at its end: auto (a cgroup v2 per run where one can be created, else subreaper), cgroup, or subreaper.")
     var containment: String = ScriptContainment.Preference.automatic.rawValue
 
@@ -71,6 +74,7 @@ struct WorkerOptions: ParsableArguments {
         // This executable, whatever it was started as (and even if a deploy has replaced the file since).
         configuration.guardExecutable = "/proc/self/exe"
         configuration.containment = ScriptContainment.Preference(rawValue: containment) ?? .automatic
+        configuration.runAs = try runAs.map { user throws(TockError) in try ScriptCredentials.lookup(user) }
         return configuration
     }
 }

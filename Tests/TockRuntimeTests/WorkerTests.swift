@@ -238,4 +238,20 @@ struct WorkerTests {
             #expect(Set(started).count == 9)
         }
     }
+
+    @Test("tock worker --run-as nobody runs scripts as nobody", .enabled(if: getuid() == 0, "needs root"))
+    func runAsNobody() async throws {
+        let directory = try makeScriptsDirectory(["scripts/who.sh": "#!/bin/sh\nid -u\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let nobody = try ScriptCredentials.lookup("nobody")
+        try await TestDatabase.withFresh { database, settings in
+            let worker = try TockProcess(["worker", "--run-as", "nobody"], settings: settings, directory: directory)
+            _ = try await database.createJob(JobDefinition(name: "who", script: "who.sh"))
+            let run = try await database.runNow("who")
+            #expect(try await eventually { try await database.run(run, withOutput: false).status == "succeeded" }, "\(worker.log)")
+            #expect(try await database.run(run).output == "\(nobody.uid)\n")
+            worker.signal(SIGTERM)
+            #expect(try await worker.wait() == 0)
+        }
+    }
 }
