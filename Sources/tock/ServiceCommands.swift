@@ -111,6 +111,10 @@ func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions, creat
         // One registry for the process: the worker's, the scheduler's and the API's figures print together.
         let metrics = TockMetrics()
         var services = try build(serviceDatabase, settings, metrics, logger)
+        // Everything that needed them has read them (the settings, the API's tokens): scripts, and anything else
+        // running as this user, cannot read them from this process.
+        let forgotten = ProcessSecrets.forget()
+        logger.debug("secrets removed from this process's environment", metadata: ["variables": "\(forgotten)"])
         if let port = metricsOptions.metricsPort {
             services.append(buildMetricsServer(metrics: metrics, host: metricsOptions.metricsHost, port: port, logger: logger))
         }

@@ -239,6 +239,36 @@ struct WorkerTests {
         }
     }
 
+    @Test("a script reading its worker's /proc environ and command line finds no credentials")
+    func workerSecretsOutOfReach() async throws {
+        // The worker is passed the URL both ways a deployment does: DATABASE_URL and --database-url.
+        let directory = try makeScriptsDirectory(["scripts/peek.sh": """
+            #!/bin/sh
+            for pid in "$PPID" "$1"; do
+                echo "== $pid environ"; tr '\\0' '\\n' < /proc/$pid/environ 2>&1
+                echo "== $pid cmdline"; tr '\\0' ' ' < /proc/$pid/cmdline 2>&1; echo
+            done
+            """])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            let worker = try TockProcess(["worker", "--database-url", settings.url()], settings: settings, directory: directory,
+                                         environment: ["PGPASSWORD": "pg-password-in-the-environment",
+                                                       "TOCK_API_TOKENS": "secret-token-of-the-api"])
+            _ = try await database.createJob(JobDefinition(name: "peek", script: "peek.sh", args: [String(worker.pid)]))
+            let run = try await database.runNow("peek")
+            #expect(try await eventually { try await database.run(run, withOutput: false).status == "succeeded" }, "\(worker.log)")
+            let output = try #require(try await database.run(run).output)
+            // It did read them (as root it may): what it read holds nothing secret.
+            #expect(output.contains("TOCK_LOG_LEVEL=info") && output.contains("worker --database-url"), "\(output)")
+            for secret in ["DATABASE_URL", settings.url(), "pg-password-in-the-environment", "secret-token-of-the-api"]
+                + [settings.password].compactMap({ $0 }).filter({ !$0.isEmpty }) {
+                #expect(!output.contains(secret), "the script read \(secret): \(output)")
+            }
+            worker.signal(SIGTERM)
+            #expect(try await worker.wait() == 0)
+        }
+    }
+
     @Test("tock worker --run-as nobody runs scripts as nobody", .enabled(if: getuid() == 0, "needs root"))
     func runAsNobody() async throws {
         let directory = try makeScriptsDirectory(["scripts/who.sh": "#!/bin/sh\nid -u\n"])
