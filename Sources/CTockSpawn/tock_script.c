@@ -6,7 +6,6 @@
 #include <linux/openat2.h>
 #include <linux/sched.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -120,11 +119,15 @@ static void exec_script(const struct tock_spawn_request *r, int report) {
     int rc;
 
     all_signals_default();
+    /* Out of the way of 0-3 first, so no dup2 below overwrites one it still needs (a worker started with its stdio
+       closed has its own descriptors there). */
+    int moved = fcntl(report, F_DUPFD_CLOEXEC, 10);
+    if (moved >= 0) report = moved;
     if (setpgid(0, 0) != 0) goto fail;
-    /* Out of the way of 0-3 first, so no dup2 below overwrites one it still needs. */
     int output = fcntl(r->output_fd, F_DUPFD_CLOEXEC, 10);
     int script = fcntl(r->script_fd, F_DUPFD_CLOEXEC, 10);
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    /* Not close-on-exec: if it lands on 0-2 itself, dup2 onto itself keeps it as it is; above, close_range marks it. */
+    int null = open("/dev/null", O_RDONLY);
     if (output < 0 || script < 0 || null < 0) goto fail;
     if (dup2(null, 0) < 0 || dup2(output, 1) < 0 || dup2(output, 2) < 0) goto fail;
     /* The script's file stays open as fd 3, without close-on-exec: executing a `#!` script from a descriptor hands
@@ -153,29 +156,99 @@ fail:
     _exit(127);
 }
 
+/* A decimal number at *p (advanced past it), or -1. No strtol: this runs in a fork of a multithreaded process. */
+static long parse_number(const char **p) {
+    long value = -1;
+    while (**p >= '0' && **p <= '9') {
+        value = (value < 0 ? 0 : value * 10) + (**p - '0');
+        (*p)++;
+    }
+    return value;
+}
+
+static char *format_number(char *out, long value) {
+    char digits[24];
+    int n = 0;
+    do { digits[n++] = (char)('0' + value % 10); value /= 10; } while (value > 0);
+    while (n > 0) *out++ = digits[--n];
+    *out = 0;
+    return out;
+}
+
+/* This process's children, into `pids` (at most `capacity`); how many, or -1 when it cannot tell. From
+   /proc/PID/task/PID/children, or where the kernel lacks it (CONFIG_PROC_CHILDREN) from every /proc/N/stat. Only
+   system calls and a stack buffer: no malloc after a fork of a multithreaded process. */
+static int list_children(pid_t self, pid_t *pids, int capacity) {
+    char path[64], buffer[4096];
+    char *end = path;
+    int count = 0;
+    memcpy(end, "/proc/", 6); end += 6;
+    end = format_number(end, self);
+    memcpy(end, "/task/", 6); end += 6;
+    end = format_number(end, self);
+    memcpy(end, "/children", 10);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buffer, sizeof buffer - 1);
+        close(fd);
+        if (n < 0) return -1;
+        buffer[n] = 0;
+        for (const char *p = buffer; *p && count < capacity;) {
+            long pid = parse_number(&p);
+            if (pid > 0) pids[count++] = (pid_t)pid;
+            else p++;
+        }
+        return count;
+    }
+    int proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (proc < 0) return -1;
+    for (;;) {
+        long n = syscall(SYS_getdents64, proc, buffer, sizeof buffer);
+        if (n <= 0) break;
+        for (long offset = 0; offset < n;) {
+            struct { unsigned long long ino; long long off; unsigned short reclen; unsigned char type; char name[]; }
+                *entry = (void *)(buffer + offset);
+            offset += entry->reclen;
+            const char *name = entry->name;
+            long pid = parse_number(&name);
+            if (pid <= 0 || *name != 0 || count >= capacity) continue;
+            char stat_path[48], stat[512];
+            end = stat_path;
+            memcpy(end, "/proc/", 6); end += 6;
+            end = format_number(end, pid);
+            memcpy(end, "/stat", 6);
+            int stat_fd = open(stat_path, O_RDONLY | O_CLOEXEC);
+            if (stat_fd < 0) continue;
+            ssize_t length = read(stat_fd, stat, sizeof stat - 1);
+            close(stat_fd);
+            if (length <= 0) continue;
+            stat[length] = 0;
+            /* "pid (comm) state ppid ...": the command may hold anything, so from the last ')'. */
+            const char *p = NULL;
+            for (ssize_t j = length - 1; j >= 0; j--) if (stat[j] == ')') { p = stat + j + 1; break; }
+            if (p == NULL) continue;
+            while (*p == ' ') p++;
+            while (*p && *p != ' ') p++;  /* the state */
+            while (*p == ' ') p++;
+            if (parse_number(&p) == self) pids[count++] = (pid_t)pid;
+        }
+    }
+    close(proc);
+    return count;
+}
+
 /* Kills every child of this process but `keep` (and reaps it), until none is left: each killed child's own children
    come to this process (a subreaper) and are killed in the next round. */
 static void kill_children_but(pid_t keep) {
-    char path[64], buffer[4096];
     pid_t self = (pid_t)syscall(SYS_getpid);
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)self, (int)self);
+    pid_t children[512];
     for (int round = 0; round < 100000; round++) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return;
-        ssize_t n = read(fd, buffer, sizeof buffer - 1);
-        close(fd);
-        if (n < 0) return;
-        buffer[n] = 0;
+        int count = list_children(self, children, 512);
         int killed = 0;
-        for (char *p = buffer; *p;) {
-            char *end;
-            long pid = strtol(p, &end, 10);
-            if (end == p) break;
-            p = end;
-            while (*p == ' ' || *p == '\n') p++;
-            if (pid <= 0 || pid == keep) continue;
-            kill((pid_t)pid, SIGKILL);
-            while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
+        for (int j = 0; j < count; j++) {
+            if (children[j] == keep) continue;
+            kill(children[j], SIGKILL);
+            while (waitpid(children[j], NULL, 0) < 0 && errno == EINTR) {}
             killed++;
         }
         if (killed == 0) return;
