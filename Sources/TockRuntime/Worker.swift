@@ -369,9 +369,12 @@ public final class Worker: Service, Sendable {
             // Opened once, beneath the scripts directory: the open file is what runs.
             let file = try sandbox.open(run.script)
             let path = file.path
+            // A #! script runs from the open file, so its $0 is /dev/fd/3: this says where it is.
+            var environment = environment(for: run)
+            environment["TOCK_SCRIPT"] = path
             // The process first, then the log line and the live-output task: they are not on the path to its start.
             let script = try await runner.start(
-                script: file, arguments: run.args, environment: environment(for: run),
+                script: file, arguments: run.args, environment: environment,
                 workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control,
                 scriptGuard: scriptGuard.withLock { $0 })
             logger.info("run started", metadata: [

@@ -284,4 +284,23 @@ struct WorkerTests {
             #expect(try await worker.wait() == 0)
         }
     }
+
+    @Test("a #! script runs from its open file ($0 is /dev/fd/3) and finds the files beside it through TOCK_SCRIPT")
+    func scriptPathInEnvironment() async throws {
+        let directory = try makeScriptsDirectory(["sub/where.sh": "#!/bin/sh\necho \"$0\"\n. \"$(dirname \"$TOCK_SCRIPT\")/lib.sh\"\n",
+                                                  "sub/lib.sh": "echo \"lib beside $TOCK_SCRIPT\"\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var configuration = WorkerConfiguration()
+            configuration.scriptsDirectory = directory
+            let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            _ = try await database.createJob(JobDefinition(name: "where", script: "sub/where.sh"))
+            let run = try await database.runNow("where")
+            try await withServices([worker]) { () async throws -> Void in
+                #expect(try await eventually { try await database.run(run, withOutput: false).status == "succeeded" })
+            }
+            let root = try ScriptSandbox(directory: directory).root
+            #expect(try await database.run(run).output == "/dev/fd/3\nlib beside \(root)/sub/where.sh\n")
+        }
+    }
 }
