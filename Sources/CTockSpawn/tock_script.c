@@ -76,6 +76,10 @@ int tock_open_beneath(int root, const char *path, int walk_only, int *out) {
     return open_walk(root, path, out);
 }
 
+int tock_open_directory(const char *path) {
+    return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
 /* ---- Starting a script ------------------------------------------------------------------------------------------ */
 
 /* A fork without glibc's fork handlers (which take locks another thread of the worker may hold), optionally straight

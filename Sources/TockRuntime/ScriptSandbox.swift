@@ -52,7 +52,7 @@ public struct ScriptSandbox: Sendable {
             throw TockError(.invalidInput, field: "script",
                             "script '\(script)' is outside the scripts directory \(root): \(error.message)")
         }
-        let directory = Foundation.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let directory = tock_open_directory(root)
         guard directory >= 0 else {
             throw TockError(.failed, "the scripts directory \(root) cannot be opened: \(String(cString: strerror(errno)))")
         }

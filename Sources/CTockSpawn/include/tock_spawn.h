@@ -50,6 +50,9 @@ int tock_guard_main(int fd, int memory, int grace_ms, const char *cgroup);
 /// ENOSYS) one component at a time with O_NOFOLLOW, refusing every symlink (ELOOP). 0 and *out, or an errno value:
 /// EXDEV when the path leads out of `root`.
 int tock_open_beneath(int root, const char *path, int walk_only, int *out);
+/// open(path, O_PATH | O_DIRECTORY | O_CLOEXEC): a directory to open beneath, which needs no read permission on it
+/// (O_PATH is not visible to Swift). The descriptor, or -1 with errno.
+int tock_open_directory(const char *path);
 
 /// What `tock_spawn_script` starts.
 struct tock_spawn_request {
