@@ -17,16 +17,17 @@ struct ScriptBoundaryTests {
         var testDescription: String { rawValue }
     }
 
-    /// Starts one daemon with setsid and one by a double fork (each writes its own pid), then ends as `end` says.
+    /// Starts one daemon with setsid and one by a double fork (each writes its own pid), then exits, or (any other
+    /// `$2`) runs on ignoring SIGTERM, so only SIGKILL after the grace ends it (the daemons do not ignore it).
     static let daemonsScript = """
         #!/bin/sh
         setsid sh -c 'echo $$ >> "$1/daemons"; exec sleep 300' sh "$1" </dev/null >/dev/null 2>&1 &
         (sh -c 'echo $$ >> "$1/daemons"; exec sleep 301' sh "$1" </dev/null >/dev/null 2>&1 &)
         while [ "$(wc -l < "$1/daemons" 2>/dev/null || echo 0)" -lt 2 ]; do sleep 0.01; done
+        [ "$2" = exits ] || trap '' TERM
         # Until the test has seen both daemons run: only then may the run end.
         while [ ! -e "$1/go" ]; do sleep 0.01; done
         [ "$2" = exits ] && exit 0
-        trap '' TERM
         while :; do sleep 0.1; done
         """
 
@@ -57,7 +58,7 @@ struct ScriptBoundaryTests {
         print("\(mode) \(end): daemons gone \(ContinuousClock.now - ended) after the run ended")
     }
 
-    @Test("the script guard stops setsid and double-forked daemons when the worker's socket closes", arguments: modes)
+    @Test("the script guard stops setsid and double-forked daemons when the worker's socket closes: in a cgroup within 1 s, under a subreaper with their script", arguments: modes)
     func guardStopsDaemons(mode: ScriptContainment.Mode) async throws {
         let directory = try makeScriptsDirectory(["daemons.sh": Self.daemonsScript])
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -72,14 +73,17 @@ struct ScriptBoundaryTests {
         let daemons = pidsWritten(to: directory + "/daemons")
         #expect(daemons.allSatisfy(isRunning), "the daemons did not start")
         #expect(FileManager.default.createFile(atPath: directory + "/go", contents: nil))
-        // What a dead worker's socket does: it closes, here with the script still running (it ignores SIGTERM, so
-        // it dies at the end of the guard's 2 s grace).
+        // What a dead worker's socket does: it closes, here with the script still running. The script ignores
+        // SIGTERM, so it dies at the end of the guard's 2 s grace; in a cgroup the daemons get the SIGTERM at once,
+        // under a subreaper they are killed when their script dies. (stop() returns once the guard has exited.)
         let closed = ContinuousClock.now
-        scriptGuard.stop()
-        #expect(try await eventually(timeout: .seconds(3), interval: .milliseconds(10)) { !daemons.contains(where: isRunning) },
+        let stopping = Thread { scriptGuard.stop() }
+        stopping.start()
+        let within: Duration = mode == .cgroup ? .seconds(1) : .seconds(3)
+        #expect(try await eventually(timeout: within, interval: .milliseconds(10)) { !daemons.contains(where: isRunning) },
                 "the daemons outlived the guard: \(daemons.filter(isRunning))")
         print("\(mode) guard: daemons gone \(ContinuousClock.now - closed) after the worker's socket closed")
-        _ = await script.wait()
+        #expect(await script.wait().signal == Int(SIGKILL))
     }
 
     @Test("a script swapped for a symlink out of the directory while 150 runs start never runs the outside file")
@@ -105,10 +109,14 @@ struct ScriptBoundaryTests {
             }
         }
         swapper.start()
+        #expect(try await eventually { swaps.load(ordering: .relaxed) > 100 })
         var ran = 0
         var refused = 0
         let runner = ScriptRunner()
-        for _ in 0..<150 {
+        // 150 starts, and more (1,000 at most) until some met the symlink and some the file: on a busy machine the
+        // swapping thread can sit out a whole stretch of starts.
+        for started in 0..<1000 {
+            if started >= 150 && refused > 0 && ran > 0 { break }
             do {
                 let file = try sandbox.open("swap.sh")
                 let result = try await runner.start(script: file, arguments: [outside], environment: ["PATH": "/usr/bin:/bin"],
@@ -123,9 +131,8 @@ struct ScriptBoundaryTests {
         stop.store(true, ordering: .relaxed)
         print("symlink swap: \(ran) ran the real file, \(refused) refused, \(swaps.load(ordering: .relaxed)) swaps")
         #expect(!FileManager.default.fileExists(atPath: outside + "/OUTSIDE-RAN"), "the outside file ran")
-        // The swap really raced the runs (how many ran the real file varies with the machine's timing: the
-        // sandbox tests show real files run).
-        #expect(refused > 0 && ran + refused == 150)
+        // The swap really raced the runs: both sides were met.
+        #expect(refused > 0 && ran > 0)
     }
 
     @Test("without openat2, the walk opens nested scripts and refuses every symlink with the fix")
