@@ -37,7 +37,8 @@ let package = Package(
             resources: [.copy("SQL")],
             swiftSettings: swiftSettings
         ),
-        // posix_spawn with chdir, a new process group and default signals (not all of it is importable from Swift).
+        // Spawning with what Swift cannot import: posix_spawn into a process group (the embedded cluster), scripts
+        // opened with openat2 and run with execveat in a cgroup or under a subreaper supervisor, the script guard.
         .target(name: "CTockSpawn"),
         // `tock bench latency`'s script: prints CLOCK_MONOTONIC the moment it starts.
         // Long-running services: worker, scheduler, script runner, the embedded cluster.

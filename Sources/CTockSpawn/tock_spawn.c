@@ -88,6 +88,7 @@ int tock_pipe(int fds[2], int nonblocking) {
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <dirent.h>
 
 extern char **environ;
 
@@ -177,7 +178,37 @@ static int guard_alive(pid_t group) {
     return kill(-group, 0) == 0 || errno != ESRCH;
 }
 
-int tock_guard_main(int fd, int memory, int grace_ms) {
+/* The worker's cgroup directory's children (its runs' cgroups): sends `signal` to every process in them. */
+static void guard_signal_cgroups(int directory, int signal) {
+    int copy = fcntl(directory, F_DUPFD_CLOEXEC, 0);
+    DIR *entries = copy >= 0 ? fdopendir(copy) : NULL;
+    if (entries == NULL) return;
+    rewinddir(entries);  /* a dup shares the offset another scan may have left at the end */
+    for (struct dirent *entry; (entry = readdir(entries)) != NULL;) {
+        if (entry->d_type != DT_DIR || entry->d_name[0] == '.') continue;
+        int run = openat(directory, entry->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (run < 0) continue;
+        tock_cgroup_signal(run, signal);
+        close(run);
+    }
+    closedir(entries);
+}
+
+/* Removes the runs' (empty) cgroups, then the worker's. */
+static void guard_remove_cgroups(int directory, const char *path) {
+    int copy = fcntl(directory, F_DUPFD_CLOEXEC, 0);
+    DIR *entries = copy >= 0 ? fdopendir(copy) : NULL;
+    if (entries != NULL) {
+        rewinddir(entries);
+        for (struct dirent *entry; (entry = readdir(entries)) != NULL;) {
+            if (entry->d_type == DT_DIR && entry->d_name[0] != '.') unlinkat(directory, entry->d_name, AT_REMOVEDIR);
+        }
+        closedir(entries);
+    }
+    rmdir(path);
+}
+
+int tock_guard_main(int fd, int memory, int grace_ms, const char *cgroup) {
     struct stat info;
     struct sigaction ignore;
     char sink[256];
@@ -216,16 +247,29 @@ int tock_guard_main(int fd, int memory, int grace_ms) {
         int32_t group = __atomic_load_n(&slots[j], __ATOMIC_ACQUIRE);
         if (group > 1) groups[count++] = (pid_t)group;
     }
-    if (count == 0) return 0;
-    /* The worker is gone with scripts still running: stop them as a timeout would, SIGTERM then SIGKILL. */
+    int cgroups = cgroup != NULL ? open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (count == 0 && (cgroups < 0 || tock_cgroup_populated(cgroups) != 1)) {
+        if (cgroups >= 0) guard_remove_cgroups(cgroups, cgroup);
+        return 0;
+    }
+    /* The worker is gone with scripts still running: stop them as a timeout would, SIGTERM then SIGKILL; in a
+       cgroup, also what they started in another process group or session. */
     for (int j = 0; j < count; j++) kill(-groups[j], SIGTERM);
+    if (cgroups >= 0) guard_signal_cgroups(cgroups, SIGTERM);
     for (int waited = 0; waited < grace_ms; waited += 50) {
         int left = 0;
         for (int j = 0; j < count; j++) left += guard_alive(groups[j]);
-        if (left == 0) return count;
+        if (cgroups >= 0 && tock_cgroup_populated(cgroups) == 1) left++;
+        if (left == 0) break;
         struct timespec pause = {0, 50 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
     for (int j = 0; j < count; j++) kill(-groups[j], SIGKILL);
+    if (cgroups >= 0) {
+        tock_cgroup_kill(cgroups);
+        tock_cgroup_wait_empty(cgroups, 5000);
+        guard_remove_cgroups(cgroups, cgroup);
+        close(cgroups);
+    }
     return count;
 }

@@ -11,7 +11,9 @@ import Synchronization
 /// call, no wake-up of the guard on the path to a script's start), and holds the only other end of a socket the
 /// guard waits on. When the worker is gone, however it ended, the socket reaches end of file, and the guard sends
 /// SIGTERM to the groups in the shared memory, then SIGKILL after the kill grace, as a timeout would. A worker that
-/// exits normally has no scripts left, and its guard exits with it.
+/// exits normally has no scripts left, and its guard exits with it. In cgroup containment the guard also gets the
+/// worker's cgroup: what the scripts started outside their process groups gets the SIGTERM too, whatever is left
+/// after the grace is killed with cgroup.kill, and the cgroups are removed.
 public final class ScriptGuard: @unchecked Sendable {  // `slots` is shared memory, written only with atomic stores
     /// One slot per script running at once; a worker's concurrency is at most 1,000.
     static let capacity: Int32 = 1024
@@ -45,10 +47,12 @@ public final class ScriptGuard: @unchecked Sendable {  // `slots` is shared memo
 
     /// Starts `executable guard-scripts` (the tock binary's hidden subcommand); nil, logged, if it cannot start:
     /// the worker runs on without the protection.
-    public static func start(executable: String, killGraceSeconds: Double, logger: Logger) -> ScriptGuard? {
+    public static func start(executable: String, killGraceSeconds: Double, cgroup: String? = nil,
+                             logger: Logger) -> ScriptGuard? {
         // argv[0] names the binary itself, not /proc/self/exe, for whoever reads `ps`.
         let name = (try? FileManager.default.destinationOfSymbolicLink(atPath: executable)) ?? executable
         let arguments = [name, "guard-scripts", "--grace-ms", String(Int((killGraceSeconds * 1000).rounded()))]
+            + (cgroup.map { ["--cgroup", $0] } ?? [])
         var pid: pid_t = 0
         var socket: Int32 = -1
         var slots: UnsafeMutablePointer<Int32>?
@@ -121,9 +125,10 @@ public final class ScriptGuard: @unchecked Sendable {  // `slots` is shared memo
     }
 
     /// The guard's own process (`tock guard-scripts`): waits on `fd` until the worker is gone, then stops the
-    /// process groups in the shared memory `memory`. Returns how many it stopped.
-    public static func runGuard(fd: Int32 = 3, memory: Int32 = 4, graceMilliseconds: Int) -> Int {
-        Int(tock_guard_main(fd, memory, Int32(clamping: graceMilliseconds)))
+    /// process groups in the shared memory `memory`, and the worker's `cgroup` if it has one. Returns how many
+    /// groups it stopped.
+    public static func runGuard(fd: Int32 = 3, memory: Int32 = 4, graceMilliseconds: Int, cgroup: String? = nil) -> Int {
+        Int(tock_guard_main(fd, memory, Int32(clamping: graceMilliseconds), cgroup))
     }
 
     /// The worker is done: the guard sees end of file with no script left and exits; reaped here.

@@ -18,10 +18,10 @@ public struct ScriptResult: Sendable {
         var error: String?
         if cancelled {
             status = .cancelled
-            error = "cancelled; the script's process group was terminated"
+            error = "cancelled; the script and every process it started were terminated"
         } else if timedOut {
             status = .timedOut
-            error = "timed out after \(DurationText.format(seconds: timeoutSeconds ?? 0)); the script's process group was killed"
+            error = "timed out after \(DurationText.format(seconds: timeoutSeconds ?? 0)); the script and every process it started were stopped"
         } else if exitCode == 0 {
             status = .succeeded
         } else if let exitCode {
@@ -40,8 +40,8 @@ public struct ScriptResult: Sendable {
     }
 }
 
-/// Lets the owner of a running script stop it: `cancel()` sends SIGTERM to its process group, then SIGKILL
-/// after the runner's kill grace.
+/// Lets the owner of a running script stop it: `cancel()` sends SIGTERM to its process group (and, in a cgroup, to
+/// every process of the run), then SIGKILL after the runner's kill grace.
 public final class ScriptControl: Sendable {
     private let cancelled = Atomic<Bool>(false)
     private let wakeFD = Mutex<Int32>(-1)
@@ -72,8 +72,9 @@ public final class ScriptControl: Sendable {
 }
 
 /// Runs one script as a child process: the argument array as given (no shell), in its own process group,
-/// stdout and stderr captured together into a capped tail, the timeout enforced by signalling the whole group.
-/// When the script's main process exits, whatever it left running in its group is killed too.
+/// stdout and stderr captured together into a capped tail, the timeout enforced by signalling the whole run.
+/// When the script's main process exits, whatever it started is killed too, in its group or not (see
+/// ScriptContainment).
 public struct ScriptRunner: Sendable {
     /// Where each script's monitor loop runs (see MonitorThreads).
     static let monitors = MonitorThreads()
@@ -81,10 +82,17 @@ public struct ScriptRunner: Sendable {
     public var outputCapBytes: Int
     /// Seconds between SIGTERM and SIGKILL when a script times out or is cancelled.
     public var killGraceSeconds: Double
+    /// How what a run starts is stopped at its end.
+    public var containment: ScriptContainment
+    /// The user scripts run as; nil: the worker's own.
+    public var credentials: ScriptCredentials?
 
-    public init(outputCapBytes: Int = 1 << 20, killGraceSeconds: Double = 5) {
+    public init(outputCapBytes: Int = 1 << 20, killGraceSeconds: Double = 5,
+                containment: ScriptContainment = .shared, credentials: ScriptCredentials? = nil) {
         self.outputCapBytes = outputCapBytes
         self.killGraceSeconds = killGraceSeconds
+        self.containment = containment
+        self.credentials = credentials
     }
 
     public func run(executable: String, arguments: [String], environment: [String: String],
@@ -94,10 +102,25 @@ public struct ScriptRunner: Sendable {
                         workingDirectory: workingDirectory, timeoutSeconds: timeoutSeconds, control: control).wait()
     }
 
+    /// `start(script:…)` for a program named by its path, outside any sandbox (the caller chose it).
+    public func start(executable: String, arguments: [String], environment: [String: String],
+                      workingDirectory: String?, timeoutSeconds: Double?,
+                      control: ScriptControl = ScriptControl(),
+                      scriptGuard: ScriptGuard? = nil) async throws(TockError) -> RunningScript {
+        let fd = open(executable, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+        guard fd >= 0 else {
+            throw TockError(.failed, "could not start \(executable): \(String(cString: strerror(errno)))")
+        }
+        return try await start(script: ScriptFile(fd: fd, path: executable), arguments: arguments,
+                               environment: environment, workingDirectory: workingDirectory,
+                               timeoutSeconds: timeoutSeconds, control: control, scriptGuard: scriptGuard)
+    }
+
     /// Starts the script and returns as soon as its process exists; `wait()` on the result watches it to its end.
     /// A worker does its bookkeeping (logging, the live-output task) after this, off the path to the script's start.
-    /// With `scriptGuard`, the script's process group is in the guard's shared memory from its start to its end.
-    public func start(executable: String, arguments: [String], environment: [String: String],
+    /// The open file runs (execveat), not whatever its path names by now. With `scriptGuard`, the script's process
+    /// group is in the guard's shared memory from its start to its end.
+    public func start(script: ScriptFile, arguments: [String], environment: [String: String],
                       workingDirectory: String?, timeoutSeconds: Double?,
                       control: ScriptControl = ScriptControl(),
                       scriptGuard: ScriptGuard? = nil) async throws(TockError) -> RunningScript {
@@ -107,38 +130,64 @@ public struct ScriptRunner: Sendable {
             throw TockError(.failed, "could not create a pipe: \(String(cString: strerror(errno)))")
         }
         let start = ContinuousClock.now
+        // Without a cgroup of its own (subreaper mode, or one that could not be created), a run has a supervisor.
+        let cgroup = containment.makeRunCgroup()
         var pid: pid_t = 0
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        var group: pid_t = 0
+        let argv = ([script.path] + arguments).map { strdup($0) } + [nil]
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let cwd = workingDirectory.map { strdup($0) }
+        let groups = credentials?.groups ?? []
         var rc: Int32 = 0
         // ETXTBSY: some process still holds the script open for writing. Besides a deploy in progress, this
         // is the fork race every multithreaded spawner has (Go's os/exec retries too): a child forked by
         // another thread inherits a write descriptor until it execs. It clears within milliseconds.
         for attempt in 0..<8 {
-            rc = workingDirectory.map { directory in
-                tock_spawn(&pid, executable, argv, envp, directory, pipeFDs[1])
-            } ?? tock_spawn(&pid, executable, argv, envp, nil, pipeFDs[1])
+            rc = argv.withUnsafeBufferPointer { argv in
+                envp.withUnsafeBufferPointer { envp in
+                    groups.withUnsafeBufferPointer { groups in
+                        var request = tock_spawn_request()
+                        request.script_fd = script.fd
+                        request.argv = argv.baseAddress
+                        request.envp = envp.baseAddress
+                        request.cwd = UnsafePointer(cwd ?? nil)
+                        request.output_fd = pipeFDs[1]
+                        request.cgroup_fd = cgroup?.fd ?? -1
+                        request.subreaper = cgroup == nil ? 1 : 0
+                        if let credentials {
+                            request.set_credentials = 1
+                            request.uid = credentials.uid
+                            request.gid = credentials.gid
+                            request.groups = groups.baseAddress
+                            request.group_count = Int32(groups.count)
+                        }
+                        return tock_spawn_script(&request, &pid, &group)
+                    }
+                }
+            }
             guard rc == ETXTBSY else { break }
             try? await Task.sleep(for: .milliseconds(1 << attempt))
         }
         argv.forEach { free($0) }
         envp.forEach { free($0) }
+        cwd.map { free($0) }
         close(pipeFDs[1])
         guard rc == 0 else {
             close(pipeFDs[0])
             close(wakeFDs[0])
             close(wakeFDs[1])
+            cgroup?.remove()
             let reason = String(cString: strerror(rc))
             let hint = rc == ENOEXEC ? " (does it start with a #! line?)"
-                : rc == EACCES ? " (is it executable?)"
+                : rc == EACCES ? " (is it executable\(credentials.map { " and readable by \($0.user)" } ?? "")?)"
                 : rc == ETXTBSY ? " (is it still open for writing?)" : ""
-            throw TockError(.failed, "could not start \(executable): \(reason)\(hint)")
+            throw TockError(.failed, "could not start \(script.path): \(reason)\(hint)")
         }
-        let guardSlot = scriptGuard?.started(pid)
+        let guardSlot = scriptGuard?.started(group)
         control.attach(wakeFD: wakeFDs[1])
         return RunningScript(
-            monitor: ProcessMonitor(pid: pid, outputFD: pipeFDs[0], wakeFD: wakeFDs[0], start: start,
-                                    timeoutSeconds: timeoutSeconds, killGraceSeconds: killGraceSeconds,
+            monitor: ProcessMonitor(pid: pid, group: group, cgroup: cgroup, outputFD: pipeFDs[0], wakeFD: wakeFDs[0],
+                                    start: start, timeoutSeconds: timeoutSeconds, killGraceSeconds: killGraceSeconds,
                                     outputCapBytes: outputCapBytes, control: control, scriptGuard: scriptGuard,
                                     guardSlot: guardSlot),
             wakeWriteFD: wakeFDs[1])
@@ -150,7 +199,8 @@ public struct RunningScript: Sendable {
     fileprivate let monitor: ProcessMonitor
     fileprivate let wakeWriteFD: Int32
 
-    public var pid: pid_t { monitor.pid }
+    /// The script's process id (its process group's id).
+    public var pid: pid_t { monitor.group }
 
     /// Watches the script to its end (output, timeout, cancellation); cancelling the task cancels the script.
     public func wait() async -> ScriptResult {
@@ -170,7 +220,11 @@ public struct RunningScript: Sendable {
 
 /// The blocking loop that watches one child: reads its output, notices its exit (pidfd), enforces the timeout.
 private struct ProcessMonitor: @unchecked Sendable {
+    /// The child to wait for: the script, or its supervisor (subreaper containment), which exits as the script did.
     let pid: pid_t
+    /// The script's process group.
+    let group: pid_t
+    let cgroup: RunCgroup?
     let outputFD: Int32
     let wakeFD: Int32
     let start: ContinuousClock.Instant
@@ -208,15 +262,15 @@ private struct ProcessMonitor: @unchecked Sendable {
                 if terminateSentAt == nil, control.isCancelled {
                     cancelled = true
                     terminateSentAt = now
-                    kill(-pid, SIGTERM)
+                    signalRun(SIGTERM)
                 } else if terminateSentAt == nil, let deadline, now >= deadline {
                     timedOut = true
                     terminateSentAt = now
-                    kill(-pid, SIGTERM)
+                    signalRun(SIGTERM)
                 }
                 if let sent = terminateSentAt, !killSent, now - sent >= .milliseconds(Int64(killGraceSeconds * 1000)) {
                     killSent = true
-                    kill(-pid, SIGKILL)
+                    signalRun(SIGKILL)
                 }
             }
             // After the main process exits, output still held open by an escaped process is not waited for long.
@@ -260,8 +314,12 @@ private struct ProcessMonitor: @unchecked Sendable {
             if !exited, tock_has_exited(pid) == 1 {
                 exited = true
                 exitedAt = ContinuousClock.now
-                // The main process is a zombie until reaped, so its group id is still ours: clear out the rest.
-                kill(-pid, SIGKILL)
+                // The run ends with its main process: whatever it started is killed now. In a cgroup, here (the
+                // main process is a zombie until reaped, so its group id is still ours); a supervisor has done it.
+                if let cgroup {
+                    kill(-group, SIGKILL)
+                    cgroup.killAll()
+                }
             }
         }
         // Before the main process is reaped: until then its group id cannot be reused, so the guard never holds
@@ -270,12 +328,21 @@ private struct ProcessMonitor: @unchecked Sendable {
         var exitCode: Int32 = -1
         var signal: Int32 = -1
         _ = tock_wait(pid, 1, &exitCode, &signal)
+        cgroup?.remove()
         close(outputFD)
         close(wakeFD)
         if pidFD >= 0 { close(pidFD) }
         return ScriptResult(exitCode: exitCode >= 0 ? Int(exitCode) : nil, signal: signal >= 0 ? Int(signal) : nil,
                             timedOut: timedOut, cancelled: cancelled, output: output,
                             duration: ContinuousClock.now - start)
+    }
+
+    /// SIGTERM or SIGKILL to the whole run: its process group, and in a cgroup every process in it (those that left
+    /// the group too). In subreaper containment, those are killed by the supervisor when the main process ends.
+    private func signalRun(_ signal: Int32) {
+        kill(-group, signal)
+        guard let cgroup else { return }
+        if signal == SIGKILL { cgroup.killAll() } else { cgroup.signalAll(signal) }
     }
 
     static func milliseconds(until instant: ContinuousClock.Instant, from now: ContinuousClock.Instant) -> Int32 {

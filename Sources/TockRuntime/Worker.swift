@@ -27,6 +27,10 @@ public struct WorkerConfiguration: Sendable {
     /// The tock executable, started as `tock guard-scripts` to stop this worker's scripts if the worker dies (see
     /// ScriptGuard). Nil: no guard (a worker inside another program, as in the unit tests).
     public var guardExecutable: String?
+    /// How what a run starts is stopped at its end (see ScriptContainment).
+    public var containment: ScriptContainment.Preference = .automatic
+    /// The user scripts run as (`--run-as`); nil: the worker's own.
+    public var runAs: ScriptCredentials?
 
     public init() {}
 }
@@ -91,7 +95,9 @@ public final class Worker: Service, Sendable {
         self.configuration = configuration
         self.sandbox = try ScriptSandbox(directory: configuration.scriptsDirectory)
         self.runner = ScriptRunner(outputCapBytes: configuration.outputCapBytes,
-                                   killGraceSeconds: configuration.killGraceSeconds)
+                                   killGraceSeconds: configuration.killGraceSeconds,
+                                   containment: try ScriptContainment.make(configuration.containment),
+                                   credentials: configuration.runAs)
         self.settings = settings
         self.metrics = metrics
         self.logger = logger
@@ -101,6 +107,11 @@ public final class Worker: Service, Sendable {
             if let value = inherited[key] { environment[key] = value }
         }
         environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        if let user = configuration.runAs {
+            environment["HOME"] = user.home
+            environment["USER"] = user.user
+            environment["LOGNAME"] = user.user
+        }
         self.baseEnvironment = environment
     }
 
@@ -118,13 +129,16 @@ public final class Worker: Service, Sendable {
             return logger
         }()
         let scriptGuard = configuration.guardExecutable.flatMap {
-            ScriptGuard.start(executable: $0, killGraceSeconds: configuration.killGraceSeconds, logger: logger)
+            ScriptGuard.start(executable: $0, killGraceSeconds: configuration.killGraceSeconds,
+                              cgroup: runner.containment.cgroupPath, logger: logger)
         }
         self.scriptGuard.withLock { $0 = scriptGuard }
         defer { scriptGuard?.stop() }
         logger.info("worker started", metadata: [
             "concurrency": "\(configuration.concurrency)", "scripts_dir": "\(sandbox.root)",
-            "script_guard": "\(scriptGuard.map { String($0.pid) } ?? "none")"])
+            "script_guard": "\(scriptGuard.map { String($0.pid) } ?? "none")",
+            "containment": "\(runner.containment.mode.rawValue): \(runner.containment.detail)",
+            "scripts_run_as": "\(configuration.runAs?.user ?? "the worker's user (uid \(getuid()))")"])
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
@@ -395,10 +409,15 @@ public final class Worker: Service, Sendable {
     /// back to the queue.
     private func runScript(_ run: ClaimedRun, worker: Int64, control: ScriptControl, logger: Logger) async -> RunOutcome? {
         do {
-            let path = try sandbox.resolve(run.script)
+            // Opened once, beneath the scripts directory: the open file is what runs.
+            let file = try sandbox.open(run.script)
+            let path = file.path
+            // A #! script runs from the open file, so its $0 is /dev/fd/3: this says where it is.
+            var environment = environment(for: run)
+            environment["TOCK_SCRIPT"] = path
             // The process first, then the log line and the live-output task: they are not on the path to its start.
             let script = try await runner.start(
-                executable: path, arguments: run.args, environment: environment(for: run),
+                script: file, arguments: run.args, environment: environment,
                 workingDirectory: sandbox.root, timeoutSeconds: run.timeoutSeconds, control: control,
                 scriptGuard: scriptGuard.withLock { $0 })
             logger.info("run started", metadata: [

@@ -3,6 +3,7 @@ import Foundation
 import PostgresNIO
 import TockCore
 import TockPostgres
+import TockRuntime
 
 /// `tock doctor`: checks what a deployment needs, one line each, and says what to fix. Exits 1 when a check
 /// fails (Tock cannot work); warnings (no worker alive, stuck runs) leave it at 0.
@@ -129,6 +130,7 @@ struct Doctor: AsyncParsableCommand {
                     detail: "stale (no heartbeat): \(stale.map { "\($0.name) \(Display.duration($0.heartbeatAgeSeconds)) ago" }.joined(separator: ", "))",
                     fix: "a running scheduler marks them lost and retries their runs within seconds; start `tock scheduler` if none runs"))
             }
+            checks += scriptChecks(workers: alive)
             let schedulers = try await database.schedulersAlive()
             checks.append(schedulers > 0
                 ? Check(name: "schedulers", level: .ok, detail: "\(schedulers) connected")
@@ -147,9 +149,63 @@ struct Doctor: AsyncParsableCommand {
         } catch {
             checks.append(Check(name: "workers", level: .fail, detail: error.message))
         }
+        if checks.allSatisfy({ $0.name != "containment" }) { checks += scriptChecks(workers: []) }
         if let days = facts.retentionDays {
             checks.append(Check(name: "retention", level: .ok, detail: String(format: "finished runs are kept %.3g days", days)))
         }
         return checks
+    }
+
+    /// How the live workers on this host contain their scripts and which user runs them (read from /proc: a worker
+    /// elsewhere is checked by `tock doctor` there); with none here, what a worker started here would use.
+    static func scriptChecks(workers: [WorkerInfo]) -> [Check] {
+        let host = ProcessInfo.processInfo.hostName
+        let local = workers.filter { $0.host == host && kill(pid_t($0.pid), 0) == 0 }
+        guard !local.isEmpty else {
+            let (mode, detail) = ScriptContainment.probe()
+            return [Check(name: "containment", level: mode == .cgroup ? .ok : .warn,
+                          detail: "no worker runs on this host; one started here would use \(detail)",
+                          fix: mode == .cgroup ? nil : containmentFix)]
+        }
+        var checks: [Check] = []
+        for worker in local {
+            let commandLine = String(decoding: FileManager.default.contents(atPath: "/proc/\(worker.pid)/cmdline") ?? Data(),
+                                     as: UTF8.self).split(separator: "\0").map(String.init)
+            let cgroup = ScriptContainment.workerCgroup(pid: pid_t(worker.pid))
+            checks.append(cgroup != nil
+                ? Check(name: "containment", level: .ok,
+                        detail: "worker \(worker.name): a cgroup v2 per run under \(cgroup!), killed whole at the run's end")
+                : Check(name: "containment", level: .warn,
+                        detail: "worker \(worker.name): a subreaper supervisor per run ("
+                            + (commandLine.contains("subreaper") ? "--containment subreaper)" : "no cgroup v2 it could create)"),
+                        fix: containmentFix))
+            let runAs = commandLine.firstIndex(of: "--run-as").flatMap { commandLine.indices.contains($0 + 1) ? commandLine[$0 + 1] : nil }
+                ?? commandLine.first { $0.hasPrefix("--run-as=") }.map { String($0.dropFirst("--run-as=".count)) }
+            let uid = processUID(worker.pid)
+            if let runAs {
+                checks.append(Check(name: "scripts", level: .ok, detail: "worker \(worker.name) runs scripts as \(runAs)"))
+            } else if uid == 0 {
+                checks.append(Check(name: "scripts", level: .warn,
+                    detail: "worker \(worker.name) runs scripts as root: a script can read and change everything on this host",
+                    fix: "start it with --run-as USER (an unprivileged user that can read the scripts), or as that user"))
+            } else {
+                checks.append(Check(name: "scripts", level: .ok,
+                    detail: "worker \(worker.name) runs scripts as its own user (uid \(uid.map(String.init) ?? "?"))"))
+            }
+        }
+        return checks
+    }
+
+    static let containmentFix = """
+        a script's processes are still stopped at its end, but a supervisor killed by the OOM killer, or by a script \
+        running as the worker's user, lets them escape: give the worker a cgroup v2 it may create cgroups in (systemd: \
+        Delegate=yes, and ProtectControlGroups=no)
+        """
+
+    /// The real uid of `pid` (/proc/PID/status, readable for any process).
+    static func processUID(_ pid: Int) -> uid_t? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else { return nil }
+        return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { uid_t($0) }
     }
 }

@@ -62,7 +62,19 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Bytes of output kept per run (the last ones).")
     var outputCap: Int = 1 << 20
 
-    var configuration: WorkerConfiguration {
+    @Option(help: "Run scripts as this user and its groups (a name or uid; the worker must be started as root).")
+    var runAs: String?
+
+    @Option(help: "How what a run starts is stopped at its end: auto (a cgroup v2 per run where one can be created, else subreaper), cgroup, or subreaper.")
+    var containment: String = ScriptContainment.Preference.automatic.rawValue
+
+    func validate() throws {
+        guard ScriptContainment.Preference(rawValue: containment) != nil else {
+            throw ValidationError("--containment: '\(containment)' is not auto, cgroup or subreaper")
+        }
+    }
+
+    func configuration() throws(TockError) -> WorkerConfiguration {
         var configuration = WorkerConfiguration()
         configuration.concurrency = concurrency
         configuration.scriptsDirectory = scriptsDir
@@ -73,6 +85,8 @@ struct WorkerOptions: ParsableArguments {
         configuration.killGraceSeconds = killGraceSeconds
         // This executable, whatever it was started as (and even if a deploy has replaced the file since).
         configuration.guardExecutable = "/proc/self/exe"
+        configuration.containment = ScriptContainment.Preference(rawValue: containment) ?? .automatic
+        configuration.runAs = try runAs.map { user throws(TockError) in try ScriptCredentials.lookup(user) }
         return configuration
     }
 }
@@ -109,6 +123,10 @@ func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions, creat
         // One registry for the process: the worker's, the scheduler's and the API's figures print together.
         let metrics = TockMetrics()
         var services = try build(serviceDatabase, settings, metrics, logger)
+        // Everything that needed them has read them (the settings, the API's tokens): scripts, and anything else
+        // running as this user, cannot read them from this process.
+        let forgotten = ProcessSecrets.forget()
+        logger.debug("secrets removed from this process's environment", metadata: ["variables": "\(forgotten)"])
         if let port = metricsOptions.metricsPort {
             services.append(buildMetricsServer(metrics: metrics, host: metricsOptions.metricsHost, port: port, logger: logger))
         }
@@ -143,7 +161,7 @@ struct Up: AsyncParsableCommand {
         try await runServices(options, metricsOptions: metrics, createEmbedded: true, migrate: true) {
             database, settings, metrics, logger throws(TockError) in
             [Scheduler(database: database, settings: settings, metrics: metrics, logger: logger),
-             try Worker(database: database, settings: settings, configuration: worker.configuration, metrics: metrics,
+             try Worker(database: database, settings: settings, configuration: try worker.configuration(), metrics: metrics,
                         logger: logger)]
                 + (noAPI ? [] : try api.services(database: database, settings: settings, metrics: metrics, logger: logger))
         }
@@ -192,7 +210,7 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         try await runServices(options, metricsOptions: metrics, createEmbedded: false, migrate: false) {
             database, settings, metrics, logger throws(TockError) in
-            [try Worker(database: database, settings: settings, configuration: worker.configuration, metrics: metrics,
+            [try Worker(database: database, settings: settings, configuration: try worker.configuration(), metrics: metrics,
                         logger: logger)]
         }
     }
@@ -281,8 +299,11 @@ struct GuardScripts: ParsableCommand {
     @Option(help: "Milliseconds between SIGTERM and SIGKILL.")
     var graceMs: Int = 5000
 
+    @Option(help: "The worker's cgroup directory (cgroup containment): killed whole, then removed.")
+    var cgroup: String?
+
     func run() throws {
-        guard ScriptGuard.runGuard(graceMilliseconds: graceMs) >= 0 else {
+        guard ScriptGuard.runGuard(graceMilliseconds: graceMs, cgroup: cgroup) >= 0 else {
             throw ValidationError("guard-scripts is started by `tock worker`, with its socket on fd 3 and the shared memory on fd 4")
         }
     }

@@ -3,6 +3,7 @@ import PostgresNIO
 import Testing
 import TockCore
 import TockPostgres
+import TockRuntime
 import TockTesting
 
 func count(_ database: Database, _ sql: PostgresQuery) async throws -> Int {
@@ -104,6 +105,42 @@ struct FaultTests {
             #expect(try await eventually(timeout: .seconds(10), interval: .milliseconds(10)) {
                 !scriptPids.contains(where: processRuns)
             }, "the script outlived its worker")
+        }
+    }
+
+    @Test("kill -9 a worker whose script started a setsid daemon and a double-forked one: none runs 1 s later",
+          arguments: ["cgroup", "subreaper"])
+    func killedWorkerDaemons(containment: String) async throws {
+        let available = ScriptContainment.probe().mode == .cgroup
+        guard containment == "subreaper" || available else {
+            print("fault 8 (\(containment)): skipped, this machine gives no cgroup v2 the worker may create")
+            return
+        }
+        let pids = NSTemporaryDirectory() + "tock-fault-daemons-\(containment)-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: pids) }
+        let directory = try makeScriptsDirectory(["scripts/daemons.sh": """
+            #!/bin/sh
+            setsid sh -c 'echo $$ >> \(pids); exec sleep 300' </dev/null >/dev/null 2>&1 &
+            (sh -c 'echo $$ >> \(pids); exec sleep 301' </dev/null >/dev/null 2>&1 &)
+            sleep 300
+            """])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            _ = try await database.createJob(JobDefinition(name: "daemons", script: "daemons.sh"))
+            let worker = try TockProcess(["worker", "--concurrency", "1", "--containment", containment],
+                                         settings: settings, directory: directory)
+            _ = try await database.runNow("daemons")
+            #expect(try await eventually { pidsWritten(to: pids).count == 2 }, "\(worker.log)")
+            let daemons = pidsWritten(to: pids)
+            #expect(daemons.allSatisfy(processRuns))
+            #expect(worker.log.contains("containment=\(containment)") || worker.log.contains("\"containment\":\"\(containment)"),
+                    "\(worker.log)")
+            worker.signal(SIGKILL)
+            let killedAt = ContinuousClock.now
+            #expect(try await eventually(timeout: .seconds(1), interval: .milliseconds(10)) {
+                !daemons.contains(where: processRuns)
+            }, "the daemons outlived their worker: \(daemons.filter(processRuns))")
+            print("fault 8 (\(containment)): kill -9 to the run's setsid and double-forked daemons stopped: \(ContinuousClock.now - killedAt)")
         }
     }
 

@@ -238,4 +238,69 @@ struct WorkerTests {
             #expect(Set(started).count == 9)
         }
     }
+
+    @Test("a script reading its worker's /proc environ and command line finds no credentials")
+    func workerSecretsOutOfReach() async throws {
+        // The worker is passed the URL both ways a deployment does: DATABASE_URL and --database-url.
+        let directory = try makeScriptsDirectory(["scripts/peek.sh": """
+            #!/bin/sh
+            for pid in "$PPID" "$1"; do
+                echo "== $pid environ"; tr '\\0' '\\n' < /proc/$pid/environ 2>&1
+                echo "== $pid cmdline"; tr '\\0' ' ' < /proc/$pid/cmdline 2>&1; echo
+            done
+            """])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            let worker = try TockProcess(["worker", "--database-url", settings.url()], settings: settings, directory: directory,
+                                         environment: ["PGPASSWORD": "pg-password-in-the-environment",
+                                                       "TOCK_API_TOKENS": "secret-token-of-the-api"])
+            _ = try await database.createJob(JobDefinition(name: "peek", script: "peek.sh", args: [String(worker.pid)]))
+            let run = try await database.runNow("peek")
+            #expect(try await eventually { try await database.run(run, withOutput: false).status == "succeeded" }, "\(worker.log)")
+            let output = try #require(try await database.run(run).output)
+            // It did read them (as root it may): what it read holds nothing secret.
+            #expect(output.contains("TOCK_LOG_LEVEL=info") && output.contains("worker --database-url"), "\(output)")
+            for secret in ["DATABASE_URL", settings.url(), "pg-password-in-the-environment", "secret-token-of-the-api"]
+                + [settings.password].compactMap({ $0 }).filter({ !$0.isEmpty }) {
+                #expect(!output.contains(secret), "the script read \(secret): \(output)")
+            }
+            worker.signal(SIGTERM)
+            #expect(try await worker.wait() == 0)
+        }
+    }
+
+    @Test("tock worker --run-as nobody runs scripts as nobody", .enabled(if: getuid() == 0, "needs root"))
+    func runAsNobody() async throws {
+        let directory = try makeScriptsDirectory(["scripts/who.sh": "#!/bin/sh\nid -u\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let nobody = try ScriptCredentials.lookup("nobody")
+        try await TestDatabase.withFresh { database, settings in
+            let worker = try TockProcess(["worker", "--run-as", "nobody"], settings: settings, directory: directory)
+            _ = try await database.createJob(JobDefinition(name: "who", script: "who.sh"))
+            let run = try await database.runNow("who")
+            #expect(try await eventually { try await database.run(run, withOutput: false).status == "succeeded" }, "\(worker.log)")
+            #expect(try await database.run(run).output == "\(nobody.uid)\n")
+            worker.signal(SIGTERM)
+            #expect(try await worker.wait() == 0)
+        }
+    }
+
+    @Test("a #! script runs from its open file ($0 is /dev/fd/3) and finds the files beside it through TOCK_SCRIPT")
+    func scriptPathInEnvironment() async throws {
+        let directory = try makeScriptsDirectory(["sub/where.sh": "#!/bin/sh\necho \"$0\"\n. \"$(dirname \"$TOCK_SCRIPT\")/lib.sh\"\n",
+                                                  "sub/lib.sh": "echo \"lib beside $TOCK_SCRIPT\"\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var configuration = WorkerConfiguration()
+            configuration.scriptsDirectory = directory
+            let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            _ = try await database.createJob(JobDefinition(name: "where", script: "sub/where.sh"))
+            let run = try await database.runNow("where")
+            try await withServices([worker]) { () async throws -> Void in
+                #expect(try await eventually { try await database.run(run, withOutput: false).status == "succeeded" })
+            }
+            let root = try ScriptSandbox(directory: directory).root
+            #expect(try await database.run(run).output == "/dev/fd/3\nlib beside \(root)/sub/where.sh\n")
+        }
+    }
 }

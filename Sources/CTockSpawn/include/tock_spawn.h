@@ -39,6 +39,66 @@ int tock_respawn_guard(pid_t *pid, const char *path, char *const argv[], int mem
 void tock_guard_set(int32_t *slots, int index, pid_t group);
 
 /// The guard itself: waits for end of file on `fd` (the worker is gone), then sends SIGTERM to each process group
-/// in the shared memory `memory`, and SIGKILL to those left after `grace_ms`. Returns how many groups it stopped.
-int tock_guard_main(int fd, int memory, int grace_ms);
+/// in the shared memory `memory`, and SIGKILL to those left after `grace_ms`. With `cgroup` (the worker's cgroup
+/// directory, whose children are its runs' cgroups; NULL: none), every process in it gets the SIGTERM too, and what
+/// is left after the grace is killed with cgroup.kill; the directory and its children are then removed.
+/// Returns how many groups it stopped.
+int tock_guard_main(int fd, int memory, int grace_ms, const char *cgroup);
+
+/// Opens `path` (relative) beneath the directory `root` for reading, close-on-exec, without following a symlink out
+/// of it: openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), or with `walk_only` (or where openat2 is missing,
+/// ENOSYS) one component at a time with O_NOFOLLOW, refusing every symlink (ELOOP). 0 and *out, or an errno value:
+/// EXDEV when the path leads out of `root`.
+int tock_open_beneath(int root, const char *path, int walk_only, int *out);
+/// open(path, O_PATH | O_DIRECTORY | O_CLOEXEC): a directory to open beneath, which needs no read permission on it
+/// (O_PATH is not visible to Swift). The descriptor, or -1 with errno.
+int tock_open_directory(const char *path);
+
+/// What `tock_spawn_script` starts.
+struct tock_spawn_request {
+    /// The script, open (from tock_open_beneath): executed with execveat(fd, "", AT_EMPTY_PATH), so what was checked
+    /// is what runs. It is the script's fd 3 (a `#!` interpreter reads the script from /dev/fd/3).
+    int script_fd;
+    char *const *argv;
+    char *const *envp;
+    /// The working directory (NULL: the worker's).
+    const char *cwd;
+    /// Becomes stdout and stderr; stdin is /dev/null.
+    int output_fd;
+    /// The run's cgroup directory: the script starts in it (clone3 CLONE_INTO_CGROUP). -1: none.
+    int cgroup_fd;
+    /// 1: a supervisor process between the worker and the script, the subreaper of all the script starts, which
+    /// kills what is left when the script's main process exits (see tock_script.c).
+    int subreaper;
+    /// 1: setgroups(groups), setgid(gid), setuid(uid) before the exec (the worker must be root).
+    int set_credentials;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int group_count;
+};
+
+/// Starts a script in a process group of its own with every signal at its default and an empty mask, no
+/// descriptors but 0-3. Returns 0 with *pid (the child to wait for: the script, or its supervisor) and *group (the
+/// script's process group id), or an errno value from the exec (ENOEXEC, EACCES, ETXTBSY, ...).
+int tock_spawn_script(const struct tock_spawn_request *request, pid_t *pid, pid_t *group);
+
+/// Writes 1 to cgroup.kill in the cgroup directory `directory`: SIGKILL to every process in it and below. 0 or errno.
+int tock_cgroup_kill(int directory);
+/// Sends `signal` to every process in the cgroup's cgroup.procs; how many, or -1.
+int tock_cgroup_signal(int directory, int signal);
+/// 1 while a process is in the cgroup or below it (cgroup.events), 0 when none, -1 when it cannot be read.
+int tock_cgroup_populated(int directory);
+/// Whether a child can be started straight into the cgroup `directory` (one that exits at once): 0, or an errno.
+int tock_cgroup_probe(int directory);
+/// Waits up to `timeout_ms` for the cgroup to be empty; returns what tock_cgroup_populated last said.
+int tock_cgroup_wait_empty(int directory, int timeout_ms);
+
+/// Removes each variable named in `names` from the environment and overwrites its bytes in place (/proc/PID/environ
+/// shows the original block, which unsetenv alone leaves as it was). Returns how many it removed.
+int tock_scrub_environment(const char *const names[], int count);
+/// Overwrites a C string with zeros (an argument of the process's own argv, shown by /proc/PID/cmdline).
+void tock_scrub_bytes(char *bytes);
+/// prctl(PR_SET_DUMPABLE): 0 makes /proc/PID/environ, mem and ptrace out of reach of processes of the same user.
+int tock_set_dumpable(int dumpable);
 #endif
