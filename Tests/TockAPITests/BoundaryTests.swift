@@ -210,8 +210,9 @@ struct BoundaryTests {
         var missing = server
         missing.endpoint = .unixSocket(path: "/tmp/tock-no-such-dir-\(getpid())/.s.PGSQL.5432")
         for settings in [refused, missing] {
-            let elapsed = try await Self.timeRequest(settings: settings, callTimeout: .seconds(10), expect: 503)
-            #expect(elapsed < .seconds(2), "\(settings.displayName): \(elapsed)")
+            // Far below the deadline, not a speed target: 0.2 s alone, 3 s once with the whole suite on 2 cores.
+            let elapsed = try await Self.timeRequest(settings: settings, callTimeout: .seconds(30), expect: 503)
+            #expect(elapsed < .seconds(10), "\(settings.displayName): \(elapsed)")
         }
         // A listener that never accepts: the kernel completes the connect, nothing answers.
         let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
