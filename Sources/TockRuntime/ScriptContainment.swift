@@ -36,17 +36,24 @@ public final class ScriptContainment: Sendable {
         self.mode = mode
         self.detail = detail
         self.cgroupPath = cgroupPath
+        if let cgroupPath { Self.removeAtExit(cgroupPath) }
     }
 
     /// This process's containment when none is given (scripts started outside a worker, as in the unit tests).
-    public static let shared: ScriptContainment = {
-        let containment = (try? make(.automatic))
-            ?? ScriptContainment(mode: .subreaper, detail: "a subreaper supervisor per run", cgroupPath: nil)
-        // A static is never deinitialized: its (empty) cgroup goes at exit.
-        sharedCgroupPath.withLock { $0 = containment.cgroupPath }
-        atexit { sharedCgroupPath.withLock { path in path.map { _ = rmdir($0) } } }
-        return containment
-    }()
+    public static let shared: ScriptContainment = (try? make(.automatic))
+        ?? ScriptContainment(mode: .subreaper, detail: "a subreaper supervisor per run", cgroupPath: nil)
+
+    /// The (empty) cgroups of containments never deinitialized, a static or a worker still referenced at exit, go
+    /// when the process exits normally; a worker's guard removes its cgroup whatever way the worker ended.
+    private static func removeAtExit(_ path: String) {
+        let first = cgroupsToRemove.withLock { paths in
+            defer { paths.insert(path) }
+            return paths.isEmpty
+        }
+        if first {
+            atexit { cgroupsToRemove.withLock { $0.forEach { _ = rmdir($0) } } }
+        }
+    }
 
     /// Containment for this process's scripts. `.automatic`: a cgroup where this process may create one, else a
     /// subreaper; `.cgroup` fails with the reason when it cannot have one.
@@ -81,7 +88,10 @@ public final class ScriptContainment: Sendable {
 
     deinit {
         // The worker's cgroup, once its runs are over (the guard removes it if the worker dies).
-        if let cgroupPath { rmdir(cgroupPath) }
+        if let cgroupPath {
+            rmdir(cgroupPath)
+            _ = cgroupsToRemove.withLock { $0.remove(cgroupPath) }
+        }
     }
 
     /// A cgroup for one run, or nil in subreaper mode (or if it cannot be created: the run then has the
@@ -158,7 +168,7 @@ public final class ScriptContainment: Sendable {
     }
 }
 
-private let sharedCgroupPath = Mutex<String?>(nil)
+private let cgroupsToRemove = Mutex<Set<String>>([])
 
 /// One run's cgroup: the script starts in it; at the run's end everything in it is killed and it is removed.
 final class RunCgroup: @unchecked Sendable {  // used by one monitor thread at a time
