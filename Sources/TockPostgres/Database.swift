@@ -12,6 +12,9 @@ public struct Database: Sendable {
     /// The longest any call may take. A long-running process must never wait forever on the database: after a
     /// restart the pool can hold a lease back indefinitely, and the caller's retry path is what recovers.
     public var callTimeout: Duration = .seconds(30)
+    /// The secret of the worker this copy acts for (see `WorkerLease`): every worker call presents it. Nil: the
+    /// caller is the schema's owner, which may act as any worker (tests).
+    public var leaseToken: String?
 
     public init(client: PostgresClient, logger: Logger, settings: ConnectionSettings? = nil) {
         self.client = client
@@ -183,10 +186,10 @@ public struct Database: Sendable {
 
     /// Stores what a running run has printed so far; false when it is no longer running on this worker.
     @discardableResult
-    public func reportOutput(_ run: Int64, worker: Int64, output: OutputTail, token: String? = nil) async throws(TockError) -> Bool {
+    public func reportOutput(_ run: Int64, worker: Int64, output: OutputTail) async throws(TockError) -> Bool {
         try await scalar(Bool.self, """
             SELECT tock.report_output(\(run), \(worker), \(output.text), \(Int64(output.totalBytes)), \(output.truncated),
-                                      p_lease_token => \(token))
+                                      p_lease_token => \(leaseToken))
             """)
     }
 
@@ -265,13 +268,13 @@ public struct Database: Sendable {
         try await scalar(Int.self, "SELECT tock.schedulers_alive()")
     }
 
-    /// Registers a worker; its later calls present `token` (see `WorkerLease`). Only the schema's owner may leave
-    /// it out (tests).
+    /// Registers a worker with `leaseToken`, which its later calls present. Only the schema's owner may leave it out
+    /// (tests).
     public func registerWorker(host: String, pid: Int, concurrency: Int, scriptsDirectory: String?,
-                               version: String?, token: String? = nil) async throws(TockError) -> Int64 {
+                               version: String?) async throws(TockError) -> Int64 {
         try await scalar(Int64.self, """
             SELECT tock.register_worker(\(host), \(pid)::int, \(concurrency)::int, \(scriptsDirectory), \(version),
-                                        p_lease_token => \(token))
+                                        p_lease_token => \(leaseToken))
             """)
     }
 
@@ -279,22 +282,22 @@ public struct Database: Sendable {
     /// run the worker holds, sent while none of its claims is under way), its runs claimed more than `unheldAfter`
     /// ago that it does not hold go back to the queue: claims whose answer it never got.
     /// `claimError`: the error of the worker's claims while they keep failing (nil once one works), for health.
-    public func heartbeat(worker: Int64, held: [Int64]? = nil, unheldAfter: Duration = .seconds(60), token: String? = nil,
+    public func heartbeat(worker: Int64, held: [Int64]? = nil, unheldAfter: Duration = .seconds(60),
                           claimError: String? = nil) async throws(TockError) -> String? {
         try await scalar(String?.self, """
             SELECT tock.heartbeat(\(worker), p_held => \(held)::bigint[],
                                   p_unheld_after => \(unheldAfter.wholeMilliseconds)::float8 * interval '1 millisecond',
-                                  p_lease_token => \(token), p_claim_error => \(claimError))
+                                  p_lease_token => \(leaseToken), p_claim_error => \(claimError))
             """)
     }
 
-    public func setWorkerState(worker: Int64, state: String, token: String? = nil) async throws(TockError) {
-        _ = try await scalar(Bool.self, "SELECT tock.set_worker_state(\(worker), \(state), p_lease_token => \(token))")
+    public func setWorkerState(worker: Int64, state: String) async throws(TockError) {
+        _ = try await scalar(Bool.self, "SELECT tock.set_worker_state(\(worker), \(state), p_lease_token => \(leaseToken))")
     }
 
-    public func claimRuns(worker: Int64, max: Int, token: String? = nil) async throws(TockError) -> [ClaimedRun] {
+    public func claimRuns(worker: Int64, max: Int) async throws(TockError) -> [ClaimedRun] {
         try await mapped {
-            try await client.fetch("SELECT * FROM tock.claim_runs(\(worker), \(max)::int, p_lease_token => \(token))",
+            try await client.fetch("SELECT * FROM tock.claim_runs(\(worker), \(max)::int, p_lease_token => \(leaseToken))",
                                    logger: logger).map { row in
                 let (runId, jobId, jobName, script, args, timeout, attempt, trigger, scheduledFor) = try row.decode(
                     (Int64, Int64, String, String, [String], Double, Int, String, Date?).self)
@@ -306,18 +309,17 @@ public struct Database: Sendable {
 
     /// Records how a run ended; false when it was no longer running on this worker (a late or duplicate report).
     @discardableResult
-    public func finishRun(_ run: Int64, worker: Int64, outcome: RunOutcome, token: String? = nil) async throws(TockError) -> Bool {
+    public func finishRun(_ run: Int64, worker: Int64, outcome: RunOutcome) async throws(TockError) -> Bool {
         try await scalar(Bool.self, """
             SELECT tock.finish_run(\(run), \(worker), \(outcome.status.rawValue), \(outcome.exitCode)::int, \(outcome.error),
                                    \(outcome.output), \(Int64(outcome.outputBytes)), \(outcome.outputTruncated),
-                                   p_lease_token => \(token))
+                                   p_lease_token => \(leaseToken))
             """)
     }
 
     /// Records how a batch of runs ended in one transaction; returns the runs it finished (the others were no
     /// longer running on this worker).
-    public func finishRuns(worker: Int64, _ runs: [(run: Int64, outcome: RunOutcome)],
-                           token: String? = nil) async throws(TockError) -> Set<Int64> {
+    public func finishRuns(worker: Int64, _ runs: [(run: Int64, outcome: RunOutcome)]) async throws(TockError) -> Set<Int64> {
         let ids = runs.map(\.run), outcomes = runs.map(\.outcome)
         // postgres-nio binds no arrays with NULLs: no exit code travels as Int64.min, no error as "".
         let exitCodes = outcomes.map { $0.exitCode.map(Int64.init) ?? Int64.min }
@@ -327,7 +329,7 @@ public struct Database: Sendable {
                 ARRAY(SELECT nullif(c, \(Int64.min))::int FROM unnest(\(exitCodes)::bigint[]) WITH ORDINALITY u(c, n) ORDER BY n),
                 ARRAY(SELECT nullif(e, '') FROM unnest(\(errors)::text[]) WITH ORDINALITY u(e, n) ORDER BY n),
                 \(outcomes.map(\.output)), \(outcomes.map { Int64($0.outputBytes) }), \(outcomes.map(\.outputTruncated)),
-                p_lease_token => \(token))
+                p_lease_token => \(leaseToken))
             """)
         return Set(finished)
     }
@@ -348,9 +350,9 @@ public struct Database: Sendable {
     }
 
     /// Runs of this worker whose cancel was asked for (catch-up for a missed NOTIFY tock_cancel).
-    public func cancelRequests(worker: Int64, token: String? = nil) async throws(TockError) -> [Int64] {
+    public func cancelRequests(worker: Int64) async throws(TockError) -> [Int64] {
         try await mapped {
-            try await client.fetch("SELECT tock.cancel_requests(\(worker), p_lease_token => \(token))", logger: logger)
+            try await client.fetch("SELECT tock.cancel_requests(\(worker), p_lease_token => \(leaseToken))", logger: logger)
                 .map { try $0.decode(Int64.self) }
         }
     }
@@ -365,8 +367,8 @@ public struct Database: Sendable {
 
     /// Puts a run this worker holds back to pending, keeping its attempt (graceful shutdown).
     @discardableResult
-    public func releaseRun(_ run: Int64, worker: Int64, token: String? = nil) async throws(TockError) -> Bool {
-        try await scalar(Bool.self, "SELECT tock.release_run(\(run), \(worker), p_lease_token => \(token))")
+    public func releaseRun(_ run: Int64, worker: Int64) async throws(TockError) -> Bool {
+        try await scalar(Bool.self, "SELECT tock.release_run(\(run), \(worker), p_lease_token => \(leaseToken))")
     }
 
     /// Enqueues the due runs (fire times up to `lookahead` ahead, held until due); returns when to tick again (nil: none scheduled).

@@ -15,14 +15,12 @@ final class FinishBatcher: Sendable {
 
     private let database: Database
     private let worker: Int64
-    private let token: String?
     private let maxBatch: Int
     private let state = Mutex(State())
 
-    init(database: Database, worker: Int64, token: String?, maxBatch: Int = 1000) {
+    init(database: Database, worker: Int64, maxBatch: Int = 1000) {
         self.database = database
         self.worker = worker
-        self.token = token
         self.maxBatch = maxBatch
     }
 
@@ -50,7 +48,7 @@ final class FinishBatcher: Sendable {
             }
             guard !batch.isEmpty else { return }
             do {
-                let finished = try await database.finishRuns(worker: worker, batch.map { ($0.run, $0.outcome) }, token: token)
+                let finished = try await database.finishRuns(worker: worker, batch.map { ($0.run, $0.outcome) })
                 for item in batch { item.reply.resume(returning: .success(finished.contains(item.run))) }
             } catch {
                 for item in batch { item.reply.resume(returning: .failure(error)) }

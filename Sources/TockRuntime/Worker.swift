@@ -77,8 +77,6 @@ public final class Worker: Service, Sendable {
     let scriptGuard = Mutex<ScriptGuard?>(nil)
     /// What every script inherits from the worker's environment, read once.
     let baseEnvironment: [String: String]
-    /// This worker's secret: every call acting as it presents it (see WorkerLease).
-    let leaseToken = WorkerLease.newToken()
     /// The error of the claims while they keep failing (nil once one works): the heartbeat reports it, so health
     /// shows a worker that cannot start anything.
     let claimError = Mutex<String?>(nil)
@@ -91,6 +89,9 @@ public final class Worker: Service, Sendable {
         guard (1...1000).contains(configuration.concurrency) else {
             throw TockError(.invalidInput, field: "concurrency", "concurrency \(configuration.concurrency) is out of range 1-1000")
         }
+        // This worker's secret (see WorkerLease): its copy of the database presents it on every worker call.
+        var database = database
+        database.leaseToken = WorkerLease.newToken()
         self.database = database
         self.configuration = configuration
         self.sandbox = try ScriptSandbox(directory: configuration.scriptsDirectory)
@@ -121,7 +122,7 @@ public final class Worker: Service, Sendable {
     public func run() async throws {
         let id = try await database.registerWorker(
             host: ProcessInfo.processInfo.hostName, pid: Int(getpid()), concurrency: configuration.concurrency,
-            scriptsDirectory: sandbox.root, version: TockVersion.current, token: leaseToken)
+            scriptsDirectory: sandbox.root, version: TockVersion.current)
         registeredID.store(id, ordering: .releasing)
         let logger = {
             var logger = self.logger
@@ -147,7 +148,7 @@ public final class Worker: Service, Sendable {
                     onConnect: { connection in
                         // Held while this process lives: tock.rescue() sees at once when it does not (a reconnect
                         // takes it again).
-                        _ = try await connection.query("SELECT tock.hold_worker_session(\(id), \(self.leaseToken))",
+                        _ = try await connection.query("SELECT tock.hold_worker_session(\(id), \(self.database.leaseToken))",
                                                        logger: logger).collect()
                         if !self.sessionLocked.exchange(true, ordering: .acquiringAndReleasing) { self.wake.signal() }
                     })
@@ -164,12 +165,12 @@ public final class Worker: Service, Sendable {
             self.stopping.store(true, ordering: .releasing)
             self.wake.signal()
         }
-        try? await shutdownDatabase.setWorkerState(worker: id, state: "stopped", token: leaseToken)
+        try? await shutdownDatabase.setWorkerState(worker: id, state: "stopped")
         logger.info("worker stopped")
     }
 
     private func claimLoop(id: Int64, group: inout DiscardingTaskGroup, logger: Logger) async {
-        let finisher = FinishBatcher(database: database, worker: id, token: leaseToken)
+        let finisher = FinishBatcher(database: database, worker: id)
         var backoff = RetryBackoff(initial: .milliseconds(200))
         // After a full claim more runs are waiting: claim again once half the slots are free, not per freed slot,
         // so claims stay large under load (one statement and commit per batch). An idle worker claims at once.
@@ -223,7 +224,7 @@ public final class Worker: Service, Sendable {
     private func claim(worker id: Int64, max: Int) async throws(TockError) -> [(ClaimedRun, ScriptControl)] {
         claimsUnderWay.add(1, ordering: .sequentiallyConsistent)
         defer { claimsUnderWay.subtract(1, ordering: .sequentiallyConsistent) }
-        return try await database.claimRuns(worker: id, max: max, token: leaseToken).map { run in
+        return try await database.claimRuns(worker: id, max: max).map { run in
             let control = ScriptControl()
             metrics.runsInFlight(running.withLock { $0[run.runId] = control; return $0.count })
             return (run, control)
@@ -262,7 +263,7 @@ public final class Worker: Service, Sendable {
     /// Graceful shutdown: no new claims; running scripts get the grace period, then are stopped and handed back.
     private func drain(id: Int64, logger: Logger) async {
         let deadline = startShutdownClock()
-        try? await shutdownDatabase.setWorkerState(worker: id, state: "stopping", token: leaseToken)
+        try? await shutdownDatabase.setWorkerState(worker: id, state: "stopping")
         while !running.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline {
             await wake.wait(timeout: .milliseconds(200))
         }
@@ -330,7 +331,7 @@ public final class Worker: Service, Sendable {
     /// Stops the scripts of the runs the database says were cancelled (tock.cancel sets cancel_requested_at).
     private func cancelRequested(worker: Int64, logger: Logger) async {
         do {
-            for run in try await database.cancelRequests(worker: worker, token: leaseToken) { cancel(run, logger: logger) }
+            for run in try await database.cancelRequests(worker: worker) { cancel(run, logger: logger) }
         } catch {
             logger.warning("could not read the cancel requests", metadata: ["error": "\(error.message)"])
         }
@@ -351,7 +352,7 @@ public final class Worker: Service, Sendable {
             scriptGuard.withLock { $0 }?.restartIfGone(logger: logger)
             do {
                 if try await database.heartbeat(worker: id, held: heldRuns(), unheldAfter: configuration.unheldRunsAfter,
-                                                token: leaseToken, claimError: claimError.withLock { $0 }) == nil {
+                                                claimError: claimError.withLock { $0 }) == nil {
                     logger.error("this worker is no longer registered as alive in tock.workers; stopping")
                     stopping.store(true, ordering: .releasing)
                     wake.signal()
@@ -432,7 +433,7 @@ public final class Worker: Service, Sendable {
             let userCancelled = cancelledByUser.withLock { $0.contains(run.runId) }
             if result.cancelled && !userCancelled && stopping.load(ordering: .acquiring) {
                 // Stopped by our own shutdown, not by a user: the run goes back to the queue.
-                await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.releaseRun(run.runId, worker: worker, token: self.leaseToken) }
+                await report(logger: logger) { () async throws(TockError) -> Bool in try await self.database.releaseRun(run.runId, worker: worker) }
                 logger.info("handed back")
                 return nil
             }
@@ -449,7 +450,7 @@ public final class Worker: Service, Sendable {
         while (try? await Task.sleep(for: interval)) != nil {
             guard let output = control.outputSoFar, output.totalBytes != reportedBytes else { continue }
             do {
-                guard try await database.reportOutput(run, worker: worker, output: output, token: leaseToken) else { return }
+                guard try await database.reportOutput(run, worker: worker, output: output) else { return }
                 reportedBytes = output.totalBytes
             } catch {
                 logger.debug("could not send live output", metadata: ["error": "\(error.message)"])
