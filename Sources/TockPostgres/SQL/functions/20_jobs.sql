@@ -7,7 +7,7 @@ DECLARE
     v_seconds constant numeric := extract(epoch FROM p_value);
 BEGIN
     IF v_seconds IS NULL OR v_seconds <= 0 OR v_seconds > p_most THEN
-        PERFORM tock.raise_invalid(p_field, format('%s is not longer than zero and at most %s',
+        PERFORM tock.raise_invalid(p_field, format('%s: a duration must be longer than zero and at most %s',
                                                    coalesce(p_value::text, 'NULL'),
                                                    CASE p_most WHEN 86400 THEN 'a day' ELSE (p_most / 86400) || ' days' END));
     END IF;
@@ -139,7 +139,7 @@ RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
 BEGIN
-    PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap, p_misfire, p_retry_base, p_retry_cap);
+    PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap, p_misfire);
     INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled,
                            retry_base, retry_cap, misfire)
     -- NULL means 'the default', so callers can pass every parameter positionally.
@@ -156,12 +156,12 @@ END $$;
 COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text) IS
     'Creates a job and returns its id; bad input raises SQLSTATE 22023 naming the field, a duplicate name 23505.';
 
--- The range rules of a job's settings, with messages that name the field (the CHECKs back them up).
+-- The range rules of a job's settings, with messages that name the field (the CHECKs back them up). Durations
+-- are bounded where they are stored, by tock.tg_jobs__prepare (tock.bounded_seconds).
 DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text);
-DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text, text);
+DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text, text, interval, interval);
 CREATE OR REPLACE FUNCTION tock.check_job_settings(
-    p_priority int, p_timeout interval, p_max_attempts int, p_overlap text, p_misfire text DEFAULT NULL,
-    p_retry_base interval DEFAULT NULL, p_retry_cap interval DEFAULT NULL)
+    p_priority int, p_timeout interval, p_max_attempts int, p_overlap text, p_misfire text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF p_misfire IS NOT NULL AND p_misfire NOT IN ('run_once', 'skip') THEN
@@ -172,17 +172,6 @@ BEGIN
     END IF;
     IF p_timeout IS NOT NULL AND p_timeout <= interval '0' THEN
         PERFORM tock.raise_invalid('timeout', format('%s must be longer than zero', p_timeout));
-    END IF;
-    -- Bounded so that a claim's now() + timeout is always a time (migration 0011); in seconds, as the trigger
-    -- stores them (tock.bounded_seconds).
-    IF extract(epoch FROM p_timeout) > 2592000 THEN
-        PERFORM tock.raise_invalid('timeout', format('%s is longer than the most a run may take, 30 days', p_timeout));
-    END IF;
-    IF p_retry_base IS NOT NULL THEN
-        PERFORM tock.bounded_seconds('retry_base', p_retry_base, 86400);
-    END IF;
-    IF p_retry_cap IS NOT NULL THEN
-        PERFORM tock.bounded_seconds('retry_cap', p_retry_cap, 2592000);
     END IF;
     IF p_max_attempts IS NOT NULL AND p_max_attempts NOT BETWEEN 1 AND 100 THEN
         PERFORM tock.raise_invalid('max_attempts', format('%s is out of range 1-100', p_max_attempts));
@@ -293,8 +282,7 @@ BEGIN
     v_retry_base := tock.json_seconds(p_changes, 'retry_base_seconds');
     v_retry_cap := tock.json_seconds(p_changes, 'retry_cap_seconds');
     PERFORM tock.check_job_settings((p_changes ->> 'priority')::int, v_timeout,
-                                    (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap', p_changes ->> 'misfire',
-                                    v_retry_base, v_retry_cap);
+                                    (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap', p_changes ->> 'misfire');
     UPDATE tock.jobs SET
         name = coalesce(p_changes ->> 'name', name),
         script = coalesce(p_changes ->> 'script', script),
