@@ -37,9 +37,9 @@ public struct WorkerConfiguration: Sendable {
 
 /// Claims runs when notified, runs each script in the sandbox, reports how it ended, and heartbeats.
 public final class Worker: Service, Sendable {
-    /// A job whose script is `:noop` succeeds at once without starting a process. It exists for benchmarking the
-    /// queue itself (`tock bench queue`), the way the peers are compared with no-op jobs; it is not for real work.
-    public static let noopScript = ":noop"
+    /// What a claimed run does instead of running its script; nil (production) runs the script in the sandbox.
+    /// A benchmark injects one that finishes at once, to time the claim → finish machinery without processes.
+    public typealias RunExecutor = @Sendable (ClaimedRun) async -> RunOutcome
 
     let database: Database
     let settings: ConnectionSettings
@@ -47,6 +47,7 @@ public final class Worker: Service, Sendable {
     let sandbox: ScriptSandbox
     let runner: ScriptRunner
     let logger: Logger
+    let executor: RunExecutor?
     let running = Mutex<[Int64: ScriptControl]>([:])
     /// Runs a user cancelled (tock.cancel), as opposed to scripts our own shutdown stops.
     let cancelledByUser = Mutex<Set<Int64>>([])
@@ -85,7 +86,7 @@ public final class Worker: Service, Sendable {
     let cancelCheck = Mutex<(running: Bool, again: Bool)>((false, false))
 
     public init(database: Database, settings: ConnectionSettings, configuration: WorkerConfiguration,
-                metrics: TockMetrics = TockMetrics(), logger: Logger) throws(TockError) {
+                metrics: TockMetrics = TockMetrics(), executor: RunExecutor? = nil, logger: Logger) throws(TockError) {
         guard (1...1000).contains(configuration.concurrency) else {
             throw TockError(.invalidInput, field: "concurrency", "concurrency \(configuration.concurrency) is out of range 1-1000")
         }
@@ -101,6 +102,7 @@ public final class Worker: Service, Sendable {
                                    credentials: configuration.runAs)
         self.settings = settings
         self.metrics = metrics
+        self.executor = executor
         self.logger = logger
         let inherited = ProcessInfo.processInfo.environment
         var environment: [String: String] = [:]
@@ -374,9 +376,8 @@ public final class Worker: Service, Sendable {
         let started = ContinuousClock.now
         metrics.runStarted(job: run.jobName, trigger: run.trigger, scheduledFor: run.scheduledFor)
         let ran: RunOutcome?
-        if run.script == Worker.noopScript {
-            // Benchmarking only: the claim → finish machinery without a process (see `tock bench queue`).
-            ran = RunOutcome(status: .succeeded, exitCode: 0)
+        if let executor {
+            ran = await executor(run)
         } else {
             ran = await runScript(run, worker: worker, control: control, logger: logger)
         }

@@ -116,6 +116,24 @@ struct WorkerTests {
         }
     }
 
+    @Test("no script name has special meaning: ':noop' runs like any other name, and fails when it is not a file")
+    func noScriptNameIsSpecial() async throws {
+        let directory = try makeScriptsDirectory(["ok.sh": "#!/bin/sh\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var configuration = WorkerConfiguration()
+            configuration.scriptsDirectory = directory
+            let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            _ = try await database.createJob(JobDefinition(name: "noop", script: ":noop"))
+            let run = try await database.runNow("noop")
+            try await withServices([worker]) { () async throws -> Void in
+                #expect(try await eventually { try await database.run(run, withOutput: false).status == "failed" })
+            }
+            let info = try await database.run(run)
+            #expect(info.error?.contains(":noop") == true, "\(info.error ?? "")")
+        }
+    }
+
     @Test("the scheduler turns an interval schedule into runs that a worker completes, and shutdown is clean")
     func schedulerAndWorker() async throws {
         let directory = try makeScriptsDirectory(["tick.sh": "#!/bin/sh\necho \"$TOCK_TRIGGER $TOCK_SCHEDULED_FOR\"\n"])
