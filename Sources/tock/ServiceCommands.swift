@@ -222,7 +222,10 @@ struct Migrate: AsyncParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Flag(help: "Print the SQL that would run, and change nothing.")
+    @Flag(help: """
+        Print, as a psql script, exactly what would run (each step with the row that records it), and change \
+        nothing. A DBA may apply it with `psql -v ON_ERROR_STOP=1 -f FILE`; `tock migrate` then finds nothing to do.
+        """)
     var dryRun = false
 
     func run() async throws {
@@ -231,18 +234,17 @@ struct Migrate: AsyncParsableCommand {
         try await oneShot(options) { database, client in
             let migrator = Migrator(client: client, files: try SQLFiles.bundled(), logger: database.logger)
             if dryRun {
-                let plan = try await migrator.plan()
-                if plan.isEmpty { print("-- up to date: nothing to apply") }
-                for file in plan { print("-- \(file.name).sql\n\(file.text)") }
+                print(migrator.script(try await migrator.plan()), terminator: "")
                 return
             }
             let report = try await migrator.migrate()
             if json {
-                try printJSON(["applied": report.applied, "functions": report.functionsApplied ? ["applied"] : []])
-            } else if report.upToDate {
-                print("up to date")
+                try printJSON(["applied": report.applied, "recorded": report.recorded,
+                               "functions": report.functionsApplied ? ["applied"] : []])
             } else {
+                for name in report.recorded { print("recorded \(name) (it was applied without a record)") }
                 for name in report.applied { print("applied \(name)") }
+                if report.upToDate { print("up to date") }
                 if report.functionsApplied { print("applied functions and views") }
             }
         }

@@ -63,9 +63,9 @@ struct MigratorTests {
     func functionsHashedOnce() async throws {
         try await TestDatabase.withFresh { database, _ in
             #expect(try await database.migrationsCurrent())
-            let computed = Migrator.functionsChecksumsComputed.load(ordering: .relaxed)
+            let computed = Migrator.checksumsComputed.load(ordering: .relaxed)
             for _ in 0..<5 { #expect(try await database.migrationsCurrent()) }
-            #expect(Migrator.functionsChecksumsComputed.load(ordering: .relaxed) == computed)
+            #expect(Migrator.checksumsComputed.load(ordering: .relaxed) == computed)
             // Still a real comparison: functions changed behind its back are seen.
             _ = try await database.client.query("UPDATE tock.migrations SET checksum = 'deadbeef' WHERE version = 0").collect()
             #expect(try await database.migrationsCurrent() == false)

@@ -1,0 +1,165 @@
+import Foundation
+import PostgresNIO
+import Testing
+import TockCore
+import TockPostgres
+import TockTesting
+
+/// psql against `settings`, as a DBA runs it: `-X -v ON_ERROR_STOP=1`, one transaction per file when `single`.
+func psql(_ settings: ConnectionSettings, file: String, single: Bool = false) throws -> ProgramResult {
+    try runProgram("/usr/bin/psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1"] + (single ? ["-1"] : []) + ["-f", file, settings.url()],
+                   environment: ["PATH": "/usr/bin:/bin"], directory: "/")
+}
+
+/// Everything in schema tock that a migration can change, as one text: tables and columns, indexes, constraints,
+/// views, functions and triggers with their privileges. Two databases with equal fingerprints have the same schema.
+func schemaFingerprint(_ settings: ConnectionSettings) async throws -> String {
+    try await TestDatabase.withClient(settings, maximumConnections: 1) { client in
+        try await client.query("""
+            SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+                SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                WHERE c.relnamespace = to_regnamespace('tock') AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'v', 'p')
+                UNION ALL SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' ' || coalesce(c.relacl::text, '')
+                       || ' ' || coalesce(array_to_string(c.reloptions, ','), '')
+                FROM pg_class c WHERE c.relnamespace = to_regnamespace('tock')
+                UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'tock'
+                UNION ALL SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid)
+                FROM pg_constraint WHERE connamespace = to_regnamespace('tock')
+                UNION ALL SELECT 'view ' || viewname || ' ' || md5(definition) FROM pg_views WHERE schemaname = 'tock'
+                UNION ALL SELECT 'function ' || p.oid::regprocedure::text || ' ' || md5(pg_get_functiondef(p.oid))
+                       || ' ' || coalesce(p.proacl::text, '')
+                FROM pg_proc p WHERE p.pronamespace = to_regnamespace('tock') AND p.prokind IN ('f', 'p')
+                UNION ALL SELECT 'trigger ' || t.tgname || ' ' || pg_get_triggerdef(t.oid)
+                FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                WHERE c.relnamespace = to_regnamespace('tock') AND NOT t.tgisinternal
+            ) s(x)
+            """).decode(String?.self).all().first.flatMap { $0 } ?? ""
+    }
+}
+
+/// The recorded migrations: version and checksum.
+func recordedMigrations(_ settings: ConnectionSettings) async throws -> [String] {
+    try await TestDatabase.withClient(settings, maximumConnections: 1) { client in
+        try await client.query("SELECT version || ' ' || coalesce(checksum, '-') FROM tock.migrations ORDER BY version")
+            .decode(String.self).all()
+    }
+}
+
+@Suite("tock migrate: the DBA's psql path and every older database")
+struct MigrateCLITests {
+    let sql = TestDatabase.packageRoot + "/sql"
+
+    @Test("the DBA path as docs/operations.md says: dry-run's script applied with psql, then tock migrate changes nothing")
+    func dryRunScriptThenMigrate() async throws {
+        let directory = try makeScriptsDirectory([:])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.createEmpty()
+        let dryRun = try tock(["migrate", "--dry-run"], settings: settings, directory: directory)
+        #expect(dryRun.status == 0, "\(dryRun.stderr)")
+        #expect(dryRun.stdout.contains("-- 0001_init\nBEGIN;"))
+        // Review changes nothing.
+        #expect(try await schemaFingerprint(settings) == "")
+        let script = directory + "/tock-migrate.sql"
+        try dryRun.stdout.write(toFile: script, atomically: true, encoding: .utf8)
+        let applied = try psql(settings, file: script)
+        #expect(applied.status == 0, "\(applied.stderr)")
+
+        let reference = try await TestDatabase.create()
+        let expected = try await schemaFingerprint(reference)
+        #expect(try await schemaFingerprint(settings) == expected)
+        #expect(try await recordedMigrations(settings) == recordedMigrations(reference))
+
+        let migrate = try tock(["migrate"], settings: settings, directory: directory)
+        #expect(migrate.status == 0, "\(migrate.stderr)")
+        #expect(migrate.stdout == "up to date\n", "\(migrate.stdout)\(migrate.stderr)")
+        #expect(try await schemaFingerprint(settings) == expected)
+        let again = try tock(["migrate", "--dry-run"], settings: settings, directory: directory)
+        #expect(again.stdout.contains("-- up to date: nothing to apply"), "\(again.stdout)")
+    }
+
+    @Test("a database the old README's psql loop left at each version: tock migrate records it and brings it current")
+    func oldPsqlLoopAtEveryVersion() async throws {
+        let directory = try makeScriptsDirectory([:])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let files = try SQLFiles.bundled()
+        let expected = try await schemaFingerprint(try await TestDatabase.create())
+        for (index, migration) in files.migrations.enumerated() {
+            let settings = try await TestDatabase.createEmpty()
+            // Exactly the loop the README gave: each file in one transaction, migrations first. At the newest
+            // version the functions too (older ones had other functions files, which tock migrate replaces).
+            let latest = index == files.migrations.count - 1
+            let applied = files.migrations.prefix(index + 1).map { "\(sql)/migrations/\($0.name).sql" }
+                + (latest ? files.functions.map { "\(sql)/functions/\($0.name).sql" } : [])
+            for file in applied {
+                let result = try psql(settings, file: file, single: true)
+                try #require(result.status == 0, "\(file): \(result.stderr)")
+            }
+            let before = try await schemaFingerprint(settings)
+            let migrate = try tock(["migrate"], settings: settings, directory: directory)
+            #expect(migrate.status == 0, "at \(migration.name): \(migrate.stderr)")
+            #expect(!migrate.stderr.contains("error"), "at \(migration.name): \(migrate.stderr)")
+            #expect(try await schemaFingerprint(settings) == expected, "at \(migration.name)")
+            // What psql applied is recorded, not run again.
+            for file in files.migrations.prefix(index + 1) where file.version > 4 {
+                #expect(migrate.stdout.contains("recorded \(file.name)"), "at \(migration.name): \(migrate.stdout)")
+                #expect(!migrate.stdout.contains("applied \(file.name)"), "at \(migration.name): \(migrate.stdout)")
+            }
+            if latest {
+                // The issue's case: everything was there; only records and the functions' checksum were missing.
+                #expect(before == expected)
+            }
+            #expect(try await tock(["migrate"], settings: settings, directory: directory).stdout == "up to date\n")
+        }
+    }
+
+    @Test("a database tock migrate left at each older version is brought current")
+    func tockMigrateAtEveryVersion() async throws {
+        let files = try SQLFiles.bundled()
+        let expected = try await schemaFingerprint(try await TestDatabase.create())
+        for count in 1..<files.migrations.count {
+            let settings = try await TestDatabase.createEmpty()
+            let older = {
+                var older = files
+                older.migrations = Array(files.migrations.prefix(count))
+                older.functions = []
+                return older
+            }()
+            try await TestDatabase.withClient(settings) { client in
+                let report = try await Migrator(client: client, files: older, logger: TestDatabase.logger).migrate()
+                #expect(report.applied.count == count)
+                let current = try await Migrator(client: client, files: files, logger: TestDatabase.logger).migrate()
+                #expect(current.applied == files.migrations.dropFirst(count).map(\.name))
+                #expect(current.recorded.isEmpty)
+                #expect(current.functionsApplied)
+            }
+            #expect(try await schemaFingerprint(settings) == expected, "from \(files.migrations[count - 1].name)")
+        }
+    }
+
+    @Test("a failing migration prints one line naming the file and PostgreSQL's message, and leaves nothing behind")
+    func failingMigrationOneLine() async throws {
+        let directory = try makeScriptsDirectory([:])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let copy = directory + "/sql"
+        try FileManager.default.copyItem(atPath: URL(fileURLWithPath: sql).resolvingSymlinksInPath().path, toPath: copy)
+        try """
+            CREATE TABLE tock.half_done (x int);
+            ALTER TABLE tock.no_such_table ADD COLUMN y int;
+            """.write(toFile: copy + "/migrations/9999_broken.sql", atomically: true, encoding: .utf8)
+        let settings = try await TestDatabase.create()
+        let result = try runProgram(tockBinary, ["migrate"], environment: [
+            "DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TOCK_SQL_DIR": copy], directory: directory)
+        #expect(result.status == 1)
+        #expect(result.stderr == "error: migration 9999_broken.sql failed: relation \"tock.no_such_table\" does not exist (SQLSTATE 42P01)\n",
+                "\(result.stderr)")
+        try await TestDatabase.withClient(settings, maximumConnections: 1) { client in
+            let left = try await client.query("""
+                SELECT to_regclass('tock.half_done') IS NULL, NOT EXISTS (SELECT FROM tock.migrations WHERE version = 9999)
+                """).decode((Bool, Bool).self).all().first
+            #expect(left?.0 == true && left?.1 == true)
+        }
+    }
+}
