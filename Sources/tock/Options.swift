@@ -40,7 +40,7 @@ struct GlobalOptions: ParsableArguments {
 }
 
 extension TockError {
-    /// The process exit status for each kind, documented in the README.
+    /// The process exit status for each kind, documented in docs/operations.md ("Checking on Tock").
     var exitCode: Int32 {
         switch kind {
         case .invalidInput: return 2

@@ -136,7 +136,7 @@ DECLARE
     v_day text;
     v_days int[] := '{}';
 BEGIN
-    -- Bounded before any parsing: a 48 KB cron list cost 3.5 s of database time per preview.
+    -- Bounded before any parsing: a cron list tens of KB long costs seconds of database time per preview.
     IF length(p_schedule) > 500 THEN
         PERFORM tock.raise_invalid('schedule', format('%s characters; a schedule has at most 500', length(p_schedule)));
     END IF;
@@ -422,7 +422,8 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- The next p_count fire times of any schedule string: the scheduler, the CLI and the portal's preview use it.
+-- The next p_count fire times of any schedule string: the CLI, the API's preview and tock.schedule_preview use it
+-- (the scheduler moves a job on with tock.next_fire_time).
 CREATE OR REPLACE FUNCTION tock.next_fire_times(
     p_schedule text, p_timezone text DEFAULT 'UTC', p_after timestamptz DEFAULT now(), p_count int DEFAULT 5,
     p_anchor timestamptz DEFAULT NULL)
@@ -459,7 +460,7 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- A parsed schedule in words, for tock.job_overview and the portal. The jobs trigger passes the spec it has just
--- parsed: parsing is most of the cost of a job's insert (about 0.6 ms a schedule), and it was done twice.
+-- parsed: parsing is most of the cost of a job's insert, so it is done once.
 CREATE OR REPLACE FUNCTION tock.describe_spec(p_spec tock.schedule_spec)
 RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE

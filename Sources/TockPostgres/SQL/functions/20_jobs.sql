@@ -43,7 +43,7 @@ BEGIN
         PERFORM tock.raise_invalid('args', 'must be a list of text without NULLs, each at most 4,096 bytes, 32 KiB in all');
     END IF;
     -- Durations become plain seconds: PostgreSQL compares intervals as if a month were 30 days but adds months
-    -- first, so '12000000 mon -359999999 days' passed as 1 day and overflowed now() + timeout at the claim.
+    -- first, so '12000000 mon -359999999 days' would pass as 1 day and overflow now() + timeout at the claim.
     NEW.timeout := tock.bounded_seconds('timeout', NEW.timeout, 2592000);
     NEW.retry_base := tock.bounded_seconds('retry_base', NEW.retry_base, 86400);
     NEW.retry_cap := tock.bounded_seconds('retry_cap', NEW.retry_cap, 2592000);

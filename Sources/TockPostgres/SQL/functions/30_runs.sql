@@ -3,14 +3,13 @@
 --
 -- The functions workers and schedulers call in their loops (tick, claim_runs, finish_runs, rescue,
 -- next_delayed_run) are never JIT-compiled (SET jit = off). PostgreSQL compiles any plan whose estimated cost
--- passes jit_above_cost (100,000), and a long queue's estimates do: with 200,000 pending runs, every claim of 100
--- spent 51 ms compiling for 2 ms of work, and a claim and finish of 100 runs went from 11 ms to 57 ms (pgbench).
--- `tock bench queue --queue-runs 200000` went from 2,712-2,857 to 9,108-9,808 runs/s with 1 worker, and from
--- 4,044-4,065 to 11,024-11,670 with 2. Compilation pays off for queries that run for seconds, never for these.
+-- passes jit_above_cost, and a long queue's estimates do: compiling would then cost each call many times the work
+-- it does. Compilation pays off for queries that run for seconds, never for these.
 
 -- The advisory lock keys: (key, worker id) is held by a live worker's session (see tock.rescue); (key + 1,
--- job id) serializes claims of an overlap 'queue' job. PostgreSQL releases the first the moment a worker dies,
--- which tells tock.rescue() in seconds what a heartbeat tells only later.
+-- job id) serializes claims of an overlap 'queue' job; key + 2 is the schedulers' (tock.scheduler_lock_key).
+-- PostgreSQL releases the first the moment a worker dies, which tells tock.rescue() in seconds what a heartbeat
+-- tells only later.
 CREATE OR REPLACE FUNCTION tock.worker_lock_key() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 1953459051 $$;
 
 -- Whether the login calling (session_user, not the SECURITY DEFINER owner a function runs as) owns the schema or is
@@ -59,11 +58,8 @@ BEGIN
     END IF;
 END $$;
 
--- A runnable run wakes idle workers (tock.tg_notify is in 20_jobs.sql).
-
--- Once per INSERT statement, not per row: a tick that enqueues 1,000 runs called a row trigger 1,000 times, for
--- NOTIFYs that collapse into one anyway. Inserting 1,000 runs took 24-34 ms this way against 30-41 ms with the row
--- trigger (pgbench, taking turns); a single run_now costs the same either way.
+-- New pending runs wake idle workers (NOTIFY tock_runs). Once per INSERT statement, not per row: a tick that
+-- enqueues many runs would call a row trigger once per run, for NOTIFYs that collapse into one anyway.
 -- It also does what the foreign key from runs to jobs did (see migration 0010): each job the new runs name must
 -- exist, and is locked FOR KEY SHARE, so that a deletion of it waits for this transaction (and then deletes its
 -- runs, tock.tg_jobs__deleted) or has already happened (and this insert fails). Once per job, not per run.
@@ -107,6 +103,7 @@ CREATE TRIGGER runs_job_is_fixed
     FOR EACH ROW WHEN (NEW.job_id IS DISTINCT FROM OLD.job_id)
     EXECUTE FUNCTION tock.tg_runs__job_is_fixed();
 
+-- A run put back in the queue (release, an unheld claim) wakes idle workers too (tock.tg_notify is in 20_jobs.sql).
 CREATE OR REPLACE TRIGGER runs_notify_requeued
     AFTER UPDATE OF status ON tock.runs
     FOR EACH ROW WHEN (NEW.status = 'pending' AND OLD.status <> 'pending')
@@ -118,7 +115,7 @@ CREATE OR REPLACE FUNCTION tock.tg_runs__queue_unblocked()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- A probe of each job with ended runs, never a join: with many 'queue' jobs a join would hash them all. Once
-    -- per job, not per run: a finish of 100 runs of one job spent 0.25 ms here probing it 100 times (now 0.06).
+    -- per job, not per run: a finish of a batch of one job's runs probes that job once.
     IF EXISTS (SELECT 1 FROM (SELECT DISTINCT c.job_id FROM changed c WHERE c.status NOT IN ('pending', 'running')) e
                WHERE (SELECT j.overlap FROM tock.jobs j WHERE j.id = e.job_id) = 'queue') THEN
         PERFORM pg_notify('tock_runs', '');
@@ -157,17 +154,16 @@ COMMENT ON FUNCTION tock.run_now(text, text, timestamptz) IS
 -- Overlap 'skip' drops a fire time while the job has a pending or running run.
 --
 -- p_lookahead enqueues fire times up to that far ahead, as runs held back until their fire time (run_after):
--- the cost of the tick is paid before the fire time, and at the fire time the workers only claim, so 1,000
--- jobs due at the same second start within milliseconds of it. A job with overlap 'skip' that still has a
+-- the cost of the tick is paid before the fire time, and at the fire time the workers only claim, so many jobs
+-- due at the same second all start close to it. A job with overlap 'skip' that still has a
 -- pending or running run is not enqueued early: its skip is decided at the fire time itself.
 -- Returns when to call again: the earliest fire time less p_lookahead, the fire time itself for a job left
 -- waiting in the window, or p_now when more than p_limit jobs were due.
 --
 -- No sequential scans: each due job's overlap probe (NOT EXISTS … runs of the job pending or running) must be one
 -- look into runs_active_idx. With statistics taken during a backlog of one job, the planner believes every run is
--- that job's pending run, expects the first row at once and scans the table instead, for every due job: after a
--- 20,000-run drain, 1,000 jobs due together took 1.5 s to enqueue (`tock bench queue schedule`), and with the
--- millions of runs of a real history it would be minutes. Every statement here has an index that answers it.
+-- that job's pending run, expects the first row at once and scans the table instead, once per due job: with a
+-- real history that is a scan of millions of rows per job. Every statement here has an index that answers it.
 DROP FUNCTION IF EXISTS tock.tick(timestamptz, int);
 CREATE OR REPLACE FUNCTION tock.tick(p_now timestamptz DEFAULT now(), p_limit int DEFAULT 1000,
                                      p_lookahead interval DEFAULT interval '0')
@@ -255,20 +251,6 @@ END $$;
 COMMENT ON FUNCTION tock.register_worker(text, int, int, text, text, timestamptz, text) IS
     'Registers a worker process and returns its id; later calls as this worker present p_lease_token.';
 
--- A live worker's heartbeat; returns its state ('running', 'stopping'), or NULL when it is no longer
--- registered as alive (stopped, or marked lost): such a worker must stop.
--- This and the other functions a process calls over and over are PL/pgSQL, whose statements are planned once per
--- session; a LANGUAGE sql function is planned again at every call (next_delayed_run: 0.38 ms, against 0.22 ms
--- for a whole empty claim).
---
--- p_held, when given, lists every run the worker holds: scripts running, and ended ones whose result it is still
--- reporting. A worker sends it only while no claim of its is under way. A run running on the worker that it does not
--- hold, claimed more than p_unheld_after ago, is one whose claim committed but whose answer never reached the
--- worker (the connection dropped after the commit, or the answer came after the worker stopped waiting for it). Its
--- script never started, so it goes back to the queue without using an attempt, and the workers are told
--- (runs_notify_requeued). Left alone it would wait for rescue's orphan rule, its timeout plus 10 minutes, and
--- then count as a failed attempt. p_unheld_after must exceed the worker's call timeout, after which it stops
--- waiting for a claim's answer.
 -- Puts runs running on p_worker back in the queue as the same attempt (none is used up): runs its worker handed back
 -- (release_run) or never heard of (heartbeat). A run no longer running on p_worker is left alone; returns the runs
 -- it put back.
@@ -287,6 +269,19 @@ BEGIN
     RETURN v_requeued;
 END $$;
 
+-- A live worker's heartbeat; returns its state ('running', 'stopping'), or NULL when it is no longer
+-- registered as alive (stopped, or marked lost): such a worker must stop.
+-- This and the other functions a process calls over and over are PL/pgSQL, whose statements are planned once per
+-- session; a LANGUAGE sql function is planned again at every call.
+--
+-- p_held, when given, lists every run the worker holds: scripts running, and ended ones whose result it is still
+-- reporting. A worker sends it only while no claim of its is under way. A run running on the worker that it does not
+-- hold, claimed more than p_unheld_after ago, is one whose claim committed but whose answer never reached the
+-- worker (the connection dropped after the commit, or the answer came after the worker stopped waiting for it). Its
+-- script never started, so it goes back to the queue without using an attempt, and the workers are told
+-- (runs_notify_requeued). Left alone it would wait for rescue's orphan rule, its timeout plus 10 minutes, and
+-- then count as a failed attempt. p_unheld_after must exceed the worker's call timeout, after which it stops
+-- waiting for a claim's answer.
 DROP FUNCTION IF EXISTS tock.heartbeat(bigint, timestamptz);
 DROP FUNCTION IF EXISTS tock.heartbeat(bigint, timestamptz, bigint[], interval);
 CREATE OR REPLACE FUNCTION tock.heartbeat(
@@ -351,16 +346,15 @@ RETURNS TABLE (
 -- PL/pgSQL for its plan cache: a LANGUAGE sql function's statement is planned again on every call, and this
 -- one is the hottest statement Tock has. The cache alone is not enough: left to choose (plan_cache_mode auto),
 -- PostgreSQL re-plans this statement on every call, because the generic plan's estimate (any p_max, any p_now)
--- looks worse than a plan for the actual values. Planning it weighs the nine indexes of tock.runs, most of them
--- partial, and took 1.0 ms of a 1.6 ms claim of one run (pgbench); the generic plan is the same index scan of
--- runs_claim_idx and primary-key probes (tock bench scale times it with 100,000 jobs and 5,000,000 runs).
+-- looks worse than a plan for the actual values. Planning it weighs the many indexes of tock.runs, most of them
+-- partial, and costs more than the claim itself; the generic plan is the same index scan of runs_claim_idx and
+-- primary-key probes.
 -- No sequential scans either, for the reason tock.tick gives: the overlap 'queue' probes of runs must stay index
 -- probes when the statistics say one job owns every run.
 -- No bitmap scans and no sorts: the claim must walk runs_claim_idx in its order and stop after p_max runs. The
--- generic plan cannot know p_max and assumes a tenth of the ready runs; with 300,000 runs pending on a 5,000,000-run
--- history (`tock bench scale`), that made reading every ready run through a bitmap of two indexes and sorting them
--- look cheaper: a claim of 100 took 340-550 ms (150,000 rows sorted on disk, the job probed for each), against 5.8 ms
--- walking the index. Only that index yields the claim's order, so with sorts priced out nothing else can win.
+-- generic plan cannot know p_max and assumes a tenth of the ready runs; with a deep queue, reading every ready run
+-- through a bitmap of two indexes and sorting them (on disk, the job probed for each) then looks cheaper than the
+-- walk, and is far slower. Only that index yields the claim's order, so with sorts priced out nothing else can win.
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -388,8 +382,8 @@ BEGIN
           AND EXISTS (SELECT 1 FROM tock.workers w WHERE w.id = p_worker AND w.state = 'running')
           -- Overlap 'queue': one run of the job at a time, oldest first. The transaction-scoped advisory lock
           -- keeps two claimers from taking runs of the same job before either commits.
-          -- A probe of the job per candidate, not NOT EXISTS: that became a hash of every 'queue' job per claim
-          -- (40 ms for a claim of 100 with 100,000 of them).
+          -- A probe of the job per candidate, not NOT EXISTS, which the planner turns into a hash of every
+          -- 'queue' job per claim.
           AND ((SELECT j.overlap FROM tock.jobs j WHERE j.id = r.job_id) <> 'queue'
                OR (NOT EXISTS (SELECT 1 FROM tock.runs x WHERE x.job_id = r.job_id AND x.status = 'running')
                    AND r.id = (SELECT min(p.id) FROM tock.runs p WHERE p.job_id = r.job_id AND p.status = 'pending')
@@ -754,9 +748,8 @@ COMMENT ON FUNCTION tock.rescue(timestamptz, interval, interval, interval) IS
 -- The earliest run_after of the pending runs that are due at p_now (p_due) or not yet due. NULL: none.
 -- A loose index scan of runs_claim_idx, which is ordered by priority first: one seek for each priority that has
 -- pending runs (at most 101), then one for its earliest run of the kind asked for. A plain min(run_after) reads
--- every pending run: with 100,000 runs waiting out retry backoffs it took 62-66 ms (a parallel sequential scan),
--- where this takes a few index seeks. Each branch keeps its own bound on run_after, so the seek starts there
--- rather than walking a priority's other runs.
+-- every pending run (many, when retries wait out their backoff), where this takes a few index seeks. Each branch
+-- keeps its own bound on run_after, so the seek starts there rather than walking a priority's other runs.
 CREATE OR REPLACE FUNCTION tock.earliest_pending(p_due boolean, p_now timestamptz)
 RETURNS timestamptz LANGUAGE plpgsql STABLE
 SET enable_seqscan = off

@@ -125,9 +125,9 @@ FROM tock.lag l;
 COMMENT ON VIEW tock.queue_depth IS 'Runs waiting (ready now, or delayed) and running, and how long the oldest ready run has waited.';
 
 -- The queue at a glance, for pages that are read often (the dashboard's GET /stats): tock.queue_depth's figures,
--- exact while at most p_limit runs are pending, and bounded by p_limit when more are. Counting is the cost:
--- with 300,000 runs pending on a 5,000,000-run history, queue_depth took 44-128 ms and tock.stats() 200-222 ms,
--- where a glance reads at most p_limit + 1 entries of runs_claim_idx. Over the limit (capped), pending is
+-- exact while at most p_limit runs are pending, and bounded by p_limit when more are. Counting is the cost: an
+-- exact count reads every pending run, however deep the queue, where a glance reads at most p_limit + 1 entries
+-- of runs_claim_idx. Over the limit (capped), pending is
 -- p_limit and ready and delayed are what the first p_limit runs in claim order hold: each is a lower bound. The
 -- running count and the oldest ready run stay exact (the first is bounded by the workers' slots, the second is
 -- one index seek per priority). Exact counts at any depth: tock.queue_depth, /health and /metrics.

@@ -96,7 +96,7 @@ CREATE OR REPLACE FUNCTION tock.scheduler_lock_key() RETURNS int LANGUAGE sql IM
 $$;
 
 -- Only sessions that may run a scheduler count (the owner, or a tock_admin member): any login may take an advisory
--- lock, and one that did made health say a scheduler was running when none was.
+-- lock, and one that did would make health say a scheduler was running when none was.
 CREATE OR REPLACE FUNCTION tock.schedulers_alive()
 RETURNS int LANGUAGE sql STABLE AS $$
     SELECT count(*)::int FROM pg_locks l
@@ -133,9 +133,9 @@ COMMENT ON VIEW tock.job_stats IS 'Per job and period (24h, 7d): runs ended, suc
 -- Everything GET /api/v1/stats shows, as one JSON document: runs by status over 24 h, the queue, workers and
 -- schedulers alive. Its cost does not grow with the number of jobs; per-job figures are tock.job_stats
 -- (GET /api/v1/jobs/{job}/stats), one job at a time. The queue is tock.queue_glance: exact up to 10,000 pending
--- runs, capped beyond (queue.capped), because the dashboard reads this on every change it sees. Counted exactly,
--- 300,000 pending runs on a 5,000,000-run history made this take 200-222 ms; exact figures stay in /health and
--- /metrics. The 24 h pending and running figures are the queue's.
+-- runs, capped beyond (queue.capped), because the dashboard reads this on every change it sees and an exact count
+-- grows with the queue; exact figures stay in /health and /metrics. The 24 h pending and running figures are the
+-- queue's.
 CREATE OR REPLACE FUNCTION tock.stats(p_now timestamptz DEFAULT now())
 RETURNS jsonb LANGUAGE sql STABLE AS $$
     WITH queue AS MATERIALIZED (

@@ -52,8 +52,8 @@ $$;
 COMMENT ON FUNCTION tock.schedule_preview(text, int, timestamptz) IS
     'The next p_count fire times of a job (by name or id), with the local time in the job''s zone.';
 
--- Runs a worker was asked to cancel (its catch-up after a missed NOTIFY tock_cancel).
--- The worker's own answer to a NOTIFY tock_cancel, which any login can send: it signals only the runs listed here.
+-- The runs worker p_worker was asked to cancel. The worker reads it when a NOTIFY tock_cancel names a run it holds
+-- (any login can send one, so it signals only the runs listed here) and after every (re)LISTEN, for those it missed.
 DROP FUNCTION IF EXISTS tock.cancel_requests(bigint);
 CREATE OR REPLACE FUNCTION tock.cancel_requests(p_worker bigint, p_lease_token text DEFAULT NULL)
 RETURNS SETOF bigint LANGUAGE plpgsql STABLE AS $$
@@ -136,8 +136,8 @@ COMMENT ON FUNCTION tock.purge_history(timestamptz, int) IS
 -- The figures only the database knows, as Prometheus gauges: GET /metrics sets them at each scrape, and psql users
 -- can read them too. One row per gauge (and label set).
 -- The queue is read once: tock.lag, materialized, gives the per-priority gauges and (totalled as tock.queue_depth
--- totals it) the queue's. Read through the views, each gauge scanned the pending runs again: five scans, 300 ms
--- with 200,000 runs pending, at every scrape of every process that serves /metrics.
+-- totals it) the queue's. Read through the views, each gauge would scan the pending runs again, at every scrape of
+-- every process that serves /metrics.
 CREATE OR REPLACE FUNCTION tock.gauges(p_now timestamptz DEFAULT now())
 RETURNS TABLE (name text, help text, labels jsonb, value float8)
 LANGUAGE sql STABLE AS $$

@@ -6,7 +6,8 @@
 --                scheduler (tick, rescue, purge) and the API server; it is a member of tock_viewer.
 -- No role may touch the tables: every granted function is SECURITY DEFINER with a fixed search_path, so it acts as
 -- the schema's owner and only does what it says. Everything is revoked from PUBLIC, so a login role with none of
--- the three cannot use Tock at all. This file runs on every `tock migrate`, so new functions are covered.
+-- the three cannot use Tock at all. This file runs whenever `tock migrate` applies the functions (they changed), so
+-- new functions are covered.
 
 -- The entry points each role may call. A function listed here is made SECURITY DEFINER; helpers not listed stay
 -- callable only by the owner and from inside these.
@@ -27,7 +28,7 @@ RETURNS TABLE (role_name text, function_name text) LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- Creates the roles where this user may (CREATEROLE), then (re)grants. Without CREATEROLE it warns and grants what
--- it can: a DBA creates the missing roles (the README's three lines) and runs SELECT tock.apply_privileges().
+-- it can: a DBA creates the missing roles (docs/operations.md, "Roles") and runs SELECT tock.apply_privileges().
 -- Returns the roles still missing (empty when all is in place).
 CREATE OR REPLACE FUNCTION tock.apply_privileges()
 RETURNS text[] LANGUAGE plpgsql AS $$
