@@ -58,6 +58,13 @@ public struct Database: Sendable {
         }
     }
 
+    /// Fails at once with the cause (`.unavailable`) when the server cannot be reached or refuses this login (no
+    /// such database, a wrong password, no TLS): every command asks first, so a wrong DATABASE_URL is reported in
+    /// a moment rather than after the call timeout. A server that accepts and stays silent still takes the timeout.
+    public func checkConnection() async throws(TockError) {
+        _ = try await scalar(Int32.self, "SELECT 1")
+    }
+
     // MARK: Jobs
 
     public func createJob(_ job: JobDefinition) async throws(TockError) -> Int64 {

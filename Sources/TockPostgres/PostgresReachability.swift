@@ -1,11 +1,14 @@
 import Foundation
+import Logging
+import PostgresNIO
 import Synchronization
 import TockCore
 
-/// Tells a refused connection from a slow server. When PostgreSQL is down, the pool keeps retrying its
-/// connection and a call waits for its whole deadline; but a refused connect (nothing listens on the port, the
-/// socket file is missing) will not turn into an answer within it, so the call can fail at once. A server that
-/// accepts and stays silent, or a connect that cannot be decided within a second, is left to the deadline.
+/// Tells a refused connection from a slow server. When PostgreSQL is down or refuses this login, the pool keeps
+/// retrying its connection and a call waits for its whole deadline; but a refused connect (nothing listens on the
+/// port, the socket file is missing) or a refused startup (no such database, a wrong password, no TLS) will not
+/// turn into an answer within it, so the call fails at once with the cause. A server that accepts and stays
+/// silent, or a connect that cannot be decided within two seconds, is left to the deadline.
 enum PostgresReachability {
     /// Calls that finish sooner never probe: no extra connection while the database answers.
     static let delay: Duration = .milliseconds(200)
@@ -33,8 +36,45 @@ enum PostgresReachability {
             // getaddrinfo and poll block: a thread of their own, not one of the cooperative pool's.
             DispatchQueue.global().async { continuation.resume(returning: refusalReason(endpoint)) }
         }
-        return reason.map { TockError(.unavailable, "cannot reach PostgreSQL at \(settings.displayName): \($0)") }
+        if let reason { return TockError(.unavailable, "cannot reach PostgreSQL at \(settings.displayName): \(reason)") }
+        return await startupRefusal(settings).map {
+            TockError(.unavailable, "PostgreSQL at \(settings.displayName) refused the connection: \($0)")
+        }
     }
+
+    /// Why the server refuses a session for `settings` (what it said, with its SQLSTATE), or nil when a session
+    /// starts, or nothing decides within two seconds.
+    static func startupRefusal(_ settings: ConnectionSettings) async -> String? {
+        guard var probing = try? settings.connectionConfiguration() else { return nil }
+        probing.options.connectTimeout = .seconds(2)
+        probing.options.additionalStartupParameters = [("application_name", "tock-probe")]
+        let configuration = probing
+        let outcome: Result<PostgresConnection, any Error>
+        do {
+            outcome = .success(try await awaitAbandoning(timeout: .seconds(2)) {
+                try await PostgresConnection.connect(configuration: configuration, id: 0, logger: Self.quiet)
+            })
+        } catch {
+            outcome = .failure(error)
+        }
+        switch outcome {
+        case .success(let connection):
+            try? await connection.close()
+            return nil
+        case .failure(let error as PSQLError):
+            if let server = error.serverInfo, let state = server[.sqlState] {
+                return "\(server[.message] ?? "refused") (SQLSTATE \(state))"
+            }
+            if error.code == .sslUnsupported {
+                return "it does not accept TLS, and the connection settings require it (sslmode=require)"
+            }
+            return nil
+        case .failure:
+            return nil
+        }
+    }
+
+    private static let quiet = Logger(label: "tock.probe", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// Why connecting to `endpoint` is refused (every address refuses, or the socket file is missing), or nil when
     /// it connects or this cannot tell.

@@ -43,7 +43,10 @@ func oneShot<T: Sendable>(_ options: GlobalOptions, _ body: @Sendable (Database,
     let logger = options.logger(label: "tock", defaultLevel: .warning)
     do {
         let settings = try resolveSettings(options, logger: logger, createEmbedded: false)
-        return try await withDatabase(settings, logger: logger, body)
+        return try await withDatabase(settings, logger: logger) { database, client in
+            try await database.checkConnection()
+            return try await body(database, client)
+        }
     } catch let error as TockError {
         throw fail(error)
     } catch let error as InputError {

@@ -23,19 +23,14 @@ struct Doctor: AsyncParsableCommand {
     func run() async throws {
         let logger = options.logger(label: "tock", defaultLevel: .warning)
         var checks: [Check] = []
+        var reached = false
         do {
             let settings = try resolveSettings(options, logger: logger, createEmbedded: false)
-            // One plain connection first: the pool retries a refused login or a missing database quietly.
-            do {
-                let connection = try await PostgresConnection.connect(
-                    configuration: try settings.connectionConfiguration(), id: 0, logger: logger)
-                try await connection.close()
-            } catch {
-                throw TockError(from: error, settings: settings)
-            }
             checks = try await withDatabase(settings, logger: logger) { database, client in
-                await Self.checks(database, client: client)
+                try await database.checkConnection()
+                return await Self.checks(database, client: client)
             }
+            reached = true
         } catch {
             let tock = TockError(from: error)
             checks = [Check(name: "connection", level: .fail, detail: tock.message,
@@ -50,6 +45,8 @@ struct Doctor: AsyncParsableCommand {
                 if let fix = check.fix { print("      \(String(repeating: " ", count: 12))  fix: \(fix)") }
             }
         }
+        // Like every command: 5 when PostgreSQL cannot be reached or refuses the login; 1 for any other failure.
+        if !reached { throw ExitCode(5) }
         if checks.contains(where: { $0.level == .fail }) { throw ExitCode(1) }
     }
 

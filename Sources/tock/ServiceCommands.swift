@@ -106,6 +106,9 @@ func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions, creat
     let logger = options.logger(label: "tock", defaultLevel: .info)
     do {
         let settings = try resolveSettings(options, logger: logger, createEmbedded: createEmbedded)
+        // A wrong database, password or address is a mistake to report, not an outage to wait out: exit 5 with the
+        // cause (systemd's Restart= retries a server that was merely down).
+        try await withDatabase(settings, logger: logger) { database, _ in try await database.checkConnection() }
         if migrate {
             // A pool of its own: a PostgresClient runs once, and the services' pool runs in the group below.
             let client = PostgresClient(configuration: settings.clientConfiguration(maximumConnections: 2), backgroundLogger: logger)

@@ -1,7 +1,7 @@
 import PostgresNIO
 import Testing
 import TockCore
-import TockPostgres
+@testable import TockPostgres
 import TockTesting
 
 /// What PostgreSQL raises, as the kind of TockError that decides what happens next: a worker retries an
@@ -58,5 +58,23 @@ struct DatabaseErrorTests {
             #expect(timedOut.kind == .unavailable, "\(timedOut)")
             #expect(timedOut.message.contains("57014"), "\(timedOut)")
         }
+    }
+}
+
+@Suite("the reachability probe")
+struct ReachabilityProbeTests {
+    @Test("a server that accepts and stays silent is not a refusal: the call is left to its deadline")
+    func silentServerIsNotRefused() async throws {
+        let server = try FakePostgres(.silent)
+        let settings = ConnectionSettings(endpoint: .tcp(host: "127.0.0.1", port: server.port), username: "tock", database: "tock")
+        #expect(await PostgresReachability.probe(settings) == nil)
+    }
+
+    @Test("a server that refuses the login is a refusal, with PostgreSQL's reason")
+    func missingDatabaseIsRefused() async throws {
+        let settings = try TestDatabase.serverSettings().with(database: "tock_no_such_database")
+        let refusal = await PostgresReachability.probe(settings)
+        #expect(refusal?.kind == .unavailable)
+        #expect(refusal?.message.contains("SQLSTATE 3D000") == true, "\(refusal?.message ?? "nil")")
     }
 }
