@@ -112,15 +112,8 @@ public struct Database: Sendable {
     /// Jobs in name order. `after` pages on (the jobs whose names sort after it), `search` keeps the names that
     /// contain it (case-insensitive, taken literally), `limit` nil means every job.
     public func jobs(after: String? = nil, search: String? = nil, limit: Int? = nil) async throws(TockError) -> [JobInfo] {
-        // The page is chosen from the index on jobs.name alone (an index-only scan, even when the search reads
-        // every name), and only its jobs go through the view's per-job lookups.
         try await rows(JobInfo.self, """
-            SELECT row_to_json(v)::text FROM tock.job_overview v
-            WHERE v.name IN (SELECT j.name FROM tock.jobs j
-                             WHERE (\(after)::text IS NULL OR j.name > \(after))
-                               AND (\(search)::text IS NULL OR strpos(lower(j.name), lower(\(search))) > 0)
-                             ORDER BY j.name LIMIT \(limit.map(Int64.init)))
-            ORDER BY v.name
+            SELECT row_to_json(v)::text FROM tock.list_jobs(\(after), \(search), \(limit.map(Int32.init))) v
             """)
     }
 
@@ -160,34 +153,17 @@ public struct Database: Sendable {
 
     // MARK: Runs
 
-    /// Runs newest first; `before` pages on: the runs with ids below it.
+    /// Runs newest first (`tock.recent_runs`, or `tock.job_runs` for one job); `before` pages on: the runs with ids
+    /// below it.
     public func runs(job: String? = nil, status: RunStatus? = nil, before: Int64? = nil,
                      limit: Int = 50) async throws(TockError) -> [RunInfo] {
         guard let job else {
             return try await rows(RunInfo.self, """
-                SELECT row_to_json(v)::text FROM tock.run_history v
-                WHERE (\(status?.rawValue)::text IS NULL OR v.status = \(status?.rawValue))
-                  AND (\(before)::bigint IS NULL OR v.id < \(before))
-                ORDER BY v.id DESC LIMIT \(limit)
+                SELECT row_to_json(v)::text FROM tock.recent_runs(\(status?.rawValue), \(before), \(Int32(clamping: limit))) v
                 """)
         }
-        // A job's runs are in two partial indexes (migration 0010), finished and in flight, neither holding them
-        // all: the page is the newest of each one's newest, two short backward walks.
         return try await rows(RunInfo.self, """
-            SELECT row_to_json(v)::text FROM (
-                (SELECT * FROM tock.run_history v
-                 WHERE v.job_id = tock.find_job(\(job)) AND v.finished_at IS NOT NULL
-                   AND (\(status?.rawValue)::text IS NULL OR v.status = \(status?.rawValue))
-                   AND (\(before)::bigint IS NULL OR v.id < \(before))
-                 ORDER BY v.id DESC LIMIT \(limit))
-                UNION ALL
-                (SELECT * FROM tock.run_history v
-                 WHERE v.job_id = tock.find_job(\(job)) AND v.status IN ('pending', 'running')
-                   AND (\(status?.rawValue)::text IS NULL OR v.status = \(status?.rawValue))
-                   AND (\(before)::bigint IS NULL OR v.id < \(before))
-                 ORDER BY v.id DESC LIMIT \(limit))
-            ) v
-            ORDER BY v.id DESC LIMIT \(limit)
+            SELECT row_to_json(v)::text FROM tock.job_runs(\(job), \(status?.rawValue), \(before), \(Int32(clamping: limit))) v
             """)
     }
 
@@ -202,11 +178,7 @@ public struct Database: Sendable {
 
     public func run(_ id: Int64, withOutput: Bool = true) async throws(TockError) -> RunInfo {
         let found = try await rows(RunInfo.self, """
-            SELECT (to_jsonb(v) || jsonb_build_object('output',
-                        -- A finished run that printed nothing has no output row: its output is empty, not unknown.
-                        CASE WHEN \(withOutput) THEN coalesce((SELECT o.output FROM tock.run_logs o WHERE o.run_id = v.id),
-                                                             CASE WHEN v.finished_at IS NOT NULL THEN '' END) END))::text
-            FROM tock.run_history v WHERE v.id = \(id)
+            SELECT d::text FROM tock.run_detail(\(id), \(withOutput)) d WHERE d IS NOT NULL
             """)
         guard let run = found.first else {
             throw TockError(.notFound, field: "run", "run: unknown run \(id) (tock runs lists recent runs)")

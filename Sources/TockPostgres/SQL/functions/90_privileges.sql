@@ -15,7 +15,7 @@ CREATE OR REPLACE FUNCTION tock.role_functions()
 RETURNS TABLE (role_name text, function_name text) LANGUAGE sql IMMUTABLE AS $$
     SELECT 'tock_viewer', unnest(ARRAY[
         'find_job', 'describe_schedule', 'next_fire_times', 'schedule_preview', 'stats', 'queue_glance', 'schedulers_alive',
-        'gauges'])
+        'gauges', 'list_jobs', 'recent_runs', 'job_runs', 'run_detail'])
     UNION ALL
     SELECT 'tock_worker', unnest(ARRAY[
         'register_worker', 'heartbeat', 'set_worker_state', 'claim_runs', 'report_output', 'finish_run', 'finish_runs',

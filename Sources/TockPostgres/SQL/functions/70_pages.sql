@@ -1,0 +1,60 @@
+-- Pages of jobs and runs, as the API, the CLI and the portal read them: a psql user gets the same plans.
+
+-- Jobs in name order: p_after pages on (names sorting after it), p_search keeps names containing it
+-- (case-insensitive, taken literally), p_limit NULL is every job. The page is chosen from the index on jobs.name
+-- alone (an index-only scan, even when the search reads every name), and only its jobs go through the view's
+-- per-job lookups.
+CREATE OR REPLACE FUNCTION tock.list_jobs(p_after text DEFAULT NULL, p_search text DEFAULT NULL, p_limit int DEFAULT NULL)
+RETURNS SETOF tock.job_overview LANGUAGE sql STABLE AS $$
+    SELECT v.* FROM tock.job_overview v
+    WHERE v.name IN (SELECT j.name FROM tock.jobs j
+                     WHERE (p_after IS NULL OR j.name > p_after)
+                       AND (p_search IS NULL OR strpos(lower(j.name), lower(p_search)) > 0)
+                     ORDER BY j.name LIMIT p_limit)
+    ORDER BY v.name
+$$;
+COMMENT ON FUNCTION tock.list_jobs(text, text, int) IS
+    'Jobs in name order from tock.job_overview: after a name (paging), whose names contain a text, at most p_limit.';
+
+-- Runs of every job, newest first: p_status keeps one status, p_before pages on (ids below it).
+CREATE OR REPLACE FUNCTION tock.recent_runs(p_status text DEFAULT NULL, p_before bigint DEFAULT NULL, p_limit int DEFAULT 50)
+RETURNS SETOF tock.run_history LANGUAGE sql STABLE AS $$
+    SELECT v.* FROM tock.run_history v
+    WHERE (p_status IS NULL OR v.status = p_status) AND (p_before IS NULL OR v.id < p_before)
+    ORDER BY v.id DESC LIMIT least(p_limit, 1000)
+$$;
+COMMENT ON FUNCTION tock.recent_runs(text, bigint, int) IS
+    'Runs of every job from tock.run_history, newest first: of one status, with ids below p_before (paging), at most p_limit (1000).';
+
+-- One job's runs, newest first. They are in two partial indexes, finished and in flight, neither holding them
+-- all: the page is the newest of each one's newest, two short backward walks.
+CREATE OR REPLACE FUNCTION tock.job_runs(p_job text, p_status text DEFAULT NULL, p_before bigint DEFAULT NULL,
+                                         p_limit int DEFAULT 50)
+RETURNS SETOF tock.run_history LANGUAGE sql STABLE AS $$
+    SELECT v.* FROM (
+        (SELECT * FROM tock.run_history v
+         WHERE v.job_id = tock.find_job(p_job) AND v.finished_at IS NOT NULL
+           AND (p_status IS NULL OR v.status = p_status) AND (p_before IS NULL OR v.id < p_before)
+         ORDER BY v.id DESC LIMIT least(p_limit, 1000))
+        UNION ALL
+        (SELECT * FROM tock.run_history v
+         WHERE v.job_id = tock.find_job(p_job) AND v.status IN ('pending', 'running')
+           AND (p_status IS NULL OR v.status = p_status) AND (p_before IS NULL OR v.id < p_before)
+         ORDER BY v.id DESC LIMIT least(p_limit, 1000))
+    ) v
+    ORDER BY v.id DESC LIMIT least(p_limit, 1000)
+$$;
+COMMENT ON FUNCTION tock.job_runs(text, text, bigint, int) IS
+    'One job''s runs (by name or id) from tock.run_history, newest first: of one status, with ids below p_before (paging), at most p_limit (1000).';
+
+-- One run with its output: a finished run that printed nothing has no output row, so its output is empty, not
+-- unknown; a run still running shows what its worker has sent so far.
+CREATE OR REPLACE FUNCTION tock.run_detail(p_run bigint, p_with_output boolean DEFAULT true)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT to_jsonb(v) || jsonb_build_object('output',
+               CASE WHEN p_with_output THEN coalesce((SELECT o.output FROM tock.run_logs o WHERE o.run_id = v.id),
+                                                    CASE WHEN v.finished_at IS NOT NULL THEN '' END) END)
+    FROM tock.run_history v WHERE v.id = p_run
+$$;
+COMMENT ON FUNCTION tock.run_detail(bigint, boolean) IS
+    'One run of tock.run_history as JSON, with its output (the last bytes kept); NULL for an unknown run.';
