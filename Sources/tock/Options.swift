@@ -55,7 +55,9 @@ extension TockError {
 
 /// Prints the error as `error: …` on stderr and exits with its code: no stack traces for people.
 func fail(_ error: TockError) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+    // One line, whatever the message carries (a user name from DATABASE_URL may hold a newline).
+    let message = TextLogHandler.needsEscape(error.message) ? TextLogHandler.escaped(error.message) : error.message
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
     return ExitCode(error.exitCode)
 }
 

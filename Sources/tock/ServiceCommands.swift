@@ -108,7 +108,13 @@ func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions, creat
         let settings = try resolveSettings(options, logger: logger, createEmbedded: createEmbedded)
         // A wrong database, password or address is a mistake to report, not an outage to wait out: exit 5 with the
         // cause (systemd's Restart= retries a server that was merely down).
-        try await withDatabase(settings, logger: logger) { database, _ in try await database.checkConnection() }
+        do {
+            try await withDatabase(settings, logger: logger) { database, _ in try await database.checkConnection() }
+        } catch {
+            logger.error("cannot start: PostgreSQL is unreachable or refuses this login", metadata: [
+                "database": "\(settings.displayName)", "error": "\(TockError(from: error).message)"])
+            throw error
+        }
         if migrate {
             // A pool of its own: a PostgresClient runs once, and the services' pool runs in the group below.
             let client = PostgresClient(configuration: settings.clientConfiguration(maximumConnections: 2), backgroundLogger: logger)
