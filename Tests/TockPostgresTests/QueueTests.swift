@@ -8,9 +8,10 @@ import TockTesting
 
 @Suite("jobs, tick, claim and finish in SQL")
 struct QueueTests {
-    @Test("4 concurrent schedulers over 200 due jobs enqueue exactly 200 runs")
+    @Test("4 concurrent schedulers over 200 due jobs offer each fire time once: exactly 200 runs, no repeat dropped by the index")
     func tickExactlyOnce() async throws {
         try await TestDatabase.withFresh(maximumConnections: 8) { database, _ in
+            try await EnqueueProbe.install(database.client)
             _ = try await database.client.query("""
                 INSERT INTO tock.jobs (name, script, schedule) SELECT 'job' || i, 'x.sh', 'every 1h' FROM generate_series(1, 200) i
                 """).collect()
@@ -30,9 +31,32 @@ struct QueueTests {
                 .decode((Int, Int).self).all().first)
             #expect(runs == 200)
             #expect(jobs == 200)
+            // The unique index on (job, fire time) would hide a fire time two ticks both enqueued: the probe counts
+            // what the ticks offered, before the index.
+            let offers = try await EnqueueProbe.tally(database.client)
+            #expect(offers.offered == 200 && offers.repeated == 0, "\(offers)")
             let stillDue = try await database.client.query(
                 "SELECT count(*) FROM tock.jobs WHERE next_run_at <= now()").decode(Int.self).all().first
             #expect(stillDue == 0)
+        }
+    }
+
+    @Test("the enqueue probe counts a repeated fire time that the unique index drops")
+    func enqueueProbeSeesDroppedRepeats() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            try await EnqueueProbe.install(database.client)
+            _ = try await database.createJob(JobDefinition(name: "j", script: "x.sh", schedule: "every 1h"))
+            // The tick's own insert, twice for one fire time: the second is dropped by the index, and still counted.
+            for _ in 0..<2 {
+                _ = try await database.client.query("""
+                    INSERT INTO tock.runs (job_id, trigger, scheduled_for, run_after)
+                    SELECT id, 'schedule', '2030-01-01 00:00Z', '2030-01-01 00:00Z' FROM tock.jobs
+                    ON CONFLICT (job_id, scheduled_for) WHERE trigger = 'schedule' DO NOTHING
+                    """).collect()
+            }
+            #expect(try await database.runs(job: "j").count == 1)
+            let offers = try await EnqueueProbe.tally(database.client)
+            #expect(offers.offered == 2 && offers.repeated == 1, "\(offers)")
         }
     }
 
