@@ -10,8 +10,14 @@ public final class TockProcess: @unchecked Sendable {
     public let process = Process()
     public let logPath: String
 
+    /// `tock worker`, `tock scheduler` and `tock up` run with their safety sweep an hour away (TestSweep) unless
+    /// `arguments` set `--sweep-seconds`: a test waiting on a wake-up must not pass on the sweep.
     public init(_ arguments: [String], settings: ConnectionSettings, directory: String,
                 environment: [String: String] = [:]) throws {
+        var arguments = arguments
+        if ["worker", "scheduler", "up"].contains(arguments.first ?? ""), !arguments.contains("--sweep-seconds") {
+            arguments += ["--sweep-seconds", TestSweep.seconds]
+        }
         logPath = directory + "/tock-\(arguments.first ?? "x")-\(UInt32.random(in: 0...UInt32.max)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: Self.binary)

@@ -47,7 +47,7 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "The only directory scripts may run from.")
     var scriptsDir: String = "./scripts"
 
-    @Option(help: "Seconds between safety sweeps for runs whose NOTIFY was missed.")
+    @Option(help: "Seconds between safety sweeps for runs whose NOTIFY was missed (with `tock up`, the scheduler's re-plan too).")
     var sweepSeconds: Double = 60
 
     @Option(help: "Seconds between heartbeats.")
@@ -169,7 +169,8 @@ struct Up: AsyncParsableCommand {
     func run() async throws {
         try await runServices(options, metricsOptions: metrics, createEmbedded: true, migrate: true) {
             database, settings, metrics, logger throws(TockError) in
-            [Scheduler(database: database, settings: settings, metrics: metrics, logger: logger),
+            [Scheduler(database: database, settings: settings, sweepInterval: .milliseconds(Int64(worker.sweepSeconds * 1000)),
+                       metrics: metrics, logger: logger),
              try Worker(database: database, settings: settings, configuration: try worker.configuration(), metrics: metrics,
                         logger: logger)]
                 + (noAPI ? [] : try api.services(database: database, settings: settings, metrics: metrics, logger: logger))
@@ -200,10 +201,20 @@ struct SchedulerCommand: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @OptionGroup var metrics: MetricsOptions
 
+    @Option(help: "Longest sleep between ticks: a safety re-plan for a NOTIFY on tock_jobs that was missed.")
+    var sweepSeconds: Double = 60
+
+    func validate() throws {
+        guard sweepSeconds >= 0.1 && sweepSeconds <= 86400 else {
+            throw ValidationError("--sweep-seconds: \(sweepSeconds) is out of range 0.1-86400")
+        }
+    }
+
     func run() async throws {
         try await runServices(options, metricsOptions: metrics, createEmbedded: false, migrate: false) {
             database, settings, metrics, logger throws(TockError) in
-            [Scheduler(database: database, settings: settings, metrics: metrics, logger: logger)]
+            [Scheduler(database: database, settings: settings, sweepInterval: .milliseconds(Int64(sweepSeconds * 1000)),
+                       metrics: metrics, logger: logger)]
         }
     }
 }

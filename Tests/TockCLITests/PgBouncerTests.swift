@@ -117,8 +117,8 @@ struct PgBouncerTests {
         #expect(try await eventually(timeout: .seconds(60)) {
             (try? tock(["status"], settings: pooled, directory: directory))?.status == 0
         })
-        // The sweep at 60 s: only NOTIFY can make this run start in time.
-        let worker = try TockProcess(["worker", "--sweep-seconds", "60"], settings: pooled, directory: directory)
+        // The sweep an hour away (TockProcess's default): only NOTIFY can make this run start in time.
+        let worker = try TockProcess(["worker"], settings: pooled, directory: directory)
         defer { worker.signal(SIGKILL) }
         #expect(try tock(["job", "add", "hi", "--script", "hi.sh"], settings: pooled, directory: directory).status == 0)
         #expect(try await eventually(timeout: .seconds(60)) { worker.log.contains("worker started") })

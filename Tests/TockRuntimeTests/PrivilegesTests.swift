@@ -239,11 +239,11 @@ struct PrivilegesTests {
                 try await TestDatabase.withClient(adminSettings) { adminClient in
                     let workerDatabase = Database(client: workerClient, logger: TestDatabase.logger, settings: workerSettings)
                     let adminDatabase = Database(client: adminClient, logger: TestDatabase.logger, settings: adminSettings)
-                    var configuration = WorkerConfiguration()
-                    configuration.scriptsDirectory = directory
+                    let configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
                     let worker = try Worker(database: workerDatabase, settings: workerSettings, configuration: configuration,
                                             logger: TestDatabase.logger)
-                    let scheduler = Scheduler(database: adminDatabase, settings: adminSettings, logger: TestDatabase.logger)
+                    let scheduler = Scheduler(database: adminDatabase, settings: adminSettings, sweepInterval: TestSweep.interval,
+                                              logger: TestDatabase.logger)
                     _ = try await adminDatabase.createJob(json: #"{"name": "hello", "script": "hello.sh", "schedule": "every 1 second"}"#)
                     try await withServices([scheduler, worker]) { () async throws -> Void in
                         // 60 s, as where other processes start first: in full runs its worker registered 15-20 s

@@ -28,14 +28,12 @@ func withServices<T: Sendable>(_ services: [any Service], _ body: @Sendable () a
 
 @Suite("worker and scheduler")
 struct WorkerTests {
-    @Test("with the safety sweep at 60 s, a run-now wakes an idle worker through NOTIFY, long before the sweep")
+    @Test("with the safety sweep an hour away, a run-now wakes an idle worker through NOTIFY")
     func notifyWakesIdleWorker() async throws {
         let directory = try makeScriptsDirectory(["hello.sh": "#!/bin/sh\necho \"hello $1 from $TOCK_JOB\"\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
-            var configuration = WorkerConfiguration()
-            configuration.scriptsDirectory = directory
-            configuration.sweepInterval = .seconds(60)
+            let configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
             _ = try await database.createJob(JobDefinition(name: "hello", script: "hello.sh", args: ["world"]))
             try await withServices([worker]) { () async throws -> Void in
@@ -44,7 +42,7 @@ struct WorkerTests {
                 try await Task.sleep(for: .milliseconds(300))
                 let started = ContinuousClock.now
                 let run = try await database.runNow("hello")
-                // Not a speed test (tock bench measures latency): anything well below the 60 s sweep proves NOTIFY.
+                // Not a speed test (tock bench measures latency): the sweep is an hour away, so only NOTIFY starts it.
                 #expect(try await eventually(timeout: .seconds(20), interval: .milliseconds(5)) {
                     try await database.run(run, withOutput: false).status == "succeeded"
                 })
@@ -61,14 +59,12 @@ struct WorkerTests {
         }
     }
 
-    @Test("overlap 'queue': each ended run wakes the worker for the job's next one, long before the 60 s sweep")
+    @Test("overlap 'queue': each ended run wakes the worker for the job's next one, with the sweep an hour away")
     func queuedRunsFollowEachOther() async throws {
         let directory = try makeScriptsDirectory(["step.sh": "#!/bin/sh\nsleep 0.2\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
-            var configuration = WorkerConfiguration()
-            configuration.scriptsDirectory = directory
-            configuration.sweepInterval = .seconds(60)
+            var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             configuration.concurrency = 4
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
             var job = JobDefinition(name: "serial", script: "step.sh")
@@ -102,8 +98,7 @@ struct WorkerTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try FileManager.default.createSymbolicLink(atPath: directory + "/sneaky.sh", withDestinationPath: "/usr/bin/id")
         try await TestDatabase.withFresh { database, settings in
-            var configuration = WorkerConfiguration()
-            configuration.scriptsDirectory = directory
+            let configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
             _ = try await database.createJob(JobDefinition(name: "sneaky", script: "sneaky.sh"))
             let run = try await database.runNow("sneaky")
@@ -121,8 +116,7 @@ struct WorkerTests {
         let directory = try makeScriptsDirectory(["ok.sh": "#!/bin/sh\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
-            var configuration = WorkerConfiguration()
-            configuration.scriptsDirectory = directory
+            let configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
             _ = try await database.createJob(JobDefinition(name: "noop", script: ":noop"))
             let run = try await database.runNow("noop")
@@ -139,10 +133,9 @@ struct WorkerTests {
         let directory = try makeScriptsDirectory(["tick.sh": "#!/bin/sh\necho \"$TOCK_TRIGGER $TOCK_SCHEDULED_FOR\"\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
-            var configuration = WorkerConfiguration()
-            configuration.scriptsDirectory = directory
+            let configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
-            let scheduler = Scheduler(database: database, settings: settings, logger: TestDatabase.logger)
+            let scheduler = Scheduler(database: database, settings: settings, sweepInterval: TestSweep.interval, logger: TestDatabase.logger)
             try await withServices([scheduler, worker]) { () async throws -> Void in
                 // Created while the scheduler sleeps: the NOTIFY on tock_jobs makes it re-plan.
                 _ = try await database.createJob(JobDefinition(name: "every-second", script: "tick.sh", schedule: "every 1s"))
@@ -168,8 +161,7 @@ struct WorkerTests {
         let directory = try makeScriptsDirectory(["long.sh": "#!/bin/sh\necho started\nsleep 30\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
-            var configuration = WorkerConfiguration()
-            configuration.scriptsDirectory = directory
+            var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             configuration.shutdownGrace = .milliseconds(300)
             configuration.killGraceSeconds = 1
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
@@ -190,8 +182,7 @@ struct WorkerTests {
         let directory = try makeScriptsDirectory(["hello.sh": "#!/bin/sh\necho hello\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
-            var configuration = WorkerConfiguration()
-            configuration.scriptsDirectory = directory
+            var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             configuration.unheldRunsAfter = .seconds(1)
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
             _ = try await database.createJob(JobDefinition(name: "hello", script: "hello.sh"))
@@ -233,8 +224,7 @@ struct WorkerTests {
         let directory = try makeScriptsDirectory(["slow.sh": "#!/bin/sh\necho \"$TOCK_RUN_ID\" >> \(log)\nsleep 1.2\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
-            var configuration = WorkerConfiguration()
-            configuration.scriptsDirectory = directory
+            var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             configuration.concurrency = 3
             // Far below a script's 1.2 s: anything the heartbeat wrongly left out of what the worker holds would be
             // handed back and run twice.
@@ -309,8 +299,7 @@ struct WorkerTests {
                                                   "sub/lib.sh": "echo \"lib beside $TOCK_SCRIPT\"\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
-            var configuration = WorkerConfiguration()
-            configuration.scriptsDirectory = directory
+            let configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
             _ = try await database.createJob(JobDefinition(name: "where", script: "sub/where.sh"))
             let run = try await database.runNow("where")

@@ -15,8 +15,7 @@ struct WorkerTrustTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
             try await TestRoles.ensure(settings)
-            var configuration = WorkerConfiguration()
-            configuration.scriptsDirectory = directory
+            var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             configuration.concurrency = 2
             configuration.killGraceSeconds = 1
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
@@ -58,8 +57,7 @@ struct WorkerTrustTests {
             _ = try await owner.client.query(PostgresQuery(unsafeSQL: "REVOKE EXECUTE ON FUNCTION \(claim) FROM tock_worker")).collect()
             let workerSettings = TestRoles.settings(settings, as: TestRoles.worker)
             try await TestDatabase.withClient(workerSettings) { client in
-                var configuration = WorkerConfiguration()
-                configuration.scriptsDirectory = directory
+                let configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
                 let worker = try Worker(database: Database(client: client, logger: TestDatabase.logger, settings: workerSettings),
                                         settings: workerSettings, configuration: configuration, logger: TestDatabase.logger)
                 try await withServices([worker]) { () async throws -> Void in
