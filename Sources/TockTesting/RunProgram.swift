@@ -1,4 +1,5 @@
 import Foundation
+import TockCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,4 +47,27 @@ public func runProgram(_ path: String, _ arguments: [String], environment: [Stri
     let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     let read = { (file: String) in (try? String(contentsOfFile: file, encoding: .utf8)) ?? "" }
     return ProgramResult(status: exit, stdout: read(outPath), stderr: read(errPath))
+}
+
+/// `runProgram` on a thread of its own, for async code: its waitpid blocks, and the cooperative pool has as many
+/// threads as cores (two here), which the servers and workers under test need.
+public func runProgramOffPool(_ path: String, _ arguments: [String], environment: [String: String],
+                              directory: String) async throws -> ProgramResult {
+    try await offThePool { try runProgram(path, arguments, environment: environment, directory: directory) }
+}
+
+/// Runs blocking `body` (a waitpid, `pg_ctl -w`, a socket call) on a thread of its own and awaits its result.
+public func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}
+
+/// The built `tock` (TockProcess.binary) run to completion against `settings`, from `directory`, off the pool.
+public func runTock(_ arguments: [String], settings: ConnectionSettings, directory: String,
+                    environment: [String: String] = [:]) async throws -> ProgramResult {
+    try await runProgramOffPool(TockProcess.binary, arguments,
+                                environment: ["DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TZ": "UTC"]
+                                    .merging(environment) { $1 },
+                                directory: directory)
 }

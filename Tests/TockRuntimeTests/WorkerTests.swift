@@ -132,11 +132,14 @@ struct WorkerTests {
         }
     }
 
-    @Test("the scheduler turns an interval schedule into runs that a worker completes, and shutdown is clean")
+    @Test("the scheduler turns an interval schedule into runs that a worker completes, each fire time once, and shutdown is clean")
     func schedulerAndWorker() async throws {
-        let directory = try makeScriptsDirectory(["tick.sh": "#!/bin/sh\necho \"$TOCK_TRIGGER $TOCK_SCHEDULED_FOR\"\n"])
+        let executions = ExecutionLog("scheduled")
+        defer { executions.remove() }
+        let directory = try makeScriptsDirectory(["tick.sh": "#!/bin/sh\n\(executions.record)\necho \"$TOCK_TRIGGER $TOCK_SCHEDULED_FOR\"\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
+            try await EnqueueProbe.install(database.client)
             let configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
             let scheduler = Scheduler(database: database, settings: settings, sweepInterval: TestSweep.interval, logger: TestDatabase.logger)
@@ -160,6 +163,14 @@ struct WorkerTests {
             let runs = try await database.runs(job: "every-second")
             let scheduledFor = runs.compactMap(\.scheduledFor)
             #expect(Set(scheduledFor).count == scheduledFor.count, "a fire time ran twice")
+            // What tock.runs cannot show (its unique index drops a second enqueue of a fire time, and a second
+            // execution of a run overwrites the first): no fire time was offered twice, no script started twice.
+            let offers = try await EnqueueProbe.tally(database.client)
+            #expect(offers.repeated == 0 && offers.offered == scheduledFor.count, "\(offers)")
+            let ran = executions.entries()
+            #expect(executions.repeatedRuns().isEmpty, "runs whose script started more than once: \(executions.repeatedRuns())")
+            #expect(Dictionary(grouping: ran, by: \.scheduledFor).allSatisfy { $0.value.count == 1 }, "a fire time's script started twice: \(ran)")
+            #expect(ran.count == runs.filter { $0.status == "succeeded" }.count, "\(ran) against \(runs.map(\.status))")
             let first = try #require(runs.last(where: { $0.status == "succeeded" }))
             #expect(try await database.run(first.id).output?.hasPrefix("schedule 20") == true)
         }
