@@ -10,6 +10,11 @@ func count(_ database: Database, _ sql: PostgresQuery) async throws -> Int {
     try await database.client.query(sql).decode(Int.self).all().first ?? -1
 }
 
+/// The database server's clock now (clock_timestamp(), not the transaction's start).
+func databaseNow(_ database: Database) async throws -> Date {
+    try #require(try await database.client.query("SELECT clock_timestamp()").decode(Date.self).all().first)
+}
+
 /// Each case asserts from the database that no run was lost and none ran twice.
 @Suite("faults: real processes killed, stopped and restarted", .serialized)
 struct FaultTests {
@@ -39,6 +44,9 @@ struct FaultTests {
             #expect(try await eventually { pidsWritten(to: pids).count == 2 })
             let scriptPids = pidsWritten(to: pids)
             #expect(scriptPids.count == 2 && scriptPids.allSatisfy(processRuns))
+            // The database's clock just before the kill: the rescue's own time on that clock (the failed attempt's
+            // finished_at, which tock.rescue sets) less this is at least what the rescue took, never less.
+            let beforeKill = try await databaseNow(database)
             doomed.signal(SIGKILL)
             let killedAt = ContinuousClock.now
             // The worker's script guard sees it gone and stops the script's whole process group (SIGTERM), so the
@@ -50,10 +58,7 @@ struct FaultTests {
             #expect(try await eventually(timeout: .seconds(15), interval: .milliseconds(10)) {
                 try await database.run(run, withOutput: false).status != "running"
             })
-            let rescueTime = ContinuousClock.now - killedAt
-            print("fault 1: kill -9 to run re-queued: \(rescueTime) (target: under 5 s)")
-            // Seconds, not the minutes-to-hours of polling queues; the 5 s target is reported, not timed here.
-            #expect(rescueTime < .seconds(10), "rescue took \(rescueTime)")
+            print("fault 1: kill -9 to run re-queued, seen by the test: \(ContinuousClock.now - killedAt)")
 
             #expect(try await eventually(timeout: .seconds(60)) {
                 try await count(database, "SELECT count(*)::int FROM tock.runs WHERE status = 'succeeded'") == 1
@@ -63,6 +68,13 @@ struct FaultTests {
             #expect(runs.map(\.attempt) == [1, 2])
             #expect(runs.last?.firstRunId == run)
             #expect(runs.first?.error?.contains("was lost (its database session ended)") == true, "\(runs.first?.error ?? "")")
+            // What the product promises: a dead worker's runs are back within 3 s (the scheduler runs tock.rescue each
+            // second, and a worker whose session lock is gone is lost once its 1 s heartbeat is 2 s stale). Measured on
+            // the database's clock from before the kill to the rescue's statement, so neither this test's polling nor
+            // its share of a loaded machine counts; 5 s leaves 2 s for the scheduler's calls on a busy machine.
+            let rescuedAfter = try #require(runs.first?.finishedAt).timeIntervalSince(beforeKill)
+            print("fault 1: kill -9 to run re-queued, on the database's clock: \(String(format: "%.2f", rescuedAfter)) s (promised: 3 s)")
+            #expect(rescuedAfter < 5, "the rescue came \(rescuedAfter) s after the kill")
             #expect(runs.last?.workerName?.hasSuffix(":\(survivor.pid)") == true)
             let lost = try await database.workers().first { $0.name.hasSuffix(":\(doomed.pid)") }
             #expect(lost?.state == "lost")
