@@ -193,10 +193,12 @@ public struct EmbeddedCluster: Sendable {
                        what: "pg_ctl restart")
     }
 
-    public func stop() throws(TockError) {
+    /// Stops the server: `fast` (the default) ends every session and flushes everything; `immediate` is a crash as
+    /// far as the data is concerned (no checkpoint; the next start replays the WAL), which the fault tests use.
+    public func stop(mode: String = "fast") throws(TockError) {
         let binaries = try PostgresBinaries.find()
         guard isRunning(binaries) else { return }
-        try runAsOwner([binaries.pgCtl, "-D", dataDirectory, "-m", "fast", "-w", "stop"], what: "pg_ctl stop")
+        try runAsOwner([binaries.pgCtl, "-D", dataDirectory, "-m", mode, "-w", "stop"], what: "pg_ctl stop")
     }
 
     func isRunning(_ binaries: PostgresBinaries) -> Bool {
