@@ -153,7 +153,7 @@ struct ServiceSignalTests {
             var asViewer = settings
             asViewer.username = viewer
             asViewer.password = TestDatabase.rolePassword
-            let read = try await runTock(["queue"], settings: asViewer, directory: directory)
+            let read = try await runTock(["job", "list"], settings: asViewer, directory: directory)
             #expect(read.status == 0, "\(read.stderr)")
             let add = try await runTock(["job", "add", "x", "--script", "a.sh"], settings: asViewer, directory: directory)
             #expect(add.status == 6, "\(add.status) \(add.stderr)")
