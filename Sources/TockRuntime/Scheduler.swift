@@ -8,6 +8,20 @@ import TockPostgres
 /// Calls `tock.tick()` when the next job is due, and sleeps until then: a NOTIFY on tock_jobs (a job created,
 /// edited or resumed) wakes it to re-plan. Any number of schedulers may run; the SQL makes each fire time one run.
 public final class Scheduler: Service, Sendable {
+    /// What the scheduler did, for tests (see `testSignals`).
+    public enum Signal: Sendable, Equatable {
+        /// Notifications are listened for (again); `notificationsUnavailable`: planning every second instead.
+        case listening
+        case notificationsUnavailable
+        /// A tick enqueued what was due; `next`: the next fire time it knows of (nil: none).
+        case ticked(next: Date?)
+        case tickFailed(String)
+        /// A look for dead workers' runs, and how many it put back.
+        case rescued(Int)
+        /// A purge of finished runs past the retention, and how many it removed.
+        case purged(Int)
+    }
+
     let database: Database
     let listener: NotificationListener
     let logger: Logger
@@ -23,9 +37,13 @@ public final class Scheduler: Service, Sendable {
     /// only claim.
     let lookahead: Duration
     let metrics: TockMetrics
-    let wake = WakeSignal()
+    /// What sweeps, rescues and purges are timed on.
+    let clock: AnyClock
+    let wake: WakeSignal
     /// Set while notifications cannot be relied on (PgBouncer in transaction mode): plan at least every second.
     let polling = Atomic<Bool>(false)
+    /// Off (and free) until a test subscribes.
+    public let testSignals = TestSignals<Signal>()
 
     public init(database: Database, settings: ConnectionSettings, sweepInterval: Duration = .seconds(60),
                 rescueInterval: Duration = .seconds(1), purgeInterval: Duration = .seconds(60),
@@ -43,23 +61,32 @@ public final class Scheduler: Service, Sendable {
         self.purgeInterval = purgeInterval
         self.lookahead = lookahead
         self.metrics = metrics
+        self.clock = AnyClock(ContinuousClock())
+        self.wake = WakeSignal(clock: self.clock)
         self.logger = logger
     }
 
     public func run() async throws {
         logger.info("scheduler started")
+        // Taken before anything can signal that the scheduler runs: a test that moves a manual clock once told is
+        // sure to reach the first rescue (see WakeSignal.wait(until:)).
+        let firstRescue = clock.now + rescueInterval
         await withDiscardingTaskGroup { group in
             group.addTask { [listener, wake] in
                 await listener.run { event in
                     switch event {
-                    case .listening: self.polling.store(false, ordering: .relaxed)
-                    case .notificationsUnavailable: self.polling.store(true, ordering: .relaxed)
+                    case .listening:
+                        self.polling.store(false, ordering: .relaxed)
+                        self.testSignals.send(.listening)
+                    case .notificationsUnavailable:
+                        self.polling.store(true, ordering: .relaxed)
+                        self.testSignals.send(.notificationsUnavailable)
                     case .notification: break
                     }
                     wake.signal()
                 }
             }
-            group.addTask { await cancelWhenGracefulShutdownOrCancelled { await self.rescueLoop() } }
+            group.addTask { await cancelWhenGracefulShutdownOrCancelled { await self.rescueLoop(first: firstRescue) } }
             group.addTask { await cancelWhenGracefulShutdownOrCancelled { await self.purgeLoop() } }
             await cancelWhenGracefulShutdownOrCancelled { await self.loop() }
             group.cancelAll()
@@ -67,17 +94,26 @@ public final class Scheduler: Service, Sendable {
         logger.info("scheduler stopped")
     }
 
-    private func rescueLoop() async {
+    /// Looks every `rescueInterval` after the last look ended; each next look is planned before the signal of the
+    /// last, so a test that moves a manual clock once told reaches it.
+    private func rescueLoop(first: AnyClock.Instant) async {
+        var next = first
         while !Task.isCancelled {
-            try? await Task.sleep(for: rescueInterval)
+            try? await clock.sleep(until: next)
+            let rescued: Int?
             do {
-                let rescued = try await database.rescue()
+                rescued = try await database.rescue()
+            } catch {
+                logger.debug("rescue failed", metadata: ["error": "\(error.message)"])
+                rescued = nil
+            }
+            next = clock.now + rescueInterval
+            if let rescued {
                 if rescued > 0 {
                     metrics.rescued(rescued)
                     logger.warning("rescued runs of lost workers", metadata: ["runs": "\(rescued)"])
                 }
-            } catch {
-                logger.debug("rescue failed", metadata: ["error": "\(error.message)"])
+                testSignals.send(.rescued(rescued))
             }
         }
     }
@@ -93,13 +129,14 @@ public final class Scheduler: Service, Sendable {
                     total += purged
                     if purged == 0 { break }
                     metrics.purged(purged)
-                    try await Task.sleep(for: .milliseconds(50))
+                    try await clock.sleep(for: .milliseconds(50))
                 }
                 if total > 0 { logger.info("purged finished runs past the retention", metadata: ["runs": "\(total)"]) }
+                testSignals.send(.purged(total))
             } catch {
                 logger.debug("purge failed", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: purgeInterval)
+            try? await clock.sleep(for: purgeInterval)
         }
     }
 
@@ -111,20 +148,19 @@ public final class Scheduler: Service, Sendable {
                 metrics.ticked()
                 backoff.reset()
                 let longest = polling.load(ordering: .relaxed) ? Duration.seconds(1) : sweepInterval
-                guard let next else {
-                    await wake.wait(timeout: longest)
-                    continue
+                // The next tick: at the next fire time, at most `longest` from now; at once when it is due already.
+                // A millisecond late rather than early: an early tick finds nothing due and sleeps again.
+                var wakeAt: AnyClock.Instant? = clock.now + longest
+                if let delay = next?.timeIntervalSinceNow {
+                    wakeAt = delay > 0 ? clock.now + min(Duration.milliseconds(Int64(delay * 1000) + 1), longest) : nil
                 }
-                let delay = next.timeIntervalSinceNow
-                if delay > 0 {
-                    // A millisecond late rather than early: an early tick finds nothing due and sleeps again.
-                    let sleep = min(Duration.milliseconds(Int64(delay * 1000) + 1), longest)
-                    await wake.wait(timeout: sleep)
-                }
+                testSignals.send(.ticked(next: next))
+                if let wakeAt { await wake.wait(until: wakeAt) }
             } catch where Task.isCancelled {
                 return  // stopping: the tick under way was abandoned, not failed
             } catch {
                 logger.warning("tick failed; retrying", metadata: ["error": "\(error.message)"])
+                testSignals.send(.tickFailed(error.message))
                 await wake.wait(timeout: backoff.next())
             }
         }

@@ -12,6 +12,32 @@ public final class Worker: Service, Sendable {
     /// A benchmark injects one that finishes at once, to time the claim → finish machinery without processes.
     public typealias RunExecutor = @Sendable (ClaimedRun) async -> RunOutcome
 
+    /// What the worker did, for tests (see `testSignals`).
+    public enum Signal: Sendable, Equatable {
+        /// The LISTEN connection holds the worker's session lock (again): claims may begin.
+        case sessionLocked
+        /// Notifications are listened for (again); `notificationsUnavailable`: polling instead.
+        case listening
+        case notificationsUnavailable
+        /// A claim's answer: the runs it took (none: the queue had nothing for this worker).
+        case claimed([Int64])
+        case claimFailed(String)
+        /// A user's cancel reached the run's script.
+        case cancelling(Int64)
+        /// The run's script ended (its slot is free); its result is being reported.
+        case scriptEnded(Int64)
+        /// The database recorded how the run ended.
+        case reported(Int64, RunStatus)
+        /// Its report failed for good: the run stays held (see WorkerState.unreported).
+        case reportGaveUp(Int64)
+        /// Our own shutdown stopped the run's script and the run went back to the queue.
+        case handedBack(Int64)
+        /// A heartbeat the database answered, with the runs it said this worker holds (nil: a claim was under way).
+        case heartbeat(held: [Int64]?)
+        /// The worker stops claiming: a stop was asked for, or the database no longer counts it as alive.
+        case stopping
+    }
+
     let database: Database
     let settings: ConnectionSettings
     let configuration: WorkerConfiguration
@@ -24,6 +50,8 @@ public final class Worker: Service, Sendable {
     let clock: AnyClock
     let state: Mutex<WorkerState>
     let wake: WakeSignal
+    /// Off (and free) until a test subscribes.
+    public let testSignals = TestSignals<Signal>()
     /// Started when the worker runs (see WorkerConfiguration.guardExecutable).
     let scriptGuard = Mutex<ScriptGuard?>(nil)
     /// What every script inherits from the worker's environment, read once.
@@ -105,6 +133,7 @@ public final class Worker: Service, Sendable {
                         _ = try await connection.query("SELECT tock.hold_worker_session(\(id), \(self.database.leaseToken))",
                                                        logger: logger).collect()
                         if self.state.withLock({ $0.sessionLocked() }) { self.wake.signal() }
+                        self.testSignals.send(.sessionLocked)
                     })
                 group.addTask {
                     await listener.run { event in await self.handle(event, worker: id, logger: logger) }
@@ -116,6 +145,7 @@ public final class Worker: Service, Sendable {
             }
         } onGracefulShutdown: {
             self.state.withLock { $0.stopRequested(now: self.clock.now) }
+            self.testSignals.send(.stopping)
             self.wake.signal()
         }
         try? await shutdownDatabase.setWorkerState(worker: id, state: "stopped")
@@ -140,6 +170,7 @@ public final class Worker: Service, Sendable {
                         return (state.queueHasMore, state.running.count)
                     }
                     metrics.runsInFlight(inFlight)
+                    testSignals.send(.claimed(claimed.map { run, _ in run.runId }))
                     backoff.reset()
                     for (run, control) in claimed {
                         group.addTask { await self.execute(run, worker: id, control: control, reporter: reporter, logger: logger) }
@@ -155,6 +186,7 @@ public final class Worker: Service, Sendable {
                 } catch {
                     logger.warning("claim failed; retrying", metadata: ["error": "\(error.message)"])
                     state.withLock { $0.claimFailed(error.message) }
+                    testSignals.send(.claimFailed(error.message))
                     await wake.wait(timeout: backoff.next())
                 }
             }
@@ -205,9 +237,11 @@ public final class Worker: Service, Sendable {
             wake.signal()
         case .notificationsUnavailable:
             state.withLock { $0.notificationsUnavailable() }
+            testSignals.send(.notificationsUnavailable)
             wake.signal()
         case .listening:
             let lookAtCancels = state.withLock { $0.listening() }
+            testSignals.send(.listening)
             wake.signal()
             if lookAtCancels { lookAtCancelRequests(worker: worker, logger: logger) }
         }
@@ -235,6 +269,7 @@ public final class Worker: Service, Sendable {
     private func cancel(_ run: Int64, logger: Logger) {
         guard let control = state.withLock({ $0.cancelRequested(run) }) else { return }
         logger.info("cancelling", metadata: ["run": "\(run)"])
+        testSignals.send(.cancelling(run))
         control.cancel()
     }
 
@@ -260,10 +295,11 @@ public final class Worker: Service, Sendable {
             case .success(nil):
                 logger.error("this worker is no longer registered as alive in tock.workers; stopping")
                 state.withLock { $0.deregistered() }
+                testSignals.send(.stopping)
                 wake.signal()
                 return
             case .success:
-                break
+                testSignals.send(.heartbeat(held: held))
             case .failure(let error):
                 if Task.isCancelled { return }  // the worker is exiting
                 logger.warning("heartbeat failed", metadata: ["error": "\(error.message)"])
@@ -286,18 +322,24 @@ public final class Worker: Service, Sendable {
         }
         guard let outcome = ran else {
             metrics.runsInFlight(state.withLock { $0.handedBack(run.runId); return $0.running.count })
+            testSignals.send(.handedBack(run.runId))
             wake.signal()
             return
         }
         metrics.runsInFlight(state.withLock { $0.scriptEnded(run.runId); return $0.running.count })
+        testSignals.send(.scriptEnded(run.runId))
         wake.signal()
         let reported = await reporter.finish(run.runId, outcome, logger: logger)
         state.withLock { reported ? $0.reported(run.runId) : $0.reportGaveUp(run.runId) }
         wake.signal()
-        guard reported else { return }
+        guard reported else {
+            testSignals.send(.reportGaveUp(run.runId))
+            return
+        }
         metrics.runFinished(job: run.jobName, status: outcome.status.rawValue, duration: clock.now - started)
         logger.info("run finished", metadata: [
             "status": "\(outcome.status.rawValue)", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")"])
+        testSignals.send(.reported(run.runId, outcome.status))
     }
 
     /// Runs the script in the sandbox and says how it ended; nil when our own shutdown stopped it and the run went

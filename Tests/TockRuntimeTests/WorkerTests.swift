@@ -35,16 +35,16 @@ struct WorkerTests {
         try await TestDatabase.withFresh { database, settings in
             let configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            let signals = SignalLog(worker.testSignals.subscribe())
             _ = try await database.createJob(JobDefinition(name: "hello", script: "hello.sh", args: ["world"]))
-            // The worker's listener NOTIFYs tock_probe once its LISTEN is in place and it has been told to claim what
-            // came before: a run enqueued after that reaches it only through NOTIFY (or the sweep, an hour away).
-            let probes = try await NotificationWatch.start(settings: settings, channel: "tock_probe")
             try await withServices([worker]) { () async throws -> Void in
-                #expect(try await eventually { !probes.payloads.isEmpty }, "the worker's listener never checked its LISTEN")
+                // Listening, and told to claim what came before: a run enqueued after that reaches the worker only
+                // through NOTIFY (or the sweep, an hour away).
+                #expect(await signals.next(.listening), "the worker never listened")
                 let run = try await database.runNow("hello")
-                #expect(try await eventually(interval: .milliseconds(5)) {
-                    try await database.run(run, withOutput: false).status == "succeeded"
-                })
+                #expect(await signals.claimed(taking: true) == [run])
+                #expect(await signals.reported(run) == .succeeded)
+                #expect(try await database.run(run, withOutput: false).status == "succeeded")
                 let info = try await database.run(run)
                 // From the run-now's commit to the claim, both on the database's clock: NOTIFY wakes a worker in
                 // milliseconds (`tock bench latency` measures it), and a second is that promise with room for a loaded
@@ -56,7 +56,6 @@ struct WorkerTests {
                 #expect(info.exitCode == 0)
                 #expect(info.trigger == "manual")
             }
-            await probes.stop()
             let workers = try await database.workers()
             #expect(workers.map(\.state) == ["stopped"])
             #expect(workers.first?.runsProcessed == 1)
@@ -143,10 +142,12 @@ struct WorkerTests {
             let configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
             let scheduler = Scheduler(database: database, settings: settings, sweepInterval: TestSweep.interval, logger: TestDatabase.logger)
-            // Each listener NOTIFYs tock_probe once its LISTEN is in place and it has planned with what came before.
-            let probes = try await NotificationWatch.start(settings: settings, channel: "tock_probe")
+            let schedulerSignals = SignalLog(scheduler.testSignals.subscribe())
+            let workerSignals = SignalLog(worker.testSignals.subscribe())
             try await withServices([scheduler, worker]) { () async throws -> Void in
-                #expect(try await eventually { probes.payloads.count >= 2 }, "the scheduler and the worker listen")
+                // Each listens, and has been told to plan (claim) with what came before.
+                #expect(await schedulerSignals.next(.listening), "the scheduler listens")
+                #expect(await workerSignals.next(.listening), "the worker listens")
                 // Created while the scheduler sleeps (nothing was due; its sweep is an hour away): only the NOTIFY on
                 // tock_jobs makes it re-plan.
                 _ = try await database.createJob(JobDefinition(name: "every-second", script: "tick.sh", schedule: "every 1s"))
@@ -159,7 +160,6 @@ struct WorkerTests {
                 }
                 #expect(ranTwice, "runs of every-second, newest first: \(seen)")
             }
-            await probes.stop()
             let runs = try await database.runs(job: "every-second")
             let scheduledFor = runs.compactMap(\.scheduledFor)
             #expect(Set(scheduledFor).count == scheduledFor.count, "a fire time ran twice")
