@@ -37,7 +37,7 @@ public final class Scheduler: Service, Sendable {
     /// only claim.
     let lookahead: Duration
     let metrics: TockMetrics
-    /// What sweeps, rescues and purges are timed on.
+    /// What sweeps, rescues and purges are timed on: ContinuousClock but in tests.
     let clock: AnyClock
     let wake: WakeSignal
     /// Set while notifications cannot be relied on (PgBouncer in transaction mode): plan at least every second.
@@ -47,7 +47,8 @@ public final class Scheduler: Service, Sendable {
 
     public init(database: Database, settings: ConnectionSettings, sweepInterval: Duration = .seconds(60),
                 rescueInterval: Duration = .seconds(1), purgeInterval: Duration = .seconds(60),
-                lookahead: Duration = .seconds(1), metrics: TockMetrics = TockMetrics(), logger: Logger) {
+                lookahead: Duration = .seconds(1), metrics: TockMetrics = TockMetrics(),
+                clock: some Clock<Duration> = ContinuousClock(), logger: Logger) {
         self.database = database
         self.listener = NotificationListener(
             settings: settings, channels: ["tock_jobs"], logger: logger,
@@ -61,7 +62,7 @@ public final class Scheduler: Service, Sendable {
         self.purgeInterval = purgeInterval
         self.lookahead = lookahead
         self.metrics = metrics
-        self.clock = AnyClock(ContinuousClock())
+        self.clock = AnyClock(clock)
         self.wake = WakeSignal(clock: self.clock)
         self.logger = logger
     }

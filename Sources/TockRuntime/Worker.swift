@@ -46,7 +46,7 @@ public final class Worker: Service, Sendable {
     let logger: Logger
     let executor: RunExecutor?
     let metrics: TockMetrics
-    /// What sweeps, heartbeats, graces and retries are timed on.
+    /// What sweeps, heartbeats, graces and retries are timed on: ContinuousClock but in tests.
     let clock: AnyClock
     let state: Mutex<WorkerState>
     let wake: WakeSignal
@@ -58,7 +58,8 @@ public final class Worker: Service, Sendable {
     let baseEnvironment: [String: String]
 
     public init(database: Database, settings: ConnectionSettings, configuration: WorkerConfiguration,
-                metrics: TockMetrics = TockMetrics(), executor: RunExecutor? = nil, logger: Logger) throws(TockError) {
+                metrics: TockMetrics = TockMetrics(), executor: RunExecutor? = nil,
+                clock: some Clock<Duration> = ContinuousClock(), logger: Logger) throws(TockError) {
         guard (1...1000).contains(configuration.concurrency) else {
             throw TockError(.invalidInput, field: "concurrency", "concurrency \(configuration.concurrency) is out of range 1-1000")
         }
@@ -76,7 +77,7 @@ public final class Worker: Service, Sendable {
         self.metrics = metrics
         self.executor = executor
         self.logger = logger
-        self.clock = AnyClock(ContinuousClock())
+        self.clock = AnyClock(clock)
         self.state = Mutex(WorkerState(configuration))
         self.wake = WakeSignal(clock: self.clock)
         let inherited = ProcessInfo.processInfo.environment

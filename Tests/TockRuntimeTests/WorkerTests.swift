@@ -203,19 +203,23 @@ struct WorkerTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
             var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
-            configuration.unheldRunsAfter = .seconds(1)
-            let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            // Heartbeats come when the test moves the clock, so the margin a claim needs against them (the answer of
+            // a claim sent after the heartbeat's look) is not needed: the run is handed back at the first beat.
+            configuration.unheldRunsAfter = .zero
+            let clock = ManualClock(), heartbeatInterval = configuration.heartbeatInterval
+            let worker = try Worker(database: database, settings: settings, configuration: configuration, clock: clock,
+                                    logger: TestDatabase.logger)
+            let signals = SignalLog(worker.testSignals.subscribe())
             _ = try await database.createJob(JobDefinition(name: "hello", script: "hello.sh"))
             try await withServices([worker]) { () async throws -> Void in
-                // Registered, and its id known here: the row appears a moment before `worker.id` is set, and a
-                // claim for worker 0 takes nothing (a full run on 2 cores hit that moment).
-                #expect(try await eventually {
-                    guard worker.id != 0 else { return false }
-                    return try await database.workers().first?.alive == true
-                })
+                // Registered (its id known here before its first claim), listening, and idle.
+                #expect(await signals.next(.listening))
+                #expect(await signals.claimed() != nil)
+                #expect(worker.id != 0)
+                #expect(try await database.workers().first?.alive == true)
                 // The run is enqueued and claimed for this worker in one transaction, as if by a claim of its own
                 // whose answer was lost: the worker never hears of it (the NOTIFY comes once it is running already).
-                // Checked inside: a second later the heartbeat may have handed it back already.
+                // Checked inside: a heartbeat may hand it back at once.
                 _ = try await database.client.fetch("""
                     DO $$ BEGIN
                         PERFORM tock.run_now('hello');
@@ -225,10 +229,20 @@ struct WorkerTests {
                     END $$
                     """, logger: database.logger)
                 let run = try #require(try await database.runs(job: "hello").first)
-                // A heartbeat a second after the claim hands it back; the NOTIFY of that wakes the worker to claim it.
-                #expect(try await eventually(timeout: .seconds(20)) {
-                    try await database.run(run.id, withOutput: false).status == "succeeded"
-                })
+                #expect(try await database.run(run.id, withOutput: false).status == "running")
+                // The next heartbeat that knows what the worker holds (not one during a claim, which says nothing)
+                // hands it back; the NOTIFY of that wakes the worker to claim it.
+                var beat: (knewHeldRuns: Bool, held: [Int64])?
+                var beats = 0
+                repeat {
+                    clock.advance(by: heartbeatInterval)
+                    beat = await signals.heartbeat(within: .seconds(20))
+                    beats += 1
+                } while beat?.knewHeldRuns == false && beats < 20
+                #expect(beat?.held == [], "the worker does not know it holds the run")
+                #expect(await signals.claimed(taking: true, within: .seconds(20)) == [run.id])
+                #expect(await signals.reported(run.id, within: .seconds(20)) == .succeeded)
+                #expect(try await database.run(run.id, withOutput: false).status == "succeeded")
                 let finished = try await database.run(run.id)
                 #expect(finished.attempt == 1)
                 #expect(finished.output == "hello\n")
