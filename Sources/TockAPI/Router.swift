@@ -24,6 +24,7 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
     api.get("health") { _, _ -> Response in
         struct Health: Encodable {
             var status: String
+            var version = TockVersion.current
             var database: String
             var migrationsCurrent: Bool
             var workersAlive: Int

@@ -515,7 +515,3 @@ public final class Worker: Service, Sendable {
         return environment
     }
 }
-
-public enum TockVersion {
-    public static let current = "0.1.0"
-}
