@@ -40,14 +40,18 @@ let package = Package(
         // Spawning with what Swift cannot import: posix_spawn into a process group (the embedded cluster), scripts
         // opened with openat2 and run with execveat in a cgroup or under a subreaper supervisor, the script guard.
         .target(name: "CTockSpawn"),
-        // `tock bench latency`'s script: prints CLOCK_MONOTONIC the moment it starts.
+        // The Prometheus registry and metric names: the runtime counts, the API prints.
+        .target(
+            name: "TockMetrics",
+            dependencies: ["TockCore", .product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: swiftSettings
+        ),
         // Long-running services: worker, scheduler, script runner, the embedded cluster.
         .target(
             name: "TockRuntime",
             dependencies: [
-                "TockCore", "TockPostgres", "CTockSpawn",
+                "TockCore", "TockPostgres", "TockMetrics", "CTockSpawn",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -56,9 +60,8 @@ let package = Package(
         .target(
             name: "TockAPI",
             dependencies: [
-                "TockCore", "TockPostgres", "TockRuntime",
+                "TockCore", "TockPostgres", "TockMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Resources")],
@@ -72,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "tock",
             dependencies: [
-                "TockCore", "TockPostgres", "TockRuntime", "TockAPI",
+                "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

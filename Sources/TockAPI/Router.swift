@@ -4,7 +4,7 @@ import Logging
 import ServiceLifecycle
 import TockCore
 import TockPostgres
-import TockRuntime
+import TockMetrics
 
 /// The JSON API and the portal: reads come from the tock.* views, writes call the SQL functions (through
 /// `Database`), so the API adds no rules of its own. `events` feeds `/api/v1/events`; without it that endpoint

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import TockCore
+import TockMetrics
 import TockPostgres
 
 public struct WorkerConfiguration: Sendable {

@@ -5,6 +5,7 @@ import PostgresNIO
 import ServiceLifecycle
 import TockAPI
 import TockCore
+import TockMetrics
 import TockPostgres
 import TockRuntime
 
