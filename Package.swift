@@ -40,13 +40,19 @@ let package = Package(
         // Spawning with what Swift cannot import: posix_spawn into a process group (the embedded cluster), scripts
         // opened with openat2 and run with execveat in a cgroup or under a subreaper supervisor, the script guard.
         .target(name: "CTockSpawn"),
+        // The embedded PostgreSQL cluster under ./.tock (initdb, pg_ctl, passwords): `tock up`, `tock cluster`, the tests.
+        .target(
+            name: "TockCluster",
+            dependencies: ["TockCore", "CTockSpawn", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         // The Prometheus registry and metric names: the runtime counts, the API prints.
         .target(
             name: "TockMetrics",
             dependencies: ["TockCore", .product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: swiftSettings
         ),
-        // Long-running services: worker, scheduler, script runner, the embedded cluster.
+        // Long-running services: worker, scheduler, script runner and the script guard.
         .target(
             name: "TockRuntime",
             dependencies: [
@@ -69,20 +75,21 @@ let package = Package(
         ),
         .target(
             name: "TockTesting",
-            dependencies: ["TockCore", "TockPostgres", "TockRuntime"],
+            dependencies: ["TockCore", "TockPostgres", "TockCluster", "TockRuntime"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "tock",
             dependencies: [
-                "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI",
+                "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI", "TockCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "TockCoreTests", dependencies: ["TockCore"], swiftSettings: swiftSettings),
         .testTarget(name: "TockPostgresTests", dependencies: ["TockTesting"], swiftSettings: swiftSettings),
-        .testTarget(name: "TockRuntimeTests", dependencies: ["TockTesting"], swiftSettings: swiftSettings),
+        .testTarget(name: "TockRuntimeTests", dependencies: ["TockTesting", "TockRuntime"], swiftSettings: swiftSettings),
+        .testTarget(name: "TockClusterTests", dependencies: ["TockTesting", "TockCluster"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TockAPITests",
             dependencies: ["TockTesting", "TockAPI", .product(name: "HummingbirdTesting", package: "hummingbird")],
@@ -90,6 +97,6 @@ let package = Package(
         ),
         .testTarget(name: "TockCLITests", dependencies: ["TockTesting", "tock"], swiftSettings: swiftSettings),
         // Real processes killed, stopped and restarted under load (run alone: it restarts PostgreSQL).
-        .testTarget(name: "TockFaultTests", dependencies: ["TockTesting", "tock"], swiftSettings: swiftSettings),
+        .testTarget(name: "TockFaultTests", dependencies: ["TockTesting", "TockRuntime", "tock"], swiftSettings: swiftSettings),
     ]
 )

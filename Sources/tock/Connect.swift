@@ -3,7 +3,7 @@ import Logging
 import PostgresNIO
 import TockCore
 import TockPostgres
-import TockRuntime
+import TockCluster
 
 /// Finds the database: --database-url, DATABASE_URL, PG*, else the embedded cluster (started if needed;
 /// created only when `createEmbedded`, i.e. by `tock up`).

@@ -4,6 +4,7 @@ import Logging
 import PostgresNIO
 import ServiceLifecycle
 import TockAPI
+import TockCluster
 import TockCore
 import TockMetrics
 import TockPostgres
