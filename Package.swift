@@ -78,10 +78,22 @@ let package = Package(
             dependencies: ["TockCore", "TockPostgres", "TockCluster", "TockRuntime"],
             swiftSettings: swiftSettings
         ),
+        // What the executables share: global options, log formats, connecting, a worker's options, running services.
+        .target(
+            name: "TockCLI",
+            dependencies: [
+                "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI", "TockCluster",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "tock",
             dependencies: [
-                "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI", "TockCluster",
+                "TockCLI", "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI", "TockCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import PostgresNIO
+import TockCLI
 import TockCore
 import TockPostgres
 

@@ -1,5 +1,6 @@
 import Foundation
 import PostgresNIO
+import TockCLI
 import TockCore
 import TockPostgres
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import TockCLI
 import TockCore
 import TockPostgres
 import TockRuntime
