@@ -10,7 +10,10 @@ let package = Package(
     name: "tock",
     platforms: [.macOS(.v14)],
     products: [
+        // What users install.
         .executable(name: "tock", targets: ["tock"]),
+        // The benchmarks: built by bench/ and ops/test, never by ops/up.
+        .executable(name: "tock-bench", targets: ["tock-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
@@ -78,7 +81,7 @@ let package = Package(
             dependencies: ["TockCore", "TockPostgres", "TockCluster", "TockRuntime"],
             swiftSettings: swiftSettings
         ),
-        // What the executables share: global options, log formats, connecting, a worker's options, running services.
+        // What the two executables share: global options, log formats, connecting, a worker's options, running services.
         .target(
             name: "TockCLI",
             dependencies: [
@@ -90,10 +93,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The command line users install: parse arguments, build services, run them. No benchmark code.
         .executableTarget(
             name: "tock",
             dependencies: [
                 "TockCLI", "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI", "TockCluster",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The benchmarks: the scenarios, and `tock-bench worker`, which injects a run executor that finishes at once.
+        .executableTarget(
+            name: "tock-bench",
+            dependencies: [
+                "TockCLI", "TockCore", "TockPostgres", "TockRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -107,7 +120,8 @@ let package = Package(
             dependencies: ["TockTesting", "TockAPI", .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "TockCLITests", dependencies: ["TockTesting", "tock"], swiftSettings: swiftSettings),
+        // The binaries end to end (both are built for it), and what they share.
+        .testTarget(name: "TockCLITests", dependencies: ["TockTesting", "tock", "tock-bench"], swiftSettings: swiftSettings),
         // Real processes killed, stopped and restarted under load (run alone: it restarts PostgreSQL).
         .testTarget(name: "TockFaultTests", dependencies: ["TockTesting", "TockRuntime", "tock"], swiftSettings: swiftSettings),
     ]

@@ -69,14 +69,13 @@ ensure_ops_tools() {
     as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
 }
 
-# tock-clock, the script `tock bench latency` runs, beside the tock binary in $1: a few lines of C built with the
-# C compiler (the Swift toolchain's clang, or cc), linked against libc alone.
-build_tock_clock() {
-    local compiler
-    compiler="$(dirname "$(command -v swift)")/clang"
-    [ -x "$compiler" ] || compiler="$(command -v cc || command -v gcc || true)"
-    [ -n "$compiler" ] || { echo "no C compiler for ops/tock-clock.c (clang comes with Swift)" >&2; return 1; }
-    "$compiler" -O2 -o "$1/tock-clock" ops/tock-clock.c
+# tock and tock-bench, release builds, side by side (tock-bench runs the tock beside it), for the benchmark scripts
+# named $1. Sets $bin.
+build_bench() {
+    echo "$1: building tock and tock-bench (release)" >&2
+    swift build -c release --product tock >&2
+    swift build -c release --product tock-bench >&2
+    bin="$(swift build -c release --show-bin-path)"
 }
 
 # A throwaway PostgreSQL cluster for a benchmark, made by the tock binary in $1 under /tmp/tock-$2.*: the settings
