@@ -1,4 +1,4 @@
-# Shared by ops/up and ops/test: install what is missing, never by hand.
+# Shared by ops/up, ops/test and the scripts in bench/: install what is missing, never by hand.
 # shellcheck shell=bash
 
 as_root() {
@@ -67,23 +67,4 @@ ensure_ops_tools() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     # Debian's prometheus package starts a server where it can; Tock's tests only need promtool.
     as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
-}
-
-# tock and tock-bench, release builds, side by side (tock-bench runs the tock beside it), for the benchmark scripts
-# named $1. Sets $bin.
-build_bench() {
-    echo "$1: building tock and tock-bench (release)" >&2
-    swift build -c release --product tock >&2
-    swift build -c release --product tock-bench >&2
-    bin="$(swift build -c release --show-bin-path)"
-}
-
-# A throwaway PostgreSQL cluster for a benchmark, made by the tock binary in $1 under /tmp/tock-$2.*: the settings
-# the peers run with (initdb defaults, durable commits, clients on a unix socket). Sets $home and $url; the cluster
-# is stopped and removed when the calling script exits.
-start_throwaway_cluster() {
-    home="$(mktemp -d "/tmp/tock-$2.XXXXXX")"
-    chmod 755 "$home"  # the cluster runs as the postgres OS user when we are root
-    trap "\"$1/tock\" cluster stop --home \"$home\" >/dev/null 2>&1 || true; rm -rf \"$home\"" EXIT
-    url="$("$1/tock" cluster start --home "$home")"
 }
