@@ -10,13 +10,16 @@ build_bench() {
 }
 
 # A throwaway PostgreSQL cluster for a benchmark, made by the tock binary in $1 under /tmp/tock-$2.*: the settings
-# the peers run with (initdb defaults, durable commits, clients on a unix socket). Sets $home and $url; the cluster
-# is stopped and removed when the calling script exits.
+# the peers run with (initdb defaults, durable commits, clients on a unix socket). Sets $home and $url, and exports
+# PGPASSWORD: the embedded cluster asks every connection for its superuser's password, and psql, pgbench and the
+# peers' drivers connect with their own URLs. The cluster is stopped and removed when the calling script exits.
 start_throwaway_cluster() {
     home="$(mktemp -d "/tmp/tock-$2.XXXXXX")"
     chmod 755 "$home"  # the cluster runs as the postgres OS user when we are root
     trap "\"$1/tock\" cluster stop --home \"$home\" >/dev/null 2>&1 || true; rm -rf \"$home\"" EXIT
     url="$("$1/tock" cluster start --home "$home")"
+    PGPASSWORD="$(cat "$home/postgres/password")"
+    export PGPASSWORD
 }
 
 # matplotlib from PyPI, in a virtualenv under .tock (kept between runs), as ops/lib.sh installs the tests' tools.
