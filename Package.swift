@@ -10,7 +10,10 @@ let package = Package(
     name: "tock",
     platforms: [.macOS(.v14)],
     products: [
+        // What users install.
         .executable(name: "tock", targets: ["tock"]),
+        // The benchmarks: built by bench/ and ops/test, never by ops/up.
+        .executable(name: "tock-bench", targets: ["tock-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
@@ -40,14 +43,24 @@ let package = Package(
         // Spawning with what Swift cannot import: posix_spawn into a process group (the embedded cluster), scripts
         // opened with openat2 and run with execveat in a cgroup or under a subreaper supervisor, the script guard.
         .target(name: "CTockSpawn"),
-        // `tock bench latency`'s script: prints CLOCK_MONOTONIC the moment it starts.
-        // Long-running services: worker, scheduler, script runner, the embedded cluster.
+        // The embedded PostgreSQL cluster under ./.tock (initdb, pg_ctl, passwords): `tock up`, `tock cluster`, the tests.
+        .target(
+            name: "TockCluster",
+            dependencies: ["TockCore", "CTockSpawn", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // The Prometheus registry and metric names: the runtime counts, the API prints.
+        .target(
+            name: "TockMetrics",
+            dependencies: ["TockCore", .product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: swiftSettings
+        ),
+        // Long-running services: worker, scheduler, script runner and the script guard.
         .target(
             name: "TockRuntime",
             dependencies: [
-                "TockCore", "TockPostgres", "CTockSpawn",
+                "TockCore", "TockPostgres", "TockMetrics", "CTockSpawn",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -56,9 +69,8 @@ let package = Package(
         .target(
             name: "TockAPI",
             dependencies: [
-                "TockCore", "TockPostgres", "TockRuntime",
+                "TockCore", "TockPostgres", "TockMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Resources")],
@@ -66,27 +78,51 @@ let package = Package(
         ),
         .target(
             name: "TockTesting",
-            dependencies: ["TockCore", "TockPostgres", "TockRuntime"],
+            dependencies: ["TockCore", "TockPostgres", "TockCluster", "TockRuntime"],
             swiftSettings: swiftSettings
         ),
+        // What the two executables share: global options, log formats, connecting, a worker's options, running services.
+        .target(
+            name: "TockCLI",
+            dependencies: [
+                "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI", "TockCluster",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The command line users install: parse arguments, build services, run them. No benchmark code.
         .executableTarget(
             name: "tock",
             dependencies: [
-                "TockCore", "TockPostgres", "TockRuntime", "TockAPI",
+                "TockCLI", "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI", "TockCluster",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The benchmarks: the scenarios, and `tock-bench worker`, which injects a run executor that finishes at once.
+        .executableTarget(
+            name: "tock-bench",
+            dependencies: [
+                "TockCLI", "TockCore", "TockPostgres", "TockRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "TockCoreTests", dependencies: ["TockCore"], swiftSettings: swiftSettings),
         .testTarget(name: "TockPostgresTests", dependencies: ["TockTesting"], swiftSettings: swiftSettings),
-        .testTarget(name: "TockRuntimeTests", dependencies: ["TockTesting"], swiftSettings: swiftSettings),
+        .testTarget(name: "TockRuntimeTests", dependencies: ["TockTesting", "TockRuntime"], swiftSettings: swiftSettings),
+        .testTarget(name: "TockClusterTests", dependencies: ["TockTesting", "TockCluster"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TockAPITests",
             dependencies: ["TockTesting", "TockAPI", .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "TockCLITests", dependencies: ["TockTesting", "tock"], swiftSettings: swiftSettings),
+        // The binaries end to end (both are built for it), and what they share.
+        .testTarget(name: "TockCLITests", dependencies: ["TockTesting", "tock", "tock-bench"], swiftSettings: swiftSettings),
         // Real processes killed, stopped and restarted under load (run alone: it restarts PostgreSQL).
-        .testTarget(name: "TockFaultTests", dependencies: ["TockTesting", "tock"], swiftSettings: swiftSettings),
+        .testTarget(name: "TockFaultTests", dependencies: ["TockTesting", "TockRuntime", "tock"], swiftSettings: swiftSettings),
     ]
 )

@@ -1,4 +1,4 @@
-# Shared by ops/up and ops/test: install what is missing, never by hand.
+# Shared by ops/up, ops/test and the scripts in bench/: install what is missing, never by hand.
 # shellcheck shell=bash
 
 as_root() {
@@ -67,24 +67,4 @@ ensure_ops_tools() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     # Debian's prometheus package starts a server where it can; Tock's tests only need promtool.
     as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
-}
-
-# tock-clock, the script `tock bench latency` runs, beside the tock binary in $1: a few lines of C built with the
-# C compiler (the Swift toolchain's clang, or cc), linked against libc alone.
-build_tock_clock() {
-    local compiler
-    compiler="$(dirname "$(command -v swift)")/clang"
-    [ -x "$compiler" ] || compiler="$(command -v cc || command -v gcc || true)"
-    [ -n "$compiler" ] || { echo "no C compiler for ops/tock-clock.c (clang comes with Swift)" >&2; return 1; }
-    "$compiler" -O2 -o "$1/tock-clock" ops/tock-clock.c
-}
-
-# A throwaway PostgreSQL cluster for a benchmark, made by the tock binary in $1 under /tmp/tock-$2.*: the settings
-# the peers run with (initdb defaults, durable commits, clients on a unix socket). Sets $home and $url; the cluster
-# is stopped and removed when the calling script exits.
-start_throwaway_cluster() {
-    home="$(mktemp -d "/tmp/tock-$2.XXXXXX")"
-    chmod 755 "$home"  # the cluster runs as the postgres OS user when we are root
-    trap "\"$1/tock\" cluster stop --home \"$home\" >/dev/null 2>&1 || true; rm -rf \"$home\"" EXIT
-    url="$("$1/tock" cluster start --home "$home")"
 }

@@ -4,7 +4,7 @@ import Logging
 import ServiceLifecycle
 import TockCore
 import TockPostgres
-import TockRuntime
+import TockMetrics
 
 /// The JSON API and the portal: reads come from the tock.* views, writes call the SQL functions (through
 /// `Database`), so the API adds no rules of its own. `events` feeds `/api/v1/events`; without it that endpoint
@@ -24,6 +24,7 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
     api.get("health") { _, _ -> Response in
         struct Health: Encodable {
             var status: String
+            var version = TockVersion.current
             var database: String
             var migrationsCurrent: Bool
             var workersAlive: Int

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import TockCore
+import TockMetrics
 import TockPostgres
 
 /// Calls `tock.tick()` when the next job is due, and sleeps until then: a NOTIFY on tock_jobs (a job created,

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import TockCore
+import TockMetrics
 import TockPostgres
 
 /// Claims runs when notified, runs each script in the sandbox, reports how it ended, and heartbeats. What it
@@ -407,8 +408,4 @@ public final class Worker: Service, Sendable {
         }
         return environment
     }
-}
-
-public enum TockVersion {
-    public static let current = "0.1.0"
 }

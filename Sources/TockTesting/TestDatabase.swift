@@ -2,9 +2,9 @@ import Foundation
 import Logging
 import PostgresNIO
 import Synchronization
+import TockCluster
 import TockCore
 import TockPostgres
-import TockRuntime
 
 /// Real PostgreSQL for tests: the server from `TOCK_TEST_DATABASE_URL` (ops/test starts one), else
 /// DATABASE_URL/PG*, else an embedded cluster under `<package>/.tock-test`. Each test gets a fresh database

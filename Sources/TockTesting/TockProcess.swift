@@ -1,11 +1,14 @@
 import Foundation
 import TockCore
 
-/// A `tock` process started by a test, its output in a log file, signalled and awaited like the real thing.
+/// A `tock` (or `tock-bench`) process started by a test, its output in a log file, signalled and awaited like the real thing.
 public final class TockProcess: @unchecked Sendable {
     /// The built binary: TOCK_BIN (ops/test sets it), else the debug build beside the package.
     public static let binary: String = ProcessInfo.processInfo.environment["TOCK_BIN"]
         ?? TestDatabase.packageRoot + "/.build/debug/tock"
+    /// The benchmarks' binary: TOCK_BENCH_BIN (ops/test sets it), else the one beside `binary`.
+    public static let benchBinary: String = ProcessInfo.processInfo.environment["TOCK_BENCH_BIN"]
+        ?? URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("tock-bench").path
 
     public let process = Process()
     public let logPath: String
@@ -13,14 +16,14 @@ public final class TockProcess: @unchecked Sendable {
     /// `tock worker`, `tock scheduler` and `tock up` run with their safety sweep an hour away (TestSweep) unless
     /// `arguments` set `--sweep-seconds`: a test waiting on a wake-up must not pass on the sweep.
     public init(_ arguments: [String], settings: ConnectionSettings, directory: String,
-                environment: [String: String] = [:]) throws {
+                environment: [String: String] = [:], binary: String = TockProcess.binary) throws {
         var arguments = arguments
         if ["worker", "scheduler", "up"].contains(arguments.first ?? ""), !arguments.contains("--sweep-seconds") {
             arguments += ["--sweep-seconds", TestSweep.seconds]
         }
         logPath = directory + "/tock-\(arguments.first ?? "x")-\(UInt32.random(in: 0...UInt32.max)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.environment = ["DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TZ": "UTC",

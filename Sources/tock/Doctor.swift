@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PostgresNIO
+import TockCLI
 import TockCore
 import TockPostgres
 import TockRuntime

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TockCLI
 import TockCore
 import TockPostgres
 

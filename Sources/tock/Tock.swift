@@ -1,4 +1,5 @@
 import ArgumentParser
+import TockCore
 
 @main
 struct Tock: AsyncParsableCommand {
@@ -9,10 +10,10 @@ struct Tock: AsyncParsableCommand {
             Connects to DATABASE_URL or the PG* variables. With neither, it uses the embedded cluster under \
             ./.tock (TOCK_HOME), which `tock up` creates and starts.
             """,
-        version: "0.1.0",
+        version: TockVersion.current,
         subcommands: [
             Up.self, Migrate.self, SchedulerCommand.self, WorkerCommand.self, APICommand.self,
-            JobCommand.self, Runs.self, RunCommand.self, Workers.self, Queue.self, Status.self, Doctor.self, Bench.self, SchedulePreview.self,
+            JobCommand.self, Runs.self, RunCommand.self, Workers.self, Queue.self, Status.self, Doctor.self, SchedulePreview.self,
             ClusterCommand.self, GuardScripts.self,
         ]
     )

@@ -78,6 +78,7 @@ struct APITests {
                 try await client.execute(uri: "/api/v1/health", method: .get) { response in
                     let health = try object(response)
                     #expect(health["database"] as? String == "reachable")
+                    #expect(health["version"] as? String == TockVersion.current)
                 }
             }
         }

@@ -4,23 +4,30 @@ import Testing
 import TockCore
 import TockTesting
 
-/// `tock bench` at toy sizes: every scenario runs its real processes to the end and reports figures that hang
+/// Runs `tock-bench` with `arguments` against `settings`, from `directory`. PATH is the tests' own: the latency
+/// scenario builds its script with the C compiler it finds there (the Swift toolchain's clang, or cc).
+func tockBench(_ arguments: [String], settings: ConnectionSettings, directory: String) throws -> Invocation {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+    let result = try runProgram(TockProcess.benchBinary, arguments,
+                                environment: ["DATABASE_URL": settings.url(), "PATH": path, "TZ": "UTC"], directory: directory)
+    return Invocation(status: result.status, stdout: result.stdout, stderr: result.stderr)
+}
+
+/// `tock-bench` at toy sizes: every scenario runs its real processes to the end and reports figures that hang
 /// together. Timings are not checked here (other tests share the cores); the benchmark itself checks targets.
-@Suite("tock bench, every scenario at small sizes")
+@Suite("tock-bench, every scenario at small sizes; tock without it")
 struct BenchCLITests {
     @Test("each scenario runs real workers to completion, reports consistent counts as JSON, and drops its database")
     func everyScenario() async throws {
-        let clock = URL(fileURLWithPath: tockBinary).deletingLastPathComponent().appendingPathComponent("tock-clock").path
-        #expect(FileManager.default.isExecutableFile(atPath: clock), "ops/test builds tock-clock beside \(tockBinary)")
         let directory = try makeScriptsDirectory([:])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let settings = try await TestDatabase.create()
 
-        let bench = try tock(["bench", "--json", "--samples", "5", "--runs", "40", "--queue-runs", "300", "--workers", "1,2",
+        let bench = try tockBench(["--json", "--samples", "5", "--runs", "40", "--queue-runs", "300", "--workers", "1,2",
                               "--schedule-jobs", "20", "--schedule-concurrency", "10", "--idle-seconds", "5",
                               "--scale-jobs", "1000", "--scale-runs", "3000", "--scale-repeats", "1",
                               "--scale-backlog", "2000"],
-                             settings: settings, directory: directory)
+                                  settings: settings, directory: directory)
         try #require(bench.status == 0, "\(bench.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any])
 
@@ -74,12 +81,52 @@ struct BenchCLITests {
         let directory = try makeScriptsDirectory([:])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let settings = try await TestDatabase.create()
-        for (arguments, fragment) in [(["bench", "nonsense"], "unknown scenario 'nonsense'"),
-                                      (["bench", "--workers", "0"], "--workers"),
-                                      (["bench", "--idle-seconds", "1"], "--idle-seconds"),
-                                      (["bench", "--scale-backlog", "150"], "--scale-backlog: 0, or at least 200 × --scale-repeats")] {
-            let result = try tock(arguments, settings: settings, directory: directory)
+        for (arguments, fragment) in [(["nonsense"], "unknown scenario 'nonsense'"),
+                                      (["--workers", "0"], "--workers"),
+                                      (["run", "--idle-seconds", "1"], "--idle-seconds"),
+                                      (["--scale-backlog", "150"], "--scale-backlog: 0, or at least 200 × --scale-repeats")] {
+            let result = try tockBench(arguments, settings: settings, directory: directory)
             #expect(result.status != 0 && result.stderr.contains(fragment), "\(arguments): \(result.stderr)")
         }
+    }
+
+    @Test("tock-bench worker finishes every run it claims at once as succeeded, and never starts its script")
+    func noopWorker() async throws {
+        // The job names a script that does not exist: `tock worker` fails such a run, this worker never opens it.
+        let directory = try makeScriptsDirectory(["scripts/other.sh": "#!/bin/sh\necho other\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        let worker = try TockProcess(["worker", "--concurrency", "4"], settings: settings, directory: directory,
+                                     environment: ["TOCK_LOG_LEVEL": "warning"], binary: TockProcess.benchBinary)
+        defer { if worker.isRunning { worker.signal(SIGKILL) } }
+        let add = try tock(["job", "add", "phantom", "--script", "missing.sh"], settings: settings, directory: directory)
+        #expect(add.status == 0, "\(add.stderr)")
+        for _ in 0..<3 {
+            #expect(try tock(["job", "run", "phantom"], settings: settings, directory: directory).status == 0)
+        }
+        let finished = try await eventually(timeout: .seconds(60)) {
+            let runs = try tock(["runs", "--job", "phantom", "--json"], settings: settings, directory: directory)
+            let decoded = try TockJSON.decoder().decode([RunInfo].self, from: Data(runs.stdout.utf8))
+            return decoded.count == 3 && decoded.allSatisfy { $0.status == "succeeded" && $0.exitCode == 0 }
+        }
+        #expect(finished, "\(worker.log)")
+        worker.signal(SIGTERM)
+        #expect(try await worker.wait() == 0, "\(worker.log)")
+    }
+
+    @Test("the tock users install has no bench command and carries no benchmark code")
+    func tockHasNoBench() throws {
+        let result = try runProgram(tockBinary, ["bench", "queue"], environment: ["PATH": "/usr/bin:/bin"], directory: "/")
+        #expect(result.status != 0, "\(result.stdout)")
+        let help = try runProgram(tockBinary, ["--help"], environment: ["PATH": "/usr/bin:/bin"], directory: "/")
+        #expect(help.status == 0 && help.stdout.contains("worker") && !help.stdout.contains("bench"), "\(help.stdout)")
+        // Names only the benchmark's code has: its session type, its database prefix, its script.
+        let binary = try Data(contentsOf: URL(fileURLWithPath: tockBinary))
+        for marker in ["BenchRun", "tock_bench_", "tock-clock"] {
+            #expect(binary.range(of: Data(marker.utf8)) == nil, "\(tockBinary) contains '\(marker)'")
+        }
+        // …which the benchmarks' binary does have, so the check would see them.
+        let bench = try Data(contentsOf: URL(fileURLWithPath: TockProcess.benchBinary))
+        #expect(bench.range(of: Data("tock_bench_".utf8)) != nil)
     }
 }

@@ -63,6 +63,14 @@ struct CLITests {
         #expect(try await worker.wait() == 0, "\(worker.log)")
         let workers = try tock(["workers", "--json"], settings: settings, directory: directory)
         #expect(workers.stdout.contains("\"state\" : \"stopped\""), "\(workers.stdout)")
+        #expect(workers.stdout.contains("\"version\" : \"\(TockVersion.current)\""), "\(workers.stdout)")
+    }
+
+    @Test("tock --version prints the version the worker registers with and the API reports")
+    func version() throws {
+        let result = try runProgram(tockBinary, ["--version"], environment: ["PATH": "/usr/bin:/bin"], directory: "/")
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == TockVersion.current + "\n")
     }
 
     @Test("bad input: a clear message, a non-zero exit, and nothing written", arguments: [

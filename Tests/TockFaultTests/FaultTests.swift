@@ -1,6 +1,7 @@
 import Foundation
 import PostgresNIO
 import Testing
+import TockCluster
 import TockCore
 import TockPostgres
 import TockRuntime

@@ -1,4 +1,4 @@
-"""Prints Tock's `tock bench --json` beside the peers' RESULTS.md (medians), with ratios: ops/bench-peers."""
+"""Prints Tock's `tock-bench --json` beside the peers' RESULTS.md (medians), with ratios: bench/peers."""
 import json
 import re
 import sys

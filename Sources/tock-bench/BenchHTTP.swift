@@ -1,7 +1,7 @@
 import Foundation
 import TockCore
 
-/// A minimal HTTP/1.1 client on one keep-alive loopback connection, for `tock bench latency` to time run-now
+/// A minimal HTTP/1.1 client on one keep-alive loopback connection, for `tock-bench latency` to time run-now
 /// through the API the way the portal sends it (no client library in the way, no process per request).
 final class BenchHTTPConnection {
     let fd: Int32

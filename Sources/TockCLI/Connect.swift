@@ -1,13 +1,13 @@
 import Foundation
 import Logging
 import PostgresNIO
+import TockCluster
 import TockCore
 import TockPostgres
-import TockRuntime
 
 /// Finds the database: --database-url, DATABASE_URL, PG*, else the embedded cluster (started if needed;
 /// created only when `createEmbedded`, i.e. by `tock up`).
-func resolveSettings(_ options: GlobalOptions, logger: Logger, createEmbedded: Bool) throws(TockError) -> ConnectionSettings {
+public func resolveSettings(_ options: GlobalOptions, logger: Logger, createEmbedded: Bool) throws(TockError) -> ConnectionSettings {
     var environment = ProcessInfo.processInfo.environment
     if let url = options.databaseURL { environment["DATABASE_URL"] = url }
     do {
@@ -24,8 +24,8 @@ func resolveSettings(_ options: GlobalOptions, logger: Logger, createEmbedded: B
 }
 
 /// Runs `body` with a connected `Database`, the pool running beside it.
-func withDatabase<T: Sendable>(_ settings: ConnectionSettings, logger: Logger,
-                               _ body: @Sendable (Database, PostgresClient) async throws -> T) async throws -> T {
+public func withDatabase<T: Sendable>(_ settings: ConnectionSettings, logger: Logger,
+                                      _ body: @Sendable (Database, PostgresClient) async throws -> T) async throws -> T {
     // The pool's own chatter (e.g. a lease asked for a moment before run() starts) is not for one-shot commands.
     var poolLogger = logger
     poolLogger.logLevel = max(logger.logLevel, .error)
@@ -39,7 +39,7 @@ func withDatabase<T: Sendable>(_ settings: ConnectionSettings, logger: Logger,
 
 /// The common shape of a one-shot command: resolve, connect, run, and turn errors into a message and exit code.
 @discardableResult
-func oneShot<T: Sendable>(_ options: GlobalOptions, _ body: @Sendable (Database, PostgresClient) async throws -> T) async throws -> T {
+public func oneShot<T: Sendable>(_ options: GlobalOptions, _ body: @Sendable (Database, PostgresClient) async throws -> T) async throws -> T {
     let logger = options.logger(label: "tock", defaultLevel: .warning)
     do {
         let settings = try resolveSettings(options, logger: logger, createEmbedded: false)

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import TockCore
-import TockRuntime
+import TockCluster
 import TockTesting
 
 /// The embedded cluster is the superuser's: a process that reaches its socket without the password (a job's

@@ -4,13 +4,13 @@ import Synchronization
 
 /// `--log-format`: `text` (swift-log's one line per event, metadata inline) or `json` (one JSON object per line,
 /// for log shippers: time, level, message, then every metadata key such as run, job and worker at the top level).
-enum LogFormat: String, CaseIterable, Sendable {
+public enum LogFormat: String, CaseIterable, Sendable {
     case text, json
 
     private static let bootstrapped = Mutex(false)
 
     /// Installs the format for every Logger of this process; the first call wins (swift-log bootstraps once).
-    static func bootstrap(_ format: LogFormat) {
+    public static func bootstrap(_ format: LogFormat) {
         let first = bootstrapped.withLock { done in
             defer { done = true }
             return !done

@@ -1,9 +1,9 @@
 import Foundation
 import Logging
 import PostgresNIO
+import TockCLI
 import TockCore
 import TockPostgres
-import TockRuntime
 
 extension BenchReport {
     /// One query of the scale scenario, timed `count` times.
@@ -192,7 +192,7 @@ extension BenchRun {
         try await sql("DELETE FROM tock.jobs WHERE name NOT IN ('clock', 'true', 'noop')")
         try await sql("""
             INSERT INTO tock.jobs (name, script, schedule, timezone)
-            SELECT 'job-' || lpad(i::text, 7, '0'), ':noop',
+            SELECT 'job-' || lpad(i::text, 7, '0'), 'report.sh',
                    (ARRAY['every 5m', 'daily at 06:00', '*/15 * * * *', 'manual'])[1 + i % 4],
                    (ARRAY['UTC', 'Asia/Hong_Kong', 'Europe/London', 'America/New_York'])[1 + i % 4]
             FROM generate_series(1, 4) i
@@ -218,7 +218,7 @@ extension BenchRun {
     private func seedHistory(jobs: Int, perJob: Int) async throws {
         try await sql("""
             INSERT INTO tock.jobs (name, script, schedule, timezone, schedule_description, spec, next_run_at, anchor_at)
-            SELECT 'job-' || lpad(i::text, 7, '0'), ':noop', t.schedule, t.timezone, t.schedule_description, t.spec,
+            SELECT 'job-' || lpad(i::text, 7, '0'), 'report.sh', t.schedule, t.timezone, t.schedule_description, t.spec,
                    t.next_run_at, t.anchor_at
             FROM generate_series(5, \(jobs)) i
             JOIN tock.jobs t ON t.name = 'job-' || lpad((1 + (i - 1) % 4)::text, 7, '0')

@@ -1,5 +1,6 @@
 import Foundation
 import PostgresNIO
+import TockCLI
 import TockCore
 import TockPostgres
 
@@ -18,13 +19,15 @@ extension BenchReport {
 }
 
 extension BenchRun {
-    /// An idle worker, then an idle scheduler (one job due tomorrow), each alone with the database for `seconds`.
+    /// An idle `tock worker`, then an idle `tock scheduler` (one job due tomorrow), each alone with the database for
+    /// `seconds`: the processes users run, so their memory is what a deployment pays.
     /// Counted from pg_stat_database (xact_commit + xact_rollback), which PostgreSQL flushes with a delay of up
     /// to a few seconds: a count is good to about ±2 over a minute.
     func idle(seconds: Int) async throws -> [BenchReport.IdleProcess] {
         try await sql("DELETE FROM tock.runs")
         try await sql("DELETE FROM tock.jobs WHERE name LIKE 'due-%'")
-        try await sql("INSERT INTO tock.jobs (name, script, schedule) VALUES ('idle-daily', ':noop', 'daily at 06:00')")
+        // Due tomorrow at the earliest: the scheduler has a job to look at, and nothing runs.
+        try await sql("INSERT INTO tock.jobs (name, script, schedule) VALUES ('idle-daily', 'report.sh', 'daily at 06:00')")
         // Autovacuum's own transactions would count too: the tables are vacuumed now and left alone meanwhile.
         let tables = ["tock.runs", "tock.jobs", "tock.workers", "tock.run_output"]
         for table in tables {
@@ -49,7 +52,7 @@ extension BenchRun {
         // Each process settles first: its start (registration, the listener's probe, a first claim or tick)
         // is not idle cost, and its backends' statistics reach pg_stat_database up to a second late.
         let settle = Duration.seconds(3)
-        let workers = try await startWorkers(1, concurrency: 4)
+        let workers = try await startWorkers(1, concurrency: 4, kind: .scripts)
         report.append(try await stopping(workers) {
             try await Task.sleep(for: settle)
             let count = try await transactions(over: seconds)

@@ -1,243 +1,9 @@
-import ArgumentParser
 import Foundation
 import Logging
 import PostgresNIO
+import TockCLI
 import TockCore
 import TockPostgres
-
-/// `tock bench`: the production code paths (real `tock worker` processes, the SQL functions, NOTIFY) measured on
-/// this machine, in a database of its own (`tock_bench_<pid>`, dropped afterwards) on the configured server,
-/// default the embedded cluster.
-struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Measure latency (run-now → script running), script throughput and queue throughput on this machine.",
-        discussion: """
-            Scenarios:
-              latency     an idle worker; run-now one at a time; from just before tock.run_now to the moment the \
-            script (tock-clock, which prints CLOCK_MONOTONIC first thing) runs; and run-now → claimed from the database
-              throughput  runs of a copy of /bin/true with 1 and 2 worker processes, beside a plain spawn loop
-              queue       the claim → finish machinery with no process (script ':noop'), 1 and 2 worker processes
-              schedule    1,000 jobs (':noop') due at the same second, a scheduler and 2 workers: how late each run \
-            started behind its fire time
-              idle        an idle worker, then an idle scheduler, a minute each: the queries they issue, their memory
-              scale       100,000 jobs and 5,000,000 runs of history (a few minutes to seed): each query of the \
-            scheduler, the workers and the portal's API routes, timed (the portal's below 50 ms); then the workers' \
-            calls again with 300,000 runs pending
-            """)
-
-    @OptionGroup var options: GlobalOptions
-    static let allScenarios = ["latency", "throughput", "queue", "schedule", "idle", "scale"]
-    @Argument(help: "latency, throughput, queue, schedule, idle, scale (default: all).")
-    var scenarios: [String] = Bench.allScenarios
-    @Option(help: "latency: samples after 5 warm-up runs.") var samples = 200
-    @Option(help: "throughput: runs per measurement.") var runs = 4000
-    @Option(help: "queue: runs per measurement.") var queueRuns = 20000
-    @Option(help: "Worker processes to measure with, comma separated.") var workers = "1,2"
-    @Option(help: "queue: each worker's concurrency, which is also its largest claim.") var queueConcurrency = 100
-    @Option(help: "throughput: each worker's concurrency (slots for the runs in flight while claims and reports are under way: 16 left a worker waiting on round trips).") var concurrency = 64
-    @Option(help: "schedule: jobs due at the same second.") var scheduleJobs = 1000
-    @Option(help: "schedule: each of the 2 workers' concurrency (slots for every due run at once: jobs / 2).")
-    var scheduleConcurrency = 500
-    @Option(help: "idle: seconds each idle process is watched.") var idleSeconds = 60
-    @Option(help: "scale: jobs in the database.") var scaleJobs = 100_000
-    @Option(help: "scale: finished runs in the history.") var scaleRuns = 5_000_000
-    @Option(help: "scale: times each query is timed.") var scaleRepeats = 20
-    @Option(help: "scale: pending runs added at the end (half of them delayed), to time the worker's calls on a deep queue; 0: none.")
-    var scaleBacklog = 300_000
-    @Flag(help: "Keep the benchmark database afterwards.") var keep = false
-
-    func validate() throws {
-        for scenario in scenarios where !Bench.allScenarios.contains(scenario) {
-            throw ValidationError("unknown scenario '\(scenario)': \(Bench.allScenarios.joined(separator: ", "))")
-        }
-        guard (5...3600).contains(idleSeconds) else { throw ValidationError("--idle-seconds: 5-3600") }
-        guard scaleJobs >= 1000, scaleRuns >= 0, (1...1000).contains(scaleRepeats) else {
-            throw ValidationError("--scale-jobs: at least 1000; --scale-runs: 0 or more; --scale-repeats: 1-1000")
-        }
-        guard scaleBacklog == 0 || scaleBacklog >= 200 * scaleRepeats else {
-            throw ValidationError("--scale-backlog: 0, or at least 200 × --scale-repeats (each timed claim takes 100 ready runs)")
-        }
-        guard !workerCounts.isEmpty, workerCounts.allSatisfy({ (1...16).contains($0) }) else {
-            throw ValidationError("--workers: a comma-separated list of 1-16, e.g. 1,2")
-        }
-    }
-
-    var workerCounts: [Int] { workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
-
-    func run() async throws {
-        var logger = options.logger(label: "tock-bench", defaultLevel: .warning)
-        logger.logLevel = min(logger.logLevel, .warning)
-        let settings: ConnectionSettings
-        do {
-            settings = try resolveSettings(options, logger: logger, createEmbedded: true)
-        } catch {
-            throw fail(error)
-        }
-        let bench = try await BenchRun.prepare(server: settings, logger: logger)
-        var report = BenchReport(machine: BenchReport.Machine.current(), database: settings.displayName)
-        do {
-            // In the order of allScenarios whatever the order asked: scale's millions of runs come last.
-            for scenario in Bench.allScenarios where scenarios.contains(scenario) {
-                switch scenario {
-                case "latency": report.latency = try await bench.latency(samples: samples)
-                case "schedule":
-                    report.schedule = try await bench.schedule(jobs: scheduleJobs, concurrency: scheduleConcurrency)
-                case "idle": report.idle = try await bench.idle(seconds: idleSeconds)
-                case "scale":
-                    report.scale = try await bench.scale(jobs: scaleJobs, runs: scaleRuns, backlog: scaleBacklog,
-                                                        repeats: scaleRepeats)
-                case "throughput":
-                    report.throughput = try await bench.throughput(runs: runs, workerCounts: workerCounts, concurrency: concurrency)
-                default:
-                    report.queue = try await bench.queue(runs: queueRuns, workerCounts: workerCounts, concurrency: queueConcurrency)
-                }
-            }
-        } catch {
-            await bench.finish(keep: keep)
-            throw error
-        }
-        await bench.finish(keep: keep)
-        if options.json { try printJSON(report) } else { print(report.text) }
-    }
-}
-
-/// Nanoseconds of CLOCK_MONOTONIC, the clock tock-clock prints.
-func monotonicNanos() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
-}
-
-/// Percentiles of a sample, in milliseconds.
-struct Distribution: Encodable {
-    var count: Int
-    var minMs: Double
-    var p50Ms: Double
-    var p95Ms: Double
-    var p99Ms: Double
-    var maxMs: Double
-
-    init(nanoseconds samples: [Int64]) {
-        let sorted = samples.sorted().map { Double($0) / 1e6 }
-        func percentile(_ p: Double) -> Double {
-            guard !sorted.isEmpty else { return .nan }
-            let rank = p * Double(sorted.count - 1)
-            let low = Int(rank.rounded(.down)), high = Int(rank.rounded(.up))
-            return sorted[low] + (sorted[high] - sorted[low]) * (rank - Double(low))
-        }
-        count = sorted.count
-        minMs = sorted.first ?? .nan
-        p50Ms = percentile(0.5)
-        p95Ms = percentile(0.95)
-        p99Ms = percentile(0.99)
-        maxMs = sorted.last ?? .nan
-    }
-
-    var row: [String] { [minMs, p50Ms, p95Ms, p99Ms, maxMs].map { String(format: "%.2f", $0) } }
-}
-
-struct BenchReport: Encodable {
-    struct Machine: Encodable {
-        var cores: Int
-        var memoryGiB: Double
-        var kernel: String
-        static func current() -> Machine {
-            var name = utsname()
-            uname(&name)
-            let release = withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            return Machine(cores: ProcessInfo.processInfo.activeProcessorCount,
-                           memoryGiB: (Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824 * 10).rounded() / 10,
-                           kernel: release)
-        }
-    }
-    struct Latency: Encodable {
-        var toScriptRunning: Distribution
-        var toClaimed: Distribution
-        /// The same as toScriptRunning, run-now sent as `POST /api/v1/jobs/clock/trigger`.
-        var toScriptRunningOverHTTP: Distribution
-    }
-    struct Rate: Encodable {
-        var workers: Int
-        var runs: Int
-        var seconds: Double
-        var runsPerSecond: Double
-    }
-    struct Throughput: Encodable {
-        var tock: [Rate]
-        /// The same number of processes spawned back to back by a plain loop (1 and 2 loops), without Tock.
-        var rawSpawn: [Rate]
-    }
-
-    var machine: Machine
-    var database: String
-    var latency: Latency?
-    var throughput: Throughput?
-    var queue: [Rate]?
-    /// schedule: how late each run started behind its fire time.
-    var schedule: Distribution?
-    var scale: Scale?
-    var idle: [IdleProcess]?
-
-    var text: String {
-        var out = "tock bench on \(machine.cores) cores, \(machine.memoryGiB) GiB, Linux \(machine.kernel); \(database)\n"
-        if let latency {
-            var table = TextTable("LATENCY (ms)", "N", "MIN", "P50", "P95", "P99", "MAX")
-            table.append(["run-now → script running", "\(latency.toScriptRunning.count)"] + latency.toScriptRunning.row)
-            table.append(["run-now → claimed (db clock)", "\(latency.toClaimed.count)"] + latency.toClaimed.row)
-            table.append(["API run-now → script running", "\(latency.toScriptRunningOverHTTP.count)"]
-                         + latency.toScriptRunningOverHTTP.row)
-            out += "\n" + table.render() + "\n"
-        }
-        if let throughput {
-            var table = TextTable("SCRIPT THROUGHPUT", "PROCESSES", "RUNS", "SECONDS", "RUNS/S", "OF RAW")
-            for rate in throughput.tock {
-                let raw = throughput.rawSpawn.first { $0.workers == rate.workers } ?? throughput.rawSpawn.last
-                table.append(["tock (/bin/true)", "\(rate.workers)", "\(rate.runs)", String(format: "%.2f", rate.seconds),
-                              String(format: "%.0f", rate.runsPerSecond),
-                              raw.map { String(format: "%.0f%%", rate.runsPerSecond / $0.runsPerSecond * 100) } ?? "-"])
-            }
-            for rate in throughput.rawSpawn {
-                table.append(["plain spawn loop", "\(rate.workers)", "\(rate.runs)", String(format: "%.2f", rate.seconds),
-                              String(format: "%.0f", rate.runsPerSecond), ""])
-            }
-            out += "\n" + table.render() + "\n"
-        }
-        if let queue {
-            var table = TextTable("QUEUE (no-op runs)", "PROCESSES", "RUNS", "SECONDS", "RUNS/S")
-            for rate in queue {
-                table.append(["tock", "\(rate.workers)", "\(rate.runs)", String(format: "%.2f", rate.seconds),
-                              String(format: "%.0f", rate.runsPerSecond)])
-            }
-            out += "\n" + table.render() + "\n"
-        }
-        if let schedule {
-            var table = TextTable("SCHEDULE LATENESS (ms)", "RUNS", "MIN", "P50", "P95", "P99", "MAX")
-            table.append(["start behind fire time", "\(schedule.count)"] + schedule.row)
-            out += "\n" + table.render() + "\n"
-        }
-        if let idle {
-            var table = TextTable("IDLE", "SECONDS", "QUERIES", "EXPECTED", "RSS MIB")
-            for process in idle {
-                table.append([process.process, "\(process.seconds)", "\(process.transactions)", process.expected,
-                              String(format: "%.1f", process.rssMegabytes)])
-            }
-            out += "\n" + table.render() + "\n"
-        }
-        if let scale {
-            out += "\nSCALE: \(scale.jobs) jobs, \(scale.runs) runs of history (seeded in \(String(format: "%.0f", scale.seedSeconds)) s; "
-                + "database \(scale.databaseSize)); each query timed \(scale.queries.first?.count ?? 0) times"
-                + (scale.backlog > 0 ? "; the last ones with \(scale.backlog) runs pending\n" : "\n")
-            var table = TextTable("QUERY", "CALLED BY", "ROWS", "P50 MS", "MAX MS", "")
-            for query in scale.queries {
-                let verdict = query.portal ? (query.p50Ms <= 50 ? "ok (< 50 ms)" : "SLOW (portal: < 50 ms)") : ""
-                table.append([query.name, query.caller, "\(query.rows)", String(format: "%.2f", query.p50Ms),
-                              String(format: "%.2f", query.maxMs), verdict])
-            }
-            out += table.render() + "\n"
-        }
-        return out
-    }
-}
 
 /// One benchmark session: its database, scripts directory and worker processes.
 final class BenchRun: @unchecked Sendable {
@@ -245,31 +11,42 @@ final class BenchRun: @unchecked Sendable {
     let settings: ConnectionSettings
     let directory: String
     let logger: Logger
-    let binary: String
+    /// This executable, for `tock-bench worker`.
+    let benchBinary: String
 
-    init(server: ConnectionSettings, settings: ConnectionSettings, directory: String, logger: Logger, binary: String) {
+    init(server: ConnectionSettings, settings: ConnectionSettings, directory: String, logger: Logger, benchBinary: String) {
         self.server = server
         self.settings = settings
         self.directory = directory
         self.logger = logger
-        self.binary = binary
+        self.benchBinary = benchBinary
     }
 
-    /// Creates and migrates `tock_bench_<pid>`, and a scripts directory with tock-clock and a copy of /bin/true.
-    static func prepare(server: ConnectionSettings, logger: Logger) async throws -> BenchRun {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
-        let clock = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("tock-clock").path
-        guard FileManager.default.isExecutableFile(atPath: clock) else {
-            throw fail(TockError(.unavailable, "tock-clock is missing beside \(binary): ops/up builds it (a C compiler: clang -O2 -o \(clock) ops/tock-clock.c)"))
+    /// The `tock` users install, built beside this executable: its workers run the scripts, its scheduler and API
+    /// serve the scenarios that measure them.
+    var tockBinary: String {
+        get throws {
+            let path = URL(fileURLWithPath: benchBinary).deletingLastPathComponent().appendingPathComponent("tock").path
+            guard FileManager.default.isExecutableFile(atPath: path) else {
+                throw TockError(.unavailable, "tock-bench runs the tock binary beside it, and \(path) is missing: "
+                    + "build it too (swift build -c release --product tock)")
+            }
+            return path
         }
+    }
+
+    /// Creates and migrates `tock_bench_<pid>`, and a scripts directory with a copy of /bin/true (tock-clock is
+    /// built there by the latency scenario).
+    static func prepare(server: ConnectionSettings, logger: Logger) async throws -> BenchRun {
+        let benchBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let name = "tock_bench_\(getpid())"
         do {
             try await withDatabase(server, logger: logger) { database, _ in
                 _ = try await database.client.fetch("CREATE DATABASE \(unescaped: name)", logger: logger)
             }
         } catch {
-            throw fail(TockError(.failed, "could not create the benchmark database \(name) (\(TockError(from: error).message)); "
-                + "tock bench needs a role with CREATEDB on the server, and drops the database afterwards"))
+            throw TockError(.failed, "could not create the benchmark database \(name) (\(TockError(from: error).message)); "
+                + "tock-bench needs a role with CREATEDB on the server, and drops the database afterwards")
         }
         let settings = server.with(database: name)
         _ = try await withDatabase(settings, logger: logger) { _, client in
@@ -277,15 +54,14 @@ final class BenchRun: @unchecked Sendable {
         }
         let directory = NSTemporaryDirectory() + "tock-bench-\(getpid())"
         try FileManager.default.createDirectory(atPath: directory + "/scripts", withIntermediateDirectories: true)
-        try? FileManager.default.removeItem(atPath: directory + "/scripts/tock-clock")
         try? FileManager.default.removeItem(atPath: directory + "/scripts/true")
-        try FileManager.default.copyItem(atPath: clock, toPath: directory + "/scripts/tock-clock")
         try FileManager.default.copyItem(atPath: "/bin/true", toPath: directory + "/scripts/true")
         // The sandbox runs scripts as whoever the worker is: keep the directory readable for the postgres user too.
         chmod(directory, 0o755)
-        let run = BenchRun(server: server, settings: settings, directory: directory, logger: logger, binary: binary)
+        let run = BenchRun(server: server, settings: settings, directory: directory, logger: logger, benchBinary: benchBinary)
+        // noop.sh does not exist: only `tock-bench worker`, which never runs a script, claims its runs.
         try await run.sql("""
-            INSERT INTO tock.jobs (name, script) VALUES ('clock', 'tock-clock'), ('true', 'true'), ('noop', ':noop')
+            INSERT INTO tock.jobs (name, script) VALUES ('clock', 'tock-clock'), ('true', 'true'), ('noop', 'noop.sh')
             """)
         return run
     }
@@ -311,10 +87,15 @@ final class BenchRun: @unchecked Sendable {
 
     // MARK: Worker processes
 
-    /// A `tock` process of this binary against the benchmark database, its output in a log file.
+    /// A `tock` process against the benchmark database, its output in a log file.
     func startTock(_ arguments: [String], log name: String) throws -> Process {
+        try start(try tockBinary, arguments, log: name)
+    }
+
+    /// `executable` with `arguments` against the benchmark database, its output in a log file.
+    func start(_ executable: String, _ arguments: [String], log name: String) throws -> Process {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments + ["--database-url", settings.url(), "--log-level", "warning"]
         let log = directory + "/\(name).log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
@@ -324,11 +105,18 @@ final class BenchRun: @unchecked Sendable {
         return process
     }
 
-    func startWorkers(_ count: Int, concurrency: Int) async throws -> [Process] {
+    /// Which worker a scenario starts: `tock worker`, which runs each run's script, or `tock-bench worker`, which
+    /// finishes each at once without one.
+    enum WorkerKind {
+        case scripts, noop
+    }
+
+    func startWorkers(_ count: Int, concurrency: Int, kind: WorkerKind) async throws -> [Process] {
+        let executable = kind == .noop ? benchBinary : try tockBinary
         var started: [Process] = []
         for index in 0..<count {
-            started.append(try startTock(["worker", "--scripts-dir", directory + "/scripts", "--concurrency", "\(concurrency)"],
-                                         log: "worker-\(index)"))
+            started.append(try start(executable, ["worker", "--scripts-dir", directory + "/scripts", "--concurrency", "\(concurrency)"],
+                                     log: "worker-\(index)"))
         }
         try await withDatabase(settings, logger: logger) { database, _ in
             for _ in 0..<600 {
@@ -368,7 +156,8 @@ final class BenchRun: @unchecked Sendable {
     /// Run-now one at a time against an idle worker, first in SQL (`tock.run_now`), then through the API
     /// (`POST /api/v1/jobs/clock/trigger` on a keep-alive connection to a `tock api` process).
     func latency(samples: Int) async throws -> BenchReport.Latency {
-        let workers = try await startWorkers(1, concurrency: 1)
+        try TockClock.build(into: directory + "/scripts")
+        let workers = try await startWorkers(1, concurrency: 1, kind: .scripts)
         return try await stopping(workers) { try await withDatabase(self.settings, logger: self.logger) { _, client in
             let (toScript, toClaimed) = try await self.latencySamples(samples, client: client) {
                 try await client.fetch("SELECT tock.run_now('clock')", logger: self.logger)[0].decode(Int64.self)
@@ -442,11 +231,11 @@ final class BenchRun: @unchecked Sendable {
     /// Starts the workers, then enqueues `runs` fresh runs of `job` held back a few seconds (run_after), so every
     /// worker is idle and listening when they all become claimable together; times from the first claim to the
     /// last finish, from the database's clock. The peers' benchmark does the same: fresh rows, workers ready first.
-    func drain(job: String, runs: Int, workers count: Int, concurrency: Int) async throws -> BenchReport.Rate {
+    func drain(job: String, runs: Int, workers count: Int, kind: WorkerKind, concurrency: Int) async throws -> BenchReport.Rate {
         try await sql("DELETE FROM tock.runs")
         try await sql("VACUUM ANALYZE tock.runs")
         try await sql("CHECKPOINT")
-        let workers = try await startWorkers(count, concurrency: concurrency)
+        let workers = try await startWorkers(count, concurrency: concurrency, kind: kind)
         return try await stopping(workers) { try await withDatabase(self.settings, logger: self.logger) { _, client in
             // The insert's NOTIFY wakes the workers: they find nothing claimable yet and sleep until run_after
             // (tock.next_delayed_run). Statistics are taken before the release, as they would be on a live queue.
@@ -478,18 +267,19 @@ final class BenchRun: @unchecked Sendable {
         } }
     }
 
-    /// `jobs` no-op jobs whose interval schedule fires at the same second, a few seconds ahead; a scheduler and two
-    /// workers; lateness is each run's start (claim) behind its fire time, from the database's clock.
+    /// `jobs` jobs whose interval schedule fires at the same second, a few seconds ahead; a `tock scheduler` and two
+    /// `tock-bench worker`s (no script processes: the scheduler and the claims are timed, not spawns); lateness is
+    /// each run's start (claim) behind its fire time, from the database's clock.
     func schedule(jobs: Int, concurrency: Int) async throws -> Distribution {
         try await sql("DELETE FROM tock.runs")
         try await sql("DELETE FROM tock.jobs WHERE name LIKE 'due-%'")
-        let workers = try await startWorkers(2, concurrency: concurrency)
+        let workers = try await startWorkers(2, concurrency: concurrency, kind: .noop)
         let scheduler = try startTock(["scheduler"], log: "scheduler")
         return try await stopping(workers + [scheduler]) { try await withDatabase(self.settings, logger: self.logger) { _, client in
             // Anchored an hour before the fire second, so 'every 1 hour' next fires exactly then.
             _ = try await client.fetch("""
                 INSERT INTO tock.jobs (name, script, schedule, anchor_at)
-                SELECT 'due-' || i, ':noop', 'every 1 hour', date_trunc('second', now()) + interval '4 seconds' - interval '1 hour'
+                SELECT 'due-' || i, 'noop.sh', 'every 1 hour', date_trunc('second', now()) + interval '4 seconds' - interval '1 hour'
                 FROM generate_series(1, \(jobs)) i
                 """, logger: logger)
             for _ in 0..<3000 {
@@ -515,7 +305,7 @@ final class BenchRun: @unchecked Sendable {
     func queue(runs: Int, workerCounts: [Int], concurrency: Int) async throws -> [BenchReport.Rate] {
         var rates: [BenchReport.Rate] = []
         for count in workerCounts {
-            rates.append(try await drain(job: "noop", runs: runs, workers: count, concurrency: concurrency))
+            rates.append(try await drain(job: "noop", runs: runs, workers: count, kind: .noop, concurrency: concurrency))
         }
         return rates
     }
@@ -523,7 +313,7 @@ final class BenchRun: @unchecked Sendable {
     func throughput(runs: Int, workerCounts: [Int], concurrency: Int) async throws -> BenchReport.Throughput {
         var tock: [BenchReport.Rate] = []
         for count in workerCounts {
-            tock.append(try await drain(job: "true", runs: runs, workers: count, concurrency: concurrency))
+            tock.append(try await drain(job: "true", runs: runs, workers: count, kind: .scripts, concurrency: concurrency))
         }
         var raw: [BenchReport.Rate] = []
         for loops in workerCounts {

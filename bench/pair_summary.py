@@ -1,4 +1,4 @@
-"""Tock's queue beside PgQueuer's batch of 100, repetition by repetition and in medians: ops/bench-queue-pair.
+"""Tock's queue beside PgQueuer's batch of 100, repetition by repetition and in medians: bench/queue-pair.
 
 Beside them, each repetition's two references: Tock's statements alone (pgbench, no worker process) and the peers'
 bare SQL loop (100 per claim). Every ratio is to PgQueuer's figure of the same repetition and worker count."""
