@@ -65,10 +65,18 @@ enum PostgresReachability {
             if let server = error.serverInfo, let state = server[.sqlState] {
                 return "\(server[.message] ?? "refused") (SQLSTATE \(state))"
             }
-            if error.code == .sslUnsupported {
+            switch error.code {
+            case .sslUnsupported:
                 return "it does not accept TLS, and the connection settings require it (sslmode=require)"
+            case .authMechanismRequiresPassword:
+                return "it asks for a password and the connection settings have none (put it in DATABASE_URL or PGPASSWORD)"
+            case .unsupportedAuthMechanism:
+                return "it asks for an authentication method Tock does not support (use scram-sha-256, md5 or trust)"
+            case .saslError:
+                return "the password exchange (SCRAM) failed"
+            default:
+                return nil
             }
-            return nil
         case .failure:
             return nil
         }

@@ -47,6 +47,13 @@ struct ConnectFailFastTests {
         try expectFailsFast(url: settings.url(), cause: "password authentication failed")
     }
 
+    @Test("no password where the server asks for one")
+    func missingPassword() async throws {
+        var settings = try await TestDatabase.create()
+        settings.password = nil
+        try expectFailsFast(url: settings.url(), cause: "asks for a password and the connection settings have none")
+    }
+
     @Test("a socket directory with no server in it")
     func missingSocket() async throws {
         let directory = NSTemporaryDirectory() + "tock-no-server-\(getpid())"
