@@ -13,8 +13,7 @@ public struct ProgramResult: Sendable {
 
 /// Runs a program to completion with posix_spawn and a blocking waitpid, its output in temporary files.
 /// Not Foundation's Process: its exit notification can go missing under many concurrent children, and
-/// `waitUntilExit` then blocks a thread of the concurrency pool forever (seen with 2 cores: the whole test
-/// process stalled).
+/// `waitUntilExit` then blocks a thread of the concurrency pool forever, stalling every test that needs it.
 public func runProgram(_ path: String, _ arguments: [String], environment: [String: String],
                        directory: String) throws -> ProgramResult {
     let base = NSTemporaryDirectory() + "tock-run-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"

@@ -210,7 +210,7 @@ struct BoundaryTests {
         var missing = server
         missing.endpoint = .unixSocket(path: "/tmp/tock-no-such-dir-\(getpid())/.s.PGSQL.5432")
         for settings in [refused, missing] {
-            // Far below the deadline, not a speed target: 0.2 s alone, 3 s once with the whole suite on 2 cores.
+            // Far below the deadline, not a speed target: a refusal is seen at once, the deadline is 30 s.
             let elapsed = try await Self.timeRequest(settings: settings, callTimeout: .seconds(30), expect: 503)
             #expect(elapsed < .seconds(10), "\(settings.displayName): \(elapsed)")
         }

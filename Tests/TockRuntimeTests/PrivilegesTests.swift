@@ -251,7 +251,7 @@ struct PrivilegesTests {
                         let ranTwice = try await eventually(timeout: .seconds(60)) {
                             try await adminDatabase.runs(job: "hello", status: .succeeded).count >= 2
                         }
-                        // Failed in full runs on 2 cores: the runs and the worker tell where it stalled.
+                        // On failure, the runs and the worker tell where it stalled.
                         let seen = try await adminDatabase.runs(job: "hello").map {
                             "\($0.id) \($0.status) after \($0.runAfter) started \($0.startedAt.map { "\($0)" } ?? "-") error \($0.error ?? "-")"
                         }

@@ -47,7 +47,7 @@ struct WorkerTests {
                 #expect(try await database.run(run, withOutput: false).status == "succeeded")
                 let info = try await database.run(run)
                 // From the run-now's commit to the claim, both on the database's clock: NOTIFY wakes a worker in
-                // milliseconds (`tock bench latency` measures it), and a second is that promise with room for a loaded
+                // milliseconds (`tock-bench latency` measures it), and a second is that promise with room for a loaded
                 // machine, not the test's own wait.
                 let claimedAfter = try #require(info.startedAt).timeIntervalSince(info.enqueuedAt)
                 print("notifyWakesIdleWorker: run-now to claimed \(String(format: "%.1f", claimedAfter * 1000)) ms")
@@ -154,7 +154,7 @@ struct WorkerTests {
                 let ranTwice = try await eventually(timeout: .seconds(60)) {
                     try await database.runs(job: "every-second", status: .succeeded).count >= 2
                 }
-                // Failed once in a full ops/test on 2 cores (with 10 s to wait then): the runs tell where it stalled.
+                // On failure, the runs tell where it stalled.
                 let seen = try await database.runs(job: "every-second").map {
                     "\($0.id) \($0.trigger) \($0.status) after \($0.runAfter) started \($0.startedAt.map { "\($0)" } ?? "-") error \($0.error ?? "-")"
                 }
