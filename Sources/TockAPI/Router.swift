@@ -313,7 +313,11 @@ public struct HTTPLimits: Sendable {
 func limitedApplication(router: Router<BasicRequestContext>, host: String, port: Int, limits: HTTPLimits,
                         logger: Logger) -> any Service {
     Application(router: router, server: .http1(configuration: .init(idleTimeout: .nanoseconds(limits.idleTimeoutNanoseconds))),
+                // A backlog as deep as the connection cap: a burst of connects beyond the default 256, arriving
+                // faster than a busy server accepts, would otherwise wait on TCP's SYN-ACK retransmits (1, 2, 4, 8 s
+                // …) rather than in the queue, and its idle timeout would start that much later.
                 configuration: .init(address: .hostname(host, port: port), serverName: "tock",
+                                     backlog: max(256, limits.effectiveMaxConnections),
                                      availableConnectionsDelegate: .maximum(limits.effectiveMaxConnections, logger: logger)),
                 logger: logger)
 }

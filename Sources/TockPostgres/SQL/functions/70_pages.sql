@@ -16,34 +16,43 @@ $$;
 COMMENT ON FUNCTION tock.list_jobs(text, text, int) IS
     'Jobs in name order from tock.job_overview: after a name (paging), whose names contain a text, at most p_limit.';
 
--- Runs of every job, newest first: p_status keeps one status, p_before pages on (ids below it).
+-- Runs of every job, newest first: p_status keeps one status, p_before pages on (ids below it). Planned for the
+-- values given, as a statement from a client is (EXECUTE … USING): a plan for any value would walk the whole id
+-- index from the top for a page in the middle of a long history.
 CREATE OR REPLACE FUNCTION tock.recent_runs(p_status text DEFAULT NULL, p_before bigint DEFAULT NULL, p_limit int DEFAULT 50)
-RETURNS SETOF tock.run_history LANGUAGE sql STABLE AS $$
-    SELECT v.* FROM tock.run_history v
-    WHERE (p_status IS NULL OR v.status = p_status) AND (p_before IS NULL OR v.id < p_before)
-    ORDER BY v.id DESC LIMIT least(p_limit, 1000)
-$$;
+RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY EXECUTE '
+        SELECT v.* FROM tock.run_history v
+        WHERE ($1 IS NULL OR v.status = $1) AND ($2 IS NULL OR v.id < $2)
+        ORDER BY v.id DESC LIMIT least($3, 1000)'
+    USING p_status, p_before, p_limit;
+END $$;
 COMMENT ON FUNCTION tock.recent_runs(text, bigint, int) IS
     'Runs of every job from tock.run_history, newest first: of one status, with ids below p_before (paging), at most p_limit (1000).';
 
 -- One job's runs, newest first. They are in two partial indexes, finished and in flight, neither holding them
--- all: the page is the newest of each one's newest, two short backward walks.
+-- all: the page is the newest of each one's newest, two short backward walks. Planned for the values given, as
+-- tock.recent_runs is.
 CREATE OR REPLACE FUNCTION tock.job_runs(p_job text, p_status text DEFAULT NULL, p_before bigint DEFAULT NULL,
                                          p_limit int DEFAULT 50)
-RETURNS SETOF tock.run_history LANGUAGE sql STABLE AS $$
-    SELECT v.* FROM (
-        (SELECT * FROM tock.run_history v
-         WHERE v.job_id = tock.find_job(p_job) AND v.finished_at IS NOT NULL
-           AND (p_status IS NULL OR v.status = p_status) AND (p_before IS NULL OR v.id < p_before)
-         ORDER BY v.id DESC LIMIT least(p_limit, 1000))
-        UNION ALL
-        (SELECT * FROM tock.run_history v
-         WHERE v.job_id = tock.find_job(p_job) AND v.status IN ('pending', 'running')
-           AND (p_status IS NULL OR v.status = p_status) AND (p_before IS NULL OR v.id < p_before)
-         ORDER BY v.id DESC LIMIT least(p_limit, 1000))
-    ) v
-    ORDER BY v.id DESC LIMIT least(p_limit, 1000)
-$$;
+RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY EXECUTE '
+        SELECT v.* FROM (
+            (SELECT * FROM tock.run_history v
+             WHERE v.job_id = $1 AND v.finished_at IS NOT NULL
+               AND ($2 IS NULL OR v.status = $2) AND ($3 IS NULL OR v.id < $3)
+             ORDER BY v.id DESC LIMIT least($4, 1000))
+            UNION ALL
+            (SELECT * FROM tock.run_history v
+             WHERE v.job_id = $1 AND v.status IN (''pending'', ''running'')
+               AND ($2 IS NULL OR v.status = $2) AND ($3 IS NULL OR v.id < $3)
+             ORDER BY v.id DESC LIMIT least($4, 1000))
+        ) v
+        ORDER BY v.id DESC LIMIT least($4, 1000)'
+    USING tock.find_job(p_job), p_status, p_before, p_limit;
+END $$;
 COMMENT ON FUNCTION tock.job_runs(text, text, bigint, int) IS
     'One job''s runs (by name or id) from tock.run_history, newest first: of one status, with ids below p_before (paging), at most p_limit (1000).';
 
