@@ -174,21 +174,23 @@ struct ScriptRunnerTests {
         let directory = try makeScriptsDirectory(["busy.sh": "#!/bin/sh\necho started\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let script = directory + "/busy.sh"
-        // A writer that closes after 20 ms: the fork race a multithreaded spawner meets.
-        let writer = open(script, O_WRONLY)
+        // A writer that closes after 20 ms: the fork race a multithreaded spawner meets. O_CLOEXEC: the other tests
+        // in this process spawn children meanwhile, and one that inherited the write descriptor would hold it.
+        let writer = open(script, O_WRONLY | O_CLOEXEC)
         #expect(writer >= 0)
         let closer = Task { try await Task.sleep(for: .milliseconds(20)); close(writer) }
+        // The timeout is not what this tests: long enough for a loaded machine.
         let result = try await ScriptRunner().run(executable: script, arguments: [], environment: [:],
-                                                  workingDirectory: directory, timeoutSeconds: 5)
+                                                  workingDirectory: directory, timeoutSeconds: 30)
         try await closer.value
-        #expect(result.exitCode == 0)
+        #expect(result.exitCode == 0, "\(result)")
         #expect(result.output.text == "started\n")
         // A writer that stays: a clear error once the retries are spent.
-        let holder = open(script, O_WRONLY)
+        let holder = open(script, O_WRONLY | O_CLOEXEC)
         defer { close(holder) }
         do {
             _ = try await ScriptRunner().run(executable: script, arguments: [], environment: [:],
-                                             workingDirectory: directory, timeoutSeconds: 5)
+                                             workingDirectory: directory, timeoutSeconds: 30)
             Issue.record("a script open for writing started")
         } catch {
             #expect(error.message.contains("Text file busy (is it still open for writing?)"), "\(error.message)")
