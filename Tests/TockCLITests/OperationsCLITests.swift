@@ -11,7 +11,24 @@ func httpGet(_ url: String) throws -> String {
     return result.stdout
 }
 
-func freePort() -> Int { Int.random(in: 20000...45000) }
+/// A port for a child process to listen on: below the kernel's ephemeral range (32768-60999 here), which outgoing
+/// connections take ports from at any moment, and free when chosen (bound and released, so not another test's).
+func freePort() -> Int {
+    for _ in 0..<100 {
+        let port = Int.random(in: 20000...32000)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        if bound { return port }
+    }
+    return Int.random(in: 20000...32000)
+}
 
 @Suite("operations from the command line: metrics, JSON logs, doctor, queue, stuck runs")
 struct OperationsCLITests {
