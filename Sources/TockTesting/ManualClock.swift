@@ -1,23 +1,13 @@
 import Synchronization
+import TockRuntime
 
 /// A clock that moves only when a test moves it (`advance(by:)`): pass it to a Worker or Scheduler and their
 /// sweeps, heartbeats, graces and retries happen when the test says, never after a wall-clock wait. A service plans
 /// each deadline before it signals what it did (see WakeSignal.wait(until:)), so moving the clock once that signal
 /// came reaches the deadline however late the service begins to sleep on it.
 public final class ManualClock: Clock, Sendable {
-    public struct Instant: InstantProtocol {
-        /// Time since the clock was made.
-        public var offset: Duration
-
-        public func advanced(by duration: Duration) -> Instant { Instant(offset: offset + duration) }
-        public func duration(to other: Instant) -> Duration { other.offset - offset }
-        public static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
-        public static func + (lhs: Instant, rhs: Duration) -> Instant { lhs.advanced(by: rhs) }
-        public static func += (lhs: inout Instant, rhs: Duration) { lhs = lhs + rhs }
-        public static func - (lhs: Instant, rhs: Duration) -> Instant { lhs.advanced(by: .zero - rhs) }
-        public static func -= (lhs: inout Instant, rhs: Duration) { lhs = lhs - rhs }
-        public static func - (lhs: Instant, rhs: Instant) -> Duration { rhs.duration(to: lhs) }
-    }
+    /// The same instants as AnyClock's: time since the clock was made.
+    public typealias Instant = AnyClock.Instant
 
     private struct Sleeper {
         let deadline: Instant
