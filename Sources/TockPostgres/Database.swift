@@ -276,8 +276,10 @@ public struct Database: Sendable {
 
     public func claimRuns(worker: Int64, max: Int) async throws(TockError) -> [ClaimedRun] {
         try await mapped {
-            try await client.fetch("SELECT * FROM tock.claim_runs(\(worker), \(max)::int, p_lease_token => \(leaseToken))",
-                                   logger: logger).map { row in
+            // Committed before any script starts: see fetchCommitted.
+            try await client.fetchCommitted(
+                "SELECT * FROM tock.claim_runs(\(worker), \(max)::int, p_lease_token => \(leaseToken))", logger: logger
+            ).map { row in
                 let (runId, jobId, jobName, script, args, timeout, attempt, trigger, scheduledFor) = try row.decode(
                     (Int64, Int64, String, String, [String], Double, Int, String, Date?).self)
                 return ClaimedRun(runId: runId, jobId: jobId, jobName: jobName, script: script, args: args,
