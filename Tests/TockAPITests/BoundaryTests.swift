@@ -210,9 +210,10 @@ struct BoundaryTests {
         var missing = server
         missing.endpoint = .unixSocket(path: "/tmp/tock-no-such-dir-\(getpid())/.s.PGSQL.5432")
         for settings in [refused, missing] {
-            // Far below the deadline, not a speed target: a refusal is seen at once, the deadline is 30 s.
-            let elapsed = try await Self.timeRequest(settings: settings, callTimeout: .seconds(30), expect: 503)
-            #expect(elapsed < .seconds(10), "\(settings.displayName): \(elapsed)")
+            // Far below the deadline, not a speed target: a refusal is seen at once, the deadline is 120 s (20 s
+            // seen for a refusal on two cores busy with another suite).
+            let elapsed = try await Self.timeRequest(settings: settings, callTimeout: .seconds(120), expect: 503)
+            #expect(elapsed < .seconds(60), "\(settings.displayName): \(elapsed)")
         }
         // A listener that never accepts: the kernel completes the connect, nothing answers.
         let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
