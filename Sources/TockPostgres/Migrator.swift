@@ -47,9 +47,13 @@ public struct Migrator: Sendable {
     /// to apply each file with psql, and 0005-0011 did not record themselves. Each is an effect of the file that no
     /// other file has; psql applied each file in one transaction, so one effect present means all of it is.
     static let effectsOfUnrecorded: [Int: String] = [
-        5: "to_regclass('tock.runs_finished_status_idx') IS NOT NULL",
+        // 0012 dropped the index 0005 and 0007 are known by, with the table it was on.
+        5: "to_regclass('tock.runs_finished_status_idx') IS NOT NULL OR to_regclass('tock.finished_runs') IS NOT NULL",
         6: "NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'tock.runs'::regclass AND conname = 'runs_worker_id_fkey')",
-        7: "to_regclass('tock.runs_finished_status_idx') IS NOT NULL AND to_regclass('tock.jobs_overlap_queue_idx') IS NULL",
+        7: """
+            (to_regclass('tock.runs_finished_status_idx') IS NOT NULL OR to_regclass('tock.finished_runs') IS NOT NULL)
+            AND to_regclass('tock.jobs_overlap_queue_idx') IS NULL
+            """,
         8: "EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'tock.runs'::regclass AND attname = 'timeout_at' AND NOT attisdropped)",
         9: "EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'tock.workers'::regclass AND attname = 'session_locked' AND NOT attisdropped)",
         10: "NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'tock.runs'::regclass AND conname = 'runs_job_id_fkey')",

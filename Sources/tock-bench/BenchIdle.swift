@@ -24,12 +24,12 @@ extension BenchRun {
     /// Counted from pg_stat_database (xact_commit + xact_rollback), which PostgreSQL flushes with a delay of up
     /// to a few seconds: a count is good to about ±2 over a minute.
     func idle(seconds: Int) async throws -> [BenchReport.IdleProcess] {
-        try await sql("DELETE FROM tock.runs")
+        try await sql("TRUNCATE tock.runs, tock.run_leases, tock.run_output, tock.finished_runs")
         try await sql("DELETE FROM tock.jobs WHERE name LIKE 'due-%'")
         // Due tomorrow at the earliest: the scheduler has a job to look at, and nothing runs.
         try await sql("INSERT INTO tock.jobs (name, script, schedule) VALUES ('idle-daily', 'report.sh', 'daily at 06:00')")
         // Autovacuum's own transactions would count too: the tables are vacuumed now and left alone meanwhile.
-        let tables = ["tock.runs", "tock.jobs", "tock.workers", "tock.run_output"]
+        let tables = ["tock.runs", "tock.jobs", "tock.workers", "tock.run_output", "tock.run_leases"]
         for table in tables {
             try await sql("VACUUM ANALYZE \(unescaped: table)")
             try await sql("ALTER TABLE \(unescaped: table) SET (autovacuum_enabled = false)")

@@ -232,7 +232,7 @@ final class BenchRun: @unchecked Sendable {
     /// worker is idle and listening when they all become claimable together; times from the first claim to the
     /// last finish, from the database's clock. The peers' benchmark does the same: fresh rows, workers ready first.
     func drain(job: String, runs: Int, workers count: Int, kind: WorkerKind, concurrency: Int) async throws -> BenchReport.Rate {
-        try await sql("DELETE FROM tock.runs")
+        try await sql("TRUNCATE tock.runs, tock.run_leases, tock.run_output, tock.finished_runs")
         try await sql("VACUUM ANALYZE tock.runs")
         try await sql("CHECKPOINT")
         let workers = try await startWorkers(count, concurrency: concurrency, kind: kind)
@@ -255,12 +255,12 @@ final class BenchRun: @unchecked Sendable {
                 guard ContinuousClock.now < deadline else { throw TockError(.failed, "\(done) of \(runs) runs finished in 10 minutes") }
                 try await Task.sleep(for: .milliseconds(20))
             }
-            let failed = try await client.fetch("SELECT count(*)::int FROM tock.runs WHERE status <> 'succeeded'", logger: logger)
+            let failed = try await client.fetch("SELECT count(*)::int FROM tock.finished_runs WHERE status <> 'succeeded'", logger: logger)
                 .first?.decode(Int.self) ?? 0
             guard failed == 0 else { throw TockError(.failed, "\(failed) benchmark runs did not succeed") }
             // finished_at is its finish transaction's start: the last batch's commit (about a millisecond) is left out.
             let seconds = try await client.fetch(
-                "SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM tock.runs", logger: logger)
+                "SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM tock.finished_runs", logger: logger)
                 .first?.decode(Double.self) ?? 0
             guard seconds > 0 else { throw TockError(.failed, "the benchmark runs have no start and finish times") }
             return BenchReport.Rate(workers: count, runs: runs, seconds: seconds, runsPerSecond: Double(runs) / seconds)
@@ -271,7 +271,7 @@ final class BenchRun: @unchecked Sendable {
     /// `tock-bench worker`s (no script processes: the scheduler and the claims are timed, not spawns); lateness is
     /// each run's start (claim) behind its fire time, from the database's clock.
     func schedule(jobs: Int, concurrency: Int) async throws -> Distribution {
-        try await sql("DELETE FROM tock.runs")
+        try await sql("TRUNCATE tock.runs, tock.run_leases, tock.run_output, tock.finished_runs")
         try await sql("DELETE FROM tock.jobs WHERE name LIKE 'due-%'")
         let workers = try await startWorkers(2, concurrency: concurrency, kind: .noop)
         let scheduler = try startTock(["scheduler"], log: "scheduler")
@@ -284,7 +284,7 @@ final class BenchRun: @unchecked Sendable {
                 """, logger: logger)
             for _ in 0..<3000 {
                 let done = try await client.fetch("""
-                    SELECT count(*)::int FROM tock.runs r JOIN tock.jobs j ON j.id = r.job_id
+                    SELECT count(*)::int FROM tock.finished_runs r JOIN tock.jobs j ON j.id = r.job_id
                     WHERE j.name LIKE 'due-%' AND r.status = 'succeeded'
                     """, logger: logger).first?.decode(Int.self) ?? 0
                 if done >= jobs { break }
@@ -292,7 +292,7 @@ final class BenchRun: @unchecked Sendable {
             }
             let lateness = try await client.fetch("""
                 SELECT (extract(epoch FROM r.started_at - r.scheduled_for) * 1e9)::bigint
-                FROM tock.runs r JOIN tock.jobs j ON j.id = r.job_id
+                FROM tock.finished_runs r JOIN tock.jobs j ON j.id = r.job_id
                 WHERE j.name LIKE 'due-%' AND r.trigger = 'schedule' AND r.started_at IS NOT NULL
                 """, logger: logger).map { try $0.decode(Int64.self) }
             guard lateness.count == jobs else {

@@ -49,8 +49,8 @@ extension BenchRun {
                                                            scriptsDirectory: nil, version: TockVersion.current)
             // A job in the middle of the name order, a run in the middle of the history, a job near the end.
             let job = try await value(String.self, "SELECT name FROM tock.jobs ORDER BY name OFFSET \(jobs / 2) LIMIT 1")
-            let newest = try await value(Int64.self, "SELECT max(id) FROM tock.runs")
-            let middle = try await value(Int64.self, "SELECT id FROM tock.runs WHERE id > \(newest / 2) ORDER BY id LIMIT 1")
+            let newest = try await value(Int64.self, "SELECT max(id) FROM tock.finished_runs")
+            let middle = try await value(Int64.self, "SELECT id FROM tock.finished_runs WHERE id > \(newest / 2) ORDER BY id LIMIT 1")
             let lastPage = try await value(String.self, "SELECT name FROM tock.jobs ORDER BY name OFFSET \(max(jobs - 150, 0)) LIMIT 1")
 
             var times: [BenchReport.QueryTime] = []
@@ -79,7 +79,7 @@ extension BenchRun {
             }
             func finishHundredRunning() async throws -> Int {
                 let running = try await client.fetch(
-                    "SELECT id FROM tock.runs WHERE status = 'running' AND worker_id = \(worker) LIMIT 100", logger: logger)
+                    "SELECT run_id FROM tock.run_leases WHERE worker_id = \(worker) LIMIT 100", logger: logger)
                     .map { try $0.decode(Int64.self) }
                 return try await database.finishRuns(worker: worker, running.map { ($0, RunOutcome(status: .succeeded, exitCode: 0)) }).count
             }
@@ -94,7 +94,7 @@ extension BenchRun {
             }) { try await database.claimRuns(worker: worker, max: 100).count }
             try await time("tock.finish_runs(worker, 100 runs)", "worker", portal: false, finishHundredRunning)
             try await time("tock.run_now(job)", "POST /jobs/{job}/trigger") { _ = try await database.runNow(job, trigger: "api"); return 1 }
-            try await time("tock.purge_history(): one batch", "scheduler", portal: false) {
+            try await time("tock.purge_history(): maintenance", "scheduler", portal: false) {
                 try await database.purgeHistory()
             }
 
@@ -181,14 +181,14 @@ extension BenchRun {
     }
 
     /// The history: jobs of four schedule kinds; per job, runs at evenly spaced fire times over 30 days, about
-    /// 5% failed and 0.2% dead; output stored for each job's newest run. Four template jobs go through the
+    /// 5% failed and 0.2% dead, in daily partitions; output stored for each job's newest run. Four template jobs go through the
     /// jobs trigger (parse, describe, next fire time); the rest copy their computed columns with the tables'
     /// own triggers off while seeding (the benchmark's role owns its database), which takes seconds instead of
     /// minutes. That includes the check that each run's job exists (a trigger since migration 0010): the seed
     /// names only the jobs it made.
     func seedScale(jobs: Int, runs: Int) async throws {
         let perJob = max(runs / max(jobs, 1), 1)
-        try await sql("DELETE FROM tock.runs")
+        try await sql("TRUNCATE tock.runs, tock.run_leases, tock.run_output, tock.finished_runs")
         try await sql("DELETE FROM tock.jobs WHERE name NOT IN ('clock', 'true', 'noop')")
         try await sql("""
             INSERT INTO tock.jobs (name, script, schedule, timezone)
@@ -197,22 +197,29 @@ extension BenchRun {
                    (ARRAY['UTC', 'Asia/Hong_Kong', 'Europe/London', 'America/New_York'])[1 + i % 4]
             FROM generate_series(1, 4) i
             """)
+        // The layout of a Tock that has run for a month: a partition per day of history, none from before.
+        try await sql("""
+            DO $$
+            DECLARE p record;
+            BEGIN
+                FOR p IN SELECT name FROM tock.history_partitions WHERE NOT is_default LOOP
+                    EXECUTE format('DROP TABLE tock.%I', p.name);
+                END LOOP;
+            END $$
+            """)
+        try await sql("SELECT tock.add_history_partitions(now() - interval '31 days', now() + interval '2 days')")
         try await sql("ALTER TABLE tock.jobs DISABLE TRIGGER USER")
-        try await sql("ALTER TABLE tock.runs DISABLE TRIGGER USER")
         // Nothing comes due while the history is written and timed: a day later than the schedules say.
         try await sql("UPDATE tock.jobs SET next_run_at = next_run_at + interval '1 day' WHERE name LIKE 'job-%'")
         do {
             try await seedHistory(jobs: jobs, perJob: perJob)
         } catch {
             try? await sql("ALTER TABLE tock.jobs ENABLE TRIGGER USER")
-            try? await sql("ALTER TABLE tock.runs ENABLE TRIGGER USER")
             throw error
         }
         try await sql("ALTER TABLE tock.jobs ENABLE TRIGGER USER")
-        try await sql("ALTER TABLE tock.runs ENABLE TRIGGER USER")
         try await sql("VACUUM ANALYZE tock.jobs")
-        try await sql("VACUUM ANALYZE tock.runs")
-        try await sql("VACUUM ANALYZE tock.run_output")
+        try await sql("VACUUM ANALYZE tock.finished_runs")
     }
 
     private func seedHistory(jobs: Int, perJob: Int) async throws {
@@ -231,12 +238,15 @@ extension BenchRun {
         // in a real history, so an index on finished_at fills in order.
         for k in stride(from: perJob, through: 1, by: -1) {
             try await sql("""
-                INSERT INTO tock.runs (job_id, trigger, status, scheduled_for, enqueued_at, run_after, started_at,
-                                       finished_at, worker_id, exit_code, error)
-                SELECT j.id, 'schedule', s.status, t.fire, t.fire, t.fire, t.fire + interval '2 ms',
+                INSERT INTO tock.finished_runs (id, job_id, trigger, status, priority, attempt, scheduled_for, enqueued_at,
+                                                run_after, started_at, finished_at, worker_id, exit_code, error, output,
+                                                output_bytes)
+                SELECT nextval(pg_get_serial_sequence('tock.runs', 'id')), j.id, 'schedule', s.status, 50, 1, t.fire,
+                       t.fire, t.fire, t.fire + interval '2 ms',
                        t.fire + interval '2 ms' + (j.id % 997) * interval '1 ms' * \(k),
                        w.id, CASE WHEN s.status = 'succeeded' THEN 0 ELSE 1 END,
-                       CASE WHEN s.status <> 'succeeded' THEN 'exited with status 1' END
+                       CASE WHEN s.status <> 'succeeded' THEN 'exited with status 1' END,
+                       \(unescaped: k == 1 ? "'report written: 1,024 rows', 26" : "NULL, 0")
                 FROM tock.jobs j
                 CROSS JOIN (SELECT id FROM tock.workers WHERE name = 'history:1') w
                 CROSS JOIN LATERAL (SELECT date_trunc('second', now()) - interval '30 days' * \(k) / \(perJob)
@@ -247,9 +257,5 @@ extension BenchRun {
                 ORDER BY t.fire
                 """)
         }
-        try await sql("""
-            INSERT INTO tock.run_output (run_id, output, bytes_total, truncated)
-            SELECT max(id), 'report written: 1,024 rows', 26, false FROM tock.runs GROUP BY job_id
-            """)
     }
 }

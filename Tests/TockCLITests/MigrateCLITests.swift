@@ -86,30 +86,27 @@ struct MigrateCLITests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let files = try SQLFiles.bundled()
         let expected = try await schemaFingerprint(try await TestDatabase.create())
-        for (index, migration) in files.migrations.enumerated() {
+        // The loop was in the README up to 0011; the files after it were never applied that way.
+        let legacy = files.migrations.filter { $0.version <= 11 }
+        for (index, migration) in legacy.enumerated() {
             let settings = try await TestDatabase.createEmpty()
-            // Exactly the loop the README gave: each file in one transaction, migrations first. At the newest
-            // version the functions too (older ones had other functions files, which tock migrate replaces).
-            let latest = index == files.migrations.count - 1
-            let applied = files.migrations.prefix(index + 1).map { "\(sql)/migrations/\($0.name).sql" }
-                + (latest ? files.functions.map { "\(sql)/functions/\($0.name).sql" } : [])
-            for file in applied {
+            // Exactly the loop the README gave: each file in one transaction, migrations first. The functions files
+            // of those versions are gone (tock migrate replaces them), and today's need today's tables.
+            for file in legacy.prefix(index + 1).map({ "\(sql)/migrations/\($0.name).sql" }) {
                 let result = try psql(settings, file: file, single: true)
                 try #require(result.status == 0, "\(file): \(result.stderr)")
             }
-            let before = try await schemaFingerprint(settings)
             let migrate = try tock(["migrate"], settings: settings, directory: directory)
             #expect(migrate.status == 0, "at \(migration.name): \(migrate.stderr)")
             #expect(!migrate.stderr.contains("error"), "at \(migration.name): \(migrate.stderr)")
             #expect(try await schemaFingerprint(settings) == expected, "at \(migration.name)")
-            // What psql applied is recorded, not run again.
-            for file in files.migrations.prefix(index + 1) where file.version > 4 {
-                #expect(migrate.stdout.contains("recorded \(file.name)"), "at \(migration.name): \(migrate.stdout)")
-                #expect(!migrate.stdout.contains("applied \(file.name)"), "at \(migration.name): \(migrate.stdout)")
-            }
-            if latest {
-                // The issue's case: everything was there; only records and the functions' checksum were missing.
-                #expect(before == expected)
+            // What psql applied is recorded, not run again; what came after is applied.
+            for file in files.migrations where file.version > 4 {
+                let applied = file.version > migration.version
+                #expect(migrate.stdout.contains("\(applied ? "applied" : "recorded") \(file.name)"),
+                        "at \(migration.name): \(migrate.stdout)")
+                #expect(!migrate.stdout.contains("\(applied ? "recorded" : "applied") \(file.name)"),
+                        "at \(migration.name): \(migrate.stdout)")
             }
             #expect(try await tock(["migrate"], settings: settings, directory: directory).stdout == "up to date\n")
         }
@@ -136,6 +133,74 @@ struct MigrateCLITests {
                 #expect(current.functionsApplied)
             }
             #expect(try await schemaFingerprint(settings) == expected, "from \(files.migrations[count - 1].name)")
+        }
+    }
+
+    @Test("a database at 0011 with history: 0012 moves every run and its output; runs in flight go on where they were")
+    func historyMovesAtMigration() async throws {
+        let files = try SQLFiles.bundled()
+        let settings = try await TestDatabase.createEmpty()
+        let before = {
+            var before = files
+            before.migrations = files.migrations.filter { $0.version <= 11 }
+            before.functions = []
+            return before
+        }()
+        try await TestDatabase.withClient(settings) { client in
+            _ = try await Migrator(client: client, files: before, logger: TestDatabase.logger).migrate()
+            // The 0011 layout, written directly (its functions are not applied): 1,000 runs that ended over ten
+            // days, one in five with output; three pending; two running on a live worker.
+            _ = try await client.query("""
+                INSERT INTO tock.jobs (name, script, spec)
+                VALUES ('report', 'report.sh', ROW('manual', NULL, NULL, NULL, NULL, NULL, NULL, false, false, false))
+                """).collect()
+            _ = try await client.query("INSERT INTO tock.workers (name, host, pid, concurrency) VALUES ('h:1', 'h', 1, 4)").collect()
+            _ = try await client.query("""
+                INSERT INTO tock.runs (job_id, trigger, status, enqueued_at, run_after, started_at, finished_at, worker_id,
+                                       exit_code, error)
+                SELECT 1, 'sql', (ARRAY['succeeded', 'failed', 'timed_out', 'cancelled', 'dead'])[1 + i % 5],
+                       now() - i * interval '14 minutes', now() - i * interval '14 minutes',
+                       now() - i * interval '14 minutes', now() - i * interval '14 minutes' + interval '3 seconds', 1,
+                       i % 5, CASE WHEN i % 5 <> 0 THEN 'error ' || i END
+                FROM generate_series(1000, 1, -1) i
+                """).collect()
+            _ = try await client.query("""
+                INSERT INTO tock.run_output (run_id, output, bytes_total, truncated)
+                SELECT id, 'output of ' || id, 10 + id, id % 2 = 0 FROM tock.runs WHERE id % 5 = 0
+                """).collect()
+            _ = try await client.query("""
+                INSERT INTO tock.runs (job_id, trigger, status, started_at, worker_id, timeout_at)
+                SELECT 1, 'sql', s, CASE WHEN s = 'running' THEN now() END, CASE WHEN s = 'running' THEN 1 END,
+                       CASE WHEN s = 'running' THEN now() + interval '1 hour' END
+                FROM unnest(ARRAY['pending', 'pending', 'pending', 'running', 'running']) s
+                """).collect()
+            let snapshot = """
+                SELECT string_agg(concat_ws(' ', r.id, r.status, r.finished_at, r.exit_code, r.error, r.worker_id,
+                                            o.output, o.bytes_total, o.truncated), E'\n' ORDER BY r.id)
+                """
+            let old = try await client.query(PostgresQuery(unsafeSQL: snapshot + """
+                FROM tock.runs r LEFT JOIN tock.run_output o ON o.run_id = r.id
+                """)).decode(String.self).all().first
+            let maxId = try await client.query("SELECT max(id) FROM tock.runs").decode(Int64.self).all().first ?? 0
+
+            let current = try await Migrator(client: client, files: files, logger: TestDatabase.logger).migrate()
+            #expect(current.applied == ["0012_history"])
+            let moved = try await client.query(PostgresQuery(unsafeSQL: snapshot + """
+                FROM tock.run_history r LEFT JOIN tock.run_logs o ON o.run_id = r.id
+                """)).decode(String.self).all().first
+            #expect(moved == old)
+            #expect(try await client.query("SELECT count(*)::int FROM tock.runs").decode(Int.self).all() == [5])
+            #expect(try await client.query("SELECT count(*)::int FROM tock.finished_runs").decode(Int.self).all() == [1000])
+            #expect(try await client.query("SELECT array_agg(run_id ORDER BY run_id) FROM tock.run_leases WHERE worker_id = 1")
+                .decode([Int64].self).all() == [[maxId - 1, maxId]])
+            // The runs in flight go on: a new run's id follows the old ones, a pending run is claimed, a running one
+            // ends into the history.
+            let next = try await client.query("SELECT tock.run_now('report')").decode(Int64.self).all().first ?? 0
+            #expect(next > maxId)
+            #expect(try await client.query("SELECT run_id FROM tock.claim_runs(1, 1)").decode(Int64.self).all() == [maxId - 4])
+            #expect(try await client.query("SELECT tock.finish_run(\(maxId), 1, 'succeeded', 0)").decode(Bool.self).all() == [true])
+            #expect(try await client.query("SELECT status FROM tock.run_history WHERE id = \(maxId)").decode(String.self).all()
+                == ["succeeded"])
         }
     }
 

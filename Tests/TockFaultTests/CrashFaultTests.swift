@@ -54,7 +54,7 @@ extension FaultTests {
                 while !enqueued {
                     do {
                         let present = try await client.query(
-                            "SELECT count(*)::int FROM tock.runs r JOIN tock.jobs j ON j.id = r.job_id WHERE j.name = \("batch\(batch)")")
+                            "SELECT count(*)::int FROM tock.run_history r JOIN tock.jobs j ON j.id = r.job_id WHERE j.name = \("batch\(batch)")")
                             .decode(Int.self).all().first ?? 0
                         if present == 0 {
                             _ = try await client.query("""
@@ -73,21 +73,21 @@ extension FaultTests {
             #expect(unavailable.contains("\"error\""), "the error's JSON shape: \(unavailable)")
 
             let allDone = try await eventually(timeout: .seconds(60)) {
-                (try? await count(database, "SELECT count(*)::int FROM tock.runs WHERE status = 'succeeded'")) == 200
+                (try? await count(database, "SELECT count(*)::int FROM tock.run_history WHERE status = 'succeeded'")) == 200
             }
-            let statuses = try await client.query("SELECT status || ' ' || count(*) FROM tock.runs GROUP BY status")
+            let statuses = try await client.query("SELECT status || ' ' || count(*) FROM tock.run_history GROUP BY status")
                 .decode(String.self).all()
             #expect(allDone, "runs by status: \(statuses)\nworkers' logs:\n\(workers.map(\.log).joined(separator: "\n---\n"))")
             // Every batch once, each of its runs a first attempt: none vanished, none was failed over.
-            #expect(try await count(database, "SELECT count(*)::int FROM tock.runs") == 200)
+            #expect(try await count(database, "SELECT count(*)::int FROM tock.run_history") == 200)
             #expect(try await count(database, """
-                SELECT count(*)::int FROM (SELECT job_id FROM tock.runs GROUP BY job_id HAVING count(*) = 10) b
+                SELECT count(*)::int FROM (SELECT job_id FROM tock.run_history GROUP BY job_id HAVING count(*) = 10) b
                 """) == 20)
-            #expect(try await count(database, "SELECT count(*)::int FROM tock.runs WHERE attempt <> 1") == 0)
+            #expect(try await count(database, "SELECT count(*)::int FROM tock.run_history WHERE attempt <> 1") == 0)
             #expect(try await database.workers().map(\.state) == ["running", "running"])
             // Each run's script started at least once; a claim the crash undid (claims do not wait for the WAL
             // flush) starts one twice, as README says it may.
-            let ids = try await client.query("SELECT id FROM tock.runs").decode(Int64.self).all()
+            let ids = try await client.query("SELECT id FROM tock.run_history").decode(Int64.self).all()
             let executed = executions.executionsPerRun()
             #expect(Set(ids).isSubset(of: executed.keys), "never started: \(Set(ids).subtracting(executed.keys).sorted())")
             print("fault 9: runs whose script started twice after the crash: \(executions.repeatedRuns().count)")

@@ -36,47 +36,83 @@ func mixedQueue(_ database: Database) async throws {
 
 @Suite("operations in SQL: retention, stuck runs, reset, lag, gauges, preview")
 struct OperationsTests {
-    @Test("purge_history deletes runs older than the retention with their output, in batches, and keeps the rest")
+    @Test("retention hides runs past it at once and drops their partition whole once all of it is past; partitions are made ahead")
     func retention() async throws {
         try await TestDatabase.withFresh { database, _ in
             _ = try await database.createJob(JobDefinition(name: "old", script: "x.sh"))
             let client = database.client
+            func ids(_ sql: String) async throws -> [Int64] {
+                try await client.query(PostgresQuery(unsafeSQL: sql)).decode(Int64.self).all()
+            }
             var ancient: [Int64] = []
             for _ in 0..<5 { ancient.append(try await finishedRun(database, job: "old", at: "now() - interval '40 days'")) }
             let recent = try await finishedRun(database, job: "old", at: "now() - interval '2 days'")
             let pending = try await database.runNow("old")
 
-            #expect(try await client.query("SELECT tock.purge_history(now(), 2)").decode(Int.self).all() == [2])
-            #expect(try await database.purgeHistory() == 3)
+            // Past the 30 days' retention: not shown, though still stored (their partition holds newer runs).
+            #expect(try await ids("SELECT id FROM tock.run_history ORDER BY id") == [recent, pending])
+            #expect(try await ids("SELECT run_id FROM tock.run_logs ORDER BY run_id") == [recent])
+            #expect(try await ids("SELECT count(*) FROM tock.finished_runs") == [6])
+            #expect(try await database.job("old").lastRunId == pending)
+
+            // Maintenance now: partitions ahead, none dropped.
             #expect(try await database.purgeHistory() == 0)
-            let left = try await client.query("SELECT id FROM tock.runs ORDER BY id").decode(Int64.self).all()
-            #expect(left == [recent, pending])
-            let outputs = try await client.query("SELECT run_id FROM tock.run_output ORDER BY run_id").decode(Int64.self).all()
-            #expect(outputs == [recent])
-            // The workers that stopped 40 days ago went with them; a shorter retention takes the rest.
-            #expect(try await client.query("SELECT count(*) FROM tock.workers").decode(Int.self).all() == [1])
-            _ = try await client.query("SELECT tock.set_history_retention('1 day')").collect()
-            #expect(try await database.purgeHistory() == 1)
-            #expect(try await client.query("SELECT id FROM tock.runs").decode(Int64.self).all() == [pending])
+            let ahead = try await ids("""
+                SELECT count(*) FROM tock.history_partitions WHERE NOT is_default AND lower >= now() AND lower < now() + interval '2 days'
+                """)
+            #expect(ahead.first ?? 0 >= 1, "partitions ahead of now")
+            #expect(try await database.purgeHistory() == 0)
+
+            // 33 days on, every run in the partition the history started with is past the retention: it goes whole.
+            // The stopped workers go with it; the run in flight stays.
+            #expect(try await ids("SELECT tock.purge_history(now() + interval '33 days')") == [6])
+            #expect(try await ids("SELECT count(*) FROM tock.finished_runs") == [0])
+            #expect(try await ids("SELECT count(*) FROM tock.history_partitions WHERE upper <= now() + interval '3 days'") == [0])
+            #expect(try await ids("SELECT id FROM tock.runs") == [pending])
+            #expect(try await ids("SELECT count(*) FROM tock.workers") == [0])
+
+            // A finish no partition covers lands in the default partition, and moves into the partition made for
+            // its time later. (Priority 90: its run is claimed before the pending one.)
+            var future = JobDefinition(name: "future", script: "x.sh")
+            future.priority = 90
+            _ = try await database.createJob(future)
+            let ahead40 = try await finishedRun(database, job: "future", at: "now() + interval '40 days'")
+            #expect(try await ids("SELECT id FROM tock.finished_runs_default") == [ahead40])
+            #expect(try await ids("SELECT tock.purge_history(now() + interval '40 days')") == [0])
+            #expect(try await ids("SELECT id FROM tock.finished_runs_default") == [])
+            #expect(try await ids("SELECT id FROM tock.finished_runs") == [ahead40])
+
             let refused = await #expect(throws: PSQLError.self) {
-                _ = try await client.query("SELECT tock.set_history_retention('5 minutes')").collect()
+                _ = try await client.query("SELECT tock.set_history_retention('30 seconds')").collect()
             }
-            #expect(refused?.serverInfo?[.message] == "retention: 00:05:00 is shorter than an hour")
+            #expect(refused?.serverInfo?[.message] == "retention: 00:00:30 is shorter than a minute")
         }
     }
 
-    @Test("an old first attempt stays while a retry of it is recent, and the chain goes whole once all are old")
-    func retentionKeepsAttemptChains() async throws {
+    @Test("a retention shorter than the partitions holds: runs past it leave every view at once; partitions narrow to match")
+    func retentionShorterThanAPartition() async throws {
         try await TestDatabase.withFresh { database, _ in
             _ = try await database.createJob(JobDefinition(name: "flaky", script: "x.sh"))
             let client = database.client
-            let first = try await finishedRun(database, job: "flaky", at: "now() - interval '40 days'", status: "failed")
-            let retry = try #require(try await client.query(
-                "SELECT tock.retry(\(first), now() - interval '1 day')").decode(Int64.self).all().first)
-            #expect(try await database.purgeHistory() == 0)
-            _ = try await client.query("SELECT tock.cancel(\(retry), now() - interval '35 days')").collect()
-            #expect(try await database.purgeHistory() == 1)
-            #expect(try await client.query("SELECT count(*) FROM tock.runs").decode(Int.self).all() == [0])
+            let old = try await finishedRun(database, job: "flaky", at: "now() - interval '3 hours'", status: "failed")
+            let young = try await finishedRun(database, job: "flaky", at: "now() - interval '1 hour'", status: "failed")
+            func count(_ sql: String) async throws -> Int {
+                try await client.query(PostgresQuery(unsafeSQL: sql)).decode(Int.self).all().first ?? -1
+            }
+            #expect(try await count("SELECT count(*)::int FROM tock.run_history") == 2)
+            _ = try await client.query("SELECT tock.set_history_retention('2 hours')").collect()
+            #expect(try await count("SELECT extract(epoch FROM history_partition)::int FROM tock.config") == 60)
+            #expect(try await client.query("SELECT id FROM tock.run_history").decode(Int64.self).all() == [young])
+            #expect(try await count("SELECT runs::int FROM tock.job_stats WHERE period = '24h'") == 1)
+            #expect(try await count("SELECT (tock.stats() -> 'runs_24h' ->> 'failed')::int") == 1)
+            #expect(try await count("SELECT count(*)::int FROM tock.run_logs WHERE run_id = \(old)") == 0)
+            // A retry of the hidden run is still possible from SQL while it is stored: it is refused only once gone.
+            #expect(try await count("SELECT count(*)::int FROM tock.finished_runs WHERE id = \(old)") == 1)
+            // New partitions are a minute wide, from where the ones made before end (two days ahead).
+            _ = try await client.query("SELECT tock.purge_history(now() + interval '3 days')").collect()
+            #expect(try await count("""
+                SELECT count(*)::int FROM tock.history_partitions WHERE upper - lower = interval '1 minute'
+                """) >= 5)
         }
     }
 

@@ -91,7 +91,7 @@ struct QueueTests {
             #expect(ids.count == 1000)
             #expect(Set(ids).count == 1000)
             let succeeded = try await database.client.query(
-                "SELECT count(*) FROM tock.runs WHERE status = 'succeeded'").decode(Int.self).all().first
+                "SELECT count(*) FROM tock.run_history WHERE status = 'succeeded'").decode(Int.self).all().first
             #expect(succeeded == 1000)
             let processed = try await database.client.query(
                 "SELECT sum(runs_processed)::int FROM tock.workers").decode(Int.self).all().first
@@ -136,8 +136,7 @@ struct QueueTests {
                                           (50, '5 minutes'), (10, '-2 minutes'), (10, '0'), (0, '20 minutes')) v(priority, delay)
                 """).collect()
             _ = try await database.client.query("""
-                UPDATE tock.runs SET status = 'cancelled', finished_at = now()
-                WHERE run_after = '2030-01-01 00:05Z'
+                SELECT tock.cancel(id) FROM tock.runs WHERE run_after = '2030-01-01 00:05Z'
                 """).collect()
             #expect(try await next() == "00:10")
             _ = try await database.client.query("DELETE FROM tock.runs WHERE priority = 50").collect()
@@ -249,7 +248,7 @@ struct QueueTests {
             #expect(missing?.serverInfo?[.sqlState] == "23503")
             #expect(missing?.serverInfo?[.message] == "job \(other + 1000) does not exist")
             await #expect(throws: PSQLError.self) {
-                _ = try await database.client.query("UPDATE tock.runs SET job_id = \(other) WHERE id = \(runs[0])").collect()
+                _ = try await database.client.query("UPDATE tock.runs SET job_id = job_id + 1 WHERE id = \(otherRun)").collect()
             }
             #expect(try await database.runs(job: "b").map(\.id) == [otherRun])
 
@@ -621,14 +620,14 @@ struct QueueTests {
             #expect(try await eventually { received.withLock { Set($0) } == ["tock_runs", "tock_jobs"] },
                     "received: \(received.withLock { $0 })")
 
-            // One NOTIFY per statement however many runs it enqueues; none for a run inserted already finished.
+            // One NOTIFY per statement however many runs it enqueues; none for a run inserted already running.
             // Notifications arrive in commit order, so once the last run-now's has come, the count is final.
             _ = try await database.client.fetch(
                 "INSERT INTO tock.runs (job_id, trigger, run_after) SELECT id, 'sql', now() + interval '1 hour' FROM tock.jobs, generate_series(1, 500)",
                 logger: database.logger)
             _ = try await database.client.fetch("""
-                INSERT INTO tock.runs (job_id, trigger, status, started_at, finished_at)
-                SELECT id, 'sql', 'succeeded', now(), now() FROM tock.jobs
+                INSERT INTO tock.runs (job_id, trigger, status, started_at)
+                SELECT id, 'sql', 'running', now() FROM tock.jobs
                 """, logger: database.logger)
             _ = try await database.runNow("n")
             let runs = { received.withLock { $0.filter { $0 == "tock_runs" }.count } }

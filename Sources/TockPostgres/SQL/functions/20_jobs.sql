@@ -325,12 +325,15 @@ $$;
 
 -- A deleted job's runs go with it, as the foreign key's cascade did (see migration 0010): after the job's row is
 -- locked and gone, so a run enqueued meanwhile either committed first (and is deleted here) or fails for want of
--- the job (tock.tg_runs__inserted). One look into each of the two indexes that hold a job's runs between them.
+-- the job (tock.tg_runs__inserted). One look into the job index of the runs in flight and of each history
+-- partition; the leases and live output of its running runs go too.
 CREATE OR REPLACE FUNCTION tock.tg_jobs__deleted()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM tock.runs WHERE job_id = OLD.id AND finished_at IS NOT NULL;
-    DELETE FROM tock.runs WHERE job_id = OLD.id AND status IN ('pending', 'running');
+    DELETE FROM tock.finished_runs WHERE job_id = OLD.id;
+    WITH gone AS (DELETE FROM tock.runs WHERE job_id = OLD.id RETURNING id, worker_id)
+    , live AS (DELETE FROM tock.run_output o WHERE o.run_id IN (SELECT g.id FROM gone g))
+    DELETE FROM tock.run_leases l USING gone g WHERE l.worker_id = g.worker_id AND l.run_id = g.id;
     RETURN NULL;
 END $$;
 CREATE OR REPLACE TRIGGER jobs_delete_runs

@@ -110,22 +110,77 @@ CREATE OR REPLACE TRIGGER runs_notify_requeued
     EXECUTE FUNCTION tock.tg_notify('tock_runs');
 
 -- A run of an overlap 'queue' job that ended makes the job's next pending run claimable: that wakes the workers
--- too, so none has to claim after each run it finishes just in case. One query per statement, not per row.
+-- too, so none has to claim after each run it finishes just in case. A run that ends leaves tock.runs (its row moves
+-- to tock.finished_runs), so this watches deletions. One query per statement, not per row.
 CREATE OR REPLACE FUNCTION tock.tg_runs__queue_unblocked()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- A probe of each job with ended runs, never a join: with many 'queue' jobs a join would hash them all. Once
     -- per job, not per run: a finish of a batch of one job's runs probes that job once.
-    IF EXISTS (SELECT 1 FROM (SELECT DISTINCT c.job_id FROM changed c WHERE c.status NOT IN ('pending', 'running')) e
+    IF EXISTS (SELECT 1 FROM (SELECT DISTINCT g.job_id FROM gone g) e
                WHERE (SELECT j.overlap FROM tock.jobs j WHERE j.id = e.job_id) = 'queue') THEN
         PERFORM pg_notify('tock_runs', '');
     END IF;
     RETURN NULL;
 END $$;
 
-CREATE OR REPLACE TRIGGER runs_notify_queue_unblocked
-    AFTER UPDATE ON tock.runs REFERENCING NEW TABLE AS changed
+-- It watched updates before runs left the table when they ended (migration 0012): a claim no longer pays for it.
+DROP TRIGGER IF EXISTS runs_notify_queue_unblocked ON tock.runs;
+CREATE TRIGGER runs_notify_queue_unblocked
+    AFTER DELETE ON tock.runs REFERENCING OLD TABLE AS gone
     FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_runs__queue_unblocked();
+
+-- Ends runs in flight: each leaves tock.runs (with its lease and live output) and enters tock.finished_runs with how
+-- it ended and its output, in the caller's transaction. The only way a run ends, so the two tables never hold the
+-- same run. Only runs still p_from (pending or running) and, when p_worker is given, running on that worker: the
+-- guard is checked again on the row a concurrent claim, requeue or rescue left, so a late or duplicate call ends
+-- nothing. An output element empty with 0 bytes keeps what the worker sent while the run ran, if anything.
+-- Returns the runs it moved.
+CREATE OR REPLACE FUNCTION tock.end_runs(
+    p_from text, p_worker bigint, p_runs bigint[], p_statuses text[], p_exit_codes int[], p_errors text[],
+    p_outputs text[], p_bytes_total bigint[], p_truncated boolean[], p_now timestamptz)
+RETURNS bigint[] LANGUAGE plpgsql SET jit = off AS $$
+DECLARE
+    v_ended bigint[];
+BEGIN
+    WITH gone AS (
+        DELETE FROM tock.runs r
+        WHERE r.id = ANY (p_runs) AND r.status = p_from AND (p_worker IS NULL OR r.worker_id = p_worker)
+        RETURNING r.*
+    ), live AS (
+        -- The output sent while it ran, for a run whose end brings none (a cancel of a pending run, a rescue).
+        DELETE FROM tock.run_output o
+        WHERE o.run_id IN (SELECT g.id FROM gone g)
+        RETURNING o.*
+    ), leases AS (
+        DELETE FROM tock.run_leases l
+        WHERE l.worker_id IN (SELECT g.worker_id FROM gone g WHERE g.worker_id IS NOT NULL)
+          AND l.run_id IN (SELECT g.id FROM gone g)
+    ), moved AS (
+        INSERT INTO tock.finished_runs (id, job_id, trigger, status, priority, attempt, first_run_id, scheduled_for,
+                                        enqueued_at, run_after, started_at, finished_at, worker_id, exit_code, error,
+                                        cancel_requested_at, timeout_at, output, output_bytes, output_truncated)
+        SELECT g.id, g.job_id, g.trigger, e.status, g.priority, g.attempt, g.first_run_id, g.scheduled_for,
+               g.enqueued_at, g.run_after, g.started_at, greatest(p_now, g.started_at), g.worker_id, e.exit_code,
+               e.error, g.cancel_requested_at, g.timeout_at,
+               CASE WHEN coalesce(e.bytes, 0) > 0 OR coalesce(e.output, '') <> '' THEN right(e.output, 4194304)
+                    ELSE l.output END,
+               CASE WHEN coalesce(e.bytes, 0) > 0 OR coalesce(e.output, '') <> '' THEN greatest(coalesce(e.bytes, 0), 0)
+                    ELSE coalesce(l.bytes_total, 0) END,
+               CASE WHEN coalesce(e.bytes, 0) > 0 OR coalesce(e.output, '') <> ''
+                    THEN coalesce(e.truncated, false) OR length(e.output) > 4194304
+                    ELSE coalesce(l.truncated, false) END
+        FROM gone g
+        -- One end per run, whatever the caller repeated.
+        JOIN (SELECT DISTINCT ON (u.run) u.*
+              FROM unnest(p_runs, p_statuses, p_exit_codes, p_errors, p_outputs, p_bytes_total, p_truncated)
+                   AS u(run, status, exit_code, error, output, bytes, truncated)) e ON e.run = g.id
+        LEFT JOIN live l ON l.run_id = g.id
+        RETURNING id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_ended FROM moved;
+    RETURN v_ended;
+END $$;
 
 -- Enqueues a run of a job now, whatever its schedule or pause state; returns the run's id.
 -- p_trigger records who asked: 'sql' (default), 'manual' (the CLI) or 'api'.
@@ -160,8 +215,8 @@ COMMENT ON FUNCTION tock.run_now(text, text, timestamptz) IS
 -- Returns when to call again: the earliest fire time less p_lookahead, the fire time itself for a job left
 -- waiting in the window, or p_now when more than p_limit jobs were due.
 --
--- No sequential scans: each due job's overlap probe (NOT EXISTS … runs of the job pending or running) must be one
--- look into runs_active_idx. With statistics taken during a backlog of one job, the planner believes every run is
+-- No sequential scans: each due job's overlap probe (NOT EXISTS … runs of the job in flight) must be one look
+-- into runs_job_idx. With statistics taken during a backlog of one job, the planner believes every run is
 -- that job's pending run, expects the first row at once and scans the table instead, once per due job: with a
 -- real history that is a scan of millions of rows per job. Every statement here has an index that answers it.
 DROP FUNCTION IF EXISTS tock.tick(timestamptz, int);
@@ -185,7 +240,7 @@ BEGIN
         FROM tock.jobs j
         WHERE j.enabled AND j.next_run_at <= v_horizon
           AND (j.next_run_at <= p_now OR j.overlap <> 'skip'
-               OR NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = j.id AND r.status IN ('pending', 'running')))
+               OR NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = j.id))
         ORDER BY j.next_run_at
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
@@ -200,7 +255,7 @@ BEGIN
         SELECT a.id, 'schedule', a.priority, a.fire_time, p_now, a.fire_time
         FROM advanced a
         WHERE (a.overlap <> 'skip'
-               OR NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = a.id AND r.status IN ('pending', 'running')))
+               OR NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = a.id))
           -- misfire 'skip': a fire time missed by more than a minute (downtime) is dropped, not run late.
           AND (a.misfire = 'run_once' OR a.fire_time >= p_now - interval '1 minute')
         ON CONFLICT (job_id, scheduled_for) WHERE trigger = 'schedule' DO NOTHING
@@ -264,6 +319,8 @@ BEGIN
         SET status = 'pending', started_at = NULL, worker_id = NULL, timeout_at = NULL, run_after = p_now
         WHERE id = ANY (p_runs) AND status = 'running' AND worker_id = p_worker
         RETURNING id
+    ), unleased AS (
+        DELETE FROM tock.run_leases l WHERE l.worker_id = p_worker AND l.run_id IN (SELECT r.id FROM requeued r)
     )
     SELECT coalesce(array_agg(id ORDER BY id), '{}') INTO v_requeued FROM requeued;
     RETURN v_requeued;
@@ -288,7 +345,7 @@ CREATE OR REPLACE FUNCTION tock.heartbeat(
     p_worker bigint, p_now timestamptz DEFAULT now(), p_held bigint[] DEFAULT NULL,
     p_unheld_after interval DEFAULT '1 minute', p_lease_token text DEFAULT NULL, p_claim_error text DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql
--- The walk of the worker's running runs stays one look into runs_running_worker_idx (see tock.tick).
+-- The walk of the worker's running runs stays one look into its leases (see tock.tick).
 SET enable_seqscan = off
 AS $$
 DECLARE
@@ -305,9 +362,10 @@ BEGIN
     IF v_state IS NOT NULL AND p_held IS NOT NULL THEN
         -- Looked for first, then put back by id: an UPDATE of no row would still fire the statement triggers on
         -- tock.runs, each second per worker.
-        SELECT array_agg(id ORDER BY id) INTO v_unheld FROM tock.runs
-        WHERE worker_id = p_worker AND status = 'running' AND started_at < p_now - p_unheld_after
-          AND NOT (id = ANY (p_held));
+        SELECT array_agg(r.id ORDER BY r.id) INTO v_unheld
+        FROM tock.run_leases l JOIN tock.runs r ON r.id = l.run_id
+        WHERE l.worker_id = p_worker AND r.status = 'running' AND r.worker_id = p_worker
+          AND r.started_at < p_now - p_unheld_after AND NOT (r.id = ANY (p_held));
         IF v_unheld IS NOT NULL THEN
             v_unheld := tock.requeue_runs(v_unheld, p_worker, p_now);
             RAISE LOG 'tock: worker % never got the answer to its claim of runs %: back in the queue', p_worker, v_unheld;
@@ -400,6 +458,10 @@ BEGIN
         -- An id list, not a join: always primary-key lookups, never a scan of the queue to hash it.
         WHERE r.id = ANY (ARRAY(SELECT c.id FROM claimable c))
         RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.priority, r.run_after, r.timeout_at
+    ), leased AS (
+        -- The index of running runs by worker (heartbeat, rescue, cancel requests): a row of its own, so that the
+        -- update above changes no indexed column and stays HOT.
+        INSERT INTO tock.run_leases (worker_id, run_id) SELECT p_worker, c.id FROM claimed c
     )
     SELECT c.id, j.id, j.name, j.script, j.args, extract(epoch FROM c.timeout_at - p_now)::float8, c.attempt, c.trigger,
            c.scheduled_for
@@ -410,7 +472,8 @@ $$;
 COMMENT ON FUNCTION tock.claim_runs(bigint, int, timestamptz, text) IS
     'Moves up to p_max pending runs to running for worker p_worker (FOR UPDATE SKIP LOCKED) and returns them.';
 
--- Writes runs' output (so far, or final), replacing what was there: finish_runs and report_output share it.
+-- Writes running runs' output so far, replacing what was there (report_output). A finished run's output goes
+-- into tock.finished_runs with it (tock.end_runs).
 DROP FUNCTION IF EXISTS tock.store_output(bigint, text, bigint, boolean, timestamptz);
 -- A run keeps at most the last 4 MiB characters of its output (a worker keeps --output-cap, 1 MiB by default): a
 -- worker's report cannot fill the disk.
@@ -463,36 +526,26 @@ BEGIN
         PERFORM tock.raise_invalid('status', format('%L is not succeeded, failed, timed_out or cancelled', v_bad));
     END IF;
     -- Succeeded and cancelled attempts need no retry decision: one statement ends them all.
-    WITH ended AS (
-        UPDATE tock.runs r
-        SET status = i.status, finished_at = greatest(p_now, r.started_at), exit_code = i.exit_code, error = i.error
-        FROM unnest(p_runs, p_statuses, p_exit_codes, p_errors) AS i(run, status, exit_code, error)
-        WHERE r.id = i.run
-          -- The guard inside coalesce() on purpose: written plainly it matches runs_running_worker_idx, whose
-          -- statistics (taken when few runs were running) make the planner loop over every running run of the
-          -- worker for each run in the batch. This way each run is one primary-key lookup.
-          AND coalesce(r.status = 'running' AND r.worker_id = p_worker, false)
-          AND i.status IN ('succeeded', 'cancelled')
-        RETURNING r.id
-    )
-    SELECT coalesce(array_agg(id), '{}') INTO v_finished FROM ended;
+    SELECT tock.end_runs('running', p_worker, array_agg(i.run), array_agg(i.status), array_agg(i.exit_code),
+                         array_agg(i.error), array_agg(i.output), array_agg(i.bytes), array_agg(i.truncated), p_now)
+    INTO v_finished
+    FROM unnest(p_runs, p_statuses, p_exit_codes, p_errors, p_outputs, p_bytes_total, p_truncated)
+         AS i(run, status, exit_code, error, output, bytes, truncated)
+    WHERE i.status IN ('succeeded', 'cancelled');
+    v_finished := coalesce(v_finished, '{}');
     -- Failed and timed-out attempts may be retried or end dead: tock.end_attempt decides, run by run.
     FOR v_failed IN
-        SELECT * FROM unnest(p_runs, p_statuses, p_exit_codes, p_errors) AS i(run, status, exit_code, error)
+        SELECT * FROM unnest(p_runs, p_statuses, p_exit_codes, p_errors, p_outputs, p_bytes_total, p_truncated)
+                      AS i(run, status, exit_code, error, output, bytes, truncated)
         WHERE i.status IN ('failed', 'timed_out')
     LOOP
         IF tock.end_attempt(v_failed.run, p_worker, v_failed.status, v_failed.exit_code, v_failed.error, p_now,
-                            p_retry_now => false) THEN
+                            p_retry_now => false, p_output => v_failed.output, p_bytes_total => v_failed.bytes,
+                            p_truncated => v_failed.truncated) THEN
             v_finished := v_finished || v_failed.run;
         END IF;
     END LOOP;
     IF cardinality(v_finished) > 0 THEN
-        PERFORM tock.store_outputs(array_agg(o.run), array_agg(o.output), array_agg(o.bytes), array_agg(o.truncated), p_now)
-        FROM unnest(p_runs, p_outputs, p_bytes_total, p_truncated) AS o(run, output, bytes, truncated)
-        -- A run that printed nothing has no output row (tock.run_history shows 0 bytes for it).
-        WHERE o.run = ANY (v_finished) AND (coalesce(o.bytes, 0) > 0 OR coalesce(o.output, '') <> '')
-        -- An aggregate yields a row even over no rows: without this, a batch that printed nothing still calls it.
-        HAVING count(*) > 0;
         UPDATE tock.workers SET runs_processed = runs_processed + cardinality(v_finished) WHERE id = p_worker;
     END IF;
     RETURN v_finished;
@@ -541,9 +594,10 @@ $$;
 -- attempts left gets a new run (trigger 'retry', attempt + 1, linked to the first) after the backoff, or at once
 -- when p_retry_now; one that used the last of several attempts ends 'dead' (the dead letters). Returns false when
 -- the run was not running on that worker (a late or duplicate report), changing nothing.
+DROP FUNCTION IF EXISTS tock.end_attempt(bigint, bigint, text, int, text, timestamptz, boolean);
 CREATE OR REPLACE FUNCTION tock.end_attempt(
     p_run bigint, p_worker bigint, p_status text, p_exit_code int, p_error text, p_now timestamptz,
-    p_retry_now boolean)
+    p_retry_now boolean, p_output text DEFAULT '', p_bytes_total bigint DEFAULT 0, p_truncated boolean DEFAULT false)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     v_run tock.runs;
@@ -568,13 +622,12 @@ BEGIN
             v_status := 'dead';
         END IF;
     END IF;
-    UPDATE tock.runs
-    SET status = v_status, finished_at = greatest(p_now, started_at), exit_code = p_exit_code,
-        error = CASE WHEN v_status = 'dead'
-                     THEN format('%s (attempt %s of %s: no attempts left)', coalesce(p_error, p_status), v_run.attempt,
-                                 v_job.max_attempts)
-                     ELSE p_error END
-    WHERE id = p_run;
+    PERFORM tock.end_runs('running', v_run.worker_id, ARRAY[p_run], ARRAY[v_status], ARRAY[p_exit_code],
+        ARRAY[CASE WHEN v_status = 'dead'
+                   THEN format('%s (attempt %s of %s: no attempts left)', coalesce(p_error, p_status), v_run.attempt,
+                               v_job.max_attempts)
+                   ELSE p_error END],
+        ARRAY[p_output], ARRAY[p_bytes_total], ARRAY[p_truncated], p_now);
     RETURN true;
 END $$;
 
@@ -587,9 +640,9 @@ DECLARE
     v_status text;
 BEGIN
     p_now := tock.checked_now(p_now);
-    UPDATE tock.runs SET status = 'cancelled', finished_at = p_now, error = 'cancelled before it started'
-    WHERE id = p_run AND status = 'pending';
-    IF FOUND THEN
+    IF cardinality(tock.end_runs('pending', NULL, ARRAY[p_run], ARRAY['cancelled'], ARRAY[NULL::int],
+                                 ARRAY['cancelled before it started'], ARRAY[''], ARRAY[0::bigint], ARRAY[false],
+                                 p_now)) > 0 THEN
         RETURN 'cancelled';
     END IF;
     UPDATE tock.runs SET cancel_requested_at = coalesce(cancel_requested_at, p_now)
@@ -598,7 +651,7 @@ BEGIN
         PERFORM pg_notify('tock_cancel', p_run::text);
         RETURN 'cancelling';
     END IF;
-    SELECT status INTO v_status FROM tock.runs WHERE id = p_run;
+    SELECT status INTO v_status FROM tock.finished_runs WHERE id = p_run;
     IF v_status IS NULL THEN
         RAISE EXCEPTION 'run: unknown run %', p_run USING ERRCODE = 'no_data_found', COLUMN = 'run';
     END IF;
@@ -611,17 +664,19 @@ COMMENT ON FUNCTION tock.cancel(bigint, timestamptz) IS 'Cancels a pending run a
 CREATE OR REPLACE FUNCTION tock.retry(p_run bigint, p_now timestamptz DEFAULT now())
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
-    v_run tock.runs;
+    v_run record;
     v_id bigint;
 BEGIN
     p_now := tock.checked_now(p_now);
-    SELECT * INTO v_run FROM tock.runs WHERE id = p_run;
+    SELECT id, job_id, priority, attempt, first_run_id, scheduled_for INTO v_run
+    FROM tock.finished_runs WHERE id = p_run;
     IF NOT FOUND THEN
+        SELECT status INTO v_run FROM tock.runs WHERE id = p_run;
+        IF FOUND THEN
+            RAISE EXCEPTION 'run: run % is still %; retry a run that has ended', p_run, v_run.status
+                USING ERRCODE = 'object_not_in_prerequisite_state', COLUMN = 'run';
+        END IF;
         RAISE EXCEPTION 'run: unknown run %', p_run USING ERRCODE = 'no_data_found', COLUMN = 'run';
-    END IF;
-    IF v_run.status IN ('pending', 'running') THEN
-        RAISE EXCEPTION 'run: run % is still %; retry a run that has ended', p_run, v_run.status
-            USING ERRCODE = 'object_not_in_prerequisite_state', COLUMN = 'run';
     END IF;
     INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after)
     VALUES (v_run.job_id, 'retry', v_run.priority, v_run.attempt + 1, coalesce(v_run.first_run_id, v_run.id),
@@ -714,7 +769,7 @@ BEGIN
         FOR UPDATE SKIP LOCKED
     LOOP
         UPDATE tock.workers SET state = 'lost', stopped_at = p_now WHERE id = v_worker.id;
-        FOR v_run IN SELECT id FROM tock.runs WHERE worker_id = v_worker.id AND status = 'running' LOOP
+        FOR v_run IN SELECT l.run_id AS id FROM tock.run_leases l WHERE l.worker_id = v_worker.id LOOP
             IF tock.end_attempt(v_run.id, v_worker.id, 'failed', NULL,
                                 format('worker %s was lost (%s)', v_worker.name, v_worker.reason), p_now,
                                 p_retry_now => true) THEN
@@ -722,11 +777,12 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
-    -- Every running run is in runs_running_worker_idx (status = 'running'): a walk of the runs in flight.
+    -- Every running run has a lease: a walk of the running runs, never of the pending ones.
     FOR v_run IN
         SELECT r.id, r.worker_id, coalesce(w.name, '#' || r.worker_id) AS worker,
                coalesce(r.timeout_at - r.started_at, j.timeout) AS timeout
-        FROM tock.runs r
+        FROM tock.run_leases l
+        JOIN tock.runs r ON r.id = l.run_id
         JOIN tock.jobs j ON j.id = r.job_id
         LEFT JOIN tock.workers w ON w.id = r.worker_id
         WHERE r.status = 'running' AND r.worker_id IS NOT NULL

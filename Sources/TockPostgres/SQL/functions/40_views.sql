@@ -29,23 +29,61 @@ SELECT
     extract(epoch FROM j.retry_base)::float8 AS retry_base_seconds,
     extract(epoch FROM j.retry_cap)::float8 AS retry_cap_seconds
 FROM tock.jobs j
--- A job's runs are in two partial indexes (migration 0010): its newest run is the newer of each one's newest, two
--- index-only probes, then one row by primary key.
+-- A job's newest run is the newer of its newest in flight (runs_job_idx) and its newest finished run still within the
+-- retention (finished_runs_job_idx of each partition the retention keeps): two short index probes.
 LEFT JOIN LATERAL (
-    SELECT greatest(
-        (SELECT max(r.id) FROM tock.runs r WHERE r.job_id = j.id AND r.finished_at IS NOT NULL),
-        (SELECT max(r.id) FROM tock.runs r WHERE r.job_id = j.id AND r.status IN ('pending', 'running'))) AS id
-) newest ON true
-LEFT JOIN tock.runs last ON last.id = newest.id
--- One probe of runs_active_idx per job (its predicate, exactly): counted per status there, the planner would
--- pick a narrower partial index and filter it by job, which costs a scan of every running run per job.
+    SELECT x.id, x.status, x.enqueued_at, x.started_at, x.finished_at FROM (
+        (SELECT r.id, r.status, r.enqueued_at, r.started_at, NULL::timestamptz AS finished_at
+         FROM tock.runs r WHERE r.job_id = j.id ORDER BY r.id DESC LIMIT 1)
+        UNION ALL
+        (SELECT f.id, f.status, f.enqueued_at, f.started_at, f.finished_at
+         FROM tock.finished_runs f
+         WHERE f.job_id = j.id AND f.finished_at >= now() - (SELECT c.history_retention FROM tock.config c)
+         ORDER BY f.id DESC LIMIT 1)
+    ) x
+    ORDER BY x.id DESC LIMIT 1
+) last ON true
+-- Every run in tock.runs is in flight: one probe of runs_job_idx per job.
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE a.status = 'running') AS running, count(*) FILTER (WHERE a.status = 'pending') AS pending
-    FROM tock.runs a WHERE a.job_id = j.id AND a.status IN ('pending', 'running')
+    FROM tock.runs a WHERE a.job_id = j.id
 ) active;
 COMMENT ON VIEW tock.job_overview IS 'Every job: schedule in words, next run, last run and its status, runs in flight.';
 
-CREATE OR REPLACE VIEW tock.run_history AS
+-- tock.run_history's two halves, with the same columns: the runs in flight (with the size of what they printed so
+-- far) and those that ended within the retention. Pages of a job's runs read each half by its own indexes
+-- (tock.job_runs); the retention holds to the second here, whatever the partitions' width: a run past it is not
+-- shown, though its partition is dropped only once every run in it is past it (tock.purge_history).
+CREATE OR REPLACE VIEW tock.run_history_in_flight AS
+SELECT
+    r.id,
+    r.job_id,
+    j.name AS job_name,
+    r.trigger,
+    r.status,
+    r.attempt,
+    r.first_run_id,
+    r.priority,
+    r.scheduled_for,
+    r.enqueued_at,
+    r.run_after,
+    r.started_at,
+    NULL::timestamptz AS finished_at,
+    NULL::float8 AS duration_seconds,
+    r.worker_id,
+    w.name AS worker_name,
+    NULL::int AS exit_code,
+    NULL::text AS error,
+    o.bytes_total AS output_bytes,
+    o.truncated AS output_truncated,
+    r.cancel_requested_at
+FROM tock.runs r
+JOIN tock.jobs j ON j.id = r.job_id
+LEFT JOIN tock.workers w ON w.id = r.worker_id
+LEFT JOIN tock.run_output o ON o.run_id = r.id;
+COMMENT ON VIEW tock.run_history_in_flight IS 'tock.run_history''s runs in flight (pending, running).';
+
+CREATE OR REPLACE VIEW tock.run_history_finished AS
 SELECT
     r.id,
     r.job_id,
@@ -65,14 +103,20 @@ SELECT
     w.name AS worker_name,
     r.exit_code,
     r.error,
-    CASE WHEN r.finished_at IS NOT NULL THEN coalesce(o.bytes_total, 0) ELSE o.bytes_total END AS output_bytes,
-    CASE WHEN r.finished_at IS NOT NULL THEN coalesce(o.truncated, false) ELSE o.truncated END AS output_truncated,
+    r.output_bytes,
+    r.output_truncated,
     r.cancel_requested_at
-FROM tock.runs r
+FROM tock.finished_runs r
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id
-LEFT JOIN tock.run_output o ON o.run_id = r.id;
-COMMENT ON VIEW tock.run_history IS 'Every run with its job, times, duration, worker, exit code and error (output: tock.run_output).';
+WHERE r.finished_at >= now() - (SELECT c.history_retention FROM tock.config c);
+COMMENT ON VIEW tock.run_history_finished IS 'tock.run_history''s runs that ended, within the retention.';
+
+CREATE OR REPLACE VIEW tock.run_history AS
+SELECT * FROM tock.run_history_in_flight
+UNION ALL
+SELECT * FROM tock.run_history_finished;
+COMMENT ON VIEW tock.run_history IS 'Every run, in flight or ended within the retention, with its job, times, duration, worker, exit code and error (output: tock.run_logs).';
 
 CREATE OR REPLACE VIEW tock.worker_overview AS
 SELECT
@@ -88,7 +132,7 @@ SELECT
     extract(epoch FROM now() - w.last_heartbeat_at)::float8 AS heartbeat_age_seconds,
     w.stopped_at,
     w.runs_processed,
-    (SELECT count(*) FROM tock.runs r WHERE r.worker_id = w.id AND r.status = 'running') AS running,
+    (SELECT count(*) FROM tock.run_leases l WHERE l.worker_id = w.id) AS running,
     w.scripts_dir,
     w.version,
     w.claim_error,
@@ -112,13 +156,13 @@ GROUP BY r.priority;
 COMMENT ON VIEW tock.lag IS 'Pending runs per priority: waiting, ready now, delayed (retry backoff), and the oldest ready run''s age.';
 
 -- The queue's totals: tock.lag summed over the priorities (so the two never disagree on what is ready), and the
--- running runs (an index-only count of runs_running_worker_idx).
+-- running runs (a count of their leases).
 CREATE OR REPLACE VIEW tock.queue_depth AS
 SELECT
     coalesce(sum(l.waiting), 0)::bigint AS pending,
     coalesce(sum(l.ready), 0)::bigint AS ready,
     coalesce(sum(l.delayed), 0)::bigint AS delayed,
-    (SELECT count(*) FROM tock.runs r WHERE r.status = 'running') AS running,
+    (SELECT count(*) FROM tock.run_leases) AS running,
     min(l.oldest_ready_at) AS oldest_ready_at,
     coalesce(max(l.oldest_ready_age_seconds), 0)::float8 AS oldest_ready_age_seconds
 FROM tock.lag l;
@@ -164,7 +208,7 @@ BEGIN
     SELECT least(c.n, p_limit),
            least(c.ready_n, p_limit),
            least(c.n, p_limit) - least(c.ready_n, p_limit),
-           (SELECT count(*) FROM tock.runs r WHERE r.status = 'running'),
+           (SELECT count(*) FROM tock.run_leases),
            v_oldest,
            coalesce(extract(epoch FROM p_now - v_oldest), 0)::float8,
            c.n > p_limit

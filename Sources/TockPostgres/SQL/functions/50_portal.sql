@@ -26,6 +26,10 @@ CREATE OR REPLACE TRIGGER runs_event_inserted
 CREATE OR REPLACE TRIGGER runs_event_updated
     AFTER UPDATE ON tock.runs REFERENCING NEW TABLE AS changed
     FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_runs__event();
+-- A run that ends leaves tock.runs for tock.finished_runs (migration 0012).
+CREATE OR REPLACE TRIGGER runs_event_deleted
+    AFTER DELETE ON tock.runs REFERENCING OLD TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_runs__event();
 
 CREATE OR REPLACE FUNCTION tock.tg_jobs__event()
 RETURNS trigger LANGUAGE plpgsql AS $$
@@ -77,7 +81,8 @@ RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM tock.check_worker_lease(p_worker, p_lease_token);
     p_now := tock.checked_now(p_now);
-    -- FOR SHARE: a finish_run racing this call waits for it, so the final output is always written last.
+    -- FOR SHARE: a finish_run racing this call waits for it, so the final output is always written last. The
+    -- run's row, not its lease: the claim's lease insert and this lock never meet.
     PERFORM 1 FROM tock.runs WHERE id = p_run AND status = 'running' AND worker_id = p_worker FOR SHARE;
     IF NOT FOUND THEN
         RETURN false;
@@ -126,7 +131,8 @@ SELECT
     max(r.finished_at) FILTER (WHERE r.status <> 'succeeded') AS last_failure_at
 FROM tock.jobs j
 CROSS JOIN (VALUES ('24h', interval '24 hours'), ('7d', interval '7 days')) w(name, span)
-LEFT JOIN tock.runs r ON r.job_id = j.id AND r.finished_at > now() - w.span
+LEFT JOIN tock.finished_runs r ON r.job_id = j.id AND r.finished_at > now() - w.span
+     AND r.finished_at >= now() - (SELECT c.history_retention FROM tock.config c)
 GROUP BY j.id, j.name, w.name;
 COMMENT ON VIEW tock.job_stats IS 'Per job and period (24h, 7d): runs ended, succeeded, failed, success rate, p50/p95/max duration, last failure.';
 
@@ -149,8 +155,9 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
                                 UNION ALL
                                 SELECT 'running', q.running FROM queue q
                                 UNION ALL
-                                SELECT r.status, count(*) AS n FROM tock.runs r
+                                SELECT r.status, count(*) AS n FROM tock.finished_runs r
                                 WHERE r.finished_at > p_now - interval '24 hours'
+                                  AND r.finished_at >= p_now - (SELECT c.history_retention FROM tock.config c)
                                 GROUP BY r.status) c ON c.status = s.status),
         'queue', (SELECT to_jsonb(q) FROM queue q),
         'workers_alive', (SELECT count(*) FROM tock.worker_overview w WHERE w.alive),

@@ -25,7 +25,8 @@ SELECT
         ELSE format('running %s s, past its timeout of %s s', round(extract(epoch FROM now() - r.started_at)),
                     extract(epoch FROM coalesce(r.timeout_at - r.started_at, j.timeout)))
     END AS reason
-FROM tock.runs r
+FROM tock.run_leases l
+JOIN tock.runs r ON r.id = l.run_id
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id
 WHERE r.status = 'running'
@@ -35,10 +36,15 @@ WHERE r.status = 'running'
        OR now() > coalesce(r.timeout_at, r.started_at + j.timeout) + interval '30 seconds');
 COMMENT ON VIEW tock.stuck_runs IS 'Running runs past their timeout (+30 s) or whose worker is not alive, with the reason.';
 
--- What each run printed, apart from the run rows (tock.run_history has the sizes).
+-- What each run printed, apart from the run rows (tock.run_history has the sizes): so far, for a run still running;
+-- all of it (the last bytes kept), for one that ended within the retention and printed anything.
 CREATE OR REPLACE VIEW tock.run_logs AS
 SELECT o.run_id, o.output, o.bytes_total, o.truncated, o.updated_at
-FROM tock.run_output o;
+FROM tock.run_output o
+UNION ALL
+SELECT f.id, f.output, f.output_bytes, f.output_truncated, f.finished_at
+FROM tock.finished_runs f
+WHERE f.output IS NOT NULL AND f.finished_at >= now() - (SELECT c.history_retention FROM tock.config c);
 COMMENT ON VIEW tock.run_logs IS 'Each run''s output (stdout and stderr interleaved, the last bytes up to the worker''s cap).';
 
 -- The next p_count fire times of a job, in UTC and in the job's own time zone.
@@ -59,8 +65,9 @@ CREATE OR REPLACE FUNCTION tock.cancel_requests(p_worker bigint, p_lease_token t
 RETURNS SETOF bigint LANGUAGE plpgsql STABLE AS $$
 BEGIN
     PERFORM tock.check_worker_lease(p_worker, p_lease_token);
-    RETURN QUERY SELECT id FROM tock.runs
-    WHERE worker_id = p_worker AND status = 'running' AND cancel_requested_at IS NOT NULL;
+    RETURN QUERY SELECT r.id FROM tock.run_leases l JOIN tock.runs r ON r.id = l.run_id
+    WHERE l.worker_id = p_worker AND r.worker_id = p_worker AND r.status = 'running'
+      AND r.cancel_requested_at IS NOT NULL;
 END $$;
 
 -- Clears a stuck job: its stuck runs (tock.stuck_runs) end 'failed' without a retry, and its schedule moves to the
@@ -73,15 +80,12 @@ DECLARE
     v_next timestamptz;
 BEGIN
     p_now := tock.checked_now(p_now);
-    WITH ended AS (
-        UPDATE tock.runs r
-        SET status = 'failed', finished_at = greatest(p_now, r.started_at),
-            error = format('reset by tock.reset_job: %s', s.reason)
-        FROM tock.stuck_runs s
-        WHERE s.run_id = r.id AND r.job_id = v_job AND r.status = 'running'
-        RETURNING r.id
-    )
-    SELECT coalesce(array_agg(id ORDER BY id), '{}') INTO v_ended FROM ended;
+    SELECT tock.end_runs('running', NULL, array_agg(s.run_id), array_agg('failed'::text), array_agg(NULL::int),
+                         array_agg(format('reset by tock.reset_job: %s', s.reason)), array_agg(''::text),
+                         array_agg(0::bigint), array_agg(false), p_now)
+    INTO v_ended
+    FROM tock.stuck_runs s WHERE s.job_id = v_job;
+    v_ended := ARRAY(SELECT e FROM unnest(coalesce(v_ended, '{}')) e ORDER BY e);
     UPDATE tock.jobs j
     SET next_run_at = CASE WHEN j.enabled THEN tock.next_fire_time(j.spec, j.timezone, p_now, j.anchor_at) END
     WHERE j.id = v_job
@@ -91,47 +95,133 @@ END $$;
 COMMENT ON FUNCTION tock.reset_job(text, timestamptz) IS
     'Ends a job''s stuck runs (failed, no retry) and recomputes its next fire time from now; returns what it did.';
 
--- How long finished runs are kept (default 30 days; at least an hour).
+-- How long finished runs are kept (default 30 days; at least a minute), and so how wide new history partitions are
+-- (tock.history_partition_width). Partitions that exist keep their width.
 CREATE OR REPLACE FUNCTION tock.set_history_retention(p_retention interval)
 RETURNS interval LANGUAGE plpgsql AS $$
 BEGIN
-    IF p_retention IS NULL OR p_retention < interval '1 hour' THEN
-        PERFORM tock.raise_invalid('retention', format('%s is shorter than an hour', coalesce(p_retention::text, 'NULL')));
+    IF p_retention IS NULL OR p_retention < interval '1 minute' THEN
+        PERFORM tock.raise_invalid('retention', format('%s is shorter than a minute', coalesce(p_retention::text, 'NULL')));
     END IF;
-    UPDATE tock.config SET history_retention = p_retention, updated_at = now();
+    UPDATE tock.config
+    SET history_retention = p_retention, history_partition = tock.history_partition_width(p_retention), updated_at = now();
     RETURN p_retention;
 END $$;
 COMMENT ON FUNCTION tock.set_history_retention(interval) IS 'Sets how long finished runs and their output are kept.';
 
--- Deletes up to p_batch finished runs older than tock.config.history_retention (their output goes with them),
--- oldest first, and workers stopped that long ago. An attempt chain goes whole, with its first run, once every
--- attempt in it is that old. SKIP LOCKED: schedulers may purge at once. The scheduler calls it in a loop of small
--- batches, so no statement holds many locks or bloats the queue's hot rows. Returns the chains deleted.
-CREATE OR REPLACE FUNCTION tock.purge_history(p_now timestamptz DEFAULT now(), p_batch int DEFAULT NULL)
+-- The partitions of tock.finished_runs, oldest first: their ranges of finish time (lower NULL: from the beginning;
+-- both NULL: the default partition, which catches a finish no range covers), estimated rows and size on disk.
+CREATE OR REPLACE VIEW tock.history_partitions AS
+SELECT c.relname::text AS name, b.lower, b.upper, e.bound = 'DEFAULT' AS is_default,
+       greatest(c.reltuples, 0)::bigint AS rows_estimate, pg_total_relation_size(c.oid) AS bytes
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+CROSS JOIN LATERAL (SELECT pg_get_expr(c.relpartbound, c.oid) AS bound) e
+CROSS JOIN LATERAL (
+    SELECT substring(e.bound FROM 'FROM \(''([^'']*)''\)')::timestamptz AS lower,
+           substring(e.bound FROM 'TO \(''([^'']*)''\)')::timestamptz AS upper) b
+WHERE i.inhparent = 'tock.finished_runs'::regclass
+ORDER BY b.upper NULLS LAST;
+COMMENT ON VIEW tock.history_partitions IS
+    'Partitions of tock.finished_runs: finish-time range, estimated rows, bytes. Created ahead and dropped by tock.purge_history.';
+
+-- Creates a partition of tock.finished_runs for each slot of tock.config.history_partition's width between p_from and
+-- p_to that no partition overlaps (one only partly covered, after the width changed, is left to the default
+-- partition). Each is created apart and then attached, which locks tock.finished_runs only against other catalog
+-- changes (SHARE UPDATE EXCLUSIVE): finishes and readers go on. Runs the default partition caught in a new slot's
+-- range move into it. Stops at the first lock it cannot get at once (lock_timeout), leaving the rest to the next
+-- call. Returns how many it created.
+CREATE OR REPLACE FUNCTION tock.add_history_partitions(p_from timestamptz, p_to timestamptz)
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
-    v_cutoff constant timestamptz := tock.checked_now(p_now) - (SELECT history_retention FROM tock.config);
-    v_batch constant int := least(coalesce(p_batch, (SELECT purge_batch FROM tock.config)), 100000);
-    v_count int;
+    v_width constant interval := (SELECT history_partition FROM tock.config);
+    v_from timestamptz := date_bin(v_width, p_from, timestamptz '2000-01-03 00:00+00');  -- a Monday: weeks too
+    v_to timestamptz;
+    v_name text;
+    v_created int := 0;
 BEGIN
-    WITH doomed AS (
-        SELECT r.id FROM tock.runs r
-        WHERE r.finished_at < v_cutoff AND r.first_run_id IS NULL
-          AND NOT EXISTS (SELECT 1 FROM tock.runs x
-                          WHERE x.first_run_id = r.id AND (x.finished_at IS NULL OR x.finished_at >= v_cutoff))
-        ORDER BY r.finished_at
-        LIMIT v_batch
-        FOR UPDATE SKIP LOCKED
-    )
-    DELETE FROM tock.runs r USING doomed d WHERE r.id = d.id;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
+    WHILE v_from < p_to LOOP
+        v_to := v_from + v_width;
+        IF NOT EXISTS (SELECT 1 FROM tock.history_partitions p
+                       WHERE NOT p.is_default AND coalesce(p.lower, '-infinity') < v_to AND p.upper > v_from) THEN
+            v_name := 'finished_runs_' || to_char(v_from AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MI');
+            BEGIN
+                EXECUTE format('CREATE TABLE tock.%I (LIKE tock.finished_runs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                               v_name);
+                -- The range as a constraint first, so that attaching need not scan the table to check it.
+                EXECUTE format('ALTER TABLE tock.%I ADD CONSTRAINT %I CHECK (finished_at >= %L AND finished_at < %L)',
+                               v_name, v_name || '_range', v_from, v_to);
+                -- Attaching checks that the default partition holds no run of the range: those move in first.
+                EXECUTE format('WITH moved AS (DELETE FROM tock.finished_runs_default
+                                               WHERE finished_at >= $1 AND finished_at < $2 RETURNING *)
+                                INSERT INTO tock.%I SELECT * FROM moved', v_name) USING v_from, v_to;
+                EXECUTE format('ALTER TABLE tock.finished_runs ATTACH PARTITION tock.%I FOR VALUES FROM (%L) TO (%L)',
+                               v_name, v_from, v_to);
+                v_created := v_created + 1;
+            EXCEPTION WHEN lock_not_available THEN
+                RAISE LOG 'tock: history partition % not created (a lock was busy); the next maintenance will', v_name;
+                EXIT;
+            END;
+        END IF;
+        v_from := v_to;
+    END LOOP;
+    RETURN v_created;
+END $$;
+
+-- The scheduler's history maintenance (every minute, from any number of schedulers: one at a time does it):
+--   ahead    partitions cover the finish times from now to two partition widths (and at least 5 minutes) ahead
+--            (tock.add_history_partitions).
+--   behind   a partition whose every run ended before the retention's horizon is dropped whole: no row is deleted,
+--            nothing is left to vacuum, and the cost is the same for ten runs or ten million. Dropping takes an
+--            exclusive lock of tock.finished_runs for the moment it lasts; it waits at most 200 ms for one (a long
+--            reader), then gives up until the next call, so finishes never queue behind it for long.
+--   default  runs the default partition caught (no range covered their finish time) go once past the horizon, at
+--            most p_batch (tock.config.purge_batch) a call.
+-- Workers stopped before the horizon with no run go too. Returns how many runs it removed.
+CREATE OR REPLACE FUNCTION tock.purge_history(p_now timestamptz DEFAULT now(), p_batch int DEFAULT NULL)
+RETURNS int LANGUAGE plpgsql
+SET jit = off
+AS $$
+DECLARE
+    v_now constant timestamptz := tock.checked_now(p_now);
+    v_horizon constant timestamptz := v_now - (SELECT history_retention FROM tock.config);
+    v_width constant interval := (SELECT history_partition FROM tock.config);
+    v_batch constant int := least(coalesce(p_batch, (SELECT purge_batch FROM tock.config)), 100000);
+    v_partition record;
+    v_rows bigint;
+    v_count bigint := 0;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(tock.worker_lock_key() + 3, 0) THEN
+        RETURN 0;  -- another scheduler is at it
+    END IF;
+    PERFORM set_config('lock_timeout', '200ms', true);
+    PERFORM tock.add_history_partitions(v_now, v_now + greatest(2 * v_width, interval '5 minutes'));
+
+    FOR v_partition IN
+        SELECT p.name FROM tock.history_partitions p WHERE NOT p.is_default AND p.upper <= v_horizon ORDER BY p.upper
+    LOOP
+        BEGIN
+            EXECUTE format('SELECT count(*) FROM tock.%I', v_partition.name) INTO v_rows;
+            EXECUTE format('DROP TABLE tock.%I', v_partition.name);
+            v_count := v_count + v_rows;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE LOG 'tock: history partition % not dropped (a lock was busy); the next maintenance will', v_partition.name;
+            EXIT;
+        END;
+    END LOOP;
+
+    DELETE FROM tock.finished_runs_default
+    WHERE ctid = ANY (ARRAY(SELECT d.ctid FROM tock.finished_runs_default d WHERE d.finished_at < v_horizon LIMIT v_batch));
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    v_count := v_count + v_rows;
+
     DELETE FROM tock.workers w
-    WHERE w.state IN ('stopped', 'lost') AND w.stopped_at < v_cutoff
-      AND NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.worker_id = w.id AND r.status = 'running');
-    RETURN v_count;
+    WHERE w.state IN ('stopped', 'lost') AND w.stopped_at < v_horizon
+      AND NOT EXISTS (SELECT 1 FROM tock.run_leases l WHERE l.worker_id = w.id);
+    RETURN least(v_count, 2147483647)::int;
 END $$;
 COMMENT ON FUNCTION tock.purge_history(timestamptz, int) IS
-    'Deletes one batch of runs (with output) finished longer ago than tock.config.history_retention; returns how many.';
+    'History maintenance: creates partitions ahead, drops those past the retention; returns how many runs it removed.';
 
 -- The figures only the database knows, as Prometheus gauges: GET /metrics sets them at each scrape, and psql users
 -- can read them too. One row per gauge (and label set).
@@ -151,7 +241,7 @@ LANGUAGE sql STABLE AS $$
     SELECT 'tock_queue_runs', 'Runs pending (ready now or delayed) or running.', jsonb_build_object('state', s.state), s.n
     FROM queue q
     CROSS JOIN LATERAL (VALUES ('ready', q.ready), ('delayed', q.delayed),
-                               ('running', (SELECT count(*) FROM tock.runs r WHERE r.status = 'running')::float8)) s(state, n)
+                               ('running', (SELECT count(*) FROM tock.run_leases)::float8)) s(state, n)
     UNION ALL
     SELECT 'tock_queue_waiting_runs', 'Pending runs per priority.', jsonb_build_object('priority', l.priority::text), l.waiting
     FROM lag l
@@ -171,7 +261,8 @@ LANGUAGE sql STABLE AS $$
            (SELECT count(*) FROM tock.stuck_runs)
     UNION ALL
     SELECT 'tock_dead_runs', 'Dead letters: runs that used their last attempt, within the kept history.', '{}',
-           (SELECT count(*) FROM tock.runs r WHERE r.status = 'dead')
+           (SELECT count(*) FROM tock.finished_runs r
+            WHERE r.status = 'dead' AND r.finished_at >= p_now - (SELECT c.history_retention FROM tock.config c))
     UNION ALL
     SELECT 'tock_jobs', 'Jobs, by state.', jsonb_build_object('state', s.state), s.n
     FROM (SELECT count(*) FILTER (WHERE j.enabled)::float8 AS enabled, count(*) FILTER (WHERE NOT j.enabled)::float8 AS paused

@@ -31,23 +31,21 @@ END $$;
 COMMENT ON FUNCTION tock.recent_runs(text, bigint, int) IS
     'Runs of every job from tock.run_history, newest first: of one status, with ids below p_before (paging), at most p_limit (1000).';
 
--- One job's runs, newest first. They are in two partial indexes, finished and in flight, neither holding them
--- all: the page is the newest of each one's newest, two short backward walks. Planned for the values given, as
--- tock.recent_runs is.
+-- One job's runs, newest first. They are in two tables, in flight and finished, neither holding them all: the page
+-- is the newest of each one's newest, two short backward walks of their job indexes. Planned for the values given,
+-- as tock.recent_runs is.
 CREATE OR REPLACE FUNCTION tock.job_runs(p_job text, p_status text DEFAULT NULL, p_before bigint DEFAULT NULL,
                                          p_limit int DEFAULT 50)
 RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN QUERY EXECUTE '
         SELECT v.* FROM (
-            (SELECT * FROM tock.run_history v
-             WHERE v.job_id = $1 AND v.finished_at IS NOT NULL
-               AND ($2 IS NULL OR v.status = $2) AND ($3 IS NULL OR v.id < $3)
+            (SELECT * FROM tock.run_history_finished v
+             WHERE v.job_id = $1 AND ($2 IS NULL OR v.status = $2) AND ($3 IS NULL OR v.id < $3)
              ORDER BY v.id DESC LIMIT least($4, 1000))
             UNION ALL
-            (SELECT * FROM tock.run_history v
-             WHERE v.job_id = $1 AND v.status IN (''pending'', ''running'')
-               AND ($2 IS NULL OR v.status = $2) AND ($3 IS NULL OR v.id < $3)
+            (SELECT * FROM tock.run_history_in_flight v
+             WHERE v.job_id = $1 AND ($2 IS NULL OR v.status = $2) AND ($3 IS NULL OR v.id < $3)
              ORDER BY v.id DESC LIMIT least($4, 1000))
         ) v
         ORDER BY v.id DESC LIMIT least($4, 1000)'

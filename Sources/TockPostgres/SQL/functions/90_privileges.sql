@@ -1,6 +1,6 @@
 -- Who may do what. Three NOLOGIN roles; a DBA gives them to login roles (CREATE ROLE … LOGIN IN ROLE tock_worker):
---   tock_viewer  reads the views (job_overview, run_history, run_logs, worker_overview, queue_depth, lag,
---                stuck_runs, job_stats) and the read-only functions (stats, schedule_preview, next_fire_times, …);
+--   tock_viewer  reads the views (job_overview, run_history and its halves, run_logs, history_partitions,
+--                worker_overview, queue_depth, lag, stuck_runs, job_stats) and the read-only functions (stats, schedule_preview, next_fire_times, …);
 --   tock_worker  only what a worker process needs: register, heartbeat, claim, report output, finish, release;
 --   tock_admin   manages jobs and runs (create, edit, pause, delete, run now, cancel, retry, reset), runs the
 --                scheduler (tick, rescue, purge) and the API server; it is a member of tock_viewer.
@@ -76,7 +76,8 @@ BEGIN
     IF NOT 'tock_viewer' = ANY (v_missing) THEN
         EXECUTE 'GRANT SELECT ON tock.job_overview, tock.run_history, tock.run_logs, tock.worker_overview,
                  tock.queue_depth, tock.lag, tock.stuck_runs, tock.job_stats, tock.migrations, tock.config,
-                 tock.timezones TO tock_viewer';
+                 tock.timezones, tock.history_partitions, tock.run_history_in_flight, tock.run_history_finished
+                 TO tock_viewer';
         IF NOT 'tock_admin' = ANY (v_missing)
            AND NOT pg_has_role('tock_admin', 'tock_viewer', 'MEMBER') THEN
             BEGIN
