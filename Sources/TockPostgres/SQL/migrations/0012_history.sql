@@ -94,16 +94,17 @@ BEGIN
                    'finished_runs_until_' || to_char(v_upto AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MI'), v_upto);
 END $$;
 
--- The copy, while workers go on: every run that has ended, with its output.
-INSERT INTO tock.finished_runs (id, job_id, trigger, status, priority, attempt, first_run_id, scheduled_for,
-                                enqueued_at, run_after, started_at, finished_at, worker_id, exit_code, error,
-                                cancel_requested_at, timeout_at, output, output_bytes, output_truncated)
+-- Every run that has ended, with its output, as tock.finished_runs holds it.
+CREATE TEMPORARY VIEW finished_before_0012 AS
 SELECT r.id, r.job_id, r.trigger, r.status, r.priority, r.attempt, r.first_run_id, r.scheduled_for, r.enqueued_at,
        r.run_after, r.started_at, r.finished_at, r.worker_id, r.exit_code, r.error, r.cancel_requested_at,
-       r.timeout_at, o.output, coalesce(o.bytes_total, 0), coalesce(o.truncated, false)
+       r.timeout_at, o.output, coalesce(o.bytes_total, 0) AS output_bytes, coalesce(o.truncated, false) AS output_truncated
 FROM tock.runs r
 LEFT JOIN tock.run_output o ON o.run_id = r.id
 WHERE r.finished_at IS NOT NULL;
+
+-- The copy, while workers go on.
+INSERT INTO tock.finished_runs SELECT * FROM finished_before_0012;
 -- Statistics before the lock: planned for an empty table, the catch-up below hashed the whole history (4.7 s of
 -- blocked enqueues with 5,000,000 runs, bench/migrate-history).
 ANALYZE tock.finished_runs;
@@ -113,16 +114,11 @@ LOCK TABLE tock.runs, tock.run_output IN EXCLUSIVE MODE;
 
 -- The runs that ended while the copy ran. A finish's time is its caller's clock, within 10 seconds of the
 -- database's (tock.checked_now), so every one of them ended after this transaction began less that margin.
-INSERT INTO tock.finished_runs (id, job_id, trigger, status, priority, attempt, first_run_id, scheduled_for,
-                                enqueued_at, run_after, started_at, finished_at, worker_id, exit_code, error,
-                                cancel_requested_at, timeout_at, output, output_bytes, output_truncated)
-SELECT r.id, r.job_id, r.trigger, r.status, r.priority, r.attempt, r.first_run_id, r.scheduled_for, r.enqueued_at,
-       r.run_after, r.started_at, r.finished_at, r.worker_id, r.exit_code, r.error, r.cancel_requested_at,
-       r.timeout_at, o.output, coalesce(o.bytes_total, 0), coalesce(o.truncated, false)
-FROM tock.runs r
-LEFT JOIN tock.run_output o ON o.run_id = r.id
-WHERE r.finished_at >= now() - interval '1 minute'
-  AND NOT EXISTS (SELECT 1 FROM tock.finished_runs f WHERE f.id = r.id AND f.finished_at = r.finished_at);
+INSERT INTO tock.finished_runs
+SELECT * FROM finished_before_0012 v
+WHERE v.finished_at >= now() - interval '1 minute'
+  AND NOT EXISTS (SELECT 1 FROM tock.finished_runs f WHERE f.id = v.id AND f.finished_at = v.finished_at);
+DROP VIEW finished_before_0012;
 
 CREATE TABLE tock.runs_in_flight (
     id                  bigint GENERATED ALWAYS AS IDENTITY,
