@@ -275,16 +275,29 @@ public struct Database: Sendable {
     }
 
     public func claimRuns(worker: Int64, max: Int) async throws(TockError) -> [ClaimedRun] {
-        try await mapped {
-            // Committed before any script starts: see fetchCommitted.
-            try await client.fetchCommitted(
-                "SELECT * FROM tock.claim_runs(\(worker), \(max)::int, p_lease_token => \(leaseToken))", logger: logger
-            ).map { row in
-                let (runId, jobId, jobName, script, args, timeout, attempt, trigger, scheduledFor) = try row.decode(
-                    (Int64, Int64, String, String, [String], Double, Int, String, Date?).self)
-                return ClaimedRun(runId: runId, jobId: jobId, jobName: jobName, script: script, args: args,
-                                  timeoutSeconds: timeout, attempt: attempt, trigger: trigger, scheduledFor: scheduledFor)
-            }
+        // A procedure that answers only once its claim has committed: the scripts of a claim the server rolled back
+        // must never start (tock.claim_committed says how they did).
+        let json = try await scalar(String.self, """
+            CALL tock.claim_committed(\(worker), \(max)::int, \(leaseToken), NULL)
+            """)
+        do {
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            return try decoder.decode([ClaimedRunJSON].self, from: Data(json.utf8)).map(\.claimedRun)
+        } catch {
+            throw TockError(.failed, "tock.claim_committed answered what is not a list of claimed runs: \(error)")
+        }
+    }
+
+    /// One claimed run as tock.claim_committed writes it.
+    private struct ClaimedRunJSON: Decodable {
+        let runId: Int64, jobId: Int64, jobName: String, script: String, args: [String], timeoutSeconds: Double
+        let attempt: Int, trigger: String, scheduledFor: Double?
+
+        var claimedRun: ClaimedRun {
+            ClaimedRun(runId: runId, jobId: jobId, jobName: jobName, script: script, args: args,
+                       timeoutSeconds: timeoutSeconds, attempt: attempt, trigger: trigger,
+                       scheduledFor: scheduledFor.map { Date(timeIntervalSince1970: $0) })
         }
     }
 

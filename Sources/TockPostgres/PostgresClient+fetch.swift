@@ -16,26 +16,3 @@ extension PostgresClient {
         }
     }
 }
-
-extension PostgresClient {
-    /// Runs `query` in a transaction of its own and returns its rows once its COMMIT has succeeded.
-    ///
-    /// A statement alone commits at the Sync that follows it, after its rows and CommandComplete have been sent,
-    /// and postgres-nio ends the row stream at CommandComplete: a commit that then fails (the server shutting down
-    /// between the two) looked like success. A claim seen that way started the scripts of runs that the server had
-    /// put back to pending, and another worker started them again (FaultTests' restart caught it). An explicit
-    /// COMMIT answers only once the transaction has committed.
-    public func fetchCommitted(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
-        try await withConnection { connection in
-            _ = try await connection.query("BEGIN", logger: logger).all()
-            do {
-                let rows = try await connection.query(query, logger: logger).all()
-                _ = try await connection.query("COMMIT", logger: logger).all()
-                return rows
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger).all()
-                throw error
-            }
-        }
-    }
-}

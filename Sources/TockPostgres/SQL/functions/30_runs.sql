@@ -472,6 +472,30 @@ $$;
 COMMENT ON FUNCTION tock.claim_runs(bigint, int, timestamptz, text) IS
     'Moves up to p_max pending runs to running for worker p_worker (FOR UPDATE SKIP LOCKED) and returns them.';
 
+-- What a worker calls to claim: tock.claim_runs, committed before it answers, in one round trip. A statement on its
+-- own commits at the Sync after its rows and CommandComplete have gone, and a client may take the rows as final
+-- then: when the server shut down between the two, the claim was rolled back, the worker had started the scripts,
+-- and another worker started them again (FaultTests' restart under load). BEGIN and COMMIT around the call close
+-- that, for two more round trips per claim; a procedure commits inside the CALL, and its answer leaves only after.
+-- The claimed runs come as a JSON array (a procedure answers one row), in claim order, scheduled_for in epoch
+-- seconds. Not SECURITY DEFINER (such a procedure may not commit) and no SET clause (nor may one with it): it runs
+-- as its caller and calls only tock.claim_runs, which checks the lease token, with every name qualified.
+CREATE OR REPLACE PROCEDURE tock.claim_committed(p_worker bigint, p_max int, p_lease_token text,
+                                                 INOUT p_claimed text DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
+               'run_id', c.run_id, 'job_id', c.job_id, 'job_name', c.job_name, 'script', c.script, 'args', c.args,
+               'timeout_seconds', c.timeout_seconds, 'attempt', c.attempt, 'trigger', c.trigger,
+               'scheduled_for', pg_catalog.date_part('epoch', c.scheduled_for)) ORDER BY c.n)::text, '[]')
+    INTO p_claimed
+    FROM tock.claim_runs(p_worker, p_max, pg_catalog.now(), p_lease_token) WITH ORDINALITY AS c(run_id, job_id, job_name,
+         script, args, timeout_seconds, attempt, trigger, scheduled_for, n);
+    COMMIT;
+END $$;
+COMMENT ON PROCEDURE tock.claim_committed(bigint, int, text, text) IS
+    'tock.claim_runs committed before it answers (CALL, one round trip): the claimed runs as a JSON array.';
+
 -- Writes running runs' output so far, replacing what was there (report_output). A finished run's output goes
 -- into tock.finished_runs with it (tock.end_runs).
 DROP FUNCTION IF EXISTS tock.store_output(bigint, text, bigint, boolean, timestamptz);

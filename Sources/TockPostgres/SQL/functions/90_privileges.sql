@@ -57,6 +57,7 @@ BEGIN
     EXECUTE 'REVOKE ALL ON ALL TABLES IN SCHEMA tock FROM PUBLIC';
     EXECUTE 'REVOKE ALL ON ALL SEQUENCES IN SCHEMA tock FROM PUBLIC';
     EXECUTE 'REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA tock FROM PUBLIC';
+    EXECUTE 'REVOKE EXECUTE ON ALL PROCEDURES IN SCHEMA tock FROM PUBLIC';
 
     FOR v_function IN
         SELECT p.oid::regprocedure AS signature, f.role_name
@@ -73,6 +74,10 @@ BEGIN
         CONTINUE WHEN v_role = ANY (v_missing);
         EXECUTE format('GRANT USAGE ON SCHEMA tock TO %I', v_role);
     END LOOP;
+    -- A procedure that commits runs as its caller (tock.claim_committed says why); what it calls is granted above.
+    IF NOT 'tock_worker' = ANY (v_missing) THEN
+        EXECUTE 'GRANT EXECUTE ON PROCEDURE tock.claim_committed(bigint, int, text, text) TO tock_worker';
+    END IF;
     IF NOT 'tock_viewer' = ANY (v_missing) THEN
         EXECUTE 'GRANT SELECT ON tock.job_overview, tock.run_history, tock.run_logs, tock.worker_overview,
                  tock.queue_depth, tock.lag, tock.stuck_runs, tock.job_stats, tock.migrations, tock.config,
