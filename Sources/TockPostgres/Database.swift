@@ -276,28 +276,24 @@ public struct Database: Sendable {
 
     public func claimRuns(worker: Int64, max: Int) async throws(TockError) -> [ClaimedRun] {
         // A procedure that answers only once its claim has committed: the scripts of a claim the server rolled back
-        // must never start (tock.claim_committed says how they did).
-        let json = try await scalar(String.self, """
-            CALL tock.claim_committed(\(worker), \(max)::int, \(leaseToken), NULL)
-            """)
-        do {
-            let decoder = JSONDecoder()
-            decoder.keyDecodingStrategy = .convertFromSnakeCase
-            return try decoder.decode([ClaimedRunJSON].self, from: Data(json.utf8)).map(\.claimedRun)
-        } catch {
-            throw TockError(.failed, "tock.claim_committed answered what is not a list of claimed runs: \(error)")
-        }
-    }
-
-    /// One claimed run as tock.claim_committed writes it.
-    private struct ClaimedRunJSON: Decodable {
-        let runId: Int64, jobId: Int64, jobName: String, script: String, args: [String], timeoutSeconds: Double
-        let attempt: Int, trigger: String, scheduledFor: Double?
-
-        var claimedRun: ClaimedRun {
-            ClaimedRun(runId: runId, jobId: jobId, jobName: jobName, script: script, args: args,
-                       timeoutSeconds: timeoutSeconds, attempt: attempt, trigger: trigger,
-                       scheduledFor: scheduledFor.map { Date(timeIntervalSince1970: $0) })
+        // must never start (tock.claim_committed says how they did). One row, one array per column.
+        try await mapped {
+            let rows = try await client.fetch("""
+                CALL tock.claim_committed(\(worker), \(max)::int, \(leaseToken), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
+                """, logger: logger)
+            guard let row = rows.first else { throw TockError(.failed, "tock.claim_committed answered no row") }
+            let (runs, jobs, names, scripts, args, timeouts, attempts, triggers, scheduled) = try row.decode(
+                ([Int64], [Int64], [String], [String], [String], [Double], [Int32], [String], [Double]).self)
+            guard [jobs.count, names.count, scripts.count, args.count, timeouts.count, attempts.count, triggers.count,
+                   scheduled.count].allSatisfy({ $0 == runs.count }) else {
+                throw TockError(.failed, "tock.claim_committed answered columns of different lengths")
+            }
+            return try runs.indices.map { index in
+                ClaimedRun(runId: runs[index], jobId: jobs[index], jobName: names[index], script: scripts[index],
+                           args: args[index] == "[]" ? [] : try JSONDecoder().decode([String].self, from: Data(args[index].utf8)),
+                           timeoutSeconds: timeouts[index], attempt: Int(attempts[index]), trigger: triggers[index],
+                           scheduledFor: scheduled[index].isNaN ? nil : Date(timeIntervalSince1970: scheduled[index]))
+            }
         }
     }
 

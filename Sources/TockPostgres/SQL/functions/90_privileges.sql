@@ -76,7 +76,8 @@ BEGIN
     END LOOP;
     -- A procedure that commits runs as its caller (tock.claim_committed says why); what it calls is granted above.
     IF NOT 'tock_worker' = ANY (v_missing) THEN
-        EXECUTE 'GRANT EXECUTE ON PROCEDURE tock.claim_committed(bigint, int, text, text) TO tock_worker';
+        EXECUTE 'GRANT EXECUTE ON PROCEDURE tock.claim_committed(bigint, int, text, bigint[], bigint[], text[], text[],
+                 text[], float8[], int[], text[], float8[]) TO tock_worker';
     END IF;
     IF NOT 'tock_viewer' = ANY (v_missing) THEN
         EXECUTE 'GRANT SELECT ON tock.job_overview, tock.run_history, tock.run_logs, tock.worker_overview,
