@@ -105,6 +105,9 @@ def main():
         wait.until(EC.text_to_be_present_in_element((By.ID, "run-output"), "hello from-the-browser"))
 
         step("a run started elsewhere (the API) streams its output into the open log viewer")
+        # The script prints "working" and waits while this file exists: the page sees it running, however slow.
+        hold = os.environ["TOCK_PORTAL_HOLD"]
+        open(hold, "w").close()
         run = api("POST", f"/jobs/{JOB}/trigger")["run_id"]
         driver.get(f"{BASE}/#/runs/{run}")
         driver.execute_script("window.__noReload = true")
@@ -112,6 +115,7 @@ def main():
         output_text = "return (document.getElementById('run-output') || {}).textContent || ''"
         seen = wait.until(lambda d: (lambda text: text if "working" in text else False)(d.execute_script(output_text)))
         assert "done" not in seen, "expected to see the output while it ran"
+        os.remove(hold)
         wait.until(EC.text_to_be_present_in_element((By.ID, "run-output"), "done"))
         assert driver.execute_script("return window.__noReload") is True, "the page reloaded"
 
