@@ -99,6 +99,38 @@ struct QueueTests {
         }
     }
 
+    @Test("an output report that commits while a finish waits for the run leaves one output, the finished one")
+    func outputReportRacingAFinish() async throws {
+        try await TestDatabase.withFresh(maximumConnections: 4) { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "racer", script: "x.sh"))
+            let run = try await database.runNow("racer")
+            let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
+            #expect(try await database.claimRuns(worker: worker, max: 1).map(\.runId) == [run])
+            let reporting = AsyncStream<Void>.makeStream()
+            let report = Task {
+                try await database.client.withConnection { connection in
+                    _ = try await connection.query("BEGIN", logger: TestDatabase.logger).collect()
+                    _ = try await connection.query(
+                        "SELECT tock.report_output(\(run), \(worker), 'so far', 6, false)", logger: TestDatabase.logger).collect()
+                    reporting.continuation.yield()
+                    // Held while the finish below waits for the run's row, then committed.
+                    try await Task.sleep(for: .milliseconds(500))
+                    _ = try await connection.query("COMMIT", logger: TestDatabase.logger).collect()
+                }
+            }
+            for await _ in reporting.stream { break }
+            #expect(try await database.finishRun(run, worker: worker,
+                                                 outcome: RunOutcome(status: .succeeded, exitCode: 0, output: "all of it\n")))
+            try await report.value
+            let logs = try await database.client.query("SELECT output FROM tock.run_logs WHERE run_id = \(run)")
+                .decode(String.self).all()
+            #expect(logs == ["all of it\n"])
+            #expect(try await database.run(run).output == "all of it\n")
+            // The live row the finish waited for went too (a statement of its own in tock.end_runs sees it).
+            #expect(try await database.client.query("SELECT count(*)::int FROM tock.run_output").decode(Int.self).all() == [0])
+        }
+    }
+
     @Test("claims take the highest priority first, then the oldest")
     func claimOrder() async throws {
         try await TestDatabase.withFresh { database, _ in

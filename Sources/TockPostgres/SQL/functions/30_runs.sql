@@ -149,9 +149,7 @@ BEGIN
         RETURNING r.*
     ), live AS (
         -- The output sent while it ran, for a run whose end brings none (a cancel of a pending run, a rescue).
-        DELETE FROM tock.run_output o
-        WHERE o.run_id IN (SELECT g.id FROM gone g)
-        RETURNING o.*
+        SELECT o.* FROM tock.run_output o WHERE o.run_id IN (SELECT g.id FROM gone g)
     ), leases AS (
         DELETE FROM tock.run_leases l
         WHERE l.worker_id IN (SELECT g.worker_id FROM gone g WHERE g.worker_id IS NOT NULL)
@@ -179,6 +177,10 @@ BEGIN
         RETURNING id
     )
     SELECT coalesce(array_agg(id), '{}') INTO v_ended FROM moved;
+    -- A statement of its own, so its snapshot is taken after the DELETE above waited for the run's row: an output
+    -- report that held that row (FOR SHARE, tock.report_output) and committed meanwhile is seen and goes too. In the
+    -- statement above it was not, and stayed beside the finished run's output.
+    DELETE FROM tock.run_output o WHERE o.run_id = ANY (v_ended);
     RETURN v_ended;
 END $$;
 

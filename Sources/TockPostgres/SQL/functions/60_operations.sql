@@ -41,6 +41,7 @@ COMMENT ON VIEW tock.stuck_runs IS 'Running runs past their timeout (+30 s) or w
 CREATE OR REPLACE VIEW tock.run_logs AS
 SELECT o.run_id, o.output, o.bytes_total, o.truncated, o.updated_at
 FROM tock.run_output o
+WHERE EXISTS (SELECT 1 FROM tock.runs r WHERE r.id = o.run_id)
 UNION ALL
 SELECT f.id, f.output, f.output_bytes, f.output_truncated, f.finished_at
 FROM tock.finished_runs f
@@ -214,6 +215,9 @@ BEGIN
     WHERE ctid = ANY (ARRAY(SELECT d.ctid FROM tock.finished_runs_default d WHERE d.finished_at < v_horizon LIMIT v_batch));
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     v_count := v_count + v_rows;
+
+    -- Live output whose run has ended (one a finish did not see, tock.end_runs) or vanished.
+    DELETE FROM tock.run_output o WHERE NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.id = o.run_id);
 
     DELETE FROM tock.workers w
     WHERE w.state IN ('stopped', 'lost') AND w.stopped_at < v_horizon
