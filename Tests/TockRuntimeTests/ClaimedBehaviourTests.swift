@@ -144,55 +144,60 @@ struct ClaimedBehaviourTests {
         let directory = try makeScriptsDirectory(["scripts/long.sh": "#!/bin/sh\necho $$ > \(pidFile)\nexec sleep 300\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
-            try await TestDatabase.withClient(settings.with(database: "postgres"), maximumConnections: 1) { admin in
-                let allow = { (allowed: Bool) async throws in
-                    _ = try await admin.query(PostgresQuery(unsafeSQL:
-                        "ALTER DATABASE \(settings.database) ALLOW_CONNECTIONS \(allowed)")).collect()
-                }
-                let worker = try TockProcess(["worker", "--kill-grace-seconds", "1"], settings: settings, directory: directory)
-                defer { worker.signal(SIGKILL) }
-                _ = try await database.createJob(JobDefinition(name: "long", script: "long.sh"))
-                let run = try await database.runNow("long")
-                #expect(try await eventually { !pidsWritten(to: pidFile).isEmpty }, "\(worker.log)")
-                let script = try #require(pidsWritten(to: pidFile).first)
-                let workerId = try #require(try await database.run(run, withOutput: false).workerId)
-                // The backend of the worker's LISTEN connection (it took the worker's session lock there).
-                let listener = try #require(try await database.client.query(
-                    "SELECT session_pid FROM tock.workers WHERE id = \(workerId)").decode(Int32?.self).all().first ?? nil)
+            // The window's own calls go through one connection opened before it: the test's pool may need a new one
+            // there (seen under load: "database is not currently accepting connections").
+            try await TestDatabase.withClient(settings, maximumConnections: 1) { inside in
+                _ = try await inside.query("SELECT 1").collect()
+                try await TestDatabase.withClient(settings.with(database: "postgres"), maximumConnections: 1) { admin in
+                    let allow = { (allowed: Bool) async throws in
+                        _ = try await admin.query(PostgresQuery(unsafeSQL:
+                            "ALTER DATABASE \(settings.database) ALLOW_CONNECTIONS \(allowed)")).collect()
+                    }
+                    let worker = try TockProcess(["worker", "--kill-grace-seconds", "1"], settings: settings, directory: directory)
+                    defer { worker.signal(SIGKILL) }
+                    _ = try await database.createJob(JobDefinition(name: "long", script: "long.sh"))
+                    let run = try await database.runNow("long")
+                    #expect(try await eventually { !pidsWritten(to: pidFile).isEmpty }, "\(worker.log)")
+                    let script = try #require(pidsWritten(to: pidFile).first)
+                    let workerId = try #require(try await database.run(run, withOutput: false).workerId)
+                    // The backend of the worker's LISTEN connection (it took the worker's session lock there).
+                    let listener = try #require(try await database.client.query(
+                        "SELECT session_pid FROM tock.workers WHERE id = \(workerId)").decode(Int32?.self).all().first ?? nil)
 
-                // No new connection to the database may open (the test's and the worker's pools keep theirs), and
-                // the listener's is ended: the worker cannot LISTEN again until connections are allowed.
-                try await allow(false)
-                // Whatever happens in the window, connections are allowed again after it: a call that waits for a new
-                // connection meanwhile would wait forever, so the window has a deadline of its own.
-                let window: Result<Void, any Error>
-                do {
-                    window = .success(try await awaitAbandoning(timeout: .seconds(60), timedOut: {
-                        TockError(.failed, "the window without new connections did not end within 60 s")
-                    }) {
-                        _ = try await admin.query("SELECT pg_terminate_backend(\(listener))").collect()
-                        #expect(try await eventually {
-                            try await admin.query("SELECT count(*)::int FROM pg_stat_activity WHERE pid = \(listener)")
-                                .decode(Int.self).all().first == 0
+                    // No new connection to the database may open (the test's and the worker's pools keep theirs), and
+                    // the listener's is ended: the worker cannot LISTEN again until connections are allowed.
+                    try await allow(false)
+                    // Whatever happens in the window, connections are allowed again after it: a call that waits for a new
+                    // connection meanwhile would wait forever, so the window has a deadline of its own.
+                    let window: Result<Void, any Error>
+                    do {
+                        window = .success(try await awaitAbandoning(timeout: .seconds(60), timedOut: {
+                            TockError(.failed, "the window without new connections did not end within 60 s")
+                        }) {
+                            _ = try await admin.query("SELECT pg_terminate_backend(\(listener))").collect()
+                            #expect(try await eventually {
+                                try await admin.query("SELECT count(*)::int FROM pg_stat_activity WHERE pid = \(listener)")
+                                    .decode(Int.self).all().first == 0
+                            })
+                            // Its NOTIFY tock_cancel goes to no listener of the worker's.
+                            #expect(try await inside.query("SELECT tock.cancel(\(run))").decode(String.self).all() == ["cancelling"])
+                            let lockHeld = try await inside.query("SELECT tock.worker_session_alive(\(workerId))")
+                                .decode(Bool.self).all().first
+                            #expect(lockHeld == false, "the worker listened again before the cancel: the test proves nothing")
+                            #expect(processIsRunning(script))
                         })
-                        // Its NOTIFY tock_cancel goes to no listener of the worker's.
-                        #expect(try await database.cancel(run) == "cancelling")
-                        let lockHeld = try await database.client.query("SELECT tock.worker_session_alive(\(workerId))")
-                            .decode(Bool.self).all().first
-                        #expect(lockHeld == false, "the worker listened again before the cancel: the test proves nothing")
-                        #expect(processIsRunning(script))
-                    })
-                } catch {
-                    window = .failure(error)
+                    } catch {
+                        window = .failure(error)
+                    }
+                    try await allow(true)
+                    try window.get()
+                    // Reconnected (backoff up to 5 s), it reads the cancel requests it may have missed and stops the script.
+                    #expect(try await eventually {
+                        try await database.run(run, withOutput: false).status == "cancelled"
+                    }, "\(worker.log)")
+                    #expect(try await eventually(timeout: .seconds(5)) { !processIsRunning(script) })
+                    #expect(try await database.run(run, withOutput: false).error?.contains("cancelled") == true)
                 }
-                try await allow(true)
-                try window.get()
-                // Reconnected (backoff up to 5 s), it reads the cancel requests it may have missed and stops the script.
-                #expect(try await eventually {
-                    try await database.run(run, withOutput: false).status == "cancelled"
-                }, "\(worker.log)")
-                #expect(try await eventually(timeout: .seconds(5)) { !processIsRunning(script) })
-                #expect(try await database.run(run, withOutput: false).error?.contains("cancelled") == true)
             }
         }
     }
