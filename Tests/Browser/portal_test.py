@@ -112,7 +112,9 @@ def main():
         driver.get(f"{BASE}/#/runs/{run}")
         driver.execute_script("window.__noReload = true")
         # Read the text in the page, in one step: a live update may replace the element between a find and a read.
-        output_text = "return (document.getElementById('run-output') || {}).textContent || ''"
+        # Only once the page shows this run: until it renders, the previous run's output ("… done") is still there.
+        output_text = (f"const h = document.querySelector('h1'); const o = document.getElementById('run-output');"
+                       f"return h && o && h.textContent.includes('Run #{run}') ? o.textContent : ''")
         seen = wait.until(lambda d: (lambda text: text if "working" in text else False)(d.execute_script(output_text)))
         assert "done" not in seen, "expected to see the output while it ran"
         os.remove(hold)
