@@ -6,9 +6,9 @@ import TockTesting
 
 /// Runs `tock-bench` with `arguments` against `settings`, from `directory`. PATH is the tests' own: the latency
 /// scenario builds its script with the C compiler it finds there (the Swift toolchain's clang, or cc).
-func tockBench(_ arguments: [String], settings: ConnectionSettings, directory: String) throws -> Invocation {
+func tockBench(_ arguments: [String], settings: ConnectionSettings, directory: String) async throws -> Invocation {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-    let result = try runProgram(TockProcess.benchBinary, arguments,
+    let result = try await runProgramOffPool(TockProcess.benchBinary, arguments,
                                 environment: ["DATABASE_URL": settings.url(), "PATH": path, "TZ": "UTC"], directory: directory)
     return Invocation(status: result.status, stdout: result.stdout, stderr: result.stderr)
 }
@@ -23,7 +23,7 @@ struct BenchCLITests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let settings = try await TestDatabase.create()
 
-        let bench = try tockBench(["--json", "--samples", "5", "--runs", "40", "--queue-runs", "300", "--workers", "1,2",
+        let bench = try await tockBench(["--json", "--samples", "5", "--runs", "40", "--queue-runs", "300", "--workers", "1,2",
                               "--schedule-jobs", "20", "--schedule-concurrency", "10", "--idle-seconds", "5",
                               "--scale-jobs", "1000", "--scale-runs", "3000", "--scale-repeats", "1",
                               "--scale-backlog", "2000"],
@@ -85,7 +85,7 @@ struct BenchCLITests {
                                       (["--workers", "0"], "--workers"),
                                       (["run", "--idle-seconds", "1"], "--idle-seconds"),
                                       (["--scale-backlog", "150"], "--scale-backlog: 0, or at least 200 × --scale-repeats")] {
-            let result = try tockBench(arguments, settings: settings, directory: directory)
+            let result = try await tockBench(arguments, settings: settings, directory: directory)
             #expect(result.status != 0 && result.stderr.contains(fragment), "\(arguments): \(result.stderr)")
         }
     }
@@ -99,13 +99,13 @@ struct BenchCLITests {
         let worker = try TockProcess(["worker", "--concurrency", "4"], settings: settings, directory: directory,
                                      environment: ["TOCK_LOG_LEVEL": "warning"], binary: TockProcess.benchBinary)
         defer { if worker.isRunning { worker.signal(SIGKILL) } }
-        let add = try tock(["job", "add", "phantom", "--script", "missing.sh"], settings: settings, directory: directory)
+        let add = try await tock(["job", "add", "phantom", "--script", "missing.sh"], settings: settings, directory: directory)
         #expect(add.status == 0, "\(add.stderr)")
         for _ in 0..<3 {
-            #expect(try tock(["job", "run", "phantom"], settings: settings, directory: directory).status == 0)
+            #expect(try await tock(["job", "run", "phantom"], settings: settings, directory: directory).status == 0)
         }
         let finished = try await eventually(timeout: .seconds(60)) {
-            let runs = try tock(["runs", "--job", "phantom", "--json"], settings: settings, directory: directory)
+            let runs = try await tock(["runs", "--job", "phantom", "--json"], settings: settings, directory: directory)
             let decoded = try TockJSON.decoder().decode([RunInfo].self, from: Data(runs.stdout.utf8))
             return decoded.count == 3 && decoded.allSatisfy { $0.status == "succeeded" && $0.exitCode == 0 }
         }
@@ -115,10 +115,10 @@ struct BenchCLITests {
     }
 
     @Test("the tock users install has no bench command and carries no benchmark code")
-    func tockHasNoBench() throws {
-        let result = try runProgram(tockBinary, ["bench", "queue"], environment: ["PATH": "/usr/bin:/bin"], directory: "/")
+    func tockHasNoBench() async throws {
+        let result = try await runProgramOffPool(tockBinary, ["bench", "queue"], environment: ["PATH": "/usr/bin:/bin"], directory: "/")
         #expect(result.status != 0, "\(result.stdout)")
-        let help = try runProgram(tockBinary, ["--help"], environment: ["PATH": "/usr/bin:/bin"], directory: "/")
+        let help = try await runProgramOffPool(tockBinary, ["--help"], environment: ["PATH": "/usr/bin:/bin"], directory: "/")
         #expect(help.status == 0 && help.stdout.contains("worker") && !help.stdout.contains("bench"), "\(help.stdout)")
         // Names only the benchmark's code has: its session type, its database prefix, its script.
         let binary = try Data(contentsOf: URL(fileURLWithPath: tockBinary))

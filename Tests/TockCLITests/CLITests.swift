@@ -12,9 +12,10 @@ struct Invocation {
     var stderr: String
 }
 
-/// Runs `tock` with `arguments` against `settings`, from `directory`.
-func tock(_ arguments: [String], settings: ConnectionSettings, directory: String) throws -> Invocation {
-    let result = try runProgram(tockBinary, arguments, environment: ["DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TZ": "UTC"],
+/// Runs `tock` with `arguments` against `settings`, from `directory`, on a thread of its own: a waitpid on the
+/// cooperative pool (two threads here) stalls every other test in the process while the command runs.
+func tock(_ arguments: [String], settings: ConnectionSettings, directory: String) async throws -> Invocation {
+    let result = try await runProgramOffPool(tockBinary, arguments, environment: ["DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TZ": "UTC"],
                                 directory: directory)
     return Invocation(status: result.status, stdout: result.stdout, stderr: result.stderr)
 }
@@ -32,43 +33,43 @@ struct CLITests {
                                      environment: ["TOCK_LOG_LEVEL": "warning"])
         defer { if worker.isRunning { worker.signal(SIGKILL) } }
 
-        let add = try tock(["job", "add", "nightly", "--script", "report.sh", "--arg", "Hong Kong",
+        let add = try await tock(["job", "add", "nightly", "--script", "report.sh", "--arg", "Hong Kong",
                             "--schedule", "daily at 06:00", "--timezone", "Asia/Hong_Kong"], settings: settings, directory: directory)
         #expect(add.status == 0, "\(add.stderr)")
         #expect(add.stdout.contains("created job nightly"))
         #expect(add.stdout.contains("daily at 06:00"))
         #expect(add.stdout.contains(" 22:00:00 "), "06:00 in Hong Kong is 22:00 UTC: \(add.stdout)")
 
-        let run = try tock(["job", "run", "nightly", "--json"], settings: settings, directory: directory)
+        let run = try await tock(["job", "run", "nightly", "--json"], settings: settings, directory: directory)
         #expect(run.status == 0, "\(run.stderr)")
         let runID = try #require((try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])?["run_id"] as? Int)
 
         #expect(try await eventually(timeout: .seconds(60)) {
-            try tock(["run", "show", "\(runID)"], settings: settings, directory: directory).stdout.contains("status:     succeeded")
+            try await tock(["run", "show", "\(runID)"], settings: settings, directory: directory).stdout.contains("status:     succeeded")
         })
-        let show = try tock(["run", "show", "\(runID)"], settings: settings, directory: directory)
+        let show = try await tock(["run", "show", "\(runID)"], settings: settings, directory: directory)
         #expect(show.stdout.contains("report for Hong Kong\nwarning\n"), "\(show.stdout)")
         #expect(show.stdout.contains("(exit 0)"))
 
-        let list = try tock(["job", "list"], settings: settings, directory: directory)
+        let list = try await tock(["job", "list"], settings: settings, directory: directory)
         #expect(list.stdout.contains("nightly"))
         #expect(list.stdout.contains("succeeded"))
 
-        let runs = try tock(["runs", "--job", "nightly", "--status", "succeeded", "--json"], settings: settings, directory: directory)
+        let runs = try await tock(["runs", "--job", "nightly", "--status", "succeeded", "--json"], settings: settings, directory: directory)
         let decoded = try TockJSON.decoder().decode([RunInfo].self, from: Data(runs.stdout.utf8))
         #expect(decoded.map(\.id) == [Int64(runID)])
 
         // SIGTERM stops the worker cleanly and it says so in tock.workers.
         worker.signal(SIGTERM)
         #expect(try await worker.wait() == 0, "\(worker.log)")
-        let workers = try tock(["workers", "--json"], settings: settings, directory: directory)
+        let workers = try await tock(["workers", "--json"], settings: settings, directory: directory)
         #expect(workers.stdout.contains("\"state\" : \"stopped\""), "\(workers.stdout)")
         #expect(workers.stdout.contains("\"version\" : \"\(TockVersion.current)\""), "\(workers.stdout)")
     }
 
     @Test("tock --version prints the version the worker registers with and the API reports")
-    func version() throws {
-        let result = try runProgram(tockBinary, ["--version"], environment: ["PATH": "/usr/bin:/bin"], directory: "/")
+    func version() async throws {
+        let result = try await runProgramOffPool(tockBinary, ["--version"], environment: ["PATH": "/usr/bin:/bin"], directory: "/")
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == TockVersion.current + "\n")
     }
@@ -91,11 +92,11 @@ struct CLITests {
         let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let settings = try await TestDatabase.create()
-        let result = try tock(arguments, settings: settings, directory: directory)
+        let result = try await tock(arguments, settings: settings, directory: directory)
         #expect(result.status == status, "\(result.stderr)")
         #expect(result.stderr.contains(message), "\(result.stderr)")
         #expect(!result.stderr.contains("Fatal error"))
-        let list = try tock(["job", "list", "--json"], settings: settings, directory: directory)
+        let list = try await tock(["job", "list", "--json"], settings: settings, directory: directory)
         #expect(list.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]" || list.stdout.contains("[]"), "\(list.stdout)")
     }
 
@@ -104,11 +105,11 @@ struct CLITests {
         let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let settings = try await TestDatabase.create()
-        #expect(try tock(["job", "add", "x", "--script", "a.sh"], settings: settings, directory: directory).status == 0)
-        let again = try tock(["job", "add", "x", "--script", "a.sh"], settings: settings, directory: directory)
+        #expect(try await tock(["job", "add", "x", "--script", "a.sh"], settings: settings, directory: directory).status == 0)
+        let again = try await tock(["job", "add", "x", "--script", "a.sh"], settings: settings, directory: directory)
         #expect(again.status == 4)
         #expect(again.stderr.contains("a job named 'x' already exists"))
-        let migrate = try tock(["migrate"], settings: settings, directory: directory)
+        let migrate = try await tock(["migrate"], settings: settings, directory: directory)
         #expect(migrate.stdout == "up to date\n", "\(migrate.stdout)\(migrate.stderr)")
     }
 }

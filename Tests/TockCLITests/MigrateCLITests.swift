@@ -6,8 +6,8 @@ import TockPostgres
 import TockTesting
 
 /// psql against `settings`, as a DBA runs it: `-X -v ON_ERROR_STOP=1`, one transaction per file when `single`.
-func psql(_ settings: ConnectionSettings, file: String, single: Bool = false) throws -> ProgramResult {
-    try runProgram("/usr/bin/psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1"] + (single ? ["-1"] : []) + ["-f", file, settings.url()],
+func psql(_ settings: ConnectionSettings, file: String, single: Bool = false) async throws -> ProgramResult {
+    try await runProgramOffPool("/usr/bin/psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1"] + (single ? ["-1"] : []) + ["-f", file, settings.url()],
                    environment: ["PATH": "/usr/bin:/bin"], directory: "/")
 }
 
@@ -57,14 +57,14 @@ struct MigrateCLITests {
         let directory = try makeScriptsDirectory([:])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let settings = try await TestDatabase.createEmpty()
-        let dryRun = try tock(["migrate", "--dry-run"], settings: settings, directory: directory)
+        let dryRun = try await tock(["migrate", "--dry-run"], settings: settings, directory: directory)
         #expect(dryRun.status == 0, "\(dryRun.stderr)")
         #expect(dryRun.stdout.contains("-- 0001_init\nBEGIN;"))
         // Review changes nothing.
         #expect(try await schemaFingerprint(settings) == "")
         let script = directory + "/tock-migrate.sql"
         try dryRun.stdout.write(toFile: script, atomically: true, encoding: .utf8)
-        let applied = try psql(settings, file: script)
+        let applied = try await psql(settings, file: script)
         #expect(applied.status == 0, "\(applied.stderr)")
 
         let reference = try await TestDatabase.create()
@@ -72,11 +72,11 @@ struct MigrateCLITests {
         #expect(try await schemaFingerprint(settings) == expected)
         #expect(try await recordedMigrations(settings) == recordedMigrations(reference))
 
-        let migrate = try tock(["migrate"], settings: settings, directory: directory)
+        let migrate = try await tock(["migrate"], settings: settings, directory: directory)
         #expect(migrate.status == 0, "\(migrate.stderr)")
         #expect(migrate.stdout == "up to date\n", "\(migrate.stdout)\(migrate.stderr)")
         #expect(try await schemaFingerprint(settings) == expected)
-        let again = try tock(["migrate", "--dry-run"], settings: settings, directory: directory)
+        let again = try await tock(["migrate", "--dry-run"], settings: settings, directory: directory)
         #expect(again.stdout.contains("-- up to date: nothing to apply"), "\(again.stdout)")
     }
 
@@ -93,10 +93,10 @@ struct MigrateCLITests {
             // Exactly the loop the README gave: each file in one transaction, migrations first. The functions files
             // of those versions are gone (tock migrate replaces them), and today's need today's tables.
             for file in legacy.prefix(index + 1).map({ "\(sql)/migrations/\($0.name).sql" }) {
-                let result = try psql(settings, file: file, single: true)
+                let result = try await psql(settings, file: file, single: true)
                 try #require(result.status == 0, "\(file): \(result.stderr)")
             }
-            let migrate = try tock(["migrate"], settings: settings, directory: directory)
+            let migrate = try await tock(["migrate"], settings: settings, directory: directory)
             #expect(migrate.status == 0, "at \(migration.name): \(migrate.stderr)")
             #expect(!migrate.stderr.contains("error"), "at \(migration.name): \(migrate.stderr)")
             #expect(try await schemaFingerprint(settings) == expected, "at \(migration.name)")
@@ -215,7 +215,7 @@ struct MigrateCLITests {
             ALTER TABLE tock.no_such_table ADD COLUMN y int;
             """.write(toFile: copy + "/migrations/9999_broken.sql", atomically: true, encoding: .utf8)
         let settings = try await TestDatabase.create()
-        let result = try runProgram(tockBinary, ["migrate"], environment: [
+        let result = try await runProgramOffPool(tockBinary, ["migrate"], environment: [
             "DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TOCK_SQL_DIR": copy], directory: directory)
         #expect(result.status == 1)
         #expect(result.stderr == "error: migration 9999_broken.sql failed: relation \"tock.no_such_table\" does not exist (SQLSTATE 42P01)\n",

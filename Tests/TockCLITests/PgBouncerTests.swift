@@ -85,7 +85,7 @@ struct PgBouncerTests {
         let pooled = try bouncer.settings("tx")
         defer { Task { try? await bouncer.stop() } }
         #expect(try await eventually(timeout: .seconds(60)) {
-            (try? tock(["status"], settings: pooled, directory: directory))?.status == 0
+            (try? await tock(["status"], settings: pooled, directory: directory))?.status == 0
         }, "PgBouncer did not come up on port \(bouncer.port)")
         let worker = try TockProcess(["worker"], settings: pooled, directory: directory)
         let scheduler = try TockProcess(["scheduler"], settings: pooled, directory: directory)
@@ -94,15 +94,15 @@ struct PgBouncerTests {
         #expect(try await eventually(timeout: .seconds(60)) {
             worker.log.contains("LISTEN/NOTIFY does not work") && scheduler.log.contains("LISTEN/NOTIFY does not work")
         }, "worker: \(worker.log)\nscheduler: \(scheduler.log)")
-        #expect(try tock(["job", "add", "hi", "--script", "hi.sh", "--schedule", "every 2 seconds"],
+        #expect(try await tock(["job", "add", "hi", "--script", "hi.sh", "--schedule", "every 2 seconds"],
                          settings: pooled, directory: directory).status == 0)
-        let run = try tock(["job", "run", "hi", "--wait", "--wait-timeout", "20"], settings: pooled, directory: directory)
+        let run = try await tock(["job", "run", "hi", "--wait", "--wait-timeout", "20"], settings: pooled, directory: directory)
         #expect(run.status == 0 && run.stdout.contains("hi"), "\(run.stdout)\(run.stderr)\n\(worker.log)")
         #expect(try await eventually(timeout: .seconds(20)) {
-            let runs = try tock(["runs", "--job", "hi", "--status", "succeeded", "--json"], settings: direct, directory: directory)
+            let runs = try await tock(["runs", "--job", "hi", "--status", "succeeded", "--json"], settings: direct, directory: directory)
             return runs.stdout.components(separatedBy: "\"trigger\" : \"schedule\"").count - 1 >= 2
         }, "scheduled runs through transaction pooling: \(scheduler.log)")
-        let doctor = try tock(["doctor"], settings: pooled, directory: directory)
+        let doctor = try await tock(["doctor"], settings: pooled, directory: directory)
         #expect(doctor.status == 1 && doctor.stdout.contains("FAIL  notify"), "\(doctor.stdout)")
     }
 
@@ -115,18 +115,18 @@ struct PgBouncerTests {
         let pooled = try bouncer.settings("sess")
         defer { Task { try? await bouncer.stop() } }
         #expect(try await eventually(timeout: .seconds(60)) {
-            (try? tock(["status"], settings: pooled, directory: directory))?.status == 0
+            (try? await tock(["status"], settings: pooled, directory: directory))?.status == 0
         })
         // The sweep an hour away (TockProcess's default): only NOTIFY can make this run start in time.
         let worker = try TockProcess(["worker"], settings: pooled, directory: directory)
         defer { worker.signal(SIGKILL) }
-        #expect(try tock(["job", "add", "hi", "--script", "hi.sh"], settings: pooled, directory: directory).status == 0)
+        #expect(try await tock(["job", "add", "hi", "--script", "hi.sh"], settings: pooled, directory: directory).status == 0)
         #expect(try await eventually(timeout: .seconds(60)) { worker.log.contains("worker started") })
         try await Task.sleep(for: .seconds(3))  // past the listener's probe
-        let run = try tock(["job", "run", "hi", "--wait", "--wait-timeout", "20"], settings: pooled, directory: directory)
+        let run = try await tock(["job", "run", "hi", "--wait", "--wait-timeout", "20"], settings: pooled, directory: directory)
         #expect(run.status == 0, "\(run.stderr)\n\(worker.log)")
         #expect(!worker.log.contains("LISTEN/NOTIFY does not work"), "\(worker.log)")
-        let doctor = try tock(["doctor"], settings: pooled, directory: directory)
+        let doctor = try await tock(["doctor"], settings: pooled, directory: directory)
         #expect(doctor.stdout.contains("ok    notify"), "\(doctor.stdout)")
     }
 }

@@ -9,7 +9,7 @@ import TockTesting
 @Suite("the embedded cluster's authentication")
 struct EmbeddedClusterTests {
     /// psql as a script would run it, against the cluster's socket; returns its exit status and output.
-    func psql(_ settings: ConnectionSettings, password: String?) throws -> (Int32, String) {
+    static func psql(_ settings: ConnectionSettings, password: String?) throws -> (Int32, String) {
         guard case .unixSocket(let path) = settings.endpoint else { throw TockError(.failed, "not a socket") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -28,7 +28,12 @@ struct EmbeddedClusterTests {
     }
 
     @Test("a new cluster and one made before passwords both refuse a connection without the superuser's password")
-    func passwordRequired() throws {
+    func passwordRequired() async throws {
+        // initdb, pg_ctl -w and psql block: on a thread of their own, not one of the cooperative pool's two.
+        try await offThePool { try Self.passwordRequiredBlocking() }
+    }
+
+    static func passwordRequiredBlocking() throws {
         let home = FileManager.default.temporaryDirectory.appendingPathComponent("tock-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         let cluster = EmbeddedCluster(directory: home, logger: TestDatabase.logger)
