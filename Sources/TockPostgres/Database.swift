@@ -314,12 +314,11 @@ public struct Database: Sendable {
         // postgres-nio binds no arrays with NULLs: no exit code travels as Int64.min, no error as "".
         let exitCodes = outcomes.map { $0.exitCode.map(Int64.init) ?? Int64.min }
         let errors = outcomes.map { $0.error ?? "" }
+        // Committed before it answers, as a claim is (tock.finish_committed): a finish taken for done that the server
+        // rolled back would leave the run running, and the heartbeat would start it again.
         let finished = try await scalar([Int64].self, """
-            SELECT tock.finish_runs(\(worker), \(ids), \(outcomes.map(\.status.rawValue)),
-                ARRAY(SELECT nullif(c, \(Int64.min))::int FROM unnest(\(exitCodes)::bigint[]) WITH ORDINALITY u(c, n) ORDER BY n),
-                ARRAY(SELECT nullif(e, '') FROM unnest(\(errors)::text[]) WITH ORDINALITY u(e, n) ORDER BY n),
-                \(outcomes.map(\.output)), \(outcomes.map { Int64($0.outputBytes) }), \(outcomes.map(\.outputTruncated)),
-                p_lease_token => \(leaseToken))
+            CALL tock.finish_committed(\(worker), \(leaseToken), \(ids), \(outcomes.map(\.status.rawValue)), \(exitCodes),
+                \(errors), \(outcomes.map(\.output)), \(outcomes.map { Int64($0.outputBytes) }), \(outcomes.map(\.outputTruncated)), NULL)
             """)
         return Set(finished)
     }

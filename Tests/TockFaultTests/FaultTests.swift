@@ -183,15 +183,26 @@ struct FaultTests {
                     try await offThePool { try cluster.restart() }
                     print("fault 2: PostgreSQL restarted after \(enqueued.value) runs were enqueued")
                 }
+                // Committed when COMMIT answers; after an error, whether it was is read back (all runs, in flight
+                // and finished), so a batch is neither lost nor added twice around the restart.
                 var done = false
                 while !done {
                     do {
-                        _ = try await client.query("""
-                            INSERT INTO tock.runs (job_id, trigger) SELECT id, 'sql' FROM tock.jobs, generate_series(1, 10)
-                            """).collect()
+                        try await client.withConnection { connection in
+                            _ = try await connection.query("BEGIN", logger: TestDatabase.logger).collect()
+                            _ = try await connection.query("""
+                                INSERT INTO tock.runs (job_id, trigger) SELECT id, 'sql' FROM tock.jobs, generate_series(1, 10)
+                                """, logger: TestDatabase.logger).collect()
+                            _ = try await connection.query("COMMIT", logger: TestDatabase.logger).collect()
+                        }
                         done = true
                     } catch {
-                        try await Task.sleep(for: .milliseconds(100))  // our own pool reconnecting
+                        var total: Int?
+                        while total == nil {
+                            try await Task.sleep(for: .milliseconds(100))  // our own pool reconnecting
+                            total = try? await count(database, "SELECT count(*)::int FROM tock.run_history")
+                        }
+                        done = total == enqueued.value + 10
                     }
                 }
                 enqueued.withLock { $0 += 10 }

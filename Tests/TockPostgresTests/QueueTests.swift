@@ -99,6 +99,42 @@ struct QueueTests {
         }
     }
 
+    @Test("a claim and a finish answer only once committed: a commit that fails is an error, never a success")
+    func answersOnlyOnceCommitted() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "j", script: "x.sh"))
+            let run = try await database.runNow("j")
+            let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
+            // A trigger deferred to the commit that refuses it: its error comes after the statement's rows and
+            // CommandComplete, as a server shutting down between the two does. A caller that took the rows for done
+            // started scripts for a claim that was undone, or left a finished run running (to be started again).
+            _ = try await database.client.query("""
+                CREATE FUNCTION public.refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'commit refused'; END $$
+                """).collect()
+            _ = try await database.client.query("""
+                CREATE CONSTRAINT TRIGGER refuse_claim AFTER INSERT ON tock.run_leases
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.refuse_commit()
+                """).collect()
+            await #expect(throws: TockError.self) { try await database.claimRuns(worker: worker, max: 1) }
+            #expect(try await database.run(run).status == "pending")
+            _ = try await database.client.query("DROP TRIGGER refuse_claim ON tock.run_leases").collect()
+            #expect(try await database.claimRuns(worker: worker, max: 1).map(\.runId) == [run])
+
+            _ = try await database.client.query("""
+                CREATE CONSTRAINT TRIGGER refuse_finish AFTER DELETE ON tock.run_leases
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.refuse_commit()
+                """).collect()
+            await #expect(throws: TockError.self) {
+                try await database.finishRuns(worker: worker, [(run, RunOutcome(status: .succeeded, exitCode: 0))])
+            }
+            #expect(try await database.run(run).status == "running")
+            _ = try await database.client.query("DROP TRIGGER refuse_finish ON tock.run_leases").collect()
+            #expect(try await database.finishRuns(worker: worker, [(run, RunOutcome(status: .succeeded, exitCode: 0))]) == [run])
+            #expect(try await database.run(run).status == "succeeded")
+        }
+    }
+
     @Test("an output report that commits while a finish waits for the run leaves one output, the finished one")
     func outputReportRacingAFinish() async throws {
         try await TestDatabase.withFresh(maximumConnections: 4) { database, _ in

@@ -590,6 +590,27 @@ END $$;
 COMMENT ON FUNCTION tock.finish_runs(bigint, bigint[], text[], int[], text[], text[], bigint[], boolean[], timestamptz, text) IS
     'Ends a batch of running runs (succeeded, failed, timed_out, cancelled) with their output; returns those it finished.';
 
+-- What a worker calls to report how its runs ended: tock.finish_runs, committed before it answers (the reason
+-- tock.claim_committed gives). A finish the server rolled back while the worker took its answer as final left the
+-- run running on a worker that no longer held it; a minute later its heartbeat put the run back in the queue and it
+-- ran again (FaultTests' restart). No exit code is NULL in p_exit_codes, no error '' in p_errors: a worker's client
+-- binds no arrays with NULLs, and a CALL's arguments may not be subqueries that would map them.
+DROP PROCEDURE IF EXISTS tock.finish_committed(bigint, text, bigint[], text[], bigint[], text[], text[], bigint[], boolean[], bigint[]);
+CREATE OR REPLACE PROCEDURE tock.finish_committed(
+    p_worker bigint, p_lease_token text, p_runs bigint[], p_statuses text[], p_exit_codes bigint[], p_errors text[],
+    p_outputs text[], p_bytes_total bigint[], p_truncated boolean[], INOUT p_finished bigint[] DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    p_finished := tock.finish_runs(
+        p_worker, p_runs, p_statuses,
+        ARRAY(SELECT NULLIF(c, -9223372036854775808)::int FROM pg_catalog.unnest(p_exit_codes) WITH ORDINALITY u(c, n) ORDER BY n),
+        ARRAY(SELECT NULLIF(e, '') FROM pg_catalog.unnest(p_errors) WITH ORDINALITY u(e, n) ORDER BY n),
+        p_outputs, p_bytes_total, p_truncated, pg_catalog.now(), p_lease_token);
+    COMMIT;
+END $$;
+COMMENT ON PROCEDURE tock.finish_committed(bigint, text, bigint[], text[], bigint[], text[], text[], bigint[], boolean[], bigint[]) IS
+    'tock.finish_runs committed before it answers (CALL, one round trip): the runs it finished.';
+
 -- One run's end: tock.finish_runs with one element.
 DROP FUNCTION IF EXISTS tock.finish_run(bigint, bigint, text, int, text, text, bigint, boolean, timestamptz);
 CREATE OR REPLACE FUNCTION tock.finish_run(

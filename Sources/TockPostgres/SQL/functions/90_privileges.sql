@@ -74,10 +74,12 @@ BEGIN
         CONTINUE WHEN v_role = ANY (v_missing);
         EXECUTE format('GRANT USAGE ON SCHEMA tock TO %I', v_role);
     END LOOP;
-    -- A procedure that commits runs as its caller (tock.claim_committed says why); what it calls is granted above.
+    -- Procedures that commit run as their caller (tock.claim_committed says why); what they call is granted above.
     IF NOT 'tock_worker' = ANY (v_missing) THEN
         EXECUTE 'GRANT EXECUTE ON PROCEDURE tock.claim_committed(bigint, int, text, bigint[], bigint[], text[], text[],
                  text[], float8[], int[], text[], float8[]) TO tock_worker';
+        EXECUTE 'GRANT EXECUTE ON PROCEDURE tock.finish_committed(bigint, text, bigint[], text[], bigint[], text[], text[],
+                 bigint[], boolean[], bigint[]) TO tock_worker';
     END IF;
     IF NOT 'tock_viewer' = ANY (v_missing) THEN
         EXECUTE 'GRANT SELECT ON tock.job_overview, tock.run_history, tock.run_logs, tock.worker_overview,
