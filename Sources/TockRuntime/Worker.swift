@@ -9,9 +9,10 @@ import TockPostgres
 /// Claims runs when notified, runs each script in the sandbox, reports how it ended, and heartbeats. What it
 /// decides with is one value (WorkerState) behind one lock; how it reports is RunReporter.
 public final class Worker: Service, Sendable {
-    /// What a claimed run does instead of running its script; nil (production) runs the script in the sandbox.
-    /// A benchmark injects one that finishes at once, to time the claim → finish machinery without processes.
-    public typealias RunExecutor = @Sendable (ClaimedRun) async -> RunOutcome
+    /// What a claimed run does instead of running its script; no executor (production) runs every script in the
+    /// sandbox. A benchmark injects one that finishes at once, to time the claim → finish machinery without
+    /// processes; it answers nil for a run whose script should run as usual, in the sandbox.
+    public typealias RunExecutor = @Sendable (ClaimedRun) async -> RunOutcome?
 
     /// What the worker did, for tests (see `testSignals`).
     public enum Signal: Sendable, Equatable {
@@ -317,8 +318,8 @@ public final class Worker: Service, Sendable {
         let started = clock.now
         metrics.runStarted(job: run.jobName, trigger: run.trigger, scheduledFor: run.scheduledFor)
         let ran: RunOutcome?
-        if let executor {
-            ran = await executor(run)
+        if let executor, let outcome = await executor(run) {
+            ran = outcome
         } else {
             ran = await runScript(run, worker: worker, control: control, reporter: reporter, logger: logger)
         }
