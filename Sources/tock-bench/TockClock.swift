@@ -6,16 +6,34 @@ import TockCore
 /// against libc alone: a shell, or the Swift runtime that SwiftPM links into every executable it builds (C ones
 /// too), would add milliseconds of start-up before the reading. So tock-bench builds it with the C compiler when
 /// the scenario starts, into the benchmark's scripts directory.
+///
+/// Given a file (the soak's run-now job), it appends `$TOCK_RUN_ID <reading>` to it instead, in one write(2) on an
+/// O_APPEND descriptor, which keeps each line whole beside other runs' lines.
 enum TockClock {
     static let source = """
+        #include <fcntl.h>
         #include <stdio.h>
+        #include <stdlib.h>
         #include <time.h>
+        #include <unistd.h>
 
-        int main(void) {
+        int main(int argc, char **argv) {
             struct timespec now;
             clock_gettime(CLOCK_MONOTONIC, &now);
-            printf("%lld\\n", (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
-            return 0;
+            long long reading = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+            if (argc < 2) {
+                printf("%lld\\n", reading);
+                return 0;
+            }
+            const char *run = getenv("TOCK_RUN_ID");
+            char line[80];
+            int length = snprintf(line, sizeof line, "%s %lld\\n", run ? run : "-", reading);
+            int fd = open(argv[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+            if (fd < 0 || write(fd, line, length) != length) {
+                perror(argv[1]);
+                return 1;
+            }
+            return close(fd) == 0 ? 0 : 1;
         }
 
         """
@@ -52,7 +70,7 @@ enum TockClock {
             if FileManager.default.isExecutableFile(atPath: clang) { return clang }
         }
         if let found = ["cc", "clang", "gcc"].lazy.compactMap(onPath).first { return found }
-        throw TockError(.unavailable, "tock-bench latency needs a C compiler for its script, tock-clock: "
+        throw TockError(.unavailable, "tock-bench latency and soak need a C compiler for their script, tock-clock: "
             + "set CC, or put the Swift toolchain (its clang) or cc on PATH")
     }
 }
