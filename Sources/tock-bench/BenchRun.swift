@@ -111,11 +111,14 @@ final class BenchRun: @unchecked Sendable {
         case scripts, noop
     }
 
-    func startWorkers(_ count: Int, concurrency: Int, kind: WorkerKind) async throws -> [Process] {
+    /// `arguments` adds to each worker's command line, by its index.
+    func startWorkers(_ count: Int, concurrency: Int, kind: WorkerKind,
+                      arguments: (Int) -> [String] = { _ in [] }) async throws -> [Process] {
         let executable = kind == .noop ? benchBinary : try tockBinary
         var started: [Process] = []
         for index in 0..<count {
-            started.append(try start(executable, ["worker", "--scripts-dir", directory + "/scripts", "--concurrency", "\(concurrency)"],
+            started.append(try start(executable, ["worker", "--scripts-dir", directory + "/scripts", "--concurrency", "\(concurrency)"]
+                                         + arguments(index),
                                      log: "worker-\(index)"))
         }
         try await withDatabase(settings, logger: logger) { database, _ in

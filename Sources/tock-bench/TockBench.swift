@@ -13,12 +13,13 @@ struct TockBench: AsyncParsableCommand {
         commandName: "tock-bench",
         abstract: "Measure Tock on this machine: latency, script and queue throughput, schedule lateness, idle cost, scale.",
         discussion: """
-            `tock-bench [SCENARIO …]` runs the scenarios (all by default); `tock-bench worker` is the no-op worker \
-            the queue and schedule scenarios start. It runs `tock` processes from its own directory: build both \
+            `tock-bench [SCENARIO …]` runs the scenarios (all by default); `tock-bench soak` runs a compressed day \
+            and checks that nothing grows, is lost or doubled; `tock-bench worker` is the no-op worker the queue, \
+            schedule and soak scenarios start. It runs `tock` processes from its own directory: build both \
             (swift build -c release --product tock; swift build -c release --product tock-bench).
             """,
         version: TockVersion.current,
-        subcommands: [Measure.self, BenchWorker.self],
+        subcommands: [Measure.self, Soak.self, BenchWorker.self],
         defaultSubcommand: Measure.self)
 }
 
