@@ -15,7 +15,8 @@ func tockBench(_ arguments: [String], settings: ConnectionSettings, directory: S
 
 /// `tock-bench` at toy sizes: every scenario runs its real processes to the end and reports figures that hang
 /// together. Timings are not checked here (other tests share the cores); the benchmark itself checks targets.
-@Suite("tock-bench, every scenario at small sizes; tock without it")
+/// One test at a time: each checks that no benchmark database is left on the server, which another's would be.
+@Suite("tock-bench, every scenario at small sizes; tock without it", .serialized)
 struct BenchCLITests {
     @Test("each scenario runs real workers to completion, reports consistent counts as JSON, and drops its database")
     func everyScenario() async throws {
@@ -69,6 +70,53 @@ struct BenchCLITests {
         #expect(deepClaim?["rows"] as? Int == 100, "\(queries.map { $0["name"] ?? "" })")
 
         // Its database is gone: nothing named tock_bench_ is left on the server.
+        let left = try await TestDatabase.withClient(settings) { client in
+            try await client.query("SELECT count(*)::int FROM pg_database WHERE datname LIKE 'tock\\_bench\\_%'",
+                                   logger: TestDatabase.logger).decode(Int.self).all()[0]
+        }
+        #expect(left == 0)
+    }
+
+    @Test("a 3-minute soak loses and doubles no run, and its in-flight tables and processes stop growing")
+    func soak() async throws {
+        let directory = try makeScriptsDirectory([:])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        let out = directory + "/soak"
+        // A modest load (other suites share the cores), and timings left out of the verdict for the same reason.
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let result = try await runProgramOffPool(
+            TockProcess.benchBinary,
+            ["soak", "--json", "--minutes", "3", "--interval-seconds", "10", "--jobs", "300", "--load", "100",
+             "--checks", "loss,growth,memory", "--out", out],
+            environment: ["DATABASE_URL": settings.url(), "PATH": path, "TZ": "UTC"], directory: directory)
+        try #require(result.status == 0, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(report["passed"] as? Bool == true)
+
+        let checks = try #require(report["checks"] as? [[String: Any]])
+        func passed(_ kind: String) -> [String] {
+            checks.filter { $0["kind"] as? String == kind && $0["passed"] as? Bool == true }.compactMap { $0["name"] as? String }
+        }
+        for check in checks where ["loss", "growth", "memory"].contains(check["kind"] as? String) {
+            #expect(check["passed"] as? Bool == true, "\(check)")
+        }
+        #expect(Set(passed("loss")).isSuperset(of: ["no-op load ran once each", "every fire time ran once",
+                                                     "every run-now ran its script once", "history: one run per fire time"]))
+        // The queue's table and its claim index are judged; the jobs table is not (it is not in flight).
+        #expect(passed("growth").contains("tock.runs stops growing"), "\(passed("growth"))")
+        #expect(passed("growth").contains { $0.hasPrefix("tock.runs_claim_idx") })
+        #expect(!checks.contains { ($0["name"] as? String ?? "").hasPrefix("tock.jobs ") })
+        #expect(passed("memory").count == 4, "2 workers and 2 schedulers: \(passed("memory"))")
+
+        let intervals = try #require(report["intervals"] as? [[String: Any]])
+        #expect(intervals.count == 18)
+        #expect(intervals.allSatisfy { ($0["runs_per_second"] as? Double ?? 0) > 0 && ($0["run_nows"] as? Int ?? 0) > 0 })
+        #expect(intervals.allSatisfy { ($0["processes"] as? [[String: Any]])?.allSatisfy { ($0["rss_megabytes"] as? Double ?? 0) > 0 } == true })
+        let csv = try String(contentsOfFile: out + "/minutes.csv", encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 19 && csv.contains("bytes:tock.runs,"), "\(csv.prefix(300))")
+        #expect(FileManager.default.fileExists(atPath: out + "/soak.json"))
+
         let left = try await TestDatabase.withClient(settings) { client in
             try await client.query("SELECT count(*)::int FROM pg_database WHERE datname LIKE 'tock\\_bench\\_%'",
                                    logger: TestDatabase.logger).decode(Int.self).all()[0]
