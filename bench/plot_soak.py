@@ -1,0 +1,153 @@
+"""Draws a tock-bench soak (its soak.json) as a PNG: one panel per figure it records, interval by interval, with the
+warm-up shaded and the first and last windows the checks compare marked. Usage: plot_soak.py RESULTS_DIR [OUT.png]
+(default RESULTS_DIR/soak.png)."""
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+
+# As tock-bench soak classifies them: these hold definitions and bookkeeping; every other unpartitioned table in
+# schema tock is in flight and must stop growing; partitioned ones hold the history.
+DEFINITION_TABLES = {"tock.jobs", "tock.workers", "tock.timezones", "tock.migrations", "tock.config"}
+MIB = 1048576
+
+
+def series(intervals, value):
+    """(minutes, values) of the intervals where value(interval) is not None."""
+    points = [(i["minute"], value(i)) for i in intervals]
+    points = [(m, v) for m, v in points if v is not None]
+    return [m for m, _ in points], [v for _, v in points]
+
+
+def relation(interval, name):
+    return next((r for r in interval["relations"] if r["name"] == name), None)
+
+
+def main(folder, out):
+    path = os.path.join(folder, "soak.json")
+    if not os.path.exists(path):
+        sys.exit(f"plot_soak.py: no soak.json in {folder}: run tock-bench soak --out {folder} first")
+    with open(path) as f:
+        report = json.load(f)
+    setup, windows, intervals = report["setup"], report["windows"], report["intervals"]
+    if not intervals:
+        sys.exit("plot_soak.py: the soak recorded no interval")
+    step = setup["interval_seconds"] / 60
+    last = intervals[-1]
+    tables = {r["name"]: r for r in last["relations"] if "index" not in r["kind"]}
+
+    def history(r):
+        return r["kind"] == "partitioned table" or (r["partitions"] > 0 and "index" not in r["kind"])
+
+    def in_flight(r):
+        table = tables.get(r.get("table") or r["name"], r)
+        return table["kind"] == "table" and table["partitions"] == 0 and table["name"] not in DEFINITION_TABLES
+
+    fig, axes = plt.subplots(4, 2, figsize=(13, 15))
+    axes = axes.flatten()
+
+    def decorate(ax, title, ylabel):
+        ax.axvspan(0, windows["warmup_intervals"] * step, color="0.85", lw=0, label="_warm-up")
+        for name, color in (("first", "tab:blue"), ("last", "tab:orange")):
+            lo, hi = windows[name]
+            ax.axvspan(lo * step, hi * step, color=color, alpha=0.08, lw=0)
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel("minutes")
+        ax.set_ylabel(ylabel)
+        ax.set_xlim(0, last["minute"])
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="x-small", loc="best")
+
+    ax = axes[0]
+    ax.plot(*series(intervals, lambda i: i["runs_per_second"]), label="finished (workers' counters)")
+    ax.plot(*series(intervals, lambda i: i["recorded_per_second"]), ls="--", label="recorded in the files")
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    decorate(ax, "runs/s", "runs/s")
+
+    ax = axes[1]
+    ax.plot(*series(intervals, lambda i: i["queue_waiting"]), color="tab:purple", label="runs waiting (tock.lag)")
+    ax.set_ylim(bottom=0)
+    decorate(ax, "queue at each sample", "runs")
+
+    ax = axes[2]
+    for key, label, style in (("to_script_p50_ms", "→ script running p50", "-"), ("to_script_p99_ms", "→ script running p99", "-"),
+                              ("to_claimed_p50_ms", "→ claimed p50", ":"), ("to_claimed_p99_ms", "→ claimed p99", ":")):
+        ax.plot(*series(intervals, lambda i, k=key: i.get(k)), ls=style, label=label)
+    ax.set_ylim(bottom=0)
+    decorate(ax, f"run-now every {setup['run_now_ms']} ms", "ms")
+
+    ax = axes[3]
+    ax.plot(*series(intervals, lambda i: i.get("lateness_p50_ms")), label="p50")
+    ax.plot(*series(intervals, lambda i: i.get("lateness_p99_ms")), label="p99")
+    ax.set_ylim(bottom=0)
+    decorate(ax, "schedule lateness (started_at - scheduled_for)", "ms")
+
+    ax = axes[4]
+    for name, r in sorted(tables.items()):
+        if in_flight(r) or history(r):
+            if history(r):
+                label = f"{name} (history, {r['partitions']} partitions)"
+            else:
+                label = name + (" (in flight)" if setup["history_partitioned"] else " (in flight and history)")
+            ax.plot(*series(intervals, lambda i, n=name: (relation(i, n) or {}).get("bytes", 0) / MIB),
+                    ls=":" if history(r) else "-", label=label)
+    ax.set_ylim(bottom=0)
+    decorate(ax, "tables, with their indexes and TOAST", "MiB")
+
+    ax = axes[5]
+    for r in sorted(last["relations"], key=lambda r: -r["bytes"]):
+        if "index" in r["kind"] and in_flight(r):
+            ax.plot(*series(intervals, lambda i, n=r["name"]: (relation(i, n) or {}).get("bytes", 0) / MIB), label=r["name"])
+    ax.set_ylim(bottom=0)
+    decorate(ax, "indexes of the in-flight tables", "MiB")
+
+    ax = axes[6]
+    for name, r in sorted(tables.items()):
+        if in_flight(r) or history(r):
+            ax.plot(*series(intervals, lambda i, n=name: (relation(i, n) or {}).get("dead_tuples", 0)),
+                    ls=":" if history(r) else "-", label=name)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    decorate(ax, "dead tuples (pg_stat_user_tables)", "tuples")
+
+    ax = axes[7]
+    for p in last["processes"]:
+        ax.plot(*series(intervals, lambda i, n=p["name"]: next((q["rss_megabytes"] for q in i["processes"]
+                                                                 if q["name"] == n and q["rss_megabytes"] > 0), None)),
+                label=f"{p['name']} RSS")
+    ax.set_ylim(bottom=0)
+    wal = ax.twinx()
+    wal.plot(*series(intervals, lambda i: i["wal_bytes"] / MIB / step), color="0.5", ls="--", label="WAL (right)")
+    wal.set_ylabel("WAL MiB/min")
+    wal.set_ylim(bottom=0)
+    handles = ax.get_legend_handles_labels()
+    more = wal.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize="x-small", loc="lower right")
+    decorate(ax, "memory of each process; WAL written", "MiB")
+
+    verdict = "passed" if report["passed"] else "FAILED: " + ", ".join(
+        c["name"] for c in report["checks"] if c["enforced"] and not c["passed"])
+    capacity = setup.get("capacity_runs_per_second")
+    fig.suptitle(
+        f"tock-bench soak, {setup['minutes']:g} min: {setup['jobs']:,} scheduled jobs, no-op load "
+        f"{setup['load_runs_per_second']:,.0f} runs/s" + (f" (half of {capacity:,.0f})" if capacity else "")
+        + f", retention {setup['retention']}, {setup['workers']} workers, {setup['schedulers']} schedulers\n"
+        f"grey: warm-up; blue and orange: the first and last windows compared (minutes {windows['first_minutes']} "
+        f"and {windows['last_minutes']}); {verdict}", fontsize="medium")
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.savefig(out, dpi=110)
+    print(out)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    folder = sys.argv[1]
+    main(folder, sys.argv[2] if len(sys.argv) > 2 else os.path.join(folder, "soak.png"))
