@@ -4,6 +4,7 @@ warm-up shaded and the first and last windows the checks compare marked. Usage: 
 import json
 import os
 import sys
+import textwrap
 
 import matplotlib
 
@@ -132,16 +133,16 @@ def main(folder, out):
     ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize="x-small", loc="lower right")
     decorate(ax, "memory of each process; WAL written", "MiB")
 
-    verdict = "passed" if report["passed"] else "FAILED: " + ", ".join(
-        c["name"] for c in report["checks"] if c["enforced"] and not c["passed"])
+    failed = [c["name"] for c in report["checks"] if c["enforced"] and not c["passed"]]
+    verdict = "passed" if report["passed"] else "\n".join(textwrap.wrap("FAILED: " + ", ".join(failed), 160))
     capacity = setup.get("capacity_runs_per_second")
     fig.suptitle(
         f"tock-bench soak, {setup['minutes']:g} min: {setup['jobs']:,} scheduled jobs, no-op load "
         f"{setup['load_runs_per_second']:,.0f} runs/s" + (f" (half of {capacity:,.0f})" if capacity else "")
         + f", retention {setup['retention']}, {setup['workers']} workers, {setup['schedulers']} schedulers\n"
         f"grey: warm-up; blue and orange: the first and last windows compared (minutes {windows['first_minutes']} "
-        f"and {windows['last_minutes']}); {verdict}", fontsize="medium")
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+        f"and {windows['last_minutes']})\n{verdict}", fontsize="medium")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(out, dpi=110)
     print(out)
 
