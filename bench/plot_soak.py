@@ -68,7 +68,7 @@ def main(folder, out):
     ax = axes[0]
     ax.plot(*series(intervals, lambda i: i["runs_per_second"]), label="finished (workers' counters)")
     ax.plot(*series(intervals, lambda i: i["recorded_per_second"]), ls="--", label="recorded in the files")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.15)  # room above a flat line for the legend
     ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     decorate(ax, "runs/s", "runs/s")
 
