@@ -73,9 +73,11 @@ def main(folder, out):
     decorate(ax, "runs/s", "runs/s")
 
     ax = axes[1]
-    ax.plot(*series(intervals, lambda i: i["queue_waiting"]), color="tab:purple", label="runs waiting (tock.lag)")
+    ax.plot(*series(intervals, lambda i: i["queue_waiting"]), color="tab:purple", label="waiting (tock.lag)")
+    ax.plot(*series(intervals, lambda i: i.get("queue_running")), color="tab:green", label="held by the workers (running)")
     ax.set_ylim(bottom=0)
-    decorate(ax, "queue at each sample", "runs")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    decorate(ax, "runs at each sample", "runs")
 
     ax = axes[2]
     for key, label, style in (("to_script_p50_ms", "→ script running p50", "-"), ("to_script_p99_ms", "→ script running p99", "-"),

@@ -366,7 +366,10 @@ extension BenchRun {
                 """, logger: logger).map { try $0.decode(Int64.self) }
         }
         let counters = try await soakCounters(client: client)
-        let waiting = try await client.fetch("SELECT coalesce(sum(waiting), 0)::int8 FROM tock.lag", logger: logger)[0].decode(Int64.self)
+        let (waiting, running) = try await client.fetch("""
+            SELECT (SELECT coalesce(sum(waiting), 0)::int8 FROM tock.lag),
+                   (SELECT coalesce(sum(running), 0)::int8 FROM tock.worker_overview)
+            """, logger: logger)[0].decode((Int64, Int64).self)
         let relations = try await soakRelations(client: client)
         let processSamples = processes.map { name, process in
             SoakReport.ProcessSample(name: name, pid: process.processIdentifier,
@@ -381,7 +384,7 @@ extension BenchRun {
             toClaimedP50Ms: percentileMs(sample.toClaimed, 0.5), toClaimedP99Ms: percentileMs(sample.toClaimed, 0.99),
             scheduleRuns: new.scheduleRuns.count,
             latenessP50Ms: percentileMs(sample.lateness, 0.5), latenessP99Ms: percentileMs(sample.lateness, 0.99),
-            queueWaiting: waiting, walBytes: counters.walBytes - previous.walBytes,
+            queueWaiting: waiting, queueRunning: running, walBytes: counters.walBytes - previous.walBytes,
             relations: relations, processes: processSamples)
         return (interval, sample, counters)
     }
@@ -423,7 +426,7 @@ extension BenchRun {
         let rss = interval.processes.map { String(format: "%.0f", $0.rssMegabytes) }.joined(separator: "/")
         return "soak \(interval.index + 1)/\(count) (\(format(interval.minute)) min): \(Int(interval.runsPerSecond)) runs/s, "
             + "run-now → script p99 \(ms(interval.toScriptP99Ms)) ms, lateness p99 \(ms(interval.latenessP99Ms)) ms, "
-            + "waiting \(interval.queueWaiting), tock.runs \(runs), RSS \(rss) MiB\n"
+            + "waiting \(interval.queueWaiting), running \(interval.queueRunning), tock.runs \(runs), RSS \(rss) MiB\n"
     }
 
     // MARK: Checks

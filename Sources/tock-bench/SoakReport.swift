@@ -62,7 +62,10 @@ struct SoakReport: Encodable {
         var scheduleRuns: Int
         var latenessP50Ms: Double?
         var latenessP99Ms: Double?
+        /// Pending runs (tock.lag), with the scheduled runs enqueued ahead of their fire time.
         var queueWaiting: Int64
+        /// Runs the workers hold (tock.worker_overview.running): claimed, their end not yet recorded.
+        var queueRunning: Int64
         var walBytes: Int64
         var relations: [Relation]
         var processes: [ProcessSample]
@@ -136,7 +139,7 @@ struct SoakReport: Encodable {
         let processes = Self.names(intervals.flatMap { $0.processes.map(\.name) })
         var header = ["minute", "runs_per_second", "recorded_per_second", "run_nows", "to_script_p50_ms", "to_script_p99_ms",
                       "to_claimed_p50_ms", "to_claimed_p99_ms", "schedule_runs", "lateness_p50_ms", "lateness_p99_ms",
-                      "queue_waiting", "wal_bytes"]
+                      "queue_waiting", "queue_running", "wal_bytes"]
         header += relations.map { "bytes:\($0)" } + relations.map { "dead_tuples:\($0)" } + processes.map { "rss_mib:\($0)" }
         var lines = [header.joined(separator: ",")]
         for interval in intervals {
@@ -144,7 +147,8 @@ struct SoakReport: Encodable {
             var row = [String(format: "%.2f", interval.minute), value(interval.runsPerSecond), value(interval.recordedPerSecond),
                        "\(interval.runNows)", value(interval.toScriptP50Ms), value(interval.toScriptP99Ms),
                        value(interval.toClaimedP50Ms), value(interval.toClaimedP99Ms), "\(interval.scheduleRuns)",
-                       value(interval.latenessP50Ms), value(interval.latenessP99Ms), "\(interval.queueWaiting)", "\(interval.walBytes)"]
+                       value(interval.latenessP50Ms), value(interval.latenessP99Ms), "\(interval.queueWaiting)",
+                       "\(interval.queueRunning)", "\(interval.walBytes)"]
             let byName = Dictionary(interval.relations.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
             row += relations.map { byName[$0].map { "\($0.bytes)" } ?? "" }
             row += relations.map { byName[$0].map { "\($0.deadTuples)" } ?? "" }
