@@ -40,18 +40,25 @@ public struct Database: Sendable {
     }
 
     /// Decodes every row of `query`, whose only column is `row_to_json(…)::text`.
-    func rows<T: Decodable & Sendable>(_ type: T.Type, _ query: PostgresQuery) async throws(TockError) -> [T] {
+    func rows<T: Decodable & Sendable>(_ type: T.Type, _ query: PostgresQuery, committed: Bool = false) async throws(TockError) -> [T] {
         try await mapped {
             let decoder = TockJSON.decoder()
-            return try await client.fetch(query, logger: logger).map { row in
+            let rows = committed ? try await client.fetchCommitted(query, logger: logger)
+                                 : try await client.fetch(query, logger: logger)
+            return try rows.map { row in
                 try decoder.decode(T.self, from: Data(try row.decode(String.self).utf8))
             }
         }
     }
 
-    func scalar<T: PostgresDecodable & Sendable>(_ type: T.Type, _ query: PostgresQuery) async throws(TockError) -> T {
+    /// The first column of the first row of `query`. `committed`: answered only once the statement's transaction
+    /// has committed (`fetchCommitted`), for a write whose caller acts on the answer.
+    func scalar<T: PostgresDecodable & Sendable>(_ type: T.Type, _ query: PostgresQuery,
+                                                 committed: Bool = false) async throws(TockError) -> T {
         try await mapped {
-            guard let value = try await client.fetch(query, logger: logger).first?.decode(T.self) else {
+            let rows = committed ? try await client.fetchCommitted(query, logger: logger)
+                                 : try await client.fetch(query, logger: logger)
+            guard let value = try rows.first?.decode(T.self) else {
                 throw TockError(.failed, "the database returned no row")
             }
             return value
@@ -75,7 +82,7 @@ public struct Database: Sendable {
                 p_max_attempts => \(job.maxAttempts)::int, p_overlap => \(job.overlap), p_enabled => \(job.enabled),
                 p_retry_base => make_interval(secs => \(job.retryBaseSeconds)),
                 p_retry_cap => make_interval(secs => \(job.retryCapSeconds)), p_misfire => \(job.misfire))
-            """)
+            """, committed: true)
     }
 
     /// Changes the fields named in `changes` (keys as in `tock.update_job`: schedule, timezone, priority, …).
@@ -86,27 +93,27 @@ public struct Database: Sendable {
         } catch {
             throw TockError(.failed, "could not encode the changes: \(error)")
         }
-        return try await scalar(Int64.self, "SELECT tock.update_job(\(job), \(json)::jsonb)")
+        return try await scalar(Int64.self, "SELECT tock.update_job(\(job), \(json)::jsonb)", committed: true)
     }
 
     /// Creates a job from its JSON (the API's request body as sent): `tock.create_job_json` checks every field.
     public func createJob(json: String) async throws(TockError) -> Int64 {
-        try await scalar(Int64.self, "SELECT tock.create_job_json(\(json)::jsonb)")
+        try await scalar(Int64.self, "SELECT tock.create_job_json(\(json)::jsonb)", committed: true)
     }
 
     /// Changes the fields present in `json`, a JSON object checked by `tock.update_job`.
     public func updateJob(_ job: String, json: String) async throws(TockError) -> Int64 {
-        try await scalar(Int64.self, "SELECT tock.update_job(\(job), \(json)::jsonb)")
+        try await scalar(Int64.self, "SELECT tock.update_job(\(job), \(json)::jsonb)", committed: true)
     }
 
     @discardableResult
     public func deleteJob(_ job: String) async throws(TockError) -> Int64 {
-        try await scalar(Int64.self, "SELECT tock.delete_job(\(job))")
+        try await scalar(Int64.self, "SELECT tock.delete_job(\(job))", committed: true)
     }
 
     @discardableResult
     public func setJobEnabled(_ job: String, _ enabled: Bool) async throws(TockError) -> Int64 {
-        try await scalar(Int64.self, "SELECT tock.set_job_enabled(\(job), \(enabled))")
+        try await scalar(Int64.self, "SELECT tock.set_job_enabled(\(job), \(enabled))", committed: true)
     }
 
     /// Jobs in name order. `after` pages on (the jobs whose names sort after it), `search` keeps the names that
@@ -134,7 +141,7 @@ public struct Database: Sendable {
 
     /// Enqueues a run now; `trigger` is manual (CLI), api or sql.
     public func runNow(_ job: String, trigger: String = "manual") async throws(TockError) -> Int64 {
-        try await scalar(Int64.self, "SELECT tock.run_now(\(job), \(trigger))")
+        try await scalar(Int64.self, "SELECT tock.run_now(\(job), \(trigger))", committed: true)
     }
 
     public func nextFireTimes(schedule: String, timezone: String, after: Date = Date(), count: Int = 5,
@@ -226,7 +233,7 @@ public struct Database: Sendable {
 
     /// Ends a job's stuck runs and moves its schedule to the next fire time from now.
     public func resetJob(_ job: String) async throws(TockError) -> JobReset {
-        guard let reset = try await rows(JobReset.self, "SELECT tock.reset_job(\(job))::text").first else {
+        guard let reset = try await rows(JobReset.self, "SELECT tock.reset_job(\(job))::text", committed: true).first else {
             throw TockError(.failed, "tock.reset_job returned no row")
         }
         return reset
@@ -254,7 +261,7 @@ public struct Database: Sendable {
         try await scalar(Int64.self, """
             SELECT tock.register_worker(\(host), \(pid)::int, \(concurrency)::int, \(scriptsDirectory), \(version),
                                         p_lease_token => \(leaseToken))
-            """)
+            """, committed: true)
     }
 
     /// The worker's state after the heartbeat, or nil when it is no longer registered as alive. With `held` (every
@@ -271,7 +278,7 @@ public struct Database: Sendable {
     }
 
     public func setWorkerState(worker: Int64, state: String) async throws(TockError) {
-        _ = try await scalar(Bool.self, "SELECT tock.set_worker_state(\(worker), \(state), p_lease_token => \(leaseToken))")
+        _ = try await scalar(Bool.self, "SELECT tock.set_worker_state(\(worker), \(state), p_lease_token => \(leaseToken))", committed: true)
     }
 
     public func claimRuns(worker: Int64, max: Int) async throws(TockError) -> [ClaimedRun] {
@@ -325,12 +332,12 @@ public struct Database: Sendable {
 
     /// Cancels a run: "cancelled" (it was pending) or "cancelling" (its worker is stopping the script).
     public func cancel(_ run: Int64) async throws(TockError) -> String {
-        try await scalar(String.self, "SELECT tock.cancel(\(run))")
+        try await scalar(String.self, "SELECT tock.cancel(\(run))", committed: true)
     }
 
     /// Runs an ended run again as a new attempt; returns the new run's id.
     public func retry(_ run: Int64) async throws(TockError) -> Int64 {
-        try await scalar(Int64.self, "SELECT tock.retry(\(run))")
+        try await scalar(Int64.self, "SELECT tock.retry(\(run))", committed: true)
     }
 
     /// Recovers the runs of dead workers; returns how many.
@@ -357,7 +364,7 @@ public struct Database: Sendable {
     /// Puts a run this worker holds back to pending, keeping its attempt (graceful shutdown).
     @discardableResult
     public func releaseRun(_ run: Int64, worker: Int64) async throws(TockError) -> Bool {
-        try await scalar(Bool.self, "SELECT tock.release_run(\(run), \(worker), p_lease_token => \(leaseToken))")
+        try await scalar(Bool.self, "SELECT tock.release_run(\(run), \(worker), p_lease_token => \(leaseToken))", committed: true)
     }
 
     /// Enqueues the due runs (fire times up to `lookahead` ahead, held until due); returns when to tick again (nil: none scheduled).

@@ -15,4 +15,24 @@ extension PostgresClient {
             try await connection.query(query, logger: logger).all()
         }
     }
+
+    /// `fetch` in a transaction of its own, answered only once its COMMIT has been: a statement on its own commits
+    /// at the Sync after its rows have gone, and postgres-nio hands the rows over at CommandComplete, so a server
+    /// that stopped between the two rolled back a write its caller had taken for done (a run id shown for a run
+    /// that never was). Two round trips more: for writes whose answer someone acts on.
+    public func fetchCommitted(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
+        try await withConnection { connection in
+            _ = try await connection.query("BEGIN", logger: logger).collect()
+            do {
+                let rows = try await connection.query(query, logger: logger).all()
+                _ = try await connection.query("COMMIT", logger: logger).collect()
+                return rows
+            } catch {
+                // After a failed statement (or a COMMIT that failed, which ended the transaction): the connection
+                // goes back to the pool outside any transaction.
+                _ = try? await connection.query("ROLLBACK", logger: logger).collect()
+                throw error
+            }
+        }
+    }
 }

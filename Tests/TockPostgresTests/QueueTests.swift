@@ -101,7 +101,8 @@ struct QueueTests {
 
     @Test("a claim and a finish answer only once committed: a commit that fails is an error, never a success")
     func answersOnlyOnceCommitted() async throws {
-        try await TestDatabase.withFresh { database, _ in
+        // One connection: every call below, refused or not, leaves the same one for the next.
+        try await TestDatabase.withFresh(maximumConnections: 1) { database, _ in
             _ = try await database.createJob(JobDefinition(name: "j", script: "x.sh"))
             let run = try await database.runNow("j")
             let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
@@ -132,6 +133,28 @@ struct QueueTests {
             _ = try await database.client.query("DROP TRIGGER refuse_finish ON tock.run_leases").collect()
             #expect(try await database.finishRuns(worker: worker, [(run, RunOutcome(status: .succeeded, exitCode: 0))]) == [run])
             #expect(try await database.run(run).status == "succeeded")
+
+            // The writes someone acts on the answer of: a run-now's id is shown, a created job is reported created.
+            _ = try await database.client.query("""
+                CREATE CONSTRAINT TRIGGER refuse_enqueue AFTER INSERT ON tock.runs
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.refuse_commit()
+                """).collect()
+            _ = try await database.client.query("""
+                CREATE CONSTRAINT TRIGGER refuse_job AFTER INSERT OR UPDATE ON tock.jobs
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.refuse_commit()
+                """).collect()
+            await #expect(throws: TockError.self) { try await database.runNow("j") }
+            await #expect(throws: TockError.self) { try await database.createJob(JobDefinition(name: "k", script: "x.sh")) }
+            await #expect(throws: TockError.self) { try await database.setJobEnabled("j", false) }
+            #expect(try await database.client.query("SELECT count(*)::int FROM tock.run_history").decode(Int.self).all() == [1])
+            #expect(try await database.jobs().map(\.name) == ["j"])
+            #expect(try await database.job("j").enabled)
+            // A refused statement or commit leaves its connection outside any transaction: the next call works.
+            _ = try await database.client.query("DROP TRIGGER refuse_enqueue ON tock.runs").collect()
+            _ = try await database.client.query("DROP TRIGGER refuse_job ON tock.jobs").collect()
+            await #expect(throws: TockError.self) { try await database.runNow("no-such-job") }
+            let again = try await database.runNow("j")
+            #expect(try await database.run(again).status == "pending")
         }
     }
 
