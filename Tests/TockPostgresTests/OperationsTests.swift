@@ -116,6 +116,40 @@ struct OperationsTests {
         }
     }
 
+    @Test("a shorter retention on a database with no history partitions from now, and they roll over as runs finish")
+    func shorterRetentionPartitionsFromNow() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "tick", script: "x.sh"))
+            let client = database.client
+            func count(_ sql: String) async throws -> Int {
+                try await client.query(PostgresQuery(unsafeSQL: sql)).decode(Int.self).all().first ?? -1
+            }
+            // The migration's first partition reaches two days ahead; with nothing in it, it is made again.
+            #expect(try await count("SELECT count(*)::int FROM tock.history_partitions WHERE upper > now() + interval '1 day'") == 1)
+            _ = try await client.query("SELECT tock.set_history_retention('5 minutes')").collect()
+            #expect(try await count("SELECT count(*)::int FROM tock.history_partitions WHERE upper > now() + interval '1 hour'") == 0)
+            #expect(try await count("""
+                SELECT count(*)::int FROM tock.history_partitions
+                WHERE NOT is_default AND upper - lower = interval '1 minute' AND upper > now()
+                """) >= 5)
+            // A run finishing now lands in a minute's partition, and that partition is dropped once past the horizon.
+            let run = try await finishedRun(database, job: "tick", at: "now() - interval '1 second'")
+            #expect(try await count("SELECT count(*)::int FROM tock.finished_runs_default") == 0)
+            let partition = try #require(try await client.query(
+                "SELECT tableoid::regclass::text FROM tock.finished_runs WHERE id = \(run)").decode(String.self).all().first)
+            #expect(partition.hasPrefix("tock.finished_runs_2"), "\(partition)")
+            #expect(try await count("SELECT tock.purge_history(now() + interval '7 minutes')") == 1)
+            #expect(try await count("SELECT count(*)::int FROM tock.history_partitions WHERE name = '\(partition.dropFirst(5))'") == 0)
+
+            // A partition holding runs keeps its width: only empty ones are made again.
+            _ = try await finishedRun(database, job: "tick", at: "now()")
+            let before = try await count("SELECT count(*)::int FROM tock.history_partitions")
+            _ = try await client.query("SELECT tock.set_history_retention('30 days')").collect()
+            #expect(try await count("SELECT count(*)::int FROM tock.finished_runs") == 1)
+            #expect(try await count("SELECT count(*)::int FROM tock.history_partitions") >= before)
+        }
+    }
+
     @Test("stuck_runs lists runs on a dead worker and past their timeout; reset_job ends them and restarts the schedule")
     func stuckAndReset() async throws {
         try await TestDatabase.withFresh { database, _ in

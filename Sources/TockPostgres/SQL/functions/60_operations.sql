@@ -97,15 +97,40 @@ COMMENT ON FUNCTION tock.reset_job(text, timestamptz) IS
     'Ends a job''s stuck runs (failed, no retry) and recomputes its next fire time from now; returns what it did.';
 
 -- How long finished runs are kept (default 30 days; at least a minute), and so how wide new history partitions are
--- (tock.history_partition_width). Partitions that exist keep their width.
+-- (tock.history_partition_width). Partitions that hold runs keep their width; empty ones that reach further ahead
+-- than the new width's maintenance would are made again at the new width, so a shorter retention partitions from
+-- now rather than once they end (a new database's first partition reaches two days ahead). One that is busy (a
+-- finish holds it) is left as it is.
 CREATE OR REPLACE FUNCTION tock.set_history_retention(p_retention interval)
 RETURNS interval LANGUAGE plpgsql AS $$
+DECLARE
+    v_width interval;
+    v_ahead timestamptz;
+    v_partition record;
+    v_empty boolean;
 BEGIN
     IF p_retention IS NULL OR p_retention < interval '1 minute' THEN
         PERFORM tock.raise_invalid('retention', format('%s is shorter than a minute', coalesce(p_retention::text, 'NULL')));
     END IF;
-    UPDATE tock.config
-    SET history_retention = p_retention, history_partition = tock.history_partition_width(p_retention), updated_at = now();
+    v_width := tock.history_partition_width(p_retention);
+    UPDATE tock.config SET history_retention = p_retention, history_partition = v_width, updated_at = now();
+    -- One maintainer at a time (tock.purge_history's lock), and never a long wait for a partition's lock.
+    PERFORM pg_advisory_xact_lock(tock.worker_lock_key() + 3, 0);
+    PERFORM set_config('lock_timeout', '200ms', true);
+    v_ahead := now() + greatest(2 * v_width, interval '5 minutes');
+    FOR v_partition IN
+        SELECT p.name FROM tock.history_partitions p WHERE NOT p.is_default AND p.upper > v_ahead ORDER BY p.upper
+    LOOP
+        BEGIN
+            EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM tock.%I)', v_partition.name) INTO v_empty;
+            IF v_empty THEN
+                EXECUTE format('DROP TABLE tock.%I', v_partition.name);
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;
+        END;
+    END LOOP;
+    PERFORM tock.add_history_partitions(now(), v_ahead);
     RETURN p_retention;
 END $$;
 COMMENT ON FUNCTION tock.set_history_retention(interval) IS 'Sets how long finished runs and their output are kept.';
