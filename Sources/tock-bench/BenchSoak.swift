@@ -149,6 +149,7 @@ extension BenchRun {
         }
 
         // Drive and sample.
+        let startedAt = try await client.fetch("SELECT now()", logger: logger)[0].decode(Date.self)
         let start = ContinuousClock.now
         let deadline = start + .seconds(plan.seconds)
         var intervals: [SoakReport.Interval] = []
@@ -205,6 +206,22 @@ extension BenchRun {
             detail: queued == 0 ? "no run due by the end was still waiting \(waited) s after it"
                 : "\(grouped(Int64(queued))) runs due by the end were still waiting \(waited) s after it "
                     + "(not lost: the checks below count them as not run)"), at: 0)
+        // Retention by dropping partitions: once the soak outlasts the retention (5 minutes) and a partition's width
+        // past it, no partition of the history may begin before the soak did.
+        if historyPartitioned {
+            let (partitions, fromBeginning, oldest) = try await client.fetch("""
+                SELECT count(*)::int, coalesce(bool_or(lower IS NULL), false), min(lower)
+                FROM tock.history_partitions WHERE NOT is_default
+                """, logger: logger)[0].decode((Int, Bool, Date?).self)
+            let judged = plan.seconds >= 8 * 60 && retention.hasPrefix("5 minutes")
+            let rolled = !fromBeginning && (oldest.map { $0 > startedAt } ?? false)
+            checks.append(SoakReport.Check(
+                name: "the history's partitions rolled over", kind: "growth", enforced: true, passed: !judged || rolled,
+                detail: (judged ? "" : "not judged (a soak shorter than 8 minutes, or a retention other than 5 minutes): ")
+                    + "\(partitions) partitions at the end, the oldest from "
+                    + (fromBeginning ? "the beginning" : oldest.map { TockJSON.formatTimestamp($0) } ?? "none")
+                    + ", the soak began at \(TockJSON.formatTimestamp(startedAt))"))
+        }
         let windows = Self.soakWindows(plan)
         var comparisons: [SoakReport.Comparison] = []
         Self.soakTimingChecks(windows: windows, intervals: intervals, samples: samples, comparisons: &comparisons, checks: &checks)
@@ -498,7 +515,9 @@ extension BenchRun {
         var finished: [Int64: Set<Int64>] = [:]
         var heldCount = 0
         for row in try await client.fetch("""
-            SELECT job_id, (extract(epoch FROM scheduled_for) * 1000)::int8, finished_at IS NOT NULL FROM tock.run_history
+            SELECT job_id, (extract(epoch FROM scheduled_for) * 1000)::int8, ended FROM (
+                SELECT job_id, scheduled_for, trigger, false AS ended FROM tock.runs
+                UNION ALL SELECT job_id, scheduled_for, trigger, true FROM tock.finished_runs) h
             WHERE trigger = 'schedule' AND scheduled_for <= \(cutoff)
             """, logger: logger) {
             let (job, fire, ended) = try row.decode((Int64, Int64, Bool).self)
@@ -521,16 +540,37 @@ extension BenchRun {
         checks.append(SoakReport.Check(
             name: "history: one run per fire time", kind: "loss", enforced: true,
             passed: heldTwice.isEmpty && heldNotRecorded.isEmpty,
-            detail: "\(grouped(Int64(heldCount))) scheduled runs still in tock.run_history; \(heldTwice.count) fire times with "
+            detail: "\(grouped(Int64(heldCount))) scheduled runs still stored (tock.runs, tock.finished_runs); \(heldTwice.count) fire times with "
                 + "two runs\(examples(heldTwice, fireText)); \(heldNotRecorded.count) finished but not recorded by a worker\(examples(heldNotRecorded, fireText))"))
         let failed = try await client.fetch("""
-            SELECT status, count(*)::int8 FROM tock.run_history
-            WHERE status NOT IN ('succeeded', 'pending', 'running') GROUP BY status ORDER BY status
+            SELECT status, count(*)::int8 FROM tock.finished_runs WHERE status <> 'succeeded' GROUP BY status ORDER BY status
             """, logger: logger).map { try $0.decode((String, Int64).self) }
         checks.append(SoakReport.Check(
             name: "history: no run failed", kind: "loss", enforced: true, passed: failed.isEmpty,
-            detail: failed.isEmpty ? "every finished run in tock.run_history succeeded"
+            detail: failed.isEmpty ? "every finished run still stored (tock.finished_runs) succeeded"
                 : failed.map { "\($0.1) \($0.0)" }.joined(separator: ", ") + " (see tock.run_history)"))
+
+        // The run-nows from the database's side: each one it still stores ran once (one row, succeeded, no retry),
+        // and every one asked for in the last 4 minutes (within the retention) is still there.
+        let ids = Array(runNows.keys)
+        let stored = try await client.fetch("""
+            SELECT id, status FROM tock.finished_runs WHERE id = ANY(\(ids))
+            UNION ALL SELECT id, status FROM tock.runs WHERE id = ANY(\(ids))
+            """, logger: logger).map { try $0.decode((Int64, String).self) }
+        let retried = try await client.fetch("""
+            SELECT count(*)::int FROM (SELECT first_run_id FROM tock.finished_runs UNION ALL SELECT first_run_id FROM tock.runs) r
+            WHERE r.first_run_id = ANY(\(ids))
+            """, logger: logger)[0].decode(Int.self)
+        let storedIds = Dictionary(grouping: stored, by: \.0)
+        let notSucceeded = stored.filter { $0.1 != "succeeded" }.map(\.0).sorted()
+        let storedTwice = storedIds.filter { $0.value.count > 1 }.keys.sorted()
+        let recentMissing = runNows.filter { $0.value >= cutoffMs - 240_000 && storedIds[$0.key] == nil }.keys.sorted()
+        checks.append(SoakReport.Check(
+            name: "history: every run-now stored once, succeeded", kind: "loss", enforced: true,
+            passed: !stored.isEmpty && notSucceeded.isEmpty && storedTwice.isEmpty && recentMissing.isEmpty && retried == 0,
+            detail: "\(grouped(Int64(storedIds.count))) of \(grouped(Int64(runNows.count))) run-nows still stored; "
+                + "\(notSucceeded.count) not succeeded\(examples(notSucceeded) { "\($0)" }), \(storedTwice.count) stored twice, "
+                + "\(retried) retries of them, \(recentMissing.count) of the last 4 minutes missing\(examples(recentMissing) { "\($0)" })"))
         let errors = state.errors.withLock { $0 }
         checks.append(SoakReport.Check(
             name: "the soak's own calls succeeded", kind: "loss", enforced: true, passed: errors.count == 0,
@@ -646,11 +686,14 @@ extension BenchRun {
             let first = largest(windows.first, rss) ?? 0, last = largest(windows.last, rss) ?? 0
             let name = "\(process.name) memory flat"
             comparisons.append(.init(name: "\(process.name) RSS", unit: "MiB", first: first, last: last, check: name))
-            let passed = first > 0 && last <= 1.2 * first
+            // A process with no reading in some interval had died (or never started): not flat, whatever its figures.
+            let gone = intervals.filter { rss($0) == nil }.map(\.index)
+            let passed = gone.isEmpty && first > 0 && last > 0 && last <= 1.2 * first
             checks.append(SoakReport.Check(
                 name: name, kind: "memory", enforced: true, passed: passed,
-                detail: "largest RSS: last " + String(format: "%.1f MiB", last) + (passed ? " ≤ " : " > ")
-                    + "1.2 × first " + String(format: "%.1f MiB", first)))
+                detail: gone.isEmpty ? "largest RSS: last " + String(format: "%.1f MiB", last) + (passed ? " ≤ " : " > ")
+                    + "1.2 × first " + String(format: "%.1f MiB", first)
+                    : "no reading in \(gone.count) intervals (first: \(gone[0] + 1)): the process was not running"))
         }
     }
 }
