@@ -175,6 +175,7 @@ extension BenchRun {
         // of the soak when that is longer (a queue that fell behind needs time to drain).
         let cutoff = try await client.fetch("SELECT now()", logger: logger)[0].decode(Date.self)
         let cutoffMs = Int64((cutoff.timeIntervalSince1970 * 1000).rounded(.down))
+        let cutoffNanos = monotonicNanos()  // the run-nows' clock (SoakState.runNows)
         let expected = try await soakExpectedFires(jobs: scheduledJobs, cutoff: cutoff, client: client)
         let expectedCount = expected.values.reduce(0) { $0 + $1.count }
         let inserted = state.inserted.load(ordering: .relaxed)
@@ -199,7 +200,7 @@ extension BenchRun {
         ledger.read()
 
         var checks = try await soakLossChecks(
-            ledger: ledger, expected: expected, cutoff: cutoff, cutoffMs: cutoffMs, inserted: inserted, runNows: runNows,
+            ledger: ledger, expected: expected, cutoff: cutoff, cutoffMs: cutoffMs, cutoffNanos: cutoffNanos, inserted: inserted, runNows: runNows,
             state: state, client: client)
         checks.insert(SoakReport.Check(
             name: "the queue drained", kind: "loss", enforced: true, passed: queued == 0,
@@ -473,7 +474,7 @@ extension BenchRun {
     /// Nothing lost or doubled: from the files (what ran, whatever retention has purged since) and from
     /// tock.run_history (what it still holds).
     // swiftlint:disable:next function_parameter_count
-    private func soakLossChecks(ledger: SoakLedger, expected: [Int64: [Int64]], cutoff: Date, cutoffMs: Int64, inserted: Int,
+    private func soakLossChecks(ledger: SoakLedger, expected: [Int64: [Int64]], cutoff: Date, cutoffMs: Int64, cutoffNanos: Int64, inserted: Int,
                                 runNows: [Int64: Int64], state: SoakState, client: PostgresClient) async throws -> [SoakReport.Check] {
         func examples<T>(_ items: [T], _ show: (T) -> String) -> String {
             items.isEmpty ? "" : " (e.g. " + items.prefix(5).map(show).joined(separator: ", ") + ")"
@@ -564,7 +565,7 @@ extension BenchRun {
         let storedIds = Dictionary(grouping: stored, by: \.0)
         let notSucceeded = stored.filter { $0.1 != "succeeded" }.map(\.0).sorted()
         let storedTwice = storedIds.filter { $0.value.count > 1 }.keys.sorted()
-        let recentMissing = runNows.filter { $0.value >= cutoffMs - 240_000 && storedIds[$0.key] == nil }.keys.sorted()
+        let recentMissing = runNows.filter { $0.value >= cutoffNanos - 240_000_000_000 && storedIds[$0.key] == nil }.keys.sorted()
         checks.append(SoakReport.Check(
             name: "history: every run-now stored once, succeeded", kind: "loss", enforced: true,
             passed: !stored.isEmpty && notSucceeded.isEmpty && storedTwice.isEmpty && recentMissing.isEmpty && retried == 0,
