@@ -72,5 +72,8 @@ struct ConnectFailFastTests {
     func tlsRefused() async throws {
         let server = try FakePostgres(.refuseTLS)
         try await expectFailsFast(url: "postgres://tock@127.0.0.1:\(server.port)/tock?sslmode=require", cause: "does not accept TLS")
+        // Listening to the end: released after its last use, it closed its port, which another test's server in
+        // this process could take (an HTTP server never answers the startup, and every command waited 30 s).
+        withExtendedLifetime(server) {}
     }
 }

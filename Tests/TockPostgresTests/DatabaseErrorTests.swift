@@ -68,6 +68,7 @@ struct ReachabilityProbeTests {
         let server = try FakePostgres(.silent)
         let settings = ConnectionSettings(endpoint: .tcp(host: "127.0.0.1", port: server.port), username: "tock", database: "tock")
         #expect(await PostgresReachability.probe(settings) == nil)
+        withExtendedLifetime(server) {}  // listening to the end (see ConnectFailFastTests.tlsRefused)
     }
 
     @Test("a server that refuses the login is a refusal, with PostgreSQL's reason")

@@ -506,6 +506,11 @@ struct QueueTests {
                 try await TestDatabase.withClient(settings, maximumConnections: 1) { session in
                     _ = try await session.query("SELECT tock.hold_worker_session(\(worker))").collect()
                 }
+                // Its server process lets go of the lock when it notices the client left, a moment later (longer
+                // on busy cores): rescue is judged from then on.
+                #expect(try await eventually {
+                    try await database.client.query("SELECT NOT tock.worker_session_alive(\(worker))").decode(Bool.self).all() == [true]
+                })
                 // Registered, and never held its lock (a first connect that is slow): judged by heartbeats alone.
                 let starting = try await database.registerWorker(host: "t", pid: 3, concurrency: 1, scriptsDirectory: nil, version: nil)
 
