@@ -25,6 +25,8 @@ struct ScriptBoundaryTests {
         (sh -c 'echo $$ >> "$1/daemons"; exec sleep 301' sh "$1" </dev/null >/dev/null 2>&1 &)
         while [ "$(wc -l < "$1/daemons" 2>/dev/null || echo 0)" -lt 2 ]; do sleep 0.01; done
         [ "$2" = exits ] || trap '' TERM
+        # Ready, the trap set: a stop before it would end the script with SIGTERM.
+        : > "$1/ready"
         # Until the test has seen both daemons run: only then may the run end.
         while [ ! -e "$1/go" ]; do sleep 0.01; done
         [ "$2" = exits ] && exit 0
@@ -45,7 +47,9 @@ struct ScriptBoundaryTests {
             executable: directory + "/daemons.sh", arguments: [directory, end.rawValue],
             environment: ["PATH": "/usr/bin:/bin"], workingDirectory: directory,
             timeoutSeconds: end == .timesOut ? 1 : 60, control: control)
-        #expect(try await eventually { pidsWritten(to: directory + "/daemons").count == 2 })
+        #expect(try await eventually {
+            pidsWritten(to: directory + "/daemons").count == 2 && FileManager.default.fileExists(atPath: directory + "/ready")
+        })
         let daemons = pidsWritten(to: directory + "/daemons")
         #expect(daemons.allSatisfy(isRunning), "the daemons did not start")
         #expect(FileManager.default.createFile(atPath: directory + "/go", contents: nil))
@@ -69,7 +73,9 @@ struct ScriptBoundaryTests {
         let script = try await runner.start(
             executable: directory + "/daemons.sh", arguments: [directory, "stays"], environment: ["PATH": "/usr/bin:/bin"],
             workingDirectory: directory, timeoutSeconds: 60, scriptGuard: scriptGuard)
-        #expect(try await eventually { pidsWritten(to: directory + "/daemons").count == 2 })
+        #expect(try await eventually {
+            pidsWritten(to: directory + "/daemons").count == 2 && FileManager.default.fileExists(atPath: directory + "/ready")
+        })
         let daemons = pidsWritten(to: directory + "/daemons")
         #expect(daemons.allSatisfy(isRunning), "the daemons did not start")
         #expect(FileManager.default.createFile(atPath: directory + "/go", contents: nil))
