@@ -35,6 +35,24 @@ final class BenchRun: @unchecked Sendable {
         }
     }
 
+    /// `prepare(server:logger:)` against the server `options` name, logging warnings and worse; a command's
+    /// failure (exit status and message) when the server cannot be resolved or prepared.
+    static func prepare(_ options: GlobalOptions) async throws -> (BenchRun, ConnectionSettings) {
+        var logger = options.logger(label: "tock-bench", defaultLevel: .warning)
+        logger.logLevel = min(logger.logLevel, .warning)
+        let settings: ConnectionSettings
+        do {
+            settings = try resolveSettings(options, logger: logger, createEmbedded: true)
+        } catch {
+            throw fail(error)
+        }
+        do {
+            return (try await prepare(server: settings, logger: logger), settings)
+        } catch let error as TockError {
+            throw fail(error)
+        }
+    }
+
     /// Creates and migrates `tock_bench_<pid>`, and a scripts directory with a copy of /bin/true (tock-clock is
     /// built there by the latency scenario).
     static func prepare(server: ConnectionSettings, logger: Logger) async throws -> BenchRun {

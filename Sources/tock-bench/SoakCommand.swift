@@ -71,20 +71,7 @@ struct Soak: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var logger = options.logger(label: "tock-bench", defaultLevel: .warning)
-        logger.logLevel = min(logger.logLevel, .warning)
-        let settings: ConnectionSettings
-        do {
-            settings = try resolveSettings(options, logger: logger, createEmbedded: true)
-        } catch {
-            throw fail(error)
-        }
-        let bench: BenchRun
-        do {
-            bench = try await BenchRun.prepare(server: settings, logger: logger)
-        } catch let error as TockError {
-            throw fail(error)
-        }
+        let (bench, settings) = try await BenchRun.prepare(options)
         let report: SoakReport
         do {
             report = try await bench.soak(plan, machine: BenchReport.Machine.current(), database: settings.displayName)

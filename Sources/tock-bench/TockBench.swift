@@ -84,20 +84,7 @@ struct Measure: AsyncParsableCommand {
     var workerCounts: [Int] { workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func run() async throws {
-        var logger = options.logger(label: "tock-bench", defaultLevel: .warning)
-        logger.logLevel = min(logger.logLevel, .warning)
-        let settings: ConnectionSettings
-        do {
-            settings = try resolveSettings(options, logger: logger, createEmbedded: true)
-        } catch {
-            throw fail(error)
-        }
-        let bench: BenchRun
-        do {
-            bench = try await BenchRun.prepare(server: settings, logger: logger)
-        } catch let error as TockError {
-            throw fail(error)
-        }
+        let (bench, settings) = try await BenchRun.prepare(options)
         var report = BenchReport(machine: BenchReport.Machine.current(), database: settings.displayName)
         do {
             // In the order of allScenarios whatever the order asked: scale's millions of runs come last.
