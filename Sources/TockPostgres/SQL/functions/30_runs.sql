@@ -756,8 +756,10 @@ BEGIN
     PERFORM tock.check_worker_lease(p_worker, p_lease_token);
     v_locked := pg_try_advisory_lock(tock.worker_lock_key(), p_worker::int);
     IF v_locked THEN
-        UPDATE tock.workers SET session_locked = true, session_pid = pg_backend_pid()
-        WHERE id = p_worker AND (NOT session_locked OR session_pid IS DISTINCT FROM pg_backend_pid());
+        -- A pid may recur after a restart: the lock's time tells this session's lock from a lost one's.
+        UPDATE tock.workers SET session_locked = true, session_pid = pg_backend_pid(), session_since = now()
+        WHERE id = p_worker AND (NOT session_locked OR session_pid IS DISTINCT FROM pg_backend_pid()
+                                 OR session_since IS NULL OR session_since < pg_postmaster_start_time());
     END IF;
     RETURN v_locked;
 END $$;
@@ -780,9 +782,10 @@ $$;
 
 -- Finds dead workers and recovers their runs. A worker is dead when its session lock is gone and it has not
 -- heartbeaten for p_lost_after (a kill -9: seconds), or it has not heartbeaten for p_silent_after whatever its
--- session says (a hung or partitioned process). The lock counts once the worker has held it (session_locked).
--- Heartbeat age counts from the server's start at the earliest, so a database restart does not condemn workers
--- that are busy reconnecting. Their runs end 'failed' (worker lost) and are retried at once while attempts remain,
+-- session says (a hung or partitioned process). The lock counts once the worker has held it since the server last
+-- started (session_since): a restart ends every session, and crash recovery can outlast p_lost_after, so a worker
+-- still reconnecting is judged by its heartbeats until it holds its lock again. Heartbeat age counts from the
+-- server's start at the earliest, so a database restart does not condemn workers that are busy reconnecting. Their runs end 'failed' (worker lost) and are retried at once while attempts remain,
 -- else end 'dead'.
 -- Then the runs still running p_orphaned_after past their timeout (timeout_at, fixed at the claim), whatever their
 -- worker: a worker stops a script at its timeout and reports it, so such a run is one its worker lost track of (a
@@ -816,12 +819,13 @@ BEGIN
     END IF;
     FOR v_worker IN
         SELECT w.id, w.name,
-               CASE WHEN NOT w.session_locked OR tock.worker_session_alive(w.id) THEN 'stopped heartbeating'
+               CASE WHEN NOT w.session_locked OR w.session_since < pg_postmaster_start_time()
+                         OR tock.worker_session_alive(w.id) THEN 'stopped heartbeating'
                     ELSE 'its database session ended' END AS reason
         FROM tock.workers w
         WHERE w.state IN ('running', 'stopping')
           AND (p_now - greatest(w.last_heartbeat_at, pg_postmaster_start_time()) > p_silent_after
-               OR (w.session_locked
+               OR (w.session_locked AND w.session_since >= pg_postmaster_start_time()
                    AND p_now - greatest(w.last_heartbeat_at, pg_postmaster_start_time()) > p_lost_after
                    AND NOT tock.worker_session_alive(w.id)))
         FOR UPDATE SKIP LOCKED
