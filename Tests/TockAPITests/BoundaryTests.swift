@@ -204,7 +204,7 @@ struct BoundaryTests {
     func unavailableFast() async throws {
         let server = try TestDatabase.serverSettings()
         // A port nothing listens on, and a socket file that does not exist.
-        let closed = try Self.freePort()
+        let closed = try TestPorts.free()
         var refused = server
         refused.endpoint = .tcp(host: "127.0.0.1", port: closed)
         var missing = server
@@ -356,7 +356,7 @@ struct BoundaryTests {
     /// Runs the API as `tock api` does (buildAPIServices: limits, loopback binding) on a free port.
     static func withLiveAPI(database: Database, settings: ConnectionSettings, access: APIAccess = APIAccess(),
                             limits: HTTPLimits = HTTPLimits(), _ body: @Sendable (Int) async throws -> Void) async throws {
-        let port = try freePort()
+        let port = try TestPorts.free()
         let services = try buildAPIServices(database: database, settings: settings, host: "127.0.0.1", port: port,
                                             access: access, limits: limits, logger: TestDatabase.logger)
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: TestDatabase.logger))
@@ -376,12 +376,6 @@ struct BoundaryTests {
             try await tasks.waitForAll()
             try outcome.get()
         }
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        return try bindLoopback(fd)
     }
 
     /// Binds `fd` to 127.0.0.1 on a port the kernel picks, and returns the port.

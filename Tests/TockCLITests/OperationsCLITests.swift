@@ -11,24 +11,6 @@ func httpGet(_ url: String) async throws -> String {
     return result.stdout
 }
 
-/// A port for a child process to listen on: below the kernel's ephemeral range (32768-60999 here), which outgoing
-/// connections take ports from at any moment, and free when chosen (bound and released, so not another test's).
-func freePort() -> Int {
-    for _ in 0..<100 {
-        let port = Int.random(in: 20000...32000)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        if bound { return port }
-    }
-    return Int.random(in: 20000...32000)
-}
 
 @Suite("operations from the command line: metrics, JSON logs, doctor, queue, stuck runs")
 struct OperationsCLITests {
@@ -37,7 +19,7 @@ struct OperationsCLITests {
         let directory = try makeScriptsDirectory(["scripts/hello.sh": "#!/bin/sh\necho hello\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let settings = try await TestDatabase.create()
-        let (workerPort, schedulerPort, apiPort) = (freePort(), freePort(), freePort())
+        let (workerPort, schedulerPort, apiPort) = (try TestPorts.free(), try TestPorts.free(), try TestPorts.free())
         let worker = try TockProcess(["worker", "--metrics-port", "\(workerPort)", "--log-format", "json"],
                                      settings: settings, directory: directory)
         let scheduler = try TockProcess(["scheduler", "--metrics-port", "\(schedulerPort)"], settings: settings, directory: directory)

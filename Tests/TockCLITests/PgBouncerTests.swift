@@ -7,10 +7,11 @@ import TockTesting
 /// transaction mode and one in session mode.
 final class PgBouncer: @unchecked Sendable {
     let process = Process()
-    let port = freePort()
+    let port: Int
     let directory: String
 
     init(database: String) throws {
+        port = try TestPorts.free()
         let server = try TestDatabase.serverSettings()
         let (host, serverPort): (String, Int) = switch server.endpoint {
         case .tcp(let host, let port): (host, port)

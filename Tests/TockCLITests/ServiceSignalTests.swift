@@ -43,7 +43,7 @@ struct ServiceSignalTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let token = "event-stream-reader-0123456789"
         try await TestDatabase.withFresh { database, settings in
-            let port = try HTTPStream.freePort()
+            let port = try TestPorts.free()
             let api = try TockProcess(["api", "--api-port", "\(port)"], settings: settings, directory: directory,
                                       environment: ["TOCK_API_TOKENS": "\(token):read"])
             defer { api.signal(SIGKILL) }
@@ -76,7 +76,7 @@ struct ServiceSignalTests {
         let directory = try makeScriptsDirectory([:])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { _, settings in
-            let port = try HTTPStream.freePort()
+            let port = try TestPorts.free()
             let api = try TockProcess(["api", "--api-port", "\(port)"], settings: settings, directory: directory)
             defer { api.signal(SIGKILL) }
             #expect(try await Self.waitForAPI(port: port), "\(api.log)")
@@ -98,7 +98,7 @@ struct ServiceSignalTests {
         let directory = try makeScriptsDirectory(["scripts/long.sh": "#!/bin/sh\necho $$ > \(pidFile)\nexec sleep 300\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
-            let port = try HTTPStream.freePort()
+            let port = try TestPorts.free()
             let up = try TockProcess(["up", "--api-port", "\(port)", "--scripts-dir", directory + "/scripts",
                                       "--shutdown-grace-seconds", "1", "--kill-grace-seconds", "1"],
                                      settings: settings, directory: directory)
@@ -130,7 +130,7 @@ struct ServiceSignalTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { _, settings in
             var refused = settings
-            refused.endpoint = .tcp(host: "127.0.0.1", port: try HTTPStream.freePort())
+            refused.endpoint = .tcp(host: "127.0.0.1", port: try TestPorts.free())
             for unreachable in [refused, settings.with(database: "tock_no_such_database")] {
                 let started = ContinuousClock.now
                 let result = try await runTock(["job", "list"], settings: unreachable, directory: directory)

@@ -31,7 +31,7 @@ extension FaultTests {
             }
             // As in production: a scheduler's rescue would fail over the runs of any worker it took for dead.
             let scheduler = try TockProcess(["scheduler"], settings: settings, directory: directory)
-            let port = try HTTPStream.freePort()
+            let port = try TestPorts.free()
             let api = try TockProcess(["api", "--api-port", "\(port)"], settings: settings, directory: directory)
             let processes = workers + [scheduler, api]
             defer { processes.forEach { $0.signal(SIGKILL) } }
