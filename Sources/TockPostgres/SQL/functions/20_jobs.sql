@@ -333,7 +333,9 @@ BEGIN
     DELETE FROM tock.finished_runs WHERE job_id = OLD.id;
     WITH gone AS (DELETE FROM tock.runs WHERE job_id = OLD.id RETURNING id, worker_id)
     , live AS (DELETE FROM tock.run_output o WHERE o.run_id IN (SELECT g.id FROM gone g))
-    DELETE FROM tock.run_leases l USING gone g WHERE l.worker_id = g.worker_id AND l.run_id = g.id;
+    DELETE FROM tock.run_leases l
+    WHERE l.worker_id = ANY (ARRAY(SELECT DISTINCT g.worker_id FROM gone g WHERE g.worker_id IS NOT NULL))
+      AND l.run_id = ANY (ARRAY(SELECT g.id FROM gone g));
     RETURN NULL;
 END $$;
 CREATE OR REPLACE TRIGGER jobs_delete_runs

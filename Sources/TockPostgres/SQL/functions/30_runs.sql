@@ -151,9 +151,10 @@ BEGIN
         -- The output sent while it ran, for a run whose end brings none (a cancel of a pending run, a rescue).
         SELECT o.* FROM tock.run_output o WHERE o.run_id IN (SELECT g.id FROM gone g)
     ), leases AS (
+        -- Both keys of the leases' index as arrays: one probe per run (see tock.heartbeat).
         DELETE FROM tock.run_leases l
-        WHERE l.worker_id IN (SELECT g.worker_id FROM gone g WHERE g.worker_id IS NOT NULL)
-          AND l.run_id IN (SELECT g.id FROM gone g)
+        WHERE l.worker_id = ANY (ARRAY(SELECT DISTINCT g.worker_id FROM gone g WHERE g.worker_id IS NOT NULL))
+          AND l.run_id = ANY (ARRAY(SELECT g.id FROM gone g))
     ), moved AS (
         INSERT INTO tock.finished_runs (id, job_id, trigger, status, priority, attempt, first_run_id, scheduled_for,
                                         enqueued_at, run_after, started_at, finished_at, worker_id, exit_code, error,
@@ -322,7 +323,7 @@ BEGIN
         WHERE id = ANY (p_runs) AND status = 'running' AND worker_id = p_worker
         RETURNING id
     ), unleased AS (
-        DELETE FROM tock.run_leases l WHERE l.worker_id = p_worker AND l.run_id IN (SELECT r.id FROM requeued r)
+        DELETE FROM tock.run_leases l WHERE l.worker_id = p_worker AND l.run_id = ANY (ARRAY(SELECT r.id FROM requeued r))
     )
     SELECT coalesce(array_agg(id ORDER BY id), '{}') INTO v_requeued FROM requeued;
     RETURN v_requeued;
@@ -341,6 +342,12 @@ END $$;
 -- (runs_notify_requeued). Left alone it would wait for rescue's orphan rule, its timeout plus 10 minutes, and
 -- then count as a failed attempt. p_unheld_after must exceed the worker's call timeout, after which it stops
 -- waiting for a claim's answer.
+--
+-- The queue's tables are often empty when autovacuum analyzes them, and their statistics then say "no rows" while
+-- thousands wait. From such statistics a join of the leases to tock.runs became a walk of every run in flight for
+-- each lease (61 s for one heartbeat, with 20,000 pending, holding the worker's row that each of its finishes
+-- updates). So the calls that workers and schedulers repeat read tock.runs only by id, from an array of the
+-- leases' run ids: an index probe per run is the only plan.
 DROP FUNCTION IF EXISTS tock.heartbeat(bigint, timestamptz);
 DROP FUNCTION IF EXISTS tock.heartbeat(bigint, timestamptz, bigint[], interval);
 CREATE OR REPLACE FUNCTION tock.heartbeat(
@@ -365,8 +372,9 @@ BEGIN
         -- Looked for first, then put back by id: an UPDATE of no row would still fire the statement triggers on
         -- tock.runs, each second per worker.
         SELECT array_agg(r.id ORDER BY r.id) INTO v_unheld
-        FROM tock.run_leases l JOIN tock.runs r ON r.id = l.run_id
-        WHERE l.worker_id = p_worker AND r.status = 'running' AND r.worker_id = p_worker
+        FROM tock.runs r
+        WHERE r.id = ANY (ARRAY(SELECT l.run_id FROM tock.run_leases l WHERE l.worker_id = p_worker))
+          AND r.status = 'running' AND r.worker_id = p_worker
           AND r.started_at < p_now - p_unheld_after AND NOT (r.id = ANY (p_held));
         IF v_unheld IS NOT NULL THEN
             v_unheld := tock.requeue_runs(v_unheld, p_worker, p_now);
@@ -839,16 +847,18 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
-    -- Every running run has a lease: a walk of the running runs, never of the pending ones.
+    -- Every running run has a lease: a walk of the running runs, never of the pending ones. By id (see
+    -- tock.heartbeat), and the job and worker as subqueries, not joins: a join of tock.runs to the jobs was planned,
+    -- on the statistics of an empty queue, as a walk of every run in flight in job order.
     FOR v_run IN
-        SELECT r.id, r.worker_id, coalesce(w.name, '#' || r.worker_id) AS worker,
-               coalesce(r.timeout_at - r.started_at, j.timeout) AS timeout
-        FROM tock.run_leases l
-        JOIN tock.runs r ON r.id = l.run_id
-        JOIN tock.jobs j ON j.id = r.job_id
-        LEFT JOIN tock.workers w ON w.id = r.worker_id
-        WHERE r.status = 'running' AND r.worker_id IS NOT NULL
-          AND coalesce(r.timeout_at, r.started_at + j.timeout) + p_orphaned_after < p_now
+        SELECT r.id, r.worker_id,
+               coalesce((SELECT w.name FROM tock.workers w WHERE w.id = r.worker_id), '#' || r.worker_id) AS worker,
+               coalesce(r.timeout_at - r.started_at, (SELECT j.timeout FROM tock.jobs j WHERE j.id = r.job_id)) AS timeout
+        FROM tock.runs r
+        WHERE r.id = ANY (ARRAY(SELECT l.run_id FROM tock.run_leases l)) AND r.status = 'running'
+          AND r.worker_id IS NOT NULL
+          AND coalesce(r.timeout_at, r.started_at + (SELECT j.timeout FROM tock.jobs j WHERE j.id = r.job_id))
+              + p_orphaned_after < p_now
         FOR UPDATE OF r SKIP LOCKED
     LOOP
         IF tock.end_attempt(v_run.id, v_run.worker_id, 'failed', NULL,
@@ -877,7 +887,9 @@ DECLARE
     v_priority smallint;
     v_earliest timestamptz;
 BEGIN
-    v_priority := (SELECT priority FROM tock.runs WHERE status = 'pending' ORDER BY priority DESC LIMIT 1);
+    -- run_after IS NOT NULL (always true) names runs_claim_idx's predicate (migration 0014).
+    v_priority := (SELECT priority FROM tock.runs WHERE status = 'pending' AND run_after IS NOT NULL
+                   ORDER BY priority DESC LIMIT 1);
     WHILE v_priority IS NOT NULL LOOP
         -- least() ignores NULL: a priority without runs of the kind asked for adds nothing.
         v_earliest := least(v_earliest, CASE WHEN p_due
@@ -888,7 +900,8 @@ BEGIN
                   WHERE status = 'pending' AND priority = v_priority AND run_after > p_now
                   ORDER BY run_after LIMIT 1)
             END);
-        v_priority := (SELECT priority FROM tock.runs WHERE status = 'pending' AND priority < v_priority
+        v_priority := (SELECT priority FROM tock.runs
+                       WHERE status = 'pending' AND priority < v_priority AND run_after IS NOT NULL
                        ORDER BY priority DESC LIMIT 1);
     END LOOP;
     RETURN v_earliest;

@@ -197,7 +197,8 @@ BEGIN
     RETURN QUERY
     WITH seen AS (
         SELECT r.run_after FROM tock.runs r
-        WHERE r.status = 'pending'
+        -- run_after IS NOT NULL (always true) names runs_claim_idx's predicate (migration 0014).
+        WHERE r.status = 'pending' AND r.run_after IS NOT NULL
         ORDER BY r.priority DESC, r.run_after, r.id
         LIMIT p_limit + 1
     ), counted AS (

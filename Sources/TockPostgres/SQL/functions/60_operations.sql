@@ -25,12 +25,13 @@ SELECT
         ELSE format('running %s s, past its timeout of %s s', round(extract(epoch FROM now() - r.started_at)),
                     extract(epoch FROM coalesce(r.timeout_at - r.started_at, j.timeout)))
     END AS reason
-FROM tock.run_leases l
-JOIN tock.runs r ON r.id = l.run_id
+-- The running runs by id, from their leases, planned on their own (OFFSET 0): joined to the jobs, they were
+-- planned, on the statistics of an empty queue, as a walk of every run in flight in job order (see tock.heartbeat).
+FROM (SELECT * FROM tock.runs WHERE id = ANY (ARRAY(SELECT l.run_id FROM tock.run_leases l)) AND status = 'running'
+      OFFSET 0) r
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id
-WHERE r.status = 'running'
-  AND (w.id IS NULL
+WHERE (w.id IS NULL
        OR w.state NOT IN ('running', 'stopping')
        OR w.last_heartbeat_at < now() - interval '15 seconds'
        OR now() > coalesce(r.timeout_at, r.started_at + j.timeout) + interval '30 seconds');
@@ -66,8 +67,9 @@ CREATE OR REPLACE FUNCTION tock.cancel_requests(p_worker bigint, p_lease_token t
 RETURNS SETOF bigint LANGUAGE plpgsql STABLE AS $$
 BEGIN
     PERFORM tock.check_worker_lease(p_worker, p_lease_token);
-    RETURN QUERY SELECT r.id FROM tock.run_leases l JOIN tock.runs r ON r.id = l.run_id
-    WHERE l.worker_id = p_worker AND r.worker_id = p_worker AND r.status = 'running'
+    RETURN QUERY SELECT r.id FROM tock.runs r
+    WHERE r.id = ANY (ARRAY(SELECT l.run_id FROM tock.run_leases l WHERE l.worker_id = p_worker))
+      AND r.worker_id = p_worker AND r.status = 'running'
       AND r.cancel_requested_at IS NOT NULL;
 END $$;
 
