@@ -257,8 +257,11 @@ extension BenchRun {
 
     // MARK: Load
 
-    /// The queue's no-op capacity with the soak's workers: a first drain of 2,000 runs for the rate, then one of
-    /// about 10 seconds at that rate; runs/s of the second, first claim to last finish on the database's clock.
+    /// The queue's no-op capacity with the soak's workers, enqueueing included: a first drain of 2,000 runs for the
+    /// rate, then one of about 10 seconds at that rate (first claim to last finish on the database's clock), then
+    /// 10 seconds of runs inserted at that rate as the load inserts them, and the runs finished per second in its
+    /// last 6. A drain times claims and finishes alone; an insert costs the database about as much again, and half
+    /// the drain's rate was more than the queue kept up with.
     private func soakCapacity(job: Int64, client: PostgresClient, state: SoakState) async throws -> Double {
         var size = 2000
         var rate = 0.0
@@ -286,7 +289,25 @@ extension BenchRun {
             rate = Double(size) / seconds
             size = Int(min(max(rate * 10, 2000), 1_000_000))
         }
-        return rate
+        let feeding = ContinuousClock.now
+        let (insertedBefore, processedBefore) = (state.inserted.load(ordering: .relaxed), try await processed(client: client))
+        async let fed: Void = soakLoad(rate: rate, job: job, until: feeding + .seconds(10), client: client, state: state)
+        try await Task.sleep(until: feeding + .seconds(4), clock: .continuous)
+        let (from, fromAt) = (try await processed(client: client), ContinuousClock.now)
+        try await Task.sleep(until: feeding + .seconds(10), clock: .continuous)
+        let (to, toAt) = (try await processed(client: client), ContinuousClock.now)
+        await fed
+        // What the feed left queued drains before the soak starts.
+        let fedRuns = state.inserted.load(ordering: .relaxed) - insertedBefore
+        let drainedBy = ContinuousClock.now + .seconds(600)
+        while try await processed(client: client) - processedBefore < fedRuns {
+            guard ContinuousClock.now < drainedBy else {
+                throw TockError(.failed, "soak: the capacity feed's \(fedRuns) runs did not drain in 10 minutes; see \(directory)/worker-*.log")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let sustained = Double(to - from) * 1000 / Double(max((toAt - fromAt).wholeMilliseconds, 1))
+        return min(rate, sustained)
     }
 
     /// Runs the soak's workers reported finished.
