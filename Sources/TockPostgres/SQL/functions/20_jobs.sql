@@ -335,7 +335,7 @@ BEGIN
     , live AS (DELETE FROM tock.run_output o WHERE o.run_id IN (SELECT g.id FROM gone g))
     DELETE FROM tock.run_leases l
     WHERE l.worker_id = ANY (ARRAY(SELECT DISTINCT g.worker_id FROM gone g WHERE g.worker_id IS NOT NULL))
-      AND l.run_id = ANY (ARRAY(SELECT g.id FROM gone g));
+      AND l.run_id = ANY (ARRAY(SELECT g.id FROM gone g WHERE g.worker_id IS NOT NULL));
     RETURN NULL;
 END $$;
 CREATE OR REPLACE TRIGGER jobs_delete_runs

@@ -154,7 +154,7 @@ BEGIN
         -- Both keys of the leases' index as arrays: one probe per run (see tock.heartbeat).
         DELETE FROM tock.run_leases l
         WHERE l.worker_id = ANY (ARRAY(SELECT DISTINCT g.worker_id FROM gone g WHERE g.worker_id IS NOT NULL))
-          AND l.run_id = ANY (ARRAY(SELECT g.id FROM gone g))
+          AND l.run_id = ANY (ARRAY(SELECT g.id FROM gone g WHERE g.worker_id IS NOT NULL))
     ), moved AS (
         INSERT INTO tock.finished_runs (id, job_id, trigger, status, priority, attempt, first_run_id, scheduled_for,
                                         enqueued_at, run_after, started_at, finished_at, worker_id, exit_code, error,
@@ -751,6 +751,16 @@ BEGIN
     RETURN v_id;
 END $$;
 
+-- When the server's current run began: the postmaster's start, or the crash recovery since (a backend killed:
+-- PostgreSQL ends every session and recovers without restarting the postmaster, and resets its shared statistics
+-- as it does). A session lock taken before it is gone, whatever tock.workers says. A DBA's
+-- pg_stat_reset_shared('bgwriter') moves it too: live workers are then judged by their heartbeats alone until they
+-- next reconnect.
+CREATE OR REPLACE FUNCTION tock.server_started_at()
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+    SELECT greatest(pg_postmaster_start_time(), pg_stat_get_bgwriter_stat_reset_time())
+$$;
+
 -- A worker's LISTEN connection calls this on every (re)connect: it takes the worker's session lock, which
 -- PostgreSQL drops the moment the session ends, and records that the worker has held it. tock.rescue() goes by the
 -- lock only from then on: a worker whose first connect is slow is judged by its heartbeats until it has one.
@@ -767,7 +777,7 @@ BEGIN
         -- A pid may recur after a restart: the lock's time tells this session's lock from a lost one's.
         UPDATE tock.workers SET session_locked = true, session_pid = pg_backend_pid(), session_since = now()
         WHERE id = p_worker AND (NOT session_locked OR session_pid IS DISTINCT FROM pg_backend_pid()
-                                 OR session_since IS NULL OR session_since < pg_postmaster_start_time());
+                                 OR session_since IS NULL OR session_since < tock.server_started_at());
     END IF;
     RETURN v_locked;
 END $$;
@@ -790,10 +800,11 @@ $$;
 
 -- Finds dead workers and recovers their runs. A worker is dead when its session lock is gone and it has not
 -- heartbeaten for p_lost_after (a kill -9: seconds), or it has not heartbeaten for p_silent_after whatever its
--- session says (a hung or partitioned process). The lock counts once the worker has held it since the server last
--- started (session_since): a restart ends every session, and crash recovery can outlast p_lost_after, so a worker
--- still reconnecting is judged by its heartbeats until it holds its lock again. Heartbeat age counts from the
--- server's start at the earliest, so a database restart does not condemn workers that are busy reconnecting. Their runs end 'failed' (worker lost) and are retried at once while attempts remain,
+-- session says (a hung or partitioned process). The lock counts once the worker has held it since the server's
+-- current run began (session_since, tock.server_started_at): a restart or crash recovery ends every session, and
+-- recovery can outlast p_lost_after, so a worker still reconnecting is judged by its heartbeats until it holds its
+-- lock again. Heartbeat age counts from then at the earliest, so a database restart does not condemn workers that
+-- are busy reconnecting. Their runs end 'failed' (worker lost) and are retried at once while attempts remain,
 -- else end 'dead'.
 -- Then the runs still running p_orphaned_after past their timeout (timeout_at, fixed at the claim), whatever their
 -- worker: a worker stops a script at its timeout and reports it, so such a run is one its worker lost track of (a
@@ -815,6 +826,7 @@ DECLARE
     v_worker record;
     v_run record;
     v_count int := 0;
+    v_started constant timestamptz := tock.server_started_at();
 BEGIN
     p_now := tock.checked_now(p_now);
     -- Below these, live workers and their runs would be taken for dead (a tock_admin member passing '-1 hour'
@@ -827,14 +839,14 @@ BEGIN
     END IF;
     FOR v_worker IN
         SELECT w.id, w.name,
-               CASE WHEN NOT w.session_locked OR w.session_since < pg_postmaster_start_time()
+               CASE WHEN NOT w.session_locked OR w.session_since IS NULL OR w.session_since < v_started
                          OR tock.worker_session_alive(w.id) THEN 'stopped heartbeating'
                     ELSE 'its database session ended' END AS reason
         FROM tock.workers w
         WHERE w.state IN ('running', 'stopping')
-          AND (p_now - greatest(w.last_heartbeat_at, pg_postmaster_start_time()) > p_silent_after
-               OR (w.session_locked AND w.session_since >= pg_postmaster_start_time()
-                   AND p_now - greatest(w.last_heartbeat_at, pg_postmaster_start_time()) > p_lost_after
+          AND (p_now - greatest(w.last_heartbeat_at, v_started) > p_silent_after
+               OR (w.session_locked AND w.session_since >= v_started
+                   AND p_now - greatest(w.last_heartbeat_at, v_started) > p_lost_after
                    AND NOT tock.worker_session_alive(w.id)))
         FOR UPDATE SKIP LOCKED
     LOOP
@@ -887,8 +899,10 @@ DECLARE
     v_priority smallint;
     v_earliest timestamptz;
 BEGIN
-    -- run_after IS NOT NULL (always true) names runs_claim_idx's predicate (migration 0014).
-    v_priority := (SELECT priority FROM tock.runs WHERE status = 'pending' AND run_after IS NOT NULL
+    -- run_after >= '-infinity' (always true) implies runs_claim_idx's predicate (migration 0014). Not "run_after IS
+    -- NOT NULL": PostgreSQL 17 drops that from a query as redundant on a NOT NULL column, before it looks for the
+    -- partial indexes the query may use.
+    v_priority := (SELECT priority FROM tock.runs WHERE status = 'pending' AND run_after >= '-infinity'
                    ORDER BY priority DESC LIMIT 1);
     WHILE v_priority IS NOT NULL LOOP
         -- least() ignores NULL: a priority without runs of the kind asked for adds nothing.
@@ -901,7 +915,7 @@ BEGIN
                   ORDER BY run_after LIMIT 1)
             END);
         v_priority := (SELECT priority FROM tock.runs
-                       WHERE status = 'pending' AND priority < v_priority AND run_after IS NOT NULL
+                       WHERE status = 'pending' AND priority < v_priority AND run_after >= '-infinity'
                        ORDER BY priority DESC LIMIT 1);
     END LOOP;
     RETURN v_earliest;

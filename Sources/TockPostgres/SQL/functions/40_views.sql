@@ -197,8 +197,8 @@ BEGIN
     RETURN QUERY
     WITH seen AS (
         SELECT r.run_after FROM tock.runs r
-        -- run_after IS NOT NULL (always true) names runs_claim_idx's predicate (migration 0014).
-        WHERE r.status = 'pending' AND r.run_after IS NOT NULL
+        -- run_after >= '-infinity' (always true) implies runs_claim_idx's predicate (see tock.earliest_pending).
+        WHERE r.status = 'pending' AND r.run_after >= '-infinity'
         ORDER BY r.priority DESC, r.run_after, r.id
         LIMIT p_limit + 1
     ), counted AS (

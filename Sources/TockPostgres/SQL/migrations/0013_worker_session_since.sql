@@ -10,4 +10,12 @@
 ALTER TABLE tock.workers ADD COLUMN IF NOT EXISTS session_since timestamptz;
 COMMENT ON COLUMN tock.workers.session_since IS
     'When the worker last took its session lock (tock.hold_worker_session); before the server''s start, it counts for nothing.';
-UPDATE tock.workers SET session_since = now() WHERE session_locked AND state IN ('running', 'stopping');
+-- Workers alive now that hold their lock keep it trusted (the key is tock.worker_lock_key()'s: on a new database
+-- the functions are created after the migrations); the others are judged by heartbeats until they reconnect.
+UPDATE tock.workers w SET session_since = now()
+WHERE w.session_locked AND w.state IN ('running', 'stopping')
+  AND EXISTS (
+      SELECT 1 FROM pg_locks l
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = 1953459051::oid
+        AND l.objid = w.id::oid AND l.pid = w.session_pid
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()));
