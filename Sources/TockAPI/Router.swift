@@ -98,9 +98,17 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
     api.post("jobs/:job/resume") { _, context -> Response in
         try json(try await database.job(String(try await database.setJobEnabled(try context.parameters.require("job"), true))))
     }
-    api.post("jobs/:job/trigger") { _, context -> Response in
-        let run = try await database.runNow(try context.parameters.require("job"), trigger: "api")
-        return try json(RunAction(runId: run, status: "pending"), status: .accepted, headers: [.location: "/api/v1/runs/\(run)"])
+    api.post("jobs/:job/trigger") { request, context -> Response in
+        let run = try await database.runNow(try context.parameters.require("job"), trigger: "api", key: try idempotencyKey(request))
+        let location: HTTPFields = [.location: "/api/v1/runs/\(run.runId)"]
+        guard run.replayed else {
+            return try json(RunAction(runId: run.runId, status: "pending"), status: .accepted, headers: location)
+        }
+        // The key's first call enqueued it: this one answers that run as it is now, and says so.
+        var headers = location
+        headers[.idempotentReplayed] = "true"
+        let status = try await database.run(run.runId, withOutput: false).status
+        return try json(RunAction(runId: run.runId, status: status, replayed: true), headers: headers)
     }
     api.get("jobs/:job/stats") { _, context -> Response in
         try json(try await database.jobStats(try context.parameters.require("job")))
@@ -140,6 +148,20 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
 
     PortalFiles.addRoutes(to: router)
     return router
+}
+
+extension HTTPFields.Element.Name {
+    static let idempotencyKey = Self("Idempotency-Key")!
+    static let idempotentReplayed = Self("Idempotent-Replayed")!
+}
+
+/// The trigger's Idempotency-Key header, if any; its length and characters are tock.run_now_keyed's to check.
+func idempotencyKey(_ request: Request) throws -> String? {
+    let values = request.headers[values: .idempotencyKey]
+    guard values.count <= 1 else {
+        throw TockError(.invalidInput, field: "key", "key: give one Idempotency-Key header, not \(values.count)")
+    }
+    return values.first
 }
 
 func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {

@@ -139,13 +139,27 @@ public struct ClaimedRun: Sendable, Equatable {
 }
 
 /// What an action on a run led to: `{"run_id": 42, "status": "cancelling"}`.
+/// What a run-now did: the run it enqueued, or the run its key had already started within 24 hours.
+public struct TriggeredRun: Sendable, Codable, Equatable {
+    public var runId: Int64
+    public var replayed: Bool
+
+    public init(runId: Int64, replayed: Bool) {
+        self.runId = runId
+        self.replayed = replayed
+    }
+}
+
 public struct RunAction: Sendable, Codable, Equatable {
     public var runId: Int64
     public var status: String
+    /// A run-now whose key had already started this run (Idempotency-Key): nothing was enqueued.
+    public var replayed: Bool?
 
-    public init(runId: Int64, status: String) {
+    public init(runId: Int64, status: String, replayed: Bool? = nil) {
         self.runId = runId
         self.status = status
+        self.replayed = replayed
     }
 }
 

@@ -144,6 +144,15 @@ public struct Database: Sendable {
         try await scalar(Int64.self, "SELECT tock.run_now(\(job), \(trigger))", committed: true)
     }
 
+    /// Enqueues a run now, once per `key`: the same key for the same job within 24 hours answers the first run's id
+    /// (`replayed`) and enqueues nothing. A nil key always enqueues.
+    public func runNow(_ job: String, trigger: String = "manual", key: String?) async throws(TockError) -> TriggeredRun {
+        let found = try await rows(TriggeredRun.self,
+            "SELECT row_to_json(k)::text FROM tock.run_now_keyed(\(job), \(key), \(trigger)) k", committed: true)
+        guard let run = found.first else { throw TockError(.failed, "the database returned no row") }
+        return run
+    }
+
     public func nextFireTimes(schedule: String, timezone: String, after: Date = Date(), count: Int = 5,
                               anchor: Date? = nil) async throws(TockError) -> [Date] {
         try await mapped {

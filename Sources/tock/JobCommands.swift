@@ -179,14 +179,23 @@ struct JobCommand: AsyncParsableCommand {
         @Argument(help: "The job's name or id.") var job: String
         @Flag(help: "Wait for the run to finish, print its output and exit with its status.") var wait = false
         @Option(help: "With --wait: give up after this many seconds.") var waitTimeout: Double = 3600
+        @Option(help: "Run once per key: the same key for this job within 24 hours gives the first run's id and enqueues nothing (a retried command starts one run).")
+        var key: String?
 
         func run() async throws {
             let json = options.json
-            let (job, wait, waitTimeout) = (job, wait, waitTimeout)
+            let (job, wait, waitTimeout, key) = (job, wait, waitTimeout, key)
             let status = try await oneShot(options) { database, _ -> String in
-                let id = try await database.runNow(job, trigger: "manual")
+                let triggered = try await database.runNow(job, trigger: "manual", key: key)
+                let id = triggered.runId
                 guard wait else {
-                    if json { try printJSON(["run_id": id]) } else { print("run \(id) enqueued: tock run show \(id)") }
+                    if json {
+                        try printJSON(TriggeredRun(runId: id, replayed: triggered.replayed))
+                    } else if triggered.replayed {
+                        print("run \(id) was already started by key '\(key ?? "")' within 24 hours: tock run show \(id)")
+                    } else {
+                        print("run \(id) enqueued: tock run show \(id)")
+                    }
                     return "succeeded"
                 }
                 let deadline = Date().addingTimeInterval(waitTimeout)

@@ -154,6 +154,43 @@ struct APITests {
         }
     }
 
+    @Test("a trigger retried with its Idempotency-Key answers the first run, says so, and enqueues nothing; bad keys get 422")
+    func idempotentTrigger() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "report", script: "x.sh"))
+            let app = Application(router: buildRouter(database: database))
+            let keyName = HTTPFields.Element.Name("Idempotency-Key")!
+            try await app.test(.router) { client in
+                func trigger(_ keys: [String]) async throws -> (status: HTTPResponse.Status, replayed: String?, body: [String: Any]) {
+                    var headers = json
+                    for key in keys { headers.append(HTTPFields.Element(name: keyName, value: key)) }
+                    return try await client.execute(uri: "/api/v1/jobs/report/trigger", method: .post, headers: headers) { response in
+                        (response.status, response.headers[HTTPFields.Element.Name("Idempotent-Replayed")!], (try? object(response)) ?? [:])
+                    }
+                }
+                let first = try await trigger(["3f9c-click"])
+                #expect(first.status == .accepted && first.replayed == nil)
+                let run = try #require(first.body["run_id"] as? Int)
+                // The client retried (its answer was lost): the same run, as it is now, and nothing enqueued.
+                _ = try await database.cancel(Int64(run))
+                let again = try await trigger(["3f9c-click"])
+                #expect(again.status == .ok && again.replayed == "true")
+                #expect(again.body["run_id"] as? Int == run && again.body["status"] as? String == "cancelled")
+                #expect(again.body["replayed"] as? Bool == true)
+                #expect(try await TriggerCount.runs(database) == 0)
+                // Another key, or none, enqueues.
+                #expect(try await trigger(["other"]).status == .accepted)
+                #expect(try await trigger([]).status == .accepted)
+                for keys in [[String(repeating: "k", count: 201)], ["a", "b"]] {
+                    let refused = try await trigger(keys)
+                    #expect(refused.status == .unprocessableContent, "\(keys.map(\.count))")
+                    #expect((refused.body["error"] as? [String: Any])?["code"] as? String == "invalid_key", "\(refused.body)")
+                }
+                #expect(try await TriggerCount.runs(database) == 2)
+            }
+        }
+    }
+
     @Test("create, edit, pause, resume and delete a job over HTTP; bad bodies get 400/409/413/422 and change nothing")
     func jobWrites() async throws {
         try await TestDatabase.withFresh { database, _ in
@@ -377,5 +414,12 @@ struct APITests {
                 group.cancelAll()
             }
         }
+    }
+}
+
+enum TriggerCount {
+    /// Runs in flight.
+    static func runs(_ database: Database) async throws -> Int {
+        try await database.client.query("SELECT count(*)::int FROM tock.runs").decode(Int.self).all().first ?? -1
     }
 }

@@ -112,4 +112,22 @@ struct CLITests {
         let migrate = try await tock(["migrate"], settings: settings, directory: directory)
         #expect(migrate.stdout == "up to date\n", "\(migrate.stdout)\(migrate.stderr)")
     }
+
+    @Test("job run --key, run twice (a retried command), enqueues one run and says the second found it; a bad key exits 2")
+    func keyedRun() async throws {
+        let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        #expect(try await tock(["job", "add", "x", "--script", "a.sh"], settings: settings, directory: directory).status == 0)
+        let first = try await tock(["job", "run", "x", "--key", "deploy-42", "--json"], settings: settings, directory: directory)
+        #expect(first.status == 0, "\(first.stderr)")
+        let answer = try TockJSON.decoder().decode(TriggeredRun.self, from: Data(first.stdout.utf8))
+        #expect(!answer.replayed)
+        let again = try await tock(["job", "run", "x", "--key", "deploy-42"], settings: settings, directory: directory)
+        #expect(again.status == 0 && again.stdout.contains("run \(answer.runId) was already started by key 'deploy-42'"), "\(again.stdout)")
+        let runs = try await tock(["runs", "--job", "x", "--json"], settings: settings, directory: directory)
+        #expect(try TockJSON.decoder().decode([RunInfo].self, from: Data(runs.stdout.utf8)).map(\.id) == [answer.runId])
+        let bad = try await tock(["job", "run", "x", "--key", String(repeating: "k", count: 201)], settings: settings, directory: directory)
+        #expect(bad.status == 2 && bad.stderr.contains("key: a key has 1 to 200 characters"), "\(bad.status) \(bad.stderr)")
+    }
 }

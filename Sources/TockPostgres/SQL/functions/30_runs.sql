@@ -185,25 +185,56 @@ BEGIN
     RETURN v_ended;
 END $$;
 
--- Enqueues a run of a job now, whatever its schedule or pause state; returns the run's id.
--- p_trigger records who asked: 'sql' (default), 'manual' (the CLI) or 'api'.
-CREATE OR REPLACE FUNCTION tock.run_now(p_job text, p_trigger text DEFAULT 'sql', p_now timestamptz DEFAULT now())
-RETURNS bigint LANGUAGE plpgsql AS $$
+-- Enqueues a run of a job now, whatever its schedule or pause state; returns the run's id and whether p_key had
+-- already started one. p_trigger records who asked: 'sql' (default), 'manual' (the CLI) or 'api'.
+-- p_key (1-200 characters, none of them control characters): the same key for the same job within 24 hours of its
+-- first use answers that first run's id and enqueues nothing (migration 0015). Two callers racing with one key:
+-- the second's insert of the key waits for the first to commit, then finds it.
+DROP FUNCTION IF EXISTS tock.run_now(text, text, timestamptz);
+CREATE OR REPLACE FUNCTION tock.run_now_keyed(
+    p_job text, p_key text DEFAULT NULL, p_trigger text DEFAULT 'sql', p_now timestamptz DEFAULT now())
+RETURNS TABLE (run_id bigint, replayed boolean) LANGUAGE plpgsql AS $$
 DECLARE
     v_job constant bigint := tock.find_job(p_job);
     v_run bigint;
 BEGIN
     p_now := tock.checked_now(p_now);
-    IF p_trigger NOT IN ('sql', 'manual', 'api') THEN
+    IF p_trigger IS NULL OR p_trigger NOT IN ('sql', 'manual', 'api') THEN
         PERFORM tock.raise_invalid('trigger', format('%L is not sql, manual or api', p_trigger));
+    END IF;
+    IF p_key IS NOT NULL THEN
+        IF length(p_key) NOT BETWEEN 1 AND 200 OR p_key ~ '[[:cntrl:]]' THEN
+            PERFORM tock.raise_invalid('key', format('a key has 1 to 200 characters and no control characters; this one has %s',
+                                                     length(p_key)));
+        END IF;
+        -- Ours when new, or when its first use is a day old; else the run it started.
+        INSERT INTO tock.trigger_keys AS k (job_id, key, created_at) VALUES (v_job, p_key, p_now)
+        ON CONFLICT (job_id, key) DO UPDATE SET created_at = excluded.created_at, run_id = NULL
+            WHERE k.created_at <= excluded.created_at - interval '24 hours';
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT k.run_id, true FROM tock.trigger_keys k WHERE k.job_id = v_job AND k.key = p_key;
+            RETURN;
+        END IF;
     END IF;
     INSERT INTO tock.runs (job_id, trigger, priority, enqueued_at, run_after)
     SELECT id, p_trigger, priority, p_now, p_now FROM tock.jobs WHERE id = v_job
     RETURNING id INTO v_run;
-    RETURN v_run;
+    IF p_key IS NOT NULL THEN
+        UPDATE tock.trigger_keys k SET run_id = v_run WHERE k.job_id = v_job AND k.key = p_key;
+    END IF;
+    RETURN QUERY SELECT v_run, false;
 END $$;
-COMMENT ON FUNCTION tock.run_now(text, text, timestamptz) IS
-    'Enqueues a run of a job (by name or id) at once and returns the run id; an idle worker starts it within milliseconds.';
+COMMENT ON FUNCTION tock.run_now_keyed(text, text, text, timestamptz) IS
+    'tock.run_now, answering whether p_key had already started a run within 24 hours (replayed).';
+
+CREATE OR REPLACE FUNCTION tock.run_now(
+    p_job text, p_trigger text DEFAULT 'sql', p_now timestamptz DEFAULT now(), p_key text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN (SELECT k.run_id FROM tock.run_now_keyed(p_job, p_key, p_trigger, p_now) k);
+END $$;
+COMMENT ON FUNCTION tock.run_now(text, text, timestamptz, text) IS
+    'Enqueues a run of a job (by name or id) at once and returns the run id; an idle worker starts it within milliseconds. With p_key, the same key for the job within 24 hours returns the first run''s id and enqueues nothing.';
 
 -- Turns due jobs into pending runs and advances next_run_at, all in one statement. Due jobs are locked with
 -- SKIP LOCKED, so any number of schedulers may call it at once: each fire time yields exactly one run (and the

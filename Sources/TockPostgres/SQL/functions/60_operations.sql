@@ -243,6 +243,11 @@ BEGIN
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     v_count := v_count + v_rows;
 
+    -- Run-now keys a day old are forgotten (tock.run_now_keyed).
+    DELETE FROM tock.trigger_keys
+    WHERE (job_id, key) IN (SELECT k.job_id, k.key FROM tock.trigger_keys k
+                            WHERE k.created_at < v_now - interval '24 hours' LIMIT v_batch);
+
     -- Live output whose run has ended (one a finish did not see, tock.end_runs) or vanished.
     DELETE FROM tock.run_output o WHERE NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.id = o.run_id);
 

@@ -23,7 +23,7 @@ RETURNS TABLE (role_name text, function_name text) LANGUAGE sql IMMUTABLE AS $$
     UNION ALL
     SELECT 'tock_admin', unnest(ARRAY[
         'create_job', 'create_job_json', 'update_job', 'set_job_enabled', 'pause_job', 'resume_job', 'delete_job',
-        'run_now', 'cancel', 'retry', 'reset_job', 'tick', 'rescue', 'purge_history', 'set_history_retention',
+        'run_now', 'run_now_keyed', 'cancel', 'retry', 'reset_job', 'tick', 'rescue', 'purge_history', 'set_history_retention',
         'scheduler_lock_key'])
 $$;
 
