@@ -13,6 +13,9 @@ import TockRuntime
 public struct WorkerOptions: ParsableArguments {
     public init() {}
 
+    @Option(help: "A name for this worker that stays the same across its restarts, in tock.workers, logs and the portal (default: host:pid); a live worker's name is refused.")
+    public var name: String?
+
     @Option(help: "Scripts run at once (default: the number of cores).")
     public var concurrency: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -48,6 +51,7 @@ public struct WorkerOptions: ParsableArguments {
 
     public func configuration() throws(TockError) -> WorkerConfiguration {
         var configuration = WorkerConfiguration()
+        configuration.name = name
         configuration.concurrency = concurrency
         configuration.scriptsDirectory = scriptsDir
         configuration.sweepInterval = .milliseconds(Int64(sweepSeconds * 1000))

@@ -266,10 +266,10 @@ public struct Database: Sendable {
     /// Registers a worker with `leaseToken`, which its later calls present. Only the schema's owner may leave it out
     /// (tests).
     public func registerWorker(host: String, pid: Int, concurrency: Int, scriptsDirectory: String?,
-                               version: String?) async throws(TockError) -> Int64 {
+                               version: String?, name: String? = nil) async throws(TockError) -> Int64 {
         try await scalar(Int64.self, """
             SELECT tock.register_worker(\(host), \(pid)::int, \(concurrency)::int, \(scriptsDirectory), \(version),
-                                        p_lease_token => \(leaseToken))
+                                        p_lease_token => \(leaseToken), p_name => \(name))
             """, committed: true)
     }
 

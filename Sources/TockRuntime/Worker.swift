@@ -102,7 +102,7 @@ public final class Worker: Service, Sendable {
     public func run() async throws {
         let id = try await database.registerWorker(
             host: ProcessInfo.processInfo.hostName, pid: Int(getpid()), concurrency: configuration.concurrency,
-            scriptsDirectory: sandbox.root, version: TockVersion.current)
+            scriptsDirectory: sandbox.root, version: TockVersion.current, name: configuration.name)
         state.withLock { $0.registered(id: id) }
         let logger = {
             var logger = self.logger

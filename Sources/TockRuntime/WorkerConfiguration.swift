@@ -2,6 +2,8 @@ import Foundation
 
 public struct WorkerConfiguration: Sendable {
     /// Scripts run at once; also the most runs one claim takes.
+    /// The name in tock.workers, the same across restarts (nil: host:pid).
+    public var name: String?
     public var concurrency: Int = ProcessInfo.processInfo.activeProcessorCount
     public var scriptsDirectory: String = "./scripts"
     /// Claims happen on NOTIFY; this slow sweep only catches what a lost notification would leave behind.

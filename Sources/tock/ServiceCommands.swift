@@ -12,14 +12,14 @@ import TockPostgres
 import TockRuntime
 
 struct APIOptions: ParsableArguments {
-    @Option(help: "Address the JSON API listens on (default: TOCK_API_HOST or 127.0.0.1; beyond loopback needs TOCK_API_TOKENS).")
-    var apiHost: String = ProcessInfo.processInfo.environment["TOCK_API_HOST"] ?? "127.0.0.1"
+    @Option(help: "Address the JSON API listens on (beyond loopback needs TOCK_API_TOKENS).")
+    var apiHost: String = "127.0.0.1"
 
-    @Option(help: "Port of the JSON API (default: TOCK_API_PORT or 8080).")
-    var apiPort: Int = Int(ProcessInfo.processInfo.environment["TOCK_API_PORT"] ?? "") ?? 8080
+    @Option(help: "Port of the JSON API.")
+    var apiPort: Int = 8080
 
-    @Option(help: "Web origins besides the API's own whose pages may call it, e.g. https://tock.example.com behind a proxy (comma-separated; default: TOCK_ALLOWED_ORIGINS).")
-    var allowedOrigins: String? = ProcessInfo.processInfo.environment["TOCK_ALLOWED_ORIGINS"]
+    @Option(help: "Web origins besides the API's own whose pages may call it, e.g. https://tock.example.com behind a proxy (comma-separated).")
+    var allowedOrigins: String?
 
     func validate() throws {
         do {

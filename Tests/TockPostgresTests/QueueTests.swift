@@ -491,6 +491,29 @@ struct QueueTests {
         }
     }
 
+    @Test("a worker's name: host:pid, or one of 1-100 characters that no live worker holds")
+    func workerNames() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.registerWorker(host: "h", pid: 7, concurrency: 1, scriptsDirectory: nil, version: nil)
+            let named = try await database.registerWorker(host: "h", pid: 8, concurrency: 1, scriptsDirectory: nil, version: nil,
+                                                          name: "etl-1")
+            #expect(try await database.workers().map(\.name).sorted() == ["etl-1", "h:7"])
+            let taken = await #expect(throws: TockError.self) {
+                _ = try await database.registerWorker(host: "g", pid: 9, concurrency: 1, scriptsDirectory: nil, version: nil, name: "etl-1")
+            }
+            #expect(taken?.kind == .conflict && taken?.message.contains("live worker \(named)") == true, "\(String(describing: taken))")
+            for bad in ["", String(repeating: "w", count: 101), "two\nlines"] {
+                let error = await #expect(throws: TockError.self) {
+                    _ = try await database.registerWorker(host: "g", pid: 9, concurrency: 1, scriptsDirectory: nil, version: nil, name: bad)
+                }
+                #expect(error?.kind == .invalidInput && error?.field == "name", "\(String(describing: error))")
+            }
+            // Stopped (or silent for 30 s), the name is free for its next start.
+            try await database.setWorkerState(worker: named, state: "stopped")
+            _ = try await database.registerWorker(host: "h", pid: 10, concurrency: 1, scriptsDirectory: nil, version: nil, name: "etl-1")
+        }
+    }
+
     @Test("rescue goes by a worker's session lock once it has held it since the server started, and only by the lock in its own database")
     func sessionLockRules() async throws {
         let other = try await TestDatabase.create()

@@ -308,15 +308,35 @@ COMMENT ON FUNCTION tock.tick(timestamptz, int, interval) IS
 -- A worker process announces itself; returns its id. p_lease_token is a secret the worker chose (32 to 200
 -- characters): only its SHA-256 is kept, and every later call acting as this worker must present it
 -- (tock.check_worker_lease). Only the schema's owner may register without one.
+-- p_name: a name that stays the same across the worker's restarts (`tock worker --name`); host:pid without one.
+-- A name a live worker holds is refused: two live workers of one name could not be told apart.
 DROP FUNCTION IF EXISTS tock.register_worker(text, int, int, text, text, timestamptz);
+DROP FUNCTION IF EXISTS tock.register_worker(text, int, int, text, text, timestamptz, text);
 CREATE OR REPLACE FUNCTION tock.register_worker(
     p_host text, p_pid int, p_concurrency int, p_scripts_dir text DEFAULT NULL, p_version text DEFAULT NULL,
-    p_now timestamptz DEFAULT now(), p_lease_token text DEFAULT NULL)
+    p_now timestamptz DEFAULT now(), p_lease_token text DEFAULT NULL, p_name text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
     v_now constant timestamptz := tock.checked_now(p_now);
+    v_holder bigint;
 BEGIN
+    IF p_name IS NOT NULL AND (length(p_name) NOT BETWEEN 1 AND 100 OR p_name ~ '[[:cntrl:]]') THEN
+        PERFORM tock.raise_invalid('name', format('a worker''s name has 1 to 100 characters and no control characters; this one has %s',
+                                                  length(p_name)));
+    END IF;
+    IF p_name IS NOT NULL THEN
+        -- One registration of a name at a time, so two workers starting together cannot both take it.
+        PERFORM pg_advisory_xact_lock(tock.worker_lock_key() + 4, hashtext(p_name));
+        SELECT w.id INTO v_holder FROM tock.workers w
+        WHERE w.name = p_name AND w.state IN ('running', 'stopping')
+          AND w.last_heartbeat_at > v_now - interval '30 seconds';
+        IF FOUND THEN
+            RAISE EXCEPTION 'worker name % is taken by live worker %: give another --name, or stop that worker first',
+                quote_literal(p_name), v_holder
+                USING ERRCODE = 'unique_violation', COLUMN = 'name';
+        END IF;
+    END IF;
     IF p_concurrency IS NULL OR p_concurrency NOT BETWEEN 1 AND 1000 THEN
         PERFORM tock.raise_invalid('concurrency', format('%s is out of range 1-1000', p_concurrency));
     END IF;
@@ -332,12 +352,12 @@ BEGIN
     END IF;
     INSERT INTO tock.workers (name, host, pid, concurrency, scripts_dir, version, started_at, last_heartbeat_at,
                               lease_token_hash)
-    VALUES (p_host || ':' || p_pid, p_host, p_pid, p_concurrency, p_scripts_dir, p_version, v_now, v_now,
+    VALUES (coalesce(p_name, p_host || ':' || p_pid), p_host, p_pid, p_concurrency, p_scripts_dir, p_version, v_now, v_now,
             sha256(convert_to(p_lease_token, 'UTF8')))
     RETURNING id INTO v_id;
     RETURN v_id;
 END $$;
-COMMENT ON FUNCTION tock.register_worker(text, int, int, text, text, timestamptz, text) IS
+COMMENT ON FUNCTION tock.register_worker(text, int, int, text, text, timestamptz, text, text) IS
     'Registers a worker process and returns its id; later calls as this worker present p_lease_token.';
 
 -- Puts runs running on p_worker back in the queue as the same attempt (none is used up): runs its worker handed back

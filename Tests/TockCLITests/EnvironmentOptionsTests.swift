@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+import TockCLI
+import TockCore
+import TockTesting
+
+@Suite("every option of worker, scheduler, api and up from TOCK_* variables; a worker's stable --name")
+struct EnvironmentOptionsTests {
+    @Test("variables become options after the command line's, which win; a flag's variable is true or false")
+    func arguments() throws {
+        let environment = ["TOCK_CONCURRENCY": "3", "TOCK_SCRIPTS_DIR": "/srv/scripts", "TOCK_NO_API": "true",
+                           "TOCK_API_PORT": "", "TOCK_NAME": "etl 1", "TOCK_UNKNOWN": "x"]
+        #expect(try EnvironmentOptions.arguments(["up", "--concurrency", "2"], environment: environment)
+            == ["up", "--concurrency", "2", "--name=etl 1", "--scripts-dir=/srv/scripts", "--no-api"])
+        #expect(try EnvironmentOptions.arguments(["worker", "--scripts-dir=/x"], environment: environment)
+            == ["worker", "--scripts-dir=/x", "--name=etl 1", "--concurrency=3"])
+        // Commands that are not services, and the scheduler's options that a worker has, are left alone.
+        #expect(try EnvironmentOptions.arguments(["job", "list"], environment: environment) == ["job", "list"])
+        #expect(try EnvironmentOptions.arguments(["scheduler"], environment: environment) == ["scheduler"])
+        #expect(try EnvironmentOptions.arguments(["up"], environment: ["TOCK_NO_API": "0"]) == ["up"])
+        let error = #expect(throws: TockError.self) {
+            _ = try EnvironmentOptions.arguments(["up"], environment: ["TOCK_NO_API": "maybe"])
+        }
+        #expect(error?.message == "TOCK_NO_API: 'maybe' is not true or false (--no-api)")
+    }
+
+    @Test("the table names every option of each service command but those all commands share", arguments: ["worker", "scheduler", "api", "up"])
+    func everyOptionHasAVariable(command: String) async throws {
+        let dump = try await runProgramOffPool(tockBinary, [command, "--experimental-dump-help"], environment: ["PATH": "/usr/bin:/bin"],
+                                               directory: "/")
+        let tool = try #require(try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any])
+        let arguments = try #require((tool["command"] as? [String: Any])?["arguments"] as? [[String: Any]])
+        let shared: Set = ["database-url", "home", "log-level", "log-format", "json", "version", "help"]
+        let options = Set(arguments.flatMap { argument in
+            ((argument["names"] as? [[String: Any]]) ?? []).filter { $0["kind"] as? String == "long" }.compactMap { $0["name"] as? String }
+        }).subtracting(shared)
+        #expect(options == Set((EnvironmentOptions.commands[command] ?? []).map(\.name)))
+    }
+
+    @Test("a real worker takes its name and concurrency from the environment; a second of that name is refused while the first lives")
+    func workerFromEnvironment() async throws {
+        let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        let first = try TockProcess(["worker", "--concurrency", "2"], settings: settings, directory: directory,
+                                    environment: ["TOCK_NAME": "etl-box", "TOCK_CONCURRENCY": "3", "TOCK_OUTPUT_CAP": "4096"])
+        defer { first.signal(SIGKILL) }
+        try await TestDatabase.withClient(settings) { client in
+            func workers() async throws -> [String] {
+                try await client.query("SELECT name || ' ' || concurrency || ' ' || state FROM tock.workers ORDER BY id")
+                    .decode(String.self).all()
+            }
+            // The command line's --concurrency wins over TOCK_CONCURRENCY.
+            #expect(try await eventually { try await workers() == ["etl-box 2 running"] }, "\(first.log)")
+            let second = try TockProcess(["worker"], settings: settings, directory: directory, environment: ["TOCK_NAME": "etl-box"])
+            defer { second.signal(SIGKILL) }
+            #expect(try await second.wait() != 0)
+            #expect(second.log.contains("worker name 'etl-box' is taken by live worker"), "\(second.log)")
+            #expect(try await workers() == ["etl-box 2 running"])
+            // Stopped, its name is free again: a restart keeps it.
+            first.signal(SIGTERM)
+            #expect(try await first.wait() == 0)
+            let again = try TockProcess(["worker"], settings: settings, directory: directory, environment: ["TOCK_NAME": "etl-box"])
+            defer { again.signal(SIGKILL) }
+            #expect(try await eventually {
+                let names = try await workers()
+                return names.count == 2 && names.last?.hasPrefix("etl-box ") == true
+            }, "\(again.log)")
+            let bad = try TockProcess(["worker"], settings: settings, directory: directory, environment: ["TOCK_NO_SUCH": "1", "TOCK_CONCURRENCY": "many"])
+            // A bad value is the option's error, as on the command line (usage: exit 64).
+            #expect(try await bad.wait() == 64 && bad.log.contains("--concurrency"), "\(bad.log)")
+        }
+    }
+}
