@@ -104,11 +104,11 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
         guard run.replayed else {
             return try json(RunAction(runId: run.runId, status: "pending"), status: .accepted, headers: location)
         }
-        // The key's first call enqueued it: this one answers that run as it is now, and says so.
+        // The key's first call enqueued it: this one answers that run as it is now (purged when the history no
+        // longer holds it), and says so.
         var headers = location
         headers[.idempotentReplayed] = "true"
-        let status = try await database.run(run.runId, withOutput: false).status
-        return try json(RunAction(runId: run.runId, status: status, replayed: true), headers: headers)
+        return try json(RunAction(runId: run.runId, status: run.status, replayed: true), headers: headers)
     }
     api.get("jobs/:job/stats") { _, context -> Response in
         try json(try await database.jobStats(try context.parameters.require("job")))
@@ -155,13 +155,20 @@ extension HTTPFields.Element.Name {
     static let idempotentReplayed = Self("Idempotent-Replayed")!
 }
 
-/// The trigger's Idempotency-Key header, if any; its length and characters are tock.run_now_keyed's to check.
+/// The trigger's Idempotency-Key header, if any: one, of 1 to 200 characters and no control characters (the rule
+/// tock.run_now_keyed keeps; checked here too, so a long header never reaches the database).
 func idempotencyKey(_ request: Request) throws -> String? {
     let values = request.headers[values: .idempotencyKey]
     guard values.count <= 1 else {
         throw TockError(.invalidInput, field: "key", "key: give one Idempotency-Key header, not \(values.count)")
     }
-    return values.first
+    guard let key = values.first else { return nil }
+    guard (1...200).contains(key.count),
+          !key.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7f...0x9f).contains($0.value) }) else {
+        throw TockError(.invalidInput, field: "key",
+                        "key: an Idempotency-Key has 1 to 200 characters and no control characters; this one has \(key.count)")
+    }
+    return key
 }
 
 func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {

@@ -143,10 +143,13 @@ public struct ClaimedRun: Sendable, Equatable {
 public struct TriggeredRun: Sendable, Codable, Equatable {
     public var runId: Int64
     public var replayed: Bool
+    /// pending for a new run; a replayed run's status now, or purged when the history no longer holds it.
+    public var status: String
 
-    public init(runId: Int64, replayed: Bool) {
+    public init(runId: Int64, replayed: Bool, status: String = "pending") {
         self.runId = runId
         self.replayed = replayed
+        self.status = status
     }
 }
 

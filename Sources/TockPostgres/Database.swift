@@ -148,7 +148,8 @@ public struct Database: Sendable {
     /// (`replayed`) and enqueues nothing. A nil key always enqueues.
     public func runNow(_ job: String, trigger: String = "manual", key: String?) async throws(TockError) -> TriggeredRun {
         let found = try await rows(TriggeredRun.self,
-            "SELECT row_to_json(k)::text FROM tock.run_now_keyed(\(job), \(key), \(trigger)) k", committed: true)
+            "SELECT row_to_json(k)::text FROM tock.run_now_keyed(\(job), p_trigger => \(trigger), p_key => \(key)) k",
+            committed: true)
         guard let run = found.first else { throw TockError(.failed, "the database returned no row") }
         return run
     }

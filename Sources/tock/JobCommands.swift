@@ -190,7 +190,7 @@ struct JobCommand: AsyncParsableCommand {
                 let id = triggered.runId
                 guard wait else {
                     if json {
-                        try printJSON(TriggeredRun(runId: id, replayed: triggered.replayed))
+                        try printJSON(triggered)
                     } else if triggered.replayed {
                         print("run \(id) was already started by key '\(key ?? "")' within 24 hours: tock run show \(id)")
                     } else {

@@ -181,7 +181,7 @@ struct APITests {
                 // Another key, or none, enqueues.
                 #expect(try await trigger(["other"]).status == .accepted)
                 #expect(try await trigger([]).status == .accepted)
-                for keys in [[String(repeating: "k", count: 201)], ["a", "b"]] {
+                for keys in [[String(repeating: "k", count: 201)], ["a", "b"], [""]] {
                     let refused = try await trigger(keys)
                     #expect(refused.status == .unprocessableContent, "\(keys.map(\.count))")
                     #expect((refused.body["error"] as? [String: Any])?["code"] as? String == "invalid_key", "\(refused.body)")

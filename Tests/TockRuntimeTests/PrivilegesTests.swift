@@ -113,6 +113,7 @@ struct PrivilegesTests {
                     #"SELECT tock.create_job_json('{"name": "evil", "script": "x.sh"}')"#, "SELECT tock.update_job('report', '{\"script\": \"x.sh\"}')",
                     "SELECT tock.run_now('report')", "SELECT tock.delete_job('report')", "SELECT tock.tick()",
                     "SELECT tock.stats()", "SELECT * FROM tock.config",
+                    "SELECT * FROM tock.run_now_keyed('report', p_key => 'k')", "SELECT * FROM tock.trigger_keys",
                 ] {
                     #expect(await sqlState(worker, refused) == Self.insufficientPrivilege, "tock_worker: \(refused)")
                 }
@@ -132,6 +133,7 @@ struct PrivilegesTests {
                     "SELECT tock.run_now('report')", "SELECT tock.pause_job('report')", "SELECT * FROM tock.runs",
                     "INSERT INTO tock.jobs (name, script) VALUES ('v', 'v.sh')", "SELECT tock.register_worker('h', 1, 1)",
                     "SELECT * FROM tock.claim_runs(1, 1)", "SELECT tock.cancel(1)", "SELECT tock.set_history_retention('1 day')",
+                    "SELECT * FROM tock.run_now_keyed('report', p_key => 'k')", "SELECT * FROM tock.trigger_keys",
                 ] {
                     #expect(await sqlState(viewer, refused) == Self.insufficientPrivilege, "tock_viewer: \(refused)")
                 }

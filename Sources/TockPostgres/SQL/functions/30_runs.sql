@@ -185,15 +185,21 @@ BEGIN
     RETURN v_ended;
 END $$;
 
--- Enqueues a run of a job now, whatever its schedule or pause state; returns the run's id and whether p_key had
--- already started one. p_trigger records who asked: 'sql' (default), 'manual' (the CLI) or 'api'.
--- p_key (1-200 characters, none of them control characters): the same key for the same job within 24 hours of its
--- first use answers that first run's id and enqueues nothing (migration 0015). Two callers racing with one key:
--- the second's insert of the key waits for the first to commit, then finds it.
+-- How long a run-now key answers the run it started (tock.run_now_keyed; tock.purge_history forgets it after).
+CREATE OR REPLACE FUNCTION tock.trigger_key_lifetime() RETURNS interval LANGUAGE sql IMMUTABLE AS $$ SELECT interval '24 hours' $$;
+
+-- Enqueues a run of a job now, whatever its schedule or pause state; returns the run's id, whether p_key had
+-- already started it (replayed), and the run's status now ('purged' when the history no longer holds it).
+-- p_trigger records who asked: 'sql' (default), 'manual' (the CLI) or 'api'.
+-- p_key (1-200 characters, no control characters): the same key for the same job within tock.trigger_key_lifetime()
+-- of its first use answers that first run and enqueues nothing (migration 0015). Two callers racing with one key:
+-- the second's insert of the key waits for the first to commit, then finds it. Keys are the job's, whoever calls:
+-- use one that names the caller's attempt (a UUID).
 DROP FUNCTION IF EXISTS tock.run_now(text, text, timestamptz);
+DROP FUNCTION IF EXISTS tock.run_now_keyed(text, text, text, timestamptz);
 CREATE OR REPLACE FUNCTION tock.run_now_keyed(
-    p_job text, p_key text DEFAULT NULL, p_trigger text DEFAULT 'sql', p_now timestamptz DEFAULT now())
-RETURNS TABLE (run_id bigint, replayed boolean) LANGUAGE plpgsql AS $$
+    p_job text, p_trigger text DEFAULT 'sql', p_now timestamptz DEFAULT now(), p_key text DEFAULT NULL)
+RETURNS TABLE (run_id bigint, replayed boolean, status text) LANGUAGE plpgsql AS $$
 DECLARE
     v_job constant bigint := tock.find_job(p_job);
     v_run bigint;
@@ -203,16 +209,20 @@ BEGIN
         PERFORM tock.raise_invalid('trigger', format('%L is not sql, manual or api', p_trigger));
     END IF;
     IF p_key IS NOT NULL THEN
-        IF length(p_key) NOT BETWEEN 1 AND 200 OR p_key ~ '[[:cntrl:]]' THEN
+        -- C0 and C1 controls and DEL by code point, whatever the database's locale says [[:cntrl:]] is.
+        IF length(p_key) NOT BETWEEN 1 AND 200 OR p_key ~ '[\u0001-\u001f\u007f-\u009f]' THEN
             PERFORM tock.raise_invalid('key', format('a key has 1 to 200 characters and no control characters; this one has %s',
                                                      length(p_key)));
         END IF;
-        -- Ours when new, or when its first use is a day old; else the run it started.
+        -- Ours when new, or when its first use is a lifetime old; else the run it started.
         INSERT INTO tock.trigger_keys AS k (job_id, key, created_at) VALUES (v_job, p_key, p_now)
         ON CONFLICT (job_id, key) DO UPDATE SET created_at = excluded.created_at, run_id = NULL
-            WHERE k.created_at <= excluded.created_at - interval '24 hours';
+            WHERE k.created_at <= excluded.created_at - tock.trigger_key_lifetime();
         IF NOT FOUND THEN
-            RETURN QUERY SELECT k.run_id, true FROM tock.trigger_keys k WHERE k.job_id = v_job AND k.key = p_key;
+            SELECT k.run_id INTO v_run FROM tock.trigger_keys k WHERE k.job_id = v_job AND k.key = p_key;
+            RETURN QUERY SELECT v_run, true,
+                coalesce((SELECT r.status FROM tock.runs r WHERE r.id = v_run),
+                         (SELECT f.status FROM tock.finished_runs f WHERE f.id = v_run), 'purged');
             RETURN;
         END IF;
     END IF;
@@ -222,16 +232,16 @@ BEGIN
     IF p_key IS NOT NULL THEN
         UPDATE tock.trigger_keys k SET run_id = v_run WHERE k.job_id = v_job AND k.key = p_key;
     END IF;
-    RETURN QUERY SELECT v_run, false;
+    RETURN QUERY SELECT v_run, false, 'pending'::text;
 END $$;
-COMMENT ON FUNCTION tock.run_now_keyed(text, text, text, timestamptz) IS
-    'tock.run_now, answering whether p_key had already started a run within 24 hours (replayed).';
+COMMENT ON FUNCTION tock.run_now_keyed(text, text, timestamptz, text) IS
+    'tock.run_now, answering whether p_key had already started the run within 24 hours (replayed) and its status now.';
 
 CREATE OR REPLACE FUNCTION tock.run_now(
     p_job text, p_trigger text DEFAULT 'sql', p_now timestamptz DEFAULT now(), p_key text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN (SELECT k.run_id FROM tock.run_now_keyed(p_job, p_key, p_trigger, p_now) k);
+    RETURN (SELECT k.run_id FROM tock.run_now_keyed(p_job, p_trigger, p_now, p_key) k);
 END $$;
 COMMENT ON FUNCTION tock.run_now(text, text, timestamptz, text) IS
     'Enqueues a run of a job (by name or id) at once and returns the run id; an idle worker starts it within milliseconds. With p_key, the same key for the job within 24 hours returns the first run''s id and enqueues nothing.';

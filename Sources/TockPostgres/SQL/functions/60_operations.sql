@@ -218,6 +218,7 @@ DECLARE
     v_partition record;
     v_rows bigint;
     v_count bigint := 0;
+    v_round int;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(tock.worker_lock_key() + 3, 0) THEN
         RETURN 0;  -- another scheduler is at it
@@ -243,10 +244,17 @@ BEGIN
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     v_count := v_count + v_rows;
 
-    -- Run-now keys a day old are forgotten (tock.run_now_keyed).
-    DELETE FROM tock.trigger_keys
-    WHERE (job_id, key) IN (SELECT k.job_id, k.key FROM tock.trigger_keys k
-                            WHERE k.created_at < v_now - interval '24 hours' LIMIT v_batch);
+    -- Run-now keys past their lifetime are forgotten (tock.run_now_keyed): in batches until none is left, up to
+    -- 100 batches a call, so that a key a second, or a thousand, is kept up with. A key a caller holds (a run-now
+    -- under way in an open transaction) waits for the next call rather than failing this one on lock_timeout.
+    FOR v_round IN 1..100 LOOP
+        DELETE FROM tock.trigger_keys
+        WHERE ctid = ANY (ARRAY(SELECT k.ctid FROM tock.trigger_keys k
+                                WHERE k.created_at < v_now - tock.trigger_key_lifetime()
+                                LIMIT v_batch FOR UPDATE SKIP LOCKED));
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        EXIT WHEN v_rows < v_batch;
+    END LOOP;
 
     -- Live output whose run has ended (one a finish did not see, tock.end_runs) or vanished.
     DELETE FROM tock.run_output o WHERE NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.id = o.run_id);
