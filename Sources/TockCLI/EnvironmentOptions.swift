@@ -30,12 +30,19 @@ public enum EnvironmentOptions {
     ]
 
     /// `arguments` (without the executable) with what the environment gives for the command they name, after them.
-    /// A flag's variable is true or false (1/0, yes/no); an empty variable is ignored.
-    public static func arguments(_ arguments: [String], environment: [String: String]) throws(TockError) -> [String] {
+    /// A flag's variable is true or false (1/0, yes/no); an empty variable is ignored, and so is one that holds a
+    /// service link (`tcp://…`: Kubernetes sets TOCK_API_PORT so for a Service named tock-api), which `ignored`
+    /// names.
+    public static func arguments(_ arguments: [String], environment: [String: String],
+                                 ignored: inout [String]) throws(TockError) -> [String] {
         guard let command = arguments.first, let options = commands[command] else { return arguments }
         var result = arguments
         for option in options {
             guard let value = environment[option.variable], !value.isEmpty else { continue }
+            guard !value.contains("://") else {
+                ignored.append(option.variable)
+                continue
+            }
             let flag = "--" + option.name
             guard !arguments.contains(where: { $0 == flag || $0.hasPrefix(flag + "=") }) else { continue }
             if option.isFlag {

@@ -96,13 +96,29 @@ public final class Worker: Service, Sendable {
         self.baseEnvironment = environment
     }
 
+    /// Registers this worker. A chosen name a live worker holds is tried again every 2 s for
+    /// `configuration.nameWait`: a worker restarted after a crash waits for its predecessor to be judged lost.
+    private func register() async throws -> Int64 {
+        let deadline = clock.now + configuration.nameWait
+        while true {
+            do {
+                return try await database.registerWorker(
+                    host: ProcessInfo.processInfo.hostName, pid: Int(getpid()), concurrency: configuration.concurrency,
+                    scriptsDirectory: sandbox.root, version: TockVersion.current, name: configuration.name)
+            } catch {
+                guard error.kind == .conflict, error.field == "name", clock.now < deadline else { throw error }
+                logger.warning("this worker's name is taken; trying again until its holder stops or is judged lost",
+                               metadata: ["error": "\(error.message)"])
+                try await clock.sleep(for: .seconds(2))
+            }
+        }
+    }
+
     /// This worker's id in tock.workers, once registered (0 before).
     public var id: Int64 { state.withLock { $0.workerID } }
 
     public func run() async throws {
-        let id = try await database.registerWorker(
-            host: ProcessInfo.processInfo.hostName, pid: Int(getpid()), concurrency: configuration.concurrency,
-            scriptsDirectory: sandbox.root, version: TockVersion.current, name: configuration.name)
+        let id = try await register()
         state.withLock { $0.registered(id: id) }
         let logger = {
             var logger = self.logger
@@ -116,6 +132,7 @@ public final class Worker: Service, Sendable {
         self.scriptGuard.withLock { $0 = scriptGuard }
         defer { scriptGuard?.stop() }
         logger.info("worker started", metadata: [
+            "name": "\(configuration.name ?? "\(ProcessInfo.processInfo.hostName):\(getpid())")",
             "concurrency": "\(configuration.concurrency)", "scripts_dir": "\(sandbox.root)",
             "script_guard": "\(scriptGuard.map { String($0.pid) } ?? "none")",
             "containment": "\(runner.containment.mode.rawValue): \(runner.containment.detail)",

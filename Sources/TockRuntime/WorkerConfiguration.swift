@@ -4,6 +4,9 @@ public struct WorkerConfiguration: Sendable {
     /// Scripts run at once; also the most runs one claim takes.
     /// The name in tock.workers, the same across restarts (nil: host:pid).
     public var name: String?
+    /// How long a chosen name a live worker holds is tried again before the worker gives up: past rescue's 30 s
+    /// heartbeat silence, so a predecessor that crashed is judged lost by then.
+    public var nameWait: Duration = .seconds(35)
     public var concurrency: Int = ProcessInfo.processInfo.activeProcessorCount
     public var scriptsDirectory: String = "./scripts"
     /// Claims happen on NOTIFY; this slow sweep only catches what a lost notification would leave behind.

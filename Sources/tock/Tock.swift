@@ -22,14 +22,21 @@ struct Tock: AsyncParsableCommand {
         ]
     )
 
-    /// The command line, with the options the environment gives (EnvironmentOptions) after it.
+    /// The command line, with the options the environment gives (EnvironmentOptions) after it. A bad variable is a
+    /// usage error, as a bad option is (exit 64).
     static func main() async {
         let arguments: [String]
+        var ignored: [String] = []
         do {
             arguments = try EnvironmentOptions.arguments(Array(CommandLine.arguments.dropFirst()),
-                                                         environment: ProcessInfo.processInfo.environment)
+                                                         environment: ProcessInfo.processInfo.environment, ignored: &ignored)
         } catch {
-            exit(withError: fail(error))
+            _ = fail(error)
+            exit(withError: ExitCode.validationFailure)
+        }
+        for variable in ignored {
+            FileHandle.standardError.write(Data(
+                "tock: ignoring \(variable): it holds a URL (a Kubernetes service link? set enableServiceLinks: false)\n".utf8))
         }
         await main(arguments)
     }

@@ -491,9 +491,9 @@ struct QueueTests {
         }
     }
 
-    @Test("a worker's name: host:pid, or one of 1-100 characters that no live worker holds")
+    @Test("a worker's name: host:pid, or a chosen one (a job name's shape) that no live worker holds; a dead holder is judged at once")
     func workerNames() async throws {
-        try await TestDatabase.withFresh { database, _ in
+        try await TestDatabase.withFresh { database, settings in
             _ = try await database.registerWorker(host: "h", pid: 7, concurrency: 1, scriptsDirectory: nil, version: nil)
             let named = try await database.registerWorker(host: "h", pid: 8, concurrency: 1, scriptsDirectory: nil, version: nil,
                                                           name: "etl-1")
@@ -501,16 +501,32 @@ struct QueueTests {
             let taken = await #expect(throws: TockError.self) {
                 _ = try await database.registerWorker(host: "g", pid: 9, concurrency: 1, scriptsDirectory: nil, version: nil, name: "etl-1")
             }
-            #expect(taken?.kind == .conflict && taken?.message.contains("live worker \(named)") == true, "\(String(describing: taken))")
-            for bad in ["", String(repeating: "w", count: 101), "two\nlines"] {
+            #expect(taken?.kind == .conflict && taken?.field == "name" && taken?.message.contains("live worker \(named)") == true,
+                    "\(String(describing: taken))")
+            for bad in ["", "w" + String(repeating: "x", count: 100), "two\nlines", "h:7", "1abc", "etl 1", "etl\u{202e}1"] {
                 let error = await #expect(throws: TockError.self) {
                     _ = try await database.registerWorker(host: "g", pid: 9, concurrency: 1, scriptsDirectory: nil, version: nil, name: bad)
                 }
-                #expect(error?.kind == .invalidInput && error?.field == "name", "\(String(describing: error))")
+                #expect(error?.kind == .invalidInput && error?.field == "name", "\(bad.debugDescription): \(String(describing: error))")
             }
-            // Stopped (or silent for 30 s), the name is free for its next start.
+            // Stopped, the name is free for its next start.
             try await database.setWorkerState(worker: named, state: "stopped")
-            _ = try await database.registerWorker(host: "h", pid: 10, concurrency: 1, scriptsDirectory: nil, version: nil, name: "etl-1")
+            let restarted = try await database.registerWorker(host: "h", pid: 10, concurrency: 1, scriptsDirectory: nil, version: nil,
+                                                              name: "etl-1")
+            // Killed: its session lock is gone. Registering its name 5 s on judges it lost, and takes the name.
+            try await TestDatabase.withClient(settings, maximumConnections: 1) { session in
+                _ = try await session.query("SELECT tock.hold_worker_session(\(restarted))").collect()
+            }
+            #expect(try await eventually {
+                try await database.client.query("SELECT NOT tock.worker_session_alive(\(restarted))").decode(Bool.self).all() == [true]
+            })
+            let token = String(repeating: "t", count: 32)
+            _ = try await database.client.query(PostgresQuery(unsafeSQL: """
+                SELECT tock.register_worker('h', 11, 1, p_now => now() + interval '5 seconds', p_lease_token => '\(token)',
+                                            p_name => 'etl-1')
+                """)).collect()
+            let states = try await database.workers().filter { $0.name == "etl-1" }.sorted { $0.id < $1.id }.map(\.state)
+            #expect(states == ["stopped", "lost", "running"], "\(states)")
         }
     }
 

@@ -7,7 +7,8 @@
 -- it does. Compilation pays off for queries that run for seconds, never for these.
 
 -- The advisory lock keys: (key, worker id) is held by a live worker's session (see tock.rescue); (key + 1,
--- job id) serializes claims of an overlap 'queue' job; key + 2 is the schedulers' (tock.scheduler_lock_key).
+-- job id) serializes claims of an overlap 'queue' job; key + 2 is the schedulers' (tock.scheduler_lock_key); key + 3
+-- lets one maintenance pass run at a time (tock.purge_history, tock.set_history_retention).
 -- PostgreSQL releases the first the moment a worker dies, which tells tock.rescue() in seconds what a heartbeat
 -- tells only later.
 CREATE OR REPLACE FUNCTION tock.worker_lock_key() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 1953459051 $$;
@@ -319,7 +320,10 @@ COMMENT ON FUNCTION tock.tick(timestamptz, int, interval) IS
 -- characters): only its SHA-256 is kept, and every later call acting as this worker must present it
 -- (tock.check_worker_lease). Only the schema's owner may register without one.
 -- p_name: a name that stays the same across the worker's restarts (`tock worker --name`); host:pid without one.
--- A name a live worker holds is refused: two live workers of one name could not be told apart.
+-- A chosen name is a job name's shape (a letter, then letters, digits, '.', '_', '-'; no ':', so never a host:pid)
+-- and belongs to one live worker (workers_live_name_idx, migration 0016). When a live worker holds it, rescue
+-- judges the holder first: a worker restarted after a crash finds its predecessor lost once its session lock is
+-- gone (2 s), and takes its name.
 DROP FUNCTION IF EXISTS tock.register_worker(text, int, int, text, text, timestamptz);
 DROP FUNCTION IF EXISTS tock.register_worker(text, int, int, text, text, timestamptz, text);
 CREATE OR REPLACE FUNCTION tock.register_worker(
@@ -331,20 +335,19 @@ DECLARE
     v_now constant timestamptz := tock.checked_now(p_now);
     v_holder bigint;
 BEGIN
-    IF p_name IS NOT NULL AND (length(p_name) NOT BETWEEN 1 AND 100 OR p_name ~ '[[:cntrl:]]') THEN
-        PERFORM tock.raise_invalid('name', format('a worker''s name has 1 to 100 characters and no control characters; this one has %s',
-                                                  length(p_name)));
+    IF p_name IS NOT NULL AND p_name !~ '^[A-Za-z][A-Za-z0-9._-]{0,99}$' THEN
+        PERFORM tock.raise_invalid('name', format(
+            '%L: a worker''s name starts with a letter and has up to 100 letters, digits, ''.'', ''_'' or ''-''', left(p_name, 100)));
     END IF;
     IF p_name IS NOT NULL THEN
-        -- One registration of a name at a time, so two workers starting together cannot both take it.
-        PERFORM pg_advisory_xact_lock(tock.worker_lock_key() + 4, hashtext(p_name));
-        SELECT w.id INTO v_holder FROM tock.workers w
-        WHERE w.name = p_name AND w.state IN ('running', 'stopping')
-          AND w.last_heartbeat_at > v_now - interval '30 seconds';
+        SELECT w.id INTO v_holder FROM tock.workers w WHERE w.name = p_name AND w.state IN ('running', 'stopping');
         IF FOUND THEN
-            RAISE EXCEPTION 'worker name % is taken by live worker %: give another --name, or stop that worker first',
-                quote_literal(p_name), v_holder
-                USING ERRCODE = 'unique_violation', COLUMN = 'name';
+            PERFORM tock.rescue(v_now);
+            IF EXISTS (SELECT 1 FROM tock.workers w WHERE w.id = v_holder AND w.state IN ('running', 'stopping')) THEN
+                RAISE EXCEPTION 'worker name % is taken by live worker %: give another --name, or stop that worker first',
+                    quote_literal(p_name), v_holder
+                    USING ERRCODE = 'unique_violation', COLUMN = 'name';
+            END IF;
         END IF;
     END IF;
     IF p_concurrency IS NULL OR p_concurrency NOT BETWEEN 1 AND 1000 THEN
@@ -360,11 +363,17 @@ BEGIN
     IF length(p_host) > 255 OR length(p_scripts_dir) > 4096 OR length(p_version) > 100 THEN
         PERFORM tock.raise_invalid('host', 'host (255), scripts_dir (4,096) or version (100) is too long');
     END IF;
-    INSERT INTO tock.workers (name, host, pid, concurrency, scripts_dir, version, started_at, last_heartbeat_at,
-                              lease_token_hash)
-    VALUES (coalesce(p_name, p_host || ':' || p_pid), p_host, p_pid, p_concurrency, p_scripts_dir, p_version, v_now, v_now,
-            sha256(convert_to(p_lease_token, 'UTF8')))
-    RETURNING id INTO v_id;
+    BEGIN
+        INSERT INTO tock.workers (name, host, pid, concurrency, scripts_dir, version, started_at, last_heartbeat_at,
+                                  lease_token_hash)
+        VALUES (coalesce(p_name, p_host || ':' || p_pid), p_host, p_pid, p_concurrency, p_scripts_dir, p_version, v_now, v_now,
+                sha256(convert_to(p_lease_token, 'UTF8')))
+        RETURNING id INTO v_id;
+    EXCEPTION WHEN unique_violation THEN
+        -- Another worker took the name between the look above and this insert.
+        RAISE EXCEPTION 'worker name % is taken by a live worker: give another --name, or stop that worker first',
+            quote_literal(p_name) USING ERRCODE = 'unique_violation', COLUMN = 'name';
+    END;
     RETURN v_id;
 END $$;
 COMMENT ON FUNCTION tock.register_worker(text, int, int, text, text, timestamptz, text, text) IS
