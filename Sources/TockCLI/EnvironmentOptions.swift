@@ -16,7 +16,7 @@ public enum EnvironmentOptions {
         public var variable: String { "TOCK_" + name.uppercased().replacingOccurrences(of: "-", with: "_") }
     }
 
-    static let worker = ["name", "concurrency", "scripts-dir", "sweep-seconds", "heartbeat-seconds", "shutdown-grace-seconds",
+    static let worker = ["name", "pools", "concurrency", "scripts-dir", "sweep-seconds", "heartbeat-seconds", "shutdown-grace-seconds",
                          "kill-grace-seconds", "output-cap", "run-as", "containment"].map { Option(name: $0) }
     static let api = ["api-host", "api-port", "allowed-origins"].map { Option(name: $0) }
     static let metrics = ["metrics-port", "metrics-host"].map { Option(name: $0) }

@@ -16,6 +16,9 @@ public struct WorkerOptions: ParsableArguments {
     @Option(help: "A name for this worker that stays the same across its restarts, in tock.workers, logs and the portal (default: host:pid); a live worker's name is refused.")
     public var name: String?
 
+    @Option(help: "The pools whose runs this worker claims, comma separated, e.g. etl,reports (a job's --pool).")
+    public var pools: String = "default"
+
     @Option(help: "Scripts run at once (default: the number of cores).")
     public var concurrency: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -52,6 +55,8 @@ public struct WorkerOptions: ParsableArguments {
     public func configuration() throws(TockError) -> WorkerConfiguration {
         var configuration = WorkerConfiguration()
         configuration.name = name
+        configuration.pools = pools.split(separator: ",", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
         configuration.concurrency = concurrency
         configuration.scriptsDirectory = scriptsDir
         configuration.sweepInterval = .milliseconds(Int64(sweepSeconds * 1000))

@@ -15,6 +15,8 @@ public struct JobDefinition: Sendable, Codable, Equatable {
     public var retryBaseSeconds: Double?
     public var retryCapSeconds: Double?
     public var enabled: Bool = true
+    /// The pool whose workers run it (nil: default).
+    public var pool: String?
 
     public init(name: String, script: String, args: [String] = [], schedule: String = "manual", timezone: String = "UTC") {
         self.name = name
@@ -50,6 +52,8 @@ public struct JobInfo: Sendable, Codable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
     public var misfire: String
+    /// The pool whose workers run it.
+    public var pool: String?
     public var retryBaseSeconds: Double
     public var retryCapSeconds: Double
 }
@@ -100,6 +104,8 @@ public struct WorkerInfo: Sendable, Codable, Equatable {
     /// The error of this worker's claims while they keep failing (nil once one works).
     public var claimError: String?
     public var claimFailingSince: Date?
+    /// The pools it claims runs of.
+    public var pools: [String]?
 }
 
 /// The row of `tock.queue_depth`.

@@ -81,7 +81,8 @@ public struct Database: Sendable {
                 p_timezone => \(job.timezone), p_priority => \(job.priority)::int, p_timeout => make_interval(secs => \(job.timeoutSeconds)),
                 p_max_attempts => \(job.maxAttempts)::int, p_overlap => \(job.overlap), p_enabled => \(job.enabled),
                 p_retry_base => make_interval(secs => \(job.retryBaseSeconds)),
-                p_retry_cap => make_interval(secs => \(job.retryCapSeconds)), p_misfire => \(job.misfire))
+                p_retry_cap => make_interval(secs => \(job.retryCapSeconds)), p_misfire => \(job.misfire),
+                p_pool => \(job.pool))
             """, committed: true)
     }
 
@@ -205,6 +206,18 @@ public struct Database: Sendable {
 
     // MARK: Workers and the queue
 
+    /// The pools that have jobs and no live worker (tock.pool_overview).
+    public func unservedPools() async throws(TockError) -> [(pool: String, jobs: Int, pending: Int)] {
+        try await mapped {
+            try await client.fetch("""
+                SELECT pool, jobs::int8, pending::int8 FROM tock.pool_overview WHERE jobs > 0 AND workers_alive = 0 ORDER BY pool
+                """, logger: logger).map { row in
+                let (pool, jobs, pending) = try row.decode((String, Int, Int).self)
+                return (pool: pool, jobs: jobs, pending: pending)
+            }
+        }
+    }
+
     public func workers() async throws(TockError) -> [WorkerInfo] {
         try await rows(WorkerInfo.self, """
             SELECT row_to_json(v)::text FROM tock.worker_overview v
@@ -267,10 +280,10 @@ public struct Database: Sendable {
     /// Registers a worker with `leaseToken`, which its later calls present. Only the schema's owner may leave it out
     /// (tests).
     public func registerWorker(host: String, pid: Int, concurrency: Int, scriptsDirectory: String?,
-                               version: String?, name: String? = nil) async throws(TockError) -> Int64 {
+                               version: String?, name: String? = nil, pools: [String] = ["default"]) async throws(TockError) -> Int64 {
         try await scalar(Int64.self, """
             SELECT tock.register_worker(\(host), \(pid)::int, \(concurrency)::int, \(scriptsDirectory), \(version),
-                                        p_lease_token => \(leaseToken), p_name => \(name))
+                                        p_lease_token => \(leaseToken), p_name => \(name), p_pools => \(pools))
             """, committed: true)
     }
 
@@ -365,9 +378,10 @@ public struct Database: Sendable {
 
     /// When the earliest delayed run becomes claimable (nil: none): of the pending runs not yet due `since` ago,
     /// so a run that came due while the worker's claim was answered is in it (a time already past: claim again).
-    public func nextDelayedRun(since: Duration = .zero) async throws(TockError) -> Date? {
+    public func nextDelayedRun(since: Duration = .zero, worker: Int64? = nil) async throws(TockError) -> Date? {
         try await scalar(Date?.self, """
-            SELECT tock.next_delayed_run(now() - \(since.wholeMilliseconds + 1)::float8 * interval '1 millisecond')
+            SELECT tock.next_delayed_run(now() - \(since.wholeMilliseconds + 1)::float8 * interval '1 millisecond',
+                                         \(worker))
             """)
     }
 

@@ -104,7 +104,8 @@ public final class Worker: Service, Sendable {
             do {
                 return try await database.registerWorker(
                     host: ProcessInfo.processInfo.hostName, pid: Int(getpid()), concurrency: configuration.concurrency,
-                    scriptsDirectory: sandbox.root, version: TockVersion.current, name: configuration.name)
+                    scriptsDirectory: sandbox.root, version: TockVersion.current, name: configuration.name,
+                    pools: configuration.pools)
             } catch {
                 guard error.kind == .conflict, error.field == "name", clock.now < deadline else { throw error }
                 logger.warning("this worker's name is taken; trying again until its holder stops or is judged lost",
@@ -133,6 +134,7 @@ public final class Worker: Service, Sendable {
         defer { scriptGuard?.stop() }
         logger.info("worker started", metadata: [
             "name": "\(configuration.name ?? "\(ProcessInfo.processInfo.hostName):\(getpid())")",
+            "pools": "\(configuration.pools.joined(separator: ","))",
             "concurrency": "\(configuration.concurrency)", "scripts_dir": "\(sandbox.root)",
             "script_guard": "\(scriptGuard.map { String($0.pid) } ?? "none")",
             "containment": "\(runner.containment.mode.rawValue): \(runner.containment.detail)",
@@ -199,7 +201,7 @@ public final class Worker: Service, Sendable {
                     // Asked as of the claim, not now: a run that came due in between (a scheduled run enqueued just
                     // ahead of its fire time, on a busy machine) was left to the 60 s sweep. A full claim skips it: it
                     // claims again as soon as slots free.
-                    if !queueHasMore, let delayed = try await database.nextDelayedRun(since: clock.now - sentAt) {
+                    if !queueHasMore, let delayed = try await database.nextDelayedRun(since: clock.now - sentAt, worker: id) {
                         delayedRunDueIn = .milliseconds(max(Int64(delayed.timeIntervalSinceNow * 1000) + 1, 1))
                     }
                     state.withLock { $0.nextClaimPlanned(now: clock.now, delayedRunDueIn: delayedRunDueIn) }

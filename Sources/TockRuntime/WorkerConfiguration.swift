@@ -4,6 +4,8 @@ public struct WorkerConfiguration: Sendable {
     /// Scripts run at once; also the most runs one claim takes.
     /// The name in tock.workers, the same across restarts (nil: host:pid).
     public var name: String?
+    /// The pools whose runs it claims.
+    public var pools: [String] = ["default"]
     /// How long a chosen name a live worker holds is tried again before the worker gives up: past rescue's 30 s
     /// heartbeat silence, so a predecessor that crashed is judged lost by then.
     public var nameWait: Duration = .seconds(35)

@@ -139,6 +139,13 @@ struct Doctor: AsyncParsableCommand {
                 ? Check(name: "runs", level: .ok, detail: "no stuck runs")
                 : Check(name: "runs", level: .warn, detail: "\(stuck.count) stuck (first: run \(stuck[0].runId) of \(stuck[0].jobName), \(stuck[0].reason))",
                         fix: "`tock runs --stuck` lists them; `tock job reset JOB` clears a job"))
+            let unserved = try await database.unservedPools()
+            checks.append(unserved.isEmpty
+                ? Check(name: "pools", level: .ok, detail: "every pool with jobs has a live worker")
+                : Check(name: "pools", level: .warn,
+                        detail: "no live worker serves " + unserved.map { "\($0.pool) (\($0.jobs) jobs, \($0.pending) runs waiting)" }
+                            .joined(separator: ", ") + ": their runs wait",
+                        fix: "start a worker with `tock worker --pools \(unserved.map(\.pool).joined(separator: ","))`, or move the jobs (`tock job edit NAME --pool POOL`)"))
             let depth = try await database.queueDepth()
             checks.append(depth.oldestReadyAgeSeconds < 60
                 ? Check(name: "queue", level: .ok, detail: "\(depth.ready) ready, \(depth.running) running; oldest ready waited \(Display.duration(depth.oldestReadyAgeSeconds))")

@@ -30,6 +30,7 @@ struct JobCommand: AsyncParsableCommand {
         @Option(help: "After downtime: run_once (one run for the missed fire times) or skip.") var misfire: String?
         @Option(help: "First retry delay, doubling per attempt (default 10s).") var retryBase: String?
         @Option(help: "Longest retry delay (default 10m).") var retryCap: String?
+        @Option(help: "The pool whose workers run it (tock worker --pools; default: default).") var pool: String?
         @Flag(help: "Create it paused.") var paused = false
         @Option(help: "Check the script against this scripts directory now, when it exists here.")
         var scriptsDir: String = "./scripts"
@@ -39,6 +40,7 @@ struct JobCommand: AsyncParsableCommand {
             definition.priority = priority
             definition.maxAttempts = maxAttempts
             definition.overlap = overlap
+            definition.pool = pool
             definition.enabled = !paused
             do {
                 definition.timeoutSeconds = try timeout.map { seconds in try DurationText.seconds(seconds) }
@@ -109,6 +111,7 @@ struct JobCommand: AsyncParsableCommand {
                     max attempts:  \(info.maxAttempts) (retry after \(DurationText.format(seconds: info.retryBaseSeconds)), doubling up to \(DurationText.format(seconds: info.retryCapSeconds)))
                     misfire:       \(info.misfire)
                     overlap:       \(info.overlap)
+                    pool:          \(info.pool ?? "default")
                     next runs:     \(next.isEmpty ? "-" : next.map(Display.time).joined(separator: "\n               "))
                     """)
                 if !runs.isEmpty {
@@ -134,6 +137,7 @@ struct JobCommand: AsyncParsableCommand {
         @Option var maxAttempts: Int?
         @Option var overlap: String?
         @Option var misfire: String?
+        @Option(help: "Move it to another pool; its pending runs go with it.") var pool: String?
         @Option var scriptsDir: String = "./scripts"
 
         func run() async throws {
@@ -152,6 +156,7 @@ struct JobCommand: AsyncParsableCommand {
                 if let maxAttempts { changes["max_attempts"] = .integer(maxAttempts) }
                 if let overlap { changes["overlap"] = .text(overlap) }
                 if let misfire { changes["misfire"] = .text(misfire) }
+                if let pool { changes["pool"] = .text(pool) }
             } catch let error as InputError {
                 throw fail(TockError(error))
             } catch let error as TockError {

@@ -113,6 +113,32 @@ struct CLITests {
         #expect(migrate.stdout == "up to date\n", "\(migrate.stdout)\(migrate.stderr)")
     }
 
+    @Test("a job's --pool runs on a worker whose --pools name it, never on one that serves other pools")
+    func poolsEndToEnd() async throws {
+        let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\necho ran\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        #expect(try await tock(["job", "add", "x", "--script", "a.sh", "--pool", "etl"], settings: settings, directory: directory).status == 0)
+        let show = try await tock(["job", "show", "x"], settings: settings, directory: directory)
+        #expect(show.stdout.contains("pool:          etl"), "\(show.stdout)")
+        let doctor = try await tock(["doctor"], settings: settings, directory: directory)
+        #expect(doctor.stdout.contains("WARN  pools") && doctor.stdout.contains("no live worker serves etl (1 jobs, 0 runs waiting)"),
+                "\(doctor.stdout)")
+        let plain = try TockProcess(["worker", "--name", "plain"], settings: settings, directory: directory)
+        defer { plain.signal(SIGKILL) }
+        let etl = try TockProcess(["worker", "--name", "etl-box", "--pools", "reports,etl"], settings: settings, directory: directory)
+        defer { etl.signal(SIGKILL) }
+        for _ in 0..<3 {
+            let run = try await tock(["job", "run", "x", "--wait", "--wait-timeout", "30"], settings: settings, directory: directory)
+            #expect(run.status == 0 && run.stdout == "ran\n", "\(run.stdout)\(run.stderr)\n\(etl.log)")
+        }
+        let runs = try TockJSON.decoder().decode([RunInfo].self, from: Data(
+            try await tock(["runs", "--job", "x", "--json"], settings: settings, directory: directory).stdout.utf8))
+        #expect(runs.count == 3 && runs.allSatisfy { $0.workerName == "etl-box" }, "\(runs.map(\.workerName))")
+        let bad = try TockProcess(["worker", "--pools", "etl,,x"], settings: settings, directory: directory)
+        #expect(try await bad.wait() != 0 && bad.log.contains("pools"), "\(bad.log)")
+    }
+
     @Test("job run --key, run twice (a retried command), enqueues one run and says the second found it; a bad key exits 2")
     func keyedRun() async throws {
         let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])

@@ -121,6 +121,7 @@ END $$;
 
 -- Creates a job. Fields not given take the table's defaults.
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean);
+DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text);
 CREATE OR REPLACE FUNCTION tock.create_job(
     p_name text,
     p_script text,
@@ -134,36 +135,44 @@ CREATE OR REPLACE FUNCTION tock.create_job(
     p_enabled boolean DEFAULT true,
     p_retry_base interval DEFAULT '10 seconds',
     p_retry_cap interval DEFAULT '10 minutes',
-    p_misfire text DEFAULT 'run_once')
+    p_misfire text DEFAULT 'run_once',
+    p_pool text DEFAULT 'default')
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
 BEGIN
-    PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap, p_misfire);
+    PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap, p_misfire, p_pool);
     INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled,
-                           retry_base, retry_cap, misfire)
+                           retry_base, retry_cap, misfire, pool)
     -- NULL means 'the default', so callers can pass every parameter positionally.
     VALUES (p_name, p_script, coalesce(p_args, '{}'), coalesce(p_schedule, 'manual'), coalesce(p_timezone, 'UTC'),
             coalesce(p_priority, 50), coalesce(p_timeout, '1 hour'), coalesce(p_max_attempts, 1),
             coalesce(p_overlap, 'skip'), coalesce(p_enabled, true), coalesce(p_retry_base, '10 seconds'),
-            greatest(coalesce(p_retry_cap, '10 minutes'), coalesce(p_retry_base, '10 seconds')), coalesce(p_misfire, 'run_once'))
+            greatest(coalesce(p_retry_cap, '10 minutes'), coalesce(p_retry_base, '10 seconds')), coalesce(p_misfire, 'run_once'),
+            coalesce(p_pool, 'default'))
     RETURNING id INTO v_id;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'name: a job named % already exists', quote_literal(p_name)
         USING ERRCODE = 'unique_violation', COLUMN = 'name', CONSTRAINT = 'jobs_name_is_unique';
 END $$;
-COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text) IS
+COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text) IS
     'Creates a job and returns its id; bad input raises SQLSTATE 22023 naming the field, a duplicate name 23505.';
 
 -- The range rules of a job's settings, with messages that name the field (the CHECKs back them up). Durations
 -- are bounded where they are stored, by tock.tg_jobs__prepare (tock.bounded_seconds).
 DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text);
 DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text, text, interval, interval);
+DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text, text);
 CREATE OR REPLACE FUNCTION tock.check_job_settings(
-    p_priority int, p_timeout interval, p_max_attempts int, p_overlap text, p_misfire text DEFAULT NULL)
+    p_priority int, p_timeout interval, p_max_attempts int, p_overlap text, p_misfire text DEFAULT NULL,
+    p_pool text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    IF p_pool IS NOT NULL AND p_pool !~ '^[A-Za-z][A-Za-z0-9._-]{0,63}$' THEN
+        PERFORM tock.raise_invalid('pool', format(
+            '%L: a pool''s name starts with a letter and has up to 64 letters, digits, ''.'', ''_'' or ''-''', left(p_pool, 100)));
+    END IF;
     IF p_misfire IS NOT NULL AND p_misfire NOT IN ('run_once', 'skip') THEN
         PERFORM tock.raise_invalid('misfire', format('%L is not run_once or skip', p_misfire));
     END IF;
@@ -189,7 +198,7 @@ DECLARE
     v_types constant jsonb := '{"name": "string", "script": "string", "args": "array", "schedule": "string",
         "timezone": "string", "priority": "integer", "timeout": "string", "timeout_seconds": "number",
         "max_attempts": "integer", "overlap": "string", "misfire": "string", "enabled": "boolean",
-        "retry_base_seconds": "number", "retry_cap_seconds": "number"}';
+        "retry_base_seconds": "number", "retry_cap_seconds": "number", "pool": "string"}';
     v_key text;
     v_value jsonb;
     v_expected text;
@@ -253,7 +262,7 @@ BEGIN
         p_enabled => (p_job ->> 'enabled')::boolean,
         p_retry_base => tock.json_seconds(p_job, 'retry_base_seconds'),
         p_retry_cap => tock.json_seconds(p_job, 'retry_cap_seconds'),
-        p_misfire => p_job ->> 'misfire');
+        p_misfire => p_job ->> 'misfire', p_pool => p_job ->> 'pool');
 END $$;
 COMMENT ON FUNCTION tock.create_job_json(jsonb) IS
     'Creates a job from a JSON object ({"name", "script", "schedule", …}) and returns its id; bad fields raise 22023 naming the field.';
@@ -282,7 +291,8 @@ BEGIN
     v_retry_base := tock.json_seconds(p_changes, 'retry_base_seconds');
     v_retry_cap := tock.json_seconds(p_changes, 'retry_cap_seconds');
     PERFORM tock.check_job_settings((p_changes ->> 'priority')::int, v_timeout,
-                                    (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap', p_changes ->> 'misfire');
+                                    (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap', p_changes ->> 'misfire',
+                                    p_changes ->> 'pool');
     UPDATE tock.jobs SET
         name = coalesce(p_changes ->> 'name', name),
         script = coalesce(p_changes ->> 'script', script),
@@ -295,6 +305,7 @@ BEGIN
         max_attempts = coalesce((p_changes ->> 'max_attempts')::int, max_attempts),
         overlap = coalesce(p_changes ->> 'overlap', overlap),
         misfire = coalesce(p_changes ->> 'misfire', misfire),
+        pool = coalesce(p_changes ->> 'pool', pool),
         enabled = coalesce((p_changes ->> 'enabled')::boolean, enabled),
         retry_base = coalesce(v_retry_base, retry_base),
         retry_cap = greatest(coalesce(v_retry_cap, retry_cap), coalesce(v_retry_base, retry_base))
@@ -338,6 +349,22 @@ BEGIN
       AND l.run_id = ANY (ARRAY(SELECT g.id FROM gone g WHERE g.worker_id IS NOT NULL));
     RETURN NULL;
 END $$;
+-- A job moved to another pool takes its pending runs along, and that pool's workers are woken for them; its
+-- running runs end where they run.
+CREATE OR REPLACE FUNCTION tock.tg_jobs__pool_moved()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE tock.runs SET pool = NEW.pool WHERE job_id = NEW.id AND status = 'pending' AND pool <> NEW.pool;
+    IF FOUND THEN
+        PERFORM pg_notify('tock_runs', '');
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER jobs_pool_moved
+    AFTER UPDATE OF pool ON tock.jobs
+    FOR EACH ROW WHEN (NEW.pool IS DISTINCT FROM OLD.pool)
+    EXECUTE FUNCTION tock.tg_jobs__pool_moved();
+
 CREATE OR REPLACE TRIGGER jobs_delete_runs
     AFTER DELETE ON tock.jobs
     FOR EACH ROW EXECUTE FUNCTION tock.tg_jobs__deleted();

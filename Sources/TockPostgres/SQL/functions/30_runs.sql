@@ -68,13 +68,19 @@ CREATE OR REPLACE FUNCTION tock.tg_runs__inserted()
 RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     v_job bigint;
+    v_pool text;
 BEGIN
     FOR v_job IN SELECT DISTINCT job_id FROM inserted LOOP
-        PERFORM 1 FROM tock.jobs WHERE id = v_job FOR KEY SHARE;
+        SELECT pool INTO v_pool FROM tock.jobs WHERE id = v_job FOR KEY SHARE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'job % does not exist', coalesce(v_job::text, 'NULL')
                 USING ERRCODE = 'foreign_key_violation',
                       HINT = 'A run belongs to a job in tock.jobs: enqueue one with tock.run_now(job).';
+        END IF;
+        -- A run is in its job's pool. Tock's own inserts say so; an INSERT that leaves the pool out is put right.
+        IF EXISTS (SELECT 1 FROM inserted i WHERE i.job_id = v_job AND i.pool <> v_pool) THEN
+            UPDATE tock.runs r SET pool = v_pool
+            WHERE r.id IN (SELECT i.id FROM inserted i WHERE i.job_id = v_job AND i.pool <> v_pool);
         END IF;
     END LOOP;
     IF EXISTS (SELECT 1 FROM inserted WHERE status = 'pending') THEN
@@ -159,7 +165,7 @@ BEGIN
     ), moved AS (
         INSERT INTO tock.finished_runs (id, job_id, trigger, status, priority, attempt, first_run_id, scheduled_for,
                                         enqueued_at, run_after, started_at, finished_at, worker_id, exit_code, error,
-                                        cancel_requested_at, timeout_at, output, output_bytes, output_truncated)
+                                        cancel_requested_at, timeout_at, output, output_bytes, output_truncated, pool)
         SELECT g.id, g.job_id, g.trigger, e.status, g.priority, g.attempt, g.first_run_id, g.scheduled_for,
                g.enqueued_at, g.run_after, g.started_at, greatest(p_now, g.started_at), g.worker_id, e.exit_code,
                e.error, g.cancel_requested_at, g.timeout_at,
@@ -169,7 +175,8 @@ BEGIN
                     ELSE coalesce(l.bytes_total, 0) END,
                CASE WHEN coalesce(e.bytes, 0) > 0 OR coalesce(e.output, '') <> ''
                     THEN coalesce(e.truncated, false) OR length(e.output) > 4194304
-                    ELSE coalesce(l.truncated, false) END
+                    ELSE coalesce(l.truncated, false) END,
+               g.pool
         FROM gone g
         -- One end per run, whatever the caller repeated.
         JOIN (SELECT DISTINCT ON (u.run) u.*
@@ -227,8 +234,8 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    INSERT INTO tock.runs (job_id, trigger, priority, enqueued_at, run_after)
-    SELECT id, p_trigger, priority, p_now, p_now FROM tock.jobs WHERE id = v_job
+    INSERT INTO tock.runs (job_id, trigger, priority, enqueued_at, run_after, pool)
+    SELECT id, p_trigger, priority, p_now, p_now, pool FROM tock.jobs WHERE id = v_job
     RETURNING id INTO v_run;
     IF p_key IS NOT NULL THEN
         UPDATE tock.trigger_keys k SET run_id = v_run WHERE k.job_id = v_job AND k.key = p_key;
@@ -281,7 +288,7 @@ BEGIN
     END IF;
     v_horizon := p_now + greatest(p_lookahead, interval '0');
     WITH due AS (
-        SELECT j.id, j.next_run_at AS fire_time, j.priority, j.overlap, j.misfire
+        SELECT j.id, j.next_run_at AS fire_time, j.priority, j.overlap, j.misfire, j.pool
         FROM tock.jobs j
         WHERE j.enabled AND j.next_run_at <= v_horizon
           AND (j.next_run_at <= p_now OR j.overlap <> 'skip'
@@ -296,8 +303,8 @@ BEGIN
         WHERE j.id = due.id
         RETURNING due.*
     ), enqueued AS (
-        INSERT INTO tock.runs (job_id, trigger, priority, scheduled_for, enqueued_at, run_after)
-        SELECT a.id, 'schedule', a.priority, a.fire_time, p_now, a.fire_time
+        INSERT INTO tock.runs (job_id, trigger, priority, scheduled_for, enqueued_at, run_after, pool)
+        SELECT a.id, 'schedule', a.priority, a.fire_time, p_now, a.fire_time, a.pool
         FROM advanced a
         WHERE (a.overlap <> 'skip'
                OR NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = a.id))
@@ -326,15 +333,24 @@ COMMENT ON FUNCTION tock.tick(timestamptz, int, interval) IS
 -- gone (2 s), and takes its name.
 DROP FUNCTION IF EXISTS tock.register_worker(text, int, int, text, text, timestamptz);
 DROP FUNCTION IF EXISTS tock.register_worker(text, int, int, text, text, timestamptz, text);
+DROP FUNCTION IF EXISTS tock.register_worker(text, int, int, text, text, timestamptz, text, text);
 CREATE OR REPLACE FUNCTION tock.register_worker(
     p_host text, p_pid int, p_concurrency int, p_scripts_dir text DEFAULT NULL, p_version text DEFAULT NULL,
-    p_now timestamptz DEFAULT now(), p_lease_token text DEFAULT NULL, p_name text DEFAULT NULL)
+    p_now timestamptz DEFAULT now(), p_lease_token text DEFAULT NULL, p_name text DEFAULT NULL,
+    p_pools text[] DEFAULT '{default}')
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
     v_now constant timestamptz := tock.checked_now(p_now);
     v_holder bigint;
 BEGIN
+    IF p_pools IS NULL OR cardinality(p_pools) NOT BETWEEN 1 AND 100
+       OR EXISTS (SELECT 1 FROM unnest(p_pools) p WHERE p IS NULL OR p !~ '^[A-Za-z][A-Za-z0-9._-]{0,63}$')
+       OR cardinality(p_pools) <> (SELECT count(DISTINCT p) FROM unnest(p_pools) p) THEN
+        PERFORM tock.raise_invalid('pools', format(
+            '%s: give 1 to 100 different pools, each a letter then up to 63 letters, digits, ''.'', ''_'' or ''-''',
+            left(array_to_string(p_pools, ','), 200)));
+    END IF;
     IF p_name IS NOT NULL AND p_name !~ '^[A-Za-z][A-Za-z0-9._-]{0,99}$' THEN
         PERFORM tock.raise_invalid('name', format(
             '%L: a worker''s name starts with a letter and has up to 100 letters, digits, ''.'', ''_'' or ''-''', left(p_name, 100)));
@@ -365,9 +381,9 @@ BEGIN
     END IF;
     BEGIN
         INSERT INTO tock.workers (name, host, pid, concurrency, scripts_dir, version, started_at, last_heartbeat_at,
-                                  lease_token_hash)
+                                  lease_token_hash, pools)
         VALUES (coalesce(p_name, p_host || ':' || p_pid), p_host, p_pid, p_concurrency, p_scripts_dir, p_version, v_now, v_now,
-                sha256(convert_to(p_lease_token, 'UTF8')))
+                sha256(convert_to(p_lease_token, 'UTF8')), p_pools)
         RETURNING id INTO v_id;
     EXCEPTION WHEN unique_violation THEN
         -- Another worker took the name between the look above and this insert.
@@ -376,7 +392,7 @@ BEGIN
     END;
     RETURN v_id;
 END $$;
-COMMENT ON FUNCTION tock.register_worker(text, int, int, text, text, timestamptz, text, text) IS
+COMMENT ON FUNCTION tock.register_worker(text, int, int, text, text, timestamptz, text, text, text[]) IS
     'Registers a worker process and returns its id; later calls as this worker present p_lease_token.';
 
 -- Puts runs running on p_worker back in the queue as the same attempt (none is used up): runs its worker handed back
@@ -473,8 +489,12 @@ BEGIN
     RETURN FOUND;
 END $$;
 
--- Claims up to p_max runnable runs for a live worker: highest priority first, then oldest; SKIP LOCKED, so
--- concurrent claimers never wait on or take each other's runs. Returns what the worker needs to run them.
+-- Claims up to p_max runnable runs for a live worker from the pools it serves: in each pool highest priority first,
+-- then oldest; SKIP LOCKED, so concurrent claimers never wait on or take each other's runs. A worker of several
+-- pools gives each its share of the claim first (p_max divided among them), then what is left to the pools that
+-- filled their share: a deep pool does not starve the others, and priorities order runs within a pool. Each pool
+-- is a walk of runs_claim_idx from that pool's first entry: no other pool's runs are read. Returns what the worker
+-- needs to run them.
 DROP FUNCTION IF EXISTS tock.claim_runs(bigint, int, timestamptz);
 CREATE OR REPLACE FUNCTION tock.claim_runs(p_worker bigint, p_max int, p_now timestamptz DEFAULT now(),
                                            p_lease_token text DEFAULT NULL)
@@ -501,23 +521,43 @@ SET enable_sort = off
 SET jit = off
 AS $$
 #variable_conflict use_column
+DECLARE
+    v_pools text[];
+    v_pool text;
+    v_full text[] := '{}';
+    v_share int;
+    v_take int;
+    v_left int := p_max;
+    v_got int;
+    v_turn int;
+    v_pass int;
 BEGIN
     PERFORM tock.check_worker_lease(p_worker, p_lease_token);
     p_now := tock.checked_now(p_now);
     IF p_max IS NULL OR p_max NOT BETWEEN 1 AND 1000 THEN
         PERFORM tock.raise_invalid('p_max', format('%s is out of range 1-1000', p_max));
     END IF;
+    -- Only a live worker claims (a stopping one drains).
+    SELECT w.pools INTO v_pools FROM tock.workers w WHERE w.id = p_worker AND w.state = 'running';
+    IF coalesce(cardinality(v_pools), 0) = 0 THEN
+        RETURN;
+    END IF;
+    v_share := ceil(p_max::numeric / cardinality(v_pools))::int;
     -- The claim's commit does not wait for its WAL flush (the run-now before it and the finish after it do):
     -- it saves that flush from the path to the script's start. If PostgreSQL itself crashes within the moment
     -- before the WAL writer flushes, the claim is undone and the run is claimed again: it can start twice, the
     -- at-least-once guarantee a worker's crash already gives. No run is lost.
     PERFORM set_config('synchronous_commit', 'off', true);
+    FOR v_pass IN 1 .. CASE WHEN cardinality(v_pools) > 1 THEN 2 ELSE 1 END LOOP
+    FOR v_turn IN 1 .. cardinality(v_pools) LOOP
+    v_pool := v_pools[v_turn];
+    CONTINUE WHEN v_pass = 2 AND NOT v_pool = ANY (v_full);
+    v_take := CASE WHEN v_pass = 1 THEN least(v_share, v_left) ELSE v_left END;
     RETURN QUERY
     WITH claimable AS (
         SELECT r.id
         FROM tock.runs r
-        WHERE r.status = 'pending' AND r.run_after <= p_now
-          AND EXISTS (SELECT 1 FROM tock.workers w WHERE w.id = p_worker AND w.state = 'running')
+        WHERE r.pool = v_pool AND r.status = 'pending' AND r.run_after <= p_now
           -- Overlap 'queue': one run of the job at a time, oldest first. The transaction-scoped advisory lock
           -- keeps two claimers from taking runs of the same job before either commits.
           -- A probe of the job per candidate, not NOT EXISTS, which the planner turns into a hash of every
@@ -527,7 +567,7 @@ BEGIN
                    AND r.id = (SELECT min(p.id) FROM tock.runs p WHERE p.job_id = r.job_id AND p.status = 'pending')
                    AND pg_try_advisory_xact_lock(tock.worker_lock_key() + 1, r.job_id::int)))
         ORDER BY r.priority DESC, r.run_after, r.id
-        LIMIT p_max
+        LIMIT v_take
         FOR UPDATE SKIP LOCKED
     ), claimed AS (
         UPDATE tock.runs r
@@ -547,6 +587,15 @@ BEGIN
            c.scheduled_for
     FROM claimed c JOIN tock.jobs j ON j.id = c.job_id
     ORDER BY c.priority DESC, c.run_after, c.id;
+    GET DIAGNOSTICS v_got = ROW_COUNT;
+    v_left := v_left - v_got;
+    IF v_pass = 1 AND v_got = v_take THEN
+        v_full := v_full || v_pool;
+    END IF;
+    EXIT WHEN v_left <= 0;
+    END LOOP;
+    EXIT WHEN v_left <= 0;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION tock.claim_runs(bigint, int, timestamptz, text) IS
@@ -749,11 +798,13 @@ BEGIN
     SELECT * INTO v_job FROM tock.jobs WHERE id = v_run.job_id;
     IF p_status IN ('failed', 'timed_out') AND v_run.cancel_requested_at IS NULL THEN
         IF v_run.attempt < v_job.max_attempts THEN
-            INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after)
+            INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after,
+                                   pool)
             VALUES (v_run.job_id, 'retry', v_run.priority, v_run.attempt + 1, coalesce(v_run.first_run_id, v_run.id),
                     v_run.scheduled_for, p_now,
                     p_now + CASE WHEN p_retry_now THEN interval '0'
-                                 ELSE tock.retry_delay(v_job.retry_base, v_job.retry_cap, v_run.attempt) END);
+                                 ELSE tock.retry_delay(v_job.retry_base, v_job.retry_cap, v_run.attempt) END,
+                    v_job.pool);
         ELSIF v_job.max_attempts > 1 THEN
             v_status := 'dead';
         END IF;
@@ -814,9 +865,9 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'run: unknown run %', p_run USING ERRCODE = 'no_data_found', COLUMN = 'run';
     END IF;
-    INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after)
+    INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after, pool)
     VALUES (v_run.job_id, 'retry', v_run.priority, v_run.attempt + 1, coalesce(v_run.first_run_id, v_run.id),
-            v_run.scheduled_for, p_now, p_now)
+            v_run.scheduled_for, p_now, p_now, (SELECT j.pool FROM tock.jobs j WHERE j.id = v_run.job_id))
     RETURNING id INTO v_id;
     RETURN v_id;
 END $$;
@@ -955,12 +1006,16 @@ END $$;
 COMMENT ON FUNCTION tock.rescue(timestamptz, interval, interval, interval) IS
     'Marks dead workers lost and retries (or buries) their runs, and the runs left running long past their timeout; returns the number recovered.';
 
--- The earliest run_after of the pending runs that are due at p_now (p_due) or not yet due. NULL: none.
--- A loose index scan of runs_claim_idx, which is ordered by priority first: one seek for each priority that has
--- pending runs (at most 101), then one for its earliest run of the kind asked for. A plain min(run_after) reads
--- every pending run (many, when retries wait out their backoff), where this takes a few index seeks. Each branch
--- keeps its own bound on run_after, so the seek starts there rather than walking a priority's other runs.
-CREATE OR REPLACE FUNCTION tock.earliest_pending(p_due boolean, p_now timestamptz)
+-- The earliest run_after of the pending runs of pool p_pool that are due at p_now (p_due) or not yet due. NULL:
+-- none. A loose index scan of runs_claim_idx, which is ordered by pool and priority first: one seek for each
+-- priority that has pending runs in the pool (at most 101), then one for its earliest run of the kind asked for. A
+-- plain min(run_after) reads every pending run (many, when retries wait out their backoff), where this takes a few
+-- index seeks. Each branch keeps its own bound on run_after, so the seek starts there rather than walking a
+-- priority's other runs.
+-- run_after >= '-infinity' (always true) implies runs_claim_idx's predicate (migration 0014). Not "run_after IS NOT
+-- NULL": PostgreSQL 17 drops that from a query as redundant on a NOT NULL column, before it looks for the partial
+-- indexes the query may use.
+CREATE OR REPLACE FUNCTION tock.earliest_pending_in(p_due boolean, p_now timestamptz, p_pool text)
 RETURNS timestamptz LANGUAGE plpgsql STABLE
 SET enable_seqscan = off
 SET jit = off
@@ -969,24 +1024,48 @@ DECLARE
     v_priority smallint;
     v_earliest timestamptz;
 BEGIN
-    -- run_after >= '-infinity' (always true) implies runs_claim_idx's predicate (migration 0014). Not "run_after IS
-    -- NOT NULL": PostgreSQL 17 drops that from a query as redundant on a NOT NULL column, before it looks for the
-    -- partial indexes the query may use.
-    v_priority := (SELECT priority FROM tock.runs WHERE status = 'pending' AND run_after >= '-infinity'
+    v_priority := (SELECT priority FROM tock.runs
+                   WHERE pool = p_pool AND status = 'pending' AND run_after >= '-infinity'
                    ORDER BY priority DESC LIMIT 1);
     WHILE v_priority IS NOT NULL LOOP
         -- least() ignores NULL: a priority without runs of the kind asked for adds nothing.
         v_earliest := least(v_earliest, CASE WHEN p_due
             THEN (SELECT run_after FROM tock.runs
-                  WHERE status = 'pending' AND priority = v_priority AND run_after <= p_now
+                  WHERE pool = p_pool AND status = 'pending' AND priority = v_priority AND run_after <= p_now
                   ORDER BY run_after LIMIT 1)
             ELSE (SELECT run_after FROM tock.runs
-                  WHERE status = 'pending' AND priority = v_priority AND run_after > p_now
+                  WHERE pool = p_pool AND status = 'pending' AND priority = v_priority AND run_after > p_now
                   ORDER BY run_after LIMIT 1)
             END);
         v_priority := (SELECT priority FROM tock.runs
-                       WHERE status = 'pending' AND priority < v_priority AND run_after >= '-infinity'
+                       WHERE pool = p_pool AND status = 'pending' AND priority < v_priority AND run_after >= '-infinity'
                        ORDER BY priority DESC LIMIT 1);
+    END LOOP;
+    RETURN v_earliest;
+END $$;
+
+-- tock.earliest_pending_in over the pools p_pools (a worker's: only theirs are looked into), or over every pool
+-- that has runs in flight (NULL: a loose scan of runs_claim_idx's pools).
+DROP FUNCTION IF EXISTS tock.earliest_pending(boolean, timestamptz);
+CREATE OR REPLACE FUNCTION tock.earliest_pending(p_due boolean, p_now timestamptz, p_pools text[] DEFAULT NULL)
+RETURNS timestamptz LANGUAGE plpgsql STABLE
+SET enable_seqscan = off
+SET jit = off
+AS $$
+DECLARE
+    v_pool text;
+    v_earliest timestamptz;
+BEGIN
+    IF p_pools IS NOT NULL THEN
+        FOREACH v_pool IN ARRAY p_pools LOOP
+            v_earliest := least(v_earliest, tock.earliest_pending_in(p_due, p_now, v_pool));
+        END LOOP;
+        RETURN v_earliest;
+    END IF;
+    v_pool := (SELECT pool FROM tock.runs WHERE run_after >= '-infinity' ORDER BY pool LIMIT 1);
+    WHILE v_pool IS NOT NULL LOOP
+        v_earliest := least(v_earliest, tock.earliest_pending_in(p_due, p_now, v_pool));
+        v_pool := (SELECT pool FROM tock.runs WHERE pool > v_pool AND run_after >= '-infinity' ORDER BY pool LIMIT 1);
     END LOOP;
     RETURN v_earliest;
 END $$;
@@ -994,11 +1073,13 @@ END $$;
 -- When the earliest delayed run (a retry's backoff) becomes claimable, so an idle worker sleeps until then
 -- rather than until its safety sweep; it asks after each claim. NULL: none.
 -- PL/pgSQL, like the other functions a process calls over and over (see tock.heartbeat).
-CREATE OR REPLACE FUNCTION tock.next_delayed_run(p_now timestamptz DEFAULT now())
+-- With p_worker, in the pools it serves only.
+DROP FUNCTION IF EXISTS tock.next_delayed_run(timestamptz);
+CREATE OR REPLACE FUNCTION tock.next_delayed_run(p_now timestamptz DEFAULT now(), p_worker bigint DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql STABLE
 SET enable_seqscan = off
 SET jit = off
 AS $$
 BEGIN
-    RETURN tock.earliest_pending(false, p_now);
+    RETURN tock.earliest_pending(false, p_now, (SELECT w.pools FROM tock.workers w WHERE w.id = p_worker));
 END $$;

@@ -27,7 +27,8 @@ SELECT
     j.updated_at,
     j.misfire,
     extract(epoch FROM j.retry_base)::float8 AS retry_base_seconds,
-    extract(epoch FROM j.retry_cap)::float8 AS retry_cap_seconds
+    extract(epoch FROM j.retry_cap)::float8 AS retry_cap_seconds,
+    j.pool
 FROM tock.jobs j
 -- A job's newest run is the newer of its newest in flight (runs_job_idx) and its newest finished run still within the
 -- retention (finished_runs_job_idx of each partition the retention keeps): two short index probes.
@@ -76,7 +77,8 @@ SELECT
     NULL::text AS error,
     o.bytes_total AS output_bytes,
     o.truncated AS output_truncated,
-    r.cancel_requested_at
+    r.cancel_requested_at,
+    r.pool
 FROM tock.runs r
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id
@@ -105,7 +107,8 @@ SELECT
     r.error,
     r.output_bytes,
     r.output_truncated,
-    r.cancel_requested_at
+    r.cancel_requested_at,
+    r.pool
 FROM tock.finished_runs r
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id
@@ -136,7 +139,8 @@ SELECT
     w.scripts_dir,
     w.version,
     w.claim_error,
-    w.claim_failing_since
+    w.claim_failing_since,
+    w.pools
 FROM tock.workers w;
 COMMENT ON VIEW tock.worker_overview IS 'Every worker: state, whether its heartbeat is fresh (alive), runs in flight and processed, and the error of its claims while they keep failing.';
 
@@ -198,8 +202,9 @@ BEGIN
     WITH seen AS (
         SELECT r.run_after FROM tock.runs r
         -- run_after >= '-infinity' (always true) implies runs_claim_idx's predicate (see tock.earliest_pending).
+        -- In the index's order, pool by pool: the first p_limit + 1 of any order bound the counts alike.
         WHERE r.status = 'pending' AND r.run_after >= '-infinity'
-        ORDER BY r.priority DESC, r.run_after, r.id
+        ORDER BY r.pool, r.priority DESC, r.run_after, r.id
         LIMIT p_limit + 1
     ), counted AS (
         SELECT count(*) AS n, count(*) FILTER (WHERE s.run_after <= p_now) AS ready_n FROM seen s
@@ -217,3 +222,33 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION tock.queue_glance(int, timestamptz) IS
     'tock.queue_depth for often-read pages: exact up to p_limit pending runs; beyond it capped (pending = p_limit, ready and delayed lower bounds).';
+
+-- Each pool that a job names or a live worker serves: its jobs, its runs waiting and running, how long its oldest
+-- ready run has waited, and the live workers that serve it. A pool with runs waiting and no live worker is where
+-- they stay (tock doctor warns of it).
+CREATE OR REPLACE VIEW tock.pool_overview AS
+WITH live AS (
+    SELECT w.pools FROM tock.workers w
+    WHERE w.state IN ('running', 'stopping') AND w.last_heartbeat_at > now() - interval '15 seconds'
+), pools AS (
+    SELECT j.pool FROM tock.jobs j
+    UNION
+    SELECT unnest(l.pools) FROM live l
+)
+SELECT
+    p.pool,
+    (SELECT count(*) FROM tock.jobs j WHERE j.pool = p.pool) AS jobs,
+    q.pending,
+    q.ready,
+    q.running,
+    coalesce(extract(epoch FROM now() - q.oldest_ready_at), 0)::float8 AS oldest_ready_age_seconds,
+    (SELECT count(*) FROM live l WHERE p.pool = ANY (l.pools)) AS workers_alive
+FROM pools p
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE r.status = 'pending') AS pending,
+           count(*) FILTER (WHERE r.status = 'pending' AND r.run_after <= now()) AS ready,
+           count(*) FILTER (WHERE r.status = 'running') AS running,
+           min(r.run_after) FILTER (WHERE r.status = 'pending' AND r.run_after <= now()) AS oldest_ready_at
+    FROM tock.runs r WHERE r.pool = p.pool AND r.run_after >= '-infinity'
+) q;
+COMMENT ON VIEW tock.pool_overview IS 'Each pool: its jobs, runs waiting (ready now) and running, the oldest ready run''s age, and the live workers serving it.';

@@ -82,7 +82,7 @@ BEGIN
                  bigint[], boolean[], bigint[]) TO tock_worker';
     END IF;
     IF NOT 'tock_viewer' = ANY (v_missing) THEN
-        EXECUTE 'GRANT SELECT ON tock.job_overview, tock.run_history, tock.run_logs, tock.worker_overview,
+        EXECUTE 'GRANT SELECT ON tock.job_overview, tock.run_history, tock.run_logs, tock.worker_overview, tock.pool_overview,
                  tock.queue_depth, tock.lag, tock.stuck_runs, tock.job_stats, tock.migrations, tock.config,
                  tock.timezones, tock.history_partitions, tock.run_history_in_flight, tock.run_history_finished
                  TO tock_viewer';

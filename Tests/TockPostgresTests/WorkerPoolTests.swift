@@ -1,0 +1,122 @@
+import Foundation
+import PostgresNIO
+import Testing
+import TockCore
+import TockPostgres
+import TockTesting
+
+@Suite("worker pools: a job names a pool, a worker claims only the runs of the pools it serves")
+struct WorkerPoolTests {
+    static func job(_ name: String, pool: String?) -> JobDefinition {
+        var job = JobDefinition(name: name, script: "x.sh")
+        job.pool = pool
+        return job
+    }
+
+    static func enqueue(_ database: Database, _ job: String, _ count: Int) async throws {
+        _ = try await database.client.query(PostgresQuery(unsafeSQL: """
+            SELECT tock.run_now('\(job)') FROM generate_series(1, \(count))
+            """)).collect()
+    }
+
+    @Test("each worker claims its pools' runs only; a job moved to another pool takes its pending runs; history keeps the pool")
+    func claimsByPool() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(Self.job("extract", pool: "etl"))
+            _ = try await database.createJob(Self.job("report", pool: "reports"))
+            _ = try await database.createJob(Self.job("plain", pool: nil))
+            for job in ["extract", "report", "plain"] { try await Self.enqueue(database, job, 3) }
+            let plainWorker = try await database.registerWorker(host: "a", pid: 1, concurrency: 10, scriptsDirectory: nil, version: nil)
+            let etlWorker = try await database.registerWorker(host: "b", pid: 2, concurrency: 10, scriptsDirectory: nil, version: nil,
+                                                              pools: ["etl"])
+            #expect(Set(try await database.claimRuns(worker: plainWorker, max: 10).map(\.jobName)) == ["plain"])
+            let etl = try await database.claimRuns(worker: etlWorker, max: 10)
+            #expect(etl.count == 3 && Set(etl.map(\.jobName)) == ["extract"])
+            // Nobody serves 'reports': its runs wait, and the pool overview says so.
+            struct Pool: Decodable, Equatable { var pool: String; var jobs: Int; var pending: Int; var running: Int; var workersAlive: Int }
+            func pools() async throws -> [Pool] {
+                try await database.client.query("SELECT row_to_json(p)::text FROM tock.pool_overview p ORDER BY pool")
+                    .decode(String.self).all().map { try TockJSON.decoder().decode(Pool.self, from: Data($0.utf8)) }
+            }
+            #expect(try await pools() == [Pool(pool: "default", jobs: 1, pending: 0, running: 3, workersAlive: 1),
+                                          Pool(pool: "etl", jobs: 1, pending: 0, running: 3, workersAlive: 1),
+                                          Pool(pool: "reports", jobs: 1, pending: 3, running: 0, workersAlive: 0)])
+
+            _ = try await database.updateJob("report", json: #"{"pool": "etl"}"#)
+            let moved = try await database.claimRuns(worker: etlWorker, max: 10)
+            #expect(moved.count == 3 && Set(moved.map(\.jobName)) == ["report"])
+            #expect(try await database.job("report").pool == "etl")
+
+            // A run keeps the pool it ran in once it has ended.
+            _ = try await database.finishRun(etl[0].runId, worker: etlWorker, outcome: RunOutcome(status: .succeeded, exitCode: 0))
+            let pool = try await database.client.query("SELECT pool FROM tock.run_history WHERE id = \(etl[0].runId)")
+                .decode(String.self).all()
+            #expect(pool == ["etl"])
+        }
+    }
+
+    @Test("a worker of two pools gives each its share of a claim, then the rest to the pool that has more")
+    func sharesAmongPools() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(Self.job("deep", pool: "p1"))
+            _ = try await database.createJob(Self.job("shallow", pool: "p2"))
+            try await Self.enqueue(database, "deep", 50)
+            try await Self.enqueue(database, "shallow", 50)
+            let worker = try await database.registerWorker(host: "a", pid: 1, concurrency: 100, scriptsDirectory: nil, version: nil,
+                                                           pools: ["p1", "p2"])
+            func claim(_ max: Int) async throws -> [String: Int] {
+                try await database.claimRuns(worker: worker, max: max).reduce(into: [:]) { $0[$1.jobName, default: 0] += 1 }
+            }
+            #expect(try await claim(10) == ["deep": 5, "shallow": 5])
+            _ = try await database.client.query("DELETE FROM tock.runs WHERE job_id = tock.find_job('shallow') AND status = 'pending' AND id % 15 <> 0").collect()
+            let left = try await database.client.query("SELECT count(*)::int FROM tock.runs WHERE job_id = tock.find_job('shallow') AND status = 'pending'")
+                .decode(Int.self).all().first ?? 0
+            #expect(left > 0 && left < 5)
+            #expect(try await claim(10) == ["deep": 10 - left, "shallow": left])
+        }
+    }
+
+    @Test("a claim and the next delayed run read only the worker's pools, however many runs another pool holds")
+    func otherPoolsUnread() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(Self.job("big", pool: "big"))
+            _ = try await database.createJob(Self.job("small", pool: "small"))
+            _ = try await database.client.query("""
+                INSERT INTO tock.runs (job_id, trigger, run_after, pool)
+                SELECT tock.find_job('big'), 'sql', now() + (i % 2) * interval '1 hour', 'big' FROM generate_series(1, 20000) i
+                """).collect()
+            try await Self.enqueue(database, "small", 10)
+            let worker = try await database.registerWorker(host: "a", pid: 1, concurrency: 100, scriptsDirectory: nil, version: nil,
+                                                           pools: ["small"])
+            #expect(try await database.nextDelayedRun(worker: worker) == nil)
+            try await database.client.withConnection { connection in
+                for statement in ["SELECT * FROM tock.claim_runs(\(worker), 100)", "SELECT tock.next_delayed_run(now(), \(worker))"] {
+                    let read = try await PlanTests.read(connection, statement)
+                    #expect(read.rows <= 200 && read.pages <= 400, "\(statement): read \(read)")
+                }
+            }
+            #expect(try await database.claimRuns(worker: worker, max: 100).count == 10)
+            // Every pool's: the big pool's delayed runs.
+            #expect(try await database.nextDelayedRun() != nil)
+        }
+    }
+
+    @Test("pool names are checked: a job's, a worker's list (1 to 100 different pools)")
+    func badPools() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            for pool in ["", "two words", "1st", String(repeating: "p", count: 65), "semi;colon"] {
+                let error = await #expect(throws: TockError.self) { _ = try await database.createJob(Self.job("j", pool: pool)) }
+                #expect(error?.kind == .invalidInput && error?.field == "pool", "\(pool): \(String(describing: error))")
+            }
+            _ = try await database.createJob(Self.job("j", pool: "etl-2.x_y"))
+            let edit = await #expect(throws: TockError.self) { _ = try await database.updateJob("j", json: #"{"pool": "no way"}"#) }
+            #expect(edit?.field == "pool")
+            for pools in [[], ["a", "a"], ["ok", "not ok"], ["x:1"]] {
+                let error = await #expect(throws: TockError.self) {
+                    _ = try await database.registerWorker(host: "a", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil, pools: pools)
+                }
+                #expect(error?.kind == .invalidInput && error?.field == "pools", "\(pools): \(String(describing: error))")
+            }
+        }
+    }
+}
