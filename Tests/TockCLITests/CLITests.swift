@@ -124,14 +124,24 @@ struct CLITests {
         let doctor = try await tock(["doctor"], settings: settings, directory: directory)
         #expect(doctor.stdout.contains("WARN  pools") && doctor.stdout.contains("no live worker serves etl (1 jobs, 0 runs waiting)"),
                 "\(doctor.stdout)")
+        // A worker of the default pool alone: the job's run stays waiting, and doctor says for which pool.
         let plain = try TockProcess(["worker", "--name", "plain"], settings: settings, directory: directory)
         defer { plain.signal(SIGKILL) }
-        let etl = try TockProcess(["worker", "--name", "etl-box", "--pools", "reports,etl"], settings: settings, directory: directory)
+        let queued = try await tock(["job", "run", "x", "--json"], settings: settings, directory: directory)
+        let first = try TockJSON.decoder().decode(TriggeredRun.self, from: Data(queued.stdout.utf8)).runId
+        #expect(try await eventually {
+            try await tock(["doctor"], settings: settings, directory: directory).stdout.contains("no live worker serves etl (1 jobs, 1 runs waiting)")
+        })
+        #expect(try await tock(["run", "show", "\(first)"], settings: settings, directory: directory).stdout.contains("status:     pending"))
+        // Then one that serves etl (from TOCK_POOLS): it runs the waiting run and the next ones.
+        let etl = try TockProcess(["worker", "--name", "etl-box"], settings: settings, directory: directory,
+                                  environment: ["TOCK_POOLS": "reports,etl"])
         defer { etl.signal(SIGKILL) }
-        for _ in 0..<3 {
+        for _ in 0..<2 {
             let run = try await tock(["job", "run", "x", "--wait", "--wait-timeout", "30"], settings: settings, directory: directory)
             #expect(run.status == 0 && run.stdout == "ran\n", "\(run.stdout)\(run.stderr)\n\(etl.log)")
         }
+        #expect(try await tock(["doctor"], settings: settings, directory: directory).stdout.contains("ok    pools"))
         let runs = try TockJSON.decoder().decode([RunInfo].self, from: Data(
             try await tock(["runs", "--job", "x", "--json"], settings: settings, directory: directory).stdout.utf8))
         #expect(runs.count == 3 && runs.allSatisfy { $0.workerName == "etl-box" }, "\(runs.map(\.workerName))")

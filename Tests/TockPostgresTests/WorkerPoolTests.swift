@@ -43,6 +43,8 @@ struct WorkerPoolTests {
                                           Pool(pool: "reports", jobs: 1, pending: 3, running: 0, workersAlive: 0)])
 
             _ = try await database.updateJob("report", json: #"{"pool": "etl"}"#)
+            // 'reports' has no job now and nothing in flight: gone from the overview.
+            #expect(try await pools().map(\.pool) == ["default", "etl"])
             let moved = try await database.claimRuns(worker: etlWorker, max: 10)
             #expect(moved.count == 3 && Set(moved.map(\.jobName)) == ["report"])
             #expect(try await database.job("report").pool == "etl")
@@ -76,6 +78,41 @@ struct WorkerPoolTests {
         }
     }
 
+    @Test("a claim of fewer runs than the worker has pools still reaches every pool")
+    func smallClaimsRotate() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(Self.job("first", pool: "p1"))
+            _ = try await database.createJob(Self.job("second", pool: "p2"))
+            try await Self.enqueue(database, "first", 30)
+            try await Self.enqueue(database, "second", 30)
+            let worker = try await database.registerWorker(host: "a", pid: 1, concurrency: 100, scriptsDirectory: nil, version: nil,
+                                                           pools: ["p1", "p2"])
+            var seen: [String: Int] = [:]
+            for _ in 0..<20 {
+                for run in try await database.claimRuns(worker: worker, max: 1) { seen[run.jobName, default: 0] += 1 }
+            }
+            // Each claim starts at a random pool: both are reached (a miss is 2 in a million).
+            #expect(seen["first", default: 0] > 0 && seen["second", default: 0] > 0 && seen.values.reduce(0, +) == 20, "\(seen)")
+        }
+    }
+
+    @Test("a run handed back after its job moved to another pool goes to the new pool, and a worker of that pool runs it")
+    func handedBackAfterMove() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(Self.job("mover", pool: "old"))
+            try await Self.enqueue(database, "mover", 1)
+            let oldWorker = try await database.registerWorker(host: "a", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil,
+                                                              pools: ["old"])
+            let newWorker = try await database.registerWorker(host: "b", pid: 2, concurrency: 1, scriptsDirectory: nil, version: nil,
+                                                              pools: ["new"])
+            let run = try #require(try await database.claimRuns(worker: oldWorker, max: 1).first)
+            _ = try await database.updateJob("mover", json: #"{"pool": "new"}"#)
+            #expect(try await database.releaseRun(run.runId, worker: oldWorker))
+            #expect(try await database.claimRuns(worker: oldWorker, max: 1).isEmpty)
+            #expect(try await database.claimRuns(worker: newWorker, max: 1).map(\.runId) == [run.runId])
+        }
+    }
+
     @Test("a claim and the next delayed run read only the worker's pools, however many runs another pool holds")
     func otherPoolsUnread() async throws {
         try await TestDatabase.withFresh { database, _ in
@@ -101,7 +138,7 @@ struct WorkerPoolTests {
         }
     }
 
-    @Test("pool names are checked: a job's, a worker's list (1 to 100 different pools)")
+    @Test("pool names are checked: a job's, a worker's list (1 to 32 different pools)")
     func badPools() async throws {
         try await TestDatabase.withFresh { database, _ in
             for pool in ["", "two words", "1st", String(repeating: "p", count: 65), "semi;colon"] {
@@ -111,7 +148,7 @@ struct WorkerPoolTests {
             _ = try await database.createJob(Self.job("j", pool: "etl-2.x_y"))
             let edit = await #expect(throws: TockError.self) { _ = try await database.updateJob("j", json: #"{"pool": "no way"}"#) }
             #expect(edit?.field == "pool")
-            for pools in [[], ["a", "a"], ["ok", "not ok"], ["x:1"]] {
+            for pools in [[], ["a", "a"], ["ok", "not ok"], ["x:1"], (1...33).map { "p\($0)" }] {
                 let error = await #expect(throws: TockError.self) {
                     _ = try await database.registerWorker(host: "a", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil, pools: pools)
                 }

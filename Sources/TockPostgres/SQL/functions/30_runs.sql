@@ -68,21 +68,22 @@ CREATE OR REPLACE FUNCTION tock.tg_runs__inserted()
 RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     v_job bigint;
-    v_pool text;
 BEGIN
     FOR v_job IN SELECT DISTINCT job_id FROM inserted LOOP
-        SELECT pool INTO v_pool FROM tock.jobs WHERE id = v_job FOR KEY SHARE;
+        PERFORM 1 FROM tock.jobs WHERE id = v_job FOR KEY SHARE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'job % does not exist', coalesce(v_job::text, 'NULL')
                 USING ERRCODE = 'foreign_key_violation',
                       HINT = 'A run belongs to a job in tock.jobs: enqueue one with tock.run_now(job).';
         END IF;
-        -- A run is in its job's pool. Tock's own inserts say so; an INSERT that leaves the pool out is put right.
-        IF EXISTS (SELECT 1 FROM inserted i WHERE i.job_id = v_job AND i.pool <> v_pool) THEN
-            UPDATE tock.runs r SET pool = v_pool
-            WHERE r.id IN (SELECT i.id FROM inserted i WHERE i.job_id = v_job AND i.pool <> v_pool);
-        END IF;
     END LOOP;
+    -- A run is in its job's pool. Tock's own inserts say so; an INSERT that leaves the pool out is put right. One
+    -- look at the inserted rows (a probe of the job each), and the update by id only when one is wrong.
+    IF EXISTS (SELECT 1 FROM inserted i WHERE i.pool <> (SELECT j.pool FROM tock.jobs j WHERE j.id = i.job_id)) THEN
+        UPDATE tock.runs r SET pool = (SELECT j.pool FROM tock.jobs j WHERE j.id = r.job_id)
+        WHERE r.id = ANY (ARRAY(SELECT i.id FROM inserted i
+                                WHERE i.pool <> (SELECT j.pool FROM tock.jobs j WHERE j.id = i.job_id)));
+    END IF;
     IF EXISTS (SELECT 1 FROM inserted WHERE status = 'pending') THEN
         PERFORM pg_notify('tock_runs', '');
     END IF;
@@ -344,11 +345,11 @@ DECLARE
     v_now constant timestamptz := tock.checked_now(p_now);
     v_holder bigint;
 BEGIN
-    IF p_pools IS NULL OR cardinality(p_pools) NOT BETWEEN 1 AND 100
+    IF p_pools IS NULL OR cardinality(p_pools) NOT BETWEEN 1 AND 32
        OR EXISTS (SELECT 1 FROM unnest(p_pools) p WHERE p IS NULL OR p !~ '^[A-Za-z][A-Za-z0-9._-]{0,63}$')
        OR cardinality(p_pools) <> (SELECT count(DISTINCT p) FROM unnest(p_pools) p) THEN
         PERFORM tock.raise_invalid('pools', format(
-            '%s: give 1 to 100 different pools, each a letter then up to 63 letters, digits, ''.'', ''_'' or ''-''',
+            '%s: give 1 to 32 different pools, each a letter then up to 63 letters, digits, ''.'', ''_'' or ''-''',
             left(array_to_string(p_pools, ','), 200)));
     END IF;
     IF p_name IS NOT NULL AND p_name !~ '^[A-Za-z][A-Za-z0-9._-]{0,99}$' THEN
@@ -404,8 +405,11 @@ DECLARE
     v_requeued bigint[];
 BEGIN
     WITH requeued AS (
+        -- Back into its job's pool, which may have changed while it ran (tock.tg_jobs__pool_moved moves only
+        -- pending runs): in the old one nobody may serve it any more.
         UPDATE tock.runs
-        SET status = 'pending', started_at = NULL, worker_id = NULL, timeout_at = NULL, run_after = p_now
+        SET status = 'pending', started_at = NULL, worker_id = NULL, timeout_at = NULL, run_after = p_now,
+            pool = (SELECT j.pool FROM tock.jobs j WHERE j.id = tock.runs.job_id)
         WHERE id = ANY (p_runs) AND status = 'running' AND worker_id = p_worker
         RETURNING id
     ), unleased AS (
@@ -492,7 +496,8 @@ END $$;
 -- Claims up to p_max runnable runs for a live worker from the pools it serves: in each pool highest priority first,
 -- then oldest; SKIP LOCKED, so concurrent claimers never wait on or take each other's runs. A worker of several
 -- pools gives each its share of the claim first (p_max divided among them), then what is left to the pools that
--- filled their share: a deep pool does not starve the others, and priorities order runs within a pool. Each pool
+-- filled their share, starting at a random pool each claim (a claim of one run, or fewer runs than pools, would
+-- always go to the first): a deep pool does not starve the others, and priorities order runs within a pool. Each pool
 -- is a walk of runs_claim_idx from that pool's first entry: no other pool's runs are read. Returns what the worker
 -- needs to run them.
 DROP FUNCTION IF EXISTS tock.claim_runs(bigint, int, timestamptz);
@@ -531,6 +536,7 @@ DECLARE
     v_got int;
     v_turn int;
     v_pass int;
+    v_offset int;
 BEGIN
     PERFORM tock.check_worker_lease(p_worker, p_lease_token);
     p_now := tock.checked_now(p_now);
@@ -543,6 +549,7 @@ BEGIN
         RETURN;
     END IF;
     v_share := ceil(p_max::numeric / cardinality(v_pools))::int;
+    v_offset := floor(random() * cardinality(v_pools))::int;
     -- The claim's commit does not wait for its WAL flush (the run-now before it and the finish after it do):
     -- it saves that flush from the path to the script's start. If PostgreSQL itself crashes within the moment
     -- before the WAL writer flushes, the claim is undone and the run is claimed again: it can start twice, the
@@ -550,7 +557,7 @@ BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     FOR v_pass IN 1 .. CASE WHEN cardinality(v_pools) > 1 THEN 2 ELSE 1 END LOOP
     FOR v_turn IN 1 .. cardinality(v_pools) LOOP
-    v_pool := v_pools[v_turn];
+    v_pool := v_pools[1 + (v_turn - 1 + v_offset) % cardinality(v_pools)];
     CONTINUE WHEN v_pass = 2 AND NOT v_pool = ANY (v_full);
     v_take := CASE WHEN v_pass = 1 THEN least(v_share, v_left) ELSE v_left END;
     RETURN QUERY

@@ -223,21 +223,31 @@ END $$;
 COMMENT ON FUNCTION tock.queue_glance(int, timestamptz) IS
     'tock.queue_depth for often-read pages: exact up to p_limit pending runs; beyond it capped (pending = p_limit, ready and delayed lower bounds).';
 
--- Each pool that a job names or a live worker serves: its jobs, its runs waiting and running, how long its oldest
--- ready run has waited, and the live workers that serve it. A pool with runs waiting and no live worker is where
--- they stay (tock doctor warns of it).
+-- Each pool that a job names, a run in flight is in, or a live worker serves: its jobs, its runs waiting and running,
+-- how long its oldest ready run has waited, and the live workers that serve it (running: a stopping worker claims
+-- nothing). A pool with runs waiting and no live worker is where they stay (tock doctor warns of it).
 CREATE OR REPLACE VIEW tock.pool_overview AS
-WITH live AS (
+WITH RECURSIVE live AS (
     SELECT w.pools FROM tock.workers w
-    WHERE w.state IN ('running', 'stopping') AND w.last_heartbeat_at > now() - interval '15 seconds'
+    WHERE w.state = 'running' AND w.last_heartbeat_at > now() - interval '15 seconds'
+), in_flight (pool) AS (
+    -- The pools of the runs in flight: a loose scan of runs_claim_idx, one seek per pool.
+    (SELECT r.pool FROM tock.runs r WHERE r.run_after >= '-infinity' ORDER BY r.pool LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.pool FROM tock.runs r WHERE r.pool > f.pool AND r.run_after >= '-infinity' ORDER BY r.pool LIMIT 1)
+    FROM in_flight f WHERE f.pool IS NOT NULL
+), jobs AS (
+    SELECT j.pool, count(*) AS jobs FROM tock.jobs j GROUP BY j.pool
 ), pools AS (
-    SELECT j.pool FROM tock.jobs j
+    SELECT j.pool FROM jobs j
+    UNION
+    SELECT f.pool FROM in_flight f WHERE f.pool IS NOT NULL
     UNION
     SELECT unnest(l.pools) FROM live l
 )
 SELECT
     p.pool,
-    (SELECT count(*) FROM tock.jobs j WHERE j.pool = p.pool) AS jobs,
+    coalesce((SELECT j.jobs FROM jobs j WHERE j.pool = p.pool), 0) AS jobs,
     q.pending,
     q.ready,
     q.running,

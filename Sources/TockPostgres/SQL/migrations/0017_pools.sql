@@ -7,6 +7,9 @@
 -- indexed, so the claim stays a HOT update.
 
 SET LOCAL lock_timeout = '30s';
+-- Every table this changes, locked at once and in one order: a finish holds tock.runs and then reads tock.jobs,
+-- and taking them one by one could deadlock with it.
+LOCK TABLE tock.jobs, tock.runs, tock.finished_runs, tock.workers IN ACCESS EXCLUSIVE MODE;
 
 ALTER TABLE tock.jobs ADD COLUMN IF NOT EXISTS pool text NOT NULL DEFAULT 'default';
 ALTER TABLE tock.jobs DROP CONSTRAINT IF EXISTS jobs_pool_is_valid;
