@@ -275,6 +275,8 @@ struct QueueTests {
                              ('next_delayed_run', 'jit=off'), ('next_delayed_run', 'enable_seqscan=off'),
                              ('earliest_pending', 'jit=off'), ('earliest_pending', 'enable_seqscan=off'),
                              ('earliest_pending_in', 'jit=off'), ('earliest_pending_in', 'enable_seqscan=off'),
+                             ('earliest_pending_in', 'enable_bitmapscan=off'), ('earliest_pending_in', 'enable_sort=off'),
+                             ('earliest_pending', 'enable_bitmapscan=off'), ('earliest_pending', 'enable_sort=off'),
                              ('heartbeat', 'enable_seqscan=off')) e(function, setting)
                 WHERE NOT EXISTS (SELECT 1 FROM pg_proc p
                                   WHERE p.pronamespace = 'tock'::regnamespace AND p.proname = e.function
