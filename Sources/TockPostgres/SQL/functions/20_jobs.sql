@@ -164,12 +164,16 @@ COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interva
 DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text);
 DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text, text, interval, interval);
 DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text, text);
+-- A pool's name: a job's (jobs_pool_is_valid, migration 0017) and each of a worker's (tock.register_worker).
+CREATE OR REPLACE FUNCTION tock.is_pool_name(p_pool text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_pool ~ '^[A-Za-z][A-Za-z0-9._-]{0,63}$'
+$$;
 CREATE OR REPLACE FUNCTION tock.check_job_settings(
     p_priority int, p_timeout interval, p_max_attempts int, p_overlap text, p_misfire text DEFAULT NULL,
     p_pool text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    IF p_pool IS NOT NULL AND p_pool !~ '^[A-Za-z][A-Za-z0-9._-]{0,63}$' THEN
+    IF p_pool IS NOT NULL AND NOT tock.is_pool_name(p_pool) THEN
         PERFORM tock.raise_invalid('pool', format(
             '%L: a pool''s name starts with a letter and has up to 64 letters, digits, ''.'', ''_'' or ''-''', left(p_pool, 100)));
     END IF;

@@ -346,7 +346,7 @@ DECLARE
     v_holder bigint;
 BEGIN
     IF p_pools IS NULL OR cardinality(p_pools) NOT BETWEEN 1 AND 32
-       OR EXISTS (SELECT 1 FROM unnest(p_pools) p WHERE p IS NULL OR p !~ '^[A-Za-z][A-Za-z0-9._-]{0,63}$')
+       OR EXISTS (SELECT 1 FROM unnest(p_pools) p WHERE p IS NULL OR NOT tock.is_pool_name(p))
        OR cardinality(p_pools) <> (SELECT count(DISTINCT p) FROM unnest(p_pools) p) THEN
         PERFORM tock.raise_invalid('pools', format(
             '%s: give 1 to 32 different pools, each a letter then up to 63 letters, digits, ''.'', ''_'' or ''-''',
