@@ -72,7 +72,9 @@ struct EnvironmentOptionsTests {
                 return names.count == 2 && names.first == "etl-box 2 stopped" && names.last?.hasSuffix(" running") == true
                     && names.last?.hasPrefix("etl-box ") == true
             }, "\(second.log)")
-            #expect(second.log.contains("\"name\":\"etl-box\"") || second.log.contains("name=etl-box"), "\(second.log)")
+            // Registered first, then logged: wait for the line.
+            #expect(try await eventually { second.log.contains("worker started") && second.log.contains("name=etl-box") },
+                    "\(second.log)")
             let bad = try TockProcess(["worker"], settings: settings, directory: directory, environment: ["TOCK_NO_SUCH": "1", "TOCK_CONCURRENCY": "many"])
             // A bad value is the option's error, as on the command line (usage: exit 64); so is a bad flag's.
             #expect(try await bad.wait() == 64 && bad.log.contains("--concurrency"), "\(bad.log)")
