@@ -145,6 +145,10 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
                                  path: "/api/v1/dead-letter")
     }
     api.get("workers") { _, _ -> Response in try json(try await database.workers()) }
+    api.get("pools") { _, _ -> Response in try json(try await database.pools()) }
+    api.put("pools/:pool") { request, context -> Response in
+        try json(try await database.setPool(try context.parameters.require("pool"), json: try await jsonBody(request, limit: maxBodyBytes)))
+    }
 
     PortalFiles.addRoutes(to: router)
     return router

@@ -17,6 +17,10 @@ public struct JobDefinition: Sendable, Codable, Equatable {
     public var enabled: Bool = true
     /// The pool whose workers run it (nil: default).
     public var pool: String?
+    /// At most this many runs at once across every worker (nil: no limit).
+    public var maxRunning: Int?
+    /// At most so many starts per period, as '10/1m' (nil: no limit).
+    public var rate: String?
 
     public init(name: String, script: String, args: [String] = [], schedule: String = "manual", timezone: String = "UTC") {
         self.name = name
@@ -56,6 +60,10 @@ public struct JobInfo: Sendable, Codable, Equatable {
     public var pool: String?
     public var retryBaseSeconds: Double
     public var retryCapSeconds: Double
+    /// At most this many runs at once across every worker (nil: no limit).
+    public var maxRunning: Int?
+    /// At most so many starts per period, as '10/1m' (nil: no limit).
+    public var rate: String?
 }
 
 /// A row of `tock.run_history`, with the output when it was asked for.
@@ -82,6 +90,26 @@ public struct RunInfo: Sendable, Codable, Equatable {
     public var outputTruncated: Bool?
     public var cancelRequestedAt: Date?
     public var output: String?
+}
+
+/// A row of `tock.pool_overview`: a pool's jobs, queue, workers and limits.
+public struct PoolInfo: Sendable, Codable, Equatable {
+    public var pool: String
+    public var jobs: Int64
+    public var pending: Int64
+    public var ready: Int64
+    public var running: Int64
+    public var oldestReadyAgeSeconds: Double
+    public var workersAlive: Int64
+    /// At most this many of its runs at once across every worker (nil: no limit).
+    public var maxRunning: Int?
+    /// At most so many starts per period, as '10/1m' (nil: no limit).
+    public var rate: String?
+
+    /// A pool nothing names: no jobs, runs, workers or limits.
+    public init(empty pool: String) {
+        (self.pool, jobs, pending, ready, running, oldestReadyAgeSeconds, workersAlive) = (pool, 0, 0, 0, 0, 0, 0)
+    }
 }
 
 /// A row of `tock.worker_overview`.

@@ -82,7 +82,7 @@ public struct Database: Sendable {
                 p_max_attempts => \(job.maxAttempts)::int, p_overlap => \(job.overlap), p_enabled => \(job.enabled),
                 p_retry_base => make_interval(secs => \(job.retryBaseSeconds)),
                 p_retry_cap => make_interval(secs => \(job.retryCapSeconds)), p_misfire => \(job.misfire),
-                p_pool => \(job.pool))
+                p_pool => \(job.pool), p_max_running => \(job.maxRunning.map(Int32.init))::int, p_rate => \(job.rate))
             """, committed: true)
     }
 
@@ -216,6 +216,30 @@ public struct Database: Sendable {
                 return (pool: pool, jobs: jobs, pending: pending)
             }
         }
+    }
+
+    /// Every pool with jobs, runs in flight, live workers or limits (tock.pool_overview), by name.
+    public func pools() async throws(TockError) -> [PoolInfo] {
+        try await rows(PoolInfo.self, "SELECT row_to_json(v)::text FROM tock.pool_overview v ORDER BY v.pool LIMIT 1000")
+    }
+
+    /// Sets a pool's limits (`tock.set_pool`): max_running and rate; `.none` removes one, a key left out keeps it.
+    public func setPool(_ pool: String, changes: [String: JobChange]) async throws(TockError) -> PoolInfo {
+        let json: String
+        do {
+            json = String(decoding: try JSONEncoder().encode(changes), as: UTF8.self)
+        } catch {
+            throw TockError(.failed, "could not encode the changes: \(error)")
+        }
+        return try await setPool(pool, json: json)
+    }
+
+    /// Sets a pool's limits from a JSON object as sent (the API's request body): `tock.set_pool` checks every field.
+    public func setPool(_ pool: String, json: String) async throws(TockError) -> PoolInfo {
+        let name = try await scalar(String.self, "SELECT tock.set_pool(\(pool), \(json)::jsonb)", committed: true)
+        let found = try await rows(PoolInfo.self, "SELECT row_to_json(v)::text FROM tock.pool_overview v WHERE v.pool = \(name)")
+        // A pool with no jobs, runs, workers or limits left is no row of tock.pool_overview.
+        return found.first ?? PoolInfo(empty: name)
     }
 
     public func workers() async throws(TockError) -> [WorkerInfo] {
@@ -405,10 +429,13 @@ public enum JobChange: Sendable, Encodable, Equatable {
     case integer(Int)
     case flag(Bool)
     case list([String])
+    /// JSON null: the setting goes (a limit removed).
+    case none
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         switch self {
+        case .none: try container.encodeNil()
         case .text(let value): try container.encode(value)
         case .number(let value): try container.encode(value)
         case .integer(let value): try container.encode(value)

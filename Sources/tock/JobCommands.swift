@@ -31,6 +31,7 @@ struct JobCommand: AsyncParsableCommand {
         @Option(help: "First retry delay, doubling per attempt (default 10s).") var retryBase: String?
         @Option(help: "Longest retry delay (default 10m).") var retryCap: String?
         @Option(help: "The pool whose workers run it (tock worker --pools; default: default).") var pool: String?
+        @OptionGroup var limits: LimitOptions
         @Flag(help: "Create it paused.") var paused = false
         @Option(help: "Check the script against this scripts directory now, when it exists here.")
         var scriptsDir: String = "./scripts"
@@ -43,6 +44,9 @@ struct JobCommand: AsyncParsableCommand {
             definition.pool = pool
             definition.enabled = !paused
             do {
+                let limits = try limits.changes()
+                if case .integer(let count) = limits["max_running"] { definition.maxRunning = count }
+                if case .text(let rate) = limits["rate"] { definition.rate = rate }
                 definition.timeoutSeconds = try timeout.map { seconds in try DurationText.seconds(seconds) }
                 definition.retryBaseSeconds = try retryBase.map { text in try DurationText.seconds(text, field: "retry_base") }
                 definition.retryCapSeconds = try retryCap.map { text in try DurationText.seconds(text, field: "retry_cap") }
@@ -112,6 +116,7 @@ struct JobCommand: AsyncParsableCommand {
                     misfire:       \(info.misfire)
                     overlap:       \(info.overlap)
                     pool:          \(info.pool ?? "default")
+                    limits:        max running \(info.maxRunning.map(String.init) ?? "no limit"), rate \(info.rate ?? "no limit")
                     next runs:     \(next.isEmpty ? "-" : next.map(Display.time).joined(separator: "\n               "))
                     """)
                 if !runs.isEmpty {
@@ -138,6 +143,7 @@ struct JobCommand: AsyncParsableCommand {
         @Option var overlap: String?
         @Option var misfire: String?
         @Option(help: "Move it to another pool; its pending runs go with it.") var pool: String?
+        @OptionGroup var limits: LimitOptions
         @Option var scriptsDir: String = "./scripts"
 
         func run() async throws {
@@ -157,6 +163,7 @@ struct JobCommand: AsyncParsableCommand {
                 if let overlap { changes["overlap"] = .text(overlap) }
                 if let misfire { changes["misfire"] = .text(misfire) }
                 if let pool { changes["pool"] = .text(pool) }
+                changes.merge(try limits.changes()) { _, limit in limit }
             } catch let error as InputError {
                 throw fail(TockError(error))
             } catch let error as TockError {

@@ -72,6 +72,8 @@ def main():
         driver.find_element(By.ID, "job-name").send_keys(JOB)
         driver.find_element(By.ID, "job-script").send_keys("portal-hello.sh")
         driver.find_element(By.ID, "job-args").send_keys("from-the-browser")
+        driver.find_element(By.ID, "job-max-running").send_keys("2")
+        driver.find_element(By.ID, "job-rate").send_keys("10/1m")
         timezone = driver.find_element(By.ID, "job-timezone")
         timezone.clear()
         timezone.send_keys("Asia/Hong_Kong")
@@ -93,6 +95,8 @@ def main():
         created = api("GET", f"/jobs/{JOB}")
         assert created["schedule"] == "daily at 06:00" and created["timezone"] == "Asia/Hong_Kong", created
         assert created["args"] == ["from-the-browser"], created
+        assert created["max_running"] == 2 and created["rate"] == "10/1m" and created["pool"] == "default", created
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "dl.facts"), "10/1m starts"))
 
         step("Run now: the run appears and succeeds without a reload")
         driver.execute_script("window.__noReload = true")

@@ -154,6 +154,54 @@ struct APITests {
         }
     }
 
+    @Test("limits over HTTP: a job's max_running and rate, a pool's through PUT /pools/NAME (admin only); bad ones get 422")
+    func limits() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            let access = try APIAccess.parse("reader-token-0123456789:read,admin-token-0123456789:admin")
+            let app = Application(router: buildRouter(database: database, access: access))
+            let admin: HTTPFields = [.authorization: "Bearer admin-token-0123456789", .contentType: "application/json"]
+            let reader: HTTPFields = [.authorization: "Bearer reader-token-0123456789", .contentType: "application/json"]
+            try await app.test(.router) { client in
+                try await client.execute(uri: "/api/v1/jobs", method: .post, headers: admin, body: ByteBuffer(string: """
+                    {"name": "extract", "script": "x.sh", "pool": "etl", "max_running": 2, "rate": "10/1m"}
+                    """)) { response in
+                    #expect(response.status == .created)
+                    let job = try object(response)
+                    #expect(job["max_running"] as? Int == 2 && job["rate"] as? String == "10/1m")
+                }
+                try await client.execute(uri: "/api/v1/jobs/extract", method: .put, headers: admin,
+                                         body: ByteBuffer(string: #"{"max_running": null, "rate": "5/30s"}"#)) { response in
+                    let job = try object(response)
+                    #expect(job["max_running"] == nil && job["rate"] as? String == "5/30s")
+                }
+                try await client.execute(uri: "/api/v1/pools/etl", method: .put, headers: reader,
+                                         body: ByteBuffer(string: #"{"max_running": 4}"#)) { #expect($0.status == .forbidden) }
+                try await client.execute(uri: "/api/v1/pools/etl", method: .put, headers: admin,
+                                         body: ByteBuffer(string: #"{"max_running": 4, "rate": "100/1h"}"#)) { response in
+                    #expect(response.status == .ok)
+                    let pool = try object(response)
+                    #expect(pool["pool"] as? String == "etl" && pool["max_running"] as? Int == 4 && pool["rate"] as? String == "100/1h")
+                }
+                for (body, field) in [(#"{"max_running": 0}"#, "max_running"), (#"{"rate": "lots"}"#, "rate"),
+                                      (#"{"burst": 3}"#, "burst"), (#"{"rate": 10}"#, "rate")] {
+                    try await client.execute(uri: "/api/v1/pools/etl", method: .put, headers: admin,
+                                             body: ByteBuffer(string: body)) { response in
+                        #expect(response.status == .unprocessableContent, "\(body)")
+                        let error = try object(response)["error"] as? [String: Any]
+                        #expect(error?["field"] as? String == field, "\(body): \(String(describing: error))")
+                    }
+                }
+                try await client.execute(uri: "/api/v1/pools/no%20way", method: .put, headers: admin,
+                                         body: ByteBuffer(string: #"{"max_running": 1}"#)) { #expect($0.status.code / 100 == 4) }
+                try await client.execute(uri: "/api/v1/pools", method: .get, headers: reader) { response in
+                    let pools = try #require(try JSONSerialization.jsonObject(with: Data(body(response).utf8)) as? [[String: Any]])
+                    #expect(pools.map { $0["pool"] as? String } == ["etl"])
+                    #expect(pools.first?["max_running"] as? Int == 4 && pools.first?["jobs"] as? Int == 1)
+                }
+            }
+        }
+    }
+
     @Test("a trigger retried with its Idempotency-Key answers the first run, says so, and enqueues nothing; bad keys get 422")
     func idempotentTrigger() async throws {
         try await TestDatabase.withFresh { database, _ in

@@ -149,6 +149,34 @@ struct CLITests {
         #expect(try await bad.wait() != 0 && bad.log.contains("pools"), "\(bad.log)")
     }
 
+    @Test("limits from the command line: job add and edit --max-running and --rate, pool set and list; bad ones exit 2")
+    func limitsFromTheCommandLine() async throws {
+        let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+            let result = try await tock(arguments, settings: settings, directory: directory)
+            return (result.status, result.stdout, result.stderr)
+        }
+        #expect(try await run(["job", "add", "x", "--script", "a.sh", "--pool", "etl", "--max-running", "2", "--rate", "10/1m"]).status == 0)
+        #expect(try await run(["job", "show", "x"]).stdout.contains("limits:        max running 2, rate 10/1m"))
+        #expect(try await run(["job", "edit", "x", "--max-running", "none", "--rate", "3/30s"]).status == 0)
+        #expect(try await run(["job", "show", "x"]).stdout.contains("limits:        max running no limit, rate 3/30s"))
+        let set = try await run(["pool", "set", "etl", "--max-running", "4", "--rate", "100/1h"])
+        #expect(set.status == 0 && set.stdout == "pool etl: max running 4, rate 100/1h\n", "\(set)")
+        let list = try await run(["pool"])
+        #expect(list.stdout.contains("etl") && list.stdout.contains("100/1h") && list.stdout.contains("NONE"), "\(list.stdout)")
+        for (arguments, message) in [(["pool", "set", "etl", "--max-running", "many"], "max_running: 'many' is not a whole number"),
+                                     (["pool", "set", "etl", "--rate", "1/2y"], "rate: '1/2y' is not a rate"),
+                                     (["pool", "set", "etl"], "nothing to set"),
+                                     (["job", "edit", "x", "--max-running", "0"], "max_running: 0 is out of range")] {
+            let refused = try await run(arguments)
+            #expect(refused.status == 2 && refused.stderr.contains(message), "\(arguments): \(refused)")
+        }
+        let cleared = try await run(["pool", "set", "etl", "--max-running", "none", "--rate", "none"])
+        #expect(cleared.stdout == "pool etl: max running no limit, rate no limit\n", "\(cleared)")
+    }
+
     @Test("job run --key, run twice (a retried command), enqueues one run and says the second found it; a bad key exits 2")
     func keyedRun() async throws {
         let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])

@@ -200,7 +200,10 @@ async function jobPage(view, name) {
       fact("Schedule", `${job.schedule_description} (${job.schedule})`), fact("Time zone", job.timezone),
       fact("Next run", job.enabled ? timeCell(job.next_run_at) : "paused"),
       fact("Timeout", duration(job.timeout_seconds)), fact("Attempts", job.max_attempts),
-      fact("Overlap", job.overlap), fact("Misfire", job.misfire), fact("Priority", job.priority))),
+      fact("Overlap", job.overlap), fact("Misfire", job.misfire), fact("Priority", job.priority),
+      fact("Pool", job.pool || "default"),
+      fact("Max running", job.max_running == null ? "no limit" : job.max_running),
+      fact("Rate", job.rate == null ? "no limit" : `${job.rate} starts`))),
     h("h2", {}, "Runs"),
     h("div", { class: "panel" }, runs.length ? runTable(runs) : h("div", { class: "empty", id: "no-runs" }, "No runs yet.")),
     runs.length === limit ? h("div", { class: "more" }, button("Show more", () => { state.runLimit = limit * 2; return render(); })) : null);
@@ -383,6 +386,13 @@ async function editorPage(view, name) {
       field("overlap", "If still running", select("job-overlap", ["skip", "queue", "allow"], job ? job.overlap : "skip")),
       field("misfire", "After downtime", select("job-misfire", ["run_once", "skip"], job ? job.misfire : "run_once")),
       field("retry_base_seconds", "Retry after (s)", number("job-retry-base", job ? job.retry_base_seconds : 10, { min: 1 }))),
+    h("div", { class: "row" },
+      field("pool", "Pool", text("job-pool", job ? job.pool || "default" : "default", { autocomplete: "off" }),
+        "The workers that serve it (tock worker --pools)."),
+      field("max_running", "Max running", number("job-max-running", job && job.max_running != null ? job.max_running : "", { min: 1 }),
+        "At once, across every worker; empty: no limit."),
+      field("rate", "Rate", text("job-rate", job && job.rate != null ? job.rate : "", { placeholder: "10/1m", autocomplete: "off" }),
+        "Starts per period (10/1m, 100/1h); empty: no limit.")),
     h("div", { class: "field" }, h("label", {}, h("input", { type: "checkbox", id: "job-enabled", checked: job ? job.enabled : true }),
       " Enabled (the schedule fires)")),
     h("div", { class: "toolbar" }, h("button", { type: "submit", class: "primary", id: "save-job" }, job ? "Save changes" : "Create job"),
@@ -399,6 +409,10 @@ async function editorPage(view, name) {
       schedule: value("job-schedule").trim(), timezone: value("job-timezone").trim(),
       overlap: value("job-overlap"), misfire: value("job-misfire"),
       enabled: document.getElementById("job-enabled").checked,
+      pool: value("job-pool").trim() || "default",
+      // Empty removes a limit: null, not left out, so that an edit clears it.
+      max_running: value("job-max-running") === "" ? null : Number(value("job-max-running")),
+      rate: value("job-rate").trim() === "" ? null : value("job-rate").trim(),
     };
     for (const [key, id] of [["timeout_seconds", "job-timeout"], ["max_attempts", "job-attempts"], ["priority", "job-priority"],
                              ["retry_base_seconds", "job-retry-base"]]) {

@@ -122,6 +122,7 @@ END $$;
 -- Creates a job. Fields not given take the table's defaults.
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean);
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text);
+DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text);
 CREATE OR REPLACE FUNCTION tock.create_job(
     p_name text,
     p_script text,
@@ -136,27 +137,31 @@ CREATE OR REPLACE FUNCTION tock.create_job(
     p_retry_base interval DEFAULT '10 seconds',
     p_retry_cap interval DEFAULT '10 minutes',
     p_misfire text DEFAULT 'run_once',
-    p_pool text DEFAULT 'default')
+    p_pool text DEFAULT 'default',
+    p_max_running int DEFAULT NULL,
+    p_rate text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
+    v_rate record;
 BEGIN
-    PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap, p_misfire, p_pool);
+    PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap, p_misfire, p_pool, p_max_running);
+    v_rate := tock.parse_rate(p_rate);
     INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled,
-                           retry_base, retry_cap, misfire, pool)
+                           retry_base, retry_cap, misfire, pool, max_running, rate_limit, rate_period)
     -- NULL means 'the default', so callers can pass every parameter positionally.
     VALUES (p_name, p_script, coalesce(p_args, '{}'), coalesce(p_schedule, 'manual'), coalesce(p_timezone, 'UTC'),
             coalesce(p_priority, 50), coalesce(p_timeout, '1 hour'), coalesce(p_max_attempts, 1),
             coalesce(p_overlap, 'skip'), coalesce(p_enabled, true), coalesce(p_retry_base, '10 seconds'),
             greatest(coalesce(p_retry_cap, '10 minutes'), coalesce(p_retry_base, '10 seconds')), coalesce(p_misfire, 'run_once'),
-            coalesce(p_pool, 'default'))
+            coalesce(p_pool, 'default'), p_max_running, v_rate.rate_limit, v_rate.rate_period)
     RETURNING id INTO v_id;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'name: a job named % already exists', quote_literal(p_name)
         USING ERRCODE = 'unique_violation', COLUMN = 'name', CONSTRAINT = 'jobs_name_is_unique';
 END $$;
-COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text) IS
+COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text) IS
     'Creates a job and returns its id; bad input raises SQLSTATE 22023 naming the field, a duplicate name 23505.';
 
 -- The range rules of a job's settings, with messages that name the field (the CHECKs back them up). Durations
@@ -168,11 +173,15 @@ DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text, text);
 CREATE OR REPLACE FUNCTION tock.is_pool_name(p_pool text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
     SELECT p_pool ~ '^[A-Za-z][A-Za-z0-9._-]{0,63}$'
 $$;
+DROP FUNCTION IF EXISTS tock.check_job_settings(int, interval, int, text, text, text);
 CREATE OR REPLACE FUNCTION tock.check_job_settings(
     p_priority int, p_timeout interval, p_max_attempts int, p_overlap text, p_misfire text DEFAULT NULL,
-    p_pool text DEFAULT NULL)
+    p_pool text DEFAULT NULL, p_max_running int DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    IF p_max_running IS NOT NULL AND p_max_running NOT BETWEEN 1 AND 100000 THEN
+        PERFORM tock.raise_invalid('max_running', format('%s is out of range 1-100,000', p_max_running));
+    END IF;
     IF p_pool IS NOT NULL AND NOT tock.is_pool_name(p_pool) THEN
         PERFORM tock.raise_invalid('pool', format(
             '%L: a pool''s name starts with a letter and has up to 64 letters, digits, ''.'', ''_'' or ''-''', left(p_pool, 100)));
@@ -202,7 +211,8 @@ DECLARE
     v_types constant jsonb := '{"name": "string", "script": "string", "args": "array", "schedule": "string",
         "timezone": "string", "priority": "integer", "timeout": "string", "timeout_seconds": "number",
         "max_attempts": "integer", "overlap": "string", "misfire": "string", "enabled": "boolean",
-        "retry_base_seconds": "number", "retry_cap_seconds": "number", "pool": "string"}';
+        "retry_base_seconds": "number", "retry_cap_seconds": "number", "pool": "string", "max_running": "integer",
+        "rate": "string"}';
     v_key text;
     v_value jsonb;
     v_expected text;
@@ -266,7 +276,8 @@ BEGIN
         p_enabled => (p_job ->> 'enabled')::boolean,
         p_retry_base => tock.json_seconds(p_job, 'retry_base_seconds'),
         p_retry_cap => tock.json_seconds(p_job, 'retry_cap_seconds'),
-        p_misfire => p_job ->> 'misfire', p_pool => p_job ->> 'pool');
+        p_misfire => p_job ->> 'misfire', p_pool => p_job ->> 'pool',
+        p_max_running => tock.json_max_running(p_job), p_rate => p_job ->> 'rate');
 END $$;
 COMMENT ON FUNCTION tock.create_job_json(jsonb) IS
     'Creates a job from a JSON object ({"name", "script", "schedule", …}) and returns its id; bad fields raise 22023 naming the field.';
@@ -289,14 +300,16 @@ DECLARE
     v_timeout interval;
     v_retry_base interval;
     v_retry_cap interval;
+    v_rate record;
 BEGIN
     PERFORM tock.check_job_json(p_changes);
+    v_rate := tock.parse_rate(p_changes ->> 'rate');
     v_timeout := coalesce(tock.json_seconds(p_changes, 'timeout_seconds'), tock.parse_timeout(p_changes ->> 'timeout'));
     v_retry_base := tock.json_seconds(p_changes, 'retry_base_seconds');
     v_retry_cap := tock.json_seconds(p_changes, 'retry_cap_seconds');
     PERFORM tock.check_job_settings((p_changes ->> 'priority')::int, v_timeout,
                                     (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap', p_changes ->> 'misfire',
-                                    p_changes ->> 'pool');
+                                    p_changes ->> 'pool', tock.json_max_running(p_changes));
     UPDATE tock.jobs SET
         name = coalesce(p_changes ->> 'name', name),
         script = coalesce(p_changes ->> 'script', script),
@@ -312,8 +325,15 @@ BEGIN
         pool = coalesce(p_changes ->> 'pool', pool),
         enabled = coalesce((p_changes ->> 'enabled')::boolean, enabled),
         retry_base = coalesce(v_retry_base, retry_base),
-        retry_cap = greatest(coalesce(v_retry_cap, retry_cap), coalesce(v_retry_base, retry_base))
+        retry_cap = greatest(coalesce(v_retry_cap, retry_cap), coalesce(v_retry_base, retry_base)),
+        -- Present as null: the limit goes.
+        max_running = CASE WHEN p_changes ? 'max_running' THEN tock.json_max_running(p_changes) ELSE max_running END,
+        rate_limit = CASE WHEN p_changes ? 'rate' THEN v_rate.rate_limit ELSE rate_limit END,
+        rate_period = CASE WHEN p_changes ? 'rate' THEN v_rate.rate_period ELSE rate_period END
     WHERE id = v_id;
+    IF p_changes ? 'rate' AND v_rate.rate_limit IS NULL THEN
+        DELETE FROM tock.limit_starts WHERE scope = 'job:' || v_id;
+    END IF;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'name: a job named % already exists', quote_literal(p_changes ->> 'name')

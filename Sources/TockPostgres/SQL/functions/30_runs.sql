@@ -125,8 +125,11 @@ RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- A probe of each job with ended runs, never a join: with many 'queue' jobs a join would hash them all. Once
     -- per job, not per run: a finish of a batch of one job's runs probes that job once.
+    -- A run of a job or pool at its max_running that ended makes room the same way.
     IF EXISTS (SELECT 1 FROM (SELECT DISTINCT g.job_id FROM gone g) e
-               WHERE (SELECT j.overlap FROM tock.jobs j WHERE j.id = e.job_id) = 'queue') THEN
+               WHERE (SELECT j.overlap = 'queue' OR j.max_running IS NOT NULL FROM tock.jobs j WHERE j.id = e.job_id))
+       OR EXISTS (SELECT 1 FROM (SELECT DISTINCT g.pool FROM gone g WHERE g.status = 'running') e
+                  WHERE EXISTS (SELECT 1 FROM tock.pools l WHERE l.name = e.pool AND l.max_running IS NOT NULL)) THEN
         PERFORM pg_notify('tock_runs', '');
     END IF;
     RETURN NULL;
@@ -529,6 +532,7 @@ AS $$
 DECLARE
     v_pools text[];
     v_pool text;
+    v_limited text[];
     v_full text[] := '{}';
     v_share int;
     v_take int;
@@ -550,6 +554,12 @@ BEGIN
     END IF;
     v_share := ceil(p_max::numeric / cardinality(v_pools))::int;
     v_offset := floor(random() * cardinality(v_pools))::int;
+    -- The pools with limits (their own or a job's) are claimed one at a time: each claim of one holds its lock to
+    -- the end of the transaction, taken here before any is counted, in name order (tock.limited_pools).
+    v_limited := tock.limited_pools(v_pools);
+    FOREACH v_pool IN ARRAY v_limited LOOP
+        PERFORM pg_advisory_xact_lock(tock.worker_lock_key() + 4, hashtext(v_pool));
+    END LOOP;
     -- The claim's commit does not wait for its WAL flush (the run-now before it and the finish after it do):
     -- it saves that flush from the path to the script's start. If PostgreSQL itself crashes within the moment
     -- before the WAL writer flushes, the claim is undone and the run is claimed again: it can start twice, the
@@ -560,6 +570,9 @@ BEGIN
     v_pool := v_pools[1 + (v_turn - 1 + v_offset) % cardinality(v_pools)];
     CONTINUE WHEN v_pass = 2 AND NOT v_pool = ANY (v_full);
     v_take := CASE WHEN v_pass = 1 THEN least(v_share, v_left) ELSE v_left END;
+    IF v_pool = ANY (v_limited) THEN
+        RETURN QUERY SELECT * FROM tock.claim_limited(p_worker, v_pool, v_take, p_now);
+    ELSE
     RETURN QUERY
     WITH claimable AS (
         SELECT r.id
@@ -588,12 +601,13 @@ BEGIN
     ), leased AS (
         -- The index of running runs by worker (heartbeat, rescue, cancel requests): a row of its own, so that the
         -- update above changes no indexed column and stays HOT.
-        INSERT INTO tock.run_leases (worker_id, run_id) SELECT p_worker, c.id FROM claimed c
+        INSERT INTO tock.run_leases (worker_id, run_id, pool, job_id) SELECT p_worker, c.id, v_pool, c.job_id FROM claimed c
     )
     SELECT c.id, j.id, j.name, j.script, j.args, extract(epoch FROM c.timeout_at - p_now)::float8, c.attempt, c.trigger,
            c.scheduled_for
     FROM claimed c JOIN tock.jobs j ON j.id = c.job_id
     ORDER BY c.priority DESC, c.run_after, c.id;
+    END IF;
     GET DIAGNOSTICS v_got = ROW_COUNT;
     v_left := v_left - v_got;
     IF v_pass = 1 AND v_got = v_take THEN
@@ -1094,5 +1108,7 @@ SET enable_seqscan = off
 SET jit = off
 AS $$
 BEGIN
-    RETURN tock.earliest_pending(false, p_now, (SELECT w.pools FROM tock.workers w WHERE w.id = p_worker));
+    -- With a worker, also when one of its pools' rate limits next has room: nothing else wakes it for that.
+    RETURN least(tock.earliest_pending(false, p_now, (SELECT w.pools FROM tock.workers w WHERE w.id = p_worker)),
+                 tock.next_rate_room((SELECT w.pools FROM tock.workers w WHERE w.id = p_worker), now()));
 END $$;

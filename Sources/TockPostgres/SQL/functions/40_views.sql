@@ -28,7 +28,9 @@ SELECT
     j.misfire,
     extract(epoch FROM j.retry_base)::float8 AS retry_base_seconds,
     extract(epoch FROM j.retry_cap)::float8 AS retry_cap_seconds,
-    j.pool
+    j.pool,
+    j.max_running,
+    tock.rate_text(j.rate_limit, j.rate_period) AS rate
 FROM tock.jobs j
 -- A job's newest run is the newer of its newest in flight (runs_job_idx) and its newest finished run still within the
 -- retention (finished_runs_job_idx of each partition the retention keeps): two short index probes.
@@ -244,6 +246,8 @@ WITH RECURSIVE live AS (
     SELECT f.pool FROM in_flight f WHERE f.pool IS NOT NULL
     UNION
     SELECT unnest(l.pools) FROM live l
+    UNION
+    SELECT l.name FROM tock.pools l
 )
 SELECT
     p.pool,
@@ -252,7 +256,9 @@ SELECT
     q.ready,
     q.running,
     coalesce(extract(epoch FROM now() - q.oldest_ready_at), 0)::float8 AS oldest_ready_age_seconds,
-    (SELECT count(*) FROM live l WHERE p.pool = ANY (l.pools)) AS workers_alive
+    (SELECT count(*) FROM live l WHERE p.pool = ANY (l.pools)) AS workers_alive,
+    (SELECT l.max_running FROM tock.pools l WHERE l.name = p.pool) AS max_running,
+    (SELECT tock.rate_text(l.rate_limit, l.rate_period) FROM tock.pools l WHERE l.name = p.pool) AS rate
 FROM pools p
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE r.status = 'pending') AS pending,
@@ -261,4 +267,4 @@ CROSS JOIN LATERAL (
            min(r.run_after) FILTER (WHERE r.status = 'pending' AND r.run_after <= now()) AS oldest_ready_at
     FROM tock.runs r WHERE r.pool = p.pool AND r.run_after >= '-infinity'
 ) q;
-COMMENT ON VIEW tock.pool_overview IS 'Each pool: its jobs, runs waiting (ready now) and running, the oldest ready run''s age, and the live workers serving it.';
+COMMENT ON VIEW tock.pool_overview IS 'Each pool: its jobs, runs waiting (ready now) and running, the oldest ready run''s age, the live workers serving it, and its limits.';

@@ -1,0 +1,65 @@
+import Foundation
+import PostgresNIO
+import Testing
+import TockCore
+import TockPostgres
+import TockRuntime
+import TockTesting
+
+@Suite("limits under real workers")
+struct LimitWorkerTests {
+    @Test("3 workers × concurrency 8, a pool limited to 2 and a job to 3: sampled all along, never more running; every run succeeds")
+    func limitsHoldAcrossRacingWorkers() async throws {
+        let directory = try makeScriptsDirectory(["work.sh": "#!/bin/sh\nsleep 0.3\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var extract = JobDefinition(name: "extract", script: "work.sh")
+            extract.pool = "etl"
+            var heavy = JobDefinition(name: "heavy", script: "work.sh")
+            heavy.maxRunning = 3
+            _ = try await database.createJob(extract)
+            _ = try await database.createJob(heavy)
+            _ = try await database.createJob(JobDefinition(name: "free", script: "work.sh"))
+            _ = try await database.setPool("etl", changes: ["max_running": .integer(2)])
+            var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
+            configuration.concurrency = 8
+            configuration.pools = ["etl", "default"]
+            let workers = try (1...3).map { _ in
+                try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            }
+            try await withServices(workers) { () async throws -> Void in
+                #expect(try await eventually { try await database.workers().filter(\.alive).count == 3 })
+                _ = try await database.client.query("""
+                    SELECT tock.run_now(j) FROM unnest(ARRAY['extract', 'heavy', 'free']) j, generate_series(1, 12)
+                    """).collect()
+                // Sampled as fast as a query answers, until every run has ended: the most of each running at once.
+                var most = ["etl": 0, "heavy": 0, "free": 0]
+                var samples = 0
+                let deadline = ContinuousClock.now + .seconds(60)
+                while ContinuousClock.now < deadline {
+                    let row = try await database.client.query("""
+                        SELECT count(*) FILTER (WHERE pool = 'etl' AND status = 'running')::int,
+                               count(*) FILTER (WHERE job_id = tock.find_job('heavy') AND status = 'running')::int,
+                               count(*) FILTER (WHERE job_id = tock.find_job('free') AND status = 'running')::int,
+                               count(*)::int
+                        FROM tock.runs
+                        """).decode((Int, Int, Int, Int).self).all()
+                    let (etl, heavyRunning, free, inFlight) = try #require(row.first)
+                    (most["etl"], most["heavy"], most["free"]) = (max(most["etl"]!, etl), max(most["heavy"]!, heavyRunning),
+                                                                  max(most["free"]!, free))
+                    samples += 1
+                    if inFlight == 0 { break }
+                }
+                print("limitsHoldAcrossRacingWorkers: \(samples) samples, most running \(most)")
+                #expect(most["etl"] == 2, "the pool's limit is 2, and 12 runs waited")
+                #expect(most["heavy"] == 3, "the job's limit is 3, and 12 runs waited")
+                // An unlimited job has room for all its runs beside them (8 × 3 slots, 5 taken by the limited ones).
+                #expect(most["free"]! > 3)
+                let ended = try await database.client.query("""
+                    SELECT status, count(*)::int FROM tock.run_history GROUP BY status
+                    """).decode((String, Int).self).all()
+                #expect(ended.map { $0.0 } == ["succeeded"] && ended.first?.1 == 36, "\(ended)")
+            }
+        }
+    }
+}
