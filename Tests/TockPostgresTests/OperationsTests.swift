@@ -216,6 +216,15 @@ struct OperationsTests {
             #expect(value("tock_schedulers_alive") == 0)
             #expect(value("tock_dead_runs") == 0)
             #expect(value("tock_jobs", ["state": "enabled"]) == 2)
+            // Per pool: every run here is in the default pool, which the one worker serves; a limit is a gauge too.
+            #expect(value("tock_pool_ready_runs", ["pool": "default"]) == 4)
+            #expect(value("tock_pool_running_runs", ["pool": "default"]) == 1)
+            #expect(value("tock_pool_workers_alive", ["pool": "default"]) == 1)
+            #expect(value("tock_pool_max_running", ["pool": "default"]) == nil)
+            _ = try await database.setPool("etl", changes: ["max_running": .integer(3)])
+            let withLimit = try await database.gauges()
+            #expect(withLimit.first { $0.name == "tock_pool_max_running" && $0.labels == ["pool": "etl"] }?.value == 3)
+            #expect(withLimit.first { $0.name == "tock_pool_workers_alive" && $0.labels == ["pool": "etl"] }?.value == 0)
             #expect(gauges.allSatisfy { !$0.help.isEmpty })
         }
     }

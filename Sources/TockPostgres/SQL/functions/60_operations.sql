@@ -308,6 +308,17 @@ LANGUAGE sql STABLE AS $$
            (SELECT count(*) FROM tock.finished_runs r
             WHERE r.status = 'dead' AND r.finished_at >= p_now - (SELECT c.history_retention FROM tock.config c))
     UNION ALL
+    -- Per pool (tock.pool_overview): a pool's runs wait for its own workers and limits, whatever the others do.
+    SELECT g.name, g.help, jsonb_build_object('pool', p.pool), g.value
+    FROM tock.pool_overview p
+    CROSS JOIN LATERAL (VALUES
+        ('tock_pool_ready_runs', 'Runs of the pool ready to start now.', p.ready::float8),
+        ('tock_pool_running_runs', 'Runs of the pool running.', p.running::float8),
+        ('tock_pool_oldest_ready_age_seconds', 'How long the pool''s oldest ready run has waited.', p.oldest_ready_age_seconds),
+        ('tock_pool_workers_alive', 'Live workers serving the pool.', p.workers_alive::float8),
+        ('tock_pool_max_running', 'The pool''s limit on runs at once (absent: none).', p.max_running::float8)) g(name, help, value)
+    WHERE g.value IS NOT NULL
+    UNION ALL
     SELECT 'tock_jobs', 'Jobs, by state.', jsonb_build_object('state', s.state), s.n
     FROM (SELECT count(*) FILTER (WHERE j.enabled)::float8 AS enabled, count(*) FILTER (WHERE NOT j.enabled)::float8 AS paused
           FROM tock.jobs j) c
