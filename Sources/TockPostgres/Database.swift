@@ -329,25 +329,33 @@ public struct Database: Sendable {
     }
 
     public func claimRuns(worker: Int64, max: Int) async throws(TockError) -> [ClaimedRun] {
+        try await claim(worker: worker, max: max).runs
+    }
+
+    /// A claim's runs, and when it took fewer than `max`, when the first run of the worker's pools not yet due at the
+    /// claim's time comes due (nil: none), which no NOTIFY announces: the worker sleeps until then at most.
+    public func claim(worker: Int64, max: Int) async throws(TockError) -> (runs: [ClaimedRun], nextDelayed: Date?) {
         // A procedure that answers only once its claim has committed: the scripts of a claim the server rolled back
         // must never start (tock.claim_committed says how they did). One row, one array per column.
         try await mapped {
             let rows = try await client.fetch("""
-                CALL tock.claim_committed(\(worker), \(max)::int, \(leaseToken), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
+                CALL tock.claim_committed(\(worker), \(max)::int, \(leaseToken), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                          NULL::timestamptz)
                 """, logger: logger)
             guard let row = rows.first else { throw TockError(.failed, "tock.claim_committed answered no row") }
-            let (runs, jobs, names, scripts, args, timeouts, attempts, triggers, scheduled) = try row.decode(
-                ([Int64], [Int64], [String], [String], [String], [Double], [Int32], [String], [Double]).self)
+            let (runs, jobs, names, scripts, args, timeouts, attempts, triggers, scheduled, nextDelayed) = try row.decode(
+                ([Int64], [Int64], [String], [String], [String], [Double], [Int32], [String], [Double], Date?).self)
             guard [jobs.count, names.count, scripts.count, args.count, timeouts.count, attempts.count, triggers.count,
                    scheduled.count].allSatisfy({ $0 == runs.count }) else {
                 throw TockError(.failed, "tock.claim_committed answered columns of different lengths")
             }
-            return try runs.indices.map { index in
+            let claimed = try runs.indices.map { index in
                 ClaimedRun(runId: runs[index], jobId: jobs[index], jobName: names[index], script: scripts[index],
                            args: args[index] == "[]" ? [] : try JSONDecoder().decode([String].self, from: Data(args[index].utf8)),
                            timeoutSeconds: timeouts[index], attempt: Int(attempts[index]), trigger: triggers[index],
                            scheduledFor: scheduled[index].isNaN ? nil : Date(timeIntervalSince1970: scheduled[index]))
             }
+            return (runs: claimed, nextDelayed: nextDelayed)
         }
     }
 

@@ -184,9 +184,9 @@ public final class Worker: Service, Sendable {
                 await wake.wait(until: until)
             case .claim(let slots):
                 do {
-                    let sentAt = clock.now
                     state.withLock { $0.claimSent() }
-                    let claimed = try await database.claimRuns(worker: id, max: slots).map { ($0, ScriptControl()) }
+                    let claim = try await database.claim(worker: id, max: slots)
+                    let claimed = claim.runs.map { ($0, ScriptControl()) }
                     let (queueHasMore, inFlight) = state.withLock { state in
                         state.runsClaimed(claimed.map { run, control in (run: run.runId, control: control) }, asked: slots)
                         return (state.queueHasMore, state.running.count)
@@ -198,10 +198,12 @@ public final class Worker: Service, Sendable {
                         group.addTask { await self.execute(run, worker: id, control: control, reporter: reporter, logger: logger) }
                     }
                     var delayedRunDueIn: Duration?
-                    // Asked as of the claim, not now: a run that came due in between (a scheduled run enqueued just
-                    // ahead of its fire time, on a busy machine) was left to the 60 s sweep. A full claim skips it: it
-                    // claims again as soon as slots free.
-                    if !queueHasMore, let delayed = try await database.nextDelayedRun(since: clock.now - sentAt, worker: id) {
+                    // The claim says, as of its own time, when a run not yet due comes due (a full claim does not
+                    // ask: it claims again as soon as slots free). Asked afterwards, as of the worker's reckoning of
+                    // the claim's time, a question that reached the server late missed a run that came due in
+                    // between (a scheduled run enqueued ahead of its fire time, on a loaded machine), and the worker
+                    // slept until its sweep.
+                    if !queueHasMore, let delayed = claim.nextDelayed {
                         delayedRunDueIn = .milliseconds(max(Int64(delayed.timeIntervalSinceNow * 1000) + 1, 1))
                     }
                     state.withLock { $0.nextClaimPlanned(now: clock.now, delayedRunDueIn: delayedRunDueIn) }

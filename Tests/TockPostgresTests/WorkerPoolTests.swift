@@ -138,6 +138,30 @@ struct WorkerPoolTests {
         }
     }
 
+    @Test("a claim that took fewer runs than asked says when its pools' first run not yet due comes due, as of its own time")
+    func claimTellsTheNextDelayedRun() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(Self.job("soon", pool: nil))
+            _ = try await database.createJob(Self.job("elsewhere", pool: "other"))
+            _ = try await database.client.query("""
+                INSERT INTO tock.runs (job_id, trigger, run_after)
+                VALUES (tock.find_job('soon'), 'sql', now() + interval '2 seconds')
+                """).collect()
+            _ = try await database.client.query("""
+                INSERT INTO tock.runs (job_id, trigger, run_after, pool)
+                VALUES (tock.find_job('elsewhere'), 'sql', now() + interval '1 second', 'other')
+                """).collect()
+            let due = try await database.client.query("SELECT run_after FROM tock.runs WHERE pool = 'default'").decode(Date.self).all()
+            let worker = try await database.registerWorker(host: "a", pid: 1, concurrency: 10, scriptsDirectory: nil, version: nil)
+            let idle = try await database.claim(worker: worker, max: 10)
+            // Its own pool's run, not the other pool's sooner one.
+            #expect(idle.runs.isEmpty && idle.nextDelayed == due.first)
+            try await Self.enqueue(database, "soon", 3)
+            let full = try await database.claim(worker: worker, max: 3)
+            #expect(full.runs.count == 3 && full.nextDelayed == nil, "a full claim claims again as soon as slots free: it does not ask")
+        }
+    }
+
     @Test("pool names are checked: a job's, a worker's list (1 to 32 different pools)")
     func badPools() async throws {
         try await TestDatabase.withFresh { database, _ in

@@ -657,6 +657,30 @@ COMMENT ON PROCEDURE tock.claim_committed(bigint, int, text, bigint[], bigint[],
                                           text[], float8[]) IS
     'tock.claim_runs committed before it answers (CALL, one round trip): the claimed runs, one array per column.';
 
+-- The claim a worker makes since migration 0019's release (the one above stays for workers of before): the same,
+-- and, when it took fewer runs than asked, p_next_delayed: when the first run of the worker's pools that was not yet
+-- due at the claim's own time comes due (a run enqueued ahead of its fire time, a retry's backoff, a rate limit's
+-- next room), which no NOTIFY will announce. Asked as of the claim's transaction time, in the same round trip: a
+-- worker that asked afterwards, as of its own reckoning of the claim's time, missed a run that came due in
+-- between when its question reached the server late (a loaded machine), and slept until its safety sweep.
+CREATE OR REPLACE PROCEDURE tock.claim_committed(
+    p_worker bigint, p_max int, p_lease_token text,
+    INOUT p_runs bigint[], INOUT p_jobs bigint[], INOUT p_job_names text[],
+    INOUT p_scripts text[], INOUT p_args text[], INOUT p_timeouts float8[],
+    INOUT p_attempts int[], INOUT p_triggers text[], INOUT p_scheduled_for float8[], INOUT p_next_delayed timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    -- The claim's time (its transaction's, which the COMMIT inside ends): a run due by then was the claim's to take
+    -- or is announced by NOTIFY when it commits; one due after it is what this looks for.
+    v_claimed_at constant timestamptz := pg_catalog.now();
+BEGIN
+    CALL tock.claim_committed(p_worker, p_max, p_lease_token, p_runs, p_jobs, p_job_names, p_scripts, p_args, p_timeouts,
+                              p_attempts, p_triggers, p_scheduled_for);
+    IF cardinality(p_runs) < p_max THEN
+        p_next_delayed := tock.next_delayed_run(v_claimed_at, p_worker);
+    END IF;
+END $$;
+
 -- Writes running runs' output so far, replacing what was there (report_output). A finished run's output goes
 -- into tock.finished_runs with it (tock.end_runs).
 DROP FUNCTION IF EXISTS tock.store_output(bigint, text, bigint, boolean, timestamptz);
