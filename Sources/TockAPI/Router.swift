@@ -146,6 +146,10 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
     }
     api.get("workers") { _, _ -> Response in try json(try await database.workers()) }
     api.get("pools") { _, _ -> Response in try json(try await database.pools()) }
+    api.get("config") { _, _ -> Response in try json(try await database.configSettings()) }
+    api.put("config") { request, _ -> Response in
+        try json(try await database.setConfig(json: try await jsonBody(request, limit: maxBodyBytes)))
+    }
     api.put("pools/:pool") { request, context -> Response in
         try json(try await database.setPool(try context.parameters.require("pool"), json: try await jsonBody(request, limit: maxBodyBytes)))
     }

@@ -64,6 +64,8 @@ public struct JobInfo: Sendable, Codable, Equatable {
     public var maxRunning: Int?
     /// At most so many starts per period, as '10/1m' (nil: no limit).
     public var rate: String?
+    /// The settings it takes from the fleet's defaults (`tock config`): max_attempts, timeout, retry_base, …
+    public var inherited: [String]
 }
 
 /// A row of `tock.run_history`, with the output when it was asked for.
@@ -90,6 +92,13 @@ public struct RunInfo: Sendable, Codable, Equatable {
     public var outputTruncated: Bool?
     public var cancelRequestedAt: Date?
     public var output: String?
+}
+
+/// A row of `tock.config_settings`: a fleet-wide setting, as people write it.
+public struct ConfigSetting: Sendable, Codable, Equatable {
+    public var key: String
+    public var value: String
+    public var description: String
 }
 
 /// A row of `tock.pool_overview`: a pool's jobs, queue, workers and limits.

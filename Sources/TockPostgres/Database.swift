@@ -218,6 +218,22 @@ public struct Database: Sendable {
         }
     }
 
+    /// The fleet-wide settings (`tock.config_settings`): the defaults jobs inherit, and the history's retention.
+    public func configSettings() async throws(TockError) -> [ConfigSetting] {
+        try await rows(ConfigSetting.self, "SELECT row_to_json(s)::text FROM tock.config_settings s")
+    }
+
+    /// Sets one fleet-wide setting (`tock.set_config`); the jobs that inherit it follow. Returns the value as shown.
+    public func setConfig(_ key: String, _ value: String) async throws(TockError) -> String {
+        try await scalar(String.self, "SELECT tock.set_config(\(key), \(value))", committed: true)
+    }
+
+    /// Sets settings from a JSON object as sent (the API's body), all or none (`tock.set_config_json`).
+    public func setConfig(json: String) async throws(TockError) -> [ConfigSetting] {
+        _ = try await scalar(Bool.self, "SELECT tock.set_config_json(\(json)::jsonb) IS NULL", committed: true)
+        return try await configSettings()
+    }
+
     /// Every pool with jobs, runs in flight, live workers or limits (tock.pool_overview), by name.
     public func pools() async throws(TockError) -> [PoolInfo] {
         try await rows(PoolInfo.self, "SELECT row_to_json(v)::text FROM tock.pool_overview v ORDER BY v.pool LIMIT 1000")

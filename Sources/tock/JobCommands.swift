@@ -117,6 +117,7 @@ struct JobCommand: AsyncParsableCommand {
                     overlap:       \(info.overlap)
                     pool:          \(info.pool ?? "default")
                     limits:        max running \(info.maxRunning.map(String.init) ?? "no limit"), rate \(info.rate ?? "no limit")
+                    inherited:     \(info.inherited.isEmpty ? "nothing: every setting is its own" : info.inherited.joined(separator: ", ") + " (the fleet's defaults: tock config show)")
                     next runs:     \(next.isEmpty ? "-" : next.map(Display.time).joined(separator: "\n               "))
                     """)
                 if !runs.isEmpty {
@@ -144,6 +145,9 @@ struct JobCommand: AsyncParsableCommand {
         @Option var misfire: String?
         @Option(help: "Move it to another pool; its pending runs go with it.") var pool: String?
         @OptionGroup var limits: LimitOptions
+        @Option(name: .customLong("inherit"),
+                help: "Take this setting from the fleet's defaults again (tock config): max_attempts, timeout, retry_base, retry_cap, overlap or pool.")
+        var inherit: [String] = []
         @Option var scriptsDir: String = "./scripts"
 
         func run() async throws {
@@ -164,6 +168,15 @@ struct JobCommand: AsyncParsableCommand {
                 if let misfire { changes["misfire"] = .text(misfire) }
                 if let pool { changes["pool"] = .text(pool) }
                 changes.merge(try limits.changes()) { _, limit in limit }
+                let keys = ["max_attempts": "max_attempts", "timeout": "timeout", "retry_base": "retry_base_seconds",
+                            "retry_cap": "retry_cap_seconds", "overlap": "overlap", "pool": "pool"]
+                for setting in inherit {
+                    guard let key = keys[setting] else {
+                        throw TockError(.invalidInput, field: "inherit",
+                                        "inherit: '\(setting)' has no fleet default; give max_attempts, timeout, retry_base, retry_cap, overlap or pool")
+                    }
+                    changes[key] = JobChange.none
+                }
             } catch let error as InputError {
                 throw fail(TockError(error))
             } catch let error as TockError {

@@ -202,6 +202,49 @@ struct APITests {
         }
     }
 
+    @Test("fleet defaults over HTTP: GET and PUT /config (admin, all or none); a job shows what it inherits")
+    func config() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "job", script: "x.sh"))
+            let access = try APIAccess.parse("reader-token-0123456789:read,admin-token-0123456789:admin")
+            let app = Application(router: buildRouter(database: database, access: access))
+            let admin: HTTPFields = [.authorization: "Bearer admin-token-0123456789", .contentType: "application/json"]
+            let reader: HTTPFields = [.authorization: "Bearer reader-token-0123456789", .contentType: "application/json"]
+            @Sendable func settings(_ response: TestResponse) throws -> [String: String] {
+                let list = try #require(try JSONSerialization.jsonObject(with: Data(body(response).utf8)) as? [[String: Any]])
+                return Dictionary(uniqueKeysWithValues: list.compactMap { item in
+                    (item["key"] as? String).map { ($0, item["value"] as? String ?? "") } })
+            }
+            try await app.test(.router) { client in
+                try await client.execute(uri: "/api/v1/config", method: .get, headers: reader) { response in
+                    let now = try settings(response)
+                    #expect(now["max_attempts"] == "1")
+                }
+                try await client.execute(uri: "/api/v1/config", method: .put, headers: reader,
+                                         body: ByteBuffer(string: #"{"max_attempts": 3}"#)) { #expect($0.status == .forbidden) }
+                try await client.execute(uri: "/api/v1/config", method: .put, headers: admin,
+                                         body: ByteBuffer(string: #"{"max_attempts": 3, "timeout": "2h"}"#)) { response in
+                    #expect(response.status == .ok)
+                    let now = try settings(response)
+                    #expect(now["max_attempts"] == "3" && now["timeout"] == "2h")
+                }
+                for (json, field) in [(#"{"max_attempts": 4, "timeout": "never"}"#, "timeout"), (#"{"colour": "blue"}"#, "key"),
+                                      (#"{"max_attempts": [3]}"#, "max_attempts"), (#"{}"#, "body")] {
+                    try await client.execute(uri: "/api/v1/config", method: .put, headers: admin, body: ByteBuffer(string: json)) { response in
+                        #expect(response.status == .unprocessableContent, "\(json)")
+                        let error = try object(response)["error"] as? [String: Any]
+                        #expect(error?["field"] as? String == field, "\(json): \(String(describing: error))")
+                    }
+                }
+                try await client.execute(uri: "/api/v1/jobs/job", method: .get, headers: reader) { response in
+                    let job = try object(response)
+                    #expect(job["max_attempts"] as? Int == 3 && job["timeout_seconds"] as? Double == 7200)
+                    #expect((job["inherited"] as? [String])?.contains("max_attempts") == true)
+                }
+            }
+        }
+    }
+
     @Test("a trigger retried with its Idempotency-Key answers the first run, says so, and enqueues nothing; bad keys get 422")
     func idempotentTrigger() async throws {
         try await TestDatabase.withFresh { database, _ in

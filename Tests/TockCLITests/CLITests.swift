@@ -177,6 +177,35 @@ struct CLITests {
         #expect(cleared.stdout == "pool etl: max running no limit, rate no limit\n", "\(cleared)")
     }
 
+    @Test("tock config shows and sets the fleet's defaults; a job shows what it inherits, and --inherit takes one back")
+    func fleetDefaults() async throws {
+        let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+            let result = try await tock(arguments, settings: settings, directory: directory)
+            return (result.status, result.stdout, result.stderr)
+        }
+        #expect(try await run(["job", "add", "x", "--script", "a.sh", "--timeout", "5m"]).status == 0)
+        let set = try await run(["config", "set", "max_attempts", "3"])
+        #expect(set.status == 0 && set.stdout == "max_attempts = 3\n", "\(set)")
+        #expect(try await run(["config", "set", "timeout", "2h"]).status == 0)
+        let show = try await run(["config"])
+        #expect(show.stdout.contains("max_attempts       3") && show.stdout.contains("timeout            2h"), "\(show.stdout)")
+        var job = try await run(["job", "show", "x"])
+        #expect(job.stdout.contains("timeout:       5m") && job.stdout.contains("max attempts:  3"), "\(job.stdout)")
+        #expect(job.stdout.contains("inherited:     max_attempts, overlap, pool, retry_base, retry_cap ("), "\(job.stdout)")
+        #expect(try await run(["job", "edit", "x", "--inherit", "timeout"]).status == 0)
+        job = try await run(["job", "show", "x"])
+        #expect(job.stdout.contains("timeout:       2h"), "\(job.stdout)")
+        for (arguments, message) in [(["config", "set", "colour", "blue"], "unknown setting 'colour'"),
+                                     (["config", "set", "timeout", "soon"], "timeout: 'soon' is not a duration"),
+                                     (["job", "edit", "x", "--inherit", "priority"], "inherit: 'priority' has no fleet default")] {
+            let refused = try await run(arguments)
+            #expect(refused.status == 2 && refused.stderr.contains(message), "\(arguments): \(refused)")
+        }
+    }
+
     @Test("job run --key, run twice (a retried command), enqueues one run and says the second found it; a bad key exits 2")
     func keyedRun() async throws {
         let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])

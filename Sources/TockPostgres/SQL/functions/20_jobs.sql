@@ -119,10 +119,14 @@ BEGIN
     RETURN v_id;
 END $$;
 
--- Creates a job. Fields not given take the table's defaults.
+-- Creates a job. Fields not given take their defaults: max_attempts, timeout, retry_base, retry_cap, overlap and pool
+-- the fleet's (tock.config, tock.set_config), which the job goes on inheriting (tock.jobs.inherits); the others the
+-- table's.
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean);
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text);
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text);
+-- Dropped each time: its inherited parameters' defaults became NULL, which CREATE OR REPLACE may not change.
+DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text);
 CREATE OR REPLACE FUNCTION tock.create_job(
     p_name text,
     p_script text,
@@ -130,31 +134,39 @@ CREATE OR REPLACE FUNCTION tock.create_job(
     p_schedule text DEFAULT 'manual',
     p_timezone text DEFAULT 'UTC',
     p_priority int DEFAULT 50,
-    p_timeout interval DEFAULT '1 hour',
-    p_max_attempts int DEFAULT 1,
-    p_overlap text DEFAULT 'skip',
+    p_timeout interval DEFAULT NULL,
+    p_max_attempts int DEFAULT NULL,
+    p_overlap text DEFAULT NULL,
     p_enabled boolean DEFAULT true,
-    p_retry_base interval DEFAULT '10 seconds',
-    p_retry_cap interval DEFAULT '10 minutes',
+    p_retry_base interval DEFAULT NULL,
+    p_retry_cap interval DEFAULT NULL,
     p_misfire text DEFAULT 'run_once',
-    p_pool text DEFAULT 'default',
+    p_pool text DEFAULT NULL,
     p_max_running int DEFAULT NULL,
     p_rate text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
     v_rate record;
+    v_config tock.config%ROWTYPE;
 BEGIN
     PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap, p_misfire, p_pool, p_max_running);
     v_rate := tock.parse_rate(p_rate);
+    SELECT * INTO v_config FROM tock.config;
     INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled,
-                           retry_base, retry_cap, misfire, pool, max_running, rate_limit, rate_period)
+                           retry_base, retry_cap, misfire, pool, max_running, rate_limit, rate_period, inherits)
     -- NULL means 'the default', so callers can pass every parameter positionally.
     VALUES (p_name, p_script, coalesce(p_args, '{}'), coalesce(p_schedule, 'manual'), coalesce(p_timezone, 'UTC'),
-            coalesce(p_priority, 50), coalesce(p_timeout, '1 hour'), coalesce(p_max_attempts, 1),
-            coalesce(p_overlap, 'skip'), coalesce(p_enabled, true), coalesce(p_retry_base, '10 seconds'),
-            greatest(coalesce(p_retry_cap, '10 minutes'), coalesce(p_retry_base, '10 seconds')), coalesce(p_misfire, 'run_once'),
-            coalesce(p_pool, 'default'), p_max_running, v_rate.rate_limit, v_rate.rate_period)
+            coalesce(p_priority, 50), coalesce(p_timeout, v_config.default_timeout),
+            coalesce(p_max_attempts, v_config.default_max_attempts), coalesce(p_overlap, v_config.default_overlap),
+            coalesce(p_enabled, true), coalesce(p_retry_base, v_config.default_retry_base),
+            greatest(coalesce(p_retry_cap, v_config.default_retry_cap), coalesce(p_retry_base, v_config.default_retry_base)),
+            coalesce(p_misfire, 'run_once'), coalesce(p_pool, v_config.default_pool), p_max_running, v_rate.rate_limit,
+            v_rate.rate_period,
+            ARRAY(SELECT v.field FROM (VALUES ('max_attempts', p_max_attempts IS NULL), ('timeout', p_timeout IS NULL),
+                                              ('retry_base', p_retry_base IS NULL), ('retry_cap', p_retry_cap IS NULL),
+                                              ('overlap', p_overlap IS NULL), ('pool', p_pool IS NULL)) v(field, inherited)
+                  WHERE v.inherited ORDER BY v.field))
     RETURNING id INTO v_id;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN
@@ -301,9 +313,26 @@ DECLARE
     v_retry_base interval;
     v_retry_cap interval;
     v_rate record;
+    v_setting record;
+    v_inherit text[] := '{}';
+    v_own text[] := '{}';
 BEGIN
     PERFORM tock.check_job_json(p_changes);
     v_rate := tock.parse_rate(p_changes ->> 'rate');
+    -- A setting the fleet has a default for, given as null, goes back to inheriting it; given a value, it is the
+    -- job's own from then on.
+    FOR v_setting IN
+        SELECT * FROM (VALUES ('max_attempts', 'max_attempts'), ('timeout', 'timeout'), ('timeout_seconds', 'timeout'),
+                              ('retry_base_seconds', 'retry_base'), ('retry_cap_seconds', 'retry_cap'),
+                              ('overlap', 'overlap'), ('pool', 'pool')) s(key, field)
+        WHERE p_changes ? s.key
+    LOOP
+        IF jsonb_typeof(p_changes -> v_setting.key) = 'null' THEN
+            v_inherit := v_inherit || v_setting.field;
+        ELSE
+            v_own := v_own || v_setting.field;
+        END IF;
+    END LOOP;
     v_timeout := coalesce(tock.json_seconds(p_changes, 'timeout_seconds'), tock.parse_timeout(p_changes ->> 'timeout'));
     v_retry_base := tock.json_seconds(p_changes, 'retry_base_seconds');
     v_retry_cap := tock.json_seconds(p_changes, 'retry_cap_seconds');
@@ -318,19 +347,24 @@ BEGIN
         schedule = coalesce(p_changes ->> 'schedule', schedule),
         timezone = coalesce(p_changes ->> 'timezone', timezone),
         priority = coalesce((p_changes ->> 'priority')::smallint, priority),
-        timeout = coalesce(v_timeout, timeout),
-        max_attempts = coalesce((p_changes ->> 'max_attempts')::int, max_attempts),
-        overlap = coalesce(p_changes ->> 'overlap', overlap),
+        timeout = CASE WHEN 'timeout' = ANY (v_inherit) THEN c.default_timeout ELSE coalesce(v_timeout, timeout) END,
+        max_attempts = CASE WHEN 'max_attempts' = ANY (v_inherit) THEN c.default_max_attempts
+                            ELSE coalesce((p_changes ->> 'max_attempts')::int, max_attempts) END,
+        overlap = CASE WHEN 'overlap' = ANY (v_inherit) THEN c.default_overlap ELSE coalesce(p_changes ->> 'overlap', overlap) END,
         misfire = coalesce(p_changes ->> 'misfire', misfire),
-        pool = coalesce(p_changes ->> 'pool', pool),
+        pool = CASE WHEN 'pool' = ANY (v_inherit) THEN c.default_pool ELSE coalesce(p_changes ->> 'pool', pool) END,
         enabled = coalesce((p_changes ->> 'enabled')::boolean, enabled),
-        retry_base = coalesce(v_retry_base, retry_base),
-        retry_cap = greatest(coalesce(v_retry_cap, retry_cap), coalesce(v_retry_base, retry_base)),
+        retry_base = CASE WHEN 'retry_base' = ANY (v_inherit) THEN c.default_retry_base ELSE coalesce(v_retry_base, retry_base) END,
+        retry_cap = greatest(
+            CASE WHEN 'retry_cap' = ANY (v_inherit) THEN c.default_retry_cap ELSE coalesce(v_retry_cap, retry_cap) END,
+            CASE WHEN 'retry_base' = ANY (v_inherit) THEN c.default_retry_base ELSE coalesce(v_retry_base, retry_base) END),
+        inherits = ARRAY(SELECT DISTINCT f FROM unnest(inherits || v_inherit) f WHERE NOT f = ANY (v_own) ORDER BY f),
         -- Present as null: the limit goes.
         max_running = CASE WHEN p_changes ? 'max_running' THEN tock.json_max_running(p_changes) ELSE max_running END,
         rate_limit = CASE WHEN p_changes ? 'rate' THEN v_rate.rate_limit ELSE rate_limit END,
         rate_period = CASE WHEN p_changes ? 'rate' THEN v_rate.rate_period ELSE rate_period END
-    WHERE id = v_id;
+    FROM tock.config c
+    WHERE tock.jobs.id = v_id;
     IF p_changes ? 'rate' AND v_rate.rate_limit IS NULL THEN
         DELETE FROM tock.limit_starts WHERE scope = 'job:' || v_id;
     END IF;

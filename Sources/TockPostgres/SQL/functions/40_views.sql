@@ -30,7 +30,8 @@ SELECT
     extract(epoch FROM j.retry_cap)::float8 AS retry_cap_seconds,
     j.pool,
     j.max_running,
-    tock.rate_text(j.rate_limit, j.rate_period) AS rate
+    tock.rate_text(j.rate_limit, j.rate_period) AS rate,
+    j.inherits AS inherited
 FROM tock.jobs j
 -- A job's newest run is the newer of its newest in flight (runs_job_idx) and its newest finished run still within the
 -- retention (finished_runs_job_idx of each partition the retention keeps): two short index probes.
