@@ -26,25 +26,28 @@ public final class EventHub: Service, Sendable {
     }
 
     public func run() async throws {
-        await withDiscardingTaskGroup { group in
-            group.addTask { [listener] in
-                await listener.run { event in
-                    switch event {
-                    case .listening: self.broadcast(.event(#"{"type": "resync"}"#))
-                    case .notification(_, let payload): self.broadcast(.event(payload))
-                    case .notificationsUnavailable: break  // the listener has logged it; live views update on reload
-                    }
+        let listening = Task { [listener] in
+            await listener.run { event in
+                switch event {
+                case .listening: self.broadcast(.event(#"{"type": "resync"}"#))
+                case .notification(_, let payload): self.broadcast(.event(payload))
+                case .notificationsUnavailable: break  // the listener has logged it; live views update on reload
                 }
             }
-            group.addTask { [keepAlive] in
-                while (try? await Task.sleep(for: keepAlive)) != nil { self.broadcast(.keepAlive) }
-            }
-            try? await gracefulShutdown()
-            group.cancelAll()
         }
-        // Ends every open event stream, so the HTTP server's own shutdown does not wait on them.
+        let keepingAlive = Task { [keepAlive] in
+            while (try? await Task.sleep(for: keepAlive)) != nil { self.broadcast(.keepAlive) }
+        }
+        try? await gracefulShutdown()
+        // Every open event stream ends first, so the HTTP server's own shutdown does not wait on them.
         let open = subscribers.withLock { subscribers in defer { subscribers = nil }; return subscribers ?? [:] }
         for continuation in open.values { continuation.finish() }
+        keepingAlive.cancel()
+        listening.cancel()
+        // The listener ends at once unless it is in a connect, which may not heed cancellation (a loaded machine, a
+        // server away): then it is abandoned, not awaited, so the process still exits (once, under stress-ng, the
+        // open stream and the exit waited on it for more than 30 s).
+        _ = try? await awaitAbandoning(timeout: .seconds(2)) { await listening.value }
     }
 
     /// A new subscriber's stream; it ends when the hub stops or `unsubscribe(id)` is called. A subscriber that
