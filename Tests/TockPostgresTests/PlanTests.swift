@@ -63,12 +63,21 @@ struct PlanTests {
                     """).collect()
             }
             // A queue drained, then analyzed: pages, and no row in them (what autovacuum finds between bursts).
+            // Emptied by TRUNCATE, not DELETE, and the pages put back in the statistics by hand: a DELETE left 20,100
+            // dead index entries ahead of the live ones, which the claims walked whenever another session's
+            // snapshot kept them from being marked dead (full runs, under load): 20,428 entries read, the dead
+            // ones, not the plan, which is what this measures.
             try await enqueue()
             _ = try await database.claimRuns(worker: worker, max: 100)
-            _ = try await database.client.query("DELETE FROM tock.run_leases").collect()
-            _ = try await database.client.query("DELETE FROM tock.runs").collect()
+            let pages = try await database.client.query(
+                "SELECT (pg_relation_size('tock.runs') / current_setting('block_size')::int)::int").decode(Int.self).all().first ?? 0
+            _ = try await database.client.query("TRUNCATE tock.run_leases, tock.runs").collect()
             if mode != 3 {
                 _ = try await database.client.query("ANALYZE tock.runs, tock.run_leases, tock.run_output").collect()
+            }
+            if mode < 2 {
+                _ = try await database.client.query(PostgresQuery(unsafeSQL:
+                    "UPDATE pg_class SET relpages = \(pages), reltuples = 0 WHERE oid = 'tock.runs'::regclass")).collect()
             }
             if mode >= 2 {
                 _ = try await database.client.query("VACUUM tock.runs, tock.run_leases").collect()
