@@ -85,19 +85,36 @@ public struct MetricsOptions: ParsableArguments {
 
 /// Builds the services and runs them in one ServiceGroup until SIGTERM/SIGINT. The pool comes first: services
 /// stop in reverse order, so workers drain before the pool closes.
+/// `connections`: the most the services' pool opens (it opens them as calls need them, and closes those idle for a
+/// minute); the LISTEN connections are apart from it.
 public func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions, createEmbedded: Bool, migrate: Bool,
+                        connections: Int = 20,
                         build: (Database, ConnectionSettings, TockMetrics, Logger) throws(TockError) -> [any Service]) async throws {
     let logger = options.logger(label: "tock", defaultLevel: .info)
     do {
         let settings = try resolveSettings(options, logger: logger, createEmbedded: createEmbedded)
         // A wrong database, password or address is a mistake to report, not an outage to wait out: exit 5 with the
-        // cause (systemd's Restart= retries a server that was merely down).
-        do {
-            try await withDatabase(settings, logger: logger) { database, _ in try await database.checkConnection() }
-        } catch {
-            logger.error("cannot start: PostgreSQL is unreachable or refuses this login", metadata: [
-                "database": "\(settings.displayName)", "error": "\(TockError(from: error).message)"])
-            throw error
+        // cause (systemd's Restart= retries a server that was merely down). A server with no connection free, or
+        // still starting, is waited out with backoff: a fleet that outgrew max_connections starts as connections
+        // free up, every process saying why it waits.
+        var backoff = RetryBackoff(initial: .seconds(1), maximum: .seconds(30))
+        while true {
+            do {
+                try await withDatabase(settings, logger: logger) { database, _ in try await database.checkConnection() }
+                break
+            } catch {
+                let message = TockError(from: error).message
+                if waitsOut(message) {
+                    let wait = backoff.next()
+                    logger.warning("PostgreSQL has no connection for this process now; trying again", metadata: [
+                        "database": "\(settings.displayName)", "error": "\(message)", "retry_in": "\(wait)"])
+                    try await Task.sleep(for: wait)
+                    continue
+                }
+                logger.error("cannot start: PostgreSQL is unreachable or refuses this login", metadata: [
+                    "database": "\(settings.displayName)", "error": "\(message)"])
+                throw error
+            }
         }
         if migrate {
             // A pool of its own: a PostgresClient runs once, and the services' pool runs in the group below.
@@ -109,7 +126,11 @@ public func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions
                 if !report.applied.isEmpty { logger.info("migrated", metadata: ["applied": "\(report.applied)"]) }
             }
         }
-        let serviceClient = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)
+        var clientConfiguration = settings.clientConfiguration(maximumConnections: connections)
+        // One kept open for good: a process that got in keeps a connection for its heartbeats and reports when the
+        // server has none to spare (max_connections reached), rather than closing it when idle and queueing for it.
+        clientConfiguration.options.minimumConnections = 1
+        let serviceClient = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
         var serviceDatabase = Database(client: serviceClient, logger: logger, settings: settings)
         // Every service query is small; one that takes longer means a lost connection, so fail and retry.
         serviceDatabase.callTimeout = .seconds(10)
@@ -134,6 +155,15 @@ public func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions
     } catch let error as PSQLError {
         throw fail(TockError(from: error))
     }
+}
+
+/// Whether a failed start is a passing condition to wait out: no connection free (SQLSTATE 53300, `max_connections`
+/// reached, or the pool's circuit breaker after it), a server still starting (57P03), or one too loaded to answer within
+/// the call timeout. Read from the message, which carries the SQLSTATE whether the
+/// refusal came from the connect probe (PostgresReachability) or the pool.
+func waitsOut(_ message: String) -> Bool {
+    ["SQLSTATE 53300", "SQLSTATE 57P03", "too many clients", "no connection for a while", "did not answer within"]
+        .contains { message.contains($0) }
 }
 
 extension PostgresClient: @retroactive CustomStringConvertible {

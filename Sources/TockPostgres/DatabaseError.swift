@@ -10,6 +10,13 @@ extension TockError {
             return
         }
         guard let psql = error as? PSQLError else {
+            // The pool's own refusals (its module is underscored, so its type is matched by name): above all its
+            // circuit breaker, which fails every request for a while after connections could not be created (a
+            // server with no connection free). A passing condition: the caller retries, as for the server's 53300.
+            if "\(type(of: error))" == "ConnectionPoolError" {
+                self.init(.unavailable, "PostgreSQL gave this process no connection for a while; trying again (\(error))")
+                return
+            }
             self.init(.failed, String(describing: error))
             return
         }

@@ -98,8 +98,11 @@ public final class Worker: Service, Sendable {
 
     /// Registers this worker. A chosen name a live worker holds is tried again every 2 s for
     /// `configuration.nameWait`: a worker restarted after a crash waits for its predecessor to be judged lost.
+    /// A database that cannot take the call now (no connection free: too many workers for max_connections) is
+    /// waited out with backoff, saying so: the worker starts once connections free up.
     private func register() async throws -> Int64 {
         let deadline = clock.now + configuration.nameWait
+        var backoff = RetryBackoff(initial: .seconds(1), maximum: .seconds(30))
         while true {
             do {
                 return try await database.registerWorker(
@@ -107,6 +110,14 @@ public final class Worker: Service, Sendable {
                     scriptsDirectory: sandbox.root, version: TockVersion.current, name: configuration.name,
                     pools: configuration.pools)
             } catch {
+                // Not a schema that is missing or out of date (unavailable too): that needs `tock migrate`.
+                if error.kind == .unavailable, !error.message.contains("tock migrate") {
+                    let wait = backoff.next()
+                    logger.warning("cannot register with PostgreSQL now; trying again",
+                                   metadata: ["error": "\(error.message)", "retry_in": "\(wait)"])
+                    try await clock.sleep(for: wait)
+                    continue
+                }
                 guard error.kind == .conflict, error.field == "name", clock.now < deadline else { throw error }
                 logger.warning("this worker's name is taken; trying again until its holder stops or is judged lost",
                                metadata: ["error": "\(error.message)"])

@@ -98,7 +98,8 @@ struct SchedulerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await runServices(options, metricsOptions: metrics, createEmbedded: false, migrate: false) {
+        // Its calls come one at a time (tick, rescue, purge), but for the maintenance beside them.
+        try await runServices(options, metricsOptions: metrics, createEmbedded: false, migrate: false, connections: 3) {
             database, settings, metrics, logger throws(TockError) in
             [Scheduler(database: database, settings: settings, sweepInterval: .milliseconds(Int64(sweepSeconds * 1000)),
                        metrics: metrics, logger: logger)]
@@ -115,7 +116,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var metrics: MetricsOptions
 
     func run() async throws {
-        try await runServices(options, metricsOptions: metrics, createEmbedded: false, migrate: false) {
+        // At once: a claim, a heartbeat, a report of finished runs, a look at cancel requests, and output reports of
+        // its running scripts (each at most one at a time). A fleet of many workers must fit max_connections.
+        try await runServices(options, metricsOptions: metrics, createEmbedded: false, migrate: false,
+                              connections: min(20, worker.concurrency + 4)) {
             database, settings, metrics, logger throws(TockError) in
             [try Worker(database: database, settings: settings, configuration: try worker.configuration(), metrics: metrics,
                         logger: logger)]
