@@ -103,8 +103,9 @@ public func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions
                 try await withDatabase(settings, logger: logger) { database, _ in try await database.checkConnection() }
                 break
             } catch {
-                let message = TockError(from: error).message
-                if waitsOut(message) {
+                let failure = TockError(from: error)
+                let message = failure.message
+                if failure.waitsOut {
                     let wait = backoff.next()
                     logger.warning("PostgreSQL has no connection for this process now; trying again", metadata: [
                         "database": "\(settings.displayName)", "error": "\(message)", "retry_in": "\(wait)"])
@@ -155,15 +156,6 @@ public func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions
     } catch let error as PSQLError {
         throw fail(TockError(from: error))
     }
-}
-
-/// Whether a failed start is a passing condition to wait out: no connection free (SQLSTATE 53300, `max_connections`
-/// reached, or the pool's circuit breaker after it), a server still starting (57P03), or one too loaded to answer within
-/// the call timeout. Read from the message, which carries the SQLSTATE whether the
-/// refusal came from the connect probe (PostgresReachability) or the pool.
-func waitsOut(_ message: String) -> Bool {
-    ["SQLSTATE 53300", "SQLSTATE 57P03", "too many clients", "no connection for a while", "did not answer within"]
-        .contains { message.contains($0) }
 }
 
 extension PostgresClient: @retroactive CustomStringConvertible {

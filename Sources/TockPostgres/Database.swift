@@ -82,7 +82,7 @@ public struct Database: Sendable {
                 p_max_attempts => \(job.maxAttempts)::int, p_overlap => \(job.overlap), p_enabled => \(job.enabled),
                 p_retry_base => make_interval(secs => \(job.retryBaseSeconds)),
                 p_retry_cap => make_interval(secs => \(job.retryCapSeconds)), p_misfire => \(job.misfire),
-                p_pool => \(job.pool), p_max_running => \(job.maxRunning.map(Int32.init))::int, p_rate => \(job.rate))
+                p_pool => \(job.pool), p_max_running => \(job.maxRunning.map { Int32(clamping: $0) })::int, p_rate => \(job.rate))
             """, committed: true)
     }
 

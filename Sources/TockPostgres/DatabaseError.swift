@@ -13,7 +13,7 @@ extension TockError {
             // The pool's own refusals (its module is underscored, so its type is matched by name): above all its
             // circuit breaker, which fails every request for a while after connections could not be created (a
             // server with no connection free). A passing condition: the caller retries, as for the server's 53300.
-            if "\(type(of: error))" == "ConnectionPoolError" {
+            if "\(type(of: error))" == "ConnectionPoolError", "\(error)".contains("CircuitBreakerTripped") {
                 self.init(.unavailable, "PostgreSQL gave this process no connection for a while; trying again (\(error))")
                 return
             }
@@ -65,6 +65,15 @@ extension TockError {
         default:
             self.init(.failed, "PostgreSQL\(place): \(String(reflecting: psql))")
         }
+    }
+
+    /// A passing shortage to wait out rather than fail on: no connection free (SQLSTATE 53300, `max_connections`
+    /// reached, or the pool's circuit breaker after it) or a server still starting (57P03). Read from the message,
+    /// which carries the SQLSTATE whether the refusal came from the connect probe (PostgresReachability) or the pool.
+    /// A wrong password, database or address, or a server that does not answer, is not one.
+    public var waitsOut: Bool {
+        kind == .unavailable
+            && ["SQLSTATE 53300", "SQLSTATE 57P03", "too many clients", "no connection for a while"].contains { message.contains($0) }
     }
 
     static func field(ofConstraint name: String) -> String? {

@@ -110,12 +110,12 @@ public final class Worker: Service, Sendable {
                     scriptsDirectory: sandbox.root, version: TockVersion.current, name: configuration.name,
                     pools: configuration.pools)
             } catch {
-                // Not a schema that is missing or out of date (unavailable too): that needs `tock migrate`.
-                if error.kind == .unavailable, !error.message.contains("tock migrate") {
+                if error.waitsOut {
                     let wait = backoff.next()
                     logger.warning("cannot register with PostgreSQL now; trying again",
                                    metadata: ["error": "\(error.message)", "retry_in": "\(wait)"])
-                    try await clock.sleep(for: wait)
+                    // A stop asked for meanwhile (SIGTERM) ends the wait, and the worker with it.
+                    try await cancelWhenGracefulShutdown { try await self.clock.sleep(for: wait) }
                     continue
                 }
                 guard error.kind == .conflict, error.field == "name", clock.now < deadline else { throw error }
@@ -130,7 +130,15 @@ public final class Worker: Service, Sendable {
     public var id: Int64 { state.withLock { $0.workerID } }
 
     public func run() async throws {
-        let id = try await register()
+        let id: Int64
+        do {
+            id = try await register()
+        } catch {
+            // Stopped (SIGTERM) while it waited for a connection to register: nothing to hand back.
+            guard error is CancellationError, Task.isShuttingDownGracefully else { throw error }
+            logger.info("worker stopped before it could register")
+            return
+        }
         state.withLock { $0.registered(id: id) }
         let logger = {
             var logger = self.logger

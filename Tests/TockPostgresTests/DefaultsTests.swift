@@ -63,6 +63,20 @@ struct DefaultsTests {
             let settings = try await database.configSettings()
             #expect(settings.first { $0.key == "max_attempts" }?.value == "3")
             #expect(settings.map(\.key) == ["max_attempts", "retry_base", "retry_cap", "timeout", "overlap", "pool", "history_retention"])
+            // A base and a cap in one body: the base first, whatever the JSON's order, and the pair checked.
+            let backwards = await #expect(throws: TockError.self) {
+                _ = try await database.setConfig(json: #"{"retry_cap": "30m", "retry_base": "1h"}"#)
+            }
+            #expect(backwards?.field == "retry_cap")
+            _ = try await database.setConfig(json: #"{"retry_cap": "5m", "retry_base": "1m"}"#)
+            // A job with its own base that inherits the cap follows a cap raised with the fleet's base.
+            _ = try await database.updateJob("own", json: #"{"retry_base_seconds": 120}"#)
+            _ = try await database.setConfig("retry_base", "10m")
+            #expect(try await database.job("own").retryCapSeconds == 600)
+            let both = await #expect(throws: TockError.self) {
+                _ = try await database.updateJob("own", json: #"{"timeout": null, "timeout_seconds": 30}"#)
+            }
+            #expect(both?.field == "timeout")
             _ = try await database.setConfig(json: #"{"max_attempts": 7, "history_retention": "7d"}"#)
             #expect(try await database.configSettings().filter { ["max_attempts", "history_retention"].contains($0.key) }.map(\.value)
                     == ["7", "7d"])

@@ -113,6 +113,32 @@ struct LimitTests {
         }
     }
 
+    @Test("a claim never waits for a limited pool's lock: it passes the pool over and says to look again in a moment")
+    func lockedPoolPassedOver() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(Self.job("limited", pool: "etl", maxRunning: 5, rate: "100/1m"))
+            _ = try await database.createJob(Self.job("free"))
+            try await WorkerPoolTests.enqueue(database, "limited", 3)
+            try await WorkerPoolTests.enqueue(database, "free", 3)
+            let worker = try await Self.worker(database, 1, pools: ["etl", "default"])
+            // A session that took the pool's lock and idles in its transaction (any login may take an advisory lock).
+            try await database.client.withConnection { holder in
+                _ = try await holder.query("BEGIN", logger: TestDatabase.logger).collect()
+                _ = try await holder.query("SELECT pg_advisory_xact_lock(tock.worker_lock_key() + 4, hashtext('etl'))",
+                                           logger: TestDatabase.logger).collect()
+                let claim = try await database.claim(worker: worker, max: 10)
+                #expect(claim.runs.map(\.jobName) == ["free", "free", "free"])
+                let again = try #require(claim.nextDelayed)
+                #expect(again.timeIntervalSinceNow < 2, "look again in \(again.timeIntervalSinceNow) s")
+                _ = try await holder.query("ROLLBACK", logger: TestDatabase.logger).collect()
+            }
+            #expect(try await database.claim(worker: worker, max: 10).runs.map(\.jobName) == ["limited", "limited", "limited"])
+            // A deleted job's starts go with it.
+            _ = try await database.deleteJob("limited")
+            #expect(try await database.client.query("SELECT count(*)::int FROM tock.limit_starts").decode(Int.self).all() == [0])
+        }
+    }
+
     @Test("bad limits are refused, naming the field: through a job's fields, a pool's, and the rate's text")
     func badLimits() async throws {
         try await TestDatabase.withFresh { database, _ in

@@ -152,7 +152,9 @@ DECLARE
 BEGIN
     PERFORM tock.check_job_settings(p_priority, p_timeout, p_max_attempts, p_overlap, p_misfire, p_pool, p_max_running);
     v_rate := tock.parse_rate(p_rate);
-    SELECT * INTO v_config FROM tock.config;
+    -- FOR SHARE: a tock.set_config under way commits first (and this job then gets its value), or waits for this
+    -- job to commit (and then writes its value into it).
+    SELECT * INTO v_config FROM tock.config FOR SHARE;
     INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled,
                            retry_base, retry_cap, misfire, pool, max_running, rate_limit, rate_period, inherits)
     -- NULL means 'the default', so callers can pass every parameter positionally.
@@ -318,6 +320,9 @@ DECLARE
     v_own text[] := '{}';
 BEGIN
     PERFORM tock.check_job_json(p_changes);
+    IF p_changes ? 'timeout' AND p_changes ? 'timeout_seconds' THEN
+        PERFORM tock.raise_invalid('timeout', 'give timeout or timeout_seconds, not both');
+    END IF;
     v_rate := tock.parse_rate(p_changes ->> 'rate');
     -- A setting the fleet has a default for, given as null, goes back to inheriting it; given a value, it is the
     -- job's own from then on.
@@ -339,6 +344,8 @@ BEGIN
     PERFORM tock.check_job_settings((p_changes ->> 'priority')::int, v_timeout,
                                     (p_changes ->> 'max_attempts')::int, p_changes ->> 'overlap', p_changes ->> 'misfire',
                                     p_changes ->> 'pool', tock.json_max_running(p_changes));
+    -- The defaults as a tock.set_config under way leaves them (see tock.create_job).
+    PERFORM 1 FROM tock.config FOR SHARE;
     UPDATE tock.jobs SET
         name = coalesce(p_changes ->> 'name', name),
         script = coalesce(p_changes ->> 'script', script),
@@ -367,6 +374,10 @@ BEGIN
     WHERE tock.jobs.id = v_id;
     IF p_changes ? 'rate' AND v_rate.rate_limit IS NULL THEN
         DELETE FROM tock.limit_starts WHERE scope = 'job:' || v_id;
+    END IF;
+    -- A limit raised or removed may let waiting runs start: wake the workers.
+    IF p_changes ? 'max_running' OR p_changes ? 'rate' THEN
+        PERFORM pg_notify('tock_runs', '');
     END IF;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN
@@ -400,6 +411,7 @@ CREATE OR REPLACE FUNCTION tock.tg_jobs__deleted()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM tock.finished_runs WHERE job_id = OLD.id;
+    DELETE FROM tock.limit_starts WHERE scope = 'job:' || OLD.id;
     WITH gone AS (DELETE FROM tock.runs WHERE job_id = OLD.id RETURNING id, worker_id)
     , live AS (DELETE FROM tock.run_output o WHERE o.run_id IN (SELECT g.id FROM gone g))
     DELETE FROM tock.run_leases l

@@ -71,6 +71,10 @@ BEGIN
                                default_retry_cap = greatest(default_retry_cap, v_interval), updated_at = now();
         UPDATE tock.jobs SET retry_base = v_interval, retry_cap = greatest(retry_cap, v_interval)
         WHERE 'retry_base' = ANY (inherits) AND retry_base <> v_interval;
+        -- A job that inherits the cap follows it, raised with the base, whoever's its own base is.
+        UPDATE tock.jobs j SET retry_cap = greatest(c.default_retry_cap, j.retry_base)
+        FROM tock.config c
+        WHERE 'retry_cap' = ANY (j.inherits) AND j.retry_cap <> greatest(c.default_retry_cap, j.retry_base);
     WHEN 'retry_cap' THEN
         v_interval := tock.bounded_seconds('retry_cap', tock.parse_duration(p_value, 'retry_cap'), 2592000);
         IF v_interval < (SELECT c.default_retry_base FROM tock.config c) THEN
@@ -111,7 +115,9 @@ BEGIN
     IF jsonb_typeof(p_settings) IS DISTINCT FROM 'object' OR p_settings = '{}' THEN
         PERFORM tock.raise_invalid('body', 'expected a JSON object of settings, e.g. {"max_attempts": 3}');
     END IF;
-    FOR v_key, v_value IN SELECT * FROM jsonb_each(p_settings) LOOP
+    -- retry_base before retry_cap, whatever order jsonb keeps them in: a new base may raise the cap, and the cap is
+    -- then checked against the new base.
+    FOR v_key, v_value IN SELECT * FROM jsonb_each(p_settings) e ORDER BY e.key = 'retry_cap', e.key LOOP
         IF jsonb_typeof(v_value) NOT IN ('string', 'number') THEN
             PERFORM tock.raise_invalid(v_key, format('expected a string or a number, got %s', left(v_value::text, 60)));
         END IF;

@@ -532,7 +532,8 @@ AS $$
 DECLARE
     v_pools text[];
     v_pool text;
-    v_limited text[];
+    v_limited text[] := '{}';
+    v_passed text[] := '{}';
     v_full text[] := '{}';
     v_share int;
     v_take int;
@@ -555,10 +556,17 @@ BEGIN
     v_share := ceil(p_max::numeric / cardinality(v_pools))::int;
     v_offset := floor(random() * cardinality(v_pools))::int;
     -- The pools with limits (their own or a job's) are claimed one at a time: each claim of one holds its lock to
-    -- the end of the transaction, taken here before any is counted, in name order (tock.limited_pools).
-    v_limited := tock.limited_pools(v_pools);
-    FOREACH v_pool IN ARRAY v_limited LOOP
-        PERFORM pg_advisory_xact_lock(tock.worker_lock_key() + 4, hashtext(v_pool));
+    -- the end of the transaction, taken here before any is counted. Tried, never waited for: a claim never queues
+    -- behind another (nor behind a session that took the lock and idles), it passes the pool over, and
+    -- tock.claim_committed tells its worker to claim again in a moment (tock.claim_passed_over).
+    PERFORM set_config('tock.claim_passed_over', '', false);
+    FOREACH v_pool IN ARRAY tock.limited_pools(v_pools) LOOP
+        IF pg_try_advisory_xact_lock(tock.worker_lock_key() + 4, hashtext(v_pool)) THEN
+            v_limited := v_limited || v_pool;
+        ELSE
+            v_passed := v_passed || v_pool;
+            PERFORM set_config('tock.claim_passed_over', 'yes', false);
+        END IF;
     END LOOP;
     -- The claim's commit does not wait for its WAL flush (the run-now before it and the finish after it do):
     -- it saves that flush from the path to the script's start. If PostgreSQL itself crashes within the moment
@@ -569,6 +577,7 @@ BEGIN
     FOR v_turn IN 1 .. cardinality(v_pools) LOOP
     v_pool := v_pools[1 + (v_turn - 1 + v_offset) % cardinality(v_pools)];
     CONTINUE WHEN v_pass = 2 AND NOT v_pool = ANY (v_full);
+    CONTINUE WHEN v_pool = ANY (v_passed);
     v_take := CASE WHEN v_pass = 1 THEN least(v_share, v_left) ELSE v_left END;
     IF v_pool = ANY (v_limited) THEN
         RETURN QUERY SELECT * FROM tock.claim_limited(p_worker, v_pool, v_take, p_now);
@@ -678,6 +687,10 @@ BEGIN
                               p_attempts, p_triggers, p_scheduled_for);
     IF cardinality(p_runs) < p_max THEN
         p_next_delayed := tock.next_delayed_run(v_claimed_at, p_worker);
+    END IF;
+    -- A limited pool another claim held was passed over (tock.claim_runs): look again once that claim is done.
+    IF current_setting('tock.claim_passed_over', true) = 'yes' THEN
+        p_next_delayed := least(p_next_delayed, pg_catalog.clock_timestamp() + interval '100 milliseconds');
     END IF;
 END $$;
 
@@ -1134,5 +1147,5 @@ AS $$
 BEGIN
     -- With a worker, also when one of its pools' rate limits next has room: nothing else wakes it for that.
     RETURN least(tock.earliest_pending(false, p_now, (SELECT w.pools FROM tock.workers w WHERE w.id = p_worker)),
-                 tock.next_rate_room((SELECT w.pools FROM tock.workers w WHERE w.id = p_worker), now()));
+                 tock.next_rate_room((SELECT w.pools FROM tock.workers w WHERE w.id = p_worker), p_now));
 END $$;

@@ -66,7 +66,8 @@ END $$;
 
 -- Sets a pool's limits from a JSON object: "max_running" (a whole number, or null for none) and "rate" ('10/1m', or
 -- null for none); a field left out keeps its value. Returns the pool's name. Takes the pool's claim lock, so a claim
--- under way finishes under the old limits and the next one counts under the new.
+-- of the pool as limited finishes under the old limits; one that began while the pool was unlimited (and so took no
+-- lock) may start its runs past a new limit, once. The workers are woken: a raised limit may let runs start.
 CREATE OR REPLACE FUNCTION tock.set_pool(p_pool text, p_changes jsonb)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -101,6 +102,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM tock.pools WHERE name = p_pool AND rate_limit IS NOT NULL) THEN
         DELETE FROM tock.limit_starts WHERE scope = 'pool:' || p_pool;
     END IF;
+    PERFORM pg_notify('tock_runs', '');
     RETURN p_pool;
 END $$;
 COMMENT ON FUNCTION tock.set_pool(text, jsonb) IS
@@ -157,11 +159,13 @@ DECLARE
     v_i int;
     v_claimed record;
     v_got int := 0;
+    -- Starts count from when they happen, not from when the claim's transaction began: it may have waited.
+    v_at constant timestamptz := greatest(p_now, clock_timestamp());
 BEGIN
     SELECT * INTO v_pool FROM tock.pools p WHERE p.name = p_pool;
     v_room := tock.limit_room('pool:' || p_pool,
         CASE WHEN v_pool.max_running IS NOT NULL THEN (SELECT count(*) FROM tock.run_leases l WHERE l.pool = p_pool) END,
-        v_pool.max_running, v_pool.rate_limit, v_pool.rate_period, p_now);
+        v_pool.max_running, v_pool.rate_limit, v_pool.rate_period, v_at);
     IF v_room <= 0 THEN
         RETURN;
     END IF;
@@ -181,7 +185,7 @@ BEGIN
             v_job_rooms := v_job_rooms || tock.limit_room('job:' || v_candidate.job_id,
                 CASE WHEN v_job.max_running IS NOT NULL
                      THEN (SELECT count(*) FROM tock.run_leases l WHERE l.job_id = v_candidate.job_id) END,
-                v_job.max_running, v_job.rate_limit, v_job.rate_period, p_now);
+                v_job.max_running, v_job.rate_limit, v_job.rate_period, v_at);
             v_job_rated := v_job_rated || (v_job.rate_limit IS NOT NULL);
             v_i := cardinality(v_jobs);
         END IF;
@@ -195,10 +199,10 @@ BEGIN
         CONTINUE WHEN NOT FOUND;
         INSERT INTO tock.run_leases (worker_id, run_id, pool, job_id) VALUES (p_worker, v_claimed.id, p_pool, v_claimed.job_id);
         IF v_pool.rate_limit IS NOT NULL THEN
-            INSERT INTO tock.limit_starts (scope, started_at) VALUES ('pool:' || p_pool, p_now);
+            INSERT INTO tock.limit_starts (scope, started_at) VALUES ('pool:' || p_pool, v_at);
         END IF;
         IF v_job_rated[v_i] THEN
-            INSERT INTO tock.limit_starts (scope, started_at) VALUES ('job:' || v_claimed.job_id, p_now);
+            INSERT INTO tock.limit_starts (scope, started_at) VALUES ('job:' || v_claimed.job_id, v_at);
         END IF;
         v_room := v_room - 1;
         v_job_rooms[v_i] := v_job_rooms[v_i] - 1;
