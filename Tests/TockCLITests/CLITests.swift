@@ -154,10 +154,7 @@ struct CLITests {
         let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let settings = try await TestDatabase.create()
-        func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-            let result = try await tock(arguments, settings: settings, directory: directory)
-            return (result.status, result.stdout, result.stderr)
-        }
+        func run(_ arguments: [String]) async throws -> Invocation { try await tock(arguments, settings: settings, directory: directory) }
         #expect(try await run(["job", "add", "x", "--script", "a.sh", "--pool", "etl", "--max-running", "2", "--rate", "10/1m"]).status == 0)
         #expect(try await run(["job", "show", "x"]).stdout.contains("limits:        max running 2, rate 10/1m"))
         #expect(try await run(["job", "edit", "x", "--max-running", "none", "--rate", "3/30s"]).status == 0)
@@ -182,10 +179,7 @@ struct CLITests {
         let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let settings = try await TestDatabase.create()
-        func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-            let result = try await tock(arguments, settings: settings, directory: directory)
-            return (result.status, result.stdout, result.stderr)
-        }
+        func run(_ arguments: [String]) async throws -> Invocation { try await tock(arguments, settings: settings, directory: directory) }
         #expect(try await run(["job", "add", "x", "--script", "a.sh", "--timeout", "5m"]).status == 0)
         let set = try await run(["config", "set", "max_attempts", "3"])
         #expect(set.status == 0 && set.stdout == "max_attempts = 3\n", "\(set)")
