@@ -138,6 +138,24 @@ struct WorkerPoolTests {
         }
     }
 
+    @Test("a run-now racing a move of its job to another pool ends in the new pool, whichever commits first")
+    func runNowRacingAMove() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(Self.job("mover", pool: "old"))
+            let moved = try await database.client.withConnection { mover in
+                _ = try await mover.query("BEGIN", logger: TestDatabase.logger).collect()
+                // A plain UPDATE (the schema's owner may): tock.update_job happens to take locks that hid the race.
+                _ = try await mover.query("UPDATE tock.jobs SET pool = 'new' WHERE name = 'mover'", logger: TestDatabase.logger).collect()
+                // The run-now starts while the move is uncommitted: it reads the old pool.
+                async let run = database.runNow("mover")
+                try await Task.sleep(for: .milliseconds(300))
+                _ = try await mover.query("COMMIT", logger: TestDatabase.logger).collect()
+                return try await run
+            }
+            #expect(try await database.client.query("SELECT pool FROM tock.runs WHERE id = \(moved)").decode(String.self).all() == ["new"])
+        }
+    }
+
     @Test("a claim that took fewer runs than asked says when its pools' first run not yet due comes due, as of its own time")
     func claimTellsTheNextDelayedRun() async throws {
         try await TestDatabase.withFresh { database, _ in

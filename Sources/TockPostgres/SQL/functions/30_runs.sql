@@ -62,15 +62,18 @@ END $$;
 -- New pending runs wake idle workers (NOTIFY tock_runs). Once per INSERT statement, not per row: a tick that
 -- enqueues many runs would call a row trigger once per run, for NOTIFYs that collapse into one anyway.
 -- It also does what the foreign key from runs to jobs did (see migration 0010): each job the new runs name must
--- exist, and is locked FOR KEY SHARE, so that a deletion of it waits for this transaction (and then deletes its
+-- exist, and is locked FOR SHARE, so that a deletion of it waits for this transaction (and then deletes its
 -- runs, tock.tg_jobs__deleted) or has already happened (and this insert fails). Once per job, not per run.
+-- FOR SHARE, not FOR KEY SHARE: a move of the job to another pool waits for this transaction too (and then moves
+-- its runs, tock.tg_jobs__pool_moved) or has committed, and the pool check below, a statement of its own, sees it.
+-- With FOR KEY SHARE a run-now racing a move stayed in the old pool.
 CREATE OR REPLACE FUNCTION tock.tg_runs__inserted()
 RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     v_job bigint;
 BEGIN
     FOR v_job IN SELECT DISTINCT job_id FROM inserted LOOP
-        PERFORM 1 FROM tock.jobs WHERE id = v_job FOR KEY SHARE;
+        PERFORM 1 FROM tock.jobs WHERE id = v_job FOR SHARE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'job % does not exist', coalesce(v_job::text, 'NULL')
                 USING ERRCODE = 'foreign_key_violation',
