@@ -110,7 +110,10 @@ public final class Worker: Service, Sendable {
                     scriptsDirectory: sandbox.root, version: TockVersion.current, name: configuration.name,
                     pools: configuration.pools)
             } catch {
-                if error.waitsOut {
+                // The start's check found the server and this login good (a wrong password, database or address has
+                // exited by now), so an outage here is passing: a server with no connection free, whose refusals
+                // the pool keeps to itself until the call times out. Not a schema that needs `tock migrate`.
+                if error.kind == .unavailable, !error.message.contains("tock migrate") {
                     let wait = backoff.next()
                     logger.warning("cannot register with PostgreSQL now; trying again",
                                    metadata: ["error": "\(error.message)", "retry_in": "\(wait)"])
