@@ -25,19 +25,37 @@ struct RunReporter: Sendable {
         self.shutdownDeadline = shutdownDeadline
     }
 
-    /// Records how the run ended. Whether the database got the report (false: given up, and logged).
-    func finish(_ run: Int64, _ outcome: RunOutcome, logger: Logger) async -> Bool {
+    /// What became of a report.
+    enum Report: Equatable {
+        /// The database recorded it.
+        case recorded
+        /// The database answered and changed nothing: the run is no longer running on this worker (tock.rescue()
+        /// judged the worker lost and failed the run over, or a user's cancel or delete got there first). A fenced
+        /// lease: a late report never overwrites what the run's new holder does.
+        case refused
+        /// Given up (logged): the run stays held (see WorkerState.unreported).
+        case gaveUp
+    }
+
+    /// Records how the run ended.
+    func finish(_ run: Int64, _ outcome: RunOutcome, logger: Logger) async -> Report {
         await report(logger: logger) { () async throws(TockError) -> Bool in try await finisher.finish(run, outcome) }
     }
 
-    /// Puts a run our own shutdown stopped back in the queue. Whether the database got it (false: given up and
-    /// logged; the heartbeat hands it back, as a run this worker no longer holds).
+    /// Puts a run our own shutdown stopped back in the queue. On `.gaveUp` the heartbeat hands it back, as a run
+    /// this worker no longer holds.
     @discardableResult
-    func handBack(_ run: Int64, logger: Logger) async -> Bool {
+    func handBack(_ run: Int64, logger: Logger) async -> Report {
         await report(logger: logger) { () async throws(TockError) -> Bool in
             try await database.releaseRun(run, worker: worker)
         }
     }
+
+    /// The log line of a refused report.
+    static let refusedMessage = """
+        the database refused this run's report and changed nothing: the run is no longer running on this worker \
+        (tock.rescue() judged the worker lost and failed the run over, or it was cancelled or deleted)
+        """
 
     /// What a report does after a failed attempt.
     enum NextAttempt: Equatable {
@@ -58,19 +76,21 @@ struct RunReporter: Sendable {
         return .retry(after: shutdownDeadline.map { min(pause, max($0 - now, .milliseconds(1))) } ?? pause)
     }
 
-    private func report(logger: Logger, _ call: @escaping @Sendable () async throws(TockError) -> Bool) async -> Bool {
+    /// `call` answers whether the database changed the run.
+    private func report(logger: Logger, _ call: @escaping @Sendable () async throws(TockError) -> Bool) async -> Report {
         var backoff = RetryBackoff()
         while true {
             let failure: TockError
             do {
+                let changed: Bool
                 if shutdownDeadline() == nil {
-                    _ = try await call()  // bounded by the database's call timeout
+                    changed = try await call()  // bounded by the database's call timeout
                 } else {
                     // While the worker stops, abandoned rather than awaited once this task is cancelled (its exit): a
                     // call stuck on a database that is away must not hold the process. Only then: it costs a task.
-                    _ = try await awaitAbandoning { () async throws -> Bool in try await call() }
+                    changed = try await awaitAbandoning { () async throws -> Bool in try await call() }
                 }
-                return true
+                return changed ? .recorded : .refused
             } catch let error as TockError {
                 failure = error
             } catch {
@@ -83,10 +103,10 @@ struct RunReporter: Sendable {
                     could not report the run before the shutdown grace ended; it stays running in tock.runs until \
                     tock.rescue() finds this worker gone and fails it over (a retry if it has attempts left)
                     """, metadata: ["error": "\(failure.message)"])
-                return false
+                return .gaveUp
             case .giveUp:
                 logger.error("could not report the run", metadata: ["error": "\(failure.message)"])
-                return false
+                return .gaveUp
             case .retry(let pause):
                 logger.warning("cannot report the run yet; retrying", metadata: ["error": "\(failure.message)"])
                 try? await clock.sleep(for: pause)

@@ -32,6 +32,8 @@ public final class Worker: Service, Sendable {
         case reported(Int64, RunStatus)
         /// Its report failed for good: the run stays held (see WorkerState.unreported).
         case reportGaveUp(Int64)
+        /// The database refused its report: the run was no longer this worker's (RunReporter.Report.refused).
+        case reportRefused(Int64)
         /// Our own shutdown stopped the run's script and the run went back to the queue.
         case handedBack(Int64)
         /// A heartbeat the database answered, with the runs it said this worker holds (nil: a claim was under way).
@@ -339,8 +341,12 @@ public final class Worker: Service, Sendable {
             nextBeat = clock.now + configuration.heartbeatInterval
             switch answer {
             case .success(nil):
-                logger.error("this worker is no longer registered as alive in tock.workers; stopping")
-                state.withLock { $0.deregistered() }
+                logger.error("""
+                    this worker is no longer registered as alive in tock.workers: it was judged lost (no heartbeat \
+                    within the lease) and its runs were failed over to other workers; stopping its scripts now and \
+                    exiting
+                    """)
+                state.withLock { $0.deregistered(now: clock.now) }
                 testSignals.send(.stopping)
                 wake.signal()
                 return
@@ -375,12 +381,19 @@ public final class Worker: Service, Sendable {
         metrics.runsInFlight(state.withLock { $0.scriptEnded(run.runId); return $0.running.count })
         testSignals.send(.scriptEnded(run.runId))
         wake.signal()
-        let reported = await reporter.finish(run.runId, outcome, logger: logger)
-        state.withLock { reported ? $0.reported(run.runId) : $0.reportGaveUp(run.runId) }
+        let report = await reporter.finish(run.runId, outcome, logger: logger)
+        state.withLock { report == .gaveUp ? $0.reportGaveUp(run.runId) : $0.reported(run.runId) }
         wake.signal()
-        guard reported else {
+        switch report {
+        case .gaveUp:
             testSignals.send(.reportGaveUp(run.runId))
             return
+        case .refused:
+            logger.warning("\(RunReporter.refusedMessage)", metadata: ["status": "\(outcome.status.rawValue)"])
+            testSignals.send(.reportRefused(run.runId))
+            return
+        case .recorded:
+            break
         }
         metrics.runFinished(job: run.jobName, status: outcome.status.rawValue, duration: clock.now - started)
         logger.info("run finished", metadata: [
@@ -415,8 +428,11 @@ public final class Worker: Service, Sendable {
             await live?.value
             if state.withLock({ $0.handsBack(run.runId, stoppedByControl: result.cancelled) }) {
                 // Its slot stays taken until the release is sent: the drain waits for it.
-                await reporter.handBack(run.runId, logger: logger)
-                logger.info("handed back")
+                switch await reporter.handBack(run.runId, logger: logger) {
+                case .recorded: logger.info("handed back")
+                case .refused: logger.warning("\(RunReporter.refusedMessage)")
+                case .gaveUp: break
+                }
                 return nil
             }
             return result.outcome(timeoutSeconds: run.timeoutSeconds)

@@ -264,9 +264,12 @@ struct WorkerState: Sendable {
         stopping = true
     }
 
-    /// The database no longer counts this worker as alive: no new claims. The grace starts with the drain.
-    mutating func deregistered() {
+    /// The database no longer counts this worker as alive: tock.rescue() judged it lost (a cut network, a long
+    /// pause) and failed its runs over to other workers. No new claims, and no grace: its scripts are stopped now,
+    /// since each runs a run that is no longer this worker's.
+    mutating func deregistered(now: Instant) {
         stopping = true
+        shutdownDeadline = min(shutdownDeadline ?? now, now)
     }
 
     /// The drain begins (after a stop request or a deregistration): the shutdown deadline.

@@ -14,17 +14,18 @@ public final class TockProcess: @unchecked Sendable {
     public let logPath: String
 
     /// `tock worker`, `tock scheduler` and `tock up` run with their safety sweep an hour away (TestSweep) unless
-    /// `arguments` set `--sweep-seconds`: a test waiting on a wake-up must not pass on the sweep.
+    /// `arguments` set `--sweep-seconds`: a test waiting on a wake-up must not pass on the sweep. `launcher` runs
+    /// the binary (`ip netns exec NAME`, which execs it: the process is still the binary's).
     public init(_ arguments: [String], settings: ConnectionSettings, directory: String,
-                environment: [String: String] = [:], binary: String = TockProcess.binary) throws {
+                environment: [String: String] = [:], binary: String = TockProcess.binary, launcher: [String] = []) throws {
         var arguments = arguments
         if ["worker", "scheduler", "up"].contains(arguments.first ?? ""), !arguments.contains("--sweep-seconds") {
             arguments += ["--sweep-seconds", TestSweep.seconds]
         }
         logPath = directory + "/tock-\(arguments.first ?? "x")-\(UInt32.random(in: 0...UInt32.max)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
+        process.executableURL = URL(fileURLWithPath: launcher.first ?? binary)
+        process.arguments = launcher.isEmpty ? arguments : Array(launcher.dropFirst()) + [binary] + arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.environment = ["DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TZ": "UTC",
                                "TOCK_LOG_LEVEL": "info"].merging(environment) { $1 }

@@ -256,11 +256,15 @@ struct WorkerStateTests {
         #expect(requested.shutdownDeadline == t0 + grace, "a second SIGTERM does not extend the grace")
 
         var deregistered = idleWorker()
-        deregistered.deregistered()
-        #expect(deregistered.stopping && deregistered.shutdownDeadline == nil)
+        deregistered.deregistered(now: t0)
+        #expect(deregistered.stopping && deregistered.shutdownDeadline == t0, "a lost worker's runs are another's: no grace")
         #expect(deregistered.nextStep(now: t0) == .stop)
         let deregisteredDeadline = deregistered.drainStarted(now: t0 + .seconds(5))
-        #expect(deregisteredDeadline == t0 + .seconds(5) + grace)
+        #expect(deregisteredDeadline == t0)
+        var stoppingThenLost = idleWorker()
+        stoppingThenLost.stopRequested(now: t0)
+        stoppingThenLost.deregistered(now: t0 + .seconds(3))
+        #expect(stoppingThenLost.shutdownDeadline == t0 + .seconds(3), "losing the lease ends a grace under way")
     }
 }
 
