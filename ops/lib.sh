@@ -61,6 +61,8 @@ ensure_ops_tools() {
     command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
     command -v promtool >/dev/null || missing+=(prometheus)
     command -v systemd-analyze >/dev/null || missing+=(systemd)
+    # The fault suite builds hosts as network namespaces.
+    command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
     [ ${#missing[@]} -eq 0 ] && return
     echo "ops: installing ${missing[*]} (apt-get install -y ${missing[*]})" >&2
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

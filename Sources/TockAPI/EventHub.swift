@@ -20,8 +20,11 @@ public final class EventHub: Service, Sendable {
     let subscribers = Mutex<[Int: AsyncStream<Message>.Continuation]?>([:])
     let nextID = Atomic<Int>(0)
 
-    public init(settings: ConnectionSettings, logger: Logger, keepAlive: Duration = .seconds(15)) {
-        self.listener = NotificationListener(settings: settings, channels: ["tock_events"], logger: logger)
+    /// `follow`: the process's follower of the primary, when its settings name several servers.
+    public init(settings: ConnectionSettings, follow: PrimaryClient? = nil, logger: Logger, keepAlive: Duration = .seconds(15)) {
+        var listener = NotificationListener(settings: settings, channels: ["tock_events"], logger: logger)
+        listener.follow = follow
+        self.listener = listener
         self.keepAlive = keepAlive
     }
 

@@ -374,7 +374,7 @@ public func buildAPIServices(database: Database, settings: ConnectionSettings, h
         address = loopback
         logger.warning("API without tokens: listening on loopback only", metadata: ["address": "\(address):\(port)"])
     }
-    let events = EventHub(settings: settings, logger: logger)
+    let events = EventHub(settings: settings, follow: database.primary, logger: logger)
     let application = limitedApplication(router: buildRouter(database: database, access: access, events: events, metrics: metrics),
                                          host: address, port: port, limits: limits, logger: logger)
     return [application, events]

@@ -23,9 +23,21 @@ public func resolveSettings(_ options: GlobalOptions, logger: Logger, createEmbe
     return try cluster.start()
 }
 
-/// Runs `body` with a connected `Database`, the pool running beside it.
+/// With several servers named (or target_session_attrs=read-write), the settings of the one that accepts writes;
+/// `.unavailable` with what each said when none does.
+public func findPrimary(_ settings: ConnectionSettings, logger: Logger) async throws(TockError) -> ConnectionSettings {
+    let (found, said) = await PrimaryClient.findPrimary(settings, logger: logger)
+    guard let found else {
+        throw TockError(.unavailable, "no server in DATABASE_URL accepts writes: \(said.joined(separator: "; "))")
+    }
+    return found
+}
+
+/// Runs `body` with a connected `Database`, the pool running beside it: on the server that accepts writes, when
+/// the settings name several.
 public func withDatabase<T: Sendable>(_ settings: ConnectionSettings, logger: Logger,
                                       _ body: @Sendable (Database, PostgresClient) async throws -> T) async throws -> T {
+    let settings = settings.followsPrimary ? try await findPrimary(settings, logger: logger) : settings
     // The pool's own chatter (e.g. a lease asked for a moment before run() starts) is not for one-shot commands.
     var poolLogger = logger
     poolLogger.logLevel = max(logger.logLevel, .error)

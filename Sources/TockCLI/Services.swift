@@ -92,7 +92,7 @@ public func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions
                         build: (Database, ConnectionSettings, TockMetrics, Logger) throws(TockError) -> [any Service]) async throws {
     let logger = options.logger(label: "tock", defaultLevel: .info)
     do {
-        let settings = try resolveSettings(options, logger: logger, createEmbedded: createEmbedded)
+        var settings = try resolveSettings(options, logger: logger, createEmbedded: createEmbedded)
         // A wrong database, password or address is a mistake to report, not an outage to wait out: exit 5 with the
         // cause (systemd's Restart= retries a server that was merely down). A server with no connection free, or
         // still starting, is waited out with backoff: a fleet that outgrew max_connections starts as connections
@@ -100,12 +100,14 @@ public func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions
         var backoff = RetryBackoff(initial: .seconds(1), maximum: .seconds(30))
         while true {
             do {
+                if settings.followsPrimary { settings = try await findPrimary(settings, logger: logger) }
                 try await withDatabase(settings, logger: logger) { database, _ in try await database.checkConnection() }
                 break
             } catch {
                 let failure = TockError(from: error)
                 let message = failure.message
-                if failure.waitsOut {
+                // Every server named answering read-only: a failover under way, waited out like a full server.
+                if failure.waitsOut || (settings.followsPrimary && message.contains("read-only")) {
                     let wait = backoff.next()
                     logger.warning("PostgreSQL has no connection for this process now; trying again", metadata: [
                         "database": "\(settings.displayName)", "error": "\(message)", "retry_in": "\(wait)"])
@@ -127,12 +129,23 @@ public func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions
                 if !report.applied.isEmpty { logger.info("migrated", metadata: ["applied": "\(report.applied)"]) }
             }
         }
-        var clientConfiguration = settings.clientConfiguration(maximumConnections: connections)
-        // One kept open for good: a process that got in keeps a connection for its heartbeats and reports when the
-        // server has none to spare (max_connections reached), rather than closing it when idle and queueing for it.
-        clientConfiguration.options.minimumConnections = 1
-        let serviceClient = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
-        var serviceDatabase = Database(client: serviceClient, logger: logger, settings: settings)
+        let configure = { @Sendable (settings: ConnectionSettings) in
+            var clientConfiguration = settings.clientConfiguration(maximumConnections: connections)
+            // One kept open for good: a process that got in keeps a connection for its heartbeats and reports when
+            // the server has none to spare (max_connections reached), rather than closing it when idle and queueing.
+            clientConfiguration.options.minimumConnections = 1
+            return clientConfiguration
+        }
+        // Several servers: the pool follows the one that accepts writes.
+        let pool: any Service
+        var serviceDatabase: Database
+        if settings.followsPrimary {
+            let primary = PrimaryClient(settings: settings, logger: logger, configure: configure)
+            (pool, serviceDatabase) = (primary, Database(primary: primary, logger: logger))
+        } else {
+            let client = PostgresClient(configuration: configure(settings), backgroundLogger: logger)
+            (pool, serviceDatabase) = (client, Database(client: client, logger: logger, settings: settings))
+        }
         // Every service query is small; one that takes longer means a lost connection, so fail and retry.
         serviceDatabase.callTimeout = .seconds(10)
         // One registry for the process: the worker's, the scheduler's and the API's figures print together.
@@ -147,7 +160,7 @@ public func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions
         }
         logger.info("tock running", metadata: ["database": "\(settings.displayName)"])
         var configuration = ServiceGroupConfiguration(
-            services: [.init(service: serviceClient)] + services.map { .init(service: $0) },
+            services: [.init(service: pool)] + services.map { .init(service: $0) },
             logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         try await ServiceGroup(configuration: configuration).run()

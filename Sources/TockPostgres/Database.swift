@@ -6,9 +6,14 @@ import TockCore
 /// Typed calls to the `tock.*` SQL functions and views. Every rule lives in SQL; this only moves values and
 /// turns PostgreSQL's errors into `TockError`s.
 public struct Database: Sendable {
-    public let client: PostgresClient
+    private enum Pool: Sendable {
+        case fixed(PostgresClient, ConnectionSettings?)
+        /// Several servers: the one that accepts writes, followed when it moves.
+        case following(PrimaryClient)
+    }
+
+    private let pool: Pool
     public let logger: Logger
-    public let settings: ConnectionSettings?
     /// The longest any call may take. A long-running process must never wait forever on the database: after a
     /// restart the pool can hold a lease back indefinitely, and the caller's retry path is what recovers.
     public var callTimeout: Duration = .seconds(30)
@@ -17,9 +22,36 @@ public struct Database: Sendable {
     public var leaseToken: String?
 
     public init(client: PostgresClient, logger: Logger, settings: ConnectionSettings? = nil) {
-        self.client = client
+        pool = .fixed(client, settings)
         self.logger = logger
-        self.settings = settings
+    }
+
+    /// Calls go to the server `primary` found accepting writes, and follow it.
+    public init(primary: PrimaryClient, logger: Logger) {
+        pool = .following(primary)
+        self.logger = logger
+    }
+
+    /// The pool of the server calls go to now.
+    public var client: PostgresClient {
+        switch pool {
+        case .fixed(let client, _): return client
+        case .following(let primary): return primary.client
+        }
+    }
+
+    /// The settings of the server calls go to now.
+    public var settings: ConnectionSettings? {
+        switch pool {
+        case .fixed(_, let settings): return settings
+        case .following(let primary): return primary.settings
+        }
+    }
+
+    /// The follower of the primary, when the settings name several servers (NotificationListener follows it too).
+    public var primary: PrimaryClient? {
+        if case .following(let primary) = pool { return primary }
+        return nil
     }
 
     /// Runs `body` within `callTimeout`, mapping any error to a `TockError` (a timeout is `.unavailable`, and so is
@@ -28,14 +60,18 @@ public struct Database: Sendable {
     /// pool may ignore cancellation, and the caller must get on with its retry (or its exit).
     func mapped<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws(TockError) -> T {
         let timeout = callTimeout
+        let settings = settings
         do {
             return try await awaitAbandoning(timeout: timeout, timedOut: {
                 TockError(.unavailable, "PostgreSQL did not answer within \(timeout)")
-            }, failFast: { [settings] in await PostgresReachability.refusal(of: settings) }, body)
+            }, failFast: { await PostgresReachability.refusal(of: settings) }, body)
         } catch is CancellationError {
             throw TockError(.unavailable, "the call to PostgreSQL was cancelled")
         } catch {
-            throw TockError(from: error, settings: settings)
+            let failure = TockError(from: error, settings: settings)
+            // Unreachable, shutting down, read-only: what a failover looks like from here.
+            if failure.kind == .unavailable { primary?.suspect() }
+            throw failure
         }
     }
 

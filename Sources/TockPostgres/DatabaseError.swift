@@ -33,6 +33,11 @@ extension TockError {
                 self.init(.notFound, field: field, message)
             case "23505", "55000":
                 self.init(.conflict, field: field, message)
+            case "25006":
+                // A standby (or a read-only default): a failover under way, or DATABASE_URL names the wrong server.
+                self.init(.unavailable, "PostgreSQL\(settings.map { " at \($0.endpoint.displayName)" } ?? "") is read-only "
+                    + "(\(message)): a standby, not the primary. Name every server in DATABASE_URL "
+                    + "(postgres://h1,h2/tock?target_session_attrs=read-write) and Tock connects to the one that accepts writes")
             case _ where state.hasPrefix("08") || state.hasPrefix("57P"):
                 // Connection failures and the server shutting down or restarting: try again later.
                 self.init(.unavailable, "PostgreSQL is unavailable (\(message))")

@@ -34,6 +34,12 @@ public struct NotificationListener: Sendable {
     public var probeRecheck: Duration = .seconds(30)
     /// Runs on every new connection before LISTEN (a worker takes its session lock here).
     public var onConnect: @Sendable (PostgresConnection) async throws -> Void
+    /// With several servers, the process's follower of the primary: each connection goes to the server it found
+    /// accepting writes (LISTEN fails on a standby), and a lost connection asks it to look.
+    public var follow: PrimaryClient?
+
+    /// The settings of the server to connect to now.
+    private var current: ConnectionSettings { follow?.settings ?? settings }
 
     public init(settings: ConnectionSettings, channels: [String], logger: Logger,
                 onConnect: @escaping @Sendable (PostgresConnection) async throws -> Void = { _ in }) {
@@ -51,7 +57,7 @@ public struct NotificationListener: Sendable {
             connectionID += 1
             do {
                 let connection = try await PostgresConnection.connect(
-                    configuration: try settings.connectionConfiguration(), id: connectionID, logger: logger)
+                    configuration: try current.connectionConfiguration(), id: connectionID, logger: logger)
                 backoff.reset()
                 do {
                     try await onConnect(connection)
@@ -63,8 +69,9 @@ public struct NotificationListener: Sendable {
                 try? await connection.close()
             } catch {
                 if Task.isCancelled { return }
+                follow?.suspect()
                 logger.warning("LISTEN connection lost; reconnecting", metadata: [
-                    "error": "\(TockError(from: error, settings: settings).message)",
+                    "error": "\(TockError(from: error, settings: current).message)",
                     "retry_in": "\(backoff.current)",
                 ])
                 try? await Task.sleep(for: backoff.next())
@@ -146,7 +153,7 @@ public struct NotificationListener: Sendable {
                     try Task.checkCancellation()  // the listener is stopping: nothing to try again
                     wait = unsentBackoff.next()
                     logger.info("the LISTEN/NOTIFY check could not send its NOTIFY; trying again", metadata: [
-                        "error": "\(TockError(from: error, settings: settings).message)", "retry_in": "\(wait)"])
+                        "error": "\(TockError(from: error, settings: current).message)", "retry_in": "\(wait)"])
                 }
             }
             try await Task.sleep(for: min(wait, max(lastPing + pingInterval - ContinuousClock.now, .zero)))
@@ -182,10 +189,10 @@ extension NotificationListener {
         let (events, eventsContinuation) = AsyncStream<ProbeEvent>.makeStream()
         replies.set { payload in if payload == token { eventsContinuation.yield(.arrived) } }
         defer { replies.set(nil) }
-        let send = Task { [settings, logger] in
+        let send = Task { [current, logger] in
             do {
                 let sender = try await PostgresConnection.connect(
-                    configuration: try settings.connectionConfiguration(), id: 0, logger: logger)
+                    configuration: try current.connectionConfiguration(), id: 0, logger: logger)
                 defer { Task { try? await sender.close() } }
                 _ = try await sender.query("SELECT pg_notify(\(Self.probeChannel), \(token))", logger: logger).collect()
                 eventsContinuation.yield(.sent)

@@ -51,13 +51,15 @@ public final class Scheduler: Service, Sendable {
                 lookahead: Duration = .seconds(1), metrics: TockMetrics = TockMetrics(),
                 clock: some Clock<Duration> = ContinuousClock(), logger: Logger) {
         self.database = database
-        self.listener = NotificationListener(
+        var listener = NotificationListener(
             settings: settings, channels: ["tock_jobs"], logger: logger,
             onConnect: { connection in
                 // Held while this process lives: tock.schedulers_alive() counts the holders (health, stats).
                 _ = try await connection.query("SELECT pg_advisory_lock_shared(tock.scheduler_lock_key(), 0)",
                                                logger: logger).collect()
             })
+        listener.follow = database.primary
+        self.listener = listener
         self.sweepInterval = sweepInterval
         self.rescueInterval = rescueInterval
         self.purgeInterval = purgeInterval

@@ -171,7 +171,7 @@ public final class Worker: Service, Sendable {
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                let listener = NotificationListener(
+                var listener = NotificationListener(
                     settings: settings, channels: ["tock_runs", "tock_cancel"], logger: logger,
                     onConnect: { connection in
                         // Held while this process lives: tock.rescue() sees at once when it does not (a reconnect
@@ -181,6 +181,7 @@ public final class Worker: Service, Sendable {
                         if self.state.withLock({ $0.sessionLocked() }) { self.wake.signal() }
                         self.testSignals.send(.sessionLocked)
                     })
+                listener.follow = self.database.primary
                 group.addTask {
                     await listener.run { event in await self.handle(event, worker: id, logger: logger) }
                 }

@@ -93,6 +93,51 @@ struct ConnectionSettingsTests {
         #expect(throws: InputError.self) { try ConnectionSettings.fromEnvironment(["DATABASE_URL": "mysql://x/y"]) }
         #expect(throws: InputError.self) { try ConnectionSettings.fromEnvironment(["PGPORT": "99999"]) }
     }
+
+    @Test("several servers, as libpq takes them: in the authority, in host=, and in PGHOST; the URL round-trips")
+    func severalServers() throws {
+        let tcp = try #require(try ConnectionSettings.fromEnvironment(
+            ["DATABASE_URL": "postgres://tock:pw@db1:5432,db2,[::1]:6000/tock?target_session_attrs=read-write"]))
+        #expect(tcp.servers == [.tcp(host: "db1", port: 5432), .tcp(host: "db2", port: 5432), .tcp(host: "::1", port: 6000)])
+        #expect(tcp.endpoint == .tcp(host: "db1", port: 5432))
+        #expect(tcp.requireWritable && tcp.followsPrimary)
+        #expect((tcp.username, tcp.password, tcp.database) == ("tock", "pw", "tock"))
+        #expect(try ConnectionSettings.fromEnvironment(["DATABASE_URL": tcp.url()]) == tcp)
+        #expect(try ConnectionSettings.fromEnvironment(["DATABASE_URL": tcp.at(.tcp(host: "db2", port: 5432)).url()])?.servers == tcp.servers)
+
+        let sockets = try #require(try ConnectionSettings.fromEnvironment(
+            ["DATABASE_URL": "postgres://postgres@/tock?host=/run/a,/run/b&port=5432,5433"]))
+        #expect(sockets.servers == [.unixSocket(path: "/run/a/.s.PGSQL.5432"), .unixSocket(path: "/run/b/.s.PGSQL.5433")])
+        #expect(!sockets.requireWritable && sockets.followsPrimary)
+        #expect(try ConnectionSettings.fromEnvironment(["DATABASE_URL": sockets.url()]) == sockets)
+
+        let variables = try #require(try ConnectionSettings.fromEnvironment(
+            ["PGHOST": "h1,h2", "PGPORT": "5433", "PGTARGETSESSIONATTRS": "read-write", "PGUSER": "ops"]))
+        #expect(variables.servers == [.tcp(host: "h1", port: 5433), .tcp(host: "h2", port: 5433)])
+        #expect(variables.requireWritable)
+
+        let one = try #require(try ConnectionSettings.fromEnvironment(["DATABASE_URL": "postgres://tock@db1/tock"]))
+        #expect(!one.followsPrimary && one.servers == [one.endpoint])
+        var moved = one
+        moved.endpoint = .tcp(host: "db9", port: 5432)
+        #expect(moved.servers == [moved.endpoint], "a server set alone is the only one")
+    }
+
+    @Test("several servers given wrong: a precise error", arguments: [
+        (["DATABASE_URL": "postgres://db1,,db2/tock"], "list of 1 to 16 hosts"),
+        (["DATABASE_URL": "postgres://db1:5432,db2:99999/tock"], "'99999' is not a port number"),
+        (["DATABASE_URL": "postgres://x@/tock?host=/a,/b,/c&port=1,2"], "2 ports for 3 hosts"),
+        (["DATABASE_URL": "postgres://db1,db2/tock?target_session_attrs=standby"], "target_session_attrs 'standby'"),
+        (["PGHOST": "h1,h2", "PGTARGETSESSIONATTRS": "read-only"], "target_session_attrs 'read-only'"),
+    ])
+    func badServers(environment: [String: String], message: String) {
+        do {
+            _ = try ConnectionSettings.fromEnvironment(environment)
+            Issue.record("accepted \(environment)")
+        } catch {
+            #expect(error.message.contains(message), "\(error.message)")
+        }
+    }
 }
 
 @Suite("script paths")
