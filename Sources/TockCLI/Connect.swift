@@ -28,7 +28,10 @@ public func resolveSettings(_ options: GlobalOptions, logger: Logger, createEmbe
 public func findPrimary(_ settings: ConnectionSettings, logger: Logger) async throws(TockError) -> ConnectionSettings {
     let (found, said) = await PrimaryClient.findPrimary(settings, logger: logger)
     guard let found else {
-        throw TockError(.unavailable, "no server in DATABASE_URL accepts writes: \(said.joined(separator: "; "))")
+        // A standby, and the others out of reach: a failover may be under way ("yet"). Every server out of reach is
+        // an outage, reported as for one server; a refused login is a mistake.
+        let passing = said.contains { $0.contains("read-only") } && said.allSatisfy { $0.contains("read-only") || $0.contains("cannot reach") || $0.contains("did not answer") }
+        throw TockError(.unavailable, "no server in DATABASE_URL accepts writes\(passing ? " yet" : ""): \(said.joined(separator: "; "))")
     }
     return found
 }

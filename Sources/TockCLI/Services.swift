@@ -106,10 +106,12 @@ public func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions
             } catch {
                 let failure = TockError(from: error)
                 let message = failure.message
-                // Every server named answering read-only: a failover under way, waited out like a full server.
-                if failure.waitsOut || (settings.followsPrimary && message.contains("read-only")) {
+                // Every server named read-only or out of reach: a failover under way, waited out like a full server.
+                let failingOver = settings.followsPrimary && message.contains("accepts writes yet")
+                if failure.waitsOut || failingOver {
                     let wait = backoff.next()
-                    logger.warning("PostgreSQL has no connection for this process now; trying again", metadata: [
+                    logger.warning(failingOver ? "no server accepts writes yet; trying again"
+                                               : "PostgreSQL has no connection for this process now; trying again", metadata: [
                         "database": "\(settings.displayName)", "error": "\(message)", "retry_in": "\(wait)"])
                     try await Task.sleep(for: wait)
                     continue

@@ -94,8 +94,14 @@ public struct ConnectionSettings: Sendable, Equatable {
     /// `postgres://user:password@host:port/database?host=/socket/dir&sslmode=require`, and libpq's lists of
     /// servers: `postgres://h1:5432,h2:5432/tock?target_session_attrs=read-write`, `?host=/run/a,/run/b&port=5432`.
     static func parseURL(_ text: String, environment: [String: String]) throws(InputError) -> ConnectionSettings {
+        // Said without its password: the message reaches logs.
+        var shown = text
+        if let schemeEnd = text.range(of: "://"), let at = text[schemeEnd.upperBound...].firstIndex(of: "@"),
+           let colon = text[schemeEnd.upperBound..<at].firstIndex(of: ":") {
+            shown = String(text[..<text.index(after: colon)]) + "***" + String(text[at...])
+        }
         let bad = InputError(field: "DATABASE_URL",
-                             message: "'\(text)' is not a postgres:// URL (e.g. postgres://tock@db.example:5432/tock)")
+                             message: "'\(shown)' is not a postgres:// URL (e.g. postgres://tock@db.example:5432/tock)")
         // URLComponents takes one host: a list in the authority is read here, and the URL parsed without it.
         var single = text
         var listed: String?
@@ -132,7 +138,9 @@ public struct ConnectionSettings: Sendable, Equatable {
             hosts = hosts.map { $0.hasPrefix("[") && $0.hasSuffix("]") ? String($0.dropFirst().dropLast()) : $0 }
             servers = try endpoints(hosts: hosts.joined(separator: ","), ports: ports.joined(separator: ","), field: "DATABASE_URL")
         } else {
-            let host = components.host.flatMap { $0.isEmpty ? nil : $0 } ?? "localhost"
+            var host = components.host.flatMap { $0.isEmpty ? nil : $0 } ?? "localhost"
+            // An IP literal keeps its brackets in URLComponents.host.
+            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
             servers = try endpoints(hosts: host, ports: components.port.map(String.init) ?? query["port"], field: "DATABASE_URL")
         }
         let user = components.user.flatMap { $0.removingPercentEncoding } ?? query["user"] ?? environment["USER"] ?? "postgres"

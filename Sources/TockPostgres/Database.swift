@@ -68,10 +68,8 @@ public struct Database: Sendable {
         } catch is CancellationError {
             throw TockError(.unavailable, "the call to PostgreSQL was cancelled")
         } catch {
-            let failure = TockError(from: error, settings: settings)
-            // Unreachable, shutting down, read-only: what a failover looks like from here.
-            if failure.kind == .unavailable { primary?.suspect() }
-            throw failure
+            if let primary, TockError.suggestsFailover(error) { primary.suspect() }
+            throw TockError(from: error, settings: settings)
         }
     }
 

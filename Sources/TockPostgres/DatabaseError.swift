@@ -33,9 +33,13 @@ extension TockError {
                 self.init(.notFound, field: field, message)
             case "23505", "55000":
                 self.init(.conflict, field: field, message)
+            case "25006" where settings?.followsPrimary == true:
+                // A standby with several servers named: a failover under way, which PrimaryClient follows.
+                self.init(.unavailable, "PostgreSQL at \(settings.map { $0.endpoint.displayName } ?? "?") is read-only now "
+                    + "(\(message)): looking for the server that accepts writes")
             case "25006":
-                // A standby (or a read-only default): a failover under way, or DATABASE_URL names the wrong server.
-                self.init(.unavailable, "PostgreSQL\(settings.map { " at \($0.endpoint.displayName)" } ?? "") is read-only "
+                // One server named, and it is a standby (or read-only by default): a mistake to report, not to wait out.
+                self.init(.failed, "PostgreSQL\(settings.map { " at \($0.endpoint.displayName)" } ?? "") is read-only "
                     + "(\(message)): a standby, not the primary. Name every server in DATABASE_URL "
                     + "(postgres://h1,h2/tock?target_session_attrs=read-write) and Tock connects to the one that accepts writes")
             case _ where state.hasPrefix("08") || state.hasPrefix("57P"):
@@ -79,6 +83,24 @@ extension TockError {
     public var waitsOut: Bool {
         kind == .unavailable
             && ["SQLSTATE 53300", "SQLSTATE 57P03", "too many clients", "no connection for a while"].contains { message.contains($0) }
+    }
+
+    /// Whether `error` is what a failover looks like from a client: the server unreachable or silent, a connection
+    /// lost, the server shutting down or starting, or read-only (a standby). Not a shortage of connections or a
+    /// busy server: those send no look for another primary (PrimaryClient), each a connection to every server.
+    static func suggestsFailover(_ error: any Error) -> Bool {
+        if let psql = error as? PSQLError {
+            if let state = psql.serverInfo?[.sqlState] {
+                return state == "25006" || state == "57P01" || state == "57P02" || state.hasPrefix("08")
+            }
+            switch psql.code {
+            case .connectionError, .serverClosedConnection, .uncleanShutdown: return true
+            default: return false
+            }
+        }
+        // A refused connect (PostgresReachability) or a call timeout.
+        if let tock = error as? TockError { return tock.kind == .unavailable && !tock.waitsOut }
+        return false
     }
 
     static func field(ofConstraint name: String) -> String? {

@@ -11,8 +11,6 @@ import TockCore
 /// one a second; a look that finds another server accepting writes starts a client for it, and new calls go there.
 /// The old client is shut down once the calls under way on it have had their timeout to fail or finish.
 public final class PrimaryClient: Sendable {
-    /// The settings as given, every server named.
-    public let configured: ConnectionSettings
     private let logger: Logger
     private let configure: @Sendable (ConnectionSettings) -> PostgresClient.Configuration
     private let state: Mutex<State>
@@ -25,13 +23,14 @@ public final class PrimaryClient: Sendable {
         /// Clients whose run() has not started yet (the first, until run() begins).
         var toRun: [PostgresClient]
         var runs: [ObjectIdentifier: Task<Void, Never>] = [:]
+        /// The waits before old clients stop, cancelled with run().
+        var retirements: [Task<Void, Never>] = []
         var stopped = false
     }
 
     /// Connections will go to `settings.endpoint` until a look finds otherwise (see `findPrimary`).
     public init(settings: ConnectionSettings, logger: Logger,
                 configure: @escaping @Sendable (ConnectionSettings) -> PostgresClient.Configuration) {
-        configured = settings
         self.logger = logger
         self.configure = configure
         let client = PostgresClient(configuration: configure(settings), backgroundLogger: logger)
@@ -55,6 +54,7 @@ public final class PrimaryClient: Sendable {
     public static func findPrimary(_ settings: ConnectionSettings, logger: Logger) async -> (ConnectionSettings?, [String]) {
         var said: [String] = []
         for server in [settings.endpoint] + settings.servers.filter({ $0 != settings.endpoint }) {
+            if Task.isCancelled { break }
             let candidate = settings.at(server)
             switch await acceptsWrites(candidate, logger: logger) {
             case .success(true): return (candidate, said)
@@ -72,7 +72,9 @@ public final class PrimaryClient: Sendable {
             configuration.options.connectTimeout = .seconds(2)
             configuration.options.additionalStartupParameters = [("application_name", "tock-find-primary")]
             let connect = configuration
-            return .success(try await awaitAbandoning(timeout: .seconds(3)) {
+            return .success(try await awaitAbandoning(timeout: .seconds(3), timedOut: {
+                TockError(.unavailable, "did not answer within 3 s")
+            }) {
                 let connection = try await PostgresConnection.connect(configuration: connect, id: 0, logger: logger)
                 defer { Task { try? await connection.close() } }
                 let rows = try await connection.query("SELECT current_setting('transaction_read_only') = 'off'", logger: logger)
@@ -102,10 +104,11 @@ public final class PrimaryClient: Sendable {
                 self.looks.finish()
             }
         }
-        let runs = state.withLock { state in
+        let (runs, retirements) = state.withLock { state in
             state.stopped = true
-            return Array(state.runs.values)
+            return (Array(state.runs.values), state.retirements)
         }
+        retirements.forEach { $0.cancel() }
         runs.forEach { $0.cancel() }
         for run in runs { await run.value }
     }
@@ -122,27 +125,31 @@ public final class PrimaryClient: Sendable {
         let current = settings
         let (found, said) = await Self.findPrimary(current, logger: logger)
         guard let found else {
-            logger.warning("no server accepts writes yet; looking again when a call fails", metadata: [
-                "servers": "\(said.joined(separator: "; "))"])
+            if !Task.isCancelled {
+                logger.warning("no server accepts writes yet; looking again when a call fails", metadata: [
+                    "servers": "\(said.joined(separator: "; "))"])
+            }
             return
         }
         guard found.endpoint != current.endpoint else { return }
+        // Running before calls reach it.
         let client = PostgresClient(configuration: configure(found), backgroundLogger: logger)
-        let previous = state.withLock { state in
+        let previous: PostgresClient? = state.withLock { state in
+            guard !state.stopped else { return nil }
+            state.runs[ObjectIdentifier(client)] = Task { await client.run() }
             let previous = state.client
             state.client = client
             state.settings = found
-            state.toRun.append(client)
+            // Calls under way on the old server fail or finish within their timeout; then its pool stops.
+            state.retirements.append(Task { [self] in
+                try? await Task.sleep(for: .seconds(35))
+                self.state.withLock { $0.runs.removeValue(forKey: ObjectIdentifier(previous)) }?.cancel()
+            })
             return previous
         }
-        startClients()
+        guard previous != nil else { return }
         logger.warning("PostgreSQL's primary moved: new connections go to the server that accepts writes", metadata: [
             "primary": "\(found.endpoint.displayName)", "was": "\(current.endpoint.displayName)"])
-        // Calls under way on the old server fail or finish within their timeout; then its pool stops.
-        Task {
-            try? await Task.sleep(for: .seconds(35))
-            state.withLock { $0.runs.removeValue(forKey: ObjectIdentifier(previous)) }?.cancel()
-        }
     }
 }
 

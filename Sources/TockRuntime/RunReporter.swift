@@ -78,7 +78,9 @@ struct RunReporter: Sendable {
 
     /// `call` answers whether the database changed the run.
     private func report(logger: Logger, _ call: @escaping @Sendable () async throws(TockError) -> Bool) async -> Report {
-        var backoff = RetryBackoff()
+        // At most a second apart: a worker that stops (or learns it was judged lost) gives its last reports 2 s, and
+        // a report asleep in a longer pause would miss them. Reports of one moment travel in one batch.
+        var backoff = RetryBackoff(maximum: .seconds(1))
         while true {
             let failure: TockError
             do {
@@ -100,8 +102,9 @@ struct RunReporter: Sendable {
                                      cancelled: Task.isCancelled, backoff: &backoff) {
             case .giveUpAtShutdown:
                 logger.error("""
-                    could not report the run before the shutdown grace ended; it stays running in tock.runs until \
-                    tock.rescue() finds this worker gone and fails it over (a retry if it has attempts left)
+                    could not report the run before the worker stopped; it stays running in tock.runs until \
+                    tock.rescue() finds this worker gone and fails it over (a retry if it has attempts left), unless \
+                    that has happened already (a worker judged lost)
                     """, metadata: ["error": "\(failure.message)"])
                 return .gaveUp
             case .giveUp:

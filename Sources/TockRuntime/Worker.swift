@@ -254,7 +254,8 @@ public final class Worker: Service, Sendable {
     private func drain(id: Int64, logger: Logger) async {
         let deadline = state.withLock { $0.drainStarted(now: clock.now) }
         try? await shutdownDatabase.setWorkerState(worker: id, state: "stopping")
-        while !state.withLock({ $0.running.isEmpty }) && clock.now < deadline {
+        // Read again each time: a worker judged lost during its grace stops its scripts at once (deregistered).
+        while !state.withLock({ $0.running.isEmpty }) && clock.now < min(deadline, state.withLock { $0.shutdownDeadline } ?? deadline) {
             await wake.wait(timeout: .milliseconds(200))
         }
         let left = state.withLock { $0.running }

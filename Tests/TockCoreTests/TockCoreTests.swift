@@ -116,11 +116,25 @@ struct ConnectionSettingsTests {
         #expect(variables.servers == [.tcp(host: "h1", port: 5433), .tcp(host: "h2", port: 5433)])
         #expect(variables.requireWritable)
 
+        let literal = try #require(try ConnectionSettings.fromEnvironment(["DATABASE_URL": "postgres://u:p@[::1]:6000/db"]))
+        #expect(literal.endpoint == .tcp(host: "::1", port: 6000))
+        #expect(try ConnectionSettings.fromEnvironment(["DATABASE_URL": literal.url()]) == literal)
+
         let one = try #require(try ConnectionSettings.fromEnvironment(["DATABASE_URL": "postgres://tock@db1/tock"]))
         #expect(!one.followsPrimary && one.servers == [one.endpoint])
         var moved = one
         moved.endpoint = .tcp(host: "db9", port: 5432)
         #expect(moved.servers == [moved.endpoint], "a server set alone is the only one")
+    }
+
+    @Test("a URL that does not parse is shown without its password")
+    func badURLHidesPassword() {
+        do {
+            _ = try ConnectionSettings.fromEnvironment(["DATABASE_URL": "postgres://u:hunter2@db:port/tock"])
+            Issue.record("accepted a port that is not a number")
+        } catch {
+            #expect(!error.message.contains("hunter2") && error.message.contains("postgres://u:***@db:port/tock"), "\(error.message)")
+        }
     }
 
     @Test("several servers given wrong: a precise error", arguments: [

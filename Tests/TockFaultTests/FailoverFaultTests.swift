@@ -64,7 +64,11 @@ extension FaultTests {
         let worker = try TockProcess(["worker", "--concurrency", "4", "--scripts-dir", directory + "/scripts"],
                                      settings: both, directory: directory)
         let api = try TockProcess(["api", "--api-port", "\(port)"], settings: both, directory: directory)
-        let processes = ["scheduler": scheduler, "worker": worker, "api": api]
+        // A second worker, stopped (SIGSTOP) across the failover and let go 3 s after the promotion: the new primary's
+        // first rescue must not take it for dead (its session lock and heartbeats came over from the old primary).
+        let paused = try TockProcess(["worker", "--name", "paused", "--scripts-dir", directory + "/scripts"],
+                                     settings: both, directory: directory)
+        let processes = ["scheduler": scheduler, "worker": worker, "api": api, "paused": paused]
         defer { processes.values.forEach { $0.signal(SIGKILL) } }
         let logs: @Sendable () -> String = { processes.map { "\($0.key): \($0.value.log.suffix(3000))" }.sorted().joined(separator: "\n---\n") }
         let trigger: @Sendable () async -> Int64? = {
@@ -100,6 +104,7 @@ extension FaultTests {
         #expect(inFlight > 0, "the failover is to catch acknowledged runs still in flight")
 
         // The primary stops (fast: its last WAL reaches the standby), and the standby is promoted.
+        paused.signal(SIGSTOP)
         try await offThePool { try primary.stop(mode: "fast") }
         let stoppedAt = ContinuousClock.now
         // Meanwhile a command given both servers says why it cannot work, at once.
@@ -119,6 +124,14 @@ extension FaultTests {
             }
             let tookToRun = ContinuousClock.now - promotedAt
             try #require(firstRun, "no run started after the promotion\n\(logs())")
+            try await Task.sleep(until: promotedAt + .seconds(3))
+            paused.signal(SIGCONT)
+            let pausedBack = try await eventually(timeout: .seconds(60), interval: .milliseconds(200)) {
+                let state = try await client.query(
+                    "SELECT state FROM tock.workers WHERE name = 'paused'").decode(String.self).all().first
+                return paused.log.contains("primary moved") && state == "running"
+            }
+            #expect(pausedBack, "the paused worker: \(paused.log.suffix(3000))")
             // The API moved too: it acknowledges runs again.
             let apiMoved = try await eventually(timeout: .seconds(60), interval: .milliseconds(100)) {
                 guard let run = await trigger() else { return false }
@@ -145,6 +158,11 @@ extension FaultTests {
                 SELECT status || ' ' || count(*) FROM tock.run_history WHERE id = ANY(\(acknowledged)) GROUP BY status
                 """).decode(String.self).all()
             #expect(allRan, "acknowledged runs: \(statuses)\n\(logs())")
+            // No worker was taken for lost: the promoted server counts its session locks from the promotion.
+            let lost = try await client.query("""
+                SELECT count(*)::int FROM tock.run_history WHERE error LIKE '%was lost%'
+                """).decode(Int.self).all().first ?? -1
+            #expect(lost == 0, "\(lost) runs failed as a lost worker's\n\(logs())")
             let listed = try await runTock(["job", "list"], settings: both, directory: directory)
             #expect(listed.status == 0 && listed.stdout.contains("every"), "\(listed)")
             let twice = executions.repeatedRuns()

@@ -133,6 +133,10 @@ struct QueueTests {
             _ = try await database.client.query("DROP TRIGGER refuse_finish ON tock.run_leases").collect()
             #expect(try await database.finishRuns(worker: worker, [(run, RunOutcome(status: .succeeded, exitCode: 0))]) == [run])
             #expect(try await database.run(run).status == "succeeded")
+            // The same report again (its answer lost on the way back): finished, as the first said; another is not.
+            #expect(try await database.finishRuns(worker: worker, [(run, RunOutcome(status: .succeeded, exitCode: 0))]) == [run])
+            #expect(try await database.finishRuns(worker: worker, [(run, RunOutcome(status: .failed, exitCode: 1))]).isEmpty)
+            #expect(try await database.run(run).status == "succeeded")
 
             // The writes someone acts on the answer of: a run-now's id is shown, a created job is reported created.
             _ = try await database.client.query("""
@@ -490,6 +494,8 @@ struct QueueTests {
             #expect(retry.runAfter == retry.enqueuedAt)  // at once: no backoff for a lost worker
             // The lost worker's late report is ignored.
             #expect(try await database.finishRun(first, worker: worker, outcome: RunOutcome(status: .succeeded)) == false)
+            #expect(try await database.finishRun(second, worker: worker, outcome: RunOutcome(status: .failed)) == false,
+                    "a failure the worker reports is not the rescue's, which says the worker was lost")
             #expect(try await database.rescue() == 0)
         }
     }

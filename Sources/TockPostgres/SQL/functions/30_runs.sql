@@ -773,6 +773,19 @@ BEGIN
     IF cardinality(v_finished) > 0 THEN
         UPDATE tock.workers SET runs_processed = runs_processed + cardinality(v_finished) WHERE id = p_worker;
     END IF;
+    -- A report repeated because the answer to the first was lost (its commit happened): the runs it ended then, as
+    -- this worker reported them, count as finished. A run that ended otherwise (rescued from a worker judged lost,
+    -- with its own error and no exit code) stays out: the worker's report of it is refused.
+    IF cardinality(v_finished) < cardinality(p_runs) THEN
+        v_finished := v_finished || ARRAY(
+            SELECT i.run
+            FROM unnest(p_runs, p_statuses, p_exit_codes, p_errors) AS i(run, status, exit_code, error)
+            JOIN tock.finished_runs f ON f.id = i.run
+            WHERE NOT i.run = ANY (v_finished) AND f.worker_id = p_worker
+              AND (f.status = i.status OR (f.status = 'dead' AND i.status IN ('failed', 'timed_out')))
+              AND f.exit_code IS NOT DISTINCT FROM i.exit_code
+              AND (f.error IS NOT DISTINCT FROM i.error OR starts_with(f.error, i.error || ' (attempt ')));
+    END IF;
     RETURN v_finished;
 END $$;
 COMMENT ON FUNCTION tock.finish_runs(bigint, bigint[], text[], int[], text[], text[], bigint[], boolean[], timestamptz, text) IS
@@ -933,15 +946,36 @@ BEGIN
     RETURN v_id;
 END $$;
 
+-- This server's timeline: the first 8 hex digits of its current WAL file's name. NULL on a standby.
+CREATE OR REPLACE FUNCTION tock.current_timeline()
+RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN NOT pg_is_in_recovery()
+                THEN ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END
+$$;
+
 -- When the server's current run began: the postmaster's start, or the crash recovery since (a backend killed:
 -- PostgreSQL ends every session and recovers without restarting the postmaster, and resets its shared statistics
--- as it does). A session lock taken before it is gone, whatever tock.workers says. A DBA's
--- pg_stat_reset_shared('bgwriter') moves it too: live workers are then judged by their heartbeats alone until they
--- next reconnect.
+-- as it does), or the promotion that made this server the primary (a new timeline, first seen by tock.rescue():
+-- tock.note_timeline). A session lock taken before it is gone, whatever tock.workers says (the rows came over from
+-- the old primary by replication). A DBA's pg_stat_reset_shared('bgwriter') moves it too: live workers are then
+-- judged by their heartbeats alone until they next reconnect.
 CREATE OR REPLACE FUNCTION tock.server_started_at()
 RETURNS timestamptz LANGUAGE sql STABLE AS $$
-    SELECT greatest(pg_postmaster_start_time(), pg_stat_get_bgwriter_stat_reset_time())
+    SELECT greatest(pg_postmaster_start_time(), pg_stat_get_bgwriter_stat_reset_time(),
+                    (SELECT t.first_seen FROM tock.timelines t WHERE t.timeline = tock.current_timeline()))
 $$;
+
+-- Records when this timeline was first seen (tock.rescue() calls it first, each second): on a promoted standby, the
+-- moment the first scheduler reached it, which is as early as any worker could have held its lock there.
+CREATE OR REPLACE FUNCTION tock.note_timeline(p_now timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_timeline constant bigint := tock.current_timeline();
+BEGIN
+    IF v_timeline IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tock.timelines WHERE timeline = v_timeline) THEN
+        INSERT INTO tock.timelines (timeline, first_seen) VALUES (v_timeline, p_now) ON CONFLICT DO NOTHING;
+    END IF;
+END $$;
 
 -- A worker's LISTEN connection calls this on every (re)connect: it takes the worker's session lock, which
 -- PostgreSQL drops the moment the session ends, and records that the worker has held it. tock.rescue() goes by the
@@ -954,6 +988,8 @@ DECLARE
 BEGIN
     -- Another's lock would keep a dead worker looking alive to tock.rescue().
     PERFORM tock.check_worker_lease(p_worker, p_lease_token);
+    -- A worker may reach a promoted standby before any scheduler: its lock counts from the new timeline's start.
+    PERFORM tock.note_timeline(now());
     v_locked := pg_try_advisory_lock(tock.worker_lock_key(), p_worker::int);
     IF v_locked THEN
         -- A pid may recur after a restart: the lock's time tells this session's lock from a lost one's.
@@ -1008,9 +1044,11 @@ DECLARE
     v_worker record;
     v_run record;
     v_count int := 0;
-    v_started constant timestamptz := tock.server_started_at();
+    v_started timestamptz;
 BEGIN
     p_now := tock.checked_now(p_now);
+    PERFORM tock.note_timeline(p_now);
+    v_started := tock.server_started_at();
     -- Below these, live workers and their runs would be taken for dead (a tock_admin member passing '-1 hour'
     -- stopped every worker). Tests, as the owner, may go lower.
     IF (p_lost_after IS NULL OR p_lost_after < interval '2 seconds' OR p_silent_after IS NULL
