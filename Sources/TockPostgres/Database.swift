@@ -6,13 +6,11 @@ import TockCore
 /// Typed calls to the `tock.*` SQL functions and views. Every rule lives in SQL; this only moves values and
 /// turns PostgreSQL's errors into `TockError`s.
 public struct Database: Sendable {
-    private enum Pool: Sendable {
-        case fixed(PostgresClient, ConnectionSettings?)
-        /// Several servers: the one that accepts writes, followed when it moves.
-        case following(PrimaryClient)
-    }
-
-    private let pool: Pool
+    /// The pool of one server; nil when calls follow the primary of several (`following`).
+    private let fixedClient: PostgresClient?
+    private let fixedSettings: ConnectionSettings?
+    /// Several servers: the one that accepts writes, followed when it moves.
+    private let following: PrimaryClient?
     public let logger: Logger
     /// The longest any call may take. A long-running process must never wait forever on the database: after a
     /// restart the pool can hold a lease back indefinitely, and the caller's retry path is what recovers.
@@ -22,37 +20,28 @@ public struct Database: Sendable {
     public var leaseToken: String?
 
     public init(client: PostgresClient, logger: Logger, settings: ConnectionSettings? = nil) {
-        pool = .fixed(client, settings)
+        (fixedClient, fixedSettings, following) = (client, settings, nil)
         self.logger = logger
     }
 
     /// Calls go to the server `primary` found accepting writes, and follow it.
     public init(primary: PrimaryClient, logger: Logger) {
-        pool = .following(primary)
+        (fixedClient, fixedSettings, following) = (nil, nil, primary)
         self.logger = logger
     }
 
     /// The pool of the server calls go to now.
     public var client: PostgresClient {
-        switch pool {
-        case .fixed(let client, _): return client
-        case .following(let primary): return primary.client
-        }
+        following?.client ?? fixedClient!
     }
 
     /// The settings of the server calls go to now.
     public var settings: ConnectionSettings? {
-        switch pool {
-        case .fixed(_, let settings): return settings
-        case .following(let primary): return primary.settings
-        }
+        following?.settings ?? fixedSettings
     }
 
     /// The follower of the primary, when the settings name several servers (NotificationListener follows it too).
-    public var primary: PrimaryClient? {
-        if case .following(let primary) = pool { return primary }
-        return nil
-    }
+    public var primary: PrimaryClient? { following }
 
     /// Runs `body` within `callTimeout`, mapping any error to a `TockError` (a timeout is `.unavailable`, and so is
     /// a refused connection, at once: `PostgresReachability`). A call
