@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // Pure values: no I/O.
@@ -65,6 +67,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The delivery service: webhooks from tock.deliveries, signed as Standard Webhooks says.
+        .target(
+            name: "TockNotify",
+            dependencies: [
+                "TockCore", "TockPostgres", "TockRuntime",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The JSON API over the views; writes call the SQL functions, so it adds no rules of its own.
         .target(
             name: "TockAPI",
@@ -85,7 +99,7 @@ let package = Package(
         .target(
             name: "TockCLI",
             dependencies: [
-                "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI", "TockCluster",
+                "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI", "TockCluster", "TockNotify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -97,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "tock",
             dependencies: [
-                "TockCLI", "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI", "TockCluster",
+                "TockCLI", "TockCore", "TockPostgres", "TockMetrics", "TockRuntime", "TockAPI", "TockCluster", "TockNotify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -49,8 +49,9 @@ ensure_python_tools() {
             python3 -m venv "$venv"
         }
     fi
-    "$venv/bin/python" -c "import selenium, schemathesis, hypothesis, psycopg" 2>/dev/null \
-        || "$venv/bin/pip" install -q "selenium>=4.20" "schemathesis>=4,<5" "hypothesis>=6" "psycopg[binary]>=3.1" >&2
+    "$venv/bin/python" -c "import selenium, schemathesis, hypothesis, psycopg, standardwebhooks" 2>/dev/null \
+        || "$venv/bin/pip" install -q "selenium>=4.20" "schemathesis>=4,<5" "hypothesis>=6" "psycopg[binary]>=3.1" \
+            "standardwebhooks>=1.0" >&2
     echo "$venv"
 }
 

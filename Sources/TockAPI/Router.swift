@@ -153,6 +153,45 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
     api.put("pools/:pool") { request, context -> Response in
         try json(try await database.setPool(try context.parameters.require("pool"), json: try await jsonBody(request, limit: maxBodyBytes)))
     }
+    api.get("hooks") { request, _ -> Response in
+        try json(try await database.hooks(job: request.uri.queryParameters.get("job").map { String($0) }))
+    }
+    api.post("hooks") { request, _ -> Response in
+        let hook = try await database.addHook(json: try await jsonBody(request, limit: maxBodyBytes))
+        return try json(hook, status: .created, headers: [.location: "/api/v1/hooks/\(hook.hookId)"])
+    }
+    api.delete("hooks/:id") { _, context -> Response in
+        struct Removed: Encodable { var hookId: Int64; var deleted: Bool }
+        return try json(Removed(hookId: try await database.removeHook(try positiveID(context, "hook")), deleted: true))
+    }
+    api.get("deliveries") { request, _ -> Response in
+        let query = request.uri.queryParameters
+        let status = query.get("status").map { String($0) }
+        if let status, !["pending", "sending", "delivered", "failed"].contains(status) {
+            throw TockError(.invalidInput, field: "status", "status: '\(status.prefix(40))' is not pending, sending, delivered or failed")
+        }
+        var before: Int64?
+        if let text = query.get("before") {
+            guard let id = Int64(text), id > 0 else {
+                throw TockError(.invalidInput, field: "before", "before: '\(text.prefix(40))' is not a delivery id (a positive whole number)")
+            }
+            before = id
+        }
+        let limit = try integer(request, "limit", default: 50, range: 1...1000)
+        let deliveries = try await database.deliveries(job: query.get("job").map { String($0) }, status: status, before: before,
+                                                       limit: limit)
+        guard deliveries.count == limit, let last = deliveries.last else { return try json(deliveries) }
+        var next = "limit=\(limit)&before=\(last.id)"
+        if let status { next += "&status=\(status)" }
+        return try json(deliveries, headers: nextPageLink(path: "/api/v1/deliveries", query: next))
+    }
+    api.get("deliveries/:id") { _, context -> Response in
+        try json(try await database.delivery(try positiveID(context, "delivery")))
+    }
+    api.post("deliveries/:id/retry") { _, context -> Response in
+        let id = try positiveID(context, "delivery")
+        return try json(DeliveryAction(deliveryId: id, status: try await database.retryDelivery(id)), status: .accepted)
+    }
 
     PortalFiles.addRoutes(to: router)
     return router
@@ -222,6 +261,21 @@ struct APIProblem: Error {
         self.field = field
         self.message = message
     }
+}
+
+/// What a retry of a delivery answers.
+struct DeliveryAction: Codable {
+    var deliveryId: Int64
+    var status: String
+}
+
+/// The path's `:id`, a positive whole number naming a `what` (hook, delivery).
+func positiveID(_ context: BasicRequestContext, _ what: String) throws -> Int64 {
+    let text = try context.parameters.require("id")
+    guard let id = Int64(text), id > 0 else {
+        throw TockError(.invalidInput, field: "id", "id: '\(text.prefix(40))' is not a \(what) id (a positive whole number)")
+    }
+    return id
 }
 
 func runID(_ context: BasicRequestContext) throws -> Int64 {

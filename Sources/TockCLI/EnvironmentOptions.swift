@@ -20,13 +20,15 @@ public enum EnvironmentOptions {
                          "kill-grace-seconds", "output-cap", "run-as", "containment"].map { Option(name: $0) }
     static let api = ["api-host", "api-port", "allowed-origins"].map { Option(name: $0) }
     static let metrics = ["metrics-port", "metrics-host"].map { Option(name: $0) }
+    static let notifier = ["webhook-allow", "webhook-concurrency", "webhook-timeout-seconds"].map { Option(name: $0) }
 
     /// The options each command takes from the environment.
     public static let commands: [String: [Option]] = [
         "worker": worker + metrics,
         "scheduler": metrics + [Option(name: "sweep-seconds")],
         "api": api + metrics,
-        "up": worker + api + metrics + [Option(name: "no-api", isFlag: true)],
+        "notifier": notifier + metrics,
+        "up": worker + api + notifier + metrics + [Option(name: "no-api", isFlag: true)],
     ]
 
     /// `arguments` (without the executable) with what the environment gives for the command they name, after them.

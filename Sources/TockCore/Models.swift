@@ -281,3 +281,60 @@ public struct JobReset: Sendable, Codable, Equatable {
     public var runsEnded: [Int64]
     public var nextRunAt: Date?
 }
+
+/// A row of `tock.hook_list`: a webhook, shown without its secret and with its URL's origin alone.
+public struct HookInfo: Sendable, Codable, Equatable {
+    public var id: Int64
+    public var jobId: Int64?
+    /// The job's name, or `*` for every job.
+    public var jobName: String
+    public var event: String
+    public var urlOrigin: String
+    public var lateAfter: String?
+    public var maxAttempts: Int
+    public var createdAt: Date
+}
+
+/// A hook just added: its id, and its signing secret (shown this once).
+public struct NewHook: Sendable, Codable, Equatable {
+    public var hookId: Int64
+    public var secret: String
+
+    public init(hookId: Int64, secret: String) {
+        (self.hookId, self.secret) = (hookId, secret)
+    }
+}
+
+/// A row of `tock.delivery_overview`: a webhook delivery and how its attempts went.
+public struct DeliveryInfo: Sendable, Codable, Equatable {
+    public var id: Int64
+    public var hookId: Int64?
+    public var jobId: Int64
+    public var jobName: String?
+    public var runId: Int64
+    public var event: String
+    public var messageId: String
+    public var urlOrigin: String?
+    public var status: String
+    public var attempts: Int
+    public var maxAttempts: Int
+    public var nextAttemptAt: Date?
+    public var lastCode: Int?
+    public var lastError: String?
+    public var createdAt: Date
+    public var finishedAt: Date?
+}
+
+/// A delivery a delivery service took (`tock.claim_deliveries`): what to send, signed with `secret`.
+public struct ClaimedDelivery: Sendable, Equatable {
+    public var id: Int64
+    public var attempt: Int
+    public var messageId: String
+    public var url: String
+    public var body: String
+    public var secret: String
+
+    public init(id: Int64, attempt: Int, messageId: String, url: String, body: String, secret: String) {
+        (self.id, self.attempt, self.messageId, self.url, self.body, self.secret) = (id, attempt, messageId, url, body, secret)
+    }
+}

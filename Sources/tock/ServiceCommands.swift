@@ -8,6 +8,7 @@ import TockCLI
 import TockCluster
 import TockCore
 import TockMetrics
+import TockNotify
 import TockPostgres
 import TockRuntime
 
@@ -43,6 +44,58 @@ struct APIOptions: ParsableArguments {
     }
 }
 
+/// The delivery service's options (tock notifier, tock up).
+struct NotifierOptions: ParsableArguments {
+    @Option(help: """
+        Hosts webhooks may be sent to, comma separated: hooks.slack.com, *.example.com, 10.0.0.5, or * for any \
+        (default: none, and each delivery fails saying so).
+        """)
+    var webhookAllow: String = ""
+
+    @Option(help: "Webhooks sent at once.")
+    var webhookConcurrency: Int = 8
+
+    @Option(help: "How long a webhook's receiver may take to answer, in seconds.")
+    var webhookTimeoutSeconds: Int = 10
+
+    func validate() throws {
+        guard (1...100).contains(webhookConcurrency) else { throw ValidationError("--webhook-concurrency: 1 to 100") }
+        guard (1...300).contains(webhookTimeoutSeconds) else { throw ValidationError("--webhook-timeout-seconds: 1 to 300") }
+        do {
+            _ = try HostAllowList(webhookAllow)
+        } catch {
+            throw ValidationError(error.message)
+        }
+    }
+
+    func service(database: Database, settings: ConnectionSettings, logger: Logger) throws(TockError) -> Notifier {
+        var configuration = NotifierConfiguration(allow: try HostAllowList(webhookAllow))
+        configuration.concurrency = webhookConcurrency
+        configuration.timeout = .seconds(webhookTimeoutSeconds)
+        // A hold well past the timeout: a delivery is sent again only when its sender is surely gone.
+        configuration.hold = .seconds(max(15, webhookTimeoutSeconds * 3))
+        return Notifier(database: database, settings: settings, configuration: configuration, logger: logger)
+    }
+}
+
+struct NotifierCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "notifier",
+        abstract: "Send webhook deliveries (tock hook): any number may run at once; tock up runs one too.")
+
+    @OptionGroup var options: GlobalOptions
+    @OptionGroup var notifier: NotifierOptions
+    @OptionGroup var metrics: MetricsOptions
+
+    func run() async throws {
+        // A claim and a finish per delivery at once.
+        try await runServices(options, metricsOptions: metrics, createEmbedded: false, migrate: false,
+                              connections: min(20, notifier.webhookConcurrency + 2)) {
+            database, settings, _, logger throws(TockError) in
+            [try notifier.service(database: database, settings: settings, logger: logger)]
+        }
+    }
+}
+
 struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Migrate, then run a scheduler, a worker and the JSON API in one process (creates the embedded cluster when no database is configured).")
@@ -50,6 +103,7 @@ struct Up: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @OptionGroup var worker: WorkerOptions
     @OptionGroup var api: APIOptions
+    @OptionGroup var notifier: NotifierOptions
     @OptionGroup var metrics: MetricsOptions
     @Flag(help: "Do not serve the JSON API.") var noAPI = false
 
@@ -59,7 +113,8 @@ struct Up: AsyncParsableCommand {
             [Scheduler(database: database, settings: settings, sweepInterval: .milliseconds(Int64(worker.sweepSeconds * 1000)),
                        metrics: metrics, logger: logger),
              try Worker(database: database, settings: settings, configuration: try worker.configuration(), metrics: metrics,
-                        logger: logger)]
+                        logger: logger),
+             try notifier.service(database: database, settings: settings, logger: logger)]
                 + (noAPI ? [] : try api.services(database: database, settings: settings, metrics: metrics, logger: logger))
         }
     }

@@ -16,8 +16,8 @@ struct Tock: AsyncParsableCommand {
             """,
         version: TockVersion.current,
         subcommands: [
-            Up.self, Migrate.self, SchedulerCommand.self, WorkerCommand.self, APICommand.self,
-            JobCommand.self, PoolCommand.self, ConfigCommand.self, Runs.self, RunCommand.self, Workers.self, Queue.self, Status.self, Doctor.self, SchedulePreview.self,
+            Up.self, Migrate.self, SchedulerCommand.self, WorkerCommand.self, APICommand.self, NotifierCommand.self,
+            JobCommand.self, PoolCommand.self, ConfigCommand.self, HookCommand.self, DeliveriesCommand.self, Runs.self, RunCommand.self, Workers.self, Queue.self, Status.self, Doctor.self, SchedulePreview.self,
             ClusterCommand.self, GuardScripts.self,
         ]
     )

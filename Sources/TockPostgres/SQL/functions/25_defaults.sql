@@ -34,7 +34,8 @@ CROSS JOIN LATERAL (VALUES
     ('timeout', tock.duration_text(c.default_timeout), 'how long a run may take, for a job that does not set its own'),
     ('overlap', c.default_overlap, 'skip, queue or allow a fire time while a run is in flight, for a job that does not set its own'),
     ('pool', c.default_pool, 'the pool of a job that does not name one'),
-    ('history_retention', tock.duration_text(c.history_retention), 'how long finished runs and their output are kept')
+    ('history_retention', tock.duration_text(c.history_retention), 'how long finished runs and their output are kept'),
+    ('portal_url', c.portal_url, 'the portal''s address, for links to runs in webhook messages (empty: no links)')
 ) s(key, value, description);
 COMMENT ON VIEW tock.config_settings IS 'Fleet-wide settings: the defaults jobs inherit, and the history''s retention.';
 
@@ -93,6 +94,15 @@ BEGIN
         UPDATE tock.config SET default_pool = p_value, updated_at = now();
         -- Their pending runs move with them (tock.tg_jobs__pool_moved).
         UPDATE tock.jobs SET pool = p_value WHERE 'pool' = ANY (inherits) AND pool <> p_value;
+    WHEN 'portal_url' THEN
+        IF btrim(p_value) IN ('', 'none') THEN
+            UPDATE tock.config SET portal_url = '', updated_at = now();
+        ELSIF btrim(p_value) !~ '^https?://[^[:space:]/?#@]+(/[^[:space:]?#]*)?$' OR length(p_value) > 500 THEN
+            PERFORM tock.raise_invalid('portal_url', format('%L is not an http:// or https:// address (none clears it)',
+                                                            left(p_value, 80)));
+        ELSE
+            UPDATE tock.config SET portal_url = rtrim(btrim(p_value), '/'), updated_at = now();
+        END IF;
     WHEN 'history_retention' THEN
         PERFORM tock.set_history_retention(tock.parse_duration(p_value, 'history_retention'));
     ELSE

@@ -197,6 +197,10 @@ BEGIN
     -- report that held that row (FOR SHARE, tock.report_output) and committed meanwhile is seen and goes too. In the
     -- statement above it was not, and stayed beside the finished run's output.
     DELETE FROM tock.run_output o WHERE o.run_id = ANY (v_ended);
+    -- Their webhooks, in this transaction: a run never ends without them (migration 0021).
+    IF cardinality(v_ended) > 0 AND EXISTS (SELECT 1 FROM tock.hooks) THEN
+        PERFORM tock.enqueue_hooks(v_ended, p_now);
+    END IF;
     RETURN v_ended;
 END $$;
 
@@ -1100,6 +1104,10 @@ BEGIN
             v_count := v_count + 1;
         END IF;
     END LOOP;
+    -- Scheduled runs not started in time, for the late hooks.
+    IF EXISTS (SELECT 1 FROM tock.hooks WHERE event = 'late') THEN
+        PERFORM tock.enqueue_late_hooks(p_now);
+    END IF;
     RETURN v_count;
 END $$;
 COMMENT ON FUNCTION tock.rescue(timestamptz, interval, interval, interval) IS

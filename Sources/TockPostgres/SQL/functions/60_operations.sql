@@ -256,6 +256,11 @@ BEGIN
         EXIT WHEN v_rows < v_batch;
     END LOOP;
 
+    -- Webhook deliveries that ended before the horizon, with their attempts.
+    DELETE FROM tock.deliveries
+    WHERE ctid = ANY (ARRAY(SELECT d.ctid FROM tock.deliveries d
+                            WHERE d.created_at < v_horizon AND d.status IN ('delivered', 'failed') LIMIT v_batch));
+
     -- Live output whose run has ended (one a finish did not see, tock.end_runs) or vanished.
     DELETE FROM tock.run_output o WHERE NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.id = o.run_id);
 

@@ -2,8 +2,9 @@
 --   tock_viewer  reads the views (job_overview, run_history and its halves, run_logs, history_partitions,
 --                worker_overview, queue_depth, lag, stuck_runs, job_stats) and the read-only functions (stats, schedule_preview, next_fire_times, …);
 --   tock_worker  only what a worker process needs: register, heartbeat, claim, report output, finish, release;
---   tock_admin   manages jobs and runs (create, edit, pause, delete, run now, cancel, retry, reset), runs the
---                scheduler (tick, rescue, purge) and the API server; it is a member of tock_viewer.
+--   tock_admin   manages jobs and runs (create, edit, pause, delete, run now, cancel, retry, reset) and hooks, runs
+--                the scheduler (tick, rescue, purge), the delivery service and the API server; it is a member of
+--                tock_viewer.
 -- No role may touch the tables: every granted function is SECURITY DEFINER with a fixed search_path, so it acts as
 -- the schema's owner and only does what it says. Everything is revoked from PUBLIC, so a login role with none of
 -- the three cannot use Tock at all. This file runs whenever `tock migrate` applies the functions (they changed), so
@@ -24,7 +25,8 @@ RETURNS TABLE (role_name text, function_name text) LANGUAGE sql IMMUTABLE AS $$
     SELECT 'tock_admin', unnest(ARRAY[
         'create_job', 'create_job_json', 'update_job', 'set_job_enabled', 'pause_job', 'resume_job', 'delete_job',
         'run_now', 'run_now_keyed', 'cancel', 'retry', 'reset_job', 'tick', 'rescue', 'purge_history', 'set_history_retention',
-        'scheduler_lock_key', 'set_pool', 'set_config', 'set_config_json'])
+        'scheduler_lock_key', 'set_pool', 'set_config', 'set_config_json', 'add_hook', 'add_hook_json', 'remove_hook',
+        'retry_delivery', 'claim_deliveries', 'finish_delivery'])
 $$;
 
 -- Creates the roles where this user may (CREATEROLE), then (re)grants. Without CREATEROLE it warns and grants what
@@ -86,7 +88,8 @@ BEGIN
     IF NOT 'tock_viewer' = ANY (v_missing) THEN
         EXECUTE 'GRANT SELECT ON tock.job_overview, tock.run_history, tock.run_logs, tock.worker_overview, tock.pool_overview, tock.config_settings,
                  tock.queue_depth, tock.lag, tock.stuck_runs, tock.job_stats, tock.migrations, tock.config,
-                 tock.timezones, tock.history_partitions, tock.run_history_in_flight, tock.run_history_finished
+                 tock.timezones, tock.history_partitions, tock.run_history_in_flight, tock.run_history_finished,
+                 tock.hook_list, tock.delivery_overview, tock.delivery_attempts
                  TO tock_viewer';
         IF NOT 'tock_admin' = ANY (v_missing)
            AND NOT pg_has_role('tock_admin', 'tock_viewer', 'MEMBER') THEN

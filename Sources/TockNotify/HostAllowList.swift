@@ -1,0 +1,38 @@
+import Foundation
+import TockCore
+
+/// The hosts a delivery service may send webhooks to (`--webhook-allow`, TOCK_WEBHOOK_ALLOW): a webhook's address is
+/// chosen by whoever may add hooks, and the service must not become their way into addresses only it can reach (a
+/// cloud's metadata service, an internal admin port). Deny by default: an empty list sends nothing.
+/// Patterns, comma separated: `hooks.slack.com` (that host), `*.example.com` (its subdomains), `127.0.0.1`, or `*`.
+public struct HostAllowList: Sendable, Equatable {
+    public let patterns: [String]
+
+    public init(_ text: String) throws(TockError) {
+        let patterns = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
+        guard patterns.count <= 100 else {
+            throw TockError(.invalidInput, field: "webhook-allow", "at most 100 host patterns")
+        }
+        for pattern in patterns where pattern != "*" {
+            let name = pattern.hasPrefix("*.") ? String(pattern.dropFirst(2)) : pattern
+            let allowed = name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":") }
+            guard !name.isEmpty, name.count <= 253, allowed, !name.contains("*") else {
+                throw TockError(.invalidInput, field: "webhook-allow",
+                                "'\(pattern.prefix(80))' is not a host pattern: a host name or address, *.domain, or *")
+            }
+        }
+        self.patterns = patterns
+    }
+
+    public var isEmpty: Bool { patterns.isEmpty }
+
+    /// Whether `host` (as the URL names it, brackets of an IPv6 literal removed) is allowed.
+    public func allows(host: String) -> Bool {
+        let host = host.lowercased()
+        return patterns.contains { pattern in
+            if pattern == "*" { return true }
+            if pattern.hasPrefix("*.") { return host.hasSuffix(String(pattern.dropFirst(1))) && host.count > pattern.count - 1 }
+            return host == pattern
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import ArgumentParser
+import Foundation
+import TockCLI
+import TockCore
+import TockPostgres
+
+struct HookCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hook", abstract: "Webhooks sent when a job's run fails, dies, times out, succeeds, recovers or is late.",
+        subcommands: [List.self, Add.self, Remove.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The hooks (of a job, with the fleet's that apply to it): where each goes, never its secret.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "A job's name or id (default: every hook).") var job: String?
+
+        func run() async throws {
+            let (json, job) = (options.json, job)
+            try await oneShot(options) { database, _ in
+                let hooks = try await database.hooks(job: job)
+                if json { return try printJSON(hooks) }
+                guard !hooks.isEmpty else { return print("no hooks: add one with tock hook add JOB --on failed --webhook URL") }
+                var table = TextTable("ID", "JOB", "ON", "TO", "ATTEMPTS")
+                for hook in hooks {
+                    table.append(["\(hook.id)", hook.jobName, hook.event + (hook.lateAfter.map { " (\($0))" } ?? ""),
+                                  hook.urlOrigin, "\(hook.maxAttempts)"])
+                }
+                print(table.render())
+            }
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Send a webhook when a job's run ends a certain way; prints the signing secret once.",
+            discussion: """
+                The POST carries JSON ({type, timestamp, data, text}; Slack and Teams show text) and the Standard \
+                Webhooks headers webhook-id, webhook-timestamp and webhook-signature. A delivery service (tock \
+                notifier, or tock up) sends it, to hosts in its --webhook-allow only.
+                """)
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "A job's name or id, or '*' for every job.") var job: String
+        @Option(help: "failed, dead, timed_out, succeeded, recovered (first success after a failure), or late.") var on: String
+        @Option(help: "The URL to POST to (http:// or https://).") var webhook: String
+        @Option(help: "For --on late: how long after its fire time a scheduled run that has not started is late (5m).")
+        var lateAfter: String?
+        @Option(help: "A whsec_ signing secret to use (default: a new one, printed once).") var secret: String?
+        @Option(help: "Attempts before a delivery fails for good (1-50).") var maxAttempts: Int = 8
+
+        func run() async throws {
+            var hook: [String: Any] = ["job": job, "event": on, "url": webhook, "max_attempts": maxAttempts]
+            hook["late_after"] = lateAfter
+            hook["secret"] = secret
+            let json = String(decoding: try JSONSerialization.data(withJSONObject: hook), as: UTF8.self)
+            let asJSON = options.json
+            try await oneShot(options) { database, _ in
+                let added = try await database.addHook(json: json)
+                if asJSON { return try printJSON(added) }
+                print("hook \(added.hookId) added. Its signing secret (shown this once; give it to the receiver):")
+                print(added.secret)
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a hook (its past deliveries stay).")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The hook's id (tock hook list).") var id: Int64
+
+        func run() async throws {
+            let id = id
+            try await oneShot(options) { database, _ in
+                try await database.removeHook(id)
+                print("hook \(id) removed")
+            }
+        }
+    }
+}
+
+struct DeliveriesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deliveries", abstract: "Webhook deliveries: pending, delivered or failed, with their attempts; retry one.",
+        subcommands: [List.self, Retry.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Deliveries, newest first (tock.delivery_overview).")
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Only this job's (name or id).") var job: String?
+        @Option(help: "Only those pending, sending, delivered or failed.") var status: String?
+        @Option(help: "How many (1-1000).") var limit: Int = 50
+
+        func run() async throws {
+            let (json, job, status, limit) = (options.json, job, status, limit)
+            try await oneShot(options) { database, _ in
+                let deliveries = try await database.deliveries(job: job, status: status, limit: limit)
+                if json { return try printJSON(deliveries) }
+                guard !deliveries.isEmpty else { return print("no deliveries") }
+                var table = TextTable("ID", "JOB", "RUN", "EVENT", "TO", "STATUS", "ATTEMPTS", "LAST")
+                for delivery in deliveries {
+                    let last = delivery.lastError ?? delivery.lastCode.map { "HTTP \($0)" } ?? "-"
+                    table.append(["\(delivery.id)", delivery.jobName ?? "#\(delivery.jobId)", "\(delivery.runId)", delivery.event,
+                                  delivery.urlOrigin ?? "-", delivery.status, "\(delivery.attempts)/\(delivery.maxAttempts)",
+                                  String(last.prefix(60))])
+                }
+                print(table.render())
+            }
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send a failed delivery again, at once.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The delivery's id.") var id: Int64
+
+        func run() async throws {
+            let id = id
+            try await oneShot(options) { database, _ in
+                _ = try await database.retryDelivery(id)
+                print("delivery \(id) is pending again")
+            }
+        }
+    }
+}
