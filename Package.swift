@@ -136,7 +136,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The binaries end to end (both are built for it), and what they share.
-        .testTarget(name: "TockCLITests", dependencies: ["TockTesting", "TockCLI", "tock", "tock-bench"], swiftSettings: swiftSettings),
+        .testTarget(name: "TockCLITests", dependencies: ["TockTesting", "TockCLI", "TockNotify", "tock", "tock-bench"],
+                    swiftSettings: swiftSettings),
         // Real processes killed, stopped and restarted under load (run alone: it restarts PostgreSQL).
         .testTarget(name: "TockFaultTests", dependencies: ["TockTesting", "TockRuntime", "tock"], swiftSettings: swiftSettings),
     ]

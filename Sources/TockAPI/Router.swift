@@ -183,6 +183,9 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
         guard deliveries.count == limit, let last = deliveries.last else { return try json(deliveries) }
         var next = "limit=\(limit)&before=\(last.id)"
         if let status { next += "&status=\(status)" }
+        if let job = query.get("job") {
+            next += "&job=" + (String(job).addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
+        }
         return try json(deliveries, headers: nextPageLink(path: "/api/v1/deliveries", query: next))
     }
     api.get("deliveries/:id") { _, context -> Response in

@@ -108,10 +108,14 @@ public func runServices(_ options: GlobalOptions, metricsOptions: MetricsOptions
                 let message = failure.message
                 // Every server named read-only or out of reach: a failover under way, waited out like a full server.
                 let failingOver = settings.followsPrimary && message.contains("accepts writes yet")
-                if failure.waitsOut || failingOver {
+                // A server that did not answer in time: with every connection taken, the refusal itself can take
+                // longer than the call (30 workers against max_connections 25, fault 12, once waited 30 s and exited).
+                let silent = failure.kind == .unavailable && message.contains("did not answer within")
+                if failure.waitsOut || failingOver || silent {
                     let wait = backoff.next()
                     logger.warning(failingOver ? "no server accepts writes yet; trying again"
-                                               : "PostgreSQL has no connection for this process now; trying again", metadata: [
+                                   : silent ? "PostgreSQL did not answer in time; trying again"
+                                   : "PostgreSQL has no connection for this process now; trying again", metadata: [
                         "database": "\(settings.displayName)", "error": "\(message)", "retry_in": "\(wait)"])
                     try await Task.sleep(for: wait)
                     continue

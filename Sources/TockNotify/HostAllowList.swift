@@ -20,6 +20,10 @@ public struct HostAllowList: Sendable, Equatable {
                 throw TockError(.invalidInput, field: "webhook-allow",
                                 "'\(pattern.prefix(80))' is not a host pattern: a host name or address, *.domain, or *")
             }
+            // One colon is host:port (an IPv6 address has several): ports are not matched, so it would allow nothing.
+            guard name.filter({ $0 == ":" }).count != 1 else {
+                throw TockError(.invalidInput, field: "webhook-allow", "'\(pattern.prefix(80))': give the host alone; ports are not matched")
+            }
         }
         self.patterns = patterns
     }

@@ -51,16 +51,23 @@ public final class Notifier: Service, Sendable {
         var http = HTTPClient.Configuration(redirectConfiguration: .disallow,
                                             timeout: .init(connect: .seconds(5), read: .seconds(configuration.timeout.components.seconds)))
         http.httpVersion = .http1Only
+        // One backoff only, tock.finish_delivery's: a refused connection fails the attempt at once.
+        http.connectionPool.retryConnectionEstablishment = false
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: http)
         var listening = NotificationListener(settings: settings, channels: ["tock_deliveries"], logger: logger)
         listening.follow = database.primary
         let listener = listening
         if configuration.allow.isEmpty {
-            logger.warning("no host may receive webhooks: set --webhook-allow (TOCK_WEBHOOK_ALLOW); deliveries fail until then")
+            // Idle rather than failing deliveries another service, with hosts allowed, would send.
+            logger.warning("no host may receive webhooks: this delivery service sends nothing until --webhook-allow (TOCK_WEBHOOK_ALLOW) names some")
         }
         logger.info("delivery service started", metadata: [
             "allow": "\(configuration.allow.patterns.joined(separator: ","))", "concurrency": "\(configuration.concurrency)"])
         await withGracefulShutdownHandler {
+            guard !self.configuration.allow.isEmpty else {
+                while !self.stopping.load(ordering: .acquiring), !Task.isCancelled { await self.wake.wait(timeout: .seconds(3600)) }
+                return
+            }
             await withDiscardingTaskGroup { group in
                 group.addTask { await listener.run { _ in self.wake.signal() } }
                 await self.deliverLoop(client)
@@ -109,6 +116,11 @@ public final class Notifier: Service, Sendable {
             (failure, final) = (refusal, true)
         } else {
             do {
+                // The whole exchange within the timeout: a receiver that answers its head and then drips its body must
+                // not hold this attempt (nor the batch it is in) for longer.
+                code = try await awaitAbandoning(timeout: configuration.timeout, timedOut: {
+                    TockError(.unavailable, "the receiver did not answer in time")
+                }) { [configuration] () async throws -> Int in
                 let body = Array(delivery.body.utf8)
                 var request = HTTPClientRequest(url: delivery.url)
                 request.method = .POST
@@ -121,11 +133,13 @@ public final class Notifier: Service, Sendable {
                     secret: delivery.secret, id: delivery.messageId, timestamp: timestamp, body: body))
                 request.body = .bytes(ByteBuffer(bytes: body))
                 let response = try await client.execute(request, timeout: .seconds(configuration.timeout.components.seconds))
-                code = Int(response.status.code)
                 // Read (and drop) a little of the answer, so the connection can be reused.
                 _ = try? await response.body.collect(upTo: 64 * 1024)
+                return Int(response.status.code)
+                }
             } catch let error as TockError {
-                (failure, final) = (error.message, true)
+                // A secret that does not decode can never be sent; a timeout is tried again.
+                (failure, final) = (error.message, error.kind == .invalidInput)
             } catch {
                 failure = Self.describe(error)
             }

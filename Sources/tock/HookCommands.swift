@@ -46,7 +46,7 @@ struct HookCommand: AsyncParsableCommand {
         @Option(help: "For --on late: how long after its fire time a scheduled run that has not started is late (5m).")
         var lateAfter: String?
         @Option(help: "A whsec_ signing secret to use (default: a new one, printed once).") var secret: String?
-        @Option(help: "Attempts before a delivery fails for good (1-50).") var maxAttempts: Int = 8
+        @Option(help: "Attempts before a delivery fails for good (1-50; 12 spans about 5 hours).") var maxAttempts: Int = 12
 
         func run() async throws {
             var hook: [String: Any] = ["job": job, "event": on, "url": webhook, "max_attempts": maxAttempts]

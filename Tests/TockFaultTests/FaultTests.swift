@@ -297,7 +297,7 @@ struct FaultTests {
             #expect(status == 0, "\(worker.log)")
             // Before: reports retried for 10 minutes, so systemd's SIGKILL (45 s) was what ended such a worker.
             #expect(exitTime < .seconds(15), "\(worker.log)")
-            #expect(worker.log.contains("could not report the run before the shutdown grace ended"), "\(worker.log)")
+            #expect(worker.log.contains("could not report the run before the worker stopped"), "\(worker.log)")
 
             // The result is gone with the worker; the run is not. Rescue sees the worker gone (its session ended
             // with the server) once its heartbeat is 2 s stale, and fails the attempt over to a retry.

@@ -37,6 +37,12 @@ struct HookTests {
                 hooks[event] = try await Self.addHook(database, ["job": "flaky", "event": event, "url": url]).hookId
             }
             let fleet = try await Self.addHook(database, ["job": "*", "event": "failed", "url": "http://127.0.0.1:9/x"])
+            let otherDead = try await Self.addHook(database, ["job": "other", "event": "dead", "url": "https://h.example.com/d"])
+            var slow = JobDefinition(name: "slow", script: "z.sh")
+            slow.overlap = "allow"
+            _ = try await database.createJob(slow)
+            let slowTimedOut = try await Self.addHook(database, ["job": "slow", "event": "timed_out", "url": "https://h.example.com/t"])
+            let slowDead = try await Self.addHook(database, ["job": "slow", "event": "dead", "url": "https://h.example.com/t"])
             let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 10, scriptsDirectory: nil, version: nil)
 
             // Attempt 1 fails (a retry follows), attempt 2 fails too: the run is dead.
@@ -49,6 +55,7 @@ struct HookTests {
             let good = try await Self.runOnce(database, "flaky", worker: worker, .succeeded, exitCode: 0)
             let again = try await Self.runOnce(database, "flaky", worker: worker, .succeeded, exitCode: 0)
             let otherFailed = try await Self.runOnce(database, "other", worker: worker, .failed, exitCode: 1)
+            let slowRun = try await Self.runOnce(database, "slow", worker: worker, .timedOut)
 
             let rows = try await database.client.query("""
                 SELECT run_id, event, hook_id FROM tock.deliveries ORDER BY id
@@ -56,10 +63,12 @@ struct HookTests {
             let got = Set(rows.map { "\($0.0) \($0.1) \($0.2)" })
             let want: Set<String> = [
                 "\(first) failed \(hooks["failed"]!)", "\(first) failed \(fleet.hookId)",
-                "\(claimed[0]) dead \(hooks["dead"]!)",
+                "\(claimed[0]) dead \(hooks["dead"]!)", "\(claimed[0]) failed \(hooks["failed"]!)",
+                "\(claimed[0]) failed \(fleet.hookId)",
                 "\(good) succeeded \(hooks["succeeded"]!)", "\(good) recovered \(hooks["recovered"]!)",
                 "\(again) succeeded \(hooks["succeeded"]!)",
-                "\(otherFailed) failed \(fleet.hookId)",
+                "\(otherFailed) failed \(fleet.hookId)", "\(otherFailed) dead \(otherDead.hookId)",
+                "\(slowRun) timed_out \(slowTimedOut.hookId)", "\(slowRun) dead \(slowDead.hookId)",
             ]
             #expect(got == want, "extra: \(got.subtracting(want)); missing: \(want.subtracting(got))")
 
@@ -76,10 +85,10 @@ struct HookTests {
 
             // People see where a hook goes, never its path (a Slack webhook's secret) nor its signing secret.
             let shown = try await database.hooks(job: "flaky")
-            #expect(shown.count == 6 && shown.allSatisfy { !$0.urlOrigin.contains("secret-path") })
+            #expect(shown.count == 6 && shown.allSatisfy { !$0.urlOrigin.contains("secret-path") }, "\(shown)")
             #expect(shown.first { $0.id == hooks["failed"] }?.urlOrigin == "https://hooks.example.com")
             let listed = try await database.deliveries(job: "flaky")
-            #expect(listed.count == 6 && listed.allSatisfy {
+            #expect(listed.count == 8 && listed.allSatisfy {
                 $0.urlOrigin == ($0.hookId == fleet.hookId ? "http://127.0.0.1:9" : "https://hooks.example.com") && $0.status == "pending"
             }, "\(listed)")
         }
@@ -139,6 +148,9 @@ struct HookTests {
                 (["job": "j", "event": "failed", "url": "https:///nohost"], "url"),
                 (["job": "j", "event": "failed", "url": "https://h.example.com/" + String(repeating: "a", count: 2001)], "url"),
                 (["job": "j", "event": "failed", "url": "https://h.example.com", "secret": "whsec_short"], "secret"),
+                (["job": "j", "event": "failed", "url": "https://h.example.com",
+                  "secret": "whsec_" + String(repeating: "A", count: 33)], "secret"),
+                (["event": "failed", "url": "https://h.example.com"], "job"),
                 (["job": "j", "event": "late", "url": "https://h.example.com"], "late_after"),
                 (["job": "j", "event": "failed", "url": "https://h.example.com", "late_after": "5m"], "late_after"),
                 (["job": "j", "event": "failed", "url": "https://h.example.com", "max_attempts": 0], "max_attempts"),
@@ -186,6 +198,14 @@ struct HookTests {
             let (ok, busy, refused) = (taken[0], taken[1], taken[2])
             #expect(try await database.finishDelivery(ok.id, attempt: 1, code: 204, error: nil, startedAt: Date(), duration: .milliseconds(5)) == "delivered")
             #expect(try await database.finishDelivery(busy.id, attempt: 1, code: 503, error: nil, startedAt: Date(), duration: .milliseconds(5)) == "pending")
+            // The first retry 2 s on (±25%), the next three times as far.
+            let wait = { (id: Int64) async throws -> Double in
+                try await database.client.query("""
+                    SELECT extract(epoch FROM next_attempt_at - clock_timestamp())::float8 FROM tock.deliveries WHERE id = \(id)
+                    """).decode(Double.self).all().first ?? -1
+            }
+            let firstWait = try await wait(busy.id)
+            #expect(firstWait > 1.3 && firstWait <= 2.5, "\(firstWait) s")
             #expect(try await database.finishDelivery(refused.id, attempt: 1, code: 404, error: nil, startedAt: Date(), duration: .milliseconds(5)) == "failed")
             // A late answer for an attempt not held any more changes nothing.
             #expect(try await database.finishDelivery(ok.id, attempt: 1, code: 500, error: nil, startedAt: Date(), duration: .zero) == "delivered")
@@ -207,6 +227,10 @@ struct HookTests {
             #expect(try await database.retryDelivery(busy.id) == "pending")
             let again = try await database.claimDeliveries(max: 10, hold: .seconds(30)).deliveries
             #expect(again.map(\.id) == [busy.id] && again[0].attempt == 3)
+            // A round retried by hand backs off from the start again.
+            #expect(try await database.finishDelivery(busy.id, attempt: 3, code: 502, error: nil, startedAt: Date(), duration: .zero) == "pending")
+            let restarted = try await wait(busy.id)
+            #expect(restarted > 1.3 && restarted <= 2.5, "\(restarted) s")
             await #expect(throws: TockError.self) { try await database.retryDelivery(ok.id) }
         }
     }

@@ -78,6 +78,9 @@ struct PrivilegesTests {
                     "SELECT tock.tick()", "SELECT tock.rescue()", "SELECT tock.purge_history()",
                     "SELECT * FROM tock.job_overview", "SELECT * FROM tock.run_history", "SELECT * FROM tock.stuck_runs",
                     "SELECT tock.stats()", "SELECT tock.delete_job('adm')",
+                    "SELECT * FROM tock.add_hook('report', 'failed', 'https://hooks.example.com/x')",
+                    "SELECT * FROM tock.hook_list", "SELECT * FROM tock.delivery_overview", "SELECT * FROM tock.delivery_attempt_log",
+                    "SELECT * FROM tock.claim_deliveries(10)",
                 ] {
                     #expect(await sqlState(admin, allowed) == nil, "tock_admin: \(allowed)")
                 }
@@ -114,6 +117,7 @@ struct PrivilegesTests {
                     "SELECT tock.run_now('report')", "SELECT tock.delete_job('report')", "SELECT tock.tick()",
                     "SELECT tock.stats()", "SELECT * FROM tock.config",
                     "SELECT * FROM tock.run_now_keyed('report', p_key => 'k')", "SELECT * FROM tock.trigger_keys",
+                    "SELECT * FROM tock.claim_deliveries(10)", "SELECT * FROM tock.hooks", "SELECT * FROM tock.hook_list",
                 ] {
                     #expect(await sqlState(worker, refused) == Self.insufficientPrivilege, "tock_worker: \(refused)")
                 }
@@ -126,6 +130,8 @@ struct PrivilegesTests {
                     "SELECT * FROM tock.stuck_runs", "SELECT * FROM tock.job_stats", "SELECT tock.stats()",
                     "SELECT * FROM tock.schedule_preview('report', 3)", "SELECT * FROM tock.gauges()",
                     "SELECT tock.describe_schedule('daily at 06:00')",
+                    // The hooks as people may see them (origin only, no secret): the API's and CLI's lists.
+                    "SELECT * FROM tock.hook_list", "SELECT * FROM tock.delivery_overview", "SELECT * FROM tock.delivery_attempt_log",
                 ] {
                     #expect(await sqlState(viewer, allowed) == nil, "tock_viewer: \(allowed)")
                 }
@@ -134,6 +140,10 @@ struct PrivilegesTests {
                     "INSERT INTO tock.jobs (name, script) VALUES ('v', 'v.sh')", "SELECT tock.register_worker('h', 1, 1)",
                     "SELECT * FROM tock.claim_runs(1, 1)", "SELECT tock.cancel(1)", "SELECT tock.set_history_retention('1 day')",
                     "SELECT * FROM tock.run_now_keyed('report', p_key => 'k')", "SELECT * FROM tock.trigger_keys",
+                    // Secrets and whole URLs: the schema's owner's, and a delivery service's (tock_admin).
+                    "SELECT secret FROM tock.hooks", "SELECT * FROM tock.deliveries", "SELECT * FROM tock.claim_deliveries(10)",
+                    "SELECT * FROM tock.add_hook('report', 'failed', 'https://hooks.example.com/x')",
+                    "SELECT tock.retry_delivery(1)",
                 ] {
                     #expect(await sqlState(viewer, refused) == Self.insufficientPrivilege, "tock_viewer: \(refused)")
                 }

@@ -32,6 +32,8 @@ class Receiver(BaseHTTPRequestHandler):
         verified = verifies(SECRET, body, headers)
         tampered = verifies(SECRET, body + b" ", headers) or verifies(OTHER_SECRET, body, headers)
         if MODE == "slow":
+            with open(LOG + ".arrived", "a") as arrived:
+                arrived.write((headers.get("webhook-id") or "") + "\n")
             time.sleep(3)
         status = 500 if MODE == "fail" or not verified else 204
         with open(LOG, "a") as log:

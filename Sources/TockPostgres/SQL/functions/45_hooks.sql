@@ -3,7 +3,8 @@
 -- them (SKIP LOCKED), send them and record each attempt. At least once: a sender that dies mid-send leaves its
 -- delivery to be sent again when its hold runs out, with the same webhook-id.
 
--- A new signing secret: whsec_ and 32 random bytes in base64 (Standard Webhooks 1.0).
+-- A new signing secret: whsec_ and 32 bytes in base64 (Standard Webhooks 1.0), from two random UUIDs (244 random
+-- bits).
 CREATE OR REPLACE FUNCTION tock.new_webhook_secret()
 RETURNS text LANGUAGE sql VOLATILE AS $$
     SELECT 'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64')
@@ -21,7 +22,7 @@ $$;
 -- time the secret is shown.
 CREATE OR REPLACE FUNCTION tock.add_hook(
     p_job text, p_event text, p_url text, p_late_after interval DEFAULT NULL, p_secret text DEFAULT NULL,
-    p_max_attempts int DEFAULT 8)
+    p_max_attempts int DEFAULT 12)
 RETURNS TABLE (hook_id bigint, secret text) LANGUAGE plpgsql AS $$
 DECLARE
     v_job bigint;
@@ -38,15 +39,16 @@ BEGIN
     IF p_url IS NULL OR length(p_url) > 2000 THEN
         PERFORM tock.raise_invalid('url', 'give the webhook''s URL, at most 2,000 characters');
     END IF;
+    -- Not echoed: a webhook's URL may be its secret.
     IF p_url !~ '^https?://' THEN
-        PERFORM tock.raise_invalid('url', format('%L is not an http:// or https:// URL', left(p_url, 80)));
+        PERFORM tock.raise_invalid('url', 'not an http:// or https:// URL');
     END IF;
     IF p_url !~ '^https?://[^/?#@[:space:]]+([/?#][^[:space:]]*)?$' THEN
         PERFORM tock.raise_invalid('url', format('%L has no host, a user name or password, or a space',
                                                  tock.url_origin(p_url)));
     END IF;
-    IF p_secret IS NOT NULL AND p_secret !~ '^whsec_[A-Za-z0-9+/]{32,200}={0,2}$' THEN
-        PERFORM tock.raise_invalid('secret', 'a signing secret is whsec_ and at least 24 bytes in base64; leave it out for a new one');
+    IF p_secret IS NOT NULL AND p_secret !~ '^whsec_([A-Za-z0-9+/]{4}){8,50}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$' THEN
+        PERFORM tock.raise_invalid('secret', 'a signing secret is whsec_ and 24 to 150 bytes in padded base64; leave it out for a new one');
     END IF;
     IF (p_event = 'late') <> (p_late_after IS NOT NULL) THEN
         PERFORM tock.raise_invalid('late_after', 'a late hook says how late (late_after, e.g. 5m); other hooks do not');
@@ -57,7 +59,9 @@ BEGIN
     IF p_max_attempts IS NULL OR p_max_attempts NOT BETWEEN 1 AND 50 THEN
         PERFORM tock.raise_invalid('max_attempts', format('%s is not between 1 and 50', coalesce(p_max_attempts::text, 'NULL')));
     END IF;
-    -- A bound per job (and for the fleet): each run's end reads its hooks.
+    -- A bound per job (and for the fleet): each run's end reads its hooks. Counted under a lock, so that two adds
+    -- at once cannot both pass it.
+    PERFORM pg_advisory_xact_lock(tock.worker_lock_key() + 5, coalesce(v_job, 0)::int);
     IF (SELECT count(*) FROM tock.hooks h WHERE h.job_id IS NOT DISTINCT FROM v_job) >= 20 THEN
         PERFORM tock.raise_invalid('job', format('%s has 20 hooks already', coalesce(p_job, 'the fleet')));
     END IF;
@@ -76,7 +80,10 @@ DECLARE
     v_unknown text;
 BEGIN
     IF jsonb_typeof(p_hook) IS DISTINCT FROM 'object' THEN
-        PERFORM tock.raise_invalid('body', 'expected a JSON object: {"event": "failed", "url": "https://…"}');
+        PERFORM tock.raise_invalid('body', 'expected a JSON object: {"job": "nightly", "event": "failed", "url": "https://…"}');
+    END IF;
+    IF p_hook ->> 'job' IS NULL THEN
+        PERFORM tock.raise_invalid('job', 'give the job''s name or id, or * for every job');
     END IF;
     SELECT k INTO v_unknown FROM jsonb_object_keys(p_hook) k
     WHERE k NOT IN ('job', 'event', 'url', 'late_after', 'secret', 'max_attempts') LIMIT 1;
@@ -93,7 +100,7 @@ BEGIN
     RETURN QUERY SELECT * FROM tock.add_hook(
         p_hook ->> 'job', p_hook ->> 'event', p_hook ->> 'url',
         CASE WHEN p_hook ->> 'late_after' IS NOT NULL THEN tock.parse_duration(p_hook ->> 'late_after', 'late_after') END,
-        p_hook ->> 'secret', coalesce((p_hook ->> 'max_attempts')::int, 8));
+        p_hook ->> 'secret', coalesce((p_hook ->> 'max_attempts')::int, 12));
 END $$;
 
 CREATE OR REPLACE FUNCTION tock.remove_hook(p_hook bigint)
@@ -145,29 +152,38 @@ RETURNS text LANGUAGE sql STABLE AS $$
 $$;
 
 -- The deliveries a batch of ended runs makes (tock.end_runs, in its transaction): each hook of the run's job, or of
--- every job, whose event the run's end is. 'failed' and 'timed_out' are each attempt that ended so (a retry may
--- follow: will_retry); 'dead' is the last of several attempts failing; 'recovered' a success whose job's run before
--- it (cancelled ones aside) did not succeed.
+-- every job, whose event the run's end is:
+--   failed     an attempt failed, whether a retry follows (will_retry) or not (its last: status dead or failed);
+--   timed_out  an attempt timed out and a retry follows, or it was the only attempt;
+--   dead       the run failed for good: no retry follows its failure or timeout (whatever max_attempts is);
+--   succeeded, and recovered: a success whose job's previous run (cancelled ones aside) did not succeed.
 CREATE OR REPLACE FUNCTION tock.enqueue_hooks(p_runs bigint[], p_now timestamptz)
 RETURNS void LANGUAGE plpgsql SET jit = off AS $$
 BEGIN
     INSERT INTO tock.deliveries (hook_id, job_id, run_id, event, message_id, url, body, max_attempts, next_attempt_at,
                                  created_at)
     SELECT h.id, f.job_id, f.id, h.event, format('msg_tock_%s_%s', f.id, h.id), h.url,
-           tock.webhook_body(h.event, f, j.name, w.name, p_now,
-                             EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = f.job_id AND r.trigger = 'retry'
-                                        AND r.first_run_id = coalesce(f.first_run_id, f.id) AND r.attempt = f.attempt + 1)),
-           h.max_attempts, p_now, p_now
+           tock.webhook_body(h.event, f, j.name, w.name, p_now, e.will_retry), h.max_attempts, p_now, p_now
     FROM tock.finished_runs f
+    CROSS JOIN LATERAL (
+        SELECT EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = f.job_id AND r.trigger = 'retry'
+                          AND r.first_run_id = coalesce(f.first_run_id, f.id) AND r.attempt = f.attempt + 1) AS will_retry
+    ) e
     JOIN tock.jobs j ON j.id = f.job_id
     JOIN tock.hooks h ON (h.job_id = f.job_id OR h.job_id IS NULL)
     LEFT JOIN tock.workers w ON w.id = f.worker_id
-    WHERE f.id = ANY (p_runs)
-      AND (h.event = f.status
-           OR (h.event = 'recovered' AND f.status = 'succeeded'
-               AND (SELECT p.status FROM tock.finished_runs p
-                    WHERE p.job_id = f.job_id AND p.id < f.id AND p.status <> 'cancelled'
-                    ORDER BY p.id DESC LIMIT 1) IN ('failed', 'timed_out', 'dead')))
+    -- finished_at is at least p_now (tock.end_runs): only the partitions that can hold these runs are looked into.
+    WHERE f.id = ANY (p_runs) AND f.finished_at >= p_now
+      AND CASE h.event
+              WHEN 'failed' THEN f.status IN ('failed', 'dead')
+              WHEN 'timed_out' THEN f.status = 'timed_out'
+              WHEN 'dead' THEN f.status IN ('failed', 'timed_out', 'dead') AND NOT e.will_retry
+              WHEN 'succeeded' THEN f.status = 'succeeded'
+              WHEN 'recovered' THEN f.status = 'succeeded'
+                  AND (SELECT p.status FROM tock.finished_runs p
+                       WHERE p.job_id = f.job_id AND p.id < f.id AND p.status <> 'cancelled'
+                       ORDER BY p.id DESC LIMIT 1) IN ('failed', 'timed_out', 'dead')
+              ELSE false END
     ON CONFLICT ON CONSTRAINT deliveries_one_per_hook_run_event DO NOTHING;
 END $$;
 
@@ -194,20 +210,25 @@ BEGIN
     JOIN tock.jobs j ON j.id = r.job_id
     WHERE h.event = 'late' AND r.status = 'pending' AND r.trigger = 'schedule'
       AND r.scheduled_for < p_now - h.late_after
-    -- A bound per second: a backlog of late runs is announced over the next seconds.
+      AND NOT EXISTS (SELECT 1 FROM tock.deliveries d WHERE d.hook_id = h.id AND d.run_id = r.id AND d.event = 'late')
+    -- A bound per second, oldest first: a backlog of late runs is announced over the next seconds.
+    ORDER BY r.scheduled_for
     LIMIT 1000
     ON CONFLICT ON CONSTRAINT deliveries_one_per_hook_run_event DO NOTHING;
 END $$;
 
--- New deliveries wake the delivery services (NOTIFY tock_deliveries), once per statement.
+-- New deliveries wake the delivery services (NOTIFY tock_deliveries), once per statement that inserted any (an
+-- INSERT … ON CONFLICT DO NOTHING that inserted none fires the trigger too).
 CREATE OR REPLACE FUNCTION tock.tg_deliveries__due()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('tock_deliveries', '');
+    IF EXISTS (SELECT 1 FROM new_deliveries) THEN
+        PERFORM pg_notify('tock_deliveries', '');
+    END IF;
     RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS deliveries_notify ON tock.deliveries;
-CREATE TRIGGER deliveries_notify AFTER INSERT ON tock.deliveries
+CREATE TRIGGER deliveries_notify AFTER INSERT ON tock.deliveries REFERENCING NEW TABLE AS new_deliveries
     FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_deliveries__due();
 
 -- Takes up to p_max due deliveries for a delivery service (SKIP LOCKED: any number of them at once) and holds each
@@ -229,6 +250,11 @@ BEGIN
     UPDATE tock.deliveries d
     SET status = 'failed', finished_at = v_now, last_error = 'its hook was removed'
     WHERE d.status IN ('pending', 'sending') AND d.hook_id IS NULL AND d.next_attempt_at <= v_now;
+    -- A last attempt whose sender never answered (it died, each time, perhaps because of this delivery): failed.
+    UPDATE tock.deliveries d
+    SET status = 'failed', finished_at = v_now,
+        last_error = coalesce(d.last_error || '; ', '') || 'its last attempt''s sender stopped before it answered'
+    WHERE d.status = 'sending' AND d.next_attempt_at <= v_now AND d.attempts >= d.max_attempts;
     RETURN QUERY
     WITH due AS (
         SELECT d.id FROM tock.deliveries d
@@ -255,8 +281,9 @@ COMMENT ON FUNCTION tock.claim_deliveries(int, interval) IS
     'A delivery service takes due webhook deliveries (SKIP LOCKED), held for p_hold; and when the next comes due.';
 
 -- How an attempt went: p_code the receiver's HTTP status (NULL: no answer), p_error why it failed. A 2xx delivers;
--- a 408, 429, 5xx or no answer is tried again after a backoff (1 s doubling to 10 min) until max_attempts; any
--- other status, or p_final (the sender refuses the address), fails it at once. Only the attempt the sender holds
+-- a 408, 429, 5xx or no answer is tried again after a backoff (2 s, tripling to an hour: with 12 attempts, about
+-- 5 hours in all) until max_attempts; any other status, or p_final (the sender refuses the address), fails it at
+-- once. Only the attempt the sender holds
 -- counts (a sender whose hold ran out and whose delivery was taken again changes nothing). Returns its status.
 CREATE OR REPLACE FUNCTION tock.finish_delivery(
     p_delivery bigint, p_attempt int, p_code int, p_error text, p_started_at timestamptz, p_duration_ms float8,
@@ -284,7 +311,7 @@ BEGIN
         last_code = p_code,
         last_error = CASE WHEN v_ok THEN NULL ELSE coalesce(p_error, format('the receiver answered %s', p_code)) END,
         next_attempt_at = CASE WHEN v_retry
-                               THEN v_now + make_interval(secs => least(power(2, least(p_attempt - 1, 20)), 600)
+                               THEN v_now + make_interval(secs => least(2 * power(3, least(p_attempt - round_start - 1, 20)), 3600)
                                                                   * (0.75 + random() * 0.5))
                                ELSE next_attempt_at END,
         finished_at = CASE WHEN v_ok OR NOT v_retry THEN v_now END
@@ -312,7 +339,7 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state', COLUMN = 'delivery';
     END IF;
     UPDATE tock.deliveries d
-    SET status = 'pending', next_attempt_at = clock_timestamp(), finished_at = NULL,
+    SET status = 'pending', next_attempt_at = clock_timestamp(), finished_at = NULL, round_start = d.attempts,
         max_attempts = d.attempts + (SELECT h.max_attempts FROM tock.hooks h WHERE h.id = d.hook_id)
     WHERE d.id = p_delivery;
     PERFORM pg_notify('tock_deliveries', '');
@@ -329,3 +356,9 @@ FROM tock.deliveries d
 LEFT JOIN tock.jobs j ON j.id = d.job_id;
 COMMENT ON VIEW tock.delivery_overview IS
     'Webhook deliveries: pending, sending, delivered or failed, with attempts and the last answer (tock.delivery_attempts for each).';
+
+-- Each attempt of each delivery: when, how long, the receiver's status or why it failed.
+CREATE OR REPLACE VIEW tock.delivery_attempt_log AS
+SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.status_code, a.error
+FROM tock.delivery_attempts a;
+COMMENT ON VIEW tock.delivery_attempt_log IS 'Each attempt to send a webhook delivery, and how it went.';

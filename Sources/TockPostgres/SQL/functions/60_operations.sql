@@ -256,10 +256,17 @@ BEGIN
         EXIT WHEN v_rows < v_batch;
     END LOOP;
 
-    -- Webhook deliveries that ended before the horizon, with their attempts.
-    DELETE FROM tock.deliveries
-    WHERE ctid = ANY (ARRAY(SELECT d.ctid FROM tock.deliveries d
-                            WHERE d.created_at < v_horizon AND d.status IN ('delivered', 'failed') LIMIT v_batch));
+    -- Webhook deliveries made before the horizon, with their attempts (their runs are gone too): in batches until
+    -- none is left, up to 100 a call; one a sender holds waits for the next call.
+    FOR v_round IN 1..100 LOOP
+        DELETE FROM tock.deliveries
+        WHERE ctid = ANY (ARRAY(SELECT d.ctid FROM tock.deliveries d
+                                WHERE d.created_at < v_horizon AND d.status <> 'sending'
+                                LIMIT v_batch FOR UPDATE SKIP LOCKED));
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        v_count := v_count + v_rows;
+        EXIT WHEN v_rows < v_batch;
+    END LOOP;
 
     -- Live output whose run has ended (one a finish did not see, tock.end_runs) or vanished.
     DELETE FROM tock.run_output o WHERE NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.id = o.run_id);
@@ -270,7 +277,7 @@ BEGIN
     RETURN least(v_count, 2147483647)::int;
 END $$;
 COMMENT ON FUNCTION tock.purge_history(timestamptz, int) IS
-    'History maintenance: creates partitions ahead, drops those past the retention; returns how many runs it removed.';
+    'History maintenance: creates partitions ahead, drops those past the retention; returns how many runs and deliveries it removed.';
 
 -- The figures only the database knows, as Prometheus gauges: GET /metrics sets them at each scrape, and psql users
 -- can read them too. One row per gauge (and label set).

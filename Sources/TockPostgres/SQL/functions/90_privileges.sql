@@ -16,7 +16,7 @@ CREATE OR REPLACE FUNCTION tock.role_functions()
 RETURNS TABLE (role_name text, function_name text) LANGUAGE sql IMMUTABLE AS $$
     SELECT 'tock_viewer', unnest(ARRAY[
         'find_job', 'describe_schedule', 'next_fire_times', 'schedule_preview', 'stats', 'queue_glance', 'schedulers_alive',
-        'gauges', 'list_jobs', 'recent_runs', 'job_runs', 'run_detail', 'rate_text', 'duration_text'])
+        'gauges', 'list_jobs', 'recent_runs', 'job_runs', 'run_detail', 'rate_text', 'duration_text', 'url_origin'])
     UNION ALL
     SELECT 'tock_worker', unnest(ARRAY[
         'register_worker', 'heartbeat', 'set_worker_state', 'claim_runs', 'report_output', 'finish_run', 'finish_runs',
@@ -89,7 +89,7 @@ BEGIN
         EXECUTE 'GRANT SELECT ON tock.job_overview, tock.run_history, tock.run_logs, tock.worker_overview, tock.pool_overview, tock.config_settings,
                  tock.queue_depth, tock.lag, tock.stuck_runs, tock.job_stats, tock.migrations, tock.config,
                  tock.timezones, tock.history_partitions, tock.run_history_in_flight, tock.run_history_finished,
-                 tock.hook_list, tock.delivery_overview, tock.delivery_attempts
+                 tock.hook_list, tock.delivery_overview, tock.delivery_attempt_log
                  TO tock_viewer';
         IF NOT 'tock_admin' = ANY (v_missing)
            AND NOT pg_has_role('tock_admin', 'tock_viewer', 'MEMBER') THEN

@@ -15,11 +15,12 @@ CREATE TABLE IF NOT EXISTS tock.hooks (
     secret       text NOT NULL,
     -- 'late': how long after its fire time a scheduled run that has not started counts as late.
     late_after   interval,
-    max_attempts int NOT NULL DEFAULT 8,
+    max_attempts int NOT NULL DEFAULT 12,
     created_at   timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT hooks_event_is_known CHECK (event IN ('failed', 'dead', 'timed_out', 'succeeded', 'recovered', 'late')),
     CONSTRAINT hooks_url_is_http CHECK (url ~ '^https?://[^/?#@[:space:]]+([/?#][^[:space:]]*)?$' AND length(url) <= 2000),
-    CONSTRAINT hooks_secret_is_whsec CHECK (secret ~ '^whsec_[A-Za-z0-9+/]{32,200}={0,2}$'),
+    -- Base64 that decodes (a length a multiple of 4) to at least 24 bytes, as every Standard Webhooks library reads it.
+    CONSTRAINT hooks_secret_is_whsec CHECK (secret ~ '^whsec_([A-Za-z0-9+/]{4}){8,50}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$'),
     CONSTRAINT hooks_late_after_iff_late CHECK ((event = 'late') = (late_after IS NOT NULL)
                                                 AND (late_after IS NULL OR late_after BETWEEN interval '1 second' AND interval '7 days')),
     CONSTRAINT hooks_max_attempts_in_range CHECK (max_attempts BETWEEN 1 AND 50)
@@ -41,7 +42,9 @@ CREATE TABLE IF NOT EXISTS tock.deliveries (
     body            text NOT NULL,
     status          text NOT NULL DEFAULT 'pending',
     attempts        int NOT NULL DEFAULT 0,
-    max_attempts    int NOT NULL DEFAULT 8,
+    max_attempts    int NOT NULL DEFAULT 12,
+    -- The attempts before the last retry by hand: the backoff starts again from there.
+    round_start     int NOT NULL DEFAULT 0,
     -- When it may be sent (again); while 'sending', when its sender's hold runs out.
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_code       int,
