@@ -16,6 +16,7 @@ import urllib.request
 from selenium import webdriver
 from selenium.common.exceptions import ElementNotInteractableException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -96,13 +97,25 @@ def main():
         assert created["schedule"] == "daily at 06:00" and created["timezone"] == "Asia/Hong_Kong", created
         assert created["args"] == ["from-the-browser"], created
         assert created["max_running"] == 2 and created["rate"] == "10/1m" and created["pool"] == "default", created
+        # Fields left empty follow the fleet's defaults (tock config), and the job page says so.
+        assert {"max_attempts", "timeout", "overlap", "pool"} <= set(created["inherited"]), created
         wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "dl.facts"), "10/1m starts"))
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '[data-inherited="max_attempts"]')))
 
         step("Run now: the run appears and succeeds without a reload")
         driver.execute_script("window.__noReload = true")
         click(driver, By.ID, "run-now", wait)
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr.run[data-status="succeeded"]')))
         assert driver.execute_script("return window.__noReload") is True, "the page reloaded"
+
+        step("a double-clicked Run now starts one run (one Idempotency-Key for both)")
+        before = len(api("GET", f"/jobs/{JOB}/runs?limit=1000"))
+        ActionChains(driver).double_click(wait.until(EC.element_to_be_clickable((By.ID, "run-now")))).perform()
+        wait.until(lambda d: len(api("GET", f"/jobs/{JOB}/runs?limit=1000")) > before)
+        time.sleep(1)
+        after = len(api("GET", f"/jobs/{JOB}/runs?limit=1000"))
+        assert after == before + 1, f"{after - before} runs from one double click"
+        wait.until(lambda d: all(r["status"] == "succeeded" for r in api("GET", f"/jobs/{JOB}/runs?limit=5")))
 
         step("the run's output shows up in the log viewer")
         click(driver, By.CSS_SELECTOR, "tr.run a", wait)

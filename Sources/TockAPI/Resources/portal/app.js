@@ -32,7 +32,7 @@ class ApiError extends Error {
 
 async function api(path, options = {}) {
   const method = options.method || "GET";
-  const headers = { "Accept": "application/json" };
+  const headers = Object.assign({ "Accept": "application/json" }, options.headers || {});
   // Every write says JSON, even without a body: the server refuses any other (a cross-site form cannot send it).
   if (options.body !== undefined || (method !== "GET" && method !== "HEAD")) headers["Content-Type"] = "application/json";
   if (state.token) headers["Authorization"] = "Bearer " + state.token;
@@ -91,7 +91,20 @@ function button(label, onclick, cls, attrs) {
 
 // ---------- actions ----------
 
-async function runNow(job) { const run = await api(`/jobs/${enc(job)}/trigger`, { method: "POST" }); refreshSoon(true); return run; }
+// One key per click, kept for 3 s: a double click (or a retried request) sends the same Idempotency-Key, and the
+// server starts one run for both.
+const runNowKeys = new Map();
+async function runNow(job) {
+  let key = runNowKeys.get(job);
+  if (!key) {
+    key = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+    runNowKeys.set(job, key);
+    setTimeout(() => runNowKeys.delete(job), 3000);
+  }
+  const run = await api(`/jobs/${enc(job)}/trigger`, { method: "POST", headers: { "Idempotency-Key": key } });
+  refreshSoon(true);
+  return run;
+}
 async function setPaused(job, paused) { await api(`/jobs/${enc(job)}/${paused ? "pause" : "resume"}`, { method: "POST" }); refreshSoon(true); }
 async function cancelRun(id) { await api(`/runs/${id}/cancel`, { method: "POST" }); refreshSoon(true); }
 async function retryRun(id) { await api(`/runs/${id}/retry`, { method: "POST" }); refreshSoon(true); }
@@ -199,9 +212,10 @@ async function jobPage(view, name) {
       fact("Script", h("span", { class: "mono" }, [job.script, ...job.args].join(" "))),
       fact("Schedule", `${job.schedule_description} (${job.schedule})`), fact("Time zone", job.timezone),
       fact("Next run", job.enabled ? timeCell(job.next_run_at) : "paused"),
-      fact("Timeout", duration(job.timeout_seconds)), fact("Attempts", job.max_attempts),
-      fact("Overlap", job.overlap), fact("Misfire", job.misfire), fact("Priority", job.priority),
-      fact("Pool", job.pool || "default"),
+      fact("Timeout", inherited(job, "timeout", duration(job.timeout_seconds))),
+      fact("Attempts", inherited(job, "max_attempts", job.max_attempts)),
+      fact("Overlap", inherited(job, "overlap", job.overlap)), fact("Misfire", job.misfire), fact("Priority", job.priority),
+      fact("Pool", inherited(job, "pool", job.pool || "default")),
       fact("Max running", job.max_running == null ? "no limit" : job.max_running),
       fact("Rate", job.rate == null ? "no limit" : `${job.rate} starts`))),
     h("h2", {}, "Runs"),
@@ -210,6 +224,11 @@ async function jobPage(view, name) {
 }
 
 function fact(label, value) { return [h("dt", {}, label), h("dd", {}, value)]; }
+// A job's value, marked when it is the fleet's default (tock config) rather than its own.
+function inherited(job, key, value) {
+  return (job.inherited || []).includes(key) ? [String(value), " ", h("span", { class: "muted", "data-inherited": key }, "(fleet default)")]
+    : String(value);
+}
 
 async function runPage(view, id) {
   const run = await api(`/runs/${id}`);
@@ -284,8 +303,13 @@ function buildSchedule(parts) {
 }
 
 async function editorPage(view, name) {
-  const job = name ? await api(`/jobs/${enc(name)}`) : null;
+  const [job, settings] = await Promise.all([name ? api(`/jobs/${enc(name)}`) : null, api("/config")]);
   state.refresh = null;  // live updates must not wipe a form being edited
+  // What a job leaves empty it takes from the fleet's defaults (tock config), and goes on taking as they change.
+  const fleet = Object.fromEntries(settings.map((s) => [s.key, s.value]));
+  const inherits = (key) => !job || (job.inherited || []).includes(key);
+  const own = (key, value) => (inherits(key) ? "" : value);
+  const fleetHint = (key) => ({ placeholder: `fleet: ${fleet[key]}` });
   const parts = parseSchedule(job ? job.schedule : "daily at 06:00");
   const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
 
@@ -379,16 +403,21 @@ async function editorPage(view, name) {
     field("timezone", "Time zone", tzInput, "IANA name, e.g. Asia/Hong_Kong; fire times follow its daylight saving."),
     h("datalist", { id: "zones" }, zones.map((z) => h("option", { value: z }))),
     h("div", { class: "row" },
-      field("timeout_seconds", "Timeout (seconds)", number("job-timeout", job ? job.timeout_seconds : 3600, { min: 1 })),
-      field("max_attempts", "Attempts", number("job-attempts", job ? job.max_attempts : 1, { min: 1, max: 100 })),
+      field("timeout_seconds", "Timeout (seconds)", number("job-timeout", own("timeout", job && job.timeout_seconds),
+        Object.assign({ min: 1 }, fleetHint("timeout")))),
+      field("max_attempts", "Attempts", number("job-attempts", own("max_attempts", job && job.max_attempts),
+        Object.assign({ min: 1, max: 100 }, fleetHint("max_attempts")))),
       field("priority", "Priority", number("job-priority", job ? job.priority : 50, { min: 0, max: 100 }))),
     h("div", { class: "row" },
-      field("overlap", "If still running", select("job-overlap", ["skip", "queue", "allow"], job ? job.overlap : "skip")),
+      field("overlap", "If still running", h("select", { id: "job-overlap" },
+        [h("option", { value: "", selected: inherits("overlap") }, `fleet (${fleet.overlap})`),
+         ...["skip", "queue", "allow"].map((o) => h("option", { value: o, selected: !inherits("overlap") && job.overlap === o }, o))])),
       field("misfire", "After downtime", select("job-misfire", ["run_once", "skip"], job ? job.misfire : "run_once")),
-      field("retry_base_seconds", "Retry after (s)", number("job-retry-base", job ? job.retry_base_seconds : 10, { min: 1 }))),
+      field("retry_base_seconds", "Retry after (s)", number("job-retry-base", own("retry_base", job && job.retry_base_seconds),
+        Object.assign({ min: 1 }, fleetHint("retry_base"))))),
     h("div", { class: "row" },
-      field("pool", "Pool", text("job-pool", job ? job.pool || "default" : "default", { autocomplete: "off" }),
-        "The workers that serve it (tock worker --pools)."),
+      field("pool", "Pool", text("job-pool", own("pool", job && job.pool), Object.assign({ autocomplete: "off" }, fleetHint("pool"))),
+        "The workers that serve it (tock worker --pools). Empty fields follow the fleet's defaults (tock config)."),
       field("max_running", "Max running", number("job-max-running", job && job.max_running != null ? job.max_running : "", { min: 1 }),
         "At once, across every worker; empty: no limit."),
       field("rate", "Rate", text("job-rate", job && job.rate != null ? job.rate : "", { placeholder: "10/1m", autocomplete: "off" }),
@@ -407,16 +436,20 @@ async function editorPage(view, name) {
       name: value("job-name").trim(), script: value("job-script").trim(),
       args: value("job-args").split("\n").map((a) => a.trim()).filter((a) => a !== ""),
       schedule: value("job-schedule").trim(), timezone: value("job-timezone").trim(),
-      overlap: value("job-overlap"), misfire: value("job-misfire"),
+      misfire: value("job-misfire"),
       enabled: document.getElementById("job-enabled").checked,
-      pool: value("job-pool").trim() || "default",
       // Empty removes a limit: null, not left out, so that an edit clears it.
       max_running: value("job-max-running") === "" ? null : Number(value("job-max-running")),
       rate: value("job-rate").trim() === "" ? null : value("job-rate").trim(),
     };
-    for (const [key, id] of [["timeout_seconds", "job-timeout"], ["max_attempts", "job-attempts"], ["priority", "job-priority"],
-                             ["retry_base_seconds", "job-retry-base"]]) {
-      if (value(id) !== "") body[key] = Number(value(id));
+    if (value("job-priority") !== "") body.priority = Number(value("job-priority"));
+    // Empty: the fleet's default. A new job leaves it out; an edit sends null, so the job inherits it again.
+    for (const [key, id, isNumber] of [["timeout_seconds", "job-timeout", true], ["max_attempts", "job-attempts", true],
+                                       ["retry_base_seconds", "job-retry-base", true], ["overlap", "job-overlap", false],
+                                       ["pool", "job-pool", false]]) {
+      const given = value(id).trim();
+      if (given !== "") body[key] = isNumber ? Number(given) : given;
+      else if (job) body[key] = null;
     }
     try {
       const saved = job ? await api(`/jobs/${enc(job.name)}`, { method: "PUT", body })
