@@ -25,6 +25,26 @@ struct WebhookTests {
             try process.run()
         }
 
+        /// Waits until it accepts connections (a Python start can take seconds on a loaded machine): a delivery sent
+        /// before would be refused, and counted as an attempt the receiver never saw.
+        func listening() async throws -> Self {
+            let port = port
+            let up = try await eventually(timeout: .seconds(30), interval: .milliseconds(50)) {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                guard fd >= 0 else { return false }
+                defer { close(fd) }
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                return withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                } == 0
+            }
+            try #require(up, "the receiver on port \(port) never listened")
+            return self
+        }
+
         func stop() {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
@@ -76,7 +96,7 @@ struct WebhookTests {
             _ = try await database.client.query("SELECT tock.set_config('portal_url', 'https://tock.example.com')").collect()
             let notifier = try TockProcess(["notifier", "--webhook-allow", "127.0.0.1"], settings: settings, directory: directory)
             defer { notifier.signal(SIGKILL) }
-            var receiver = try Receiver(port: port, secret: hook.secret, mode: "ok", log: log)
+            var receiver = try await Receiver(port: port, secret: hook.secret, mode: "ok", log: log).listening()
 
             let first = try await Self.failRun(database, "report", worker: worker)
             let delivered = try await eventually(timeout: .seconds(30), interval: .milliseconds(50)) {
@@ -103,7 +123,7 @@ struct WebhookTests {
             let waiting = try await database.deliveries(job: "report")
             #expect(refused, "\(waiting)")
             try await Task.sleep(for: .seconds(20))
-            receiver = try Receiver(port: port, secret: hook.secret, mode: "ok", log: log)
+            receiver = try await Receiver(port: port, secret: hook.secret, mode: "ok", log: log).listening()
             let arrived = try await eventually(timeout: .seconds(90), interval: .milliseconds(200)) {
                 try await database.deliveries(job: "report").first { $0.runId == second }?.status == "delivered"
             }
@@ -130,7 +150,7 @@ struct WebhookTests {
             let port = try TestPorts.free()
             let hook = try await Self.addHook(database, ["job": "report", "event": "failed", "url": "http://127.0.0.1:\(port)/x",
                                                          "max_attempts": 3])
-            let receiver = try Receiver(port: port, secret: hook.secret, mode: "fail", log: log)
+            let receiver = try await Receiver(port: port, secret: hook.secret, mode: "fail", log: log).listening()
             defer { receiver.stop() }
             let notifier = try TockProcess(["notifier", "--webhook-allow", "127.0.0.1"], settings: settings, directory: directory)
             defer { notifier.signal(SIGKILL) }
@@ -175,7 +195,7 @@ struct WebhookTests {
             let worker = try await Self.setUp(database)
             let port = try TestPorts.free()
             let hook = try await Self.addHook(database, ["job": "report", "event": "failed", "url": "http://127.0.0.1:\(port)/x"])
-            let receiver = try Receiver(port: port, secret: hook.secret, mode: "slow", log: log)
+            let receiver = try await Receiver(port: port, secret: hook.secret, mode: "slow", log: log).listening()
             defer { receiver.stop() }
             let arguments = ["notifier", "--webhook-allow", "127.0.0.1", "--webhook-timeout-seconds", "5"]
             let first = try TockProcess(arguments, settings: settings, directory: directory)
