@@ -91,15 +91,15 @@ function button(label, onclick, cls, attrs) {
 
 // ---------- actions ----------
 
-// One key per click, kept for 3 s: a double click (or a retried request) sends the same Idempotency-Key, and the
-// server starts one run for both.
+// One key per click, kept for 1 s: a double click (or a retried request) sends the same Idempotency-Key, and the
+// server starts one run for both; a click a second later is another run.
 const runNowKeys = new Map();
 async function runNow(job) {
   let key = runNowKeys.get(job);
   if (!key) {
     key = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
     runNowKeys.set(job, key);
-    setTimeout(() => runNowKeys.delete(job), 3000);
+    setTimeout(() => runNowKeys.delete(job), 1000);
   }
   const run = await api(`/jobs/${enc(job)}/trigger`, { method: "POST", headers: { "Idempotency-Key": key } });
   refreshSoon(true);
