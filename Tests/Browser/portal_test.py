@@ -7,6 +7,7 @@ TOCK_ARTIFACTS. Exits non-zero on the first failure.
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,16 @@ BASE = os.environ.get("TOCK_URL", "http://127.0.0.1:8080")
 ARTIFACTS = os.environ.get("TOCK_ARTIFACTS", ".tock/artifacts")
 JOB = f"portal-{int(time.time() * 1000) % 10_000_000}"
 DATABASE_URL = os.environ["TOCK_DATABASE_URL"]  # the same database as TOCK_URL's, for what the API cannot do
+
+
+def closed_port():
+    """A port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CLOSED_PORT = closed_port()
 
 
 def api(method, path, body=None):
@@ -225,6 +236,21 @@ def main():
         wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, row + ' [data-action="run-now"]')))
         driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard-phone.png"))
         driver.set_window_size(1280, 900)
+
+        step("the job page lists its webhooks and their deliveries; a failed one is sent again from there")
+        # Nothing listens on the port: with one attempt, each delivery fails at once (tock up allows 127.0.0.1).
+        api("POST", "/hooks", {"job": JOB, "event": "succeeded", "url": f"http://127.0.0.1:{CLOSED_PORT}/hook", "max_attempts": 1})
+        api("POST", f"/jobs/{JOB}/trigger")
+        driver.get(f"{BASE}/#/jobs/{JOB}")
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr.hook[data-event="succeeded"]')))
+        wait.until(lambda d: any(x["status"] == "failed" for x in api("GET", f"/deliveries?job={JOB}")))
+        driver.refresh()
+        click(driver, By.CSS_SELECTOR, 'tr.delivery[data-status="failed"] [data-action="retry-delivery"]', wait)
+        wait.until(lambda d: any(x["attempts"] == 2 for x in api("GET", f"/deliveries?job={JOB}")))
+        assert "whsec_" not in driver.page_source and "/hook" not in driver.find_element(By.ID, "hooks").text
+        # Nothing left out shows as the text "null" (replaceChildren's reading of a part left out).
+        assert "null" not in driver.find_element(By.TAG_NAME, "main").text, driver.find_element(By.TAG_NAME, "main").text
+        driver.save_screenshot(os.path.join(ARTIFACTS, "job-webhooks.png"))
 
         step("delete, with confirmation")
         driver.get(f"{BASE}/#/jobs/{JOB}")

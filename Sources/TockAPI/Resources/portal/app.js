@@ -195,8 +195,10 @@ function runTable(runs) {
 
 async function jobPage(view, name) {
   const limit = state.runLimit || 25;
-  const [job, runs] = await Promise.all([api(`/jobs/${enc(name)}`), api(`/jobs/${enc(name)}/runs?limit=${limit}`)]);
-  view.replaceChildren(
+  const [job, runs, hooks, deliveries] = await Promise.all([api(`/jobs/${enc(name)}`), api(`/jobs/${enc(name)}/runs?limit=${limit}`),
+    api(`/hooks?job=${enc(name)}`), api(`/deliveries?job=${enc(name)}&limit=10`)]);
+  // Parts left out are null: replaceChildren would show them as the text "null".
+  view.replaceChildren(...[
     h("h1", {}, job.name, badge(job.state)),
     h("div", { class: "toolbar" },
       button("Run now", async () => {
@@ -220,10 +222,39 @@ async function jobPage(view, name) {
       fact("Rate", job.rate == null ? "no limit" : `${job.rate} starts`))),
     h("h2", {}, "Runs"),
     h("div", { class: "panel" }, runs.length ? runTable(runs) : h("div", { class: "empty", id: "no-runs" }, "No runs yet.")),
-    runs.length === limit ? h("div", { class: "more" }, button("Show more", () => { state.runLimit = limit * 2; return render(); })) : null);
+    runs.length === limit ? h("div", { class: "more" }, button("Show more", () => { state.runLimit = limit * 2; return render(); })) : null,
+    h("h2", {}, "Webhooks"),
+    h("div", { class: "panel" }, hooks.length ? hookTable(hooks)
+      : h("div", { class: "empty", id: "no-hooks" }, `None: tock hook add ${job.name} --on failed --webhook URL`)),
+    deliveries.length ? h("h2", {}, "Deliveries") : null,
+    deliveries.length ? h("div", { class: "panel" }, deliveryTable(deliveries)) : null].filter((part) => part !== null));
 }
 
 function fact(label, value) { return [h("dt", {}, label), h("dd", {}, value)]; }
+
+// A job's webhooks (its own and the fleet's): where each goes, its origin alone, never a secret.
+function hookTable(hooks) {
+  return h("table", { id: "hooks" },
+    h("thead", {}, h("tr", {}, h("th", {}, "On"), h("th", {}, "To"), h("th", { class: "hide-narrow" }, "Job"), h("th", {}, "Attempts"))),
+    h("tbody", {}, hooks.map((hook) => h("tr", { class: "hook", "data-event": hook.event },
+      h("td", {}, hook.event + (hook.late_after ? ` (${hook.late_after})` : "")), h("td", { class: "mono" }, hook.url_origin),
+      h("td", { class: "hide-narrow" }, hook.job_name === "*" ? "every job" : hook.job_name), h("td", {}, String(hook.max_attempts))))));
+}
+
+// The latest deliveries of a job's webhooks; a failed one can be sent again.
+function deliveryTable(deliveries) {
+  return h("table", { id: "deliveries" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Run"), h("th", {}, "Event"), h("th", {}, "Status"), h("th", {}, "Attempts"),
+      h("th", { class: "hide-narrow" }, "Last answer"), h("th", {}))),
+    h("tbody", {}, deliveries.map((d) => h("tr", { class: "delivery", "data-status": d.status, "data-id": String(d.id) },
+      h("td", {}, h("a", { href: `#/runs/${d.run_id}` }, `#${d.run_id}`)), h("td", {}, d.event), h("td", {}, badge(d.status)),
+      h("td", {}, `${d.attempts}/${d.max_attempts}`),
+      h("td", { class: "hide-narrow" }, d.last_error || (d.last_code ? `HTTP ${d.last_code}` : "—")),
+      h("td", {}, d.status === "failed"
+        ? button("Retry", async () => { await api(`/deliveries/${d.id}/retry`, { method: "POST" }); await render(); }, "",
+                 { "data-action": "retry-delivery" })
+        : null)))));
+}
 // A job's value, marked when it is the fleet's default (tock config) rather than its own.
 function inherited(job, key, value) {
   return (job.inherited || []).includes(key) ? [String(value), " ", h("span", { class: "muted", "data-inherited": key }, "(fleet default)")]
