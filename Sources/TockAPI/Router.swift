@@ -282,11 +282,7 @@ func positiveID(_ context: BasicRequestContext, _ what: String) throws -> Int64 
 }
 
 func runID(_ context: BasicRequestContext) throws -> Int64 {
-    let text = try context.parameters.require("id")
-    guard let id = Int64(text), id > 0 else {
-        throw TockError(.invalidInput, field: "id", "id: '\(text)' is not a run id (a positive whole number)")
-    }
-    return id
+    try positiveID(context, "run")
 }
 
 func integer(_ request: Request, _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {

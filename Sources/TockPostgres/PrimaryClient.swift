@@ -20,8 +20,6 @@ public final class PrimaryClient: Sendable {
     private struct State {
         var settings: ConnectionSettings
         var client: PostgresClient
-        /// Clients whose run() has not started yet (the first, until run() begins).
-        var toRun: [PostgresClient]
         var runs: [ObjectIdentifier: Task<Void, Never>] = [:]
         /// The waits before old clients stop, cancelled with run().
         var retirements: [Task<Void, Never>] = []
@@ -34,7 +32,7 @@ public final class PrimaryClient: Sendable {
         self.logger = logger
         self.configure = configure
         let client = PostgresClient(configuration: configure(settings), backgroundLogger: logger)
-        state = Mutex(State(settings: settings, client: client, toRun: [client]))
+        state = Mutex(State(settings: settings, client: client))
         (lookRequests, looks) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -90,7 +88,12 @@ public final class PrimaryClient: Sendable {
     public func run() async {
         await cancelWhenGracefulShutdown {
             await withTaskCancellationHandler {
-                self.startClients()
+                // The first client; look() starts the others as it makes them.
+                self.state.withLock { state in
+                    guard !state.stopped else { return }
+                    let first = state.client
+                    state.runs[ObjectIdentifier(first)] = Task { await first.run() }
+                }
                 var lastLook: ContinuousClock.Instant?
                 for await _ in self.lookRequests {
                     if let lastLook, ContinuousClock.now - lastLook < .seconds(1) {
@@ -111,14 +114,6 @@ public final class PrimaryClient: Sendable {
         retirements.forEach { $0.cancel() }
         runs.forEach { $0.cancel() }
         for run in runs { await run.value }
-    }
-
-    private func startClients() {
-        state.withLock { state in
-            guard !state.stopped else { return }
-            for client in state.toRun { state.runs[ObjectIdentifier(client)] = Task { await client.run() } }
-            state.toRun = []
-        }
     }
 
     private func look() async {
