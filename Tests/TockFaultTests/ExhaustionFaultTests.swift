@@ -15,30 +15,19 @@ extension FaultTests {
         defer { executions.remove() }
         let directory = try makeScriptsDirectory(["scripts/quick.sh": "#!/bin/sh\n\(executions.record)\nsleep 0.2\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        // A cluster of its own: max_connections needs a restart, and the shared one serves the other fault tests.
-        let home = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tock-exhaustion-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-        let cluster = EmbeddedCluster(directory: home, logger: TestDatabase.logger)
-        defer {
-            try? cluster.stop()
-            try? FileManager.default.removeItem(atPath: home)
-        }
-        var owner = try await offThePool { try cluster.start() }
-        owner.database = "tock"
-        let migrate = try TockProcess(["migrate"], settings: owner, directory: directory)
-        #expect(try await migrate.wait() == 0, "\(migrate.log)")
+        // A cluster of its own: max_connections needs a restart.
+        var own = try await OwnCluster("exhaustion", migratingFrom: directory)
+        defer { own.remove() }
         let password = "exhaustion-worker-password-0123456789"
-        try await TestDatabase.withClient(owner) { client in
+        try await TestDatabase.withClient(own.owner) { client in
             _ = try await client.query(PostgresQuery(unsafeSQL: """
                 CREATE ROLE exhaustion_worker LOGIN PASSWORD '\(password)' IN ROLE tock_worker
                 """)).collect()
             // 25, of which 3 are kept for superusers: the test's own connections, never the workers'.
             _ = try await client.query("ALTER SYSTEM SET max_connections = 25").collect()
         }
-        try await offThePool { try cluster.stop() }
-        owner = try await offThePool { try cluster.start() }
-        owner.database = "tock"
+        try await own.restart()
+        let owner = own.owner
         var forWorkers = owner
         (forWorkers.username, forWorkers.password) = ("exhaustion_worker", password)
         let (settings, workerSettings) = (owner, forWorkers)

@@ -102,33 +102,21 @@ extension FaultTests {
         }
 
         // A cluster of its own, listening on TCP at each host's side of its link (and, as always, on its socket).
-        let home = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tock-hosts-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-        let cluster = EmbeddedCluster(directory: home, logger: TestDatabase.logger)
-        defer {
-            try? cluster.stop()
-            try? FileManager.default.removeItem(atPath: home)
-        }
-        var owner = try await offThePool { try cluster.start() }
-        owner.database = "tock"
-        let migrate = try TockProcess(["migrate"], settings: owner, directory: directories[0])
-        #expect(try await migrate.wait() == 0, "\(migrate.log)")
+        var own = try await OwnCluster("hosts", migratingFrom: directories[0])
+        defer { own.remove() }
+        let home = own.home
         let password = "fleet-worker-password-0123456789"
-        try await TestDatabase.withClient(owner) { client in
+        try await TestDatabase.withClient(own.owner) { client in
             _ = try await client.query(PostgresQuery(unsafeSQL: """
                 CREATE ROLE fleet_worker LOGIN PASSWORD '\(password)' IN ROLE tock_worker
                 """)).collect()
             let addresses = hosts.map(\.serverAddress).joined(separator: ",")
             _ = try await client.query(PostgresQuery(unsafeSQL: "ALTER SYSTEM SET listen_addresses = '\(addresses)'")).collect()
         }
-        let hba = try String(contentsOfFile: home + "/postgres/data/pg_hba.conf", encoding: .utf8)
-        try (hba + "\nhost tock fleet_worker 10.213.0.0/16 scram-sha-256\n")
-            .write(toFile: home + "/postgres/data/pg_hba.conf", atomically: false, encoding: .utf8)
-        try await offThePool { try cluster.stop() }
-        owner = try await offThePool { try cluster.start() }
-        owner.database = "tock"
-        let settings = owner
+        let hba = try String(contentsOfFile: own.hbaFile, encoding: .utf8)
+        try (hba + "\nhost tock fleet_worker 10.213.0.0/16 scram-sha-256\n").write(toFile: own.hbaFile, atomically: false, encoding: .utf8)
+        try await own.restart()
+        let settings = own.owner
         let over: @Sendable (NamespaceHost) -> ConnectionSettings = { host in
             ConnectionSettings(endpoint: .tcp(host: host.serverAddress, port: 5432), username: "fleet_worker",
                                password: password, database: "tock")
