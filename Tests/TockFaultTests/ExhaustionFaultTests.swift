@@ -43,6 +43,14 @@ extension FaultTests {
             }
             defer { workers.forEach { $0.signal(SIGKILL) } }
             _ = try await client.query("SELECT tock.run_now('quick') FROM generate_series(1, 60)").collect()
+            // The logs of the workers holding runs still running: what a worker that ran a script waits on.
+            @Sendable func holderLogs() async throws -> [String] {
+                let holders = try await client.query(
+                    "SELECT DISTINCT worker_name FROM tock.run_history WHERE status = 'running' AND worker_name IS NOT NULL")
+                    .decode(String.self).all()
+                return workers.enumerated().filter { holders.contains("w\($0.offset + 1)") }
+                    .map { "w\($0.offset + 1): \($0.element.log.suffix(4000))" }
+            }
 
             // Every run runs, once, on the workers that got in; the others wait and say why. A worker's pool that
             // could not open a connection tries again after a backoff that grows to a minute (postgres-nio's), so a
@@ -57,7 +65,8 @@ extension FaultTests {
             let statuses = try await client.query(
                 "SELECT status || ' ' || count(*) || ': ' || string_agg(DISTINCT coalesce(error, '-'), '; ') FROM tock.run_history GROUP BY status")
                 .decode(String.self).all()
-            #expect(most, "runs by status: \(statuses)")
+            let stuck = most ? [] : try await holderLogs()
+            #expect(most, "runs by status: \(statuses); workers holding running runs: \(stuck)")
             #expect(executions.repeatedRuns().isEmpty, "repeated: \(executions.repeatedRuns())")
             let registered = try await client.query("SELECT count(*)::int FROM tock.workers").decode(Int.self).all().first ?? 0
             // Those that never got in: still running, and saying why they wait.
@@ -81,10 +90,12 @@ extension FaultTests {
             let states = try await database.workers().map { "\($0.name) \($0.state) alive=\($0.alive)" }
             #expect(live, "workers: \(states); logs of w1-w5: \(workers.prefix(5).map { String($0.log.suffix(1500)) })")
             let more = try await client.query("SELECT tock.run_now('quick') FROM generate_series(1, 10)").decode(Int64.self).all()
-            #expect(try await eventually(timeout: .seconds(150)) {
+            let all = try await eventually(timeout: .seconds(150)) {
                 try await client.query("SELECT count(*)::int FROM tock.run_history WHERE status = 'succeeded'")
                     .decode(Int.self).all().first == 70
-            }, "the runs enqueued once connections freed did not all run: \(more)")
+            }
+            let left = all ? [] : try await holderLogs()
+            #expect(all, "the runs enqueued once connections freed did not all run: \(more); workers holding running runs: \(left)")
             #expect(executions.entries().count == 70 && executions.repeatedRuns().isEmpty,
                     "\(executions.entries().count) executions; repeated: \(executions.repeatedRuns())")
         }

@@ -366,6 +366,14 @@ BEGIN
         PERFORM tock.raise_invalid('name', format(
             '%L: a worker''s name starts with a letter and has up to 100 letters, digits, ''.'', ''_'' or ''-''', left(p_name, 100)));
     END IF;
+    -- This worker's own registration, whose answer it did not get (its call timed out, the server full): it
+    -- again, not a second worker, nor its name taken by itself until the first is judged lost.
+    SELECT w.id INTO v_holder FROM tock.workers w
+    WHERE w.lease_token_hash = sha256(convert_to(p_lease_token, 'UTF8')) AND w.state IN ('running', 'stopping')
+      AND w.name = coalesce(p_name, p_host || ':' || p_pid);
+    IF FOUND THEN
+        RETURN v_holder;
+    END IF;
     IF p_name IS NOT NULL THEN
         SELECT w.id INTO v_holder FROM tock.workers w WHERE w.name = p_name AND w.state IN ('running', 'stopping');
         IF FOUND THEN
