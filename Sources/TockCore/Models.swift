@@ -21,6 +21,10 @@ public struct JobDefinition: Sendable, Codable, Equatable {
     public var maxRunning: Int?
     /// At most so many starts per period, as '10/1m' (nil: no limit).
     public var rate: String?
+    /// The parameters a run takes (nil: none).
+    public var params: [ParamDefinition]?
+    /// Free text for the people who run it.
+    public var description: String?
 
     public init(name: String, script: String, args: [String] = [], schedule: String = "manual", timezone: String = "UTC") {
         self.name = name
@@ -66,6 +70,10 @@ public struct JobInfo: Sendable, Codable, Equatable {
     public var rate: String?
     /// The settings it takes from the fleet's defaults (`tock config`): max_attempts, timeout, retry_base, …
     public var inherited: [String]
+    /// The parameters a run takes (nil: none).
+    public var params: [ParamDefinition]?
+    /// Free text for the people who run it.
+    public var description: String?
 }
 
 /// A row of `tock.run_history`, with the output when it was asked for.
@@ -92,6 +100,26 @@ public struct RunInfo: Sendable, Codable, Equatable {
     public var outputTruncated: Bool?
     public var cancelRequestedAt: Date?
     public var output: String?
+    /// The parameter values it runs with (nil: its job has none).
+    public var params: [String: String]?
+}
+
+/// A parameter a job declares (`tock.jobs.params`): its script gets it as TOCK_PARAM_<NAME>, and `{{name}}` in the
+/// job's arguments.
+public struct ParamDefinition: Sendable, Codable, Equatable {
+    public var name: String
+    public var `default`: String?
+    public var required: Bool?
+    public var choices: [String]?
+    public var pattern: String?
+
+    public init(name: String, default: String? = nil, required: Bool? = nil, choices: [String]? = nil, pattern: String? = nil) {
+        self.name = name
+        self.default = `default`
+        self.required = required
+        self.choices = choices
+        self.pattern = pattern
+    }
 }
 
 /// A row of `tock.config_settings`: a fleet-wide setting, as people write it.
@@ -166,9 +194,11 @@ public struct ClaimedRun: Sendable, Equatable {
     public var attempt: Int
     public var trigger: String
     public var scheduledFor: Date?
+    /// What the run adds to its script's environment (its parameters, as TOCK_PARAM_<NAME>).
+    public var environment: [String: String]
 
     public init(runId: Int64, jobId: Int64, jobName: String, script: String, args: [String], timeoutSeconds: Double,
-                attempt: Int, trigger: String, scheduledFor: Date?) {
+                attempt: Int, trigger: String, scheduledFor: Date?, environment: [String: String] = [:]) {
         self.runId = runId
         self.jobId = jobId
         self.jobName = jobName
@@ -178,6 +208,7 @@ public struct ClaimedRun: Sendable, Equatable {
         self.attempt = attempt
         self.trigger = trigger
         self.scheduledFor = scheduledFor
+        self.environment = environment
     }
 }
 

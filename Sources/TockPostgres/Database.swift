@@ -98,15 +98,27 @@ public struct Database: Sendable {
     // MARK: Jobs
 
     public func createJob(_ job: JobDefinition) async throws(TockError) -> Int64 {
-        try await scalar(Int64.self, """
+        let params = try Self.json(job.params)
+        return try await scalar(Int64.self, """
             SELECT tock.create_job(
                 p_name => \(job.name), p_script => \(job.script), p_args => \(job.args), p_schedule => \(job.schedule),
                 p_timezone => \(job.timezone), p_priority => \(job.priority)::int, p_timeout => make_interval(secs => \(job.timeoutSeconds)),
                 p_max_attempts => \(job.maxAttempts)::int, p_overlap => \(job.overlap), p_enabled => \(job.enabled),
                 p_retry_base => make_interval(secs => \(job.retryBaseSeconds)),
                 p_retry_cap => make_interval(secs => \(job.retryCapSeconds)), p_misfire => \(job.misfire),
-                p_pool => \(job.pool), p_max_running => \(job.maxRunning.map { Int32(clamping: $0) })::int, p_rate => \(job.rate))
+                p_pool => \(job.pool), p_max_running => \(job.maxRunning.map { Int32(clamping: $0) })::int, p_rate => \(job.rate),
+                p_params => \(params)::jsonb, p_description => \(job.description))
             """, committed: true)
+    }
+
+    /// `value` as JSON, for a jsonb parameter (nil stays NULL).
+    static func json<Value: Encodable>(_ value: Value?) throws(TockError) -> String? {
+        guard let value else { return nil }
+        do {
+            return String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+        } catch {
+            throw TockError(.failed, "could not encode \(Value.self): \(error)")
+        }
     }
 
     /// Changes the fields named in `changes` (keys as in `tock.update_job`: schedule, timezone, priority, …).
@@ -169,11 +181,13 @@ public struct Database: Sendable {
     }
 
     /// Enqueues a run now, once per `key`: the same key for the same job within 24 hours answers the first run's id
-    /// (`replayed`) and enqueues nothing. A nil key always enqueues.
-    public func runNow(_ job: String, trigger: String = "manual", key: String?) async throws(TockError) -> TriggeredRun {
-        let found = try await rows(TriggeredRun.self,
-            "SELECT row_to_json(k)::text FROM tock.run_now_keyed(\(job), p_trigger => \(trigger), p_key => \(key)) k",
-            committed: true)
+    /// (`replayed`) and enqueues nothing. A nil key always enqueues. `params`: the values of the job's parameters,
+    /// a JSON object (`{"env": "prod"}`) that `tock.resolved_params` checks; nil gives none.
+    public func runNow(_ job: String, trigger: String = "manual", key: String?, params: String? = nil) async throws(TockError) -> TriggeredRun {
+        let found = try await rows(TriggeredRun.self, """
+            SELECT row_to_json(k)::text
+            FROM tock.run_now_keyed(\(job), p_trigger => \(trigger), p_key => \(key), p_params => \(params)::jsonb) k
+            """, committed: true)
         guard let run = found.first else { throw TockError(.failed, "the database returned no row") }
         return run
     }
@@ -379,20 +393,22 @@ public struct Database: Sendable {
         try await mapped {
             let rows = try await client.fetch("""
                 CALL tock.claim_committed(\(worker), \(max)::int, \(leaseToken), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                                          NULL::timestamptz)
+                                          NULL::timestamptz, NULL::text[])
                 """, logger: logger)
             guard let row = rows.first else { throw TockError(.failed, "tock.claim_committed answered no row") }
-            let (runs, jobs, names, scripts, args, timeouts, attempts, triggers, scheduled, nextDelayed) = try row.decode(
-                ([Int64], [Int64], [String], [String], [String], [Double], [Int32], [String], [Double], Date?).self)
+            let (runs, jobs, names, scripts, args, timeouts, attempts, triggers, scheduled, nextDelayed, environments) = try row.decode(
+                ([Int64], [Int64], [String], [String], [String], [Double], [Int32], [String], [Double], Date?, [String]).self)
             guard [jobs.count, names.count, scripts.count, args.count, timeouts.count, attempts.count, triggers.count,
-                   scheduled.count].allSatisfy({ $0 == runs.count }) else {
+                   scheduled.count, environments.count].allSatisfy({ $0 == runs.count }) else {
                 throw TockError(.failed, "tock.claim_committed answered columns of different lengths")
             }
             let claimed = try runs.indices.map { index in
                 ClaimedRun(runId: runs[index], jobId: jobs[index], jobName: names[index], script: scripts[index],
                            args: args[index] == "[]" ? [] : try JSONDecoder().decode([String].self, from: Data(args[index].utf8)),
                            timeoutSeconds: timeouts[index], attempt: Int(attempts[index]), trigger: triggers[index],
-                           scheduledFor: scheduled[index].isNaN ? nil : Date(timeIntervalSince1970: scheduled[index]))
+                           scheduledFor: scheduled[index].isNaN ? nil : Date(timeIntervalSince1970: scheduled[index]),
+                           environment: environments[index].isEmpty ? [:]
+                               : try JSONDecoder().decode([String: String].self, from: Data(environments[index].utf8)))
             }
             return (runs: claimed, nextDelayed: nextDelayed)
         }
@@ -476,6 +492,7 @@ public enum JobChange: Sendable, Encodable, Equatable {
     case integer(Int)
     case flag(Bool)
     case list([String])
+    case params([ParamDefinition])
     /// JSON null: the setting goes (a limit removed).
     case none
 
@@ -488,6 +505,7 @@ public enum JobChange: Sendable, Encodable, Equatable {
         case .integer(let value): try container.encode(value)
         case .flag(let value): try container.encode(value)
         case .list(let value): try container.encode(value)
+        case .params(let value): try container.encode(value)
         }
     }
 }

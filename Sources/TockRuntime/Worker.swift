@@ -468,6 +468,19 @@ public final class Worker: Service, Sendable {
         if let scheduledFor = run.scheduledFor {
             environment["TOCK_SCHEDULED_FOR"] = TockJSON.formatTimestamp(scheduledFor)
         }
+        for (name, value) in run.environment where Self.isRunVariable(name) {
+            environment[name] = value
+        }
         return environment
+    }
+
+    /// The names a claim may add to a script's environment: TOCK_PARAM_<NAME> (tock.run_environment). Anything
+    /// else a claim carried (a caller that wrote tock.runs by hand) is dropped: a job cannot set PATH or LD_PRELOAD,
+    /// nor replace what identifies its run.
+    static func isRunVariable(_ name: String) -> Bool {
+        let prefix = "TOCK_PARAM_"
+        guard name.hasPrefix(prefix), name.utf8.count > prefix.utf8.count, name.utf8.count <= 100 else { return false }
+        return name.utf8.allSatisfy { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0)
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "_") }
     }
 }

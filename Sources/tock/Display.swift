@@ -3,6 +3,15 @@ import TockCore
 
 /// Times and durations as the tables print them.
 enum Display {
+    /// A parameter's declaration as `tock job show` lists it: "env (one of staging, prod; default staging)".
+    static func param(_ param: ParamDefinition) -> String {
+        let rules = [param.required == true ? "required" : nil,
+                     param.choices.map { "one of " + $0.joined(separator: ", ") },
+                     param.pattern.map { "matching " + $0 },
+                     param.default.map { "default " + $0 }].compactMap { $0 }
+        return param.name + (rules.isEmpty ? "" : " (" + rules.joined(separator: "; ") + ")")
+    }
+
     static func time(_ date: Date?) -> String {
         guard let date else { return "-" }
         return date.formatted(Date.VerbatimFormatStyle(

@@ -33,11 +33,17 @@ struct JobCommand: AsyncParsableCommand {
         @Option(help: "The pool whose workers run it (tock worker --pools; default: default).") var pool: String?
         @OptionGroup var limits: LimitOptions
         @Flag(help: "Create it paused.") var paused = false
+        @Option(name: .customLong("param-def"), help: ArgumentHelp(
+            "A parameter a run takes: name[:required][:default=VALUE][:choice=A,B][:pattern=REGEX] (repeat for more). The script gets TOCK_PARAM_<NAME>; {{name}} in an --arg is replaced by its value.",
+            valueName: "spec"))
+        var paramDefs: [String] = []
+        @Option(help: "Free text for the people who run it.") var description: String?
         @Option(help: "Check the script against this scripts directory now, when it exists here.")
         var scriptsDir: String = "./scripts"
 
         func run() async throws {
             var definition = JobDefinition(name: name, script: script, args: args, schedule: schedule, timezone: timezone)
+            definition.description = description
             definition.priority = priority
             definition.maxAttempts = maxAttempts
             definition.overlap = overlap
@@ -51,6 +57,7 @@ struct JobCommand: AsyncParsableCommand {
                 definition.retryBaseSeconds = try retryBase.map { text in try DurationText.seconds(text, field: "retry_base") }
                 definition.retryCapSeconds = try retryCap.map { text in try DurationText.seconds(text, field: "retry_cap") }
                 definition.misfire = misfire
+                if !paramDefs.isEmpty { definition.params = try paramDefs.map(ParamSpec.definition) }
                 try checkSandbox(script: script, scriptsDir: scriptsDir)
             } catch let error as InputError {
                 throw fail(TockError(error))
@@ -120,6 +127,12 @@ struct JobCommand: AsyncParsableCommand {
                     inherited:     \(info.inherited.isEmpty ? "nothing: every setting is its own" : info.inherited.joined(separator: ", ") + " (the fleet's defaults: tock config show)")
                     next runs:     \(next.isEmpty ? "-" : next.map(Display.time).joined(separator: "\n               "))
                     """)
+                if let params = info.params, !params.isEmpty {
+                    print("parameters:    " + params.map(Display.param).joined(separator: "\n               "))
+                }
+                if let description = info.description {
+                    print("\n" + description)
+                }
                 if !runs.isEmpty {
                     print("\nrecent runs:")
                     print(RunsTable.render(runs))
@@ -148,6 +161,12 @@ struct JobCommand: AsyncParsableCommand {
         @Option(name: .customLong("inherit"),
                 help: "Take this setting from the fleet's defaults again (tock config): max_attempts, timeout, retry_base, retry_cap, overlap or pool.")
         var inherit: [String] = []
+        @Option(name: .customLong("param-def"), help: ArgumentHelp(
+            "Replace the parameters: name[:required][:default=VALUE][:choice=A,B][:pattern=REGEX] (repeat for more).",
+            valueName: "spec"))
+        var paramDefs: [String] = []
+        @Flag(help: "Remove every parameter.") var clearParams = false
+        @Option(help: "A new description (\"\" removes it).") var description: String?
         @Option var scriptsDir: String = "./scripts"
 
         func run() async throws {
@@ -167,6 +186,9 @@ struct JobCommand: AsyncParsableCommand {
                 if let overlap { changes["overlap"] = .text(overlap) }
                 if let misfire { changes["misfire"] = .text(misfire) }
                 if let pool { changes["pool"] = .text(pool) }
+                if !paramDefs.isEmpty { changes["params"] = .params(try paramDefs.map(ParamSpec.definition)) }
+                if clearParams { changes["params"] = JobChange.none }
+                if let description { changes["description"] = description.isEmpty ? JobChange.none : .text(description) }
                 changes.merge(try limits.changes()) { _, limit in limit }
                 let keys = ["max_attempts": "max_attempts", "timeout": "timeout", "retry_base": "retry_base_seconds",
                             "retry_cap": "retry_cap_seconds", "overlap": "overlap", "pool": "pool"]
@@ -206,12 +228,21 @@ struct JobCommand: AsyncParsableCommand {
         @Option(help: "With --wait: give up after this many seconds.") var waitTimeout: Double = 3600
         @Option(help: "Run once per key: the same key for this job within 24 hours gives the first run's id and enqueues nothing (a retried command starts one run).")
         var key: String?
+        @Option(name: .customLong("param"), help: ArgumentHelp(
+            "A value for one of the job's parameters (repeat for more); the others take their defaults.", valueName: "name=value"))
+        var params: [String] = []
 
         func run() async throws {
             let json = options.json
+            let values: String?
+            do {
+                values = try ParamSpec.values(params)
+            } catch {
+                throw fail(TockError(error))
+            }
             let (job, wait, waitTimeout, key) = (job, wait, waitTimeout, key)
             let status = try await oneShot(options) { database, _ -> String in
-                let triggered = try await database.runNow(job, trigger: "manual", key: key)
+                let triggered = try await database.runNow(job, trigger: "manual", key: key, params: values)
                 let id = triggered.runId
                 guard wait else {
                     if json {

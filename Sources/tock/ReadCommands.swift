@@ -109,6 +109,7 @@ struct RunCommand: AsyncParsableCommand {
                     finished:   \(Display.time(run.finishedAt))
                     duration:   \(Display.duration(run.durationSeconds))
                     worker:     \(run.workerName ?? "-")
+                    parameters: \(run.params.map { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") } ?? "-")
                     output:     \(run.outputBytes.map { "\($0) bytes" } ?? "-")\(run.outputTruncated == true ? " (only the last part is kept)" : "")
                     ---
                     """)

@@ -218,3 +218,45 @@ struct CLITests {
         #expect(bad.status == 2 && bad.stderr.contains("key: a key has 1 to 200 characters"), "\(bad.status) \(bad.stderr)")
     }
 }
+
+@Suite("parameters from the command line")
+struct ParameterCLITests {
+    @Test("job add --param-def, job run --param --wait, job show and run show; bad values exit non-zero naming the parameter")
+    func parametersEndToEnd() async throws {
+        let directory = try makeScriptsDirectory(["scripts/deploy.sh": "#!/bin/sh\necho \"deploying $1 to $TOCK_PARAM_ENV\"\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = try await TestDatabase.create()
+        func run(_ arguments: [String]) async throws -> Invocation { try await tock(arguments, settings: settings, directory: directory) }
+        let add = try await run(["job", "add", "deploy", "--script", "deploy.sh", "--arg", "{{ticket}}",
+                                 "--param-def", "env:choice=staging,prod:default=staging",
+                                 "--param-def", "ticket:required:pattern=[A-Z]+-[0-9]+(:[a-z]+)?",
+                                 "--description", "Deploys the app; ask #ops first."])
+        #expect(add.status == 0, "\(add.stderr)")
+        let shown = try await run(["job", "show", "deploy"]).stdout
+        #expect(shown.contains("parameters:    env (one of staging, prod; default staging)")
+                && shown.contains("ticket (required; matching [A-Z]+-[0-9]+(:[a-z]+)?)")
+                && shown.contains("Deploys the app; ask #ops first."), "\(shown)")
+
+        let worker = try TockProcess(["worker"], settings: settings, directory: directory, environment: ["TOCK_LOG_LEVEL": "warning"])
+        defer { if worker.isRunning { worker.signal(SIGKILL) } }
+        let ran = try await run(["job", "run", "deploy", "--param", "ticket=OPS-42:hot", "--param", "env=prod", "--wait",
+                                 "--wait-timeout", "30", "--json"])
+        #expect(ran.status == 0, "\(ran.stdout)\(ran.stderr)\n\(worker.log)")
+        let info = try TockJSON.decoder().decode(RunInfo.self, from: Data(ran.stdout.utf8))
+        #expect(info.output == "deploying OPS-42:hot to prod\n" && info.params == ["env": "prod", "ticket": "OPS-42:hot"])
+        #expect(try await run(["run", "show", "\(info.id)"]).stdout.contains("parameters: env=prod ticket=OPS-42:hot"))
+
+        let refused = try await run(["job", "run", "deploy", "--param", "ticket=OPS-1", "--param", "env=dev"])
+        #expect(refused.status != 0 && refused.stderr.contains("parameter env: 'dev' is not allowed (one of staging, prod)"),
+                "\(refused.stderr)")
+        let malformed = try await run(["job", "run", "deploy", "--param", "ticket"])
+        #expect(malformed.status != 0 && malformed.stderr.contains("'ticket' is not name=value"), "\(malformed.stderr)")
+        let badSpec = try await run(["job", "edit", "deploy", "--param-def", "env:colour=red"])
+        #expect(badSpec.status != 0 && badSpec.stderr.contains("'colour=red' is not an option of a parameter"), "\(badSpec.stderr)")
+        // Edits replace the declarations, or remove them; the description goes with "".
+        #expect(try await run(["job", "edit", "deploy", "--clear-params", "--arg", "x", "--description", ""]).status == 0)
+        struct Shown: Decodable { var job: JobInfo }
+        let plain = try TockJSON.decoder().decode(Shown.self, from: Data(try await run(["job", "show", "deploy", "--json"]).stdout.utf8)).job
+        #expect(plain.params == nil && plain.description == nil && plain.args == ["x"])
+    }
+}

@@ -42,6 +42,25 @@ BEGIN
     IF NOT tock.args_are_bounded(NEW.args) THEN
         PERFORM tock.raise_invalid('args', 'must be a list of text without NULLs, each at most 4,096 bytes, 32 KiB in all');
     END IF;
+    NEW.params := tock.checked_param_defs(NEW.params);
+    -- A job with parameters puts them into its arguments where they say {{name}}: each must name one.
+    IF NEW.params IS NOT NULL AND cardinality(tock.unknown_placeholders(NEW.args, NEW.params)) > 0 THEN
+        PERFORM tock.raise_invalid('args', format('%s names no parameter of the job; it declares %s',
+            (SELECT string_agg('{{' || u || '}}', ', ') FROM unnest(tock.unknown_placeholders(NEW.args, NEW.params)) u),
+            (SELECT string_agg(d ->> 'name', ', ') FROM jsonb_array_elements(NEW.params) d)));
+    END IF;
+    -- A scheduled run takes the defaults: one that is required needs one.
+    IF NEW.schedule <> 'manual' AND EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(NEW.params, '[]')) d
+                                           WHERE d ? 'required' AND NOT d ? 'default') THEN
+        PERFORM tock.raise_invalid('params', format(
+            'parameter %s is required and has no default, but the job runs on a schedule (%s), whose runs take the defaults: give it a default',
+            (SELECT d ->> 'name' FROM jsonb_array_elements(NEW.params) d WHERE d ? 'required' AND NOT d ? 'default' LIMIT 1),
+            NEW.schedule));
+    END IF;
+    NEW.description := nullif(btrim(NEW.description), '');
+    IF length(NEW.description) > 2000 OR NEW.description ~ '[\u0001-\u0008\u000b-\u001f\u007f-\u009f]' THEN
+        PERFORM tock.raise_invalid('description', 'a description has at most 2,000 characters and no control characters but tab and newline');
+    END IF;
     -- Durations become plain seconds: PostgreSQL compares intervals as if a month were 30 days but adds months
     -- first, so '12000000 mon -359999999 days' would pass as 1 day and overflow now() + timeout at the claim.
     NEW.timeout := tock.bounded_seconds('timeout', NEW.timeout, 2592000);
@@ -74,7 +93,7 @@ END $$;
 -- Not on next_run_at alone: tick() moves it for every due job and needs no re-validation.
 CREATE OR REPLACE TRIGGER jobs_prepare
     BEFORE INSERT OR UPDATE OF name, script, args, schedule, timezone, enabled, priority, timeout, max_attempts,
-        overlap, retry_base, retry_cap ON tock.jobs
+        overlap, retry_base, retry_cap, params, description ON tock.jobs
     FOR EACH ROW EXECUTE FUNCTION tock.tg_jobs__prepare();
 
 -- NOTIFY the channel named by the trigger's argument. Empty payloads collapse within a transaction, so a batch
@@ -125,7 +144,6 @@ END $$;
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean);
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text);
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text);
--- Dropped each time: its inherited parameters' defaults became NULL, which CREATE OR REPLACE may not change.
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text);
 CREATE OR REPLACE FUNCTION tock.create_job(
     p_name text,
@@ -143,7 +161,9 @@ CREATE OR REPLACE FUNCTION tock.create_job(
     p_misfire text DEFAULT 'run_once',
     p_pool text DEFAULT NULL,
     p_max_running int DEFAULT NULL,
-    p_rate text DEFAULT NULL)
+    p_rate text DEFAULT NULL,
+    p_params jsonb DEFAULT NULL,
+    p_description text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
@@ -156,7 +176,8 @@ BEGIN
     -- job to commit (and then writes its value into it).
     SELECT * INTO v_config FROM tock.config FOR SHARE;
     INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled,
-                           retry_base, retry_cap, misfire, pool, max_running, rate_limit, rate_period, inherits)
+                           retry_base, retry_cap, misfire, pool, max_running, rate_limit, rate_period, inherits, params,
+                           description)
     -- NULL means 'the default', so callers can pass every parameter positionally.
     VALUES (p_name, p_script, coalesce(p_args, '{}'), coalesce(p_schedule, 'manual'), coalesce(p_timezone, 'UTC'),
             coalesce(p_priority, 50), coalesce(p_timeout, v_config.default_timeout),
@@ -168,14 +189,15 @@ BEGIN
             ARRAY(SELECT v.field FROM (VALUES ('max_attempts', p_max_attempts IS NULL), ('timeout', p_timeout IS NULL),
                                               ('retry_base', p_retry_base IS NULL), ('retry_cap', p_retry_cap IS NULL),
                                               ('overlap', p_overlap IS NULL), ('pool', p_pool IS NULL)) v(field, inherited)
-                  WHERE v.inherited ORDER BY v.field))
+                  WHERE v.inherited ORDER BY v.field),
+            p_params, p_description)
     RETURNING id INTO v_id;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'name: a job named % already exists', quote_literal(p_name)
         USING ERRCODE = 'unique_violation', COLUMN = 'name', CONSTRAINT = 'jobs_name_is_unique';
 END $$;
-COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text) IS
+COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text, jsonb, text) IS
     'Creates a job and returns its id; bad input raises SQLSTATE 22023 naming the field, a duplicate name 23505.';
 
 -- The range rules of a job's settings, with messages that name the field (the CHECKs back them up). Durations
@@ -226,7 +248,7 @@ DECLARE
         "timezone": "string", "priority": "integer", "timeout": "string", "timeout_seconds": "number",
         "max_attempts": "integer", "overlap": "string", "misfire": "string", "enabled": "boolean",
         "retry_base_seconds": "number", "retry_cap_seconds": "number", "pool": "string", "max_running": "integer",
-        "rate": "string"}';
+        "rate": "string", "params": "declarations", "description": "string"}';
     v_key text;
     v_value jsonb;
     v_expected text;
@@ -250,11 +272,13 @@ BEGIN
         CONTINUE WHEN jsonb_typeof(v_value) = 'null';
         IF (v_expected = 'integer' AND (jsonb_typeof(v_value) <> 'number' OR v_value::text::numeric <> trunc(v_value::text::numeric)
                                         OR abs(v_value::text::numeric) > 2147483647))
-           OR (v_expected <> 'integer' AND jsonb_typeof(v_value) <> v_expected)
+           OR (v_expected NOT IN ('integer', 'declarations') AND jsonb_typeof(v_value) <> v_expected)
+           OR (v_expected = 'declarations' AND jsonb_typeof(v_value) <> 'array')
            OR (v_expected = 'array' AND EXISTS (SELECT 1 FROM jsonb_array_elements(v_value) e WHERE jsonb_typeof(e) <> 'string')) THEN
             PERFORM tock.raise_invalid(v_key, format('expected %s, got %s', CASE v_expected
                 WHEN 'integer' THEN 'a whole number' WHEN 'number' THEN 'a number' WHEN 'boolean' THEN 'true or false'
-                WHEN 'array' THEN 'an array of strings' ELSE 'a string' END, left(v_value::text, 60)));
+                WHEN 'array' THEN 'an array of strings' WHEN 'declarations' THEN 'an array of parameter declarations'
+                ELSE 'a string' END, left(v_value::text, 60)));
         END IF;
     END LOOP;
 END $$;
@@ -291,7 +315,8 @@ BEGIN
         p_retry_base => tock.json_seconds(p_job, 'retry_base_seconds'),
         p_retry_cap => tock.json_seconds(p_job, 'retry_cap_seconds'),
         p_misfire => p_job ->> 'misfire', p_pool => p_job ->> 'pool',
-        p_max_running => tock.json_max_running(p_job), p_rate => p_job ->> 'rate');
+        p_max_running => tock.json_max_running(p_job), p_rate => p_job ->> 'rate',
+        p_params => nullif(p_job -> 'params', 'null'), p_description => p_job ->> 'description');
 END $$;
 COMMENT ON FUNCTION tock.create_job_json(jsonb) IS
     'Creates a job from a JSON object ({"name", "script", "schedule", …}) and returns its id; bad fields raise 22023 naming the field.';
@@ -369,7 +394,10 @@ BEGIN
         -- Present as null: the limit goes.
         max_running = CASE WHEN p_changes ? 'max_running' THEN tock.json_max_running(p_changes) ELSE max_running END,
         rate_limit = CASE WHEN p_changes ? 'rate' THEN v_rate.rate_limit ELSE rate_limit END,
-        rate_period = CASE WHEN p_changes ? 'rate' THEN v_rate.rate_period ELSE rate_period END
+        rate_period = CASE WHEN p_changes ? 'rate' THEN v_rate.rate_period ELSE rate_period END,
+        -- Present as null: the job takes none, or has none.
+        params = CASE WHEN p_changes ? 'params' THEN nullif(p_changes -> 'params', 'null') ELSE params END,
+        description = CASE WHEN p_changes ? 'description' THEN p_changes ->> 'description' ELSE description END
     FROM tock.config c
     WHERE tock.jobs.id = v_id;
     IF p_changes ? 'rate' AND v_rate.rate_limit IS NULL THEN

@@ -172,7 +172,8 @@ BEGIN
     ), moved AS (
         INSERT INTO tock.finished_runs (id, job_id, trigger, status, priority, attempt, first_run_id, scheduled_for,
                                         enqueued_at, run_after, started_at, finished_at, worker_id, exit_code, error,
-                                        cancel_requested_at, timeout_at, output, output_bytes, output_truncated, pool)
+                                        cancel_requested_at, timeout_at, output, output_bytes, output_truncated, pool,
+                                        params)
         SELECT g.id, g.job_id, g.trigger, e.status, g.priority, g.attempt, g.first_run_id, g.scheduled_for,
                g.enqueued_at, g.run_after, g.started_at, greatest(p_now, g.started_at), g.worker_id, e.exit_code,
                e.error, g.cancel_requested_at, g.timeout_at,
@@ -183,7 +184,7 @@ BEGIN
                CASE WHEN coalesce(e.bytes, 0) > 0 OR coalesce(e.output, '') <> ''
                     THEN coalesce(e.truncated, false) OR length(e.output) > 4194304
                     ELSE coalesce(l.truncated, false) END,
-               g.pool
+               g.pool, g.params
         FROM gone g
         -- One end per run, whatever the caller repeated.
         JOIN (SELECT DISTINCT ON (u.run) u.*
@@ -214,16 +215,24 @@ CREATE OR REPLACE FUNCTION tock.trigger_key_lifetime() RETURNS interval LANGUAGE
 -- of its first use answers that first run and enqueues nothing (migration 0015). Two callers racing with one key:
 -- the second's insert of the key waits for the first to commit, then finds it. Keys are the job's, whoever calls:
 -- use one that names the caller's attempt (a UUID).
+-- p_params: the values of the job's parameters, a JSON object ({"env": "prod"}), checked by tock.resolved_params:
+-- one the job does not declare, or does not allow, is refused naming it, and nothing is enqueued. A replayed key
+-- answers its first run whatever the values.
 DROP FUNCTION IF EXISTS tock.run_now(text, text, timestamptz);
 DROP FUNCTION IF EXISTS tock.run_now_keyed(text, text, text, timestamptz);
+DROP FUNCTION IF EXISTS tock.run_now(text, text, timestamptz, text);
+DROP FUNCTION IF EXISTS tock.run_now_keyed(text, text, timestamptz, text);
 CREATE OR REPLACE FUNCTION tock.run_now_keyed(
-    p_job text, p_trigger text DEFAULT 'sql', p_now timestamptz DEFAULT now(), p_key text DEFAULT NULL)
+    p_job text, p_trigger text DEFAULT 'sql', p_now timestamptz DEFAULT now(), p_key text DEFAULT NULL,
+    p_params jsonb DEFAULT NULL)
 RETURNS TABLE (run_id bigint, replayed boolean, status text) LANGUAGE plpgsql AS $$
 DECLARE
     v_job constant bigint := tock.find_job(p_job);
     v_run bigint;
+    v_params jsonb;
 BEGIN
     p_now := tock.checked_now(p_now);
+    v_params := tock.resolved_params((SELECT j.params FROM tock.jobs j WHERE j.id = v_job), p_params);
     IF p_trigger IS NULL OR p_trigger NOT IN ('sql', 'manual', 'api') THEN
         PERFORM tock.raise_invalid('trigger', format('%L is not sql, manual or api', p_trigger));
     END IF;
@@ -245,25 +254,26 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    INSERT INTO tock.runs (job_id, trigger, priority, enqueued_at, run_after, pool)
-    SELECT id, p_trigger, priority, p_now, p_now, pool FROM tock.jobs WHERE id = v_job
+    INSERT INTO tock.runs (job_id, trigger, priority, enqueued_at, run_after, pool, params)
+    SELECT id, p_trigger, priority, p_now, p_now, pool, v_params FROM tock.jobs WHERE id = v_job
     RETURNING id INTO v_run;
     IF p_key IS NOT NULL THEN
         UPDATE tock.trigger_keys k SET run_id = v_run WHERE k.job_id = v_job AND k.key = p_key;
     END IF;
     RETURN QUERY SELECT v_run, false, 'pending'::text;
 END $$;
-COMMENT ON FUNCTION tock.run_now_keyed(text, text, timestamptz, text) IS
+COMMENT ON FUNCTION tock.run_now_keyed(text, text, timestamptz, text, jsonb) IS
     'tock.run_now, answering whether p_key had already started the run within 24 hours (replayed) and its status now.';
 
 CREATE OR REPLACE FUNCTION tock.run_now(
-    p_job text, p_trigger text DEFAULT 'sql', p_now timestamptz DEFAULT now(), p_key text DEFAULT NULL)
+    p_job text, p_trigger text DEFAULT 'sql', p_now timestamptz DEFAULT now(), p_key text DEFAULT NULL,
+    p_params jsonb DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN (SELECT k.run_id FROM tock.run_now_keyed(p_job, p_trigger, p_now, p_key) k);
+    RETURN (SELECT k.run_id FROM tock.run_now_keyed(p_job, p_trigger, p_now, p_key, p_params) k);
 END $$;
-COMMENT ON FUNCTION tock.run_now(text, text, timestamptz, text) IS
-    'Enqueues a run of a job (by name or id) at once and returns the run id; an idle worker starts it within milliseconds. With p_key, the same key for the job within 24 hours returns the first run''s id and enqueues nothing.';
+COMMENT ON FUNCTION tock.run_now(text, text, timestamptz, text, jsonb) IS
+    'Enqueues a run of a job (by name or id) at once and returns the run id; an idle worker starts it within milliseconds. With p_key, the same key for the job within 24 hours returns the first run''s id and enqueues nothing; p_params gives its parameters'' values ({"env": "prod"}).';
 
 -- Turns due jobs into pending runs and advances next_run_at, all in one statement. Due jobs are locked with
 -- SKIP LOCKED, so any number of schedulers may call it at once: each fire time yields exactly one run (and the
@@ -299,7 +309,7 @@ BEGIN
     END IF;
     v_horizon := p_now + greatest(p_lookahead, interval '0');
     WITH due AS (
-        SELECT j.id, j.next_run_at AS fire_time, j.priority, j.overlap, j.misfire, j.pool
+        SELECT j.id, j.next_run_at AS fire_time, j.priority, j.overlap, j.misfire, j.pool, j.params
         FROM tock.jobs j
         WHERE j.enabled AND j.next_run_at <= v_horizon
           AND (j.next_run_at <= p_now OR j.overlap <> 'skip'
@@ -314,8 +324,11 @@ BEGIN
         WHERE j.id = due.id
         RETURNING due.*
     ), enqueued AS (
-        INSERT INTO tock.runs (job_id, trigger, priority, scheduled_for, enqueued_at, run_after, pool)
-        SELECT a.id, 'schedule', a.priority, a.fire_time, p_now, a.fire_time, a.pool
+        -- A scheduled run takes the parameters' defaults (a job that runs on a schedule has one for each that is
+        -- required: tock.tg_jobs__prepare).
+        INSERT INTO tock.runs (job_id, trigger, priority, scheduled_for, enqueued_at, run_after, pool, params)
+        SELECT a.id, 'schedule', a.priority, a.fire_time, p_now, a.fire_time, a.pool,
+               CASE WHEN a.params IS NOT NULL THEN tock.resolved_params(a.params, NULL) END
         FROM advanced a
         WHERE (a.overlap <> 'skip'
                OR NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = a.id))
@@ -519,11 +532,24 @@ END $$;
 -- is a walk of runs_claim_idx from that pool's first entry: no other pool's runs are read. Returns what the worker
 -- needs to run them.
 DROP FUNCTION IF EXISTS tock.claim_runs(bigint, int, timestamptz);
+-- Since migration 0022 a claimed run comes with its arguments, parameters put in, and env: what it adds to its
+-- script's environment (tock.run_environment; NULL for nothing). The result changed, so the function before it goes.
+DO $$
+BEGIN
+    IF NOT 'env' = ANY (coalesce((SELECT p.proargnames FROM pg_proc p
+                                 WHERE p.oid = to_regprocedure('tock.claim_runs(bigint, int, timestamptz, text)')), '{env}')) THEN
+        DROP FUNCTION tock.claim_runs(bigint, int, timestamptz, text);
+    END IF;
+    IF NOT 'env' = ANY (coalesce((SELECT p.proargnames FROM pg_proc p
+                                 WHERE p.oid = to_regprocedure('tock.claim_limited(bigint, text, int, timestamptz)')), '{env}')) THEN
+        DROP FUNCTION tock.claim_limited(bigint, text, int, timestamptz);
+    END IF;
+END $$;
 CREATE OR REPLACE FUNCTION tock.claim_runs(p_worker bigint, p_max int, p_now timestamptz DEFAULT now(),
                                            p_lease_token text DEFAULT NULL)
 RETURNS TABLE (
     run_id bigint, job_id bigint, job_name text, script text, args text[], timeout_seconds float8,
-    attempt int, trigger text, scheduled_for timestamptz)
+    attempt int, trigger text, scheduled_for timestamptz, env jsonb)
 -- PL/pgSQL for its plan cache: a LANGUAGE sql function's statement is planned again on every call, and this
 -- one is the hottest statement Tock has. The cache alone is not enough: left to choose (plan_cache_mode auto),
 -- PostgreSQL re-plans this statement on every call, because the generic plan's estimate (any p_max, any p_now)
@@ -621,14 +647,14 @@ BEGIN
             timeout_at = p_now + (SELECT j.timeout FROM tock.jobs j WHERE j.id = r.job_id)
         -- An id list, not a join: always primary-key lookups, never a scan of the queue to hash it.
         WHERE r.id = ANY (ARRAY(SELECT c.id FROM claimable c))
-        RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.priority, r.run_after, r.timeout_at
+        RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.priority, r.run_after, r.timeout_at, r.params
     ), leased AS (
         -- The index of running runs by worker (heartbeat, rescue, cancel requests): a row of its own, so that the
         -- update above changes no indexed column and stays HOT.
         INSERT INTO tock.run_leases (worker_id, run_id, pool, job_id) SELECT p_worker, c.id, v_pool, c.job_id FROM claimed c
     )
-    SELECT c.id, j.id, j.name, j.script, j.args, extract(epoch FROM c.timeout_at - p_now)::float8, c.attempt, c.trigger,
-           c.scheduled_for
+    SELECT c.id, j.id, j.name, j.script, tock.run_args(j.args, c.params), extract(epoch FROM c.timeout_at - p_now)::float8,
+           c.attempt, c.trigger, c.scheduled_for, tock.run_environment(c.params)
     FROM claimed c JOIN tock.jobs j ON j.id = c.job_id
     ORDER BY c.priority DESC, c.run_after, c.id;
     END IF;
@@ -656,12 +682,24 @@ COMMENT ON FUNCTION tock.claim_runs(bigint, int, timestamptz, text) IS
 -- decode than the claim itself). Not SECURITY DEFINER (such a procedure may not commit) and no SET clause (nor may
 -- one with it): it runs as its caller and calls only tock.claim_runs, which checks the lease token.
 DROP PROCEDURE IF EXISTS tock.claim_committed(bigint, int, text, text);
+-- The claim a worker makes since migration 0022's release: besides the runs, p_next_delayed, when it took fewer
+-- runs than asked: when the first run of the worker's pools that was not yet due at the claim's own time comes due
+-- (a run enqueued ahead of its fire time, a retry's backoff, a rate limit's next room), which no NOTIFY will
+-- announce. Asked as of the claim's transaction time, in the same round trip: a worker that asked afterwards, as of
+-- its own reckoning of the claim's time, missed a run that came due in between when its question reached the server
+-- late (a loaded machine), and slept until its safety sweep. And p_env: each run's additions to its script's
+-- environment, a JSON object or NULL (tock.run_environment). The two below stay for workers of before.
 CREATE OR REPLACE PROCEDURE tock.claim_committed(
     p_worker bigint, p_max int, p_lease_token text,
-    INOUT p_runs bigint[] DEFAULT NULL, INOUT p_jobs bigint[] DEFAULT NULL, INOUT p_job_names text[] DEFAULT NULL,
-    INOUT p_scripts text[] DEFAULT NULL, INOUT p_args text[] DEFAULT NULL, INOUT p_timeouts float8[] DEFAULT NULL,
-    INOUT p_attempts int[] DEFAULT NULL, INOUT p_triggers text[] DEFAULT NULL, INOUT p_scheduled_for float8[] DEFAULT NULL)
+    INOUT p_runs bigint[], INOUT p_jobs bigint[], INOUT p_job_names text[],
+    INOUT p_scripts text[], INOUT p_args text[], INOUT p_timeouts float8[],
+    INOUT p_attempts int[], INOUT p_triggers text[], INOUT p_scheduled_for float8[], INOUT p_next_delayed timestamptz,
+    INOUT p_env text[])
 LANGUAGE plpgsql AS $$
+DECLARE
+    -- The claim's time (its transaction's, which the COMMIT inside ends): a run due by then was the claim's to take
+    -- or is announced by NOTIFY when it commits; one due after it is what this looks for.
+    v_claimed_at constant timestamptz := pg_catalog.now();
 BEGIN
     SELECT coalesce(pg_catalog.array_agg(c.run_id ORDER BY c.n), '{}'),
            coalesce(pg_catalog.array_agg(c.job_id ORDER BY c.n), '{}'),
@@ -671,35 +709,13 @@ BEGIN
            coalesce(pg_catalog.array_agg(c.timeout_seconds ORDER BY c.n), '{}'),
            coalesce(pg_catalog.array_agg(c.attempt ORDER BY c.n), '{}'),
            coalesce(pg_catalog.array_agg(c.trigger ORDER BY c.n), '{}'),
-           coalesce(pg_catalog.array_agg(coalesce(pg_catalog.date_part('epoch', c.scheduled_for), 'NaN') ORDER BY c.n), '{}')
-    INTO p_runs, p_jobs, p_job_names, p_scripts, p_args, p_timeouts, p_attempts, p_triggers, p_scheduled_for
+           coalesce(pg_catalog.array_agg(coalesce(pg_catalog.date_part('epoch', c.scheduled_for), 'NaN') ORDER BY c.n), '{}'),
+           -- '' for none: postgres-nio decodes no array holding NULLs.
+           coalesce(pg_catalog.array_agg(coalesce(c.env::text, '') ORDER BY c.n), '{}')
+    INTO p_runs, p_jobs, p_job_names, p_scripts, p_args, p_timeouts, p_attempts, p_triggers, p_scheduled_for, p_env
     FROM tock.claim_runs(p_worker, p_max, pg_catalog.now(), p_lease_token) WITH ORDINALITY AS c(run_id, job_id, job_name,
-         script, args, timeout_seconds, attempt, trigger, scheduled_for, n);
+         script, args, timeout_seconds, attempt, trigger, scheduled_for, env, n);
     COMMIT;
-END $$;
-COMMENT ON PROCEDURE tock.claim_committed(bigint, int, text, bigint[], bigint[], text[], text[], text[], float8[], int[],
-                                          text[], float8[]) IS
-    'tock.claim_runs committed before it answers (CALL, one round trip): the claimed runs, one array per column.';
-
--- The claim a worker makes since migration 0019's release (the one above stays for workers of before): the same,
--- and, when it took fewer runs than asked, p_next_delayed: when the first run of the worker's pools that was not yet
--- due at the claim's own time comes due (a run enqueued ahead of its fire time, a retry's backoff, a rate limit's
--- next room), which no NOTIFY will announce. Asked as of the claim's transaction time, in the same round trip: a
--- worker that asked afterwards, as of its own reckoning of the claim's time, missed a run that came due in
--- between when its question reached the server late (a loaded machine), and slept until its safety sweep.
-CREATE OR REPLACE PROCEDURE tock.claim_committed(
-    p_worker bigint, p_max int, p_lease_token text,
-    INOUT p_runs bigint[], INOUT p_jobs bigint[], INOUT p_job_names text[],
-    INOUT p_scripts text[], INOUT p_args text[], INOUT p_timeouts float8[],
-    INOUT p_attempts int[], INOUT p_triggers text[], INOUT p_scheduled_for float8[], INOUT p_next_delayed timestamptz)
-LANGUAGE plpgsql AS $$
-DECLARE
-    -- The claim's time (its transaction's, which the COMMIT inside ends): a run due by then was the claim's to take
-    -- or is announced by NOTIFY when it commits; one due after it is what this looks for.
-    v_claimed_at constant timestamptz := pg_catalog.now();
-BEGIN
-    CALL tock.claim_committed(p_worker, p_max, p_lease_token, p_runs, p_jobs, p_job_names, p_scripts, p_args, p_timeouts,
-                              p_attempts, p_triggers, p_scheduled_for);
     IF cardinality(p_runs) < p_max THEN
         p_next_delayed := tock.next_delayed_run(v_claimed_at, p_worker);
     END IF;
@@ -707,6 +723,38 @@ BEGIN
     IF current_setting('tock.claim_passed_over', true) = 'yes' THEN
         p_next_delayed := least(p_next_delayed, pg_catalog.clock_timestamp() + interval '100 milliseconds');
     END IF;
+END $$;
+COMMENT ON PROCEDURE tock.claim_committed(bigint, int, text, bigint[], bigint[], text[], text[], text[], float8[], int[],
+                                          text[], float8[], timestamptz, text[]) IS
+    'tock.claim_runs committed before it answers (CALL, one round trip): the claimed runs, one array per column.';
+
+-- The claim of workers from migration 0019's release: no environment.
+CREATE OR REPLACE PROCEDURE tock.claim_committed(
+    p_worker bigint, p_max int, p_lease_token text,
+    INOUT p_runs bigint[], INOUT p_jobs bigint[], INOUT p_job_names text[],
+    INOUT p_scripts text[], INOUT p_args text[], INOUT p_timeouts float8[],
+    INOUT p_attempts int[], INOUT p_triggers text[], INOUT p_scheduled_for float8[], INOUT p_next_delayed timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_env text[];
+BEGIN
+    CALL tock.claim_committed(p_worker, p_max, p_lease_token, p_runs, p_jobs, p_job_names, p_scripts, p_args, p_timeouts,
+                              p_attempts, p_triggers, p_scheduled_for, p_next_delayed, v_env);
+END $$;
+
+-- The claim of workers from before migration 0019's release: neither when a run comes due nor an environment.
+CREATE OR REPLACE PROCEDURE tock.claim_committed(
+    p_worker bigint, p_max int, p_lease_token text,
+    INOUT p_runs bigint[] DEFAULT NULL, INOUT p_jobs bigint[] DEFAULT NULL, INOUT p_job_names text[] DEFAULT NULL,
+    INOUT p_scripts text[] DEFAULT NULL, INOUT p_args text[] DEFAULT NULL, INOUT p_timeouts float8[] DEFAULT NULL,
+    INOUT p_attempts int[] DEFAULT NULL, INOUT p_triggers text[] DEFAULT NULL, INOUT p_scheduled_for float8[] DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_next_delayed timestamptz;
+    v_env text[];
+BEGIN
+    CALL tock.claim_committed(p_worker, p_max, p_lease_token, p_runs, p_jobs, p_job_names, p_scripts, p_args, p_timeouts,
+                              p_attempts, p_triggers, p_scheduled_for, v_next_delayed, v_env);
 END $$;
 
 -- Writes running runs' output so far, replacing what was there (report_output). A finished run's output goes
@@ -885,12 +933,12 @@ BEGIN
     IF p_status IN ('failed', 'timed_out') AND v_run.cancel_requested_at IS NULL THEN
         IF v_run.attempt < v_job.max_attempts THEN
             INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after,
-                                   pool)
+                                   pool, params)
             VALUES (v_run.job_id, 'retry', v_run.priority, v_run.attempt + 1, coalesce(v_run.first_run_id, v_run.id),
                     v_run.scheduled_for, p_now,
                     p_now + CASE WHEN p_retry_now THEN interval '0'
                                  ELSE tock.retry_delay(v_job.retry_base, v_job.retry_cap, v_run.attempt) END,
-                    v_job.pool);
+                    v_job.pool, v_run.params);
         ELSIF v_job.max_attempts > 1 THEN
             v_status := 'dead';
         END IF;
@@ -941,7 +989,7 @@ DECLARE
     v_id bigint;
 BEGIN
     p_now := tock.checked_now(p_now);
-    SELECT id, job_id, priority, attempt, first_run_id, scheduled_for INTO v_run
+    SELECT id, job_id, priority, attempt, first_run_id, scheduled_for, params INTO v_run
     FROM tock.finished_runs WHERE id = p_run;
     IF NOT FOUND THEN
         SELECT status INTO v_run FROM tock.runs WHERE id = p_run;
@@ -951,9 +999,11 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'run: unknown run %', p_run USING ERRCODE = 'no_data_found', COLUMN = 'run';
     END IF;
-    INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after, pool)
+    -- With the values the run it retries ran with.
+    INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after, pool,
+                           params)
     VALUES (v_run.job_id, 'retry', v_run.priority, v_run.attempt + 1, coalesce(v_run.first_run_id, v_run.id),
-            v_run.scheduled_for, p_now, p_now, (SELECT j.pool FROM tock.jobs j WHERE j.id = v_run.job_id))
+            v_run.scheduled_for, p_now, p_now, (SELECT j.pool FROM tock.jobs j WHERE j.id = v_run.job_id), v_run.params)
     RETURNING id INTO v_id;
     RETURN v_id;
 END $$;

@@ -139,7 +139,7 @@ END $$;
 CREATE OR REPLACE FUNCTION tock.claim_limited(p_worker bigint, p_pool text, p_take int, p_now timestamptz)
 RETURNS TABLE (
     run_id bigint, job_id bigint, job_name text, script text, args text[], timeout_seconds float8,
-    attempt int, trigger text, scheduled_for timestamptz)
+    attempt int, trigger text, scheduled_for timestamptz, env jsonb)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -195,7 +195,7 @@ BEGIN
             timeout_at = p_now + (SELECT j.timeout FROM tock.jobs j WHERE j.id = r.job_id)
         WHERE r.id = (SELECT x.id FROM tock.runs x WHERE x.id = v_candidate.id AND x.status = 'pending'
                       FOR UPDATE SKIP LOCKED)
-        RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.timeout_at INTO v_claimed;
+        RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.timeout_at, r.params INTO v_claimed;
         CONTINUE WHEN NOT FOUND;
         INSERT INTO tock.run_leases (worker_id, run_id, pool, job_id) VALUES (p_worker, v_claimed.id, p_pool, v_claimed.job_id);
         IF v_pool.rate_limit IS NOT NULL THEN
@@ -208,8 +208,9 @@ BEGIN
         v_job_rooms[v_i] := v_job_rooms[v_i] - 1;
         v_got := v_got + 1;
         RETURN QUERY
-        SELECT v_claimed.id, j.id, j.name, j.script, j.args, extract(epoch FROM v_claimed.timeout_at - p_now)::float8,
-               v_claimed.attempt, v_claimed.trigger, v_claimed.scheduled_for
+        SELECT v_claimed.id, j.id, j.name, j.script, tock.run_args(j.args, v_claimed.params),
+               extract(epoch FROM v_claimed.timeout_at - p_now)::float8, v_claimed.attempt, v_claimed.trigger,
+               v_claimed.scheduled_for, tock.run_environment(v_claimed.params)
         FROM tock.jobs j WHERE j.id = v_claimed.job_id;
     END LOOP;
 END $$;

@@ -31,7 +31,9 @@ SELECT
     j.pool,
     j.max_running,
     tock.rate_text(j.rate_limit, j.rate_period) AS rate,
-    j.inherits AS inherited
+    j.inherits AS inherited,
+    j.params,
+    j.description
 FROM tock.jobs j
 -- A job's newest run is the newer of its newest in flight (runs_job_idx) and its newest finished run still within the
 -- retention (finished_runs_job_idx of each partition the retention keeps): two short index probes.
@@ -81,7 +83,8 @@ SELECT
     o.bytes_total AS output_bytes,
     o.truncated AS output_truncated,
     r.cancel_requested_at,
-    r.pool
+    r.pool,
+    r.params
 FROM tock.runs r
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id
@@ -111,7 +114,8 @@ SELECT
     r.output_bytes,
     r.output_truncated,
     r.cancel_requested_at,
-    r.pool
+    r.pool,
+    r.params
 FROM tock.finished_runs r
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id

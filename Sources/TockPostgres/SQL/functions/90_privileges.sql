@@ -82,6 +82,8 @@ BEGIN
                  text[], float8[], int[], text[], float8[]) TO tock_worker';
         EXECUTE 'GRANT EXECUTE ON PROCEDURE tock.claim_committed(bigint, int, text, bigint[], bigint[], text[], text[],
                  text[], float8[], int[], text[], float8[], timestamptz) TO tock_worker';
+        EXECUTE 'GRANT EXECUTE ON PROCEDURE tock.claim_committed(bigint, int, text, bigint[], bigint[], text[], text[],
+                 text[], float8[], int[], text[], float8[], timestamptz, text[]) TO tock_worker';
         EXECUTE 'GRANT EXECUTE ON PROCEDURE tock.finish_committed(bigint, text, bigint[], text[], bigint[], text[], text[],
                  bigint[], boolean[], bigint[]) TO tock_worker';
     END IF;

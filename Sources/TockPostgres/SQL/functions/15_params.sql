@@ -1,0 +1,203 @@
+-- Parameters: what a job declares (tock.jobs.params), what a trigger supplies, and what a run gets: the values
+-- checked here, in one place, whoever triggers (SQL, the CLI, the API, the portal).
+
+-- A parameter's name: a letter, then letters, digits or '_', at most 63; its script sees TOCK_PARAM_<NAME> (upper
+-- case), so two names may not differ only in case.
+CREATE OR REPLACE FUNCTION tock.is_param_name(p_name text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_name ~ '^[A-Za-z][A-Za-z0-9_]{0,62}$'
+$$;
+
+-- A value a parameter may hold: at most 4,096 characters, no control characters but tab and newline (a value goes
+-- into a script's environment and arguments as it is).
+CREATE OR REPLACE FUNCTION tock.check_param_value(p_param text, p_value text)
+RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF length(p_value) > 4096 OR p_value ~ '[\u0001-\u0008\u000b-\u001f\u007f-\u009f]' THEN
+        PERFORM tock.raise_invalid('params', format(
+            'parameter %s: a value has at most 4,096 characters and no control characters but tab and newline', p_param));
+    END IF;
+END $$;
+
+-- Whether p_value is one the declaration p_def allows (its choices, its pattern, matched whole).
+CREATE OR REPLACE FUNCTION tock.param_value_allowed(p_def jsonb, p_value text)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT (NOT p_def ? 'choices' OR p_def -> 'choices' ? p_value)
+       AND (NOT p_def ? 'pattern' OR p_value ~ ('^(?:' || (p_def ->> 'pattern') || ')$'))
+$$;
+
+-- A job's declarations, checked and put in a canonical form: a JSON array (NULL or [] for none) of at most 32
+-- objects {"name", "default"?, "required"?, "choices"?, "pattern"?}. Raises 22023 naming 'params' otherwise.
+CREATE OR REPLACE FUNCTION tock.checked_param_defs(p_defs jsonb)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_def jsonb;
+    v_name text;
+    v_names text[] := '{}';
+    v_unknown text;
+    v_out jsonb := '[]';
+    v_clean jsonb;
+BEGIN
+    IF p_defs IS NULL OR jsonb_typeof(p_defs) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_defs) <> 'array' OR jsonb_array_length(p_defs) > 32 THEN
+        PERFORM tock.raise_invalid('params', 'expected an array of at most 32 parameter declarations');
+    END IF;
+    FOR v_def IN SELECT e FROM jsonb_array_elements(p_defs) e LOOP
+        IF jsonb_typeof(v_def) <> 'object' THEN
+            PERFORM tock.raise_invalid('params', format('expected an object {"name", "default", "required", "choices", "pattern"}, got %s',
+                                                        left(v_def::text, 60)));
+        END IF;
+        v_name := v_def ->> 'name';
+        IF jsonb_typeof(v_def -> 'name') IS DISTINCT FROM 'string' OR NOT tock.is_param_name(v_name) THEN
+            PERFORM tock.raise_invalid('params', format(
+                '%s is not a parameter name (a letter, then letters, digits or ''_''; at most 63)', left(coalesce(v_def ->> 'name', 'null'), 80)));
+        END IF;
+        IF upper(v_name) = ANY (v_names) THEN
+            PERFORM tock.raise_invalid('params', format('parameter %s is declared twice (names differing only in case count as one)', v_name));
+        END IF;
+        v_names := v_names || upper(v_name);
+        SELECT string_agg(k, ', ' ORDER BY k) INTO v_unknown FROM jsonb_object_keys(v_def) k
+        WHERE k NOT IN ('name', 'default', 'required', 'choices', 'pattern');
+        IF v_unknown IS NOT NULL THEN
+            PERFORM tock.raise_invalid('params', format('parameter %s: unknown field(s) %s; known: name, default, required, choices, pattern',
+                                                        v_name, v_unknown));
+        END IF;
+        v_clean := jsonb_build_object('name', v_name);
+        IF v_def ? 'required' AND jsonb_typeof(v_def -> 'required') <> 'null' THEN
+            IF jsonb_typeof(v_def -> 'required') <> 'boolean' THEN
+                PERFORM tock.raise_invalid('params', format('parameter %s: required is true or false', v_name));
+            END IF;
+            IF (v_def ->> 'required')::boolean THEN
+                v_clean := v_clean || '{"required": true}';
+            END IF;
+        END IF;
+        IF v_def ? 'choices' AND jsonb_typeof(v_def -> 'choices') <> 'null' THEN
+            IF jsonb_typeof(v_def -> 'choices') <> 'array' OR jsonb_array_length(v_def -> 'choices') NOT BETWEEN 1 AND 100
+               OR EXISTS (SELECT 1 FROM jsonb_array_elements(v_def -> 'choices') c WHERE jsonb_typeof(c) <> 'string') THEN
+                PERFORM tock.raise_invalid('params', format('parameter %s: choices is an array of 1 to 100 strings', v_name));
+            END IF;
+            PERFORM tock.check_param_value(v_name, c) FROM jsonb_array_elements_text(v_def -> 'choices') c;
+            v_clean := v_clean || jsonb_build_object('choices', v_def -> 'choices');
+        END IF;
+        IF v_def ? 'pattern' AND jsonb_typeof(v_def -> 'pattern') <> 'null' THEN
+            IF jsonb_typeof(v_def -> 'pattern') <> 'string' OR length(v_def ->> 'pattern') NOT BETWEEN 1 AND 1000 THEN
+                PERFORM tock.raise_invalid('params', format('parameter %s: pattern is a regular expression of 1 to 1,000 characters', v_name));
+            END IF;
+            BEGIN
+                PERFORM '' ~ ('^(?:' || (v_def ->> 'pattern') || ')$');
+            EXCEPTION WHEN invalid_regular_expression THEN
+                PERFORM tock.raise_invalid('params', format('parameter %s: pattern %s is not a regular expression: %s',
+                                                            v_name, left(v_def ->> 'pattern', 80), SQLERRM));
+            END;
+            v_clean := v_clean || jsonb_build_object('pattern', v_def -> 'pattern');
+        END IF;
+        IF v_def ? 'default' AND jsonb_typeof(v_def -> 'default') <> 'null' THEN
+            IF jsonb_typeof(v_def -> 'default') <> 'string' THEN
+                PERFORM tock.raise_invalid('params', format('parameter %s: default is a string', v_name));
+            END IF;
+            PERFORM tock.check_param_value(v_name, v_def ->> 'default');
+            IF NOT tock.param_value_allowed(v_clean, v_def ->> 'default') THEN
+                PERFORM tock.raise_invalid('params', format('parameter %s: its default %L is not among its choices or does not match its pattern',
+                                                            v_name, left(v_def ->> 'default', 80)));
+            END IF;
+            v_clean := v_clean || jsonb_build_object('default', v_def -> 'default');
+        END IF;
+        v_out := v_out || jsonb_build_array(v_clean);
+    END LOOP;
+    RETURN nullif(v_out, '[]');
+END $$;
+
+-- The {{name}} placeholders in a job's arguments that name none of its parameters: a typo found when the job is
+-- saved, not when a run starts.
+CREATE OR REPLACE FUNCTION tock.unknown_placeholders(p_args text[], p_defs jsonb)
+RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(array_agg(DISTINCT m[1] ORDER BY m[1]), '{}')
+    FROM unnest(p_args) a, regexp_matches(a, '\{\{([A-Za-z][A-Za-z0-9_]{0,62})\}\}', 'g') m
+    WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(p_defs, '[]')) d WHERE d ->> 'name' = m[1])
+$$;
+
+-- The values a run of a job with declarations p_defs gets from the values p_given a trigger supplied (a JSON object;
+-- strings, numbers and true/false are taken as their text): every one declared and allowed, the required ones
+-- given, the others filled in from their defaults. NULL when the job declares none and none was given. Raises
+-- 22023 naming the parameter otherwise, so nothing is enqueued.
+CREATE OR REPLACE FUNCTION tock.resolved_params(p_defs jsonb, p_given jsonb)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_key text;
+    v_value jsonb;
+    v_def jsonb;
+    v_text text;
+    v_out jsonb := '{}';
+BEGIN
+    IF p_given IS NOT NULL AND jsonb_typeof(p_given) = 'null' THEN
+        p_given := NULL;
+    END IF;
+    IF p_given IS NOT NULL AND jsonb_typeof(p_given) <> 'object' THEN
+        PERFORM tock.raise_invalid('params', 'expected a JSON object of parameter values, {"name": "value"}');
+    END IF;
+    FOR v_key, v_value IN SELECT * FROM jsonb_each(coalesce(p_given, '{}')) LOOP
+        SELECT d INTO v_def FROM jsonb_array_elements(coalesce(p_defs, '[]')) d WHERE d ->> 'name' = v_key;
+        IF v_def IS NULL THEN
+            PERFORM tock.raise_invalid('params', format('%s is not a parameter of this job; it takes %s', left(v_key, 80),
+                coalesce((SELECT string_agg(d ->> 'name', ', ') FROM jsonb_array_elements(p_defs) d), 'none')));
+        END IF;
+        IF jsonb_typeof(v_value) NOT IN ('string', 'number', 'boolean') THEN
+            PERFORM tock.raise_invalid('params', format('parameter %s: expected a string, got %s', v_key, left(v_value::text, 60)));
+        END IF;
+        v_text := v_value #>> '{}';
+        PERFORM tock.check_param_value(v_key, v_text);
+        IF NOT tock.param_value_allowed(v_def, v_text) THEN
+            PERFORM tock.raise_invalid('params', format('parameter %s: %L is not allowed (%s)', v_key, left(v_text, 80),
+                CASE WHEN v_def ? 'choices'
+                     THEN 'one of ' || (SELECT string_agg(c, ', ') FROM jsonb_array_elements_text(v_def -> 'choices') c)
+                     ELSE 'it must match ' || (v_def ->> 'pattern') END));
+        END IF;
+        v_out := v_out || jsonb_build_object(v_key, v_text);
+    END LOOP;
+    FOR v_def IN SELECT d FROM jsonb_array_elements(coalesce(p_defs, '[]')) d LOOP
+        CONTINUE WHEN v_out ? (v_def ->> 'name');
+        IF v_def ? 'default' THEN
+            v_out := v_out || jsonb_build_object(v_def ->> 'name', v_def -> 'default');
+        ELSIF coalesce((v_def ->> 'required')::boolean, false) THEN
+            PERFORM tock.raise_invalid('params', format('parameter %s is required', v_def ->> 'name'));
+        END IF;
+    END LOOP;
+    RETURN CASE WHEN p_defs IS NULL AND v_out = '{}' THEN NULL ELSE v_out END;
+END $$;
+
+-- A job's argument with each {{name}} replaced by that parameter's value, in one pass (a value that holds
+-- {{other}} stays as it is). The worker passes arguments to the script as they are, never through a shell.
+CREATE OR REPLACE FUNCTION tock.param_arg(p_arg text, p_params jsonb)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_out text := '';
+    v_rest text := p_arg;
+    v_match text[];
+BEGIN
+    IF p_params IS NULL OR strpos(p_arg, '{{') = 0 THEN
+        RETURN p_arg;
+    END IF;
+    LOOP
+        v_match := regexp_match(v_rest, '\{\{([A-Za-z][A-Za-z0-9_]{0,62})\}\}');
+        EXIT WHEN v_match IS NULL;
+        v_out := v_out || left(v_rest, strpos(v_rest, '{{' || v_match[1] || '}}') - 1)
+                       || coalesce(p_params ->> v_match[1], '');
+        v_rest := substr(v_rest, strpos(v_rest, '{{' || v_match[1] || '}}') + length(v_match[1]) + 4);
+    END LOOP;
+    RETURN v_out || v_rest;
+END $$;
+
+-- A run's arguments: the job's, its parameters put in.
+CREATE OR REPLACE FUNCTION tock.run_args(p_args text[], p_params jsonb)
+RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_params IS NULL THEN p_args
+                ELSE ARRAY(SELECT tock.param_arg(a, p_params) FROM unnest(p_args) WITH ORDINALITY u(a, n) ORDER BY n) END
+$$;
+
+-- The environment a run adds to its script's: TOCK_PARAM_<NAME> for each parameter. NULL when it adds nothing.
+CREATE OR REPLACE FUNCTION tock.run_environment(p_params jsonb)
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_params IS NULL OR p_params = '{}' THEN NULL
+                ELSE (SELECT jsonb_object_agg('TOCK_PARAM_' || upper(key), value) FROM jsonb_each(p_params)) END
+$$;
