@@ -99,7 +99,13 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
         try json(try await database.job(String(try await database.setJobEnabled(try context.parameters.require("job"), true))))
     }
     api.post("jobs/:job/trigger") { request, context -> Response in
-        let run = try await database.runNow(try context.parameters.require("job"), trigger: "api", key: try idempotencyKey(request))
+        let job = try context.parameters.require("job"), key = try idempotencyKey(request)
+        let run: TriggeredRun
+        if let body = try await triggerBody(request) {
+            run = try await database.runNow(job, trigger: "api", key: key, body: body)
+        } else {
+            run = try await database.runNow(job, trigger: "api", key: key)
+        }
         let location: HTTPFields = [.location: "/api/v1/runs/\(run.runId)"]
         guard run.replayed else {
             return try json(RunAction(runId: run.runId, status: "pending"), status: .accepted, headers: location)
@@ -247,6 +253,30 @@ func jsonBody(_ request: Request, limit: Int) async throws -> String {
     }
     guard parsed is [String: Any] else {
         throw APIProblem(.badRequest, code: "malformed_json", field: "body", "the request body must be a JSON object of job fields")
+    }
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// A trigger's body: none (or empty), or a JSON object of at most 64 KiB whose only field is "params" (the values
+/// of the job's parameters, which tock.resolved_params checks). Anything else is refused, naming it: a field Tock
+/// does not understand is never silently ignored.
+func triggerBody(_ request: Request) async throws -> String? {
+    let buffer: ByteBuffer
+    do {
+        buffer = try await request.body.collect(upTo: 64 * 1024)
+    } catch {
+        throw APIProblem(.contentTooLarge, code: "body_too_large", field: "body", "the request body is larger than 64 KiB")
+    }
+    let data = Data(buffer.readableBytesView)
+    guard data.contains(where: { !" \t\r\n".utf8.contains($0) }) else { return nil }
+    guard let object = (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) as? [String: Any] else {
+        throw APIProblem(.badRequest, code: "malformed_json", field: "body",
+                         #"the request body must be a JSON object, {"params": {"name": "value"}}, or empty"#)
+    }
+    let unknown = object.keys.filter { $0 != "params" }.sorted().map { String($0.unicodeScalars.filter { $0.value >= 0x20 }.prefix(80)) }
+    guard unknown.isEmpty else {
+        throw TockError(.invalidInput, field: unknown[0],
+                        "\(unknown[0]): unknown field(s) \(unknown.joined(separator: ", ")); a trigger takes params")
     }
     return String(decoding: data, as: UTF8.self)
 }

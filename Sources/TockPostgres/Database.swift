@@ -192,6 +192,17 @@ public struct Database: Sendable {
         return run
     }
 
+    /// `runNow` with the values of a trigger's body, a JSON object whose "params" holds them (the API's POST
+    /// …/trigger; its fields were checked by the caller).
+    public func runNow(_ job: String, trigger: String, key: String?, body: String) async throws(TockError) -> TriggeredRun {
+        let found = try await rows(TriggeredRun.self, """
+            SELECT row_to_json(k)::text
+            FROM tock.run_now_keyed(\(job), p_trigger => \(trigger), p_key => \(key), p_params => \(body)::jsonb -> 'params') k
+            """, committed: true)
+        guard let run = found.first else { throw TockError(.failed, "the database returned no row") }
+        return run
+    }
+
     public func nextFireTimes(schedule: String, timezone: String, after: Date = Date(), count: Int = 5,
                               anchor: Date? = nil) async throws(TockError) -> [Date] {
         try await mapped {

@@ -282,6 +282,59 @@ struct APITests {
         }
     }
 
+    @Test("a trigger's body gives parameters: declared ones run with them; anything else is refused with 4xx naming it, and nothing is enqueued")
+    func triggerWithParameters() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            let app = Application(router: buildRouter(database: database))
+            try await app.test(.router) { client in
+                func send(_ method: HTTPRequest.Method, _ uri: String, _ text: String) async throws -> (Int, [String: Any]) {
+                    try await client.execute(uri: uri, method: method, headers: [.contentType: "application/json"],
+                                             body: ByteBuffer(string: text)) { response in
+                        (Int(response.status.code), (try? object(response)) ?? [:])
+                    }
+                }
+                func error(_ result: (Int, [String: Any])) -> String {
+                    let detail = result.1["error"] as? [String: Any]
+                    return "\(result.0) \(detail?["code"] as? String ?? "-") \(detail?["message"] as? String ?? "")"
+                }
+                let (created, job) = try await send(.post, "/api/v1/jobs", """
+                    {"name": "deploy", "script": "d.sh", "args": ["{{env}}"], "description": "Deploys.",
+                     "params": [{"name": "env", "choices": ["staging", "prod"], "default": "staging"},
+                                {"name": "ticket", "required": true}]}
+                    """)
+                #expect(created == 201, "\(job)")
+                #expect(job["description"] as? String == "Deploys." && (job["params"] as? [[String: Any]])?.count == 2, "\(job)")
+
+                let (accepted, action) = try await send(.post, "/api/v1/jobs/deploy/trigger", #"{"params": {"ticket": "OPS-1", "env": "prod"}}"#)
+                #expect(accepted == 202, "\(action)")
+                let run = try await database.run(Int64(try #require(action["run_id"] as? Int)), withOutput: false)
+                #expect(run.params == ["env": "prod", "ticket": "OPS-1"])
+                let (read, shown) = try await send(.get, "/api/v1/runs/\(run.id)", "")
+                #expect(read == 200 && (shown["params"] as? [String: String]) == ["env": "prod", "ticket": "OPS-1"], "\(shown)")
+
+                let refused: [(body: String, says: String)] = [
+                    (#"{"params": {"ticket": "OPS-1", "env": "dev"}}"#, "422 invalid_params params: parameter env: 'dev' is not allowed"),
+                    (#"{"params": {"ticket": "OPS-1", "region": "eu"}}"#, "422 invalid_params params: region is not a parameter of this job"),
+                    (#"{"params": {}}"#, "422 invalid_params params: parameter ticket is required"),
+                    (#"{"params": ["OPS-1"]}"#, "422 invalid_params params: expected a JSON object"),
+                    // A body Tock does not understand is refused, not ignored.
+                    (#"{"parameters": {"ticket": "OPS-1"}}"#, "422 unknown_field parameters: unknown field(s) parameters; a trigger takes params"),
+                    (#"{"params": {"ticket": "OPS-1"}, "priority": 99}"#, "422 unknown_field priority"),
+                    (#"["OPS-1"]"#, "400 malformed_json the request body must be a JSON object"),
+                    ("{not json", "400 malformed_json the request body must be a JSON object"),
+                    ("{\"params\": {\"ticket\": \"\(String(repeating: "x", count: 70_000))\"}}", "413 body_too_large"),
+                ]
+                for (body, says) in refused {
+                    let result = try await send(.post, "/api/v1/jobs/deploy/trigger", body)
+                    #expect(error(result).hasPrefix(says), "\(body.prefix(80)): \(error(result))")
+                }
+                // An empty body takes the defaults, which a required parameter has none of.
+                #expect(error(try await send(.post, "/api/v1/jobs/deploy/trigger", "")).hasPrefix("422 invalid_params params: parameter ticket is required"))
+                #expect(try await TriggerCount.runs(database) == 1)
+            }
+        }
+    }
+
     @Test("create, edit, pause, resume and delete a job over HTTP; bad bodies get 400/409/413/422 and change nothing")
     func jobWrites() async throws {
         try await TestDatabase.withFresh { database, _ in

@@ -94,14 +94,15 @@ function button(label, onclick, cls, attrs) {
 // One key per click, kept for 1 s: a double click (or a retried request) sends the same Idempotency-Key, and the
 // server starts one run for both; a click a second later is another run.
 const runNowKeys = new Map();
-async function runNow(job) {
+async function runNow(job, params) {
   let key = runNowKeys.get(job);
   if (!key) {
     key = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
     runNowKeys.set(job, key);
     setTimeout(() => runNowKeys.delete(job), 1000);
   }
-  const run = await api(`/jobs/${enc(job)}/trigger`, { method: "POST", headers: { "Idempotency-Key": key } });
+  const run = await api(`/jobs/${enc(job)}/trigger`, { method: "POST", headers: { "Idempotency-Key": key },
+    body: params ? { params } : undefined });
   refreshSoon(true);
   return run;
 }
@@ -200,9 +201,10 @@ async function jobPage(view, name) {
   // Parts left out are null: replaceChildren would show them as the text "null".
   view.replaceChildren(...[
     h("h1", {}, job.name, badge(job.state)),
+    job.description ? h("p", { class: "description", id: "job-description" }, job.description) : null,
     h("div", { class: "toolbar" },
       button("Run now", async () => {
-        const run = await runNow(job.name);
+        const run = await runNow(job.name, job.params ? paramValues() : undefined);
         showError(null);
         return run;
       }, "primary", { id: "run-now" }),
@@ -210,6 +212,7 @@ async function jobPage(view, name) {
         : button("Resume", () => setPaused(job.name, false), "", { id: "resume" }),
       h("a", { class: "button", href: `#/jobs/${enc(job.name)}/edit` }, "Edit"),
       button("Delete", () => deleteJob(job.name), "danger", { id: "delete" })),
+    job.params ? paramForm(job.params) : null,
     h("div", { class: "panel" }, h("dl", { class: "facts" },
       fact("Script", h("span", { class: "mono" }, [job.script, ...job.args].join(" "))),
       fact("Schedule", `${job.schedule_description} (${job.schedule})`), fact("Time zone", job.timezone),
@@ -231,6 +234,27 @@ async function jobPage(view, name) {
 }
 
 function fact(label, value) { return [h("dt", {}, label), h("dd", {}, value)]; }
+
+// The values Run now sends for a job's parameters: one field each, a list where it has choices, its default filled
+// in. The server checks them (a bad one comes back as the banner's error, naming it).
+function paramForm(params) {
+  return h("div", { class: "panel params", id: "run-params" }, h("div", { class: "row" }, params.map((param) => {
+    const id = `param-${param.name}`;
+    const input = param.choices
+      ? h("select", { id, "data-param": param.name }, param.choices.map((c) => h("option", { value: c, selected: c === param.default }, c)))
+      : h("input", { id, type: "text", "data-param": param.name, value: param.default ?? "", autocomplete: "off",
+          placeholder: param.pattern ? `matching ${param.pattern}` : "", required: !!param.required });
+    return h("div", { class: "field" }, h("label", { for: id }, param.name + (param.required ? " *" : "")), input);
+  })));
+}
+function paramValues() {
+  const values = {};
+  document.querySelectorAll("#run-params [data-param]").forEach((input) => {
+    // Left empty: the default, or the server's "is required".
+    if (input.value !== "") values[input.dataset.param] = input.value;
+  });
+  return values;
+}
 
 // A job's webhooks (its own and the fleet's): where each goes, its origin alone, never a secret.
 function hookTable(hooks) {
@@ -278,6 +302,8 @@ async function runPage(view, id) {
       fact("Attempt", run.attempt), fact("Enqueued", timeCell(run.enqueued_at)), fact("Started", timeCell(run.started_at)),
       fact("Finished", timeCell(run.finished_at)), fact("Duration", duration(run.duration_seconds)),
       fact("Worker", run.worker_name || "—"), fact("Exit code", run.exit_code ?? "—"),
+      run.params ? fact("Parameters", h("span", { class: "mono", id: "run-param-values" },
+        Object.keys(run.params).sort().map((k) => `${k}=${run.params[k]}`).join(" "))) : null,
       run.error ? fact("Error", h("span", { class: "mono" }, run.error)) : null)),
     h("h2", {}, "Output", live ? h("span", { class: "badge running" }, "live") : null,
       run.output_truncated ? h("span", { class: "muted" }, ` (last part of ${run.output_bytes} bytes)`) : null),
@@ -427,8 +453,14 @@ async function editorPage(view, name) {
       "Letters, digits, . _ -; starts with a letter."),
     field("script", "Script", text("job-script", job ? job.script : "", { class: "mono", placeholder: "report.sh" }),
       "A path inside the workers' scripts directory."),
+    field("description", "Description", h("textarea", { id: "job-description-input", rows: 2, placeholder: "What it does, whom to ask" },
+      job && job.description ? job.description : "")),
     field("args", "Arguments", h("textarea", { id: "job-args", rows: 2, class: "mono", placeholder: "one per line" },
-      job ? job.args.join("\n") : ""), "One per line; passed as they are, no shell."),
+      job ? job.args.join("\n") : ""), "One per line; passed as they are, no shell. {{name}} takes a parameter's value."),
+    field("params", "Parameters", h("textarea", { id: "job-params", rows: 3, class: "mono",
+      placeholder: '[{"name": "env", "choices": ["staging", "prod"], "default": "staging"}]' },
+      job && job.params ? JSON.stringify(job.params) : ""),
+      "JSON: name, default, required, choices, pattern. Run now asks for them; the script gets TOCK_PARAM_<NAME>."),
     h("div", { class: "field", "data-field": "schedule" }, h("label", { for: "job-schedule" }, "Schedule"),
       h("div", { class: "builder" }, kind), builder, scheduleInput, h("div", { class: "error" }), preview),
     field("timezone", "Time zone", tzInput, "IANA name, e.g. Asia/Hong_Kong; fire times follow its daylight saving."),
@@ -472,7 +504,16 @@ async function editorPage(view, name) {
       // Empty removes a limit: null, not left out, so that an edit clears it.
       max_running: value("job-max-running") === "" ? null : Number(value("job-max-running")),
       rate: value("job-rate").trim() === "" ? null : value("job-rate").trim(),
+      description: value("job-description-input").trim() === "" ? null : value("job-description-input"),
     };
+    const params = value("job-params").trim();
+    if (params === "") body.params = null;
+    else {
+      try { body.params = JSON.parse(params); } catch (_) {
+        setFieldError(form.querySelector('[data-field="params"]'), "not JSON: a list such as [{\"name\": \"env\"}]");
+        return;
+      }
+    }
     if (value("job-priority") !== "") body.priority = Number(value("job-priority"));
     // Empty: the fleet's default. A new job leaves it out; an edit sends null, so the job inherits it again.
     for (const [key, id, isNumber] of [["timeout_seconds", "job-timeout", true], ["max_attempts", "job-attempts", true],
