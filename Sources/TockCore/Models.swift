@@ -102,6 +102,14 @@ public struct RunInfo: Sendable, Codable, Equatable {
     public var output: String?
     /// The parameter values it runs with (nil: its job has none).
     public var params: [String: String]?
+    /// For a chained run: the run whose end started it.
+    public var upstream: Upstream?
+
+    public struct Upstream: Sendable, Codable, Equatable {
+        public var runId: Int64
+        public var job: String
+        public var status: String
+    }
 }
 
 /// A parameter a job declares (`tock.jobs.params`): its script gets it as TOCK_PARAM_<NAME>, and `{{name}}` in the
@@ -320,18 +328,22 @@ public struct HookInfo: Sendable, Codable, Equatable {
     /// The job's name, or `*` for every job.
     public var jobName: String
     public var event: String
-    public var urlOrigin: String
+    /// Where a webhook goes (its origin alone); nil for a chain.
+    public var urlOrigin: String?
     public var lateAfter: String?
     public var maxAttempts: Int
     public var createdAt: Date
+    /// The job a chain runs; nil for a webhook.
+    public var runJob: String?
 }
 
 /// A hook just added: its id, and its signing secret (shown this once).
 public struct NewHook: Sendable, Codable, Equatable {
     public var hookId: Int64
-    public var secret: String
+    /// Nil for a chain, which signs nothing.
+    public var secret: String?
 
-    public init(hookId: Int64, secret: String) {
+    public init(hookId: Int64, secret: String?) {
         (self.hookId, self.secret) = (hookId, secret)
     }
 }

@@ -474,10 +474,11 @@ public final class Worker: Service, Sendable {
         return environment
     }
 
-    /// The names a claim may add to a script's environment: TOCK_PARAM_<NAME> (tock.run_environment). Anything
-    /// else a claim carried (a caller that wrote tock.runs by hand) is dropped: a job cannot set PATH or LD_PRELOAD,
-    /// nor replace what identifies its run.
+    /// The names a claim may add to a script's environment: TOCK_PARAM_<NAME> and a chained run's TOCK_UPSTREAM_*
+    /// (tock.run_environment). Anything else a claim carried (a caller that wrote tock.runs by hand) is dropped: a
+    /// job cannot set PATH or LD_PRELOAD, nor replace what identifies its run.
     static func isRunVariable(_ name: String) -> Bool {
+        if ["TOCK_UPSTREAM_RUN_ID", "TOCK_UPSTREAM_JOB", "TOCK_UPSTREAM_STATUS"].contains(name) { return true }
         let prefix = "TOCK_PARAM_"
         guard name.hasPrefix(prefix), name.utf8.count > prefix.utf8.count, name.utf8.count <= 100 else { return false }
         return name.utf8.allSatisfy { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0)

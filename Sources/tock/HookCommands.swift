@@ -6,7 +6,8 @@ import TockPostgres
 
 struct HookCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "hook", abstract: "Webhooks sent when a job's run fails, dies, times out, succeeds, recovers or is late.",
+        commandName: "hook",
+        abstract: "Webhooks sent, or jobs run, when a job's run fails, dies, times out, succeeds, recovers or is late.",
         subcommands: [List.self, Add.self, Remove.self], defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
@@ -24,7 +25,8 @@ struct HookCommand: AsyncParsableCommand {
                 var table = TextTable("ID", "JOB", "ON", "TO", "ATTEMPTS")
                 for hook in hooks {
                     table.append(["\(hook.id)", hook.jobName, hook.event + (hook.lateAfter.map { " (\($0))" } ?? ""),
-                                  hook.urlOrigin, "\(hook.maxAttempts)"])
+                                  hook.runJob.map { "run job \($0)" } ?? hook.urlOrigin ?? "-",
+                                  hook.runJob == nil ? "\(hook.maxAttempts)" : "-"])
                 }
                 print(table.render())
             }
@@ -33,32 +35,45 @@ struct HookCommand: AsyncParsableCommand {
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Send a webhook when a job's run ends a certain way; prints the signing secret once.",
+            abstract: "Send a webhook, or run another job, when a job's run ends a certain way.",
             discussion: """
-                The POST carries JSON ({type, timestamp, data, text}; Slack and Teams show text) and the Standard \
-                Webhooks headers webhook-id, webhook-timestamp and webhook-signature. A delivery service (tock \
-                notifier, or tock up) sends it, to hosts in its --webhook-allow only.
+                --webhook: the POST carries JSON ({type, timestamp, data, text}; Slack and Teams show text) and the \
+                Standard Webhooks headers webhook-id, webhook-timestamp and webhook-signature; the signing secret is \
+                printed once. A delivery service (tock notifier, or tock up) sends it, to hosts in its \
+                --webhook-allow only.
+                --run-job: the run's end enqueues a run of that job, in the same transaction (trigger chain); its \
+                script gets TOCK_UPSTREAM_RUN_ID, TOCK_UPSTREAM_JOB and TOCK_UPSTREAM_STATUS, and its parameters' \
+                defaults. A chain that would close a cycle is refused.
                 """)
         @OptionGroup var options: GlobalOptions
         @Argument(help: "A job's name or id, or '*' for every job.") var job: String
         @Option(help: "failed, dead, timed_out, succeeded, recovered (first success after a failure), or late.") var on: String
-        @Option(help: "The URL to POST to (http:// or https://).") var webhook: String
+        @Option(help: "The URL to POST to (http:// or https://).") var webhook: String?
+        @Option(help: "Instead of a webhook: the job to run (by name or id).") var runJob: String?
         @Option(help: "For --on late: how long after its fire time a scheduled run that has not started is late (5m).")
         var lateAfter: String?
         @Option(help: "A whsec_ signing secret to use (default: a new one, printed once).") var secret: String?
         @Option(help: "Attempts before a delivery fails for good (1-50; 12 spans about 5 hours).") var maxAttempts: Int = 12
 
         func run() async throws {
-            var hook: [String: Any] = ["job": job, "event": on, "url": webhook, "max_attempts": maxAttempts]
+            guard (webhook == nil) != (runJob == nil) else {
+                throw fail(TockError(.invalidInput, field: "webhook", "webhook: give --webhook URL or --run-job JOB"))
+            }
+            var hook: [String: Any] = ["job": job, "event": on]
+            hook["url"] = webhook
+            hook["run_job"] = runJob
+            if webhook != nil { hook["max_attempts"] = maxAttempts }
             hook["late_after"] = lateAfter
             hook["secret"] = secret
             let json = String(decoding: try JSONSerialization.data(withJSONObject: hook), as: UTF8.self)
             let asJSON = options.json
+            let said = "\(runJob ?? "") runs after \(job)'s run ends \(on)"
             try await oneShot(options) { database, _ in
                 let added = try await database.addHook(json: json)
                 if asJSON { return try printJSON(added) }
+                guard let secret = added.secret else { return print("hook \(added.hookId) added: \(said)") }
                 print("hook \(added.hookId) added. Its signing secret (shown this once; give it to the receiver):")
-                print(added.secret)
+                print(secret)
             }
         }
     }

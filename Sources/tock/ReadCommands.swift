@@ -100,7 +100,7 @@ struct RunCommand: AsyncParsableCommand {
                 let run = try await database.run(id)
                 if json { return try printJSON(run) }
                 print("""
-                    run:        \(run.id) of \(run.jobName) (attempt \(run.attempt), \(run.trigger))
+                    run:        \(run.id) of \(run.jobName) (attempt \(run.attempt), \(run.trigger)\(run.upstream.map { " after run \($0.runId) of \($0.job), \($0.status)" } ?? ""))
                     status:     \(run.status)\(run.exitCode.map { " (exit \($0))" } ?? "")
                     error:      \(run.error ?? "-")
                     scheduled:  \(Display.time(run.scheduledFor))

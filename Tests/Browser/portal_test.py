@@ -286,6 +286,18 @@ def main():
         wait.until(EC.text_to_be_present_in_element((By.ID, "run-param-values"), "env=prod ticket=OPS-7"))
         wait.until(EC.text_to_be_present_in_element((By.ID, "run-output"), "hello prod"))
         driver.save_screenshot(os.path.join(ARTIFACTS, "run-params.png"))
+
+        step("a chain: the job page lists it, and the chained run's page links the run it came after")
+        api("POST", "/hooks", {"job": deploy, "event": "succeeded", "run_job": JOB})
+        api("POST", f"/jobs/{deploy}/trigger", {"params": {"ticket": "OPS-8"}})
+        wait.until(lambda d: any(r["trigger"] == "chain" and r["status"] == "succeeded" for r in api("GET", f"/jobs/{JOB}/runs?limit=100")))
+        chained = next(r for r in api("GET", f"/jobs/{JOB}/runs?limit=100") if r["trigger"] == "chain")
+        upstream = chained["upstream"]
+        assert upstream["job"] == deploy and upstream["status"] == "succeeded", chained
+        driver.get(f"{BASE}/#/runs/{chained['id']}")
+        wait.until(EC.text_to_be_present_in_element((By.ID, "run-upstream"), f"run #{upstream['run_id']} of {deploy} (succeeded)"))
+        driver.get(f"{BASE}/#/jobs/{deploy}")
+        wait.until(EC.text_to_be_present_in_element((By.ID, "hooks"), f"run job {JOB}"))
         api("DELETE", f"/jobs/{deploy}")
 
         step("delete, with confirmation")

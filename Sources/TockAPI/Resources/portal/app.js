@@ -226,9 +226,9 @@ async function jobPage(view, name) {
     h("h2", {}, "Runs"),
     h("div", { class: "panel" }, runs.length ? runTable(runs) : h("div", { class: "empty", id: "no-runs" }, "No runs yet.")),
     runs.length === limit ? h("div", { class: "more" }, button("Show more", () => { state.runLimit = limit * 2; return render(); })) : null,
-    h("h2", {}, "Webhooks"),
+    h("h2", {}, "Hooks"),
     h("div", { class: "panel" }, hooks.length ? hookTable(hooks)
-      : h("div", { class: "empty", id: "no-hooks" }, `None: tock hook add ${job.name} --on failed --webhook URL`)),
+      : h("div", { class: "empty", id: "no-hooks" }, `None: tock hook add ${job.name} --on failed --webhook URL (or --run-job JOB)`)),
     deliveries.length ? h("h2", {}, "Deliveries") : null,
     deliveries.length ? h("div", { class: "panel" }, deliveryTable(deliveries)) : null].filter((part) => part !== null));
 }
@@ -261,8 +261,10 @@ function hookTable(hooks) {
   return h("table", { id: "hooks" },
     h("thead", {}, h("tr", {}, h("th", {}, "On"), h("th", {}, "To"), h("th", { class: "hide-narrow" }, "Job"), h("th", {}, "Attempts"))),
     h("tbody", {}, hooks.map((hook) => h("tr", { class: "hook", "data-event": hook.event },
-      h("td", {}, hook.event + (hook.late_after ? ` (${hook.late_after})` : "")), h("td", { class: "mono" }, hook.url_origin),
-      h("td", { class: "hide-narrow" }, hook.job_name === "*" ? "every job" : hook.job_name), h("td", {}, String(hook.max_attempts))))));
+      h("td", {}, hook.event + (hook.late_after ? ` (${hook.late_after})` : "")),
+      h("td", { class: "mono" }, hook.run_job ? h("a", { href: `#/jobs/${enc(hook.run_job)}` }, `run job ${hook.run_job}`) : hook.url_origin),
+      h("td", { class: "hide-narrow" }, hook.job_name === "*" ? "every job" : hook.job_name),
+      h("td", {}, hook.run_job ? "—" : String(hook.max_attempts))))));
 }
 
 // The latest deliveries of a job's webhooks; a failed one can be sent again.
@@ -299,6 +301,8 @@ async function runPage(view, id) {
         : null),
     h("div", { class: "panel" }, h("dl", { class: "facts" },
       fact("Job", h("a", { href: `#/jobs/${enc(run.job_name)}` }, run.job_name)), fact("Trigger", run.trigger),
+      run.upstream ? fact("After", h("a", { id: "run-upstream", href: `#/runs/${run.upstream.run_id}` },
+        `run #${run.upstream.run_id} of ${run.upstream.job} (${run.upstream.status})`)) : null,
       fact("Attempt", run.attempt), fact("Enqueued", timeCell(run.enqueued_at)), fact("Started", timeCell(run.started_at)),
       fact("Finished", timeCell(run.finished_at)), fact("Duration", duration(run.duration_seconds)),
       fact("Worker", run.worker_name || "—"), fact("Exit code", run.exit_code ?? "—"),

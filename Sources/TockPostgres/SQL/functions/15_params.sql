@@ -195,9 +195,26 @@ RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
                 ELSE ARRAY(SELECT tock.param_arg(a, p_params) FROM unnest(p_args) WITH ORDINALITY u(a, n) ORDER BY n) END
 $$;
 
--- The environment a run adds to its script's: TOCK_PARAM_<NAME> for each parameter. NULL when it adds nothing.
-CREATE OR REPLACE FUNCTION tock.run_environment(p_params jsonb)
+-- The values a run takes when nothing is given (a chained run): each default. Unlike tock.resolved_params it
+-- raises nothing, for it runs inside a finish (a job that runs chained has a default for each required parameter:
+-- tock.tg_jobs__prepare).
+CREATE OR REPLACE FUNCTION tock.param_defaults(p_defs jsonb)
 RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN p_params IS NULL OR p_params = '{}' THEN NULL
-                ELSE (SELECT jsonb_object_agg('TOCK_PARAM_' || upper(key), value) FROM jsonb_each(p_params)) END
+    SELECT CASE WHEN p_defs IS NOT NULL
+                THEN coalesce((SELECT jsonb_object_agg(d ->> 'name', d -> 'default') FROM jsonb_array_elements(p_defs) d
+                               WHERE d ? 'default'), '{}') END
+$$;
+
+-- The environment a run adds to its script's: TOCK_PARAM_<NAME> for each parameter and, for a chained run,
+-- TOCK_UPSTREAM_RUN_ID, TOCK_UPSTREAM_JOB and TOCK_UPSTREAM_STATUS. NULL when it adds nothing.
+DROP FUNCTION IF EXISTS tock.run_environment(jsonb);
+CREATE OR REPLACE FUNCTION tock.run_environment(p_params jsonb, p_upstream jsonb)
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT nullif(
+        coalesce((SELECT jsonb_object_agg('TOCK_PARAM_' || upper(key), value) FROM jsonb_each(p_params)), '{}')
+        || CASE WHEN p_upstream IS NOT NULL
+                THEN jsonb_build_object('TOCK_UPSTREAM_RUN_ID', p_upstream ->> 'run_id', 'TOCK_UPSTREAM_JOB', p_upstream ->> 'job',
+                                        'TOCK_UPSTREAM_STATUS', p_upstream ->> 'status')
+                ELSE '{}' END,
+        '{}')
 $$;

@@ -49,13 +49,14 @@ BEGIN
             (SELECT string_agg('{{' || u || '}}', ', ') FROM unnest(tock.unknown_placeholders(NEW.args, NEW.params)) u),
             (SELECT string_agg(d ->> 'name', ', ') FROM jsonb_array_elements(NEW.params) d)));
     END IF;
-    -- A scheduled run takes the defaults: one that is required needs one.
-    IF NEW.schedule <> 'manual' AND EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(NEW.params, '[]')) d
-                                           WHERE d ? 'required' AND NOT d ? 'default') THEN
+    -- A scheduled or chained run takes the defaults: a parameter that is required needs one.
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(NEW.params, '[]')) d WHERE d ? 'required' AND NOT d ? 'default')
+       AND (NEW.schedule <> 'manual' OR EXISTS (SELECT 1 FROM tock.hooks h WHERE h.run_job_id = NEW.id)) THEN
         PERFORM tock.raise_invalid('params', format(
-            'parameter %s is required and has no default, but the job runs on a schedule (%s), whose runs take the defaults: give it a default',
+            'parameter %s is required and has no default, but the job %s, whose runs take the defaults: give it a default',
             (SELECT d ->> 'name' FROM jsonb_array_elements(NEW.params) d WHERE d ? 'required' AND NOT d ? 'default' LIMIT 1),
-            NEW.schedule));
+            CASE WHEN NEW.schedule <> 'manual' THEN format('runs on a schedule (%s)', NEW.schedule)
+                 ELSE 'runs after another (a chain hook)' END));
     END IF;
     NEW.description := nullif(btrim(NEW.description), '');
     IF length(NEW.description) > 2000 OR NEW.description ~ '[\u0001-\u0008\u000b-\u001f\u007f-\u009f]' THEN

@@ -173,7 +173,7 @@ BEGIN
         INSERT INTO tock.finished_runs (id, job_id, trigger, status, priority, attempt, first_run_id, scheduled_for,
                                         enqueued_at, run_after, started_at, finished_at, worker_id, exit_code, error,
                                         cancel_requested_at, timeout_at, output, output_bytes, output_truncated, pool,
-                                        params)
+                                        params, upstream)
         SELECT g.id, g.job_id, g.trigger, e.status, g.priority, g.attempt, g.first_run_id, g.scheduled_for,
                g.enqueued_at, g.run_after, g.started_at, greatest(p_now, g.started_at), g.worker_id, e.exit_code,
                e.error, g.cancel_requested_at, g.timeout_at,
@@ -184,7 +184,7 @@ BEGIN
                CASE WHEN coalesce(e.bytes, 0) > 0 OR coalesce(e.output, '') <> ''
                     THEN coalesce(e.truncated, false) OR length(e.output) > 4194304
                     ELSE coalesce(l.truncated, false) END,
-               g.pool, g.params
+               g.pool, g.params, g.upstream
         FROM gone g
         -- One end per run, whatever the caller repeated.
         JOIN (SELECT DISTINCT ON (u.run) u.*
@@ -647,14 +647,15 @@ BEGIN
             timeout_at = p_now + (SELECT j.timeout FROM tock.jobs j WHERE j.id = r.job_id)
         -- An id list, not a join: always primary-key lookups, never a scan of the queue to hash it.
         WHERE r.id = ANY (ARRAY(SELECT c.id FROM claimable c))
-        RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.priority, r.run_after, r.timeout_at, r.params
+        RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.priority, r.run_after, r.timeout_at, r.params,
+                  r.upstream
     ), leased AS (
         -- The index of running runs by worker (heartbeat, rescue, cancel requests): a row of its own, so that the
         -- update above changes no indexed column and stays HOT.
         INSERT INTO tock.run_leases (worker_id, run_id, pool, job_id) SELECT p_worker, c.id, v_pool, c.job_id FROM claimed c
     )
     SELECT c.id, j.id, j.name, j.script, tock.run_args(j.args, c.params), extract(epoch FROM c.timeout_at - p_now)::float8,
-           c.attempt, c.trigger, c.scheduled_for, tock.run_environment(c.params)
+           c.attempt, c.trigger, c.scheduled_for, tock.run_environment(c.params, c.upstream)
     FROM claimed c JOIN tock.jobs j ON j.id = c.job_id
     ORDER BY c.priority DESC, c.run_after, c.id;
     END IF;
@@ -933,12 +934,12 @@ BEGIN
     IF p_status IN ('failed', 'timed_out') AND v_run.cancel_requested_at IS NULL THEN
         IF v_run.attempt < v_job.max_attempts THEN
             INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after,
-                                   pool, params)
+                                   pool, params, upstream)
             VALUES (v_run.job_id, 'retry', v_run.priority, v_run.attempt + 1, coalesce(v_run.first_run_id, v_run.id),
                     v_run.scheduled_for, p_now,
                     p_now + CASE WHEN p_retry_now THEN interval '0'
                                  ELSE tock.retry_delay(v_job.retry_base, v_job.retry_cap, v_run.attempt) END,
-                    v_job.pool, v_run.params);
+                    v_job.pool, v_run.params, v_run.upstream);
         ELSIF v_job.max_attempts > 1 THEN
             v_status := 'dead';
         END IF;
@@ -989,7 +990,7 @@ DECLARE
     v_id bigint;
 BEGIN
     p_now := tock.checked_now(p_now);
-    SELECT id, job_id, priority, attempt, first_run_id, scheduled_for, params INTO v_run
+    SELECT id, job_id, priority, attempt, first_run_id, scheduled_for, params, upstream INTO v_run
     FROM tock.finished_runs WHERE id = p_run;
     IF NOT FOUND THEN
         SELECT status INTO v_run FROM tock.runs WHERE id = p_run;
@@ -999,11 +1000,12 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'run: unknown run %', p_run USING ERRCODE = 'no_data_found', COLUMN = 'run';
     END IF;
-    -- With the values the run it retries ran with.
+    -- With the values the run it retries ran with, and what started it.
     INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after, pool,
-                           params)
+                           params, upstream)
     VALUES (v_run.job_id, 'retry', v_run.priority, v_run.attempt + 1, coalesce(v_run.first_run_id, v_run.id),
-            v_run.scheduled_for, p_now, p_now, (SELECT j.pool FROM tock.jobs j WHERE j.id = v_run.job_id), v_run.params)
+            v_run.scheduled_for, p_now, p_now, (SELECT j.pool FROM tock.jobs j WHERE j.id = v_run.job_id), v_run.params,
+            v_run.upstream)
     RETURNING id INTO v_id;
     RETURN v_id;
 END $$;

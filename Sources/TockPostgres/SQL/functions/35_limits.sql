@@ -195,7 +195,7 @@ BEGIN
             timeout_at = p_now + (SELECT j.timeout FROM tock.jobs j WHERE j.id = r.job_id)
         WHERE r.id = (SELECT x.id FROM tock.runs x WHERE x.id = v_candidate.id AND x.status = 'pending'
                       FOR UPDATE SKIP LOCKED)
-        RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.timeout_at, r.params INTO v_claimed;
+        RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.timeout_at, r.params, r.upstream INTO v_claimed;
         CONTINUE WHEN NOT FOUND;
         INSERT INTO tock.run_leases (worker_id, run_id, pool, job_id) VALUES (p_worker, v_claimed.id, p_pool, v_claimed.job_id);
         IF v_pool.rate_limit IS NOT NULL THEN
@@ -210,7 +210,7 @@ BEGIN
         RETURN QUERY
         SELECT v_claimed.id, j.id, j.name, j.script, tock.run_args(j.args, v_claimed.params),
                extract(epoch FROM v_claimed.timeout_at - p_now)::float8, v_claimed.attempt, v_claimed.trigger,
-               v_claimed.scheduled_for, tock.run_environment(v_claimed.params)
+               v_claimed.scheduled_for, tock.run_environment(v_claimed.params, v_claimed.upstream)
         FROM tock.jobs j WHERE j.id = v_claimed.job_id;
     END LOOP;
 END $$;

@@ -84,7 +84,8 @@ SELECT
     o.truncated AS output_truncated,
     r.cancel_requested_at,
     r.pool,
-    r.params
+    r.params,
+    r.upstream
 FROM tock.runs r
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id
@@ -115,7 +116,8 @@ SELECT
     r.output_truncated,
     r.cancel_requested_at,
     r.pool,
-    r.params
+    r.params,
+    r.upstream
 FROM tock.finished_runs r
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id

@@ -20,14 +20,20 @@ $$;
 -- recovered (the first success after a failure), or late (a scheduled run not started p_late_after after its fire
 -- time). p_secret: a whsec_ secret to sign with, or NULL for a new one. Returns the hook's id and its secret: the one
 -- time the secret is shown.
+-- With p_run_job instead of p_url, a chain: the end p_event names enqueues a run of that job (tock.enqueue_hooks),
+-- which takes its parameters' defaults. A chain belongs to one job, follows a run's end (not late), and may not
+-- close a cycle (A runs B, B runs A: refused, naming the jobs).
+DROP FUNCTION IF EXISTS tock.add_hook(text, text, text, interval, text, int);
 CREATE OR REPLACE FUNCTION tock.add_hook(
     p_job text, p_event text, p_url text, p_late_after interval DEFAULT NULL, p_secret text DEFAULT NULL,
-    p_max_attempts int DEFAULT 12)
+    p_max_attempts int DEFAULT 12, p_run_job text DEFAULT NULL)
 RETURNS TABLE (hook_id bigint, secret text) LANGUAGE plpgsql AS $$
 DECLARE
     v_job bigint;
     v_secret text := coalesce(p_secret, tock.new_webhook_secret());
     v_id bigint;
+    v_target bigint;
+    v_required text;
 BEGIN
     IF p_job IS NOT NULL AND p_job <> '*' THEN
         v_job := tock.find_job(p_job);
@@ -35,6 +41,46 @@ BEGIN
     IF p_event IS NULL OR p_event NOT IN ('failed', 'dead', 'timed_out', 'succeeded', 'recovered', 'late') THEN
         PERFORM tock.raise_invalid('event', format('%L is not failed, dead, timed_out, succeeded, recovered or late',
                                                    left(coalesce(p_event, ''), 40)));
+    END IF;
+    IF p_run_job IS NOT NULL THEN
+        IF p_url IS NOT NULL OR p_secret IS NOT NULL OR p_late_after IS NOT NULL THEN
+            PERFORM tock.raise_invalid('run_job', 'a hook either runs a job or calls a webhook (url), not both');
+        END IF;
+        IF v_job IS NULL THEN
+            PERFORM tock.raise_invalid('job', 'a chain belongs to one job: every job running another would run it after itself');
+        END IF;
+        IF p_event = 'late' THEN
+            PERFORM tock.raise_invalid('event', 'a chain follows a run''s end: failed, dead, timed_out, succeeded or recovered');
+        END IF;
+        v_target := tock.find_job(p_run_job);
+        -- One chain edit at a time, so that two cannot close a cycle between them.
+        PERFORM pg_advisory_xact_lock(tock.worker_lock_key() + 6, 0);
+        IF v_target = v_job OR EXISTS (
+            WITH RECURSIVE reach(id) AS (
+                SELECT v_target
+                UNION
+                SELECT h.run_job_id FROM tock.hooks h JOIN reach r ON h.job_id = r.id WHERE h.run_job_id IS NOT NULL)
+            SELECT 1 FROM reach WHERE reach.id = v_job) THEN
+            PERFORM tock.raise_invalid('run_job', format(
+                'running %s after %s would make a cycle: %s already leads back to %s (directly or through other jobs)',
+                (SELECT name FROM tock.jobs WHERE id = v_target), (SELECT name FROM tock.jobs WHERE id = v_job),
+                (SELECT name FROM tock.jobs WHERE id = v_target), (SELECT name FROM tock.jobs WHERE id = v_job)));
+        END IF;
+        SELECT d ->> 'name' INTO v_required FROM tock.jobs j, jsonb_array_elements(coalesce(j.params, '[]')) d
+        WHERE j.id = v_target AND d ? 'required' AND NOT d ? 'default' LIMIT 1;
+        IF v_required IS NOT NULL THEN
+            PERFORM tock.raise_invalid('run_job', format(
+                'a chained run takes its parameters'' defaults, and %s''s parameter %s is required with none: give it a default',
+                p_run_job, v_required));
+        END IF;
+        PERFORM pg_advisory_xact_lock(tock.worker_lock_key() + 5, v_job::int);
+        IF (SELECT count(*) FROM tock.hooks h WHERE h.job_id = v_job) >= 20 THEN
+            PERFORM tock.raise_invalid('job', format('%s has 20 hooks already', p_job));
+        END IF;
+        INSERT INTO tock.hooks (job_id, event, run_job_id, max_attempts) VALUES (v_job, p_event, v_target, 1)
+        RETURNING id INTO v_id;
+        RETURN QUERY SELECT v_id, NULL::text;
+        RETURN;
     END IF;
     IF p_url IS NULL OR length(p_url) > 2000 THEN
         PERFORM tock.raise_invalid('url', 'give the webhook''s URL, at most 2,000 characters');
@@ -70,10 +116,11 @@ BEGIN
     RETURNING id INTO v_id;
     RETURN QUERY SELECT v_id, v_secret;
 END $$;
-COMMENT ON FUNCTION tock.add_hook(text, text, text, interval, text, int) IS
-    'Adds a webhook to a job (or every job: NULL) for an event; returns its id and signing secret (shown this once).';
+COMMENT ON FUNCTION tock.add_hook(text, text, text, interval, text, int, text) IS
+    'Adds a webhook to a job (or every job: NULL) for an event, or with p_run_job a chain; returns its id and signing secret (shown this once).';
 
--- The same from JSON (the API's POST /hooks): {"job", "event", "url", "late_after", "secret", "max_attempts"}.
+-- The same from JSON (the API's POST /hooks): {"job", "event", "url", "late_after", "secret", "max_attempts"}, or
+-- {"job", "event", "run_job"} for a chain.
 CREATE OR REPLACE FUNCTION tock.add_hook_json(p_hook jsonb)
 RETURNS TABLE (hook_id bigint, secret text) LANGUAGE plpgsql AS $$
 DECLARE
@@ -86,13 +133,13 @@ BEGIN
         PERFORM tock.raise_invalid('job', 'give the job''s name or id, or * for every job');
     END IF;
     SELECT k INTO v_unknown FROM jsonb_object_keys(p_hook) k
-    WHERE k NOT IN ('job', 'event', 'url', 'late_after', 'secret', 'max_attempts') LIMIT 1;
+    WHERE k NOT IN ('job', 'event', 'url', 'late_after', 'secret', 'max_attempts', 'run_job') LIMIT 1;
     IF FOUND THEN
-        PERFORM tock.raise_invalid(left(v_unknown, 60), 'unknown field; a hook has job, event, url, late_after, secret, max_attempts');
+        PERFORM tock.raise_invalid(left(v_unknown, 60), 'unknown field; a hook has job, event, url or run_job, late_after, secret, max_attempts');
     END IF;
     IF EXISTS (SELECT 1 FROM jsonb_each(p_hook) e WHERE e.key <> 'max_attempts' AND jsonb_typeof(e.value) NOT IN ('string', 'null'))
        OR jsonb_typeof(p_hook -> 'max_attempts') NOT IN ('number', 'null') THEN
-        PERFORM tock.raise_invalid('body', 'job, event, url, late_after and secret are strings; max_attempts is a number');
+        PERFORM tock.raise_invalid('body', 'job, event, url, run_job, late_after and secret are strings; max_attempts is a number');
     END IF;
     IF (p_hook ->> 'max_attempts') IS NOT NULL AND (p_hook ->> 'max_attempts') !~ '^[0-9]{1,3}$' THEN
         PERFORM tock.raise_invalid('max_attempts', 'a whole number from 1 to 50');
@@ -100,7 +147,7 @@ BEGIN
     RETURN QUERY SELECT * FROM tock.add_hook(
         p_hook ->> 'job', p_hook ->> 'event', p_hook ->> 'url',
         CASE WHEN p_hook ->> 'late_after' IS NOT NULL THEN tock.parse_duration(p_hook ->> 'late_after', 'late_after') END,
-        p_hook ->> 'secret', coalesce((p_hook ->> 'max_attempts')::int, 12));
+        p_hook ->> 'secret', coalesce((p_hook ->> 'max_attempts')::int, 12), p_hook ->> 'run_job');
 END $$;
 
 CREATE OR REPLACE FUNCTION tock.remove_hook(p_hook bigint)
@@ -113,12 +160,14 @@ BEGIN
     RETURN p_hook;
 END $$;
 
--- The hooks, as people may see them: never the secret, and the URL's origin alone.
+-- The hooks, as people may see them: never the secret, and the URL's origin alone (NULL for a chain, which names
+-- the job it runs).
 CREATE OR REPLACE VIEW tock.hook_list AS
 SELECT h.id, h.job_id, coalesce(j.name, '*') AS job_name, h.event, tock.url_origin(h.url) AS url_origin,
-       tock.duration_text(h.late_after) AS late_after, h.max_attempts, h.created_at
+       tock.duration_text(h.late_after) AS late_after, h.max_attempts, h.created_at, t.name AS run_job
 FROM tock.hooks h
-LEFT JOIN tock.jobs j ON j.id = h.job_id;
+LEFT JOIN tock.jobs j ON j.id = h.job_id
+LEFT JOIN tock.jobs t ON t.id = h.run_job_id;
 COMMENT ON VIEW tock.hook_list IS 'The webhooks: job (* for every job), event, where they go (origin only), attempts.';
 
 -- What a webhook says about a run: Standard Webhooks' {type, timestamp, data}, and a top-level "text" that Slack and
@@ -151,19 +200,16 @@ RETURNS text LANGUAGE sql STABLE AS $$
     FROM tock.config c
 $$;
 
--- The deliveries a batch of ended runs makes (tock.end_runs, in its transaction): each hook of the run's job, or of
+-- Which hooks a batch of ended runs sets off (tock.end_runs, in its transaction): each hook of the run's job, or of
 -- every job, whose event the run's end is:
 --   failed     an attempt failed, whether a retry follows (will_retry) or not (its last: status dead or failed);
 --   timed_out  an attempt timed out and a retry follows, or it was the only attempt;
 --   dead       the run failed for good: no retry follows its failure or timeout (whatever max_attempts is);
 --   succeeded, and recovered: a success whose job's previous run (cancelled ones aside) did not succeed.
-CREATE OR REPLACE FUNCTION tock.enqueue_hooks(p_runs bigint[], p_now timestamptz)
-RETURNS void LANGUAGE plpgsql SET jit = off AS $$
-BEGIN
-    INSERT INTO tock.deliveries (hook_id, job_id, run_id, event, message_id, url, body, max_attempts, next_attempt_at,
-                                 created_at)
-    SELECT h.id, f.job_id, f.id, h.event, format('msg_tock_%s_%s', f.id, h.id), h.url,
-           tock.webhook_body(h.event, f, j.name, w.name, p_now, e.will_retry), h.max_attempts, p_now, p_now
+CREATE OR REPLACE FUNCTION tock.hooks_set_off(p_runs bigint[], p_now timestamptz)
+RETURNS TABLE (hook tock.hooks, run tock.finished_runs, job_name text, worker_name text, will_retry boolean)
+LANGUAGE sql STABLE SET jit = off AS $$
+    SELECT h, f, j.name, w.name, e.will_retry
     FROM tock.finished_runs f
     CROSS JOIN LATERAL (
         SELECT EXISTS (SELECT 1 FROM tock.runs r WHERE r.job_id = f.job_id AND r.trigger = 'retry'
@@ -184,7 +230,32 @@ BEGIN
                        WHERE p.job_id = f.job_id AND p.id < f.id AND p.status <> 'cancelled'
                        ORDER BY p.id DESC LIMIT 1) IN ('failed', 'timed_out', 'dead')
               ELSE false END
-    ON CONFLICT ON CONSTRAINT deliveries_one_per_hook_run_event DO NOTHING;
+$$;
+
+-- What the hooks a batch of ended runs sets off do, in the finish's transaction: a webhook's delivery goes into the
+-- outbox; a chain's run is enqueued (trigger 'chain', its parameters' defaults, upstream: the run that ended).
+-- Chains have no cycle (tock.add_hook), so a chain of runs ends.
+CREATE OR REPLACE FUNCTION tock.enqueue_hooks(p_runs bigint[], p_now timestamptz)
+RETURNS void LANGUAGE plpgsql SET jit = off AS $$
+BEGIN
+    WITH set_off AS (
+        SELECT * FROM tock.hooks_set_off(p_runs, p_now)
+    ), delivered AS (
+        INSERT INTO tock.deliveries (hook_id, job_id, run_id, event, message_id, url, body, max_attempts, next_attempt_at,
+                                     created_at)
+        SELECT (s.hook).id, (s.run).job_id, (s.run).id, (s.hook).event, format('msg_tock_%s_%s', (s.run).id, (s.hook).id),
+               (s.hook).url, tock.webhook_body((s.hook).event, s.run, s.job_name, s.worker_name, p_now, s.will_retry),
+               (s.hook).max_attempts, p_now, p_now
+        FROM set_off s
+        WHERE (s.hook).run_job_id IS NULL
+        ON CONFLICT ON CONSTRAINT deliveries_one_per_hook_run_event DO NOTHING
+    )
+    INSERT INTO tock.runs (job_id, trigger, priority, enqueued_at, run_after, pool, params, upstream)
+    SELECT t.id, 'chain', t.priority, p_now, p_now, t.pool, tock.param_defaults(t.params),
+           jsonb_build_object('run_id', (s.run).id, 'job', s.job_name, 'status', (s.run).status)
+    FROM set_off s
+    JOIN tock.jobs t ON t.id = (s.hook).run_job_id
+    ORDER BY (s.run).id, (s.hook).id;
 END $$;
 
 -- The late hooks' deliveries (tock.rescue, each second): a scheduled run still pending late_after past its fire
