@@ -46,6 +46,9 @@ public struct WorkerOptions: ParsableArguments {
     @Option(help: "How what a run starts is stopped at its end: auto (a cgroup v2 per run where one can be created, else subreaper), cgroup, or subreaper.")
     public var containment: String = ScriptContainment.Preference.automatic.rawValue
 
+    @Option(help: "NAME=value lines (mode 600, this user's) holding the secrets jobs may name (tock job add --secret NAME); their values are masked in output.")
+    public var secretsFile: String?
+
     public func validate() throws {
         guard ScriptContainment.Preference(rawValue: containment) != nil else {
             throw ValidationError("--containment: '\(containment)' is not auto, cgroup or subreaper")
@@ -68,6 +71,7 @@ public struct WorkerOptions: ParsableArguments {
         configuration.guardExecutable = "/proc/self/exe"
         configuration.containment = ScriptContainment.Preference(rawValue: containment) ?? .automatic
         configuration.runAs = try runAs.map { user throws(TockError) in try ScriptCredentials.lookup(user) }
+        configuration.secrets = try secretsFile.map { path throws(TockError) in try SecretsFile.load(path) }
         return configuration
     }
 }

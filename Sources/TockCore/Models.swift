@@ -25,6 +25,10 @@ public struct JobDefinition: Sendable, Codable, Equatable {
     public var params: [ParamDefinition]?
     /// Free text for the people who run it.
     public var description: String?
+    /// Variables its script gets (not for secrets).
+    public var env: [String: String]?
+    /// The secrets its script gets, by name, from each worker's secrets file.
+    public var secrets: [String]?
 
     public init(name: String, script: String, args: [String] = [], schedule: String = "manual", timezone: String = "UTC") {
         self.name = name
@@ -74,6 +78,10 @@ public struct JobInfo: Sendable, Codable, Equatable {
     public var params: [ParamDefinition]?
     /// Free text for the people who run it.
     public var description: String?
+    /// Variables its script gets.
+    public var env: [String: String]?
+    /// The secrets its script gets, by name, from each worker's secrets file.
+    public var secrets: [String]?
 }
 
 /// A row of `tock.run_history`, with the output when it was asked for.
@@ -202,11 +210,15 @@ public struct ClaimedRun: Sendable, Equatable {
     public var attempt: Int
     public var trigger: String
     public var scheduledFor: Date?
-    /// What the run adds to its script's environment (its parameters, as TOCK_PARAM_<NAME>).
+    /// What the run adds to its script's environment: its job's variables, its parameters (TOCK_PARAM_<NAME>), a
+    /// chained run's TOCK_UPSTREAM_*.
     public var environment: [String: String]
+    /// The secrets its job needs, by name: the worker adds their values from its secrets file.
+    public var secrets: [String]
 
     public init(runId: Int64, jobId: Int64, jobName: String, script: String, args: [String], timeoutSeconds: Double,
-                attempt: Int, trigger: String, scheduledFor: Date?, environment: [String: String] = [:]) {
+                attempt: Int, trigger: String, scheduledFor: Date?, environment: [String: String] = [:],
+                secrets: [String] = []) {
         self.runId = runId
         self.jobId = jobId
         self.jobName = jobName
@@ -217,6 +229,7 @@ public struct ClaimedRun: Sendable, Equatable {
         self.trigger = trigger
         self.scheduledFor = scheduledFor
         self.environment = environment
+        self.secrets = secrets
     }
 }
 

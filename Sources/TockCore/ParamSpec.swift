@@ -39,20 +39,26 @@ public enum ParamSpec {
     /// Values written `name=value` (the value may hold '='), as the JSON object a trigger sends.
     public static func values(_ assignments: [String]) throws(InputError) -> String? {
         guard !assignments.isEmpty else { return nil }
-        var values: [String: String] = [:]
-        for assignment in assignments {
-            guard let equals = assignment.firstIndex(of: "="), equals != assignment.startIndex else {
-                throw InputError(field: "param", message: "'\(assignment)' is not name=value")
-            }
-            let name = String(assignment[..<equals])
-            guard values[name] == nil else {
-                throw InputError(field: "param", message: "\(name) is given twice")
-            }
-            values[name] = String(assignment[assignment.index(after: equals)...])
-        }
+        let values = try Self.assignments(assignments, field: "param")
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         // Strings keyed by strings always encode.
         return String(decoding: (try? encoder.encode(values)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// `name=value` pairs (a job's --env, a run's --param); a name given twice is refused.
+    public static func assignments(_ assignments: [String], field: String) throws(InputError) -> [String: String] {
+        var values: [String: String] = [:]
+        for assignment in assignments {
+            guard let equals = assignment.firstIndex(of: "="), equals != assignment.startIndex else {
+                throw InputError(field: field, message: "'\(assignment)' is not name=value")
+            }
+            let name = String(assignment[..<equals])
+            guard values[name] == nil else {
+                throw InputError(field: field, message: "\(name) is given twice")
+            }
+            values[name] = String(assignment[assignment.index(after: equals)...])
+        }
+        return values
     }
 }

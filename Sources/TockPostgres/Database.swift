@@ -98,7 +98,7 @@ public struct Database: Sendable {
     // MARK: Jobs
 
     public func createJob(_ job: JobDefinition) async throws(TockError) -> Int64 {
-        let params = try Self.json(job.params)
+        let (params, env) = (try Self.json(job.params), try Self.json(job.env))
         return try await scalar(Int64.self, """
             SELECT tock.create_job(
                 p_name => \(job.name), p_script => \(job.script), p_args => \(job.args), p_schedule => \(job.schedule),
@@ -107,7 +107,8 @@ public struct Database: Sendable {
                 p_retry_base => make_interval(secs => \(job.retryBaseSeconds)),
                 p_retry_cap => make_interval(secs => \(job.retryCapSeconds)), p_misfire => \(job.misfire),
                 p_pool => \(job.pool), p_max_running => \(job.maxRunning.map { Int32(clamping: $0) })::int, p_rate => \(job.rate),
-                p_params => \(params)::jsonb, p_description => \(job.description))
+                p_params => \(params)::jsonb, p_description => \(job.description), p_env => \(env)::jsonb,
+                p_secrets => \(job.secrets)::text[])
             """, committed: true)
     }
 
@@ -236,8 +237,13 @@ public struct Database: Sendable {
     /// Stores what a running run has printed so far; false when it is no longer running on this worker.
     @discardableResult
     public func reportOutput(_ run: Int64, worker: Int64, output: OutputTail) async throws(TockError) -> Bool {
+        try await reportOutput(run, worker: worker, output: output.text, totalBytes: output.totalBytes, truncated: output.truncated)
+    }
+
+    /// A running run's output so far, as the worker may show it (its secrets masked).
+    public func reportOutput(_ run: Int64, worker: Int64, output: String, totalBytes: Int, truncated: Bool) async throws(TockError) -> Bool {
         try await scalar(Bool.self, """
-            SELECT tock.report_output(\(run), \(worker), \(output.text), \(Int64(output.totalBytes)), \(output.truncated),
+            SELECT tock.report_output(\(run), \(worker), \(output), \(Int64(totalBytes)), \(truncated),
                                       p_lease_token => \(leaseToken))
             """)
     }
@@ -407,19 +413,21 @@ public struct Database: Sendable {
                                           NULL::timestamptz, NULL::text[])
                 """, logger: logger)
             guard let row = rows.first else { throw TockError(.failed, "tock.claim_committed answered no row") }
-            let (runs, jobs, names, scripts, args, timeouts, attempts, triggers, scheduled, nextDelayed, environments) = try row.decode(
+            let (runs, jobs, names, scripts, args, timeouts, attempts, triggers, scheduled, nextDelayed, extras) = try row.decode(
                 ([Int64], [Int64], [String], [String], [String], [Double], [Int32], [String], [Double], Date?, [String]).self)
             guard [jobs.count, names.count, scripts.count, args.count, timeouts.count, attempts.count, triggers.count,
-                   scheduled.count, environments.count].allSatisfy({ $0 == runs.count }) else {
+                   scheduled.count, extras.count].allSatisfy({ $0 == runs.count }) else {
                 throw TockError(.failed, "tock.claim_committed answered columns of different lengths")
             }
+            // tock.run_extras: {"env": {...}, "secrets": [...]}, or '' for none.
+            struct Extras: Decodable { var env: [String: String]?; var secrets: [String]? }
             let claimed = try runs.indices.map { index in
-                ClaimedRun(runId: runs[index], jobId: jobs[index], jobName: names[index], script: scripts[index],
+                let extra = extras[index].isEmpty ? Extras() : try JSONDecoder().decode(Extras.self, from: Data(extras[index].utf8))
+                return ClaimedRun(runId: runs[index], jobId: jobs[index], jobName: names[index], script: scripts[index],
                            args: args[index] == "[]" ? [] : try JSONDecoder().decode([String].self, from: Data(args[index].utf8)),
                            timeoutSeconds: timeouts[index], attempt: Int(attempts[index]), trigger: triggers[index],
                            scheduledFor: scheduled[index].isNaN ? nil : Date(timeIntervalSince1970: scheduled[index]),
-                           environment: environments[index].isEmpty ? [:]
-                               : try JSONDecoder().decode([String: String].self, from: Data(environments[index].utf8)))
+                           environment: extra.env ?? [:], secrets: extra.secrets ?? [])
             }
             return (runs: claimed, nextDelayed: nextDelayed)
         }
@@ -504,6 +512,7 @@ public enum JobChange: Sendable, Encodable, Equatable {
     case flag(Bool)
     case list([String])
     case params([ParamDefinition])
+    case variables([String: String])
     /// JSON null: the setting goes (a limit removed).
     case none
 
@@ -517,6 +526,7 @@ public enum JobChange: Sendable, Encodable, Equatable {
         case .flag(let value): try container.encode(value)
         case .list(let value): try container.encode(value)
         case .params(let value): try container.encode(value)
+        case .variables(let value): try container.encode(value)
         }
     }
 }

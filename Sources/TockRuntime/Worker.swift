@@ -414,6 +414,18 @@ public final class Worker: Service, Sendable {
             // A #! script runs from the open file, so its $0 is /dev/fd/3: this says where it is.
             var environment = environment(for: run)
             environment["TOCK_SCRIPT"] = path
+            // The secrets its job names, from this worker's file; their values are masked in what it prints.
+            var secretValues: [String] = []
+            for name in run.secrets {
+                guard let value = configuration.secrets?.value(name) else {
+                    return RunOutcome(status: .failed, error: configuration.secrets.map {
+                        "the job needs secret \(name), which this worker's secrets file \($0.path) does not hold: add it there"
+                    } ?? "the job needs secret \(name), and this worker has no secrets file: start it with --secrets-file FILE")
+                }
+                environment[name] = value
+                secretValues.append(value)
+            }
+            let mask = SecretMask(secretValues)
             // The process first, then the log line and the live-output task: they are not on the path to its start.
             let script = try await runner.start(
                 script: file, arguments: run.args, environment: environment,
@@ -422,7 +434,7 @@ public final class Worker: Service, Sendable {
             logger.info("run started", metadata: [
                 "script": "\(path)", "pid": "\(script.pid)", "attempt": "\(run.attempt)", "trigger": "\(run.trigger)"])
             let live = configuration.liveOutputInterval.map { [logger] interval in
-                Task { await self.streamOutput(run.runId, worker: worker, control: control, every: interval, logger: logger) }
+                Task { await self.streamOutput(run.runId, worker: worker, control: control, every: interval, mask: mask, logger: logger) }
             }
             let result = await script.wait()
             // Stopped before the final report overwrites the output.
@@ -437,7 +449,12 @@ public final class Worker: Service, Sendable {
                 }
                 return nil
             }
-            return result.outcome(timeoutSeconds: run.timeoutSeconds)
+            var outcome = result.outcome(timeoutSeconds: run.timeoutSeconds)
+            if !mask.isEmpty {
+                outcome.output = mask.apply(outcome.output)
+                outcome.error = outcome.error.map(mask.apply)
+            }
+            return outcome
         } catch {
             return RunOutcome(status: .failed, error: error.message)
         }
@@ -445,12 +462,13 @@ public final class Worker: Service, Sendable {
 
     /// Sends a running script's new output to the database every `interval`, so the portal can show it live.
     private func streamOutput(_ run: Int64, worker: Int64, control: ScriptControl, every interval: Duration,
-                              logger: Logger) async {
+                              mask: SecretMask, logger: Logger) async {
         var reportedBytes = 0
         while (try? await clock.sleep(for: interval)) != nil {
             guard let output = control.outputSoFar, output.totalBytes != reportedBytes else { continue }
             do {
-                guard try await database.reportOutput(run, worker: worker, output: output) else { return }
+                guard try await database.reportOutput(run, worker: worker, output: mask.apply(output.text),
+                                                      totalBytes: output.totalBytes, truncated: output.truncated) else { return }
                 reportedBytes = output.totalBytes
             } catch {
                 logger.debug("could not send live output", metadata: ["error": "\(error.message)"])
@@ -468,10 +486,23 @@ public final class Worker: Service, Sendable {
         if let scheduledFor = run.scheduledFor {
             environment["TOCK_SCHEDULED_FOR"] = TockJSON.formatTimestamp(scheduledFor)
         }
-        for (name, value) in run.environment where Self.isRunVariable(name) {
+        for (name, value) in run.environment where Self.isRunVariable(name) || Self.isJobVariable(name) {
             environment[name] = value
         }
         return environment
+    }
+
+    /// A job's own variable, as a claim gives it: tock.is_env_name is the rule (checked when the job is saved); this
+    /// is the floor the worker keeps whatever the database holds: a name of letters, digits and _, nothing that
+    /// changes how programs load or what the shell runs, nothing Tock sets.
+    static func isJobVariable(_ name: String) -> Bool {
+        let upper = name.uppercased()
+        guard let first = name.utf8.first, first == UInt8(ascii: "_") || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(first & 0xDF),
+              name.utf8.count <= 64,
+              name.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+                  || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0 & 0xDF) }) else { return false }
+        return !upper.hasPrefix("LD_") && !upper.hasPrefix("TOCK_")
+            && !["PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "GCONV_PATH"].contains(upper)
     }
 
     /// The names a claim may add to a script's environment: TOCK_PARAM_<NAME> and a chained run's TOCK_UPSTREAM_*

@@ -33,6 +33,8 @@ public struct WorkerConfiguration: Sendable {
     public var containment: ScriptContainment.Preference = .automatic
     /// The user scripts run as (`--run-as`); nil: the worker's own.
     public var runAs: ScriptCredentials?
+    /// The secrets jobs may name (`--secrets-file`); nil: none, and a job that names one fails, saying so.
+    public var secrets: SecretsFile?
 
     public init() {}
 }

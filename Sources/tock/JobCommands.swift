@@ -38,6 +38,11 @@ struct JobCommand: AsyncParsableCommand {
             valueName: "spec"))
         var paramDefs: [String] = []
         @Option(help: "Free text for the people who run it.") var description: String?
+        @Option(name: .customLong("env"), help: ArgumentHelp("A variable its script gets (repeat for more); not for secrets.", valueName: "name=value"))
+        var env: [String] = []
+        @Option(name: .customLong("secret"), help: ArgumentHelp(
+            "A secret its script gets as a variable of that name, from each worker's --secrets-file (repeat for more).", valueName: "name"))
+        var secrets: [String] = []
         @Option(help: "Check the script against this scripts directory now, when it exists here.")
         var scriptsDir: String = "./scripts"
 
@@ -58,6 +63,8 @@ struct JobCommand: AsyncParsableCommand {
                 definition.retryCapSeconds = try retryCap.map { text in try DurationText.seconds(text, field: "retry_cap") }
                 definition.misfire = misfire
                 if !paramDefs.isEmpty { definition.params = try paramDefs.map(ParamSpec.definition) }
+                if !env.isEmpty { definition.env = try ParamSpec.assignments(env, field: "env") }
+                if !secrets.isEmpty { definition.secrets = secrets }
                 try checkSandbox(script: script, scriptsDir: scriptsDir)
             } catch let error as InputError {
                 throw fail(TockError(error))
@@ -130,6 +137,12 @@ struct JobCommand: AsyncParsableCommand {
                 if let params = info.params, !params.isEmpty {
                     print("parameters:    " + params.map(Display.param).joined(separator: "\n               "))
                 }
+                if let env = info.env, !env.isEmpty {
+                    print("env:           " + env.keys.sorted().map { "\($0)=\(env[$0] ?? "")" }.joined(separator: "\n               "))
+                }
+                if let secrets = info.secrets, !secrets.isEmpty {
+                    print("secrets:       " + secrets.joined(separator: ", ") + " (from each worker's --secrets-file)")
+                }
                 if let description = info.description {
                     print("\n" + description)
                 }
@@ -166,6 +179,12 @@ struct JobCommand: AsyncParsableCommand {
             valueName: "spec"))
         var paramDefs: [String] = []
         @Flag(help: "Remove every parameter.") var clearParams = false
+        @Option(name: .customLong("env"), help: ArgumentHelp("Replace the variables (repeat for more).", valueName: "name=value"))
+        var env: [String] = []
+        @Flag(help: "Remove every variable.") var clearEnv = false
+        @Option(name: .customLong("secret"), help: ArgumentHelp("Replace the secrets it needs (repeat for more).", valueName: "name"))
+        var secrets: [String] = []
+        @Flag(help: "It needs no secret.") var clearSecrets = false
         @Option(help: "A new description (\"\" removes it).") var description: String?
         @Option var scriptsDir: String = "./scripts"
 
@@ -188,6 +207,10 @@ struct JobCommand: AsyncParsableCommand {
                 if let pool { changes["pool"] = .text(pool) }
                 if !paramDefs.isEmpty { changes["params"] = .params(try paramDefs.map(ParamSpec.definition)) }
                 if clearParams { changes["params"] = JobChange.none }
+                if !env.isEmpty { changes["env"] = .variables(try ParamSpec.assignments(env, field: "env")) }
+                if clearEnv { changes["env"] = JobChange.none }
+                if !secrets.isEmpty { changes["secrets"] = .list(secrets) }
+                if clearSecrets { changes["secrets"] = JobChange.none }
                 if let description { changes["description"] = description.isEmpty ? JobChange.none : .text(description) }
                 changes.merge(try limits.changes()) { _, limit in limit }
                 let keys = ["max_attempts": "max_attempts", "timeout": "timeout", "retry_base": "retry_base_seconds",

@@ -260,6 +260,8 @@ def main():
         driver.find_element(By.ID, "job-script").send_keys("portal-hello.sh")
         driver.find_element(By.ID, "job-args").send_keys("{{env}}")
         driver.find_element(By.ID, "job-description-input").send_keys("Deploys the portal; ask #ops first.")
+        driver.find_element(By.ID, "job-env-input").send_keys("MODE=fast\nREGION=eu")
+        driver.find_element(By.ID, "job-secrets-input").send_keys("LD_PRELOAD")
         # On a schedule, its required ticket would need a default (the form says so under the field): run on demand.
         Select(driver.find_element(By.ID, "schedule-kind")).select_by_value("manual")
         params = driver.find_element(By.ID, "job-params")
@@ -270,7 +272,13 @@ def main():
         params.send_keys(json.dumps([{"name": "env", "choices": ["staging", "prod"], "default": "staging"},
                                      {"name": "ticket", "required": True}]))
         driver.find_element(By.ID, "save-job").click()
+        # A secret may not be named LD_PRELOAD: the server says so under the field, and nothing is saved.
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, '[data-field="secrets"] .error'), "is not a name a secret may have"))
+        secrets = driver.find_element(By.ID, "job-secrets-input")
+        secrets.clear()
+        driver.find_element(By.ID, "save-job").click()
         wait.until(EC.url_contains(f"#/jobs/{deploy}"))
+        wait.until(EC.text_to_be_present_in_element((By.ID, "job-env"), "MODE=fast REGION=eu"))
         wait.until(EC.text_to_be_present_in_element((By.ID, "job-description"), "ask #ops first"))
         Select(wait.until(EC.presence_of_element_located((By.ID, "param-env")))).select_by_value("prod")
         # The ticket is required: the server says so, and nothing runs.

@@ -260,3 +260,32 @@ struct ParameterCLITests {
         #expect(plain.params == nil && plain.description == nil && plain.args == ["x"])
     }
 }
+
+@Suite("environment and secrets from the command line")
+struct SecretCLITests {
+    @Test("job add --env --secret, a worker with TOCK_SECRETS_FILE masks the value; one whose file others may read refuses to start")
+    func secretsEndToEnd() async throws {
+        let directory = try makeScriptsDirectory(["scripts/use.sh": "#!/bin/sh\necho \"$MODE $API_TOKEN\"\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let secrets = directory + "/secrets"
+        let value = "s3cr3t-\(UUID().uuidString)"
+        try "API_TOKEN=\(value)\n".write(toFile: secrets, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: secrets)
+        let settings = try await TestDatabase.create()
+        func run(_ arguments: [String]) async throws -> Invocation { try await tock(arguments, settings: settings, directory: directory) }
+        #expect(try await run(["job", "add", "use", "--script", "use.sh", "--env", "MODE=fast", "--secret", "API_TOKEN"]).status == 0)
+        let shown = try await run(["job", "show", "use"]).stdout
+        #expect(shown.contains("env:           MODE=fast") && shown.contains("secrets:       API_TOKEN"), "\(shown)")
+
+        let refused = try TockProcess(["worker"], settings: settings, directory: directory, environment: ["TOCK_SECRETS_FILE": secrets])
+        #expect(try await refused.wait() != 0 && refused.log.contains("chmod 600 \(secrets)"), "\(refused.log)")
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: secrets)
+        let worker = try TockProcess(["worker"], settings: settings, directory: directory,
+                                     environment: ["TOCK_SECRETS_FILE": secrets, "TOCK_LOG_LEVEL": "debug"])
+        defer { if worker.isRunning { worker.signal(SIGKILL) } }
+        let ran = try await run(["job", "run", "use", "--wait", "--wait-timeout", "30"])
+        #expect(ran.status == 0 && ran.stdout == "fast ***\n", "\(ran.stdout)\(ran.stderr)\n\(worker.log)")
+        let json = try await run(["run", "show", "1", "--json"]).stdout + (try await run(["job", "show", "use", "--json"]).stdout)
+        #expect(!json.contains(value) && !worker.log.contains(value), "the secret's value got out")
+    }
+}

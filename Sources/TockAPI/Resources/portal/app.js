@@ -222,7 +222,10 @@ async function jobPage(view, name) {
       fact("Overlap", inherited(job, "overlap", job.overlap)), fact("Misfire", job.misfire), fact("Priority", job.priority),
       fact("Pool", inherited(job, "pool", job.pool || "default")),
       fact("Max running", job.max_running == null ? "no limit" : job.max_running),
-      fact("Rate", job.rate == null ? "no limit" : `${job.rate} starts`))),
+      fact("Rate", job.rate == null ? "no limit" : `${job.rate} starts`),
+      job.env ? fact("Environment", h("span", { class: "mono", id: "job-env" },
+        Object.keys(job.env).sort().map((k) => `${k}=${job.env[k]}`).join(" "))) : null,
+      job.secrets ? fact("Secrets", h("span", { class: "mono", id: "job-secrets" }, job.secrets.join(", "))) : null)),
     h("h2", {}, "Runs"),
     h("div", { class: "panel" }, runs.length ? runTable(runs) : h("div", { class: "empty", id: "no-runs" }, "No runs yet.")),
     runs.length === limit ? h("div", { class: "more" }, button("Show more", () => { state.runLimit = limit * 2; return render(); })) : null,
@@ -461,6 +464,13 @@ async function editorPage(view, name) {
       job && job.description ? job.description : "")),
     field("args", "Arguments", h("textarea", { id: "job-args", rows: 2, class: "mono", placeholder: "one per line" },
       job ? job.args.join("\n") : ""), "One per line; passed as they are, no shell. {{name}} takes a parameter's value."),
+    h("div", { class: "row" },
+      field("env", "Environment", h("textarea", { id: "job-env-input", rows: 2, class: "mono", placeholder: "MODE=fast" },
+        job && job.env ? Object.keys(job.env).sort().map((k) => `${k}=${job.env[k]}`).join("\n") : ""),
+        "NAME=value, one per line; stored with the job: not for secrets."),
+      field("secrets", "Secrets", text("job-secrets-input", job && job.secrets ? job.secrets.join(", ") : "",
+        { class: "mono", placeholder: "API_TOKEN", autocomplete: "off" }),
+        "Names, comma separated; each worker reads the values from its --secrets-file.")),
     field("params", "Parameters", h("textarea", { id: "job-params", rows: 3, class: "mono",
       placeholder: '[{"name": "env", "choices": ["staging", "prod"], "default": "staging"}]' },
       job && job.params ? JSON.stringify(job.params) : ""),
@@ -510,6 +520,16 @@ async function editorPage(view, name) {
       rate: value("job-rate").trim() === "" ? null : value("job-rate").trim(),
       description: value("job-description-input").trim() === "" ? null : value("job-description-input"),
     };
+    const envLines = value("job-env-input").split("\n").map((l) => l.trim()).filter((l) => l !== "");
+    const env = {};
+    for (const line of envLines) {
+      const at = line.indexOf("=");
+      if (at <= 0) { setFieldError(form.querySelector('[data-field="env"]'), `${line}: not NAME=value`); return; }
+      env[line.slice(0, at)] = line.slice(at + 1);
+    }
+    body.env = envLines.length ? env : null;
+    const secrets = value("job-secrets-input").split(",").map((s) => s.trim()).filter((s) => s !== "");
+    body.secrets = secrets.length ? secrets : null;
     const params = value("job-params").trim();
     if (params === "") body.params = null;
     else {

@@ -218,3 +218,71 @@ RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
                 ELSE '{}' END,
         '{}')
 $$;
+
+-- A job's environment and secrets (migration 0024): names of letters, digits and '_' (not starting with a digit, at
+-- most 64), none that Tock sets (TOCK_…) or that changes how programs load (LD_…, and a few a shell or the C library
+-- reads before the script runs); values as a parameter's.
+CREATE OR REPLACE FUNCTION tock.is_env_name(p_name text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_name ~ '^[A-Za-z_][A-Za-z0-9_]{0,63}$' AND upper(p_name) !~ '^(TOCK_|LD_)'
+       AND upper(p_name) NOT IN ('PATH', 'HOME', 'IFS', 'ENV', 'BASH_ENV', 'SHELLOPTS', 'GCONV_PATH', 'LOCPATH',
+                                 'NLSPATH', 'MALLOC_CHECK_', 'HOSTALIASES', 'RES_OPTIONS', 'TZDIR')
+$$;
+
+CREATE OR REPLACE FUNCTION tock.checked_job_env(p_env jsonb)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_key text;
+    v_value jsonb;
+BEGIN
+    IF p_env IS NULL OR jsonb_typeof(p_env) = 'null' OR p_env = '{}' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_env) <> 'object' OR (SELECT count(*) FROM jsonb_object_keys(p_env)) > 64 THEN
+        PERFORM tock.raise_invalid('env', 'expected an object of at most 64 variables, {"NAME": "value"}');
+    END IF;
+    FOR v_key, v_value IN SELECT * FROM jsonb_each(p_env) LOOP
+        IF NOT tock.is_env_name(v_key) THEN
+            PERFORM tock.raise_invalid('env', format(
+                '%s may not be set: a name has letters, digits and _, and is not TOCK_…, LD_…, PATH, HOME or another the shell or loader reads',
+                left(v_key, 80)));
+        END IF;
+        IF jsonb_typeof(v_value) <> 'string' THEN
+            PERFORM tock.raise_invalid('env', format('%s: expected a string, got %s', v_key, left(v_value::text, 60)));
+        END IF;
+        PERFORM tock.check_param_value(v_key, v_value #>> '{}');
+    END LOOP;
+    RETURN p_env;
+END $$;
+
+CREATE OR REPLACE FUNCTION tock.checked_job_secrets(p_secrets text[], p_env jsonb)
+RETURNS text[] LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_name text;
+BEGIN
+    IF p_secrets IS NULL OR cardinality(p_secrets) = 0 THEN
+        RETURN NULL;
+    END IF;
+    IF cardinality(p_secrets) > 32 OR cardinality(p_secrets) <> (SELECT count(DISTINCT s) FROM unnest(p_secrets) s) THEN
+        PERFORM tock.raise_invalid('secrets', 'give at most 32 different secret names');
+    END IF;
+    FOREACH v_name IN ARRAY p_secrets LOOP
+        IF v_name IS NULL OR NOT tock.is_env_name(v_name) THEN
+            PERFORM tock.raise_invalid('secrets', format('%s is not a name a secret may have (letters, digits and _; not TOCK_… or LD_…)',
+                                                         left(coalesce(v_name, 'null'), 80)));
+        END IF;
+        IF p_env ? v_name THEN
+            PERFORM tock.raise_invalid('secrets', format('%s is both a secret and a variable in env: give it once', v_name));
+        END IF;
+    END LOOP;
+    RETURN p_secrets;
+END $$;
+
+-- What a claimed run brings besides its script and arguments: {"env": {NAME: value}, "secrets": [NAME]}; NULL for
+-- nothing. env: the job's variables, then TOCK_PARAM_<NAME> and a chained run's TOCK_UPSTREAM_* (tock.run_environment).
+-- secrets: the names whose values the worker adds from its secrets file.
+CREATE OR REPLACE FUNCTION tock.run_extras(p_params jsonb, p_upstream jsonb, p_env jsonb, p_secrets text[])
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT nullif(jsonb_strip_nulls(jsonb_build_object(
+        'env', nullif(coalesce(p_env, '{}') || coalesce(tock.run_environment(p_params, p_upstream), '{}'), '{}'),
+        'secrets', CASE WHEN cardinality(p_secrets) > 0 THEN to_jsonb(p_secrets) END)), '{}')
+$$;

@@ -58,6 +58,8 @@ BEGIN
             CASE WHEN NEW.schedule <> 'manual' THEN format('runs on a schedule (%s)', NEW.schedule)
                  ELSE 'runs after another (a chain hook)' END));
     END IF;
+    NEW.env := tock.checked_job_env(NEW.env);
+    NEW.secrets := tock.checked_job_secrets(NEW.secrets, NEW.env);
     NEW.description := nullif(btrim(NEW.description), '');
     IF length(NEW.description) > 2000 OR NEW.description ~ '[\u0001-\u0008\u000b-\u001f\u007f-\u009f]' THEN
         PERFORM tock.raise_invalid('description', 'a description has at most 2,000 characters and no control characters but tab and newline');
@@ -94,7 +96,7 @@ END $$;
 -- Not on next_run_at alone: tick() moves it for every due job and needs no re-validation.
 CREATE OR REPLACE TRIGGER jobs_prepare
     BEFORE INSERT OR UPDATE OF name, script, args, schedule, timezone, enabled, priority, timeout, max_attempts,
-        overlap, retry_base, retry_cap, params, description ON tock.jobs
+        overlap, retry_base, retry_cap, params, description, env, secrets ON tock.jobs
     FOR EACH ROW EXECUTE FUNCTION tock.tg_jobs__prepare();
 
 -- NOTIFY the channel named by the trigger's argument. Empty payloads collapse within a transaction, so a batch
@@ -146,6 +148,7 @@ DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, int
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text);
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text);
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text);
+DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text, jsonb, text);
 CREATE OR REPLACE FUNCTION tock.create_job(
     p_name text,
     p_script text,
@@ -164,7 +167,9 @@ CREATE OR REPLACE FUNCTION tock.create_job(
     p_max_running int DEFAULT NULL,
     p_rate text DEFAULT NULL,
     p_params jsonb DEFAULT NULL,
-    p_description text DEFAULT NULL)
+    p_description text DEFAULT NULL,
+    p_env jsonb DEFAULT NULL,
+    p_secrets text[] DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
@@ -178,7 +183,7 @@ BEGIN
     SELECT * INTO v_config FROM tock.config FOR SHARE;
     INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled,
                            retry_base, retry_cap, misfire, pool, max_running, rate_limit, rate_period, inherits, params,
-                           description)
+                           description, env, secrets)
     -- NULL means 'the default', so callers can pass every parameter positionally.
     VALUES (p_name, p_script, coalesce(p_args, '{}'), coalesce(p_schedule, 'manual'), coalesce(p_timezone, 'UTC'),
             coalesce(p_priority, 50), coalesce(p_timeout, v_config.default_timeout),
@@ -191,14 +196,14 @@ BEGIN
                                               ('retry_base', p_retry_base IS NULL), ('retry_cap', p_retry_cap IS NULL),
                                               ('overlap', p_overlap IS NULL), ('pool', p_pool IS NULL)) v(field, inherited)
                   WHERE v.inherited ORDER BY v.field),
-            p_params, p_description)
+            p_params, p_description, p_env, p_secrets)
     RETURNING id INTO v_id;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'name: a job named % already exists', quote_literal(p_name)
         USING ERRCODE = 'unique_violation', COLUMN = 'name', CONSTRAINT = 'jobs_name_is_unique';
 END $$;
-COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text, jsonb, text) IS
+COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text, jsonb, text, jsonb, text[]) IS
     'Creates a job and returns its id; bad input raises SQLSTATE 22023 naming the field, a duplicate name 23505.';
 
 -- The range rules of a job's settings, with messages that name the field (the CHECKs back them up). Durations
@@ -249,7 +254,7 @@ DECLARE
         "timezone": "string", "priority": "integer", "timeout": "string", "timeout_seconds": "number",
         "max_attempts": "integer", "overlap": "string", "misfire": "string", "enabled": "boolean",
         "retry_base_seconds": "number", "retry_cap_seconds": "number", "pool": "string", "max_running": "integer",
-        "rate": "string", "params": "declarations", "description": "string"}';
+        "rate": "string", "params": "declarations", "description": "string", "env": "object", "secrets": "array"}';
     v_key text;
     v_value jsonb;
     v_expected text;
@@ -279,6 +284,7 @@ BEGIN
             PERFORM tock.raise_invalid(v_key, format('expected %s, got %s', CASE v_expected
                 WHEN 'integer' THEN 'a whole number' WHEN 'number' THEN 'a number' WHEN 'boolean' THEN 'true or false'
                 WHEN 'array' THEN 'an array of strings' WHEN 'declarations' THEN 'an array of parameter declarations'
+                WHEN 'object' THEN 'an object of names and values'
                 ELSE 'a string' END, left(v_value::text, 60)));
         END IF;
     END LOOP;
@@ -317,7 +323,10 @@ BEGIN
         p_retry_cap => tock.json_seconds(p_job, 'retry_cap_seconds'),
         p_misfire => p_job ->> 'misfire', p_pool => p_job ->> 'pool',
         p_max_running => tock.json_max_running(p_job), p_rate => p_job ->> 'rate',
-        p_params => nullif(p_job -> 'params', 'null'), p_description => p_job ->> 'description');
+        p_params => nullif(p_job -> 'params', 'null'), p_description => p_job ->> 'description',
+        p_env => nullif(p_job -> 'env', 'null'),
+        p_secrets => CASE WHEN jsonb_typeof(p_job -> 'secrets') = 'array'
+                          THEN ARRAY(SELECT jsonb_array_elements_text(p_job -> 'secrets')) END);
 END $$;
 COMMENT ON FUNCTION tock.create_job_json(jsonb) IS
     'Creates a job from a JSON object ({"name", "script", "schedule", …}) and returns its id; bad fields raise 22023 naming the field.';
@@ -398,7 +407,12 @@ BEGIN
         rate_period = CASE WHEN p_changes ? 'rate' THEN v_rate.rate_period ELSE rate_period END,
         -- Present as null: the job takes none, or has none.
         params = CASE WHEN p_changes ? 'params' THEN nullif(p_changes -> 'params', 'null') ELSE params END,
-        description = CASE WHEN p_changes ? 'description' THEN p_changes ->> 'description' ELSE description END
+        description = CASE WHEN p_changes ? 'description' THEN p_changes ->> 'description' ELSE description END,
+        env = CASE WHEN p_changes ? 'env' THEN nullif(p_changes -> 'env', 'null') ELSE env END,
+        secrets = CASE WHEN p_changes ? 'secrets'
+                       THEN CASE WHEN jsonb_typeof(p_changes -> 'secrets') = 'array'
+                                 THEN ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'secrets')) END
+                       ELSE secrets END
     FROM tock.config c
     WHERE tock.jobs.id = v_id;
     IF p_changes ? 'rate' AND v_rate.rate_limit IS NULL THEN

@@ -532,16 +532,16 @@ END $$;
 -- is a walk of runs_claim_idx from that pool's first entry: no other pool's runs are read. Returns what the worker
 -- needs to run them.
 DROP FUNCTION IF EXISTS tock.claim_runs(bigint, int, timestamptz);
--- Since migration 0022 a claimed run comes with its arguments, parameters put in, and env: what it adds to its
--- script's environment (tock.run_environment; NULL for nothing). The result changed, so the function before it goes.
+-- Since migration 0022 a claimed run comes with its arguments, parameters put in, and extras: its environment and
+-- the secrets it needs (tock.run_extras; NULL for nothing). The result changed, so the function before it goes.
 DO $$
 BEGIN
-    IF NOT 'env' = ANY (coalesce((SELECT p.proargnames FROM pg_proc p
-                                 WHERE p.oid = to_regprocedure('tock.claim_runs(bigint, int, timestamptz, text)')), '{env}')) THEN
+    IF NOT 'extras' = ANY (coalesce((SELECT p.proargnames FROM pg_proc p
+                                    WHERE p.oid = to_regprocedure('tock.claim_runs(bigint, int, timestamptz, text)')), '{extras}')) THEN
         DROP FUNCTION tock.claim_runs(bigint, int, timestamptz, text);
     END IF;
-    IF NOT 'env' = ANY (coalesce((SELECT p.proargnames FROM pg_proc p
-                                 WHERE p.oid = to_regprocedure('tock.claim_limited(bigint, text, int, timestamptz)')), '{env}')) THEN
+    IF NOT 'extras' = ANY (coalesce((SELECT p.proargnames FROM pg_proc p
+                                    WHERE p.oid = to_regprocedure('tock.claim_limited(bigint, text, int, timestamptz)')), '{extras}')) THEN
         DROP FUNCTION tock.claim_limited(bigint, text, int, timestamptz);
     END IF;
 END $$;
@@ -549,7 +549,7 @@ CREATE OR REPLACE FUNCTION tock.claim_runs(p_worker bigint, p_max int, p_now tim
                                            p_lease_token text DEFAULT NULL)
 RETURNS TABLE (
     run_id bigint, job_id bigint, job_name text, script text, args text[], timeout_seconds float8,
-    attempt int, trigger text, scheduled_for timestamptz, env jsonb)
+    attempt int, trigger text, scheduled_for timestamptz, extras jsonb)
 -- PL/pgSQL for its plan cache: a LANGUAGE sql function's statement is planned again on every call, and this
 -- one is the hottest statement Tock has. The cache alone is not enough: left to choose (plan_cache_mode auto),
 -- PostgreSQL re-plans this statement on every call, because the generic plan's estimate (any p_max, any p_now)
@@ -655,7 +655,7 @@ BEGIN
         INSERT INTO tock.run_leases (worker_id, run_id, pool, job_id) SELECT p_worker, c.id, v_pool, c.job_id FROM claimed c
     )
     SELECT c.id, j.id, j.name, j.script, tock.run_args(j.args, c.params), extract(epoch FROM c.timeout_at - p_now)::float8,
-           c.attempt, c.trigger, c.scheduled_for, tock.run_environment(c.params, c.upstream)
+           c.attempt, c.trigger, c.scheduled_for, tock.run_extras(c.params, c.upstream, j.env, j.secrets)
     FROM claimed c JOIN tock.jobs j ON j.id = c.job_id
     ORDER BY c.priority DESC, c.run_after, c.id;
     END IF;
@@ -688,14 +688,14 @@ DROP PROCEDURE IF EXISTS tock.claim_committed(bigint, int, text, text);
 -- (a run enqueued ahead of its fire time, a retry's backoff, a rate limit's next room), which no NOTIFY will
 -- announce. Asked as of the claim's transaction time, in the same round trip: a worker that asked afterwards, as of
 -- its own reckoning of the claim's time, missed a run that came due in between when its question reached the server
--- late (a loaded machine), and slept until its safety sweep. And p_env: each run's additions to its script's
--- environment, a JSON object or NULL (tock.run_environment). The two below stay for workers of before.
+-- late (a loaded machine), and slept until its safety sweep. And p_extras: each run's environment and the secrets
+-- it needs, a JSON object or '' (tock.run_extras). The two below stay for workers of before.
 CREATE OR REPLACE PROCEDURE tock.claim_committed(
     p_worker bigint, p_max int, p_lease_token text,
     INOUT p_runs bigint[], INOUT p_jobs bigint[], INOUT p_job_names text[],
     INOUT p_scripts text[], INOUT p_args text[], INOUT p_timeouts float8[],
     INOUT p_attempts int[], INOUT p_triggers text[], INOUT p_scheduled_for float8[], INOUT p_next_delayed timestamptz,
-    INOUT p_env text[])
+    INOUT p_extras text[])
 LANGUAGE plpgsql AS $$
 DECLARE
     -- The claim's time (its transaction's, which the COMMIT inside ends): a run due by then was the claim's to take
@@ -712,10 +712,10 @@ BEGIN
            coalesce(pg_catalog.array_agg(c.trigger ORDER BY c.n), '{}'),
            coalesce(pg_catalog.array_agg(coalesce(pg_catalog.date_part('epoch', c.scheduled_for), 'NaN') ORDER BY c.n), '{}'),
            -- '' for none: postgres-nio decodes no array holding NULLs.
-           coalesce(pg_catalog.array_agg(coalesce(c.env::text, '') ORDER BY c.n), '{}')
-    INTO p_runs, p_jobs, p_job_names, p_scripts, p_args, p_timeouts, p_attempts, p_triggers, p_scheduled_for, p_env
+           coalesce(pg_catalog.array_agg(coalesce(c.extras::text, '') ORDER BY c.n), '{}')
+    INTO p_runs, p_jobs, p_job_names, p_scripts, p_args, p_timeouts, p_attempts, p_triggers, p_scheduled_for, p_extras
     FROM tock.claim_runs(p_worker, p_max, pg_catalog.now(), p_lease_token) WITH ORDINALITY AS c(run_id, job_id, job_name,
-         script, args, timeout_seconds, attempt, trigger, scheduled_for, env, n);
+         script, args, timeout_seconds, attempt, trigger, scheduled_for, extras, n);
     COMMIT;
     IF cardinality(p_runs) < p_max THEN
         p_next_delayed := tock.next_delayed_run(v_claimed_at, p_worker);
@@ -737,10 +737,10 @@ CREATE OR REPLACE PROCEDURE tock.claim_committed(
     INOUT p_attempts int[], INOUT p_triggers text[], INOUT p_scheduled_for float8[], INOUT p_next_delayed timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_env text[];
+    v_extras text[];
 BEGIN
     CALL tock.claim_committed(p_worker, p_max, p_lease_token, p_runs, p_jobs, p_job_names, p_scripts, p_args, p_timeouts,
-                              p_attempts, p_triggers, p_scheduled_for, p_next_delayed, v_env);
+                              p_attempts, p_triggers, p_scheduled_for, p_next_delayed, v_extras);
 END $$;
 
 -- The claim of workers from before migration 0019's release: neither when a run comes due nor an environment.
@@ -752,10 +752,10 @@ CREATE OR REPLACE PROCEDURE tock.claim_committed(
 LANGUAGE plpgsql AS $$
 DECLARE
     v_next_delayed timestamptz;
-    v_env text[];
+    v_extras text[];
 BEGIN
     CALL tock.claim_committed(p_worker, p_max, p_lease_token, p_runs, p_jobs, p_job_names, p_scripts, p_args, p_timeouts,
-                              p_attempts, p_triggers, p_scheduled_for, v_next_delayed, v_env);
+                              p_attempts, p_triggers, p_scheduled_for, v_next_delayed, v_extras);
 END $$;
 
 -- Writes running runs' output so far, replacing what was there (report_output). A finished run's output goes

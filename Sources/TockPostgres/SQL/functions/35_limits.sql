@@ -139,7 +139,7 @@ END $$;
 CREATE OR REPLACE FUNCTION tock.claim_limited(p_worker bigint, p_pool text, p_take int, p_now timestamptz)
 RETURNS TABLE (
     run_id bigint, job_id bigint, job_name text, script text, args text[], timeout_seconds float8,
-    attempt int, trigger text, scheduled_for timestamptz, env jsonb)
+    attempt int, trigger text, scheduled_for timestamptz, extras jsonb)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -210,7 +210,7 @@ BEGIN
         RETURN QUERY
         SELECT v_claimed.id, j.id, j.name, j.script, tock.run_args(j.args, v_claimed.params),
                extract(epoch FROM v_claimed.timeout_at - p_now)::float8, v_claimed.attempt, v_claimed.trigger,
-               v_claimed.scheduled_for, tock.run_environment(v_claimed.params, v_claimed.upstream)
+               v_claimed.scheduled_for, tock.run_extras(v_claimed.params, v_claimed.upstream, j.env, j.secrets)
         FROM tock.jobs j WHERE j.id = v_claimed.job_id;
     END LOOP;
 END $$;

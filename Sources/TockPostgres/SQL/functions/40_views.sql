@@ -33,7 +33,9 @@ SELECT
     tock.rate_text(j.rate_limit, j.rate_period) AS rate,
     j.inherits AS inherited,
     j.params,
-    j.description
+    j.description,
+    j.env,
+    j.secrets
 FROM tock.jobs j
 -- A job's newest run is the newer of its newest in flight (runs_job_idx) and its newest finished run still within the
 -- retention (finished_runs_job_idx of each partition the retention keeps): two short index probes.
