@@ -57,11 +57,12 @@ let package = Package(
             dependencies: ["TockCore", .product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: swiftSettings
         ),
-        // Long-running services: worker, scheduler, script runner and the script guard.
+        // Long-running services: worker, scheduler, script runner, the script guard, and HTTP jobs' requests.
         .target(
             name: "TockRuntime",
             dependencies: [
                 "TockCore", "TockPostgres", "TockMetrics", "CTockSpawn",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

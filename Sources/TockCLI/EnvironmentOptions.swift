@@ -17,7 +17,7 @@ public enum EnvironmentOptions {
     }
 
     static let worker = ["name", "pools", "concurrency", "scripts-dir", "sweep-seconds", "heartbeat-seconds", "shutdown-grace-seconds",
-                         "kill-grace-seconds", "output-cap", "run-as", "containment", "secrets-file"].map { Option(name: $0) }
+                         "kill-grace-seconds", "output-cap", "run-as", "containment", "secrets-file", "http-allow"].map { Option(name: $0) }
     static let api = ["api-host", "api-port", "allowed-origins"].map { Option(name: $0) }
     static let metrics = ["metrics-port", "metrics-host"].map { Option(name: $0) }
     static let notifier = ["webhook-allow", "webhook-concurrency", "webhook-timeout-seconds"].map { Option(name: $0) }

@@ -49,6 +49,9 @@ public struct WorkerOptions: ParsableArguments {
     @Option(help: "NAME=value lines (mode 600, this user's) holding the secrets jobs may name (tock job add --secret NAME); their values are masked in output.")
     public var secretsFile: String?
 
+    @Option(help: "The hosts HTTP jobs may send requests to, comma separated: api.example.com, *.example.com, 10.0.0.5, or * (none: HTTP jobs fail here, saying so).")
+    public var httpAllow: String = ""
+
     public func validate() throws {
         guard ScriptContainment.Preference(rawValue: containment) != nil else {
             throw ValidationError("--containment: '\(containment)' is not auto, cgroup or subreaper")
@@ -72,6 +75,7 @@ public struct WorkerOptions: ParsableArguments {
         configuration.containment = ScriptContainment.Preference(rawValue: containment) ?? .automatic
         configuration.runAs = try runAs.map { user throws(TockError) in try ScriptCredentials.lookup(user) }
         configuration.secrets = try secretsFile.map { path throws(TockError) in try SecretsFile.load(path) }
+        configuration.httpAllow = try HostAllowList(httpAllow, field: "http-allow")
         return configuration
     }
 }

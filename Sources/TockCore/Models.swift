@@ -3,7 +3,8 @@ import Foundation
 /// What a user gives to create a job. Nil fields take the database's defaults.
 public struct JobDefinition: Sendable, Codable, Equatable {
     public var name: String
-    public var script: String
+    /// Nil for an HTTP job.
+    public var script: String?
     public var args: [String] = []
     public var schedule: String = "manual"
     public var timezone: String = "UTC"
@@ -29,6 +30,8 @@ public struct JobDefinition: Sendable, Codable, Equatable {
     public var env: [String: String]?
     /// The secrets its script gets, by name, from each worker's secrets file.
     public var secrets: [String]?
+    /// An HTTP job's request (then no script).
+    public var http: HTTPRequestSpec?
 
     public init(name: String, script: String, args: [String] = [], schedule: String = "manual", timezone: String = "UTC") {
         self.name = name
@@ -43,7 +46,8 @@ public struct JobDefinition: Sendable, Codable, Equatable {
 public struct JobInfo: Sendable, Codable, Equatable {
     public var id: Int64
     public var name: String
-    public var script: String
+    /// Nil for an HTTP job.
+    public var script: String?
     public var args: [String]
     public var schedule: String
     public var scheduleDescription: String
@@ -82,6 +86,35 @@ public struct JobInfo: Sendable, Codable, Equatable {
     public var env: [String: String]?
     /// The secrets its script gets, by name, from each worker's secrets file.
     public var secrets: [String]?
+    /// An HTTP job's request (then no script).
+    public var http: HTTPRequestSpec?
+
+    /// What it runs, as people read it: the script and its arguments, or the request.
+    public var target: String {
+        if let http { return "\(http.method ?? "POST") \(http.url)" }
+        return ([script ?? ""] + args.map { "'\($0)'" }).joined(separator: " ")
+    }
+}
+
+/// An HTTP job's request (tock.checked_http): the worker sends it, to a host its --http-allow lists.
+public struct HTTPRequestSpec: Sendable, Codable, Equatable {
+    public var method: String?
+    public var url: String
+    public var headers: [String: String]?
+    public var body: String?
+    /// The statuses that count as success, comma separated: 2xx, 200,204, 2xx,304 (nil: 2xx).
+    public var expect: String?
+
+    public init(method: String? = nil, url: String, headers: [String: String]? = nil, body: String? = nil, expect: String? = nil) {
+        (self.method, self.url, self.headers, self.body, self.expect) = (method, url, headers, body, expect)
+    }
+
+    /// Whether `status` is one `expect` lists.
+    public func expects(_ status: Int) -> Bool {
+        (expect ?? "2xx").split(separator: ",").contains { item in
+            item.hasSuffix("xx") ? item.first.map { String($0) } == String(status / 100) : Int(item) == status
+        }
+    }
 }
 
 /// A row of `tock.run_history`, with the output when it was asked for.
@@ -215,10 +248,12 @@ public struct ClaimedRun: Sendable, Equatable {
     public var environment: [String: String]
     /// The secrets its job needs, by name: the worker adds their values from its secrets file.
     public var secrets: [String]
+    /// An HTTP job's request, which the worker sends instead of running a script.
+    public var http: HTTPRequestSpec?
 
     public init(runId: Int64, jobId: Int64, jobName: String, script: String, args: [String], timeoutSeconds: Double,
                 attempt: Int, trigger: String, scheduledFor: Date?, environment: [String: String] = [:],
-                secrets: [String] = []) {
+                secrets: [String] = [], http: HTTPRequestSpec? = nil) {
         self.runId = runId
         self.jobId = jobId
         self.jobName = jobName
@@ -230,6 +265,7 @@ public struct ClaimedRun: Sendable, Equatable {
         self.scheduledFor = scheduledFor
         self.environment = environment
         self.secrets = secrets
+        self.http = http
     }
 }
 

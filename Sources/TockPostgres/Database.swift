@@ -98,7 +98,7 @@ public struct Database: Sendable {
     // MARK: Jobs
 
     public func createJob(_ job: JobDefinition) async throws(TockError) -> Int64 {
-        let (params, env) = (try Self.json(job.params), try Self.json(job.env))
+        let (params, env, http) = (try Self.json(job.params), try Self.json(job.env), try Self.json(job.http))
         return try await scalar(Int64.self, """
             SELECT tock.create_job(
                 p_name => \(job.name), p_script => \(job.script), p_args => \(job.args), p_schedule => \(job.schedule),
@@ -108,7 +108,7 @@ public struct Database: Sendable {
                 p_retry_cap => make_interval(secs => \(job.retryCapSeconds)), p_misfire => \(job.misfire),
                 p_pool => \(job.pool), p_max_running => \(job.maxRunning.map { Int32(clamping: $0) })::int, p_rate => \(job.rate),
                 p_params => \(params)::jsonb, p_description => \(job.description), p_env => \(env)::jsonb,
-                p_secrets => \(job.secrets)::text[])
+                p_secrets => \(job.secrets)::text[], p_http => \(http)::jsonb)
             """, committed: true)
     }
 
@@ -420,14 +420,14 @@ public struct Database: Sendable {
                 throw TockError(.failed, "tock.claim_committed answered columns of different lengths")
             }
             // tock.run_extras: {"env": {...}, "secrets": [...]}, or '' for none.
-            struct Extras: Decodable { var env: [String: String]?; var secrets: [String]? }
+            struct Extras: Decodable { var env: [String: String]?; var secrets: [String]?; var http: HTTPRequestSpec? }
             let claimed = try runs.indices.map { index in
                 let extra = extras[index].isEmpty ? Extras() : try JSONDecoder().decode(Extras.self, from: Data(extras[index].utf8))
                 return ClaimedRun(runId: runs[index], jobId: jobs[index], jobName: names[index], script: scripts[index],
                            args: args[index] == "[]" ? [] : try JSONDecoder().decode([String].self, from: Data(args[index].utf8)),
                            timeoutSeconds: timeouts[index], attempt: Int(attempts[index]), trigger: triggers[index],
                            scheduledFor: scheduled[index].isNaN ? nil : Date(timeIntervalSince1970: scheduled[index]),
-                           environment: extra.env ?? [:], secrets: extra.secrets ?? [])
+                           environment: extra.env ?? [:], secrets: extra.secrets ?? [], http: extra.http)
             }
             return (runs: claimed, nextDelayed: nextDelayed)
         }
@@ -513,6 +513,7 @@ public enum JobChange: Sendable, Encodable, Equatable {
     case list([String])
     case params([ParamDefinition])
     case variables([String: String])
+    case request(HTTPRequestSpec)
     /// JSON null: the setting goes (a limit removed).
     case none
 
@@ -527,6 +528,7 @@ public enum JobChange: Sendable, Encodable, Equatable {
         case .list(let value): try container.encode(value)
         case .params(let value): try container.encode(value)
         case .variables(let value): try container.encode(value)
+        case .request(let value): try container.encode(value)
         }
     }
 }

@@ -47,6 +47,8 @@ public final class Worker: Service, Sendable {
     let configuration: WorkerConfiguration
     let sandbox: ScriptSandbox
     let runner: ScriptRunner
+    /// HTTP jobs' requests, to the hosts `--http-allow` lists (none: each HTTP run fails, saying so).
+    let httpJobs: HTTPJobRunner
     let logger: Logger
     let executor: RunExecutor?
     let metrics: TockMetrics
@@ -73,6 +75,7 @@ public final class Worker: Service, Sendable {
         self.database = database
         self.configuration = configuration
         self.sandbox = try ScriptSandbox(directory: configuration.scriptsDirectory)
+        self.httpJobs = HTTPJobRunner(allow: configuration.httpAllow)
         self.runner = ScriptRunner(outputCapBytes: configuration.outputCapBytes,
                                    killGraceSeconds: configuration.killGraceSeconds,
                                    containment: try ScriptContainment.make(configuration.containment),
@@ -196,6 +199,7 @@ public final class Worker: Service, Sendable {
             self.wake.signal()
         }
         try? await shutdownDatabase.setWorkerState(worker: id, state: "stopped")
+        await httpJobs.shutdown()
         logger.info("worker stopped")
     }
 
@@ -371,6 +375,8 @@ public final class Worker: Service, Sendable {
         let ran: RunOutcome?
         if let executor, let outcome = await executor(run) {
             ran = outcome
+        } else if let http = run.http {
+            ran = await sendRequest(http, of: run, control: control, logger: logger)
         } else {
             ran = await runScript(run, worker: worker, control: control, reporter: reporter, logger: logger)
         }
@@ -401,6 +407,36 @@ public final class Worker: Service, Sendable {
         logger.info("run finished", metadata: [
             "status": "\(outcome.status.rawValue)", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")"])
         testSignals.send(.reported(run.runId, outcome.status))
+    }
+
+    /// An HTTP job's run: its request sent, `{{secret.NAME}}` in its headers and body replaced by the secrets its job
+    /// names (masked again in what is kept of the answer).
+    private func sendRequest(_ spec: HTTPRequestSpec, of run: ClaimedRun, control: ScriptControl, logger: Logger) async -> RunOutcome {
+        var spec = spec
+        var values: [String] = []
+        for name in run.secrets {
+            guard let value = configuration.secrets?.value(name) else {
+                return RunOutcome(status: .failed, error: "the job needs secret \(name), which this worker's secrets file does not hold")
+            }
+            let placeholder = "{{secret.\(name)}}"
+            spec.headers = spec.headers?.mapValues { $0.replacingOccurrences(of: placeholder, with: value) }
+            spec.body = spec.body?.replacingOccurrences(of: placeholder, with: value)
+            values.append(value)
+        }
+        logger.info("request sent", metadata: ["method": "\(spec.method ?? "POST")", "url": "\(Self.origin(spec.url))"])
+        var outcome = await httpJobs.send(spec, timeoutSeconds: run.timeoutSeconds, control: control)
+        let mask = SecretMask(values)
+        if !mask.isEmpty {
+            outcome.output = mask.apply(outcome.output)
+            outcome.error = outcome.error.map(mask.apply)
+        }
+        return outcome
+    }
+
+    /// A URL as logs may show it: scheme and host (its path or query may hold a token).
+    static func origin(_ url: String) -> String {
+        guard let parsed = URL(string: url), let scheme = parsed.scheme, let host = parsed.host else { return "?" }
+        return "\(scheme)://\(host)\(parsed.port.map { ":\($0)" } ?? "")"
     }
 
     /// Runs the script in the sandbox and says how it ended; nil when our own shutdown stopped it and the run went

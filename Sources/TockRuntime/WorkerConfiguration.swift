@@ -1,4 +1,5 @@
 import Foundation
+import TockCore
 
 public struct WorkerConfiguration: Sendable {
     /// Scripts run at once; also the most runs one claim takes.
@@ -35,6 +36,8 @@ public struct WorkerConfiguration: Sendable {
     public var runAs: ScriptCredentials?
     /// The secrets jobs may name (`--secrets-file`); nil: none, and a job that names one fails, saying so.
     public var secrets: SecretsFile?
+    /// The hosts HTTP jobs may send to (`--http-allow`); empty: HTTP runs fail here, saying so.
+    public var httpAllow: HostAllowList = .none
 
     public init() {}
 }

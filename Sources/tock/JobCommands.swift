@@ -18,9 +18,10 @@ struct JobCommand: AsyncParsableCommand {
 
         @OptionGroup var options: GlobalOptions
         @Argument(help: "A unique name: a letter, then letters, digits, '.', '_' or '-'.") var name: String
-        @Option(help: "The script, relative to the worker's scripts directory.") var script: String
+        @Option(help: "The script, relative to the worker's scripts directory.") var script: String?
         @Option(name: .customLong("arg"), help: "An argument for the script (repeat for more; no shell is involved).")
         var args: [String] = []
+        @OptionGroup var request: HTTPOptions
         @Option(help: "When it runs.") var schedule: String = "manual"
         @Option(help: "The IANA time zone the schedule is read in.") var timezone: String = "UTC"
         @Option(help: "0-100; higher runs first.") var priority: Int?
@@ -47,7 +48,8 @@ struct JobCommand: AsyncParsableCommand {
         var scriptsDir: String = "./scripts"
 
         func run() async throws {
-            var definition = JobDefinition(name: name, script: script, args: args, schedule: schedule, timezone: timezone)
+            var definition = JobDefinition(name: name, script: script ?? "", args: args, schedule: schedule, timezone: timezone)
+            definition.script = script
             definition.description = description
             definition.priority = priority
             definition.maxAttempts = maxAttempts
@@ -65,7 +67,11 @@ struct JobCommand: AsyncParsableCommand {
                 if !paramDefs.isEmpty { definition.params = try paramDefs.map(ParamSpec.definition) }
                 if !env.isEmpty { definition.env = try ParamSpec.assignments(env, field: "env") }
                 if !secrets.isEmpty { definition.secrets = secrets }
-                try checkSandbox(script: script, scriptsDir: scriptsDir)
+                definition.http = try request.spec()
+                guard (script == nil) != (definition.http == nil) else {
+                    throw TockError(.invalidInput, field: "script", "script: give --script PATH or --http 'METHOD URL', one of them")
+                }
+                if let script { try checkSandbox(script: script, scriptsDir: scriptsDir) }
             } catch let error as InputError {
                 throw fail(TockError(error))
             } catch let error as TockError {
@@ -122,7 +128,7 @@ struct JobCommand: AsyncParsableCommand {
                 }
                 print("""
                     name:          \(info.name) (id \(info.id), \(info.state))
-                    script:        \(info.script)\(info.args.isEmpty ? "" : " " + info.args.map { "'\($0)'" }.joined(separator: " "))
+                    \(info.http == nil ? "script:        " : "http:          ")\(info.target)
                     schedule:      \(info.schedule)\(info.schedule == info.scheduleDescription ? "" : " — \(info.scheduleDescription)") (\(info.timezone))
                     priority:      \(info.priority)
                     timeout:       \(DurationText.format(seconds: info.timeoutSeconds))
@@ -159,8 +165,9 @@ struct JobCommand: AsyncParsableCommand {
         @OptionGroup var options: GlobalOptions
         @Argument(help: "The job's name or id.") var job: String
         @Option(help: "A new name.") var name: String?
-        @Option var script: String?
+        @Option(help: "Run this script (an HTTP job becomes a script job).") var script: String?
         @Option(name: .customLong("arg"), help: "Replace the arguments (repeat for more).") var args: [String] = []
+        @OptionGroup var request: HTTPOptions
         @Flag(help: "Remove every argument.") var clearArgs = false
         @Option var schedule: String?
         @Option var timezone: String?
@@ -197,6 +204,7 @@ struct JobCommand: AsyncParsableCommand {
                     changes["script"] = .text(script)
                 }
                 if clearArgs || !args.isEmpty { changes["args"] = .list(args) }
+                if let spec = try request.spec() { changes["http"] = .request(spec) }
                 if let schedule { changes["schedule"] = .text(schedule) }
                 if let timezone { changes["timezone"] = .text(timezone) }
                 if let priority { changes["priority"] = .integer(priority) }
@@ -356,6 +364,54 @@ struct JobCommand: AsyncParsableCommand {
 }
 
 /// `tock job add/edit` refuse a script that leaves the scripts directory, when that directory is visible here.
+/// An HTTP job's request on the command line: `--http 'POST https://…' [--header K:V] [--body TEXT|@FILE] [--expect 2xx]`.
+struct HTTPOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Instead of a script, send this request: 'POST https://api.example.com/refresh' (the method may be left out: POST).",
+                               valueName: "method url"))
+    var http: String?
+    @Option(name: .customLong("header"), help: ArgumentHelp("With --http: a header (repeat for more); {{secret.NAME}} takes a --secret's value.",
+                                                            valueName: "name:value"))
+    var headers: [String] = []
+    @Option(help: ArgumentHelp("With --http: the body, or @FILE to read it from a file.", valueName: "text|@file"))
+    var body: String?
+    @Option(help: ArgumentHelp("With --http: the statuses that count as success (default 2xx): 2xx, 200,204, 2xx,304.", valueName: "statuses"))
+    var expect: String?
+
+    /// The request (nil without --http); the rules are tock.checked_http's.
+    func spec() throws(TockError) -> HTTPRequestSpec? {
+        guard let http else {
+            guard headers.isEmpty, body == nil, expect == nil else {
+                throw TockError(.invalidInput, field: "http", "http: --header, --body and --expect go with --http 'METHOD URL'")
+            }
+            return nil
+        }
+        let parts = http.split(separator: " ", omittingEmptySubsequences: true)
+        guard (1...2).contains(parts.count) else {
+            throw TockError(.invalidInput, field: "http", "http: '\(http.prefix(100))' is not 'METHOD URL' or 'URL'")
+        }
+        var spec = HTTPRequestSpec(method: parts.count == 2 ? String(parts[0]).uppercased() : nil, url: String(parts.last!))
+        var fields: [String: String] = [:]
+        for header in headers {
+            guard let colon = header.firstIndex(of: ":"), colon != header.startIndex else {
+                throw TockError(.invalidInput, field: "http", "http: header '\(header.prefix(100))' is not name:value")
+            }
+            fields[String(header[..<colon])] = String(header[header.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+        }
+        spec.headers = fields.isEmpty ? nil : fields
+        if let body, body.hasPrefix("@") {
+            let path = String(body.dropFirst())
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw TockError(.invalidInput, field: "http", "http: cannot read the body from \(path)")
+            }
+            spec.body = text
+        } else {
+            spec.body = body
+        }
+        spec.expect = expect
+        return spec
+    }
+}
+
 func checkSandbox(script: String, scriptsDir: String) throws {
     try ScriptPath.validate(script)
     guard let sandbox = try? ScriptSandbox(directory: scriptsDir) else { return }

@@ -308,6 +308,22 @@ def main():
         wait.until(EC.text_to_be_present_in_element((By.ID, "hooks"), f"run job {JOB}"))
         api("DELETE", f"/jobs/{deploy}")
 
+        step("an HTTP job from the form: the job page shows its request; a worker without --http-allow refuses to send it")
+        fetch = JOB + "-fetch"
+        driver.get(f"{BASE}/#/new")
+        wait.until(EC.presence_of_element_located((By.ID, "job-form")))
+        driver.find_element(By.ID, "job-name").send_keys(fetch)
+        Select(driver.find_element(By.ID, "schedule-kind")).select_by_value("manual")
+        driver.find_element(By.ID, "job-http").send_keys(json.dumps({"method": "GET", "url": f"http://127.0.0.1:{CLOSED_PORT}/ping"}))
+        driver.find_element(By.ID, "save-job").click()
+        wait.until(EC.url_contains(f"#/jobs/{fetch}"))
+        wait.until(EC.text_to_be_present_in_element((By.ID, "job-request"), f"GET http://127.0.0.1:{CLOSED_PORT}/ping"))
+        click(driver, By.ID, "run-now", wait)
+        wait.until(lambda d: any(r["status"] == "failed" for r in api("GET", f"/jobs/{fetch}/runs")))
+        refused = api("GET", f"/jobs/{fetch}/runs")[0]
+        assert "--http-allow" in refused["error"], refused
+        api("DELETE", f"/jobs/{fetch}")
+
         step("delete, with confirmation")
         driver.get(f"{BASE}/#/jobs/{JOB}")
         wait.until(EC.element_to_be_clickable((By.ID, "delete")))

@@ -289,3 +289,37 @@ struct SecretCLITests {
         #expect(!json.contains(value) && !worker.log.contains(value), "the secret's value got out")
     }
 }
+
+@Suite("HTTP jobs from the command line")
+struct HTTPJobCLITests {
+    @Test("job add --http --header --body @file --expect, a worker with TOCK_HTTP_ALLOW sends it; bad requests exit 2 naming the field")
+    func httpJobEndToEnd() async throws {
+        let directory = try makeScriptsDirectory(["scripts/unused.sh": "#!/bin/sh\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let port = try TestPorts.free()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.environment["TOCK_TEST_PYTHON"] ?? "/usr/bin/python3")
+        server.arguments = [TestDatabase.packageRoot + "/Tests/HTTPJobs/server.py", "\(port)", directory + "/requests.log"]
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        try #"{"refresh": true}"#.write(toFile: directory + "/body.json", atomically: true, encoding: .utf8)
+        let settings = try await TestDatabase.create()
+        func run(_ arguments: [String]) async throws -> Invocation { try await tock(arguments, settings: settings, directory: directory) }
+        let add = try await run(["job", "add", "refresh", "--http", "PUT http://127.0.0.1:\(port)/ok", "--header", "X-Team: ops",
+                                 "--body", "@body.json", "--expect", "200,204"])
+        #expect(add.status == 0, "\(add.stderr)")
+        #expect(try await run(["job", "show", "refresh"]).stdout.contains("http:          PUT http://127.0.0.1:\(port)/ok"))
+        let worker = try TockProcess(["worker"], settings: settings, directory: directory, environment: ["TOCK_HTTP_ALLOW": "127.0.0.1"])
+        defer { if worker.isRunning { worker.signal(SIGKILL) } }
+        let ran = try await run(["job", "run", "refresh", "--wait", "--wait-timeout", "30"])
+        #expect(ran.status == 0 && ran.stdout.hasPrefix("HTTP 200 OK in ") && ran.stdout.hasSuffix("pong {\"refresh\": true}\n"),
+                "\(ran.stdout)\(ran.stderr)\n\(worker.log)")
+        for (arguments, says) in [(["--http", "ftp://x.example/"], "is not an http:// or https:// URL"),
+                                  (["--http", "GET http://x.example/", "--header", "Host: evil"], "header Host is set by the worker"),
+                                  (["--http", "GET http://x.example/", "--script", "unused.sh"], "give --script PATH or --http"),
+                                  (["--header", "X: 1"], "go with --http")] {
+            let refused = try await run(["job", "add", "bad"] + arguments)
+            #expect(refused.status == 2 && refused.stderr.contains(says), "\(arguments): \(refused.stderr)")
+        }
+    }
+}

@@ -214,7 +214,9 @@ async function jobPage(view, name) {
       button("Delete", () => deleteJob(job.name), "danger", { id: "delete" })),
     job.params ? paramForm(job.params) : null,
     h("div", { class: "panel" }, h("dl", { class: "facts" },
-      fact("Script", h("span", { class: "mono" }, [job.script, ...job.args].join(" "))),
+      job.http ? fact("Request", h("span", { class: "mono", id: "job-request" }, `${job.http.method || "POST"} ${job.http.url}`,
+          h("span", { class: "muted" }, ` (expects ${job.http.expect || "2xx"})`)))
+        : fact("Script", h("span", { class: "mono" }, [job.script, ...job.args].join(" "))),
       fact("Schedule", `${job.schedule_description} (${job.schedule})`), fact("Time zone", job.timezone),
       fact("Next run", job.enabled ? timeCell(job.next_run_at) : "paused"),
       fact("Timeout", inherited(job, "timeout", duration(job.timeout_seconds))),
@@ -458,8 +460,8 @@ async function editorPage(view, name) {
   const form = h("form", { class: "editor", id: "job-form", novalidate: true },
     field("name", "Name", text("job-name", job ? job.name : "", { placeholder: "nightly-report", autocomplete: "off" }),
       "Letters, digits, . _ -; starts with a letter."),
-    field("script", "Script", text("job-script", job ? job.script : "", { class: "mono", placeholder: "report.sh" }),
-      "A path inside the workers' scripts directory."),
+    field("script", "Script", text("job-script", job && job.script ? job.script : "", { class: "mono", placeholder: "report.sh" }),
+      "A path inside the workers' scripts directory; or leave it empty and give an HTTP request below."),
     field("description", "Description", h("textarea", { id: "job-description-input", rows: 2, placeholder: "What it does, whom to ask" },
       job && job.description ? job.description : "")),
     field("args", "Arguments", h("textarea", { id: "job-args", rows: 2, class: "mono", placeholder: "one per line" },
@@ -471,6 +473,10 @@ async function editorPage(view, name) {
       field("secrets", "Secrets", text("job-secrets-input", job && job.secrets ? job.secrets.join(", ") : "",
         { class: "mono", placeholder: "API_TOKEN", autocomplete: "off" }),
         "Names, comma separated; each worker reads the values from its --secrets-file.")),
+    field("http", "HTTP request", h("textarea", { id: "job-http", rows: 2, class: "mono",
+      placeholder: '{"method": "POST", "url": "https://api.example.com/refresh", "expect": "2xx"}' },
+      job && job.http ? JSON.stringify(job.http) : ""),
+      "JSON: method, url, headers, body, expect. Sent by a worker to the hosts its --http-allow lists, instead of a script."),
     field("params", "Parameters", h("textarea", { id: "job-params", rows: 3, class: "mono",
       placeholder: '[{"name": "env", "choices": ["staging", "prod"], "default": "staging"}]' },
       job && job.params ? JSON.stringify(job.params) : ""),
@@ -510,7 +516,7 @@ async function editorPage(view, name) {
     form.querySelectorAll(".field").forEach((f) => setFieldError(f, null));
     const value = (id) => document.getElementById(id).value;
     const body = {
-      name: value("job-name").trim(), script: value("job-script").trim(),
+      name: value("job-name").trim(),
       args: value("job-args").split("\n").map((a) => a.trim()).filter((a) => a !== ""),
       schedule: value("job-schedule").trim(), timezone: value("job-timezone").trim(),
       misfire: value("job-misfire"),
@@ -530,6 +536,15 @@ async function editorPage(view, name) {
     body.env = envLines.length ? env : null;
     const secrets = value("job-secrets-input").split(",").map((s) => s.trim()).filter((s) => s !== "");
     body.secrets = secrets.length ? secrets : null;
+    // A script, or a request: the one given (the server says so when both or neither are).
+    const http = value("job-http").trim();
+    if (http !== "") {
+      try { body.http = JSON.parse(http); } catch (_) {
+        setFieldError(form.querySelector('[data-field="http"]'), 'not JSON: an object such as {"url": "https://…"}');
+        return;
+      }
+    }
+    if (value("job-script").trim() !== "" || http === "") body.script = value("job-script").trim();
     const params = value("job-params").trim();
     if (params === "") body.params = null;
     else {

@@ -277,12 +277,86 @@ BEGIN
     RETURN p_secrets;
 END $$;
 
--- What a claimed run brings besides its script and arguments: {"env": {NAME: value}, "secrets": [NAME]}; NULL for
--- nothing. env: the job's variables, then TOCK_PARAM_<NAME> and a chained run's TOCK_UPSTREAM_* (tock.run_environment).
--- secrets: the names whose values the worker adds from its secrets file.
-CREATE OR REPLACE FUNCTION tock.run_extras(p_params jsonb, p_upstream jsonb, p_env jsonb, p_secrets text[])
+-- An HTTP job's request (migration 0025), checked and in a canonical form: {"method", "url", "headers", "body",
+-- "expect"}. The method one of GET, HEAD, POST, PUT, PATCH, DELETE (POST by default); the URL http:// or https://
+-- with a host and no user or password; at most 32 headers, none of those that frame the request or pick its host,
+-- no line breaks; a body of at most 64 KiB; expect the statuses that count as success, e.g. 2xx (the default),
+-- 200,204 or 2xx,304. Raises 22023 naming 'http'.
+CREATE OR REPLACE FUNCTION tock.checked_http(p_http jsonb)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_method text;
+    v_url text;
+    v_key text;
+    v_value jsonb;
+    v_unknown text;
+    v_expect text;
+BEGIN
+    IF p_http IS NULL OR jsonb_typeof(p_http) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_http) <> 'object' THEN
+        PERFORM tock.raise_invalid('http', 'expected {"method": "POST", "url": "https://…", "headers": {}, "body": "…", "expect": "2xx"}');
+    END IF;
+    SELECT string_agg(k, ', ' ORDER BY k) INTO v_unknown FROM jsonb_object_keys(p_http) k
+    WHERE k NOT IN ('method', 'url', 'headers', 'body', 'expect');
+    IF v_unknown IS NOT NULL THEN
+        PERFORM tock.raise_invalid('http', format('unknown field(s) %s; known: method, url, headers, body, expect', left(v_unknown, 200)));
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_each(p_http) e WHERE e.key <> 'headers' AND jsonb_typeof(e.value) NOT IN ('string', 'null')) THEN
+        PERFORM tock.raise_invalid('http', 'method, url, body and expect are strings; headers an object of strings');
+    END IF;
+    v_method := upper(coalesce(p_http ->> 'method', 'POST'));
+    IF v_method NOT IN ('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE') THEN
+        PERFORM tock.raise_invalid('http', format('%L is not GET, HEAD, POST, PUT, PATCH or DELETE', left(v_method, 20)));
+    END IF;
+    v_url := p_http ->> 'url';
+    IF v_url IS NULL OR length(v_url) > 2000 OR v_url !~ '^https?://[^/?#@[:space:][:cntrl:]]+([/?#][^[:space:][:cntrl:]]*)?$' THEN
+        PERFORM tock.raise_invalid('http', format(
+            '%s is not an http:// or https:// URL with a host (and no user, password or space), of at most 2,000 characters',
+            coalesce(quote_literal(left(v_url, 100)), 'no url')));
+    END IF;
+    IF p_http ? 'headers' AND jsonb_typeof(p_http -> 'headers') NOT IN ('object', 'null') THEN
+        PERFORM tock.raise_invalid('http', 'headers: expected an object, {"Name": "value"}');
+    END IF;
+    IF (SELECT count(*) FROM jsonb_object_keys(coalesce(nullif(p_http -> 'headers', 'null'), '{}'))) > 32 THEN
+        PERFORM tock.raise_invalid('http', 'at most 32 headers');
+    END IF;
+    FOR v_key, v_value IN SELECT * FROM jsonb_each(coalesce(nullif(p_http -> 'headers', 'null'), '{}')) LOOP
+        IF v_key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]{1,100}$' THEN
+            PERFORM tock.raise_invalid('http', format('header %L is not a header name', left(v_key, 60)));
+        END IF;
+        IF lower(v_key) IN ('host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer',
+                            'proxy-authorization', 'proxy-connection', 'keep-alive') THEN
+            PERFORM tock.raise_invalid('http', format('header %s is set by the worker, not the job', v_key));
+        END IF;
+        IF jsonb_typeof(v_value) <> 'string' OR length(v_value #>> '{}') > 4096
+           OR (v_value #>> '{}') ~ '[\u0001-\u0008\u000a-\u001f\u007f]' THEN
+            PERFORM tock.raise_invalid('http', format('header %s: a value is a string of at most 4,096 characters without line breaks', v_key));
+        END IF;
+    END LOOP;
+    IF octet_length(p_http ->> 'body') > 65536 THEN
+        PERFORM tock.raise_invalid('http', 'the body is over 64 KiB');
+    END IF;
+    v_expect := coalesce(nullif(lower(p_http ->> 'expect'), ''), '2xx');
+    IF v_expect !~ '^([1-5]xx|[1-5][0-9][0-9])(,([1-5]xx|[1-5][0-9][0-9])){0,19}$' THEN
+        PERFORM tock.raise_invalid('http', format('expect %L: give statuses or classes, comma separated: 2xx, 200,204, 2xx,304',
+                                                  left(v_expect, 60)));
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('method', v_method, 'url', v_url,
+                                                'headers', nullif(nullif(p_http -> 'headers', 'null'), '{}'),
+                                                'body', p_http ->> 'body', 'expect', v_expect));
+END $$;
+
+-- What a claimed run brings besides its script and arguments: {"env": {NAME: value}, "secrets": [NAME], "http":
+-- {…}}; NULL for nothing. env: the job's variables, then TOCK_PARAM_<NAME> and a chained run's TOCK_UPSTREAM_*
+-- (tock.run_environment). secrets: the names whose values the worker adds from its secrets file. http: an HTTP job's
+-- request (tock.checked_http).
+DROP FUNCTION IF EXISTS tock.run_extras(jsonb, jsonb, jsonb, text[]);
+CREATE OR REPLACE FUNCTION tock.run_extras(p_params jsonb, p_upstream jsonb, p_env jsonb, p_secrets text[], p_http jsonb)
 RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT nullif(jsonb_strip_nulls(jsonb_build_object(
         'env', nullif(coalesce(p_env, '{}') || coalesce(tock.run_environment(p_params, p_upstream), '{}'), '{}'),
-        'secrets', CASE WHEN cardinality(p_secrets) > 0 THEN to_jsonb(p_secrets) END)), '{}')
+        'secrets', CASE WHEN cardinality(p_secrets) > 0 THEN to_jsonb(p_secrets) END,
+        'http', p_http)), '{}')
 $$;

@@ -27,7 +27,14 @@ BEGIN
             '%L is not a job name (start with a letter; then letters, digits, ''.'', ''_'' or ''-''; at most 100)',
             NEW.name));
     END IF;
-    IF NEW.script IS NULL OR NEW.script = '' OR NEW.script ~ '^/' OR NEW.script ~ '(^|/)\.\.(/|$)' THEN
+    NEW.http := tock.checked_http(NEW.http);
+    IF NEW.http IS NOT NULL AND NEW.script IS NOT NULL THEN
+        PERFORM tock.raise_invalid('script', 'a job runs a script or sends an HTTP request (http), not both');
+    END IF;
+    IF NEW.http IS NOT NULL AND cardinality(NEW.args) > 0 THEN
+        PERFORM tock.raise_invalid('args', 'an HTTP job takes no arguments: its request is in http');
+    END IF;
+    IF NEW.http IS NULL AND (NEW.script IS NULL OR NEW.script = '' OR NEW.script ~ '^/' OR NEW.script ~ '(^|/)\.\.(/|$)') THEN
         PERFORM tock.raise_invalid('script', format(
             'script %L must be a path relative to the worker''s scripts directory, without ''..''', NEW.script));
     END IF;
@@ -96,7 +103,7 @@ END $$;
 -- Not on next_run_at alone: tick() moves it for every due job and needs no re-validation.
 CREATE OR REPLACE TRIGGER jobs_prepare
     BEFORE INSERT OR UPDATE OF name, script, args, schedule, timezone, enabled, priority, timeout, max_attempts,
-        overlap, retry_base, retry_cap, params, description, env, secrets ON tock.jobs
+        overlap, retry_base, retry_cap, params, description, env, secrets, http ON tock.jobs
     FOR EACH ROW EXECUTE FUNCTION tock.tg_jobs__prepare();
 
 -- NOTIFY the channel named by the trigger's argument. Empty payloads collapse within a transaction, so a batch
@@ -149,6 +156,7 @@ DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, int
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text);
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text);
 DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text, jsonb, text);
+DROP FUNCTION IF EXISTS tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text, jsonb, text, jsonb, text[]);
 CREATE OR REPLACE FUNCTION tock.create_job(
     p_name text,
     p_script text,
@@ -169,7 +177,8 @@ CREATE OR REPLACE FUNCTION tock.create_job(
     p_params jsonb DEFAULT NULL,
     p_description text DEFAULT NULL,
     p_env jsonb DEFAULT NULL,
-    p_secrets text[] DEFAULT NULL)
+    p_secrets text[] DEFAULT NULL,
+    p_http jsonb DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
@@ -183,7 +192,7 @@ BEGIN
     SELECT * INTO v_config FROM tock.config FOR SHARE;
     INSERT INTO tock.jobs (name, script, args, schedule, timezone, priority, timeout, max_attempts, overlap, enabled,
                            retry_base, retry_cap, misfire, pool, max_running, rate_limit, rate_period, inherits, params,
-                           description, env, secrets)
+                           description, env, secrets, http)
     -- NULL means 'the default', so callers can pass every parameter positionally.
     VALUES (p_name, p_script, coalesce(p_args, '{}'), coalesce(p_schedule, 'manual'), coalesce(p_timezone, 'UTC'),
             coalesce(p_priority, 50), coalesce(p_timeout, v_config.default_timeout),
@@ -196,14 +205,14 @@ BEGIN
                                               ('retry_base', p_retry_base IS NULL), ('retry_cap', p_retry_cap IS NULL),
                                               ('overlap', p_overlap IS NULL), ('pool', p_pool IS NULL)) v(field, inherited)
                   WHERE v.inherited ORDER BY v.field),
-            p_params, p_description, p_env, p_secrets)
+            p_params, p_description, p_env, p_secrets, nullif(p_http, 'null'))
     RETURNING id INTO v_id;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'name: a job named % already exists', quote_literal(p_name)
         USING ERRCODE = 'unique_violation', COLUMN = 'name', CONSTRAINT = 'jobs_name_is_unique';
 END $$;
-COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text, jsonb, text, jsonb, text[]) IS
+COMMENT ON FUNCTION tock.create_job(text, text, text[], text, text, int, interval, int, text, boolean, interval, interval, text, text, int, text, jsonb, text, jsonb, text[], jsonb) IS
     'Creates a job and returns its id; bad input raises SQLSTATE 22023 naming the field, a duplicate name 23505.';
 
 -- The range rules of a job's settings, with messages that name the field (the CHECKs back them up). Durations
@@ -254,7 +263,8 @@ DECLARE
         "timezone": "string", "priority": "integer", "timeout": "string", "timeout_seconds": "number",
         "max_attempts": "integer", "overlap": "string", "misfire": "string", "enabled": "boolean",
         "retry_base_seconds": "number", "retry_cap_seconds": "number", "pool": "string", "max_running": "integer",
-        "rate": "string", "params": "declarations", "description": "string", "env": "object", "secrets": "array"}';
+        "rate": "string", "params": "declarations", "description": "string", "env": "object", "secrets": "array",
+        "http": "object"}';
     v_key text;
     v_value jsonb;
     v_expected text;
@@ -307,7 +317,10 @@ END $$;
 CREATE OR REPLACE FUNCTION tock.create_job_json(p_job jsonb)
 RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM tock.check_job_json(p_job, ARRAY['name', 'script']);
+    PERFORM tock.check_job_json(p_job, ARRAY['name']);
+    IF (coalesce(jsonb_typeof(p_job -> 'script'), 'null') = 'null') = (coalesce(jsonb_typeof(p_job -> 'http'), 'null') = 'null') THEN
+        PERFORM tock.raise_invalid('script', 'give script (a path in the scripts directory) or http (a request), one of them');
+    END IF;
     IF p_job ? 'timeout' AND p_job ? 'timeout_seconds' THEN
         PERFORM tock.raise_invalid('timeout', 'give timeout or timeout_seconds, not both');
     END IF;
@@ -326,7 +339,8 @@ BEGIN
         p_params => nullif(p_job -> 'params', 'null'), p_description => p_job ->> 'description',
         p_env => nullif(p_job -> 'env', 'null'),
         p_secrets => CASE WHEN jsonb_typeof(p_job -> 'secrets') = 'array'
-                          THEN ARRAY(SELECT jsonb_array_elements_text(p_job -> 'secrets')) END);
+                          THEN ARRAY(SELECT jsonb_array_elements_text(p_job -> 'secrets')) END,
+        p_http => p_job -> 'http');
 END $$;
 COMMENT ON FUNCTION tock.create_job_json(jsonb) IS
     'Creates a job from a JSON object ({"name", "script", "schedule", …}) and returns its id; bad fields raise 22023 naming the field.';
@@ -383,7 +397,11 @@ BEGIN
     PERFORM 1 FROM tock.config FOR SHARE;
     UPDATE tock.jobs SET
         name = coalesce(p_changes ->> 'name', name),
-        script = coalesce(p_changes ->> 'script', script),
+        -- A script given makes it a script job again, an http given an HTTP job.
+        script = CASE WHEN p_changes ->> 'script' IS NOT NULL THEN p_changes ->> 'script'
+                      WHEN coalesce(jsonb_typeof(p_changes -> 'http'), 'null') <> 'null' THEN NULL ELSE script END,
+        http = CASE WHEN p_changes ->> 'script' IS NOT NULL THEN NULL
+                    WHEN coalesce(jsonb_typeof(p_changes -> 'http'), 'null') <> 'null' THEN p_changes -> 'http' ELSE http END,
         args = CASE WHEN jsonb_typeof(p_changes -> 'args') = 'array'
                     THEN ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'args')) ELSE args END,
         schedule = coalesce(p_changes ->> 'schedule', schedule),

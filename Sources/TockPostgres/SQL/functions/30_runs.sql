@@ -654,8 +654,9 @@ BEGIN
         -- update above changes no indexed column and stays HOT.
         INSERT INTO tock.run_leases (worker_id, run_id, pool, job_id) SELECT p_worker, c.id, v_pool, c.job_id FROM claimed c
     )
-    SELECT c.id, j.id, j.name, j.script, tock.run_args(j.args, c.params), extract(epoch FROM c.timeout_at - p_now)::float8,
-           c.attempt, c.trigger, c.scheduled_for, tock.run_extras(c.params, c.upstream, j.env, j.secrets)
+    SELECT c.id, j.id, j.name, coalesce(j.script, ''), tock.run_args(j.args, c.params),
+           extract(epoch FROM c.timeout_at - p_now)::float8, c.attempt, c.trigger, c.scheduled_for,
+           tock.run_extras(c.params, c.upstream, j.env, j.secrets, j.http)
     FROM claimed c JOIN tock.jobs j ON j.id = c.job_id
     ORDER BY c.priority DESC, c.run_after, c.id;
     END IF;

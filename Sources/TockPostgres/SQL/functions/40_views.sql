@@ -35,7 +35,8 @@ SELECT
     j.params,
     j.description,
     j.env,
-    j.secrets
+    j.secrets,
+    j.http
 FROM tock.jobs j
 -- A job's newest run is the newer of its newest in flight (runs_job_idx) and its newest finished run still within the
 -- retention (finished_runs_job_idx of each partition the retention keeps): two short index probes.

@@ -1,34 +1,40 @@
 import Foundation
-import TockCore
 
-/// The hosts a delivery service may send webhooks to (`--webhook-allow`, TOCK_WEBHOOK_ALLOW): a webhook's address is
-/// chosen by whoever may add hooks, and the service must not become their way into addresses only it can reach (a
-/// cloud's metadata service, an internal admin port). Deny by default: an empty list sends nothing.
+/// The hosts a delivery service may send webhooks to (`--webhook-allow`, TOCK_WEBHOOK_ALLOW), or a worker HTTP jobs
+/// to (`--http-allow`): an address is chosen by whoever may add hooks or jobs, and the process must not become their
+/// way into addresses only it can reach (a cloud's metadata service, an internal admin port). Deny by default: an
+/// empty list sends nothing.
 /// Patterns, comma separated: `hooks.slack.com` (that host), `*.example.com` (its subdomains), `127.0.0.1`, or `*`.
 public struct HostAllowList: Sendable, Equatable {
     public let patterns: [String]
 
-    public init(_ text: String) throws(TockError) {
+    /// `field` names the option in errors.
+    public init(_ text: String, field: String = "webhook-allow") throws(TockError) {
         let patterns = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
         guard patterns.count <= 100 else {
-            throw TockError(.invalidInput, field: "webhook-allow", "at most 100 host patterns")
+            throw TockError(.invalidInput, field: field, "at most 100 host patterns")
         }
         for pattern in patterns where pattern != "*" {
             let name = pattern.hasPrefix("*.") ? String(pattern.dropFirst(2)) : pattern
             let allowed = name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":") }
             guard !name.isEmpty, name.count <= 253, allowed, !name.contains("*") else {
-                throw TockError(.invalidInput, field: "webhook-allow",
+                throw TockError(.invalidInput, field: field,
                                 "'\(pattern.prefix(80))' is not a host pattern: a host name or address, *.domain, or *")
             }
             // One colon is host:port (an IPv6 address has several): ports are not matched, so it would allow nothing.
             guard name.filter({ $0 == ":" }).count != 1 else {
-                throw TockError(.invalidInput, field: "webhook-allow", "'\(pattern.prefix(80))': give the host alone; ports are not matched")
+                throw TockError(.invalidInput, field: field, "'\(pattern.prefix(80))': give the host alone; ports are not matched")
             }
         }
         self.patterns = patterns
     }
 
     public var isEmpty: Bool { patterns.isEmpty }
+
+    /// Nothing allowed.
+    public static let none = HostAllowList(patterns: [])
+
+    private init(patterns: [String]) { self.patterns = patterns }
 
     /// Whether `host` (as the URL names it, brackets of an IPv6 literal removed) is allowed.
     public func allows(host: String) -> Bool {
