@@ -183,12 +183,20 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
             }
             before = id
         }
+        var run: Int64?
+        if let text = query.get("run") {
+            guard let id = Int64(text), id > 0 else {
+                throw TockError(.invalidInput, field: "run", "run: '\(text.prefix(40))' is not a run id (a positive whole number)")
+            }
+            run = id
+        }
         let limit = try integer(request, "limit", default: 50, range: 1...1000)
-        let deliveries = try await database.deliveries(job: query.get("job").map { String($0) }, status: status, before: before,
-                                                       limit: limit)
+        let deliveries = try await database.deliveries(job: query.get("job").map { String($0) }, run: run, status: status,
+                                                       before: before, limit: limit)
         guard deliveries.count == limit, let last = deliveries.last else { return try json(deliveries) }
         var next = "limit=\(limit)&before=\(last.id)"
         if let status { next += "&status=\(status)" }
+        if let run { next += "&run=\(run)" }
         if let job = query.get("job") {
             next += "&job=" + (String(job).addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
         }

@@ -30,11 +30,12 @@ extension Database {
     }
 
     /// Deliveries newest first: of `job`, in `status`, ids below `before`; at most `limit` (1-1,000).
-    public func deliveries(job: String? = nil, status: String? = nil, before: Int64? = nil,
+    public func deliveries(job: String? = nil, run: Int64? = nil, status: String? = nil, before: Int64? = nil,
                            limit: Int = 100) async throws(TockError) -> [DeliveryInfo] {
         try await rows(DeliveryInfo.self, """
             SELECT row_to_json(d)::text FROM tock.delivery_overview d
             WHERE (\(job)::text IS NULL OR d.job_id = tock.find_job(\(job)))
+              AND (\(run)::bigint IS NULL OR d.run_id = \(run))
               AND (\(status)::text IS NULL OR d.status = \(status))
               AND (\(before)::bigint IS NULL OR d.id < \(before))
             ORDER BY d.id DESC LIMIT \(Int32(min(max(limit, 1), 1000)))

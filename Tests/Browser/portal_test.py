@@ -251,6 +251,10 @@ def main():
         # Nothing left out shows as the text "null" (replaceChildren's reading of a part left out).
         assert "null" not in driver.find_element(By.TAG_NAME, "main").text, driver.find_element(By.TAG_NAME, "main").text
         driver.save_screenshot(os.path.join(ARTIFACTS, "job-webhooks.png"))
+        # The run's page lists its deliveries too.
+        delivered = next(x for x in api("GET", f"/deliveries?job={JOB}") if x["attempts"] == 2)
+        driver.get(f"{BASE}/#/runs/{delivered['run_id']}")
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f'#deliveries tr.delivery[data-id="{delivered["id"]}"]')))
 
         step("a job with parameters: the form declares them, Run now asks for them, the run shows them")
         deploy = JOB + "-deploy"
@@ -295,8 +299,30 @@ def main():
         wait.until(EC.text_to_be_present_in_element((By.ID, "run-output"), "hello prod"))
         driver.save_screenshot(os.path.join(ARTIFACTS, "run-params.png"))
 
+        step("hooks added from the job page: a webhook shows its secret once; a chain; a removed one goes")
+        driver.get(f"{BASE}/#/jobs/{deploy}")
+        Select(wait.until(EC.presence_of_element_located((By.ID, "hook-event")))).select_by_value("dead")
+        driver.find_element(By.ID, "hook-target").send_keys(f"http://127.0.0.1:{CLOSED_PORT}/dead")
+        click(driver, By.ID, "add-hook", wait)
+        wait.until(EC.text_to_be_present_in_element((By.ID, "hook-secret"), "whsec_"))
+        driver.refresh()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr.hook[data-event="dead"]')))
+        assert "whsec_" not in driver.page_source
+        click(driver, By.CSS_SELECTOR, 'tr.hook[data-event="dead"] [data-action="remove-hook"]', wait)
+        wait.until(EC.alert_is_present()).accept()
+        wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, 'tr.hook[data-event="dead"]')))
+        Select(driver.find_element(By.ID, "hook-event")).select_by_value("succeeded")
+        Select(driver.find_element(By.ID, "hook-action")).select_by_value("run_job")
+        driver.find_element(By.ID, "hook-target").send_keys(deploy)
+        click(driver, By.ID, "add-hook", wait)
+        wait.until(EC.text_to_be_present_in_element((By.ID, "hook-result"), "would make a cycle"))
+        target = driver.find_element(By.ID, "hook-target")
+        target.clear()
+        target.send_keys(JOB)
+        click(driver, By.ID, "add-hook", wait)
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr.hook[data-event="succeeded"]')))
+
         step("a chain: the job page lists it, and the chained run's page links the run it came after")
-        api("POST", "/hooks", {"job": deploy, "event": "succeeded", "run_job": JOB})
         api("POST", f"/jobs/{deploy}/trigger", {"params": {"ticket": "OPS-8"}})
         wait.until(lambda d: any(r["trigger"] == "chain" and r["status"] == "succeeded" for r in api("GET", f"/jobs/{JOB}/runs?limit=100")))
         chained = next(r for r in api("GET", f"/jobs/{JOB}/runs?limit=100") if r["trigger"] == "chain")

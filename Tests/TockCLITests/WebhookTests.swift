@@ -60,10 +60,6 @@ struct WebhookTests {
         deinit { stop() }
     }
 
-    static func addHook(_ database: Database, _ fields: [String: Any]) async throws -> NewHook {
-        try await database.addHook(json: String(decoding: try JSONSerialization.data(withJSONObject: fields), as: UTF8.self))
-    }
-
     /// A run of `job` that fails, as a worker reports it.
     static func failRun(_ database: Database, _ job: String, worker: Int64) async throws -> Int64 {
         let run = try await database.runNow(job)
@@ -92,7 +88,7 @@ struct WebhookTests {
         try await TestDatabase.withFresh { database, settings in
             let worker = try await Self.setUp(database)
             let port = try TestPorts.free()
-            let hook = try await Self.addHook(database, ["job": "report", "event": "failed", "url": "http://127.0.0.1:\(port)/hooks/tock"])
+            let hook = try await database.addHook(fields: ["job": "report", "event": "failed", "url": "http://127.0.0.1:\(port)/hooks/tock"])
             _ = try await database.client.query("SELECT tock.set_config('portal_url', 'https://tock.example.com')").collect()
             let notifier = try TockProcess(["notifier", "--webhook-allow", "127.0.0.1"], settings: settings, directory: directory)
             defer { notifier.signal(SIGKILL) }
@@ -148,7 +144,7 @@ struct WebhookTests {
         try await TestDatabase.withFresh { database, settings in
             let worker = try await Self.setUp(database)
             let port = try TestPorts.free()
-            let hook = try await Self.addHook(database, ["job": "report", "event": "failed", "url": "http://127.0.0.1:\(port)/x",
+            let hook = try await database.addHook(fields: ["job": "report", "event": "failed", "url": "http://127.0.0.1:\(port)/x",
                                                          "max_attempts": 3])
             let receiver = try await Receiver(port: port, secret: try #require(hook.secret), mode: "fail", log: log).listening()
             defer { receiver.stop() }
@@ -194,7 +190,7 @@ struct WebhookTests {
         try await TestDatabase.withFresh { database, settings in
             let worker = try await Self.setUp(database)
             let port = try TestPorts.free()
-            let hook = try await Self.addHook(database, ["job": "report", "event": "failed", "url": "http://127.0.0.1:\(port)/x"])
+            let hook = try await database.addHook(fields: ["job": "report", "event": "failed", "url": "http://127.0.0.1:\(port)/x"])
             let receiver = try await Receiver(port: port, secret: try #require(hook.secret), mode: "slow", log: log).listening()
             defer { receiver.stop() }
             let arguments = ["notifier", "--webhook-allow", "127.0.0.1", "--webhook-timeout-seconds", "5"]

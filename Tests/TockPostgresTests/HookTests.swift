@@ -7,10 +7,6 @@ import TockTesting
 
 @Suite("hooks: a run's end writes its webhook deliveries in its own transaction; delivery services take and finish them")
 struct HookTests {
-    static func addHook(_ database: Database, _ fields: [String: Any]) async throws -> NewHook {
-        try await database.addHook(json: String(decoding: try JSONSerialization.data(withJSONObject: fields), as: UTF8.self))
-    }
-
     /// Claims and ends one run of `job` as `status` (with `exitCode`), as a worker would.
     static func runOnce(_ database: Database, _ job: String, worker: Int64, _ status: RunStatus, exitCode: Int? = nil,
                         output: String = "") async throws -> Int64 {
@@ -34,15 +30,15 @@ struct HookTests {
             let url = "https://hooks.example.com/services/T0/B0/secret-path"
             var hooks: [String: Int64] = [:]
             for event in ["failed", "dead", "succeeded", "recovered", "timed_out"] {
-                hooks[event] = try await Self.addHook(database, ["job": "flaky", "event": event, "url": url]).hookId
+                hooks[event] = try await database.addHook(fields: ["job": "flaky", "event": event, "url": url]).hookId
             }
-            let fleet = try await Self.addHook(database, ["job": "*", "event": "failed", "url": "http://127.0.0.1:9/x"])
-            let otherDead = try await Self.addHook(database, ["job": "other", "event": "dead", "url": "https://h.example.com/d"])
+            let fleet = try await database.addHook(fields: ["job": "*", "event": "failed", "url": "http://127.0.0.1:9/x"])
+            let otherDead = try await database.addHook(fields: ["job": "other", "event": "dead", "url": "https://h.example.com/d"])
             var slow = JobDefinition(name: "slow", script: "z.sh")
             slow.overlap = "allow"
             _ = try await database.createJob(slow)
-            let slowTimedOut = try await Self.addHook(database, ["job": "slow", "event": "timed_out", "url": "https://h.example.com/t"])
-            let slowDead = try await Self.addHook(database, ["job": "slow", "event": "dead", "url": "https://h.example.com/t"])
+            let slowTimedOut = try await database.addHook(fields: ["job": "slow", "event": "timed_out", "url": "https://h.example.com/t"])
+            let slowDead = try await database.addHook(fields: ["job": "slow", "event": "dead", "url": "https://h.example.com/t"])
             let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 10, scriptsDirectory: nil, version: nil)
 
             // Attempt 1 fails (a retry follows), attempt 2 fails too: the run is dead.
@@ -98,8 +94,8 @@ struct HookTests {
     func sameTransactionAndLate() async throws {
         try await TestDatabase.withFresh { database, _ in
             _ = try await database.createJob(JobDefinition(name: "nightly", script: "x.sh", schedule: "every 1h"))
-            _ = try await Self.addHook(database, ["job": "nightly", "event": "failed", "url": "https://h.example.com/a"])
-            _ = try await Self.addHook(database, ["job": "nightly", "event": "late", "url": "https://h.example.com/b",
+            _ = try await database.addHook(fields: ["job": "nightly", "event": "failed", "url": "https://h.example.com/a"])
+            _ = try await database.addHook(fields: ["job": "nightly", "event": "late", "url": "https://h.example.com/b",
                                                   "late_after": "5m"])
             let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 1, scriptsDirectory: nil, version: nil)
             let run = try await database.runNow("nightly")
@@ -158,14 +154,14 @@ struct HookTests {
             ]
             for (fields, field) in cases {
                 do {
-                    _ = try await Self.addHook(database, fields)
+                    _ = try await database.addHook(fields: fields)
                     Issue.record("accepted \(fields)")
                 } catch let error as TockError {
                     #expect(error.kind == .invalidInput && error.field == field, "\(fields): \(error.kind) \(error.field ?? "-") \(error.message)")
                 }
             }
             do {
-                _ = try await Self.addHook(database, ["job": "nope", "event": "failed", "url": "https://h.example.com"])
+                _ = try await database.addHook(fields: ["job": "nope", "event": "failed", "url": "https://h.example.com"])
                 Issue.record("accepted an unknown job")
             } catch let error as TockError {
                 #expect(error.kind == .notFound)
@@ -180,7 +176,7 @@ struct HookTests {
             var job = JobDefinition(name: "j", script: "x.sh")
             job.overlap = "allow"
             _ = try await database.createJob(job)
-            let hook = try await Self.addHook(database, ["job": "j", "event": "failed", "url": "https://h.example.com/x",
+            let hook = try await database.addHook(fields: ["job": "j", "event": "failed", "url": "https://h.example.com/x",
                                                          "max_attempts": 2])
             #expect(hook.secret?.hasPrefix("whsec_") == true && (hook.secret?.count ?? 0) >= 46)
             let worker = try await database.registerWorker(host: "t", pid: 1, concurrency: 10, scriptsDirectory: nil, version: nil)

@@ -212,7 +212,7 @@ async function jobPage(view, name) {
         : button("Resume", () => setPaused(job.name, false), "", { id: "resume" }),
       h("a", { class: "button", href: `#/jobs/${enc(job.name)}/edit` }, "Edit"),
       button("Delete", () => deleteJob(job.name), "danger", { id: "delete" })),
-    job.params ? paramForm(job.params) : null,
+    job.params ? paramForm(job.name, job.params) : null,
     h("div", { class: "panel" }, h("dl", { class: "facts" },
       job.http ? fact("Request", h("span", { class: "mono", id: "job-request" }, `${job.http.method || "POST"} ${job.http.url}`,
           h("span", { class: "muted" }, ` (expects ${job.http.expect || "2xx"})`)))
@@ -233,7 +233,8 @@ async function jobPage(view, name) {
     runs.length === limit ? h("div", { class: "more" }, button("Show more", () => { state.runLimit = limit * 2; return render(); })) : null,
     h("h2", {}, "Hooks"),
     h("div", { class: "panel" }, hooks.length ? hookTable(hooks)
-      : h("div", { class: "empty", id: "no-hooks" }, `None: tock hook add ${job.name} --on failed --webhook URL (or --run-job JOB)`)),
+      : h("div", { class: "empty", id: "no-hooks" }, `None: tock hook add ${job.name} --on failed --webhook URL (or --run-job JOB)`),
+      hookForm(job.name)),
     deliveries.length ? h("h2", {}, "Deliveries") : null,
     deliveries.length ? h("div", { class: "panel" }, deliveryTable(deliveries)) : null].filter((part) => part !== null));
 }
@@ -241,13 +242,19 @@ async function jobPage(view, name) {
 function fact(label, value) { return [h("dt", {}, label), h("dd", {}, value)]; }
 
 // The values Run now sends for a job's parameters: one field each, a list where it has choices, its default filled
-// in. The server checks them (a bad one comes back as the banner's error, naming it).
-function paramForm(params) {
+// in. The server checks them (a bad one comes back as the banner's error, naming it). What was typed survives the
+// page's live updates (kept until another job's page is shown).
+function paramForm(jobName, params) {
+  if (state.paramDraftOf !== jobName) { state.paramDraftOf = jobName; state.paramDraft = {}; }
+  const draft = state.paramDraft;
+  const keep = (e) => { draft[e.target.dataset.param] = e.target.value; };
   return h("div", { class: "panel params", id: "run-params" }, h("div", { class: "row" }, params.map((param) => {
     const id = `param-${param.name}`;
+    const current = draft[param.name] ?? param.default ?? "";
     const input = param.choices
-      ? h("select", { id, "data-param": param.name }, param.choices.map((c) => h("option", { value: c, selected: c === param.default }, c)))
-      : h("input", { id, type: "text", "data-param": param.name, value: param.default ?? "", autocomplete: "off",
+      ? h("select", { id, "data-param": param.name, onchange: keep },
+          param.choices.map((c) => h("option", { value: c, selected: c === current }, c)))
+      : h("input", { id, type: "text", "data-param": param.name, value: current, autocomplete: "off", oninput: keep,
           placeholder: param.pattern ? `matching ${param.pattern}` : "", required: !!param.required });
     return h("div", { class: "field" }, h("label", { for: id }, param.name + (param.required ? " *" : "")), input);
   })));
@@ -261,15 +268,52 @@ function paramValues() {
   return values;
 }
 
+// Adds a hook to a job: a webhook (its signing secret shown once, here) or a chain. The server checks it all.
+function hookForm(jobName) {
+  const events = ["failed", "dead", "timed_out", "succeeded", "recovered", "late"];
+  const event = h("select", { id: "hook-event" }, events.map((e) => h("option", { value: e }, e)));
+  const action = h("select", { id: "hook-action" }, h("option", { value: "url" }, "call a webhook"), h("option", { value: "run_job" }, "run a job"));
+  const target = h("input", { id: "hook-target", type: "text", class: "mono", autocomplete: "off", placeholder: "https://hooks.slack.com/services/…" });
+  const late = h("input", { id: "hook-late-after", type: "text", class: "w-90", placeholder: "late after 10m", autocomplete: "off" });
+  const said = h("div", { id: "hook-result", class: "hint" });
+  action.addEventListener("change", () => { target.placeholder = action.value === "url" ? "https://hooks.slack.com/services/…" : "another job's name"; });
+  const form = h("form", { class: "hook-form", id: "hook-form" }, "On ", event, " ", action, " ", target, " ", late, " ",
+    h("button", { type: "submit", id: "add-hook" }, "Add hook"), said);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { job: jobName, event: event.value };
+    body[action.value] = target.value.trim();
+    if (late.value.trim() !== "") body.late_after = late.value.trim();
+    try {
+      const added = await api("/hooks", { method: "POST", body });
+      if (added.secret) {
+        // Shown this once: the receiver verifies signatures with it.
+        said.replaceChildren("Added. Its signing secret, shown this once: ", h("code", { id: "hook-secret" }, added.secret));
+        state.refresh = null;
+      } else {
+        await render();
+      }
+    } catch (error) {
+      said.textContent = error.message;
+    }
+  });
+  return form;
+}
+
 // A job's webhooks (its own and the fleet's): where each goes, its origin alone, never a secret.
 function hookTable(hooks) {
   return h("table", { id: "hooks" },
-    h("thead", {}, h("tr", {}, h("th", {}, "On"), h("th", {}, "To"), h("th", { class: "hide-narrow" }, "Job"), h("th", {}, "Attempts"))),
+    h("thead", {}, h("tr", {}, h("th", {}, "On"), h("th", {}, "To"), h("th", { class: "hide-narrow" }, "Job"), h("th", {}, "Attempts"), h("th", {}))),
     h("tbody", {}, hooks.map((hook) => h("tr", { class: "hook", "data-event": hook.event },
       h("td", {}, hook.event + (hook.late_after ? ` (${hook.late_after})` : "")),
       h("td", { class: "mono" }, hook.run_job ? h("a", { href: `#/jobs/${enc(hook.run_job)}` }, `run job ${hook.run_job}`) : hook.url_origin),
       h("td", { class: "hide-narrow" }, hook.job_name === "*" ? "every job" : hook.job_name),
-      h("td", {}, hook.run_job ? "—" : String(hook.max_attempts))))));
+      h("td", {}, hook.run_job ? "—" : String(hook.max_attempts)),
+      h("td", {}, button("Remove", async () => {
+        if (!confirm(`Remove this ${hook.run_job ? "chain" : "webhook"} (on ${hook.event})?`)) return;
+        await api(`/hooks/${hook.id}`, { method: "DELETE" });
+        await render();
+      }, "", { "data-action": "remove-hook" }))))));
 }
 
 // The latest deliveries of a job's webhooks; a failed one can be sent again.
@@ -293,7 +337,7 @@ function inherited(job, key, value) {
 }
 
 async function runPage(view, id) {
-  const run = await api(`/runs/${id}`);
+  const [run, deliveries] = await Promise.all([api(`/runs/${id}`), api(`/deliveries?run=${encodeURIComponent(id)}&limit=50`)]);
   state.runOutputOf = Number(id);
   const live = run.status === "running" || run.status === "pending";
   view.replaceChildren(
@@ -316,7 +360,9 @@ async function runPage(view, id) {
       run.error ? fact("Error", h("span", { class: "mono" }, run.error)) : null)),
     h("h2", {}, "Output", live ? h("span", { class: "badge running" }, "live") : null,
       run.output_truncated ? h("span", { class: "muted" }, ` (last part of ${run.output_bytes} bytes)`) : null),
-    h("pre", { class: "output", id: "run-output" }, run.output || (live ? "(waiting for output…)" : "(no output)")));
+    h("pre", { class: "output", id: "run-output" }, run.output || (live ? "(waiting for output…)" : "(no output)")),
+    deliveries.length ? h("h2", {}, "Deliveries") : "",
+    deliveries.length ? h("div", { class: "panel" }, deliveryTable(deliveries)) : "");
   const pre = document.getElementById("run-output");
   pre.scrollTop = pre.scrollHeight;
 }

@@ -654,9 +654,13 @@ BEGIN
         -- update above changes no indexed column and stays HOT.
         INSERT INTO tock.run_leases (worker_id, run_id, pool, job_id) SELECT p_worker, c.id, v_pool, c.job_id FROM claimed c
     )
-    SELECT c.id, j.id, j.name, coalesce(j.script, ''), tock.run_args(j.args, c.params),
+    -- The common run, with no parameters, chain, environment, secrets or request, calls no function for them.
+    SELECT c.id, j.id, j.name, coalesce(j.script, ''),
+           CASE WHEN c.params IS NULL THEN j.args ELSE tock.run_args(j.args, c.params) END,
            extract(epoch FROM c.timeout_at - p_now)::float8, c.attempt, c.trigger, c.scheduled_for,
-           tock.run_extras(c.params, c.upstream, j.env, j.secrets, j.http)
+           CASE WHEN c.params IS NOT NULL OR c.upstream IS NOT NULL OR j.env IS NOT NULL OR j.secrets IS NOT NULL
+                     OR j.http IS NOT NULL
+                THEN tock.run_extras(c.params, c.upstream, j.env, j.secrets, j.http) END
     FROM claimed c JOIN tock.jobs j ON j.id = c.job_id
     ORDER BY c.priority DESC, c.run_after, c.id;
     END IF;

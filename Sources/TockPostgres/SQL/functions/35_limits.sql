@@ -208,7 +208,8 @@ BEGIN
         v_job_rooms[v_i] := v_job_rooms[v_i] - 1;
         v_got := v_got + 1;
         RETURN QUERY
-        SELECT v_claimed.id, j.id, j.name, coalesce(j.script, ''), tock.run_args(j.args, v_claimed.params),
+        SELECT v_claimed.id, j.id, j.name, coalesce(j.script, ''),
+               CASE WHEN v_claimed.params IS NULL THEN j.args ELSE tock.run_args(j.args, v_claimed.params) END,
                extract(epoch FROM v_claimed.timeout_at - p_now)::float8, v_claimed.attempt, v_claimed.trigger,
                v_claimed.scheduled_for, tock.run_extras(v_claimed.params, v_claimed.upstream, j.env, j.secrets, j.http)
         FROM tock.jobs j WHERE j.id = v_claimed.job_id;
