@@ -39,6 +39,11 @@ public struct HostAllowList: Sendable, Equatable {
     /// Whether `host` (as the URL names it, brackets of an IPv6 literal removed) is allowed.
     public func allows(host: String) -> Bool {
         let host = host.lowercased()
+        // A name or an address as written: anything else (a %00 decoded into the name, say) is no host to allow,
+        // whatever the pattern, for the resolver may read it otherwise than this comparison does.
+        guard !host.isEmpty, host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":") }) else {
+            return false
+        }
         return patterns.contains { pattern in
             if pattern == "*" { return true }
             if pattern.hasPrefix("*.") { return host.hasSuffix(String(pattern.dropFirst(1))) && host.count > pattern.count - 1 }

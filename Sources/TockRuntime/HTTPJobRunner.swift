@@ -53,7 +53,7 @@ final class HTTPJobRunner: Sendable {
     /// `control` is cancelled.
     func send(_ spec: HTTPRequestSpec, timeoutSeconds: Double, control: ScriptControl) async -> RunOutcome {
         if let refusal = refusal(of: spec.url) {
-            return RunOutcome(status: .failed, error: refusal)
+            return RunOutcome(status: .failed, error: Self.storable(refusal))
         }
         guard let client else { return RunOutcome(status: .failed, error: "no HTTP client") }
         let started = ContinuousClock.now
@@ -80,7 +80,7 @@ final class HTTPJobRunner: Sendable {
                     }
                 }
             }
-            return (Int(response.status.code), response.status.reasonPhrase, String(buffer: kept), total)
+            return (Int(response.status.code), Self.storable(response.status.reasonPhrase), Self.storable(String(buffer: kept)), total)
         }
         // Cancelled by the operator, or past the job's timeout: the request stops.
         let watch = Task {
@@ -119,7 +119,13 @@ final class HTTPJobRunner: Sendable {
     }
 
     static func describe(_ error: any Error) -> String {
-        if let client = error as? HTTPClientError { return "\(client)".prefix(300).description }
-        return String(describing: error).prefix(300).description
+        if let client = error as? HTTPClientError { return storable("\(client)".prefix(300).description) }
+        return storable(String(describing: error).prefix(300).description)
+    }
+
+    /// Text PostgreSQL takes: a zero byte (a binary answer, a hostile server) would make the run's finish, and every
+    /// other run's in its batch, fail.
+    static func storable(_ text: String) -> String {
+        text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}")
     }
 }

@@ -1,25 +1,35 @@
 import Foundation
 import TockCore
 
-/// A worker's secrets (`--secrets-file`): `NAME=value` lines (blank lines and `#` comments aside) in a regular file
-/// of the worker's user that no one else may read. A job names the secrets it needs (tock.jobs.secrets); their
-/// values go into its scripts' environment from here, never through the database, and are masked in those runs'
-/// output before it is stored or streamed.
+/// A worker's secrets (`--secrets-file`): `NAME:JOBS=value` lines (blank lines and `#` comments aside) in a regular
+/// file of the worker's user that no one else may read. JOBS says which jobs may have it, comma separated, or `*`
+/// for every job: whoever may edit jobs chooses which secrets a job names and where an HTTP job sends them, so a
+/// secret open to every job is open to them. A job names the secrets it needs (tock.jobs.secrets); their values go
+/// into its scripts' environment from here, never through the database, and are masked in those runs' output before
+/// it is stored or streamed.
 public struct SecretsFile: Sendable {
     public let path: String
     private let values: [String: String]
+    /// The jobs each may go to; nil: every job.
+    private let jobs: [String: Set<String>?]
 
     /// Values shorter than this could not be masked without masking ordinary text too.
     static let shortest = 4
 
-    public init(path: String, values: [String: String]) {
+    public init(path: String, values: [String: String], jobs: [String: Set<String>?] = [:]) {
         self.path = path
         self.values = values
+        self.jobs = jobs
     }
 
     public var names: [String] { values.keys.sorted() }
 
-    public func value(_ name: String) -> String? { values[name] }
+    /// `name`'s value when `job` may have it.
+    public func value(_ name: String, for job: String) -> String? {
+        guard let value = values[name] else { return nil }
+        if let allowed = jobs[name] ?? nil, !allowed.contains(job) { return nil }
+        return value
+    }
 
     /// Reads and checks the file; every refusal names the file and the fix.
     public static func load(_ path: String) throws(TockError) -> SecretsFile {
@@ -52,18 +62,29 @@ public struct SecretsFile: Sendable {
         return try parse(String(decoding: data, as: UTF8.self), path: path)
     }
 
-    /// `NAME=value` lines; the value is the rest of the line as it is (no quotes are taken off).
-    static func parse(_ text: String, path: String) throws(TockError) -> SecretsFile {
+    /// `NAME:JOBS=value` lines; the value is the rest of the line as it is (no quotes are taken off).
+    public static func parse(_ text: String, path: String) throws(TockError) -> SecretsFile {
         var values: [String: String] = [:]
+        var scopes: [String: Set<String>?] = [:]
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
             if line.allSatisfy(\.isWhitespace) || line.first == "#" { continue }
             let place = "secrets-file: \(path) line \(index + 1)"
             guard let equals = line.firstIndex(of: "=") else {
-                throw TockError(.invalidInput, field: "secrets-file", "\(place) is not NAME=value")
+                throw TockError(.invalidInput, field: "secrets-file", "\(place) is not NAME:JOBS=value")
             }
-            let name = String(line[..<equals])
+            let head = line[..<equals]
             let value = String(line[line.index(after: equals)...])
+            guard let colon = head.firstIndex(of: ":") else {
+                throw TockError(.invalidInput, field: "secrets-file", """
+                    \(place): say which jobs may have \(head.prefix(64)): \(head.prefix(64)):deploy,backup=value, or \(head.prefix(64)):*=value for every job
+                    """)
+            }
+            let name = String(head[..<colon])
+            let scope = head[head.index(after: colon)...].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard !scope.isEmpty, scope.allSatisfy({ !$0.isEmpty }) else {
+                throw TockError(.invalidInput, field: "secrets-file", "\(place): give \(name)'s jobs after the colon, or *")
+            }
             guard let first = name.unicodeScalars.first, first == "_" || (first.isASCII && CharacterSet.letters.contains(first)),
                   name.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && CharacterSet.alphanumerics.contains($0)) }),
                   name.count <= 64 else {
@@ -77,8 +98,9 @@ public struct SecretsFile: Sendable {
                                 "\(place): \(name)'s value is shorter than \(shortest) characters, too short to be masked in output")
             }
             values[name] = value
+            scopes[name] = scope.contains("*") ? Optional<Set<String>>.none : Set(scope)
         }
-        return SecretsFile(path: path, values: values)
+        return SecretsFile(path: path, values: values, jobs: scopes)
     }
 }
 
@@ -94,6 +116,7 @@ public struct SecretMask: Sendable {
     public var isEmpty: Bool { values.isEmpty }
 
     public func apply(_ text: String) -> String {
-        values.reduce(text) { masked, value in masked.replacingOccurrences(of: value, with: "***") }
+        // Literal: compared as Unicode text, a value followed by a combining mark would not match, and be kept.
+        values.reduce(text) { masked, value in masked.replacingOccurrences(of: value, with: "***", options: .literal) }
     }
 }

@@ -414,11 +414,13 @@ public final class Worker: Service, Sendable {
     private func sendRequest(_ spec: HTTPRequestSpec, of run: ClaimedRun, control: ScriptControl, logger: Logger) async -> RunOutcome {
         var spec = spec
         var values: [String] = []
-        for name in run.secrets {
-            guard let value = configuration.secrets?.value(name) else {
-                return RunOutcome(status: .failed, error: "the job needs secret \(name), which this worker's secrets file does not hold")
+        for name in run.secrets where Self.isJobVariable(name) {
+            guard let value = configuration.secrets?.value(name, for: run.jobName) else {
+                return RunOutcome(status: .failed, error: "the job needs secret \(name), which this worker's secrets file does not hold for job \(run.jobName)")
             }
             let placeholder = "{{secret.\(name)}}"
+            // Into the URL's path and query too; the host is checked against --http-allow after.
+            spec.url = spec.url.replacingOccurrences(of: placeholder, with: value.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+#?/"))) ?? "")
             spec.headers = spec.headers?.mapValues { $0.replacingOccurrences(of: placeholder, with: value) }
             spec.body = spec.body?.replacingOccurrences(of: placeholder, with: value)
             values.append(value)
@@ -452,10 +454,10 @@ public final class Worker: Service, Sendable {
             environment["TOCK_SCRIPT"] = path
             // The secrets its job names, from this worker's file; their values are masked in what it prints.
             var secretValues: [String] = []
-            for name in run.secrets {
-                guard let value = configuration.secrets?.value(name) else {
+            for name in run.secrets where Self.isJobVariable(name) {
+                guard let value = configuration.secrets?.value(name, for: run.jobName) else {
                     return RunOutcome(status: .failed, error: configuration.secrets.map {
-                        "the job needs secret \(name), which this worker's secrets file \($0.path) does not hold: add it there"
+                        "the job needs secret \(name), which this worker's secrets file \($0.path) does not hold for job \(run.jobName): add it there (\(name):\(run.jobName)=value)"
                     } ?? "the job needs secret \(name), and this worker has no secrets file: start it with --secrets-file FILE")
                 }
                 environment[name] = value
@@ -528,18 +530,24 @@ public final class Worker: Service, Sendable {
         return environment
     }
 
-    /// A job's own variable, as a claim gives it: tock.is_env_name is the rule (checked when the job is saved); this
-    /// is the floor the worker keeps whatever the database holds: a name of letters, digits and _, nothing that
-    /// changes how programs load or what the shell runs, nothing Tock sets.
+    /// A job's own variable, as a claim gives it: tock.is_env_name's rule, kept here too, for a variable reaches the
+    /// script whatever the database holds (a row written by hand): a name of letters, digits and _, nothing Tock
+    /// sets, nothing that changes what a program loads or runs.
     static func isJobVariable(_ name: String) -> Bool {
         let upper = name.uppercased()
         guard let first = name.utf8.first, first == UInt8(ascii: "_") || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(first & 0xDF),
               name.utf8.count <= 64,
               name.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
                   || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0 & 0xDF) }) else { return false }
-        return !upper.hasPrefix("LD_") && !upper.hasPrefix("TOCK_")
-            && !["PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "GCONV_PATH"].contains(upper)
+        return !deniedPrefixes.contains(where: upper.hasPrefix) && !upper.hasSuffix("_PROXY") && !deniedNames.contains(upper)
     }
+
+    static let deniedPrefixes = ["TOCK_", "LD_", "DYLD_", "PERL", "PYTHON", "NODE_", "RUBY", "JAVA_", "_JAVA_", "JDK_", "GIT_",
+                                 "OPENSSL_", "GLIBC_", "GCONV_", "MALLOC_", "BASH_FUNC_"]
+    static let deniedNames: Set = ["PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND",
+                                   "CDPATH", "GLOBIGNORE", "SHELL", "USER", "LOGNAME", "TMPDIR", "NLSPATH", "LOCPATH",
+                                   "HOSTALIASES", "RES_OPTIONS", "TZDIR", "BROWSER", "PAGER", "EDITOR", "VISUAL", "LESSOPEN",
+                                   "LESSCLOSE", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE"]
 
     /// The names a claim may add to a script's environment: TOCK_PARAM_<NAME> and a chained run's TOCK_UPSTREAM_*
     /// (tock.run_environment). Anything else a claim carried (a caller that wrote tock.runs by hand) is dropped: a

@@ -1,6 +1,7 @@
 """An HTTP server for the HTTP job tests. Usage: server.py PORT LOG. Each request appends one JSON line to LOG (method,
 path, headers, body). Paths: /ok answers 200 "pong <body>"; /fail 503; /slow after 5 s; /big 200 with 100 KiB;
-/redirect 302 to /ok (which a worker must not follow); /echo-auth 200 with the Authorization header's value.
+/redirect 302 to /ok (which a worker must not follow); /nul 200 with a zero byte; /echo-auth 200 with the Authorization
+header's value.
 """
 import json
 import sys
@@ -26,6 +27,8 @@ class Handler(BaseHTTPRequestHandler):
             payload = b"x" * (100 * 1024)
         elif self.path == "/redirect":
             status, payload, extra = 302, b"", {"location": f"http://127.0.0.1:{PORT}/ok"}
+        elif self.path == "/nul":
+            payload = b"before\x00after"
         elif self.path == "/echo-auth":
             payload = ("auth " + self.headers.get("authorization", "")).encode()
         self.send_response(status)

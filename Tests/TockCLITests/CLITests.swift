@@ -269,7 +269,7 @@ struct SecretCLITests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let secrets = directory + "/secrets"
         let value = "s3cr3t-\(UUID().uuidString)"
-        try "API_TOKEN=\(value)\n".write(toFile: secrets, atomically: true, encoding: .utf8)
+        try "API_TOKEN:use=\(value)\n".write(toFile: secrets, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: secrets)
         let settings = try await TestDatabase.create()
         func run(_ arguments: [String]) async throws -> Invocation { try await tock(arguments, settings: settings, directory: directory) }

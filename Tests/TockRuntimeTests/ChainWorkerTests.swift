@@ -48,6 +48,22 @@ struct ChainWorkerTests {
             #expect(try await database.run(alerted.id).output == "cleaning up after load failed\n")
             // One run each: the chain ran once per end.
             #expect(try await database.runs().count == 3)
+            // A paused job is not run by a chain; one end that is two events (failed, dead) runs the next job once.
+            try await database.setJobEnabled("alert", false)
+            _ = try await database.createJob(JobDefinition(name: "notify", script: "alert.sh"))
+            _ = try await Self.addChain(database, "load", on: "failed", run: "notify")
+            _ = try await Self.addChain(database, "load", on: "dead", run: "notify")
+            let again = try await database.runNow("load")
+            let worker2 = try Worker(database: database, settings: settings,
+                                     configuration: .testing(scriptsDirectory: directory), logger: TestDatabase.logger)
+            try await withServices([worker2]) { () async throws -> Void in
+                let notified = try await eventually { try await database.runs(job: "notify").first?.status == "succeeded" }
+                #expect(notified)
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(try await database.run(again, withOutput: false).status == "failed")
+            #expect(try await database.runs(job: "notify").count == 1, "load's end was failed and dead: notify ran once")
+            #expect(try await database.runs(job: "alert").count == 1, "alert is paused: the chain did not run it")
             // The upstream shows in the run's detail, for the portal and the API.
             let upstream = try await database.client.query(
                 "SELECT upstream::text FROM tock.run_history WHERE id = \(alerted.id)").decode(String.self).all().first
@@ -83,6 +99,8 @@ struct ChainWorkerTests {
                 }
             }
             #expect(try await database.hooks().count == 2)
+            // The same chain twice: refused (twenty copies would start twenty runs per end).
+            await #expect(throws: TockError.self) { try await Self.addChain(database, "a", on: "succeeded", run: "b") }
             // A job run by a chain may not make a parameter required without a default.
             await #expect(throws: TockError.self) {
                 try await database.updateJob("b", json: #"{"params": [{"name": "x", "required": true}]}"#)

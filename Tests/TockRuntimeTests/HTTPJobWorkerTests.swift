@@ -72,7 +72,7 @@ struct HTTPJobWorkerTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let secretsFile = FileManager.default.temporaryDirectory.appendingPathComponent("tock-secrets-\(UUID().uuidString)").path
         let token = "tok-\(UUID().uuidString)"
-        try "API_TOKEN=\(token)\n".write(toFile: secretsFile, atomically: true, encoding: .utf8)
+        try "API_TOKEN:auth=\(token)\n".write(toFile: secretsFile, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: secretsFile)
         defer { try? FileManager.default.removeItem(atPath: secretsFile) }
         try await TestDatabase.withFresh { database, settings in
@@ -83,6 +83,7 @@ struct HTTPJobWorkerTests {
             _ = try await database.createJob(job("slow", HTTPRequestSpec(method: "GET", url: "\(base)/slow"), timeout: 1))
             _ = try await database.createJob(job("moved", HTTPRequestSpec(method: "GET", url: "\(base)/redirect")))
             _ = try await database.createJob(job("big", HTTPRequestSpec(method: "GET", url: "\(base)/big")))
+            _ = try await database.createJob(job("nul", HTTPRequestSpec(method: "GET", url: "\(base)/nul")))
             _ = try await database.createJob(job("auth", HTTPRequestSpec(method: "GET", url: "\(base)/echo-auth",
                                                                        headers: ["Authorization": "Bearer {{secret.API_TOKEN}}"]),
                                                secrets: ["API_TOKEN"]))
@@ -91,7 +92,7 @@ struct HTTPJobWorkerTests {
             configuration.secrets = try SecretsFile.load(secretsFile)
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
             var runs: [String: Int64] = [:]
-            for name in ["ping", "down", "down-ok", "slow", "moved", "big", "auth"] { runs[name] = try await database.runNow(name) }
+            for name in ["ping", "down", "down-ok", "slow", "moved", "big", "auth", "nul"] { runs[name] = try await database.runNow(name) }
             try await withServices([worker]) { () async throws -> Void in
                 let ended = try await eventually(timeout: .seconds(30)) {
                     try await database.runs().allSatisfy { RunStatus(rawValue: $0.status)?.isFinal == true }
@@ -119,11 +120,26 @@ struct HTTPJobWorkerTests {
             let big = try await run("big")
             #expect(big.status == "succeeded" && (big.output?.utf8.count ?? 0) < 66 * 1024
                     && big.output?.contains("more bytes of the answer not kept") == true)
+            // A zero byte in the answer, which PostgreSQL's text refuses, does not stop the run's finish.
+            let nul = try await run("nul")
+            #expect(nul.status == "succeeded" && nul.output?.hasSuffix("before\u{FFFD}after") == true, "\(nul.output ?? "-")")
             let auth = try await run("auth")
             let heard = server.requests.first { ($0["path"] as? String) == "/echo-auth" }
             #expect((heard?["headers"] as? [String: String])?["authorization"] == "Bearer \(token)")
             #expect(auth.status == "succeeded" && auth.output?.hasSuffix("auth Bearer ***") == true, "\(auth.output ?? "-")")
         }
+    }
+
+    @Test("a host written with %-encoding is refused when the job is saved, and by the allow list")
+    func encodedHostsRefused() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            for url in ["http://169.254.169.254%00.allowed.example/", "http://user@allowed.example/", "http://allowed.example%2F@x/"] {
+                await #expect(throws: TockError.self, "\(url)") { try await database.createJob(job("bad", HTTPRequestSpec(url: url))) }
+            }
+        }
+        let allow = try HostAllowList("*.allowed.example", field: "http-allow")
+        #expect(allow.allows(host: "api.allowed.example"))
+        #expect(!allow.allows(host: "169.254.169.254\u{0}.allowed.example") && !allow.allows(host: "a b.allowed.example"))
     }
 
     @Test("a worker refuses hosts outside --http-allow, and sends nothing without one (SSRF)")

@@ -45,7 +45,7 @@ struct SecretWorkerTests {
             echo done
             """])
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let file = try Self.secretsFile("# the worker's secrets\nAPI_TOKEN=\(Self.token)\n\nOTHER=unused-value\n")
+        let file = try Self.secretsFile("# the worker's secrets\nAPI_TOKEN:deploy,report=\(Self.token)\n\nOTHER:*=unused-value\n")
         defer { try? FileManager.default.removeItem(atPath: file) }
         try await TestDatabase.withFresh { database, settings in
             var job = JobDefinition(name: "deploy", script: "deploy.sh")
@@ -80,7 +80,7 @@ struct SecretWorkerTests {
     func missingSecretFails() async throws {
         let directory = try makeScriptsDirectory(["x.sh": "#!/bin/sh\necho ran\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let file = try Self.secretsFile("OTHER=some-value\n")
+        let file = try Self.secretsFile("OTHER:*=some-value\nDB_PASSWORD:another-job=not-for-x\n")
         defer { try? FileManager.default.removeItem(atPath: file) }
         try await TestDatabase.withFresh { database, settings in
             var job = JobDefinition(name: "x", script: "x.sh")
@@ -95,8 +95,9 @@ struct SecretWorkerTests {
                     #expect(try await eventually { try await database.run(run, withOutput: false).status == "failed" })
                 }
                 let error = try await database.run(run).error ?? ""
+                // The file holds DB_PASSWORD, for another job only.
                 #expect(error.contains("the job needs secret DB_PASSWORD")
-                        && error.contains(secrets == nil ? "start it with --secrets-file FILE" : "\(file) does not hold"), "\(error)")
+                        && error.contains(secrets == nil ? "start it with --secrets-file FILE" : "\(file) does not hold for job x"), "\(error)")
                 #expect(try await database.run(run).output?.contains("ran") != true, "the script ran without its secret")
             }
         }
@@ -104,7 +105,7 @@ struct SecretWorkerTests {
 
     @Test("a secrets file others may read, a link, a short value or a malformed line is refused, naming the fix")
     func secretsFileRefused() throws {
-        let open = try Self.secretsFile("A_TOKEN=long-enough\n", mode: 0o644)
+        let open = try Self.secretsFile("A_TOKEN:*=long-enough\n", mode: 0o644)
         defer { try? FileManager.default.removeItem(atPath: open) }
         #expect(throws: TockError.self) { try SecretsFile.load(open) }
         do { _ = try SecretsFile.load(open) } catch { #expect(error.message.contains("chmod 600"), "\(error.message)") }
@@ -114,8 +115,15 @@ struct SecretWorkerTests {
         defer { try? FileManager.default.removeItem(atPath: link) }
         #expect(throws: TockError.self) { try SecretsFile.load(link) }
         #expect(try SecretsFile.load(open).names == ["A_TOKEN"])
-        for (text, says) in [("SHORT=abc\n", "too short to be masked"), ("no equals sign\n", "is not NAME=value"),
-                             ("A=1234\nA=5678\n", "A is given twice"), ("1BAD=12345\n", "is not a name")] {
+        // Scoped to jobs: a job not named does not get it; masking is literal (a combining mark after it changes nothing).
+        let scoped = try SecretsFile.parse("K:deploy,backup=value-1\n", path: "test")
+        #expect(scoped.value("K", for: "deploy") == "value-1" && scoped.value("K", for: "report") == nil)
+        #expect(SecretMask(["value-1"]).apply("x value-1\u{301} y") == "x ***\u{301} y")
+        for (text, says) in [("SHORT:*=abc\n", "too short to be masked"), ("no equals sign\n", "is not NAME:JOBS=value"),
+                             ("A:*=1234\nA:x=5678\n", "A is given twice"), ("1BAD:*=12345\n", "is not a name"),
+                             // Deny by default: a secret says which jobs may have it.
+                             ("OPEN=12345678\n", "say which jobs may have OPEN: OPEN:deploy,backup=value"),
+                             ("EMPTY:=12345678\n", "give EMPTY's jobs after the colon")] {
             let file = try Self.secretsFile(text)
             defer { try? FileManager.default.removeItem(atPath: file) }
             do {
@@ -131,6 +139,12 @@ struct SecretWorkerTests {
     func namesChecked() async throws {
         try await TestDatabase.withFresh { database, _ in
             for (fields, says) in [(#""env": {"LD_PRELOAD": "/tmp/x.so"}"#, "LD_PRELOAD may not be set"),
+                                   // What an interpreter runs before the script, or where its requests go.
+                                   (#""env": {"PERL5OPT": "-Mbase;system(q(id))"}"#, "PERL5OPT may not be set"),
+                                   (#""env": {"NODE_OPTIONS": "--require /tmp/x.js"}"#, "NODE_OPTIONS may not be set"),
+                                   (#""env": {"PYTHONSTARTUP": "/tmp/x.py"}"#, "PYTHONSTARTUP may not be set"),
+                                   (#""env": {"https_proxy": "http://evil.example"}"#, "https_proxy may not be set"),
+                                   (#""env": {"GIT_SSH_COMMAND": "sh -c id"}"#, "GIT_SSH_COMMAND may not be set"),
                                    (#""env": {"PATH": "/tmp"}"#, "PATH may not be set"),
                                    (#""env": {"TOCK_RUN_ID": "1"}"#, "TOCK_RUN_ID may not be set"),
                                    (#""env": {"MODE": 1}"#, "MODE: expected a string"),

@@ -220,12 +220,19 @@ RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- A job's environment and secrets (migration 0024): names of letters, digits and '_' (not starting with a digit, at
--- most 64), none that Tock sets (TOCK_…) or that changes how programs load (LD_…, and a few a shell or the C library
--- reads before the script runs); values as a parameter's.
+-- most 64), none that Tock sets (TOCK_…), and none that changes what a program loads or runs: whoever may edit a job
+-- chooses its variables, and must not get to run code of their own as the worker's user (PERL5OPT, NODE_OPTIONS,
+-- PYTHONSTARTUP, LD_PRELOAD, BASH_ENV, a proxy that reroutes the script's requests, a CA bundle that trusts theirs).
+-- Any case: a program may read either. The worker keeps the same list (Worker.isJobVariable). Values as a
+-- parameter's.
 CREATE OR REPLACE FUNCTION tock.is_env_name(p_name text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
-    SELECT p_name ~ '^[A-Za-z_][A-Za-z0-9_]{0,63}$' AND upper(p_name) !~ '^(TOCK_|LD_)'
-       AND upper(p_name) NOT IN ('PATH', 'HOME', 'IFS', 'ENV', 'BASH_ENV', 'SHELLOPTS', 'GCONV_PATH', 'LOCPATH',
-                                 'NLSPATH', 'MALLOC_CHECK_', 'HOSTALIASES', 'RES_OPTIONS', 'TZDIR')
+    SELECT p_name ~ '^[A-Za-z_][A-Za-z0-9_]{0,63}$'
+       AND upper(p_name) !~ '^(TOCK_|LD_|DYLD_|PERL|PYTHON|NODE_|RUBY|JAVA_|_JAVA_|JDK_|GIT_|OPENSSL_|GLIBC_|GCONV_|MALLOC_|BASH_FUNC_)'
+       AND upper(p_name) !~ '_PROXY$'
+       AND upper(p_name) NOT IN ('PATH', 'HOME', 'IFS', 'ENV', 'BASH_ENV', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'PROMPT_COMMAND',
+                                 'CDPATH', 'GLOBIGNORE', 'SHELL', 'USER', 'LOGNAME', 'TMPDIR', 'NLSPATH', 'LOCPATH',
+                                 'HOSTALIASES', 'RES_OPTIONS', 'TZDIR', 'BROWSER', 'PAGER', 'EDITOR', 'VISUAL', 'LESSOPEN',
+                                 'LESSCLOSE', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'CURL_CA_BUNDLE', 'REQUESTS_CA_BUNDLE')
 $$;
 
 CREATE OR REPLACE FUNCTION tock.checked_job_env(p_env jsonb)
@@ -311,9 +318,11 @@ BEGIN
         PERFORM tock.raise_invalid('http', format('%L is not GET, HEAD, POST, PUT, PATCH or DELETE', left(v_method, 20)));
     END IF;
     v_url := p_http ->> 'url';
-    IF v_url IS NULL OR length(v_url) > 2000 OR v_url !~ '^https?://[^/?#@[:space:][:cntrl:]]+([/?#][^[:space:][:cntrl:]]*)?$' THEN
+    -- The host as a name or an address, nothing encoded: a resolver may read %00 or the like otherwise than the
+    -- worker's --http-allow does.
+    IF v_url IS NULL OR length(v_url) > 2000 OR v_url !~ '^https?://[A-Za-z0-9._:\[\]-]+([/?#][^[:space:][:cntrl:]]*)?$' THEN
         PERFORM tock.raise_invalid('http', format(
-            '%s is not an http:// or https:// URL with a host (and no user, password or space), of at most 2,000 characters',
+            '%s is not an http:// or https:// URL with a host of letters, digits, dots and dashes (no user, password, %%-encoding or space), of at most 2,000 characters',
             coalesce(quote_literal(left(v_url, 100)), 'no url')));
     END IF;
     IF p_http ? 'headers' AND jsonb_typeof(p_http -> 'headers') NOT IN ('object', 'null') THEN

@@ -77,6 +77,9 @@ BEGIN
         IF (SELECT count(*) FROM tock.hooks h WHERE h.job_id = v_job) >= 20 THEN
             PERFORM tock.raise_invalid('job', format('%s has 20 hooks already', p_job));
         END IF;
+        IF EXISTS (SELECT 1 FROM tock.hooks h WHERE h.job_id = v_job AND h.event = p_event AND h.run_job_id = v_target) THEN
+            PERFORM tock.raise_invalid('run_job', format('%s already runs %s when a run ends %s', p_job, p_run_job, p_event));
+        END IF;
         INSERT INTO tock.hooks (job_id, event, run_job_id, max_attempts) VALUES (v_job, p_event, v_target, 1)
         RETURNING id INTO v_id;
         RETURN QUERY SELECT v_id, NULL::text;
@@ -89,8 +92,8 @@ BEGIN
     IF p_url !~ '^https?://' THEN
         PERFORM tock.raise_invalid('url', 'not an http:// or https:// URL');
     END IF;
-    IF p_url !~ '^https?://[^/?#@[:space:]]+([/?#][^[:space:]]*)?$' THEN
-        PERFORM tock.raise_invalid('url', format('%L has no host, a user name or password, or a space',
+    IF p_url !~ '^https?://[A-Za-z0-9._:\[\]-]+([/?#][^[:space:]]*)?$' THEN
+        PERFORM tock.raise_invalid('url', format('%L has no host, a user name or password, %%-encoding in its host, or a space',
                                                  tock.url_origin(p_url)));
     END IF;
     IF p_secret IS NOT NULL AND p_secret !~ '^whsec_([A-Za-z0-9+/]{4}){8,50}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$' THEN
@@ -233,11 +236,21 @@ LANGUAGE sql STABLE SET jit = off AS $$
 $$;
 
 -- What the hooks a batch of ended runs sets off do, in the finish's transaction: a webhook's delivery goes into the
--- outbox; a chain's run is enqueued (trigger 'chain', its parameters' defaults, upstream: the run that ended).
--- Chains have no cycle (tock.add_hook), so a chain of runs ends.
+-- outbox; a chain's run is enqueued (trigger 'chain', its parameters' defaults, upstream: the run that ended and how
+-- many chained runs led to it), once per ended run and job however many of its events the end is. Chains have no
+-- cycle (tock.add_hook), and a run 20 chained runs deep starts no more, so a chain of runs ends. A paused job is not
+-- run by a chain.
 CREATE OR REPLACE FUNCTION tock.enqueue_hooks(p_runs bigint[], p_now timestamptz)
 RETURNS void LANGUAGE plpgsql SET jit = off AS $$
 BEGIN
+    -- The jobs chains would run, held until this commits: a delete of one under way is waited for, and the insert
+    -- below (a statement of its own, so a snapshot of its own) no longer sees it. A finish must not fail on it.
+    PERFORM 1 FROM tock.jobs t
+    WHERE t.id IN (SELECT h.run_job_id FROM tock.hooks h
+                   WHERE h.run_job_id IS NOT NULL
+                     AND h.job_id IN (SELECT f.job_id FROM tock.finished_runs f WHERE f.id = ANY (p_runs) AND f.finished_at >= p_now))
+    ORDER BY t.id
+    FOR SHARE;
     WITH set_off AS (
         SELECT * FROM tock.hooks_set_off(p_runs, p_now)
     ), delivered AS (
@@ -251,11 +264,14 @@ BEGIN
         ON CONFLICT ON CONSTRAINT deliveries_one_per_hook_run_event DO NOTHING
     )
     INSERT INTO tock.runs (job_id, trigger, priority, enqueued_at, run_after, pool, params, upstream)
-    SELECT t.id, 'chain', t.priority, p_now, p_now, t.pool, tock.param_defaults(t.params),
-           jsonb_build_object('run_id', (s.run).id, 'job', s.job_name, 'status', (s.run).status)
+    SELECT DISTINCT ON ((s.run).id, t.id)
+           t.id, 'chain', t.priority, p_now, p_now, t.pool, tock.param_defaults(t.params),
+           jsonb_build_object('run_id', (s.run).id, 'job', s.job_name, 'status', (s.run).status,
+                              'depth', coalesce(((s.run).upstream ->> 'depth')::int, 0) + 1)
     FROM set_off s
     JOIN tock.jobs t ON t.id = (s.hook).run_job_id
-    ORDER BY (s.run).id, (s.hook).id;
+    WHERE t.enabled AND coalesce(((s.run).upstream ->> 'depth')::int, 0) < 20
+    ORDER BY (s.run).id, t.id;
 END $$;
 
 -- The late hooks' deliveries (tock.rescue, each second): a scheduled run still pending late_after past its fire

@@ -16,6 +16,9 @@ ALTER TABLE tock.hooks ADD CONSTRAINT hooks_one_action CHECK (
     (run_job_id IS NULL AND url IS NOT NULL AND secret IS NOT NULL)
     OR (run_job_id IS NOT NULL AND url IS NULL AND secret IS NULL AND job_id IS NOT NULL AND event <> 'late'));
 CREATE INDEX IF NOT EXISTS hooks_run_job_idx ON tock.hooks (run_job_id) WHERE run_job_id IS NOT NULL;
+-- One chain from a job to another per event: twenty copies of one would start twenty runs per end, and each of
+-- those twenty more.
+CREATE UNIQUE INDEX IF NOT EXISTS hooks_one_chain_per_event ON tock.hooks (job_id, event, run_job_id) WHERE run_job_id IS NOT NULL;
 
 ALTER TABLE tock.runs DROP CONSTRAINT IF EXISTS runs_trigger_is_known;
 ALTER TABLE tock.runs ADD CONSTRAINT runs_trigger_is_known
