@@ -29,18 +29,7 @@ struct WebhookTests {
         /// before would be refused, and counted as an attempt the receiver never saw.
         func listening() async throws -> Self {
             let port = port
-            let up = try await eventually(timeout: .seconds(30), interval: .milliseconds(50)) {
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                guard fd >= 0 else { return false }
-                defer { close(fd) }
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = in_port_t(UInt16(port).bigEndian)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                return withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                } == 0
-            }
+            let up = try await eventually(timeout: .seconds(30), interval: .milliseconds(50)) { TestPorts.accepts(port) }
             try #require(up, "the receiver on port \(port) never listened")
             return self
         }

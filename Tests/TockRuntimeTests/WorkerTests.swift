@@ -28,7 +28,7 @@ func withServices<T: Sendable>(_ services: [any Service], _ body: @Sendable () a
 
 @Suite("worker and scheduler")
 struct WorkerTests {
-    @Test("with the safety sweep an hour away, a run-now wakes an idle worker through NOTIFY: claimed within 1 s")
+    @Test("with the safety sweep an hour away, a run-now wakes an idle worker through NOTIFY: claimed in seconds, not an hour")
     func notifyWakesIdleWorker() async throws {
         let directory = try makeScriptsDirectory(["hello.sh": "#!/bin/sh\necho \"hello $1 from $TOCK_JOB\"\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -46,12 +46,12 @@ struct WorkerTests {
                 #expect(await signals.reported(run) == .succeeded)
                 #expect(try await database.run(run, withOutput: false).status == "succeeded")
                 let info = try await database.run(run)
-                // From the run-now's commit to the claim, both on the database's clock: NOTIFY wakes a worker in
-                // milliseconds (`tock-bench latency` measures it), and a second is that promise with room for a loaded
-                // machine, not the test's own wait.
+                // From the run-now's commit to the claim, both on the database's clock: only NOTIFY could have woken the
+                // worker this soon (the sweep is an hour away). How soon it does is a benchmark's figure (`tock-bench
+                // latency`: milliseconds), not this test's: it once took 1.3 s here while a build ran beside it.
                 let claimedAfter = try #require(info.startedAt).timeIntervalSince(info.enqueuedAt)
                 print("notifyWakesIdleWorker: run-now to claimed \(String(format: "%.1f", claimedAfter * 1000)) ms")
-                #expect(claimedAfter < 1, "run-now to claimed took \(claimedAfter) s")
+                #expect(claimedAfter < 30, "run-now to claimed took \(claimedAfter) s")
                 #expect(info.output == "hello world from hello\n")
                 #expect(info.exitCode == 0)
                 #expect(info.trigger == "manual")
