@@ -76,10 +76,14 @@ struct EnvironmentOptionsTests {
             #expect(try await eventually { second.log.contains("worker started") && second.log.contains("name=etl-box") },
                     "\(second.log)")
             let bad = try TockProcess(["worker"], settings: settings, directory: directory, environment: ["TOCK_NO_SUCH": "1", "TOCK_CONCURRENCY": "many"])
-            // A bad value is the option's error, as on the command line (usage: exit 64); so is a bad flag's.
-            #expect(try await bad.wait() == 64 && bad.log.contains("--concurrency"), "\(bad.log)")
+            // A bad value is the option's error, as on the command line (usage: exit 64); so is a bad flag's. Waited
+            // for generously: once, with every other test running beside it, the exit was not seen within 30 s.
+            let badStatus = try await bad.wait(timeout: .seconds(120))
+            #expect(badStatus == 64 && bad.log.contains("--concurrency"), "exit \(badStatus.map(String.init) ?? "not yet"): \(bad.log)")
             let badFlag = try TockProcess(["up"], settings: settings, directory: directory, environment: ["TOCK_NO_API": "maybe"])
-            #expect(try await badFlag.wait() == 64 && badFlag.log.contains("TOCK_NO_API: 'maybe' is not true or false"), "\(badFlag.log)")
+            let flagStatus = try await badFlag.wait(timeout: .seconds(120))
+            #expect(flagStatus == 64 && badFlag.log.contains("TOCK_NO_API: 'maybe' is not true or false"),
+                    "exit \(flagStatus.map(String.init) ?? "not yet"): \(badFlag.log)")
         }
     }
 }
