@@ -409,8 +409,8 @@ public final class Worker: Service, Sendable {
         testSignals.send(.reported(run.runId, outcome.status))
     }
 
-    /// An HTTP job's run: its request sent, `{{secret.NAME}}` in its headers and body replaced by the secrets its job
-    /// names (masked again in what is kept of the answer).
+    /// An HTTP job's run: its request sent, `{{secret.NAME}}` in its URL's path and query, headers and body replaced by
+    /// the secrets its job names (masked again in what is kept of the answer, as the file holds them).
     private func sendRequest(_ spec: HTTPRequestSpec, of run: ClaimedRun, control: ScriptControl, logger: Logger) async -> RunOutcome {
         var spec = spec
         var values: [String] = []
