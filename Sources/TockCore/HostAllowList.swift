@@ -50,4 +50,24 @@ public struct HostAllowList: Sendable, Equatable {
             return host == pattern
         }
     }
+
+    /// Why `url` may not be sent to (not http(s), or its host is not allowed), naming `option`, the setting that lists
+    /// the hosts; nil when it may.
+    public func refusal(of url: String, option: String) -> String? {
+        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme),
+              var host = parsed.host, !host.isEmpty else {
+            return "not an http:// or https:// URL"
+        }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard allows(host: host) else {
+            return "host \(host) is not in \(option)"
+        }
+        return nil
+    }
+
+    /// A URL as logs may show it: scheme, host and port (its path or query may hold a token, a webhook's its secret).
+    public static func origin(_ url: String) -> String {
+        guard let parsed = URL(string: url), let scheme = parsed.scheme, let host = parsed.host else { return "?" }
+        return "\(scheme)://\(host)\(parsed.port.map { ":\($0)" } ?? "")"
+    }
 }

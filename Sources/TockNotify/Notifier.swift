@@ -149,7 +149,7 @@ public final class Notifier: Service, Sendable {
             let status = try await database.finishDelivery(delivery.id, attempt: delivery.attempt, code: code, error: failure,
                                                            startedAt: startedAt, duration: took, final: final)
             logger.info("webhook sent", metadata: [
-                "to": "\(Self.origin(delivery.url))", "code": "\(code.map(String.init) ?? "-")",
+                "to": "\(HostAllowList.origin(delivery.url))", "code": "\(code.map(String.init) ?? "-")",
                 "error": "\(failure ?? "-")", "status": "\(status)"])
         } catch {
             // Held until its hold runs out, then sent again: at least once.
@@ -159,21 +159,7 @@ public final class Notifier: Service, Sendable {
 
     /// Why `url` may not be sent to (its host is not allowed), or nil.
     func refusal(of url: String) -> String? {
-        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme),
-              var host = parsed.host, !host.isEmpty else {
-            return "not an http:// or https:// URL"
-        }
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard configuration.allow.allows(host: host) else {
-            return "host \(host) is not in this delivery service's --webhook-allow (TOCK_WEBHOOK_ALLOW)"
-        }
-        return nil
-    }
-
-    /// A URL as logs may show it: scheme and host (a webhook's path may be its secret).
-    static func origin(_ url: String) -> String {
-        guard let parsed = URL(string: url), let scheme = parsed.scheme, let host = parsed.host else { return "?" }
-        return "\(scheme)://\(host)\(parsed.port.map { ":\($0)" } ?? "")"
+        configuration.allow.refusal(of: url, option: "this delivery service's --webhook-allow (TOCK_WEBHOOK_ALLOW)")
     }
 
     static func describe(_ error: any Error) -> String {

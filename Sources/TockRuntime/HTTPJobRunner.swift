@@ -38,15 +38,7 @@ final class HTTPJobRunner: Sendable {
         guard client != nil, !allow.isEmpty else {
             return "this worker sends no HTTP requests: start it with --http-allow HOST (TOCK_HTTP_ALLOW), the hosts HTTP jobs may reach"
         }
-        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme),
-              var host = parsed.host, !host.isEmpty else {
-            return "not an http:// or https:// URL"
-        }
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard allow.allows(host: host) else {
-            return "host \(host) is not in this worker's --http-allow (TOCK_HTTP_ALLOW)"
-        }
-        return nil
+        return allow.refusal(of: url, option: "this worker's --http-allow (TOCK_HTTP_ALLOW)")
     }
 
     /// Sends `spec` with `headers` as given (secrets put in by the caller), within `timeoutSeconds`; stops early when

@@ -115,6 +115,15 @@ public struct SecretMask: Sendable {
 
     public var isEmpty: Bool { values.isEmpty }
 
+    /// `outcome` with its output and error masked.
+    public func apply(to outcome: RunOutcome) -> RunOutcome {
+        guard !isEmpty else { return outcome }
+        var masked = outcome
+        masked.output = apply(outcome.output)
+        masked.error = outcome.error.map(apply)
+        return masked
+    }
+
     public func apply(_ text: String) -> String {
         // Literal: compared as Unicode text, a value followed by a combining mark would not match, and be kept.
         values.reduce(text) { masked, value in masked.replacingOccurrences(of: value, with: "***", options: .literal) }

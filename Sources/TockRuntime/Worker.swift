@@ -413,32 +413,39 @@ public final class Worker: Service, Sendable {
     /// the secrets its job names (masked again in what is kept of the answer, as the file holds them).
     private func sendRequest(_ spec: HTTPRequestSpec, of run: ClaimedRun, control: ScriptControl, logger: Logger) async -> RunOutcome {
         var spec = spec
-        var values: [String] = []
-        for name in run.secrets where Self.isJobVariable(name) {
-            guard let value = configuration.secrets?.value(name, for: run.jobName) else {
-                return RunOutcome(status: .failed, error: "the job needs secret \(name), which this worker's secrets file does not hold for job \(run.jobName)")
-            }
+        let secrets: [(name: String, value: String)]
+        switch self.secrets(of: run) {
+        case .success(let found): secrets = found
+        case .failure(let missing): return missing.outcome
+        }
+        for (name, value) in secrets {
             let placeholder = "{{secret.\(name)}}"
             // Into the URL's path and query too; the host is checked against --http-allow after.
             spec.url = spec.url.replacingOccurrences(of: placeholder, with: value.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+#?/"))) ?? "")
             spec.headers = spec.headers?.mapValues { $0.replacingOccurrences(of: placeholder, with: value) }
             spec.body = spec.body?.replacingOccurrences(of: placeholder, with: value)
-            values.append(value)
         }
-        logger.info("request sent", metadata: ["method": "\(spec.method ?? "POST")", "url": "\(Self.origin(spec.url))"])
-        var outcome = await httpJobs.send(spec, timeoutSeconds: run.timeoutSeconds, control: control)
-        let mask = SecretMask(values)
-        if !mask.isEmpty {
-            outcome.output = mask.apply(outcome.output)
-            outcome.error = outcome.error.map(mask.apply)
-        }
-        return outcome
+        logger.info("request sent", metadata: ["method": "\(spec.method ?? "POST")", "url": "\(HostAllowList.origin(spec.url))"])
+        return SecretMask(secrets.map(\.value)).apply(to: await httpJobs.send(spec, timeoutSeconds: run.timeoutSeconds, control: control))
     }
 
-    /// A URL as logs may show it: scheme and host (its path or query may hold a token).
-    static func origin(_ url: String) -> String {
-        guard let parsed = URL(string: url), let scheme = parsed.scheme, let host = parsed.host else { return "?" }
-        return "\(scheme)://\(host)\(parsed.port.map { ":\($0)" } ?? "")"
+    /// A job's run could not have a secret it names: how the run ends, without running.
+    struct MissingSecret: Error {
+        var outcome: RunOutcome
+    }
+
+    /// The secrets `run`'s job names, with their values from this worker's file (only those it holds for the job).
+    private func secrets(of run: ClaimedRun) -> Result<[(name: String, value: String)], MissingSecret> {
+        var found: [(name: String, value: String)] = []
+        for name in run.secrets where Self.isJobVariable(name) {
+            guard let value = configuration.secrets?.value(name, for: run.jobName) else {
+                return .failure(MissingSecret(outcome: RunOutcome(status: .failed, error: configuration.secrets.map {
+                    "the job needs secret \(name), which this worker's secrets file \($0.path) does not hold for job \(run.jobName): add it there (\(name):\(run.jobName)=value)"
+                } ?? "the job needs secret \(name), and this worker has no secrets file: start it with --secrets-file FILE")))
+            }
+            found.append((name, value))
+        }
+        return .success(found)
     }
 
     /// Runs the script in the sandbox and says how it ended; nil when our own shutdown stopped it and the run went
@@ -453,17 +460,13 @@ public final class Worker: Service, Sendable {
             var environment = environment(for: run)
             environment["TOCK_SCRIPT"] = path
             // The secrets its job names, from this worker's file; their values are masked in what it prints.
-            var secretValues: [String] = []
-            for name in run.secrets where Self.isJobVariable(name) {
-                guard let value = configuration.secrets?.value(name, for: run.jobName) else {
-                    return RunOutcome(status: .failed, error: configuration.secrets.map {
-                        "the job needs secret \(name), which this worker's secrets file \($0.path) does not hold for job \(run.jobName): add it there (\(name):\(run.jobName)=value)"
-                    } ?? "the job needs secret \(name), and this worker has no secrets file: start it with --secrets-file FILE")
-                }
-                environment[name] = value
-                secretValues.append(value)
+            let secrets: [(name: String, value: String)]
+            switch self.secrets(of: run) {
+            case .success(let found): secrets = found
+            case .failure(let missing): return missing.outcome
             }
-            let mask = SecretMask(secretValues)
+            for (name, value) in secrets { environment[name] = value }
+            let mask = SecretMask(secrets.map(\.value))
             // The process first, then the log line and the live-output task: they are not on the path to its start.
             let script = try await runner.start(
                 script: file, arguments: run.args, environment: environment,
@@ -487,12 +490,7 @@ public final class Worker: Service, Sendable {
                 }
                 return nil
             }
-            var outcome = result.outcome(timeoutSeconds: run.timeoutSeconds)
-            if !mask.isEmpty {
-                outcome.output = mask.apply(outcome.output)
-                outcome.error = outcome.error.map(mask.apply)
-            }
-            return outcome
+            return mask.apply(to: result.outcome(timeoutSeconds: run.timeoutSeconds))
         } catch {
             return RunOutcome(status: .failed, error: error.message)
         }
