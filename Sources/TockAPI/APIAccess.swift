@@ -1,39 +1,69 @@
 import Foundation
 import TockCore
 
-/// Who may call the API. Tokens come from TOCK_API_TOKENS: `token:admin,token:read`. With none, anyone who can
-/// reach the server may do everything, so it only binds to loopback and only answers requests addressed to a
-/// loopback name (a `Host` that is not one is a DNS-rebinding page). `allowedOrigins` (TOCK_ALLOWED_ORIGINS) are
-/// the web origins besides the server's own whose pages may call it, e.g. a reverse proxy's `https://tock.example`.
+/// Who may call the API. Tokens come from TOCK_API_TOKENS: `ops=token:admin,grafana=token2:read`, each with a name
+/// the audit log records for what its holder changes. With none, anyone who can reach the server may do
+/// everything, so it only binds to loopback and only answers requests addressed to a loopback name (a `Host` that
+/// is not one is a DNS-rebinding page). `allowedOrigins` (TOCK_ALLOWED_ORIGINS) are the web origins besides the
+/// server's own whose pages may call it, e.g. a reverse proxy's `https://tock.example`.
 public struct APIAccess: Sendable, Equatable {
     public enum Role: String, Sendable { case read, admin }
 
-    public var tokens: [String: Role]
+    /// A token's role and name (`token-1`, `token-2`, … by position for a token given without one).
+    public struct Grant: Sendable, Equatable {
+        public var role: Role
+        public var name: String
+    }
+
+    public var tokens: [String: Grant]
     /// Lowercased `scheme://host[:port]`, no trailing slash.
     public var allowedOrigins: [String]
 
-    public init(tokens: [String: Role] = [:], allowedOrigins: [String] = []) {
+    public init(tokens: [String: Grant] = [:], allowedOrigins: [String] = []) {
         self.tokens = tokens
         self.allowedOrigins = allowedOrigins
     }
 
     public var isOpen: Bool { tokens.isEmpty }
 
-    /// Parses `token:admin,token2:read` (a token without a role is read-only).
+    /// Parses `name=token:role,…`: the name (letters, digits, `._-`, up to 40, starting with a letter) is optional,
+    /// a token has at least 16 characters, and the role is admin or read (read when left out). A `=` further on,
+    /// or one after which no 16 characters follow, is part of the token (base64 ends in them).
     public static func parse(_ text: String?) throws(InputError) -> APIAccess {
-        var tokens: [String: Role] = [:]
-        for entry in (text ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !entry.isEmpty {
-            let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
-            guard parts[0].count >= 16 else {
-                throw InputError(field: "TOCK_API_TOKENS", message: "a token must be at least 16 characters")
+        var tokens: [String: Grant] = [:]
+        let entries = (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for (index, entry) in entries.enumerated() {
+            var name = "token-\(index + 1)"
+            var rest = Substring(entry)
+            if let equals = entry.firstIndex(of: "="), Self.isTokenName(entry[..<equals]),
+               entry[entry.index(after: equals)...].count >= 16 {
+                name = String(entry[..<equals])
+                rest = entry[entry.index(after: equals)...]
             }
-            let roleText = parts.count > 1 ? parts[1] : "read"
+            var token = String(rest)
+            var roleText = "read"
+            if let colon = rest.lastIndex(of: ":") {
+                token = String(rest[..<colon])
+                roleText = String(rest[rest.index(after: colon)...])
+            }
+            guard token.count >= 16 else {
+                throw InputError(field: "TOCK_API_TOKENS", message: "a token must be at least 16 characters (name=token:admin)")
+            }
             guard let role = Role(rawValue: roleText) else {
-                throw InputError(field: "TOCK_API_TOKENS", message: "role '\(roleText)' is not read or admin (token:admin,token:read)")
+                throw InputError(field: "TOCK_API_TOKENS", message: "role '\(roleText.prefix(20))' is not read or admin (name=token:admin,name=token:read)")
             }
-            tokens[parts[0]] = role
+            guard !tokens.values.contains(where: { $0.name == name }) else {
+                throw InputError(field: "TOCK_API_TOKENS", message: "two tokens are named '\(name)': give each its own name, the audit log tells them apart by it")
+            }
+            tokens[token] = Grant(role: role, name: name)
         }
         return APIAccess(tokens: tokens)
+    }
+
+    /// A token's name: starts with a letter, then up to 39 letters, digits, `.`, `_` or `-`.
+    static func isTokenName(_ text: Substring) -> Bool {
+        guard let first = text.first, first.isASCII, first.isLetter, text.count <= 40 else { return false }
+        return text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
     }
 
     /// Parses `https://tock.example.com,http://127.0.0.1:9000`: origins as a browser sends them in `Origin`

@@ -26,12 +26,18 @@ struct AccessMiddleware: RouterMiddleware {
     /// Route patterns (as the router names the endpoint it matched) that GET and HEAD may read without a token.
     static let publicEndpoints: Set<String> = ["/", "/portal/{file}", "/api/v1/openapi.json"]
 
+    /// Runs the handler with the caller as the audit log names it: `api:` and the token's name, or `api:anonymous`
+    /// without tokens.
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        try check(request, endpoint: context.endpointPath)
-        return try await next(request, context)
+        let caller = try check(request, endpoint: context.endpointPath)
+        return try await AuditActor.$current.withValue("api:\(caller ?? "anonymous")") {
+            try await next(request, context)
+        }
     }
 
-    func check(_ request: Request, endpoint: String?) throws(APIProblem) {
+    /// Lets the request through or throws; returns the name of the token it carried, if any.
+    @discardableResult
+    func check(_ request: Request, endpoint: String?) throws(APIProblem) -> String? {
         let path = request.uri.path
         guard Self.isCanonical(path) else {
             throw APIProblem(.notFound, code: "not_found",
@@ -54,6 +60,7 @@ struct AccessMiddleware: RouterMiddleware {
                              "a page of \(origin) may not call this API: only this server's own pages and --allowed-origins (TOCK_ALLOWED_ORIGINS) may")
         }
         let reads = request.method == .get || request.method == .head
+        var caller: String?
         if !access.isOpen && !(reads && endpoint.map(Self.publicEndpoints.contains) == true) {
             let header: String = request.headers[.authorization] ?? ""
             // EventSource cannot send headers, so the event stream also takes the token as ?access_token=.
@@ -63,17 +70,19 @@ struct AccessMiddleware: RouterMiddleware {
             } else if endpoint == "/api/v1/events", let query = request.uri.queryParameters.get("access_token") {
                 token = String(query)
             }
-            guard let token, let role = access.tokens[token] else {
+            guard let token, let grant = access.tokens[token] else {
                 throw APIProblem(.unauthorized, code: "unauthorized", "send Authorization: Bearer <token> (a token from TOCK_API_TOKENS)")
             }
-            if !reads && role != .admin {
+            if !reads && grant.role != .admin {
                 throw APIProblem(.forbidden, code: "forbidden", "this token is read-only; writes need an admin token")
             }
+            caller = grant.name
         }
         if !reads && !Self.isJSON(request.headers[.contentType]) {
             throw APIProblem(.unsupportedMediaType, code: "unsupported_media_type",
                              "\(request.method) needs Content-Type: application/json, even without a body (got \(request.headers[.contentType].map { "'\($0)'" } ?? "none"))")
         }
+        return caller
     }
 
     /// `/` or `/a/b` where every segment is letters, digits or `._~-`, and none is `.` or `..`.

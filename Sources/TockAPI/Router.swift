@@ -126,11 +126,7 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
                                  path: "/api/v1/jobs/\(job)/runs")
     }
 
-    api.get("runs") { request, _ -> Response in
-        let page = try RunPage(request)
-        return try page.response(try await database.runs(status: page.status, before: page.before, limit: page.limit),
-                                 path: "/api/v1/runs")
-    }
+    addOperatorRoutes(to: api, database: database)
     api.get("runs/:id") { _, context -> Response in try json(try await database.run(try runID(context))) }
     api.get("runs/:id/output") { _, context -> Response in
         let run = try await database.run(try runID(context))
@@ -389,9 +385,6 @@ struct JobPage {
         return try json(jobs, headers: nextPageLink(path: "/api/v1/jobs", query: query))
     }
 
-    func percentEncoded(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? text
-    }
 }
 
 /// `text/event-stream`: one `data:` line per event (JSON with a `type`), a comment line as keep-alive.

@@ -60,6 +60,8 @@ public func oneShot<T: Sendable>(_ options: GlobalOptions, _ body: @Sendable (Da
         let settings = try resolveSettings(options, logger: logger, createEmbedded: false)
         return try await withDatabase(settings, logger: logger) { database, client in
             try await database.checkConnection()
+            var database = database
+            database.actor = AuditActor.cli()
             return try await body(database, client)
         }
     } catch let error as TockError {

@@ -18,6 +18,8 @@ public struct Database: Sendable {
     /// The secret of the worker this copy acts for (see `WorkerLease`): every worker call presents it. Nil: the
     /// caller is the schema's owner, which may act as any worker (tests).
     public var leaseToken: String?
+    /// Who this copy's writes are for in the audit log (`AuditActor`), unless the task says (`AuditActor.current`).
+    public var actor: String?
 
     public init(client: PostgresClient, logger: Logger, settings: ConnectionSettings? = nil) {
         (fixedClient, fixedSettings, following) = (client, settings, nil)
@@ -66,7 +68,7 @@ public struct Database: Sendable {
     func rows<T: Decodable & Sendable>(_ type: T.Type, _ query: PostgresQuery, committed: Bool = false) async throws(TockError) -> [T] {
         try await mapped {
             let decoder = TockJSON.decoder()
-            let rows = committed ? try await client.fetchCommitted(query, logger: logger)
+            let rows = committed ? try await client.fetchCommitted(query, actor: AuditActor.current ?? actor, logger: logger)
                                  : try await client.fetch(query, logger: logger)
             return try rows.map { row in
                 try decoder.decode(T.self, from: Data(try row.decode(String.self).utf8))
@@ -79,7 +81,7 @@ public struct Database: Sendable {
     func scalar<T: PostgresDecodable & Sendable>(_ type: T.Type, _ query: PostgresQuery,
                                                  committed: Bool = false) async throws(TockError) -> T {
         try await mapped {
-            let rows = committed ? try await client.fetchCommitted(query, logger: logger)
+            let rows = committed ? try await client.fetchCommitted(query, actor: AuditActor.current ?? actor, logger: logger)
                                  : try await client.fetch(query, logger: logger)
             guard let value = try rows.first?.decode(T.self) else {
                 throw TockError(.failed, "the database returned no row")

@@ -20,10 +20,15 @@ extension PostgresClient {
     /// at the Sync after its rows have gone, and postgres-nio hands the rows over at CommandComplete, so a server
     /// that stopped between the two rolled back a write its caller had taken for done (a run id shown for a run
     /// that never was). Two round trips more: for writes whose answer someone acts on.
-    public func fetchCommitted(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
+    /// `actor`: who the write is for, set as `tock.actor` for the transaction alone, so that the audit log the
+    /// write's SQL keeps names them (`tock.audit_actor`).
+    public func fetchCommitted(_ query: PostgresQuery, actor: String? = nil, logger: Logger) async throws -> [PostgresRow] {
         try await withConnection { connection in
             _ = try await connection.query("BEGIN", logger: logger).collect()
             do {
+                if let actor {
+                    _ = try await connection.query("SELECT set_config('tock.actor', \(actor), true)", logger: logger).collect()
+                }
                 let rows = try await connection.query(query, logger: logger).all()
                 _ = try await connection.query("COMMIT", logger: logger).collect()
                 return rows

@@ -16,12 +16,31 @@ enum RunsTable {
     }
 }
 
-struct Runs: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Recent runs, newest first.")
-    @OptionGroup var options: GlobalOptions
+/// The run filter of `tock runs` and `tock bulk`, as `tock.find_runs` takes it.
+struct RunFilterOptions: ParsableArguments {
     @Option(help: "Only this job's runs (name or id).") var job: String?
-    @Option(help: "Only runs in this status: pending, running, succeeded, failed, timed_out, cancelled, dead.") var status: String?
-    @Option(help: "How many.") var limit: Int = 50
+    @Option(help: "Only runs in these statuses, comma separated: pending, running, succeeded, failed, timed_out, cancelled, dead.")
+    var status: String?
+    @Option(help: "Only runs started this way: schedule, manual, sql, api, retry, chain.") var trigger: String?
+    @Option(help: "Only runs of the worker of this name.") var worker: String?
+    @Option(help: "Only runs of this pool.") var pool: String?
+    @Option(help: "Only runs that ended (or, in flight, were enqueued) since: 30m, 1h, 7d, or a timestamp.") var since: String?
+    @Option(help: "Only runs that ended (or were enqueued) before: 30m, 1h, 7d ago, or a timestamp.") var until: String?
+
+    /// The filter as JSON, or nil for every run.
+    var json: String? {
+        let values = ["job": job, "status": status, "trigger": trigger, "worker": worker, "pool": pool, "since": since,
+                      "until": until].compactMapValues { $0 }
+        guard !values.isEmpty, let data = try? JSONSerialization.data(withJSONObject: values, options: [.sortedKeys]) else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+struct Runs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Runs of every job, newest first, by status, job, trigger, worker, pool and time.")
+    @OptionGroup var options: GlobalOptions
+    @OptionGroup var filter: RunFilterOptions
+    @Option(help: "How many (at most 1000).") var limit: Int = 50
     @Flag(help: "Only stuck runs: running past their timeout, or on a worker that is no longer alive (tock.stuck_runs).")
     var stuck = false
 
@@ -41,17 +60,84 @@ struct Runs: AsyncParsableCommand {
                 print("`tock job reset JOB` ends a job's stuck runs and restarts its schedule; `tock run cancel ID` stops one run.")
             }
         }
-        let status: RunStatus?
-        do {
-            status = try self.status.map { text in try RunStatus(userInput: text) }
-        } catch let error as InputError {
-            throw fail(TockError(error))
-        }
-        let (json, job, limit) = (options.json, job, limit)
+        let (json, filter, limit) = (options.json, filter.json, limit)
         try await oneShot(options) { database, _ in
-            let runs = try await database.runs(job: job, status: status, limit: limit)
+            let runs = try await database.findRuns(filter: filter, limit: limit)
             if json { return try printJSON(runs) }
             print(runs.isEmpty ? "no runs" : RunsTable.render(runs))
+        }
+    }
+}
+
+struct Bulk: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Retry, cancel or delete many runs at once: those given by id, or those a filter matches (at most --limit a call).",
+        discussion: """
+            Without --yes it only says how many runs it would act on. One transaction, one audit entry.
+              tock bulk retry --status failed,timed_out,dead --since 1h --yes
+              tock bulk cancel --job nightly-report --status pending --yes
+              tock bulk delete --run 41 --run 42 --yes
+            """)
+    enum Action: String, ExpressibleByArgument, CaseIterable { case retry, cancel, delete }
+
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "retry (runs that ended other than succeeded), cancel (pending or running), delete (ended runs, from the history).")
+    var action: Action
+    @OptionGroup var filter: RunFilterOptions
+    @Option(name: .customLong("run"), help: "A run id (repeat for several); instead of a filter.") var runs: [Int64] = []
+    @Option(help: "At most this many runs a call (1-1000); the newest first.") var limit: Int = 1000
+    @Flag(help: "Do it; without it, only count.") var yes = false
+
+    func validate() throws {
+        if !runs.isEmpty && filter.json != nil {
+            throw ValidationError("give --run ids or a filter, not both")
+        }
+        if runs.isEmpty && filter.json == nil {
+            throw ValidationError("give --run ids or a filter (--status, --job, --since, …): a bulk action on every run is not one")
+        }
+    }
+
+    func run() async throws {
+        let (json, filter, ids, limit, yes, action) = (options.json, filter.json, runs, limit, yes, action)
+        try await oneShot(options) { database, _ in
+            guard yes else {
+                let count = ids.isEmpty ? try await database.countRuns(filter: filter) : RunCount(count: ids.count, capped: false)
+                if json { return try printJSON(count) }
+                let shown = count.capped ? "\(count.count) or more" : "\(count.count)"
+                return print("\(shown) run(s) match; `--yes` would \(action.rawValue) up to \(min(limit, count.count)) of them (those it applies to)")
+            }
+            let result = try await database.bulkRuns(action.rawValue, ids: ids.isEmpty ? nil : ids, filter: filter, limit: limit)
+            if json { return try printJSON(result) }
+            print("\(action.rawValue): \(result.done) of \(result.selected) run(s)\(result.skipped > 0 ? ", \(result.skipped) skipped (not \(action == .retry ? "ended other than succeeded" : action == .cancel ? "in flight" : "ended"))" : "")")
+            if let new = result.newRunIds, !new.isEmpty { print("new runs: \(new.map(String.init).joined(separator: " "))") }
+            if result.more { print("the filter matches more: run it again for the next \(limit)") }
+        }
+    }
+}
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Who changed what and when: jobs, runs started, cancelled and retried, bulk actions, config, pools, hooks.")
+    @OptionGroup var options: GlobalOptions
+    @Option(help: "Only this job's entries (its name, even one renamed or deleted since).") var job: String?
+    @Option(help: "Only this actor's entries: a token's name, an OS user, a database login.") var actor: String?
+    @Option(help: "Only this action (job.pause, run.retry, runs.retry, config.set, …) or kind (job.).") var action: String?
+    @Option(help: "How many (at most 1000).") var limit: Int = 50
+
+    func run() async throws {
+        let (json, job, actor, action, limit) = (options.json, job, actor, action, limit)
+        try await oneShot(options) { database, _ in
+            let entries = try await database.audit(job: job, actor: actor, action: action, limit: limit)
+            if json { return try printJSON(entries) }
+            guard !entries.isEmpty else { return print("no entries") }
+            var table = TextTable("ID", "AT", "WHO", "VIA", "ACTION", "JOB", "RUN", "CHANGE")
+            for entry in entries {
+                let change = [entry.before.map { $0.compactText }, entry.after.map { $0.compactText }]
+                    .map { $0 ?? "-" }.joined(separator: " -> ")
+                table.append(["\(entry.id)", Display.time(entry.at), entry.actor, entry.via, entry.action, entry.jobName ?? "-",
+                              entry.runId.map(String.init) ?? "-", String(change.prefix(120))])
+            }
+            print(table.render())
         }
     }
 }

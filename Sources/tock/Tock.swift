@@ -17,7 +17,7 @@ struct Tock: AsyncParsableCommand {
         version: TockVersion.current,
         subcommands: [
             Up.self, Migrate.self, SchedulerCommand.self, WorkerCommand.self, APICommand.self, NotifierCommand.self,
-            JobCommand.self, PoolCommand.self, ConfigCommand.self, HookCommand.self, DeliveriesCommand.self, Runs.self, RunCommand.self, Workers.self, Queue.self, Status.self, Doctor.self, SchedulePreview.self,
+            JobCommand.self, PoolCommand.self, ConfigCommand.self, HookCommand.self, DeliveriesCommand.self, Runs.self, RunCommand.self, Bulk.self, Audit.self, Workers.self, Queue.self, Status.self, Doctor.self, SchedulePreview.self,
             ClusterCommand.self, GuardScripts.self,
         ]
     )

@@ -86,7 +86,7 @@ struct CLITests {
         (["job", "add", "x", "--script", "a.sh", "--schedule", String(repeating: "1,", count: 300) + " * * * *"], 2, "at most 500"),
         (["job", "run", "ghost"], 3, "unknown job 'ghost'"),
         (["run", "show", "999999"], 3, "unknown run 999999"),
-        (["runs", "--status", "done"], 2, "not a run status"),
+        (["runs", "--status", "done"], 2, "a status is pending, running"),
     ])
     func badInput(arguments: [String], status: Int32, message: String) async throws {
         let directory = try makeScriptsDirectory(["scripts/a.sh": "#!/bin/sh\n"])

@@ -62,7 +62,7 @@ struct DefaultsTests {
             #expect(partly?.field == "timeout")
             let settings = try await database.configSettings()
             #expect(settings.first { $0.key == "max_attempts" }?.value == "3")
-            #expect(settings.map(\.key) == ["max_attempts", "retry_base", "retry_cap", "timeout", "overlap", "pool", "history_retention", "portal_url"])
+            #expect(settings.map(\.key) == ["max_attempts", "retry_base", "retry_cap", "timeout", "overlap", "pool", "history_retention", "audit_retention", "portal_url"])
             // A base and a cap in one body: the base first, whatever the JSON's order, and the pair checked.
             let backwards = await #expect(throws: TockError.self) {
                 _ = try await database.setConfig(json: #"{"retry_cap": "30m", "retry_base": "1h"}"#)

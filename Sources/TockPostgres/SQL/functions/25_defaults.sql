@@ -35,6 +35,7 @@ CROSS JOIN LATERAL (VALUES
     ('overlap', c.default_overlap, 'skip, queue or allow a fire time while a run is in flight, for a job that does not set its own'),
     ('pool', c.default_pool, 'the pool of a job that does not name one'),
     ('history_retention', tock.duration_text(c.history_retention), 'how long finished runs and their output are kept'),
+    ('audit_retention', tock.duration_text(c.audit_retention), 'how long the audit log keeps who changed what (at least 1d)'),
     ('portal_url', c.portal_url, 'the portal''s address, for links to runs in webhook messages (empty: no links)')
 ) s(key, value, description);
 COMMENT ON VIEW tock.config_settings IS 'Fleet-wide settings: the defaults jobs inherit, and the history''s retention.';
@@ -105,6 +106,12 @@ BEGIN
         END IF;
     WHEN 'history_retention' THEN
         PERFORM tock.set_history_retention(tock.parse_duration(p_value, 'history_retention'));
+    WHEN 'audit_retention' THEN
+        v_interval := tock.parse_duration(p_value, 'audit_retention');
+        IF v_interval < interval '1 day' OR v_interval > interval '100 years' THEN
+            PERFORM tock.raise_invalid('audit_retention', format('%s is not from 1d to 100 years', tock.duration_text(v_interval)));
+        END IF;
+        UPDATE tock.config SET audit_retention = v_interval, updated_at = now();
     ELSE
         PERFORM tock.raise_invalid('key', format('unknown setting %L; the settings: %s', left(coalesce(p_key, ''), 60),
                                                  (SELECT string_agg(s.key, ', ') FROM tock.config_settings s)));
@@ -112,7 +119,7 @@ BEGIN
     RETURN (SELECT s.value FROM tock.config_settings s WHERE s.key = p_key);
 END $$;
 COMMENT ON FUNCTION tock.set_config(text, text) IS
-    'Sets a fleet-wide setting (max_attempts, retry_base, retry_cap, timeout, overlap, pool, history_retention); jobs that inherit it follow.';
+    'Sets a fleet-wide setting (max_attempts, retry_base, retry_cap, timeout, overlap, pool, history_retention, audit_retention, portal_url); jobs that inherit it follow.';
 
 -- Several settings from a JSON object ({"max_attempts": 3, "timeout": "2h"}: the API's PUT /config), in one
 -- transaction: all or none.

@@ -260,6 +260,8 @@ BEGIN
     IF p_key IS NOT NULL THEN
         UPDATE tock.trigger_keys k SET run_id = v_run WHERE k.job_id = v_job AND k.key = p_key;
     END IF;
+    PERFORM tock.audit_run('run.trigger', v_run, NULL,
+                           jsonb_strip_nulls(jsonb_build_object('trigger', p_trigger, 'params', v_params, 'key', p_key)));
     RETURN QUERY SELECT v_run, false, 'pending'::text;
 END $$;
 COMMENT ON FUNCTION tock.run_now_keyed(text, text, timestamptz, text, jsonb) IS
@@ -970,12 +972,14 @@ BEGIN
     IF cardinality(tock.end_runs('pending', NULL, ARRAY[p_run], ARRAY['cancelled'], ARRAY[NULL::int],
                                  ARRAY['cancelled before it started'], ARRAY[''], ARRAY[0::bigint], ARRAY[false],
                                  p_now)) > 0 THEN
+        PERFORM tock.audit_run('run.cancel', p_run, '{"status": "pending"}', '{"status": "cancelled"}');
         RETURN 'cancelled';
     END IF;
     UPDATE tock.runs SET cancel_requested_at = coalesce(cancel_requested_at, p_now)
     WHERE id = p_run AND status = 'running';
     IF FOUND THEN
         PERFORM pg_notify('tock_cancel', p_run::text);
+        PERFORM tock.audit_run('run.cancel', p_run, '{"status": "running"}', '{"status": "cancelling"}');
         RETURN 'cancelling';
     END IF;
     SELECT status INTO v_status FROM tock.finished_runs WHERE id = p_run;
@@ -1012,6 +1016,7 @@ BEGIN
             v_run.scheduled_for, p_now, p_now, (SELECT j.pool FROM tock.jobs j WHERE j.id = v_run.job_id), v_run.params,
             v_run.upstream)
     RETURNING id INTO v_id;
+    PERFORM tock.audit_run('run.retry', p_run, NULL, jsonb_build_object('run_id', v_id));
     RETURN v_id;
 END $$;
 

@@ -430,6 +430,9 @@ BEGIN
         max_attempts = d.attempts + (SELECT h.max_attempts FROM tock.hooks h WHERE h.id = d.hook_id)
     WHERE d.id = p_delivery;
     PERFORM pg_notify('tock_deliveries', '');
+    PERFORM tock.audit_write('delivery.retry', d.job_id, j.name, d.run_id, jsonb_build_object('status', v_status),
+                             jsonb_build_object('delivery_id', d.id, 'status', 'pending'))
+    FROM tock.deliveries d LEFT JOIN tock.jobs j ON j.id = d.job_id WHERE d.id = p_delivery;
     RETURN 'pending';
 END $$;
 

@@ -93,6 +93,8 @@ BEGIN
     SET next_run_at = CASE WHEN j.enabled THEN tock.next_fire_time(j.spec, j.timezone, p_now, j.anchor_at) END
     WHERE j.id = v_job
     RETURNING j.next_run_at INTO v_next;
+    PERFORM tock.audit_write('job.reset', v_job, (SELECT j.name FROM tock.jobs j WHERE j.id = v_job), NULL, NULL,
+                             jsonb_build_object('runs_ended', to_jsonb(v_ended), 'next_run_at', v_next));
     RETURN jsonb_build_object('job_id', v_job, 'runs_ended', to_jsonb(v_ended), 'next_run_at', v_next);
 END $$;
 COMMENT ON FUNCTION tock.reset_job(text, timestamptz) IS
@@ -274,6 +276,8 @@ BEGIN
     DELETE FROM tock.workers w
     WHERE w.state IN ('stopped', 'lost') AND w.stopped_at < v_horizon
       AND NOT EXISTS (SELECT 1 FROM tock.run_leases l WHERE l.worker_id = w.id);
+    -- The audit log keeps its own, longer retention.
+    PERFORM tock.purge_audit(v_now, v_batch);
     RETURN least(v_count, 2147483647)::int;
 END $$;
 COMMENT ON FUNCTION tock.purge_history(timestamptz, int) IS

@@ -16,7 +16,8 @@ CREATE OR REPLACE FUNCTION tock.role_functions()
 RETURNS TABLE (role_name text, function_name text) LANGUAGE sql IMMUTABLE AS $$
     SELECT 'tock_viewer', unnest(ARRAY[
         'find_job', 'describe_schedule', 'next_fire_times', 'schedule_preview', 'stats', 'queue_glance', 'schedulers_alive',
-        'gauges', 'list_jobs', 'recent_runs', 'job_runs', 'run_detail', 'rate_text', 'duration_text', 'url_origin'])
+        'gauges', 'list_jobs', 'recent_runs', 'job_runs', 'run_detail', 'rate_text', 'duration_text', 'url_origin',
+        'find_runs', 'count_runs', 'failure_groups', 'activity', 'audit_page'])
     UNION ALL
     SELECT 'tock_worker', unnest(ARRAY[
         'register_worker', 'heartbeat', 'set_worker_state', 'claim_runs', 'report_output', 'finish_run', 'finish_runs',
@@ -26,7 +27,7 @@ RETURNS TABLE (role_name text, function_name text) LANGUAGE sql IMMUTABLE AS $$
         'create_job', 'create_job_json', 'update_job', 'set_job_enabled', 'pause_job', 'resume_job', 'delete_job',
         'run_now', 'run_now_keyed', 'cancel', 'retry', 'reset_job', 'tick', 'rescue', 'purge_history', 'set_history_retention',
         'scheduler_lock_key', 'set_pool', 'set_config', 'set_config_json', 'add_hook', 'add_hook_json', 'remove_hook',
-        'retry_delivery', 'claim_deliveries', 'finish_delivery'])
+        'retry_delivery', 'claim_deliveries', 'finish_delivery', 'bulk_runs'])
 $$;
 
 -- Creates the roles where this user may (CREATEROLE), then (re)grants. Without CREATEROLE it warns and grants what
@@ -91,7 +92,7 @@ BEGIN
         EXECUTE 'GRANT SELECT ON tock.job_overview, tock.run_history, tock.run_logs, tock.worker_overview, tock.pool_overview, tock.config_settings,
                  tock.queue_depth, tock.lag, tock.stuck_runs, tock.job_stats, tock.migrations, tock.config,
                  tock.timezones, tock.history_partitions, tock.run_history_in_flight, tock.run_history_finished,
-                 tock.hook_list, tock.delivery_overview, tock.delivery_attempt_log
+                 tock.hook_list, tock.delivery_overview, tock.delivery_attempt_log, tock.audit_log
                  TO tock_viewer';
         IF NOT 'tock_admin' = ANY (v_missing)
            AND NOT pg_has_role('tock_admin', 'tock_viewer', 'MEMBER') THEN

@@ -1,0 +1,193 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PostgresNIO
+import Testing
+import TockAPI
+import TockCore
+import TockPostgres
+import TockTesting
+
+/// Runs of `job` that end `status`: enqueued, claimed and finished as a worker would.
+func endedRuns(_ database: Database, job: String, count: Int, status: RunStatus, output: String = "") async throws -> [Int64] {
+    let worker = try await database.registerWorker(host: "t", pid: Int(getpid()), concurrency: 100, scriptsDirectory: nil, version: nil)
+    var ids: [Int64] = []
+    for _ in 0..<count { ids.append(try await database.runNow(job)) }
+    let claimed = try await database.claimRuns(worker: worker, max: 100)
+    for run in claimed where ids.contains(run.runId) {
+        _ = try await database.finishRun(run.runId, worker: worker,
+                                         outcome: RunOutcome(status: status, exitCode: status == .succeeded ? 0 : 1, error: status == .succeeded ? nil : "boom",
+                                                             output: output, outputBytes: output.utf8.count))
+    }
+    return ids
+}
+
+@Suite("operator: runs by filter, bulk actions, failures, activity and the audit log, through the API and SQL")
+struct OperatorTests {
+    static let tokens = "ops=ops-token-0123456789abcdef:admin,viewer=view-token-0123456789abcdef:read"
+    static let admin: HTTPFields = [.authorization: "Bearer ops-token-0123456789abcdef", .contentType: "application/json"]
+    static let reader: HTTPFields = [.authorization: "Bearer view-token-0123456789abcdef"]
+
+    @Test("find every failure of the last hour, retry them in one action, and see who did it")
+    func failuresRetriedInBulk() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            let app = Application(router: buildRouter(database: database, access: try APIAccess.parse(Self.tokens)))
+            try await app.test(.router) { client in
+                for name in ["extract", "load"] {
+                    try await client.execute(uri: "/api/v1/jobs", method: .post, headers: Self.admin,
+                                             body: ByteBuffer(string: #"{"name": "\#(name)", "script": "x.sh"}"#)) {
+                        #expect($0.status == .created)
+                    }
+                }
+                let failed = try await endedRuns(database, job: "extract", count: 3, status: .failed, output: "a\nb\nc\nd\ne\nf\nlast line\n")
+                _ = try await endedRuns(database, job: "load", count: 2, status: .succeeded)
+                _ = try await endedRuns(database, job: "load", count: 1, status: .timedOut)
+
+                // Filters through the query, and a next page that keeps them.
+                let page = try await client.execute(uri: "/api/v1/runs?status=failed,timed_out&since=1h&limit=2", method: .get,
+                                                    headers: Self.reader) { response in
+                    #expect(response.status == .ok)
+                    let runs = try TockJSON.decoder().decode([RunInfo].self, from: Data(body(response).utf8))
+                    #expect(runs.count == 2)
+                    return (runs, response.headers[HTTPFields.Element.Name("Link")!] ?? "")
+                }
+                #expect(page.1.contains("status=failed%2Ctimed_out") && page.1.contains("since=1h") && page.1.contains("before="))
+                try await client.execute(uri: "/api/v1/runs?job=extract&status=failed", method: .get, headers: Self.reader) { response in
+                    let runs = try TockJSON.decoder().decode([RunInfo].self, from: Data(body(response).utf8))
+                    #expect(Set(runs.map(\.id)) == Set(failed))
+                }
+                try await client.execute(uri: "/api/v1/runs/count?status=failed,timed_out,dead&since=1h", method: .get,
+                                         headers: Self.reader) { response in
+                    let count = try TockJSON.decoder().decode(RunCount.self, from: Data(body(response).utf8))
+                    #expect(count == RunCount(count: 4, capped: false))
+                }
+                try await client.execute(uri: "/api/v1/failures?since=1h", method: .get, headers: Self.reader) { response in
+                    let groups = try TockJSON.decoder().decode([FailureGroup].self, from: Data(body(response).utf8))
+                    let extract = try #require(groups.first { $0.jobName == "extract" })
+                    #expect(extract.failures == 3 && extract.failed == 3)
+                    #expect(extract.lastOutput == "c\nd\ne\nf\nlast line")
+                    #expect(groups.first { $0.jobName == "load" }?.timedOut == 1)
+                }
+
+                // A read token may look but not act.
+                let retry = ByteBuffer(string: #"{"action": "retry", "filter": {"status": "failed,timed_out,dead", "since": "1h"}}"#)
+                try await client.execute(uri: "/api/v1/runs/bulk", method: .post,
+                                         headers: [.authorization: "Bearer view-token-0123456789abcdef", .contentType: "application/json"], body: retry) {
+                    #expect($0.status == .forbidden)
+                }
+                let result = try await client.execute(uri: "/api/v1/runs/bulk", method: .post, headers: Self.admin, body: retry) { response in
+                    #expect(response.status == .ok)
+                    return try TockJSON.decoder().decode(BulkResult.self, from: Data(body(response).utf8))
+                }
+                #expect(result.done == 4 && result.skipped == 0 && result.more == false)
+                #expect(Set(result.runIds).isSuperset(of: failed))
+                let retried = try await database.findRuns(filter: #"{"trigger": "retry", "status": "pending"}"#)
+                #expect(Set(retried.map(\.id)) == Set(result.newRunIds ?? []))
+                #expect(retried.allSatisfy { $0.attempt == 2 })
+
+                // The audit log says who: the token's name, never the token.
+                try await client.execute(uri: "/api/v1/audit?action=runs.retry", method: .get, headers: Self.reader) { response in
+                    let entries = try TockJSON.decoder().decode([AuditEntry].self, from: Data(body(response).utf8))
+                    let entry = try #require(entries.first)
+                    #expect(entries.count == 1)
+                    #expect(entry.actor == "ops" && entry.via == "api")
+                    #expect(entry.after.map { $0.compactText.contains("\"done\":4") } == true)
+                }
+                try await client.execute(uri: "/api/v1/audit?limit=1000", method: .get, headers: Self.reader) { response in
+                    #expect(!body(response).contains("ops-token-0123456789abcdef"))
+                    let entries = try TockJSON.decoder().decode([AuditEntry].self, from: Data(body(response).utf8))
+                    #expect(entries.filter { $0.action == "job.create" }.map(\.actor) == ["ops", "ops"])
+                    // Runs started by SQL (the helper above) are recorded as the login that started them.
+                    #expect(entries.contains { $0.action == "run.trigger" && $0.via == "sql" })
+                }
+            }
+        }
+    }
+
+    @Test("a pause leaves an audit entry naming the token; the job's history reads it; cancel and delete in bulk")
+    func pauseCancelDelete() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "report", script: "x.sh"))
+            let app = Application(router: buildRouter(database: database, access: try APIAccess.parse(Self.tokens)))
+            try await app.test(.router) { client in
+                try await client.execute(uri: "/api/v1/jobs/report/pause", method: .post, headers: Self.admin) { #expect($0.status == .ok) }
+                try await client.execute(uri: "/api/v1/audit?job=report", method: .get, headers: Self.reader) { response in
+                    let entries = try TockJSON.decoder().decode([AuditEntry].self, from: Data(body(response).utf8))
+                    #expect(entries.first?.action == "job.pause")
+                    #expect(entries.first?.actor == "ops")
+                    #expect(entries.first?.before == .object(["enabled": .bool(true)]))
+                    #expect(entries.first?.after == .object(["enabled": .bool(false)]))
+                    #expect(entries.last?.action == "job.create")
+                }
+                let pending = [try await database.runNow("report"), try await database.runNow("report")]
+                let done = try await endedRuns(database, job: "report", count: 2, status: .succeeded)
+                let cancel = ByteBuffer(string: #"{"action": "cancel", "ids": [\#(pending[0]), \#(pending[1]), \#(done[0])]}"#)
+                try await client.execute(uri: "/api/v1/runs/bulk", method: .post, headers: Self.admin, body: cancel) { response in
+                    let result = try TockJSON.decoder().decode(BulkResult.self, from: Data(body(response).utf8))
+                    #expect(result.done == 2 && result.skipped == 1 && Set(result.runIds) == Set(pending))
+                }
+                let delete = ByteBuffer(string: #"{"action": "delete", "filter": {"job": "report", "status": "succeeded"}, "limit": 1}"#)
+                try await client.execute(uri: "/api/v1/runs/bulk", method: .post, headers: Self.admin, body: delete) { response in
+                    let result = try TockJSON.decoder().decode(BulkResult.self, from: Data(body(response).utf8))
+                    #expect(result.done == 1 && result.more == true && result.runIds == [done[1]])
+                }
+                await #expect(throws: TockError.self) { _ = try await database.run(done[1]) }
+                #expect(try await database.run(done[0]).status == "succeeded")
+            }
+        }
+    }
+
+    @Test("bulk and filter input an attacker would send is refused, naming the field, and changes nothing")
+    func hostileInput() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "report", script: "x.sh"))
+            let failed = try await endedRuns(database, job: "report", count: 2, status: .failed)
+            let app = Application(router: buildRouter(database: database, access: try APIAccess.parse(Self.tokens)))
+            try await app.test(.router) { client in
+                for (bodyText, field) in [
+                    (#"{"action": "retry", "ids": [1], "where": "true"}"#, "where"),
+                    (#"{"action": "retry", "ids": [true]}"#, "ids"),
+                    (#"{"action": "retry", "ids": [1.5]}"#, "ids"),
+                    (#"{"action": "retry", "ids": [-1]}"#, "ids"),
+                    (#"{"action": "drop", "ids": [1]}"#, "action"),
+                    (#"{"ids": [1]}"#, "action"),
+                    (#"{"action": "retry"}"#, "ids"),
+                    (#"{"action": "retry", "ids": [1], "filter": {"status": "failed"}}"#, "ids"),
+                    (#"{"action": "retry", "filter": {"status": "failed' OR true --"}}"#, "status"),
+                    (#"{"action": "retry", "filter": {"status": ["failed", 1]}}"#, "status"),
+                    (#"{"action": "retry", "filter": {"since": "now(); DROP TABLE tock.jobs"}}"#, "since"),
+                    (#"{"action": "retry", "filter": {"owner": "x"}}"#, "owner"),
+                    (#"{"action": "retry", "filter": {"status": "failed"}, "limit": 5000}"#, "limit"),
+                    (#"{"action": "delete", "ids": [\#((1...1001).map(String.init).joined(separator: ","))]}"#, "ids"),
+                ] {
+                    try await client.execute(uri: "/api/v1/runs/bulk", method: .post, headers: Self.admin, body: ByteBuffer(string: bodyText)) { response in
+                        #expect(response.status == .unprocessableContent, "\(bodyText.prefix(80))")
+                        let error = try object(response)["error"] as? [String: Any]
+                        #expect(error?["field"] as? String == field, "\(bodyText.prefix(80)): \(body(response))")
+                    }
+                }
+                try await client.execute(uri: "/api/v1/runs/bulk", method: .post, headers: Self.admin,
+                                         body: ByteBuffer(string: #"{"action": "retry", "filter": {"job": "nope'; --"}}"#)) {
+                    #expect($0.status == .notFound)
+                }
+                try await client.execute(uri: "/api/v1/runs?status=failed%27%20OR%20true", method: .get, headers: Self.reader) {
+                    #expect($0.status == .unprocessableContent)
+                }
+                try await client.execute(uri: "/api/v1/runs?worker=x%27%20OR%20true%20--", method: .get, headers: Self.reader) { response in
+                    #expect(response.status == .ok)
+                    #expect(body(response).filter { !$0.isWhitespace } == "[]")
+                }
+                try await client.execute(uri: "/api/v1/audit?limit=0", method: .get, headers: Self.reader) {
+                    #expect($0.status == .unprocessableContent)
+                }
+                try await client.execute(uri: "/api/v1/activity?hours=100000", method: .get, headers: Self.reader) {
+                    #expect($0.status == .unprocessableContent)
+                }
+            }
+            // Nothing changed: both runs still failed, none retried, and only their own entries are in the log.
+            #expect(try await database.findRuns(filter: #"{"status": "failed"}"#).map(\.id).sorted() == failed.sorted())
+            #expect(try await database.findRuns(filter: #"{"trigger": "retry"}"#).isEmpty)
+            #expect(try await database.audit(action: "runs.").isEmpty)
+        }
+    }
+}
