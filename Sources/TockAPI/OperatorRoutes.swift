@@ -15,7 +15,8 @@ func addOperatorRoutes(to api: RouterGroup<BasicRequestContext>, database: Datab
         return try json(runs, headers: nextPageLink(path: "/api/v1/runs", query: filter.query(limit: limit, before: last.id)))
     }
     api.get("runs/count") { request, _ -> Response in
-        try json(try await database.countRuns(filter: try RunFilter(request).json))
+        let action = request.uri.queryParameters.get("action").map { String($0.prefix(40)) }
+        return try json(try await database.countRuns(filter: try RunFilter(request).json, action: action))
     }
     api.post("runs/bulk") { request, _ -> Response in
         let bulk = try await BulkRequest(request)

@@ -11,7 +11,7 @@ enum PortalFiles {
 
     static let portal: [String: ByteBuffer] = {
         var files: [String: ByteBuffer] = [:]
-        for name in ["index.html", "app.js", "style.css"] { files[name] = load("portal/\(name)") }
+        for name in ["index.html", "app.js", "charts.js", "operator.js", "style.css"] { files[name] = load("portal/\(name)") }
         return files
     }()
 

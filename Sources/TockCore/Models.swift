@@ -145,6 +145,8 @@ public struct RunInfo: Sendable, Codable, Equatable {
     public var params: [String: String]?
     /// For a chained run: the run whose end started it.
     public var upstream: Upstream?
+    /// The run a retry by hand started from this one.
+    public var retriedBy: Int64?
 
     public struct Upstream: Sendable, Codable, Equatable {
         public var runId: Int64

@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import TockCore
 
 /// The operator's reads and bulk actions: runs by filter, failures by job, activity over time, the audit log.
@@ -11,9 +12,10 @@ extension Database {
             """)
     }
 
-    /// How many runs `filter` matches, up to 10,000.
-    public func countRuns(filter: String?) async throws(TockError) -> RunCount {
-        guard let count = try await rows(RunCount.self, "SELECT row_to_json(c)::text FROM tock.count_runs(\(filter)::jsonb) c").first else {
+    /// How many runs `filter` matches (of those `action` would act on: retry, cancel, delete), up to 10,000.
+    public func countRuns(filter: String?, action: String? = nil) async throws(TockError) -> RunCount {
+        let query: PostgresQuery = "SELECT row_to_json(c)::text FROM tock.count_runs(\(filter)::jsonb, p_action => \(action)) c"
+        guard let count = try await rows(RunCount.self, query).first else {
             throw TockError(.failed, "the database returned no row")
         }
         return count

@@ -101,10 +101,11 @@ struct Bulk: AsyncParsableCommand {
         let (json, filter, ids, limit, yes, action) = (options.json, filter.json, runs, limit, yes, action)
         try await oneShot(options) { database, _ in
             guard yes else {
-                let count = ids.isEmpty ? try await database.countRuns(filter: filter) : RunCount(count: ids.count, capped: false)
+                let count = ids.isEmpty ? try await database.countRuns(filter: filter, action: action.rawValue)
+                                        : RunCount(count: ids.count, capped: false)
                 if json { return try printJSON(count) }
                 let shown = count.capped ? "\(count.count) or more" : "\(count.count)"
-                return print("\(shown) run(s) match; `--yes` would \(action.rawValue) up to \(min(limit, count.count)) of them (those it applies to)")
+                return print("\(shown) run(s) to \(action.rawValue); add --yes to do it (up to \(limit) a call)")
             }
             let result = try await database.bulkRuns(action.rawValue, ids: ids.isEmpty ? nil : ids, filter: filter, limit: limit)
             if json { return try printJSON(result) }

@@ -350,6 +350,82 @@ def main():
         assert "--http-allow" in refused["error"], refused
         api("DELETE", f"/jobs/{fetch}")
 
+        step("runs: filters through the URL, failures by job, a bulk retry of 3 failed runs, the audit entry of a pause")
+        failing = JOB + "-fail"
+        api("POST", "/jobs", {"name": failing, "script": "portal-fail.sh"})
+        for _ in range(3):
+            api("POST", f"/jobs/{failing}/trigger")
+        wait.until(lambda d: [r["status"] for r in api("GET", f"/jobs/{failing}/runs")] == ["failed"] * 3)
+        failed_ids = sorted(r["id"] for r in api("GET", f"/jobs/{failing}/runs"))
+        # A link carries the view: the filter form shows it, and the table holds exactly those runs.
+        driver.get(f"{BASE}/#/runs?status=failed&job={failing}")
+        wait.until(lambda d: sorted(int(e.get_attribute("data-run")) for e in d.find_elements(By.CSS_SELECTOR, "#runs tr.run")) == failed_ids)
+        assert driver.find_element(By.CSS_SELECTOR, '[data-status="failed"]').is_selected()
+        assert driver.find_element(By.CSS_SELECTOR, '#run-filters [name="job"]').get_attribute("value") == failing
+        wait.until(EC.text_to_be_present_in_element((By.ID, "match-count"), "3 matching runs"))
+        driver.save_screenshot(os.path.join(ARTIFACTS, "runs.png"))
+        # Ticking another status changes the URL (the view), and the table follows it.
+        click(driver, By.CSS_SELECTOR, '[data-status="succeeded"]', wait)
+        wait.until(EC.url_contains("status=succeeded%2Cfailed"))
+        driver.get(f"{BASE}/#/runs?status=succeeded&job={failing}")
+        wait.until(EC.presence_of_element_located((By.ID, "no-runs")))
+
+        driver.get(f"{BASE}/#/failures?since=1h")
+        group = f'.failure-group[data-job="{failing}"]'
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, group), "3 failures"))
+        assert "step two" in driver.find_element(By.CSS_SELECTOR, f"{group} pre.tail").text
+        for run_id in failed_ids:
+            wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f'#runs tr.run[data-run="{run_id}"] input.pick')))
+            click(driver, By.CSS_SELECTOR, f'#runs tr.run[data-run="{run_id}"] input.pick', wait)
+        wait.until(EC.text_to_be_present_in_element((By.ID, "selected-count"), f"{len(failed_ids)} selected"))
+        driver.save_screenshot(os.path.join(ARTIFACTS, "failures.png"))
+        click(driver, By.CSS_SELECTOR, '[data-bulk="retry"]', wait)
+        alert = wait.until(EC.alert_is_present())
+        assert "Retry 3 selected runs" in alert.text, alert.text
+        alert.accept()
+        wait.until(EC.text_to_be_present_in_element((By.ID, "bulk-result"), "Retry: 3 runs"))
+        retried = [r for r in api("GET", f"/runs?job={failing}&trigger=retry")]
+        assert len(retried) == 3 and all(r["attempt"] == 2 for r in retried), retried
+        # Each retried run links its retry, and is no longer one a bulk retry would take again.
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs td a.muted")) >= 3)
+        originals = [r for r in api("GET", f"/runs?job={failing}&status=failed&limit=100") if r["id"] in failed_ids]
+        assert all(r["retried_by"] for r in originals), originals
+
+        # A pause from the job page leaves an entry in the audit log and the job's history, naming who and what.
+        driver.get(f"{BASE}/#/jobs/{failing}")
+        click(driver, By.ID, "pause", wait)
+        wait.until(EC.presence_of_element_located((By.ID, "resume")))
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#job-history tr.audit-entry[data-action="job.pause"]')))
+        assert "anonymous" in driver.find_element(By.CSS_SELECTOR, '#job-history tr.audit-entry[data-action="job.pause"]').text
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#duration-chart rect.s-failed")))
+        driver.save_screenshot(os.path.join(ARTIFACTS, "job-trend.png"))
+        driver.get(f"{BASE}/#/audit?job={failing}")
+        entry = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#audit tr.audit-entry[data-action="job.pause"]')))
+        assert "enabled: true → false" in entry.text and "via api" in entry.text, entry.text
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#audit tr.audit-entry[data-action="runs.retry"]')))
+        driver.save_screenshot(os.path.join(ARTIFACTS, "audit.png"))
+
+        # The dashboard's chart renders the day's runs, failures included.
+        driver.get(BASE + "/")
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#activity-chart rect.s-failed")))
+        assert int(driver.find_element(By.ID, "activity-failed").text.replace(",", "")) >= 3
+        driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard-chart.png"))
+
+        step("on a phone-sized screen the runs and failures pages fit, and a run is ticked from the keyboard")
+        driver.set_window_size(390, 844)
+        for name, path in [("runs-phone", f"#/runs?job={failing}"), ("failures-phone", "#/failures?since=1h"),
+                           ("audit-phone", "#/audit")]:
+            driver.get(f"{BASE}/{path}")
+            wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#runs, #audit")))
+            assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"), name
+            driver.save_screenshot(os.path.join(ARTIFACTS, f"{name}.png"))
+        driver.get(f"{BASE}/#/runs?job={failing}")
+        box = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#runs input.pick")))
+        box.send_keys(Keys.SPACE)
+        wait.until(EC.text_to_be_present_in_element((By.ID, "selected-count"), "1 selected"))
+        driver.set_window_size(1280, 900)
+        api("DELETE", f"/jobs/{failing}")
+
         step("delete, with confirmation")
         driver.get(f"{BASE}/#/jobs/{JOB}")
         wait.until(EC.element_to_be_clickable((By.ID, "delete")))

@@ -1,5 +1,6 @@
 // Tock's portal: a small single-page app over /api/v1. No build step, no dependencies. Every page is a
 // function that fetches what it shows and renders it; /api/v1/events re-renders the current page on change.
+// operator.js adds the runs, failures and audit pages and the charts (charts.js draws them).
 "use strict";
 
 const API = "/api/v1";
@@ -139,7 +140,7 @@ function jobSearchBar(jobs) {
 }
 
 async function dashboard(view) {
-  const [stats, jobs] = await Promise.all([api("/stats"), api(jobListPath())]);
+  const [stats, jobs, activity] = await Promise.all([api("/stats"), api(jobListPath()), activityChart()]);
   const failed24 = (stats.runs_24h.failed || 0) + (stats.runs_24h.timed_out || 0) + (stats.runs_24h.dead || 0);
   const cards = h("div", { class: "cards" },
     card(stats.queue.running, "running", "count-running"),
@@ -158,7 +159,7 @@ async function dashboard(view) {
       job.enabled ? button("Pause", () => setPaused(job.name, true)) : button("Resume", () => setPaused(job.name, false)))));
   const filtered = state.jobSearch || (state.jobPages && state.jobPages.length);
   view.replaceChildren(
-    h("h1", {}, "Jobs"), cards, jobSearchBar(jobs),
+    h("h1", {}, "Jobs"), cards, activity, jobSearchBar(jobs),
     h("div", { class: "panel" }, jobs.length === 0
       ? h("div", { class: "empty" }, filtered ? "No jobs match. " : "No jobs yet. ",
           filtered ? null : [h("a", { href: "#/new" }, "Create one"), "."])
@@ -196,8 +197,8 @@ function runTable(runs) {
 
 async function jobPage(view, name) {
   const limit = state.runLimit || 25;
-  const [job, runs, hooks, deliveries] = await Promise.all([api(`/jobs/${enc(name)}`), api(`/jobs/${enc(name)}/runs?limit=${limit}`),
-    api(`/hooks?job=${enc(name)}`), api(`/deliveries?job=${enc(name)}&limit=10`)]);
+  const [job, runs, hooks, deliveries, insights] = await Promise.all([api(`/jobs/${enc(name)}`), api(`/jobs/${enc(name)}/runs?limit=${limit}`),
+    api(`/hooks?job=${enc(name)}`), api(`/deliveries?job=${enc(name)}&limit=10`), jobInsights(name)]);
   // Parts left out are null: replaceChildren would show them as the text "null".
   view.replaceChildren(...[
     h("h1", {}, job.name, badge(job.state)),
@@ -228,6 +229,7 @@ async function jobPage(view, name) {
       job.env ? fact("Environment", h("span", { class: "mono", id: "job-env" },
         Object.keys(job.env).sort().map((k) => `${k}=${job.env[k]}`).join(" "))) : null,
       job.secrets ? fact("Secrets", h("span", { class: "mono", id: "job-secrets" }, job.secrets.join(", "))) : null)),
+    ...insights,
     h("h2", {}, "Runs"),
     h("div", { class: "panel" }, runs.length ? runTable(runs) : h("div", { class: "empty", id: "no-runs" }, "No runs yet.")),
     runs.length === limit ? h("div", { class: "more" }, button("Show more", () => { state.runLimit = limit * 2; return render(); })) : null,
@@ -726,8 +728,11 @@ document.getElementById("token-form").addEventListener("submit", () => {
 });
 
 window.addEventListener("hashchange", render);
-setupTimezone();
-connectEvents();
-render();
+// Once every script has run: operator.js adds its pages to the routes.
+document.addEventListener("DOMContentLoaded", () => {
+  setupTimezone();
+  connectEvents();
+  render();
+});
 // Relative times ("in 3m") age even when nothing changes.
 setInterval(() => { if (state.refresh && !document.hidden && state.route !== "#/new" && !/\/edit$/.test(state.route)) state.refresh(); }, 30000);

@@ -1016,6 +1016,7 @@ BEGIN
             v_run.scheduled_for, p_now, p_now, (SELECT j.pool FROM tock.jobs j WHERE j.id = v_run.job_id), v_run.params,
             v_run.upstream)
     RETURNING id INTO v_id;
+    UPDATE tock.finished_runs SET retried_by = v_id WHERE id = p_run;
     PERFORM tock.audit_run('run.retry', p_run, NULL, jsonb_build_object('run_id', v_id));
     RETURN v_id;
 END $$;

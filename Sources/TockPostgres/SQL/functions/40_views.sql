@@ -88,7 +88,8 @@ SELECT
     r.cancel_requested_at,
     r.pool,
     r.params,
-    r.upstream
+    r.upstream,
+    NULL::bigint AS retried_by
 FROM tock.runs r
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id
@@ -120,7 +121,8 @@ SELECT
     r.cancel_requested_at,
     r.pool,
     r.params,
-    r.upstream
+    r.upstream,
+    r.retried_by
 FROM tock.finished_runs r
 JOIN tock.jobs j ON j.id = r.job_id
 LEFT JOIN tock.workers w ON w.id = r.worker_id

@@ -91,7 +91,13 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
         CASE WHEN p_filter ? 'pool' THEN 'r.pool = $5' END,
         CASE WHEN p_filter ? 'since' THEN CASE WHEN p_finished THEN 'r.finished_at >= $6' ELSE 'r.enqueued_at >= $6' END END,
         CASE WHEN p_filter ? 'until' THEN CASE WHEN p_finished THEN 'r.finished_at < $7' ELSE 'r.enqueued_at < $7' END END,
-        CASE WHEN p_before IS NOT NULL THEN 'r.id < $8' END)
+        CASE WHEN p_before IS NOT NULL THEN 'r.id < $8' END,
+        -- The runs a bulk action applies to (tock.bulk_runs adds these keys; a caller's filter cannot).
+        CASE WHEN p_filter ->> 'action' = 'retry' THEN
+            CASE WHEN p_finished THEN 'r.status <> ''succeeded'' AND r.retried_by IS NULL' ELSE 'false' END END,
+        CASE WHEN p_filter ->> 'action' = 'cancel' THEN
+            CASE WHEN p_finished THEN 'false' ELSE 'r.cancel_requested_at IS NULL' END END,
+        CASE WHEN p_filter ->> 'action' = 'delete' AND NOT p_finished THEN 'false' END)
 $$;
 
 -- Runs of every job matching a filter (tock.checked_run_filter's keys), newest first: ids below p_before (paging),
@@ -99,15 +105,23 @@ $$;
 -- of one index, so a page costs the same at the top of a long history as deep in it.
 CREATE OR REPLACE FUNCTION tock.find_runs(p_filter jsonb DEFAULT NULL, p_before bigint DEFAULT NULL, p_limit int DEFAULT 50)
 RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_filter constant jsonb := tock.checked_run_filter(p_filter);
-    v_statuses constant text[] := ARRAY(SELECT jsonb_array_elements_text(v_filter -> 'statuses'));
-    v_in_flight constant boolean := NOT v_filter ? 'statuses' OR v_statuses && ARRAY['pending', 'running'];
-    v_finished constant boolean := NOT v_filter ? 'statuses' OR NOT v_statuses <@ ARRAY['pending', 'running'];
 BEGIN
     IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
         PERFORM tock.raise_invalid('limit', format('%s is not from 1 to 1000', p_limit));
     END IF;
+    RETURN QUERY SELECT * FROM tock.find_checked_runs(tock.checked_run_filter(p_filter), p_before, p_limit);
+END $$;
+COMMENT ON FUNCTION tock.find_runs(jsonb, bigint, int) IS
+    'Runs matching {"status", "job", "trigger", "worker", "pool", "since", "until"} from tock.run_history, newest first, ids below p_before, at most p_limit (1000).';
+
+-- tock.find_runs for a filter tock.checked_run_filter has checked (and tock.bulk_runs may have narrowed to an action).
+CREATE OR REPLACE FUNCTION tock.find_checked_runs(v_filter jsonb, p_before bigint, p_limit int)
+RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_statuses constant text[] := ARRAY(SELECT jsonb_array_elements_text(v_filter -> 'statuses'));
+    v_in_flight constant boolean := NOT v_filter ? 'statuses' OR v_statuses && ARRAY['pending', 'running'];
+    v_finished constant boolean := NOT v_filter ? 'statuses' OR NOT v_statuses <@ ARRAY['pending', 'running'];
+BEGIN
     RETURN QUERY EXECUTE format('
         SELECT v.* FROM (
             (SELECT r.* FROM tock.run_history_finished r WHERE %s AND %s ORDER BY r.id DESC LIMIT $9)
@@ -120,16 +134,16 @@ BEGIN
     USING v_statuses, (v_filter ->> 'job_id')::bigint, v_filter ->> 'trigger', v_filter ->> 'worker', v_filter ->> 'pool',
           (v_filter ->> 'since')::timestamptz, (v_filter ->> 'until')::timestamptz, p_before, p_limit;
 END $$;
-COMMENT ON FUNCTION tock.find_runs(jsonb, bigint, int) IS
-    'Runs matching {"status", "job", "trigger", "worker", "pool", "since", "until"} from tock.run_history, newest first, ids below p_before, at most p_limit (1000).';
 
 -- How many runs a filter matches, counted up to p_cap (10,000) and no further: what a bulk action's confirmation
 -- shows ("10,000 or more"). Returns the count and whether it stopped at the cap.
-CREATE OR REPLACE FUNCTION tock.count_runs(p_filter jsonb DEFAULT NULL, p_cap int DEFAULT 10000,
+-- p_action (retry, cancel, delete): only the runs that action would act on (tock.bulk_runs).
+DROP FUNCTION IF EXISTS tock.count_runs(jsonb, int);
+CREATE OR REPLACE FUNCTION tock.count_runs(p_filter jsonb DEFAULT NULL, p_cap int DEFAULT 10000, p_action text DEFAULT NULL,
                                            OUT count bigint, OUT capped boolean)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    v_filter constant jsonb := tock.checked_run_filter(p_filter);
+    v_filter constant jsonb := tock.checked_run_filter(p_filter) || tock.bulk_action_filter(p_action);
     v_statuses constant text[] := ARRAY(SELECT jsonb_array_elements_text(v_filter -> 'statuses'));
 BEGIN
     IF p_cap IS NULL OR p_cap NOT BETWEEN 1 AND 100000 THEN
@@ -148,8 +162,21 @@ BEGIN
     capped := count > p_cap;
     count := least(count, p_cap);
 END $$;
-COMMENT ON FUNCTION tock.count_runs(jsonb, int) IS
-    'How many runs tock.find_runs''s filter matches, up to p_cap (10,000); capped says it matched more.';
+COMMENT ON FUNCTION tock.count_runs(jsonb, int, text) IS
+    'How many runs tock.find_runs''s filter matches (that p_action would act on), up to p_cap (10,000); capped says it matched more.';
+
+-- The filter key that narrows a filter to the runs a bulk action applies to; raises for an unknown action.
+CREATE OR REPLACE FUNCTION tock.bulk_action_filter(p_action text)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_action IS NULL THEN
+        RETURN '{}';
+    END IF;
+    IF p_action NOT IN ('retry', 'cancel', 'delete') THEN
+        PERFORM tock.raise_invalid('action', format('%L is not retry, cancel or delete', left(p_action, 40)));
+    END IF;
+    RETURN jsonb_build_object('action', p_action);
+END $$;
 
 -- A bulk action on runs, in one transaction, recorded as one audit entry:
 --   retry   each run that ended other than succeeded runs again as a new attempt with its values (tock.retry's rule);
@@ -169,11 +196,14 @@ DECLARE
     v_new bigint[] := '{}';
     v_running bigint[];
     v_result jsonb;
+    v_job bigint;
 BEGIN
     p_now := tock.checked_now(p_now);
     IF p_action IS NULL OR p_action NOT IN ('retry', 'cancel', 'delete') THEN
         PERFORM tock.raise_invalid('action', format('%L is not retry, cancel or delete', left(coalesce(p_action, ''), 40)));
     END IF;
+    -- One bulk action at a time: two retries of the same filter at once would both take the same runs.
+    PERFORM pg_advisory_xact_lock(tock.worker_lock_key() + 7, 0);
     IF (p_ids IS NULL) = (p_filter IS NULL) THEN
         PERFORM tock.raise_invalid('ids', 'give the runs (ids) or a filter, one of the two');
     END IF;
@@ -186,16 +216,24 @@ BEGIN
         END IF;
         v_ids := ARRAY(SELECT DISTINCT i FROM unnest(p_ids) i WHERE i IS NOT NULL ORDER BY i DESC);
     ELSE
-        v_ids := ARRAY(SELECT f.id FROM tock.find_runs(p_filter, NULL, least(p_limit + 1, 1000)) f);
+        -- Only the runs the action applies to, so that the next call goes on to the next ones.
+        v_ids := ARRAY(SELECT f.id FROM tock.find_checked_runs(tock.checked_run_filter(p_filter) || tock.bulk_action_filter(p_action),
+                                                                NULL, p_limit + 1) f);
         IF cardinality(v_ids) > p_limit THEN
             v_more := true;
             v_ids := v_ids[1:p_limit];
         END IF;
     END IF;
 
+    -- The runs' job, when they are all of one: the entry is then in that job's history too.
+    SELECT CASE WHEN count(DISTINCT x.job_id) = 1 THEN min(x.job_id) END INTO v_job
+    FROM (SELECT r.job_id FROM tock.runs r WHERE r.id = ANY (v_ids)
+          UNION ALL SELECT f.job_id FROM tock.finished_runs f WHERE f.id = ANY (v_ids)) x;
+
     CASE p_action
     WHEN 'retry' THEN
-        v_done := ARRAY(SELECT f.id FROM tock.finished_runs f WHERE f.id = ANY (v_ids) AND f.status <> 'succeeded' ORDER BY f.id);
+        v_done := ARRAY(SELECT f.id FROM tock.finished_runs f
+                        WHERE f.id = ANY (v_ids) AND f.status <> 'succeeded' AND f.retried_by IS NULL ORDER BY f.id);
         WITH retried AS (
             INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after,
                                    pool, params, upstream)
@@ -204,7 +242,12 @@ BEGIN
             FROM tock.finished_runs f JOIN tock.jobs j ON j.id = f.job_id
             WHERE f.id = ANY (v_done)
             ORDER BY f.id
-            RETURNING id
+            RETURNING id, first_run_id, attempt
+        ), marked AS (
+            -- Each retried run names its retry (first_run_id and attempt identify it within its chain).
+            UPDATE tock.finished_runs f SET retried_by = r.id
+            FROM retried r
+            WHERE f.id = ANY (v_done) AND coalesce(f.first_run_id, f.id) = r.first_run_id AND f.attempt + 1 = r.attempt
         )
         SELECT coalesce(array_agg(r.id ORDER BY r.id), '{}') INTO v_new FROM retried r;
     WHEN 'cancel' THEN
@@ -233,7 +276,7 @@ BEGIN
                                    'skipped', cardinality(v_ids) - cardinality(v_done), 'run_ids', to_jsonb(v_done),
                                    'more', v_more)
                 || CASE WHEN p_action = 'retry' THEN jsonb_build_object('new_run_ids', to_jsonb(v_new)) ELSE '{}' END;
-    PERFORM tock.audit_write('runs.' || p_action, NULL, NULL, NULL,
+    PERFORM tock.audit_write('runs.' || p_action, v_job, (SELECT j.name FROM tock.jobs j WHERE j.id = v_job), NULL,
                              jsonb_strip_nulls(jsonb_build_object('filter', p_filter, 'ids', to_jsonb(p_ids),
                                                                   'selected', cardinality(v_ids))),
                              v_result - 'action' - 'selected');

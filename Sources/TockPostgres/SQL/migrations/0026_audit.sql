@@ -38,4 +38,8 @@ COMMENT ON COLUMN tock.config.audit_retention IS 'How long tock.audit keeps an e
 -- The runs that did not succeed, newest first: the failures page and every run filter on a failed status walk this
 -- instead of the whole history. Small (failures are few) and built with the history locked against finishes for as
 -- long as that takes: seconds for a million finished runs.
+-- The run a retry by hand started from this one (tock.retry, tock.bulk_runs): a bulk retry of what a filter
+-- matches leaves out the runs already retried, so that repeating it (or its next thousand) never runs one twice.
+ALTER TABLE tock.finished_runs ADD COLUMN IF NOT EXISTS retried_by bigint;
+
 CREATE INDEX IF NOT EXISTS finished_runs_unsuccessful_idx ON tock.finished_runs (id) WHERE status <> 'succeeded';
