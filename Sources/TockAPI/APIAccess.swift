@@ -1,8 +1,8 @@
 import Foundation
 import TockCore
 
-/// Who may call the API. Tokens come from TOCK_API_TOKENS: `ops=token:admin,grafana=token2:read`, each with a name
-/// the audit log records for what its holder changes. With none, anyone who can reach the server may do
+/// Who may call the API. Tokens come from TOCK_API_TOKENS: `token:admin:ops,token2:read:grafana`, each with a
+/// name the audit log records for what its holder changes. With none, anyone who can reach the server may do
 /// everything, so it only binds to loopback and only answers requests addressed to a loopback name (a `Host` that
 /// is not one is a DNS-rebinding page). `allowedOrigins` (TOCK_ALLOWED_ORIGINS) are the web origins besides the
 /// server's own whose pages may call it, e.g. a reverse proxy's `https://tock.example`.
@@ -13,6 +13,11 @@ public struct APIAccess: Sendable, Equatable {
     public struct Grant: Sendable, Equatable {
         public var role: Role
         public var name: String
+
+        public init(role: Role, name: String) {
+            self.role = role
+            self.name = name
+        }
     }
 
     public var tokens: [String: Grant]
@@ -26,36 +31,32 @@ public struct APIAccess: Sendable, Equatable {
 
     public var isOpen: Bool { tokens.isEmpty }
 
-    /// Parses `name=token:role,…`: the name (letters, digits, `._-`, up to 40, starting with a letter) is optional,
-    /// a token has at least 16 characters, and the role is admin or read (read when left out). A `=` further on,
-    /// or one after which no 16 characters follow, is part of the token (base64 ends in them).
+    /// Parses `token:role:name,…`: a token of at least 16 characters (no `:` or `,`), its role (admin or read;
+    /// read when left out) and its name (letters, digits, `._-`, up to 40, starting with a letter; `token-N` by
+    /// position when left out). The name comes last so that no character of a token can be taken for it.
     public static func parse(_ text: String?) throws(InputError) -> APIAccess {
         var tokens: [String: Grant] = [:]
         let entries = (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         for (index, entry) in entries.enumerated() {
-            var name = "token-\(index + 1)"
-            var rest = Substring(entry)
-            if let equals = entry.firstIndex(of: "="), Self.isTokenName(entry[..<equals]),
-               entry[entry.index(after: equals)...].count >= 16 {
-                name = String(entry[..<equals])
-                rest = entry[entry.index(after: equals)...]
+            let parts = entry.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count <= 3 else {
+                throw InputError(field: "TOCK_API_TOKENS", message: "an entry is token:role:name; one has \(parts.count - 1) ':' (a token may not contain ':')")
             }
-            var token = String(rest)
-            var roleText = "read"
-            if let colon = rest.lastIndex(of: ":") {
-                token = String(rest[..<colon])
-                roleText = String(rest[rest.index(after: colon)...])
+            guard parts[0].count >= 16 else {
+                throw InputError(field: "TOCK_API_TOKENS", message: "a token must be at least 16 characters (token:admin:name)")
             }
-            guard token.count >= 16 else {
-                throw InputError(field: "TOCK_API_TOKENS", message: "a token must be at least 16 characters (name=token:admin)")
-            }
+            let roleText = parts.count > 1 ? parts[1] : "read"
             guard let role = Role(rawValue: roleText) else {
-                throw InputError(field: "TOCK_API_TOKENS", message: "role '\(roleText.prefix(20))' is not read or admin (name=token:admin,name=token:read)")
+                throw InputError(field: "TOCK_API_TOKENS", message: "role '\(roleText.prefix(20))' is not read or admin (token:admin:name,token:read:name)")
             }
-            guard !tokens.values.contains(where: { $0.name == name }) else {
-                throw InputError(field: "TOCK_API_TOKENS", message: "two tokens are named '\(name)': give each its own name, the audit log tells them apart by it")
+            let name = parts.count > 2 ? parts[2] : "token-\(index + 1)"
+            guard Self.isTokenName(Substring(name)) else {
+                throw InputError(field: "TOCK_API_TOKENS", message: "'\(name.prefix(40))' is not a token name: a letter, then up to 39 letters, digits, '.', '_' or '-'")
             }
-            tokens[token] = Grant(role: role, name: name)
+            guard !tokens.values.contains(where: { $0.name == name }), tokens[parts[0]] == nil else {
+                throw InputError(field: "TOCK_API_TOKENS", message: "token '\(name)' is given twice, or two tokens share that name: the audit log tells them apart by it")
+            }
+            tokens[parts[0]] = Grant(role: role, name: name)
         }
         return APIAccess(tokens: tokens)
     }

@@ -133,6 +133,37 @@ extension BenchRun {
             }
             try await time("run_history: dead letters", "GET /dead-letter") { try await database.runs(status: .dead, limit: 50).count }
             try await time("run_history + run_logs: one run", "GET /runs/{id}") { _ = try await database.run(middle); return 1 }
+            // The operator's pages (issue #27): the failures of the last 7 days (tens of thousands of runs here), the
+            // newest and a page 10,000 deep, one job's, their count, failures by job, the day's chart, the audit log.
+            let failures = #"{"status": "failed,timed_out,dead", "since": "7d"}"#
+            // (At toy sizes there may be fewer: then the top of the list.)
+            let deepFailure = try await value(Int64.self, """
+                SELECT coalesce((SELECT id FROM tock.finished_runs
+                                 WHERE status IN ('failed', 'timed_out', 'dead') AND finished_at >= now() - interval '7 days'
+                                 ORDER BY id DESC OFFSET 10000 LIMIT 1), 9223372036854775807)
+                """)
+            try await time("find_runs: failures of 7 d, newest 50", "GET /runs?status=failed,timed_out,dead&since=7d") {
+                try await database.findRuns(filter: failures, limit: 50).count
+            }
+            try await time("find_runs: failures of 7 d, a page 10,000 deep", "GET /runs?…&before=…") {
+                try await database.findRuns(filter: failures, before: deepFailure, limit: 50).count
+            }
+            try await time("find_runs: one job's failures", "GET /runs?job=…&status=failed") {
+                try await database.findRuns(filter: #"{"job": "\#(job)", "status": "failed"}"#, limit: 50).count
+            }
+            // The worst case: a filter that matches nothing reads the whole time range.
+            try await time("find_runs: retries of 7 d (none: reads the range)", "GET /runs?trigger=retry&since=7d") {
+                try await database.findRuns(filter: #"{"trigger": "retry", "since": "7d"}"#, limit: 50).count
+            }
+            try await time("count_runs: failures of 7 d (capped at 10,000)", "GET /runs/count") {
+                try await database.countRuns(filter: failures).count
+            }
+            try await time("failure_groups: 1 h", "GET /failures?since=1h") { try await database.failureGroups(since: "1h").count }
+            try await time("failure_groups: 24 h", "GET /failures?since=24h") { try await database.failureGroups(since: "24h").count }
+            try await time("activity: 24 h in 96 buckets", "GET /activity") {
+                try await database.activity(hours: 24, bucketMinutes: 15).count
+            }
+            try await time("audit_page: newest 50", "GET /audit") { try await database.audit(limit: 50).count }
             try await time("worker_overview", "GET /workers", workerList)
             try await time("queue_depth + workers", "GET /health", health)
             // Prometheus scrapes it (every 15-60 s); the portal does not.

@@ -24,7 +24,7 @@ func endedRuns(_ database: Database, job: String, count: Int, status: RunStatus,
 
 @Suite("operator: runs by filter, bulk actions, failures, activity and the audit log, through the API and SQL")
 struct OperatorTests {
-    static let tokens = "ops=ops-token-0123456789abcdef:admin,viewer=view-token-0123456789abcdef:read"
+    static let tokens = "ops-token-0123456789abcdef:admin:ops,view-token-0123456789abcdef:read:viewer"
     static let admin: HTTPFields = [.authorization: "Bearer ops-token-0123456789abcdef", .contentType: "application/json"]
     static let reader: HTTPFields = [.authorization: "Bearer view-token-0123456789abcdef"]
 
@@ -158,6 +158,8 @@ struct OperatorTests {
                     (#"{"action": "retry", "filter": {"since": "now(); DROP TABLE tock.jobs"}}"#, "since"),
                     (#"{"action": "retry", "filter": {"owner": "x"}}"#, "owner"),
                     (#"{"action": "retry", "filter": {"status": "failed"}, "limit": 5000}"#, "limit"),
+                    (#"{"action": "delete", "filter": {}}"#, "filter"),
+                    (#"{"action": "delete", "filter": {"job": "", "status": ""}}"#, "filter"),
                     (#"{"action": "delete", "ids": [\#((1...1001).map(String.init).joined(separator: ","))]}"#, "ids"),
                 ] {
                     try await client.execute(uri: "/api/v1/runs/bulk", method: .post, headers: Self.admin, body: ByteBuffer(string: bodyText)) { response in
@@ -188,6 +190,47 @@ struct OperatorTests {
             #expect(try await database.findRuns(filter: #"{"status": "failed"}"#).map(\.id).sorted() == failed.sorted())
             #expect(try await database.findRuns(filter: #"{"trigger": "retry"}"#).isEmpty)
             #expect(try await database.audit(action: "runs.").isEmpty)
+        }
+    }
+
+    @Test("a failure the engine is already retrying, or one retried by hand, is not retried again; each names its retry")
+    func retriedOnce() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            var flaky = JobDefinition(name: "flaky", script: "x.sh")
+            flaky.maxAttempts = 3
+            _ = try await database.createJob(flaky)
+            _ = try await database.createJob(JobDefinition(name: "plain", script: "x.sh"))
+            // flaky's first attempt fails: the engine enqueues attempt 2 itself.
+            let automatic = try await endedRuns(database, job: "flaky", count: 1, status: .failed)
+            let first = try await database.run(automatic[0])
+            let second = try #require(first.retriedBy)
+            #expect(try await database.run(second).attempt == 2)
+            // plain fails twice; one is retried by hand.
+            let plain = try await endedRuns(database, job: "plain", count: 2, status: .failed)
+            let byHand = try await database.retry(plain[0])
+            #expect(try await database.run(plain[0]).retriedBy == byHand)
+
+            let bulk = try await database.bulkRuns("retry", ids: nil, filter: #"{"status": "failed"}"#)
+            #expect(bulk.runIds == [plain[1]] && bulk.newRunIds?.count == 1)
+            #expect(try await database.run(plain[1]).retriedBy == bulk.newRunIds?.first)
+            // Once more: nothing left to retry, by filter or by id.
+            #expect(try await database.bulkRuns("retry", ids: nil, filter: #"{"status": "failed"}"#).done == 0)
+            let again = try await database.bulkRuns("retry", ids: [automatic[0], plain[0], plain[1]], filter: nil)
+            #expect(again.done == 0 && again.skipped == 3)
+            #expect(try await database.countRuns(filter: #"{"status": "failed"}"#, action: "retry").count == 0)
+        }
+    }
+
+    @Test("TOCK_API_TOKENS: token:role:name; a token is never split into a name, names are checked and unique")
+    func tokenNames() throws {
+        let access = try APIAccess.parse("Kx9fQ2mZ7pLw=R4tY8uN1vB6cD3eF0gH:admin, reader-token-0123456789, other-token-0123456789:read:grafana")
+        #expect(access.tokens["Kx9fQ2mZ7pLw=R4tY8uN1vB6cD3eF0gH"] == APIAccess.Grant(role: .admin, name: "token-1"))
+        #expect(access.tokens["reader-token-0123456789"] == APIAccess.Grant(role: .read, name: "token-2"))
+        #expect(access.tokens["other-token-0123456789"] == APIAccess.Grant(role: .read, name: "grafana"))
+        for bad in ["long-enough-token-0123:admin:9lives", "long-enough-token-0123:admin:ops:extra",
+                    "long-enough-token-0123:admin:ops,other-enough-token-0123:read:ops",
+                    "long-enough-token-0123:admin:ops,long-enough-token-0123:read:grafana"] {
+            #expect(throws: InputError.self, "\(bad)") { try APIAccess.parse(bad) }
         }
     }
 }

@@ -31,6 +31,8 @@ struct AuditSQLTests {
                     #expect(await sqlState(admin, refused) == "42501", "\(refused)")
                 }
                 #expect(await sqlState(admin, "SELECT tock.bulk_runs('cancel', p_filter => '{\"status\": \"pending\"}')") == nil)
+                // Shortening the log's retention would let an admin erase what they did: the owner's call alone.
+                #expect(await sqlState(admin, "SELECT tock.set_config('audit_retention', '1 day')") == "42501")
             }
             try await TestDatabase.withClient(TestRoles.settings(settings, as: TestRoles.viewer)) { viewer in
                 #expect(await sqlState(viewer, "SELECT * FROM tock.audit_log") == nil)

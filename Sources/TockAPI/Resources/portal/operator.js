@@ -93,11 +93,13 @@ async function bulkAction(action, filter, ids) {
   if (count === 0) { reportBulk(`Nothing to ${action}: no ${APPLIES[action]} match.`); return; }
   const what = ids ? `${count} selected run${count === 1 ? "" : "s"}` : `${capped ? "more than " : ""}${count.toLocaleString("en-US")} matching run${count === 1 ? "" : "s"}`;
   if (!confirm(`${VERBS[action]} ${what}? (${APPLIES[action]}${action === "delete" ? "; this cannot be undone" : ""})`)) return;
+  // A thousand a request, no more requests than the count asked about needs: runs that start to match meanwhile
+  // wait for another click.
   let done = 0, skipped = 0, rounds = 0, result;
   do {
     result = await api("/runs/bulk", { method: "POST", body: ids ? { action, ids } : { action, filter } });
     done += result.done; skipped += result.skipped; rounds += 1;
-  } while (!ids && result.more && result.done > 0 && rounds < 100);
+  } while (!ids && result.more && result.done > 0 && rounds < Math.ceil(count / 1000));
   selection().clear();
   reportBulk(`${VERBS[action]}: ${done} run${done === 1 ? "" : "s"}` + (skipped ? `, ${skipped} skipped (not ${APPLIES[action]})` : "")
     + (result.more ? "; more match: run it again for the rest" : "."));
@@ -120,7 +122,9 @@ function bulkBar(filter, total) {
     h("span", { id: "selected-count" }, `${ids.length} selected`),
     on("retry", "Retry selected"), on("cancel", "Cancel selected", "danger"), on("delete", "Delete selected", "danger"),
     h("span", { class: "sep" }, "|"),
-    total ? [all("retry", "Retry all matching"), all("cancel", "Cancel all matching", "danger"), all("delete", "Delete all matching", "danger")] : null,
+    // Only under a filter: an action on every run is not one Tock takes (the server refuses it too).
+    total && Object.keys(filter).length ? [all("retry", "Retry all matching"), all("cancel", "Cancel all matching", "danger"),
+      all("delete", "Delete all matching", "danger")] : null,
     h("div", { class: "hint", id: "bulk-result", role: "status" }, report));
 }
 

@@ -107,6 +107,12 @@ BEGIN
     WHEN 'history_retention' THEN
         PERFORM tock.set_history_retention(tock.parse_duration(p_value, 'history_retention'));
     WHEN 'audit_retention' THEN
+        -- The log's retention is the owner's: an admin who could shorten it could erase the record of what they did.
+        IF NOT tock.caller_owns_schema() THEN
+            RAISE EXCEPTION 'audit_retention: only the schema''s owner may change how long the audit log is kept'
+                USING ERRCODE = 'insufficient_privilege', COLUMN = 'audit_retention',
+                      HINT = 'connect as the owner of schema tock (the role that ran tock migrate)';
+        END IF;
         v_interval := tock.parse_duration(p_value, 'audit_retention');
         IF v_interval < interval '1 day' OR v_interval > interval '100 years' THEN
             PERFORM tock.raise_invalid('audit_retention', format('%s is not from 1d to 100 years', tock.duration_text(v_interval)));

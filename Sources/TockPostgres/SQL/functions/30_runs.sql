@@ -149,10 +149,12 @@ CREATE TRIGGER runs_notify_queue_unblocked
 -- same run. Only runs still p_from (pending or running) and, when p_worker is given, running on that worker: the
 -- guard is checked again on the row a concurrent claim, requeue or rescue left, so a late or duplicate call ends
 -- nothing. An output element empty with 0 bytes keeps what the worker sent while the run ran, if anything.
+-- p_retried_by: for a run whose failure enqueued its next attempt, that attempt (finished_runs.retried_by).
 -- Returns the runs it moved.
+DROP FUNCTION IF EXISTS tock.end_runs(text, bigint, bigint[], text[], int[], text[], text[], bigint[], boolean[], timestamptz);
 CREATE OR REPLACE FUNCTION tock.end_runs(
     p_from text, p_worker bigint, p_runs bigint[], p_statuses text[], p_exit_codes int[], p_errors text[],
-    p_outputs text[], p_bytes_total bigint[], p_truncated boolean[], p_now timestamptz)
+    p_outputs text[], p_bytes_total bigint[], p_truncated boolean[], p_now timestamptz, p_retried_by bigint[] DEFAULT NULL)
 RETURNS bigint[] LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
     v_ended bigint[];
@@ -173,7 +175,7 @@ BEGIN
         INSERT INTO tock.finished_runs (id, job_id, trigger, status, priority, attempt, first_run_id, scheduled_for,
                                         enqueued_at, run_after, started_at, finished_at, worker_id, exit_code, error,
                                         cancel_requested_at, timeout_at, output, output_bytes, output_truncated, pool,
-                                        params, upstream)
+                                        params, upstream, retried_by)
         SELECT g.id, g.job_id, g.trigger, e.status, g.priority, g.attempt, g.first_run_id, g.scheduled_for,
                g.enqueued_at, g.run_after, g.started_at, greatest(p_now, g.started_at), g.worker_id, e.exit_code,
                e.error, g.cancel_requested_at, g.timeout_at,
@@ -184,12 +186,12 @@ BEGIN
                CASE WHEN coalesce(e.bytes, 0) > 0 OR coalesce(e.output, '') <> ''
                     THEN coalesce(e.truncated, false) OR length(e.output) > 4194304
                     ELSE coalesce(l.truncated, false) END,
-               g.pool, g.params, g.upstream
+               g.pool, g.params, g.upstream, e.retried_by
         FROM gone g
         -- One end per run, whatever the caller repeated.
         JOIN (SELECT DISTINCT ON (u.run) u.*
-              FROM unnest(p_runs, p_statuses, p_exit_codes, p_errors, p_outputs, p_bytes_total, p_truncated)
-                   AS u(run, status, exit_code, error, output, bytes, truncated)) e ON e.run = g.id
+              FROM unnest(p_runs, p_statuses, p_exit_codes, p_errors, p_outputs, p_bytes_total, p_truncated, p_retried_by)
+                   AS u(run, status, exit_code, error, output, bytes, truncated, retried_by)) e ON e.run = g.id
         LEFT JOIN live l ON l.run_id = g.id
         RETURNING id
     )
@@ -930,6 +932,7 @@ DECLARE
     v_run tock.runs;
     v_job tock.jobs;
     v_status text := p_status;
+    v_retry bigint;
 BEGIN
     SELECT * INTO v_run FROM tock.runs
     WHERE id = p_run AND status = 'running' AND (p_worker IS NULL OR worker_id = p_worker)
@@ -946,7 +949,8 @@ BEGIN
                     v_run.scheduled_for, p_now,
                     p_now + CASE WHEN p_retry_now THEN interval '0'
                                  ELSE tock.retry_delay(v_job.retry_base, v_job.retry_cap, v_run.attempt) END,
-                    v_job.pool, v_run.params, v_run.upstream);
+                    v_job.pool, v_run.params, v_run.upstream)
+            RETURNING id INTO v_retry;
         ELSIF v_job.max_attempts > 1 THEN
             v_status := 'dead';
         END IF;
@@ -956,7 +960,7 @@ BEGIN
                    THEN format('%s (attempt %s of %s: no attempts left)', coalesce(p_error, p_status), v_run.attempt,
                                v_job.max_attempts)
                    ELSE p_error END],
-        ARRAY[p_output], ARRAY[p_bytes_total], ARRAY[p_truncated], p_now);
+        ARRAY[p_output], ARRAY[p_bytes_total], ARRAY[p_truncated], p_now, ARRAY[v_retry]);
     RETURN true;
 END $$;
 

@@ -276,8 +276,11 @@ BEGIN
     DELETE FROM tock.workers w
     WHERE w.state IN ('stopped', 'lost') AND w.stopped_at < v_horizon
       AND NOT EXISTS (SELECT 1 FROM tock.run_leases l WHERE l.worker_id = w.id);
-    -- The audit log keeps its own, longer retention.
-    PERFORM tock.purge_audit(v_now, v_batch);
+    -- The audit log keeps its own, longer retention: in batches until none is left, up to 100 a call, so that a
+    -- busy API's run-now entries are kept up with.
+    FOR v_round IN 1..100 LOOP
+        EXIT WHEN tock.purge_audit(v_now, v_batch) < v_batch;
+    END LOOP;
     RETURN least(v_count, 2147483647)::int;
 END $$;
 COMMENT ON FUNCTION tock.purge_history(timestamptz, int) IS

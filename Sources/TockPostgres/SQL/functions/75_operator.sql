@@ -18,6 +18,19 @@ EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_par
                                                left(p_text, 60)));
 END $$;
 
+-- A filter time no further back than p_most: the pages that group or count over a span read all of it.
+CREATE OR REPLACE FUNCTION tock.recent_time(p_field text, p_text text, p_most interval)
+RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_at constant timestamptz := tock.filter_time(p_field, p_text);
+BEGIN
+    IF v_at < now() - p_most THEN
+        PERFORM tock.raise_invalid(p_field, format('%L is more than %s back; give a shorter span', left(p_text, 60),
+                                                   tock.duration_text(p_most)));
+    END IF;
+    RETURN v_at;
+END $$;
+
 -- A run filter, checked: a JSON object of status (one or a list, comma-separated), job, trigger, worker, pool, since
 -- and until (when the run ended, or was enqueued while in flight). Any other key, a value that is not text, an
 -- unknown status or trigger, an unknown job: refused, naming it. Returns the filter as tock.find_runs reads it:
@@ -45,11 +58,11 @@ BEGIN
             IF jsonb_array_length(v_value) > 7 OR EXISTS (SELECT 1 FROM jsonb_array_elements(v_value) e WHERE jsonb_typeof(e) <> 'string') THEN
                 PERFORM tock.raise_invalid('status', 'expected a list of at most 7 statuses');
             END IF;
-            v_statuses := ARRAY(SELECT jsonb_array_elements_text(v_value));
+            v_statuses := ARRAY(SELECT lower(e) FROM jsonb_array_elements_text(v_value) e);
         ELSIF jsonb_typeof(v_value) <> 'string' OR length(v_value #>> '{}') > 200 THEN
             PERFORM tock.raise_invalid(v_key, 'expected text of at most 200 characters');
         ELSIF v_key = 'status' THEN
-            v_statuses := string_to_array(replace(v_value #>> '{}', ' ', ''), ',');
+            v_statuses := string_to_array(lower(replace(v_value #>> '{}', ' ', '')), ',');
         END IF;
         CASE v_key
         WHEN 'status' THEN
@@ -197,6 +210,8 @@ DECLARE
     v_running bigint[];
     v_result jsonb;
     v_job bigint;
+    v_row record;
+    v_retry bigint;
 BEGIN
     p_now := tock.checked_now(p_now);
     IF p_action IS NULL OR p_action NOT IN ('retry', 'cancel', 'delete') THEN
@@ -216,6 +231,9 @@ BEGIN
         END IF;
         v_ids := ARRAY(SELECT DISTINCT i FROM unnest(p_ids) i WHERE i IS NOT NULL ORDER BY i DESC);
     ELSE
+        IF tock.checked_run_filter(p_filter) = '{}' THEN
+            PERFORM tock.raise_invalid('filter', 'give at least one condition (status, job, since, …): an action on every run is not a bulk action Tock takes');
+        END IF;
         -- Only the runs the action applies to, so that the next call goes on to the next ones.
         v_ids := ARRAY(SELECT f.id FROM tock.find_checked_runs(tock.checked_run_filter(p_filter) || tock.bulk_action_filter(p_action),
                                                                 NULL, p_limit + 1) f);
@@ -232,24 +250,22 @@ BEGIN
 
     CASE p_action
     WHEN 'retry' THEN
-        v_done := ARRAY(SELECT f.id FROM tock.finished_runs f
-                        WHERE f.id = ANY (v_ids) AND f.status <> 'succeeded' AND f.retried_by IS NULL ORDER BY f.id);
-        WITH retried AS (
+        -- One at a time, so that each run names its own retry (runs of one chain may be selected together).
+        FOR v_row IN
+            SELECT f.id, f.job_id, f.priority, f.attempt, f.first_run_id, f.scheduled_for, f.params, f.upstream, j.pool
+            FROM tock.finished_runs f JOIN tock.jobs j ON j.id = f.job_id
+            WHERE f.id = ANY (v_ids) AND f.status <> 'succeeded' AND f.retried_by IS NULL
+            ORDER BY f.id
+        LOOP
             INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after,
                                    pool, params, upstream)
-            SELECT f.job_id, 'retry', f.priority, f.attempt + 1, coalesce(f.first_run_id, f.id), f.scheduled_for, p_now,
-                   p_now, j.pool, f.params, f.upstream
-            FROM tock.finished_runs f JOIN tock.jobs j ON j.id = f.job_id
-            WHERE f.id = ANY (v_done)
-            ORDER BY f.id
-            RETURNING id, first_run_id, attempt
-        ), marked AS (
-            -- Each retried run names its retry (first_run_id and attempt identify it within its chain).
-            UPDATE tock.finished_runs f SET retried_by = r.id
-            FROM retried r
-            WHERE f.id = ANY (v_done) AND coalesce(f.first_run_id, f.id) = r.first_run_id AND f.attempt + 1 = r.attempt
-        )
-        SELECT coalesce(array_agg(r.id ORDER BY r.id), '{}') INTO v_new FROM retried r;
+            VALUES (v_row.job_id, 'retry', v_row.priority, v_row.attempt + 1, coalesce(v_row.first_run_id, v_row.id),
+                    v_row.scheduled_for, p_now, p_now, v_row.pool, v_row.params, v_row.upstream)
+            RETURNING id INTO v_retry;
+            UPDATE tock.finished_runs SET retried_by = v_retry WHERE id = v_row.id;
+            v_done := v_done || v_row.id;
+            v_new := v_new || v_retry;
+        END LOOP;
     WHEN 'cancel' THEN
         v_running := ARRAY(SELECT r.id FROM tock.runs r WHERE r.id = ANY (v_ids) AND r.status = 'pending');
         v_done := tock.end_runs('pending', NULL, v_running, array_fill('cancelled'::text, ARRAY[cardinality(v_running)]),
@@ -302,7 +318,7 @@ CREATE OR REPLACE FUNCTION tock.failure_groups(p_since text DEFAULT '24h')
 RETURNS TABLE (job_id bigint, job_name text, failures bigint, failed bigint, timed_out bigint, dead bigint,
                last_run_id bigint, last_status text, last_error text, last_finished_at timestamptz, last_output text)
 LANGUAGE sql STABLE AS $$
-    WITH since AS MATERIALIZED (SELECT tock.filter_time('since', p_since) AS at), f AS (
+    WITH since AS MATERIALIZED (SELECT tock.recent_time('since', p_since, interval '31 days') AS at), f AS (
         SELECT r.job_id, count(*) AS failures,
                count(*) FILTER (WHERE r.status = 'failed') AS failed,
                count(*) FILTER (WHERE r.status = 'timed_out') AS timed_out,
@@ -330,14 +346,17 @@ COMMENT ON FUNCTION tock.failure_groups(text) IS
 CREATE OR REPLACE FUNCTION tock.activity(p_span interval DEFAULT '24 hours', p_bucket interval DEFAULT '15 minutes')
 RETURNS TABLE (bucket_start timestamptz, ended bigint, failed bigint) LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    v_bucket_seconds constant float8 := extract(epoch FROM p_bucket);
-    v_end constant timestamptz := to_timestamp(ceil(extract(epoch FROM now()) / v_bucket_seconds) * v_bucket_seconds);
-    v_start constant timestamptz := v_end - p_span;
+    v_bucket_seconds float8;
+    v_end timestamptz;
+    v_start timestamptz;
 BEGIN
-    IF p_span NOT BETWEEN interval '1 hour' AND interval '31 days' OR p_bucket < interval '1 minute'
-       OR extract(epoch FROM p_span) / v_bucket_seconds > 2000 THEN
+    IF p_span IS NULL OR p_bucket IS NULL OR p_span NOT BETWEEN interval '1 hour' AND interval '31 days'
+       OR p_bucket < interval '1 minute' OR extract(epoch FROM p_span) / extract(epoch FROM p_bucket) > 2000 THEN
         PERFORM tock.raise_invalid('span', 'a span of 1 hour to 31 days, in at most 2,000 buckets of a minute or more');
     END IF;
+    v_bucket_seconds := extract(epoch FROM p_bucket);
+    v_end := to_timestamp(ceil(extract(epoch FROM now()) / v_bucket_seconds) * v_bucket_seconds);
+    v_start := v_end - p_span;
     RETURN QUERY
     WITH counted AS (
         SELECT floor(extract(epoch FROM r.finished_at - v_start) / v_bucket_seconds)::int AS slot, count(*) AS ended,
