@@ -204,7 +204,7 @@ async function failuresPage(view) {
     h("div", { class: "toolbar" }, h("label", { class: "filter" }, "In the ",
       h("select", { id: "failures-since", onchange: (e) => go("#/failures", new URLSearchParams({ since: e.target.value })) },
         (spans.some(([v]) => v === since) ? spans : [...spans, [since, `since ${since}`]]).map(([value, shown]) =>
-          h("option", { value, selected: value === since }, shown.replace(/^last /, "last "))))),
+          h("option", { value, selected: value === since }, shown)))),
       h("a", { class: "button", href: `#/runs?${filterQuery(filter)}` }, "Open in Runs")),
     groupsSlot, h("h2", {}, "Failed runs"), results);
   state.refresh = async () => {
