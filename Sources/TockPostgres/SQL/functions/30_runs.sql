@@ -267,7 +267,7 @@ BEGIN
         UPDATE tock.trigger_keys k SET run_id = v_run WHERE k.job_id = v_job AND k.key = p_key;
     END IF;
     PERFORM tock.audit_run('run.trigger', v_run, NULL,
-                           jsonb_strip_nulls(jsonb_build_object('trigger', p_trigger, 'params', v_params, 'key', p_key)));
+                           jsonb_strip_nulls(jsonb_build_object('trigger', p_trigger, 'params', v_params, 'key', p_key)), v_job);
     RETURN QUERY SELECT v_run, false, 'pending'::text;
 END $$;
 COMMENT ON FUNCTION tock.run_now_keyed(text, text, timestamptz, text, jsonb) IS
@@ -968,25 +968,43 @@ BEGIN
     RETURN true;
 END $$;
 
--- Cancels a run: a pending one at once; a running one is marked, and its worker (told by NOTIFY tock_cancel)
--- sends SIGTERM to the script's process group, then SIGKILL after its grace, and finishes it as 'cancelled'.
--- Returns 'cancelled' or 'cancelling'. A finished run cannot be cancelled (SQLSTATE 55000).
+-- The cancel of runs in flight (tock.cancel, tock.bulk_runs): the pending ones end at once as 'cancelled'; the
+-- running ones are marked, and their workers (told by NOTIFY tock_cancel) send SIGTERM to each script's process
+-- group, then SIGKILL after their grace, and finish them as 'cancelled'. Runs that ended are left as they are.
+-- Returns the runs cancelled and those asked to stop.
+CREATE OR REPLACE FUNCTION tock.cancel_runs(p_runs bigint[], p_now timestamptz, OUT cancelled bigint[], OUT cancelling bigint[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count constant int := cardinality(p_runs);
+BEGIN
+    cancelled := tock.end_runs('pending', NULL, p_runs, array_fill('cancelled'::text, ARRAY[v_count]),
+                               array_fill(NULL::int, ARRAY[v_count]), array_fill('cancelled before it started'::text, ARRAY[v_count]),
+                               array_fill(''::text, ARRAY[v_count]), array_fill(0::bigint, ARRAY[v_count]),
+                               array_fill(false, ARRAY[v_count]), p_now);
+    WITH asked AS (
+        UPDATE tock.runs r SET cancel_requested_at = coalesce(r.cancel_requested_at, p_now)
+        WHERE r.id = ANY (p_runs) AND r.status = 'running'
+        RETURNING r.id
+    )
+    SELECT coalesce(array_agg(a.id ORDER BY a.id), '{}') INTO cancelling FROM asked a;
+    PERFORM pg_notify('tock_cancel', i::text) FROM unnest(cancelling) i;
+END $$;
+
+-- Cancels a run (tock.cancel_runs): 'cancelled' (it was pending) or 'cancelling' (its worker is stopping it). A
+-- finished run cannot be cancelled (SQLSTATE 55000).
 CREATE OR REPLACE FUNCTION tock.cancel(p_run bigint, p_now timestamptz DEFAULT now())
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_status text;
+    v_done record;
 BEGIN
     p_now := tock.checked_now(p_now);
-    IF cardinality(tock.end_runs('pending', NULL, ARRAY[p_run], ARRAY['cancelled'], ARRAY[NULL::int],
-                                 ARRAY['cancelled before it started'], ARRAY[''], ARRAY[0::bigint], ARRAY[false],
-                                 p_now)) > 0 THEN
+    v_done := tock.cancel_runs(ARRAY[p_run], p_now);
+    IF cardinality(v_done.cancelled) > 0 THEN
         PERFORM tock.audit_run('run.cancel', p_run, '{"status": "pending"}', '{"status": "cancelled"}');
         RETURN 'cancelled';
     END IF;
-    UPDATE tock.runs SET cancel_requested_at = coalesce(cancel_requested_at, p_now)
-    WHERE id = p_run AND status = 'running';
-    IF FOUND THEN
-        PERFORM pg_notify('tock_cancel', p_run::text);
+    IF cardinality(v_done.cancelling) > 0 THEN
         PERFORM tock.audit_run('run.cancel', p_run, '{"status": "running"}', '{"status": "cancelling"}');
         RETURN 'cancelling';
     END IF;
@@ -999,6 +1017,25 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION tock.cancel(bigint, timestamptz) IS 'Cancels a pending run at once, or asks the worker running it to stop it.';
 
+-- Enqueues the next attempt of a run that ended (tock.retry, tock.bulk_runs): with the values it ran with and what
+-- started it, linked to its chain's first run, and recorded as its retry (finished_runs.retried_by). Returns the new
+-- run's id, or NULL when the history holds no such run.
+CREATE OR REPLACE FUNCTION tock.enqueue_retry(p_run bigint, p_now timestamptz)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after, pool,
+                           params, upstream)
+    SELECT f.job_id, 'retry', f.priority, f.attempt + 1, coalesce(f.first_run_id, f.id), f.scheduled_for, p_now, p_now,
+           j.pool, f.params, f.upstream
+    FROM tock.finished_runs f JOIN tock.jobs j ON j.id = f.job_id
+    WHERE f.id = p_run
+    RETURNING id INTO v_id;
+    UPDATE tock.finished_runs SET retried_by = v_id WHERE id = p_run AND v_id IS NOT NULL;
+    RETURN v_id;
+END $$;
+
 -- Runs a finished run's job again as a new attempt linked to it (retry from the dead letters); returns the new id.
 CREATE OR REPLACE FUNCTION tock.retry(p_run bigint, p_now timestamptz DEFAULT now())
 RETURNS bigint LANGUAGE plpgsql AS $$
@@ -1007,8 +1044,7 @@ DECLARE
     v_id bigint;
 BEGIN
     p_now := tock.checked_now(p_now);
-    SELECT id, job_id, priority, attempt, first_run_id, scheduled_for, params, upstream INTO v_run
-    FROM tock.finished_runs WHERE id = p_run;
+    SELECT id, job_id INTO v_run FROM tock.finished_runs WHERE id = p_run;
     IF NOT FOUND THEN
         SELECT status INTO v_run FROM tock.runs WHERE id = p_run;
         IF FOUND THEN
@@ -1017,15 +1053,8 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'run: unknown run %', p_run USING ERRCODE = 'no_data_found', COLUMN = 'run';
     END IF;
-    -- With the values the run it retries ran with, and what started it.
-    INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after, pool,
-                           params, upstream)
-    VALUES (v_run.job_id, 'retry', v_run.priority, v_run.attempt + 1, coalesce(v_run.first_run_id, v_run.id),
-            v_run.scheduled_for, p_now, p_now, (SELECT j.pool FROM tock.jobs j WHERE j.id = v_run.job_id), v_run.params,
-            v_run.upstream)
-    RETURNING id INTO v_id;
-    UPDATE tock.finished_runs SET retried_by = v_id WHERE id = p_run;
-    PERFORM tock.audit_run('run.retry', p_run, NULL, jsonb_build_object('run_id', v_id));
+    v_id := tock.enqueue_retry(p_run, p_now);
+    PERFORM tock.audit_run('run.retry', p_run, NULL, jsonb_build_object('run_id', v_id), v_run.job_id);
     RETURN v_id;
 END $$;
 

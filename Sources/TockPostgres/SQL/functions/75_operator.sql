@@ -207,11 +207,11 @@ DECLARE
     v_more boolean := false;
     v_done bigint[] := '{}';
     v_new bigint[] := '{}';
-    v_running bigint[];
+    v_cancel record;
     v_result jsonb;
     v_job bigint;
     v_row record;
-    v_retry bigint;
+    v_filter jsonb;
 BEGIN
     p_now := tock.checked_now(p_now);
     IF p_action IS NULL OR p_action NOT IN ('retry', 'cancel', 'delete') THEN
@@ -231,12 +231,12 @@ BEGIN
         END IF;
         v_ids := ARRAY(SELECT DISTINCT i FROM unnest(p_ids) i WHERE i IS NOT NULL ORDER BY i DESC);
     ELSE
-        IF tock.checked_run_filter(p_filter) = '{}' THEN
+        v_filter := tock.checked_run_filter(p_filter);
+        IF v_filter = '{}' THEN
             PERFORM tock.raise_invalid('filter', 'give at least one condition (status, job, since, …): an action on every run is not a bulk action Tock takes');
         END IF;
         -- Only the runs the action applies to, so that the next call goes on to the next ones.
-        v_ids := ARRAY(SELECT f.id FROM tock.find_checked_runs(tock.checked_run_filter(p_filter) || tock.bulk_action_filter(p_action),
-                                                                NULL, p_limit + 1) f);
+        v_ids := ARRAY(SELECT f.id FROM tock.find_checked_runs(v_filter || tock.bulk_action_filter(p_action), NULL, p_limit + 1) f);
         IF cardinality(v_ids) > p_limit THEN
             v_more := true;
             v_ids := v_ids[1:p_limit];
@@ -252,35 +252,16 @@ BEGIN
     WHEN 'retry' THEN
         -- One at a time, so that each run names its own retry (runs of one chain may be selected together).
         FOR v_row IN
-            SELECT f.id, f.job_id, f.priority, f.attempt, f.first_run_id, f.scheduled_for, f.params, f.upstream, j.pool
-            FROM tock.finished_runs f JOIN tock.jobs j ON j.id = f.job_id
+            SELECT f.id FROM tock.finished_runs f
             WHERE f.id = ANY (v_ids) AND f.status <> 'succeeded' AND f.retried_by IS NULL
             ORDER BY f.id
         LOOP
-            INSERT INTO tock.runs (job_id, trigger, priority, attempt, first_run_id, scheduled_for, enqueued_at, run_after,
-                                   pool, params, upstream)
-            VALUES (v_row.job_id, 'retry', v_row.priority, v_row.attempt + 1, coalesce(v_row.first_run_id, v_row.id),
-                    v_row.scheduled_for, p_now, p_now, v_row.pool, v_row.params, v_row.upstream)
-            RETURNING id INTO v_retry;
-            UPDATE tock.finished_runs SET retried_by = v_retry WHERE id = v_row.id;
+            v_new := v_new || tock.enqueue_retry(v_row.id, p_now);
             v_done := v_done || v_row.id;
-            v_new := v_new || v_retry;
         END LOOP;
     WHEN 'cancel' THEN
-        v_running := ARRAY(SELECT r.id FROM tock.runs r WHERE r.id = ANY (v_ids) AND r.status = 'pending');
-        v_done := tock.end_runs('pending', NULL, v_running, array_fill('cancelled'::text, ARRAY[cardinality(v_running)]),
-                                array_fill(NULL::int, ARRAY[cardinality(v_running)]),
-                                array_fill('cancelled before it started'::text, ARRAY[cardinality(v_running)]),
-                                array_fill(''::text, ARRAY[cardinality(v_running)]), array_fill(0::bigint, ARRAY[cardinality(v_running)]),
-                                array_fill(false, ARRAY[cardinality(v_running)]), p_now);
-        WITH asked AS (
-            UPDATE tock.runs r SET cancel_requested_at = coalesce(r.cancel_requested_at, p_now)
-            WHERE r.id = ANY (v_ids) AND r.status = 'running'
-            RETURNING r.id
-        )
-        SELECT coalesce(array_agg(a.id), '{}') INTO v_running FROM asked a;
-        PERFORM pg_notify('tock_cancel', i::text) FROM unnest(v_running) i;
-        v_done := ARRAY(SELECT i FROM unnest(v_done || v_running) i ORDER BY i);
+        v_cancel := tock.cancel_runs(v_ids, p_now);
+        v_done := ARRAY(SELECT i FROM unnest(v_cancel.cancelled || v_cancel.cancelling) i ORDER BY i);
     ELSE
         WITH gone AS (
             DELETE FROM tock.finished_runs f WHERE f.id = ANY (v_ids) RETURNING f.id
