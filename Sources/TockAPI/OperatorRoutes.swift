@@ -7,7 +7,7 @@ import TockPostgres
 /// over time, and the audit log. Filters and bounds are checked by the SQL they call; these only carry them.
 func addOperatorRoutes(to api: RouterGroup<BasicRequestContext>, database: Database) {
     api.get("runs") { request, _ -> Response in
-        let filter = try RunFilter(request)
+        let filter = try QueryFilter(request, keys: QueryFilter.runKeys)
         let limit = try integer(request, "limit", default: 50, range: 1...1000)
         let before = try positiveQueryID(request, "before", what: "run")
         let runs = try await database.findRuns(filter: filter.json, before: before, limit: limit)
@@ -16,7 +16,7 @@ func addOperatorRoutes(to api: RouterGroup<BasicRequestContext>, database: Datab
     }
     api.get("runs/count") { request, _ -> Response in
         let action = request.uri.queryParameters.get("action").map { String($0.prefix(40)) }
-        return try json(try await database.countRuns(filter: try RunFilter(request).json, action: action))
+        return try json(try await database.countRuns(filter: try QueryFilter(request, keys: QueryFilter.runKeys).json, action: action))
     }
     api.post("runs/bulk") { request, _ -> Response in
         let bulk = try await BulkRequest(request)
@@ -32,33 +32,27 @@ func addOperatorRoutes(to api: RouterGroup<BasicRequestContext>, database: Datab
         return try json(try await database.activity(hours: hours, bucketMinutes: max(1, hours * 60 / 96)))
     }
     api.get("audit") { request, _ -> Response in
-        let query = request.uri.queryParameters
-        var values: [String: String] = [:]
-        for name in ["job", "actor", "action"] {
-            guard let value = query.get(name).map({ String($0) }), !value.isEmpty else { continue }
-            guard value.count <= 200 else {
-                throw TockError(.invalidInput, field: name, "\(name): at most 200 characters")
-            }
-            values[name] = value
-        }
+        let filter = try QueryFilter(request, keys: ["job", "actor", "action"])
         let limit = try integer(request, "limit", default: 50, range: 1...1000)
-        let entries = try await database.audit(job: values["job"], actor: values["actor"], action: values["action"],
+        let entries = try await database.audit(job: filter.values["job"], actor: filter.values["actor"], action: filter.values["action"],
                                                before: try positiveQueryID(request, "before", what: "audit entry"), limit: limit)
         guard entries.count == limit, let last = entries.last else { return try json(entries) }
-        var next = "limit=\(limit)&before=\(last.id)"
-        for (name, value) in values.sorted(by: { $0.key < $1.key }) { next += "&\(name)=\(percentEncoded(value))" }
-        return try json(entries, headers: nextPageLink(path: "/api/v1/audit", query: next))
+        return try json(entries, headers: nextPageLink(path: "/api/v1/audit", query: filter.query(limit: limit, before: last.id)))
     }
 }
 
-/// `?status=failed,dead&job=&trigger=&worker=&pool=&since=1h&until=` as the JSON filter `tock.find_runs` checks.
-struct RunFilter {
-    static let keys = ["status", "job", "trigger", "worker", "pool", "since", "until"]
+/// A list's filters from the query (`?status=failed,dead&job=&since=1h`), each at most 200 characters: as JSON for
+/// the SQL that checks them (`tock.find_runs`), and carried into the next page's link.
+struct QueryFilter {
+    /// The run filters `tock.checked_run_filter` takes.
+    static let runKeys = ["status", "job", "trigger", "worker", "pool", "since", "until"]
+    let keys: [String]
     var values: [String: String] = [:]
 
-    init(_ request: Request) throws {
+    init(_ request: Request, keys: [String]) throws {
+        self.keys = keys
         let query = request.uri.queryParameters
-        for key in Self.keys {
+        for key in keys {
             guard let value = query.get(key).map({ String($0) }), !value.isEmpty else { continue }
             guard value.count <= 200 else {
                 throw TockError(.invalidInput, field: key, "\(key): at most 200 characters")
@@ -76,7 +70,7 @@ struct RunFilter {
     /// The query of the next page: the same filter, ids below `before`.
     func query(limit: Int, before: Int64) -> String {
         var query = "limit=\(limit)&before=\(before)"
-        for key in Self.keys { if let value = values[key] { query += "&\(key)=\(percentEncoded(value))" } }
+        for key in keys { if let value = values[key] { query += "&\(key)=\(percentEncoded(value))" } }
         return query
     }
 }

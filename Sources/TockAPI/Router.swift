@@ -172,20 +172,8 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
         if let status, !["pending", "sending", "delivered", "failed"].contains(status) {
             throw TockError(.invalidInput, field: "status", "status: '\(status.prefix(40))' is not pending, sending, delivered or failed")
         }
-        var before: Int64?
-        if let text = query.get("before") {
-            guard let id = Int64(text), id > 0 else {
-                throw TockError(.invalidInput, field: "before", "before: '\(text.prefix(40))' is not a delivery id (a positive whole number)")
-            }
-            before = id
-        }
-        var run: Int64?
-        if let text = query.get("run") {
-            guard let id = Int64(text), id > 0 else {
-                throw TockError(.invalidInput, field: "run", "run: '\(text.prefix(40))' is not a run id (a positive whole number)")
-            }
-            run = id
-        }
+        let before = try positiveQueryID(request, "before", what: "delivery")
+        let run = try positiveQueryID(request, "run", what: "run")
         let limit = try integer(request, "limit", default: 50, range: 1...1000)
         let deliveries = try await database.deliveries(job: query.get("job").map { String($0) }, run: run, status: status,
                                                        before: before, limit: limit)
@@ -194,7 +182,7 @@ public func buildRouter(database: Database, access: APIAccess = APIAccess(), eve
         if let status { next += "&status=\(status)" }
         if let run { next += "&run=\(run)" }
         if let job = query.get("job") {
-            next += "&job=" + (String(job).addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
+            next += "&job=" + percentEncoded(String(job))
         }
         return try json(deliveries, headers: nextPageLink(path: "/api/v1/deliveries", query: next))
     }
@@ -340,12 +328,7 @@ struct RunPage {
             do { status = try RunStatus(userInput: String(text)) } catch let error as InputError { throw TockError(error) }
         }
         limit = try integer(request, "limit", default: 50, range: 1...1000)
-        if let text = query.get("before") {
-            guard let id = Int64(text), id > 0 else {
-                throw TockError(.invalidInput, field: "before", "before: '\(text)' is not a run id (a positive whole number)")
-            }
-            before = id
-        }
+        before = try positiveQueryID(request, "before", what: "run")
     }
 
     func response(_ runs: [RunInfo], path: String) throws -> Response {
