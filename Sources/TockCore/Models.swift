@@ -147,6 +147,10 @@ public struct RunInfo: Sendable, Codable, Equatable {
     public var upstream: Upstream?
     /// The run a retry by hand started from this one.
     public var retriedBy: Int64?
+    /// The pool whose workers run it.
+    public var pool: String?
+    /// One run alone (`tock.run_detail`): its pool, while it is pending and no live worker serves that pool.
+    public var waitingForPool: String?
 
     public struct Upstream: Sendable, Codable, Equatable {
         public var runId: Int64
@@ -342,7 +346,7 @@ public struct JobStats: Sendable, Codable, Equatable {
     public var lastFailureAt: Date?
 }
 
-/// One row of `tock.lag`: the pending runs at one priority.
+/// One row of `tock.lag`: the pending runs at one priority in one pool.
 public struct LagRow: Sendable, Codable, Equatable {
     public var priority: Int
     public var waiting: Int64
@@ -350,6 +354,9 @@ public struct LagRow: Sendable, Codable, Equatable {
     public var delayed: Int64
     public var oldestReadyAt: Date?
     public var oldestReadyAgeSeconds: Double
+    public var pool: String
+    /// Live workers serving the pool: 0 means these runs wait for a worker of the pool, not for their turn.
+    public var workersAlive: Int64
 }
 
 /// One row of `tock.stuck_runs`.

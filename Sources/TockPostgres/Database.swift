@@ -340,9 +340,9 @@ public struct Database: Sendable {
         }
     }
 
-    /// `tock.lag`: pending runs per priority, highest first.
+    /// `tock.lag`: pending runs per priority and pool, highest priority first.
     public func lag() async throws(TockError) -> [LagRow] {
-        try await rows(LagRow.self, "SELECT row_to_json(v)::text FROM tock.lag v ORDER BY v.priority DESC")
+        try await rows(LagRow.self, "SELECT row_to_json(v)::text FROM tock.lag v ORDER BY v.priority DESC, v.pool")
     }
 
     /// `tock.stuck_runs`: running past their timeout or on a dead worker, oldest first.

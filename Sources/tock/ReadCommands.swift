@@ -195,6 +195,7 @@ struct RunCommand: AsyncParsableCommand {
                     started:    \(Display.time(run.startedAt))
                     finished:   \(Display.time(run.finishedAt))
                     duration:   \(Display.duration(run.durationSeconds))
+                    pool:       \(run.pool ?? "-")\(run.waitingForPool.map { " (waiting: no live worker serves pool '\($0)'; start one with `tock worker --pools \($0)`)" } ?? "")
                     worker:     \(run.workerName ?? "-")
                     parameters: \(run.params.map { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") } ?? "-")
                     output:     \(run.outputBytes.map { "\($0) bytes" } ?? "-")\(run.outputTruncated == true ? " (only the last part is kept)" : "")
@@ -216,10 +217,11 @@ struct Workers: AsyncParsableCommand {
         try await oneShot(options) { database, _ in
             let workers = try await database.workers()
             if json { return try printJSON(workers) }
-            var table = TextTable("ID", "NAME", "STATE", "ALIVE", "CONCURRENCY", "RUNNING", "PROCESSED", "LAST HEARTBEAT", "STARTED")
+            var table = TextTable("ID", "NAME", "STATE", "ALIVE", "POOLS", "CONCURRENCY", "RUNNING", "PROCESSED", "LAST HEARTBEAT", "STARTED")
             for worker in workers {
                 table.append(["\(worker.id)", worker.name, worker.state,
                               worker.alive ? "yes" : (worker.state == "stopped" ? "no" : "STALE"),
+                              (worker.pools ?? ["default"]).joined(separator: ","),
                               "\(worker.concurrency)", "\(worker.running)", "\(worker.runsProcessed)",
                               "\(Display.duration(worker.heartbeatAgeSeconds)) ago", Display.time(worker.startedAt)])
             }
@@ -229,7 +231,7 @@ struct Workers: AsyncParsableCommand {
 }
 
 struct Queue: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "The queue: runs waiting by priority, how many are ready, and how long the oldest has waited.")
+    static let configuration = CommandConfiguration(abstract: "The queue: runs waiting by priority and pool, how many are ready, how long the oldest has waited, and pools no worker serves.")
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
@@ -241,14 +243,18 @@ struct Queue: AsyncParsableCommand {
                 struct Shown: Encodable { var total: QueueDepth; var byPriority: [LagRow] }
                 return try printJSON(Shown(total: depth, byPriority: lag))
             }
-            var table = TextTable("PRIORITY", "WAITING", "READY", "DELAYED", "OLDEST READY WAITED")
+            var table = TextTable("PRIORITY", "POOL", "WAITING", "READY", "DELAYED", "OLDEST READY WAITED", "WORKERS")
             for row in lag {
-                table.append(["\(row.priority)", "\(row.waiting)", "\(row.ready)", "\(row.delayed)",
-                              row.ready > 0 ? Display.duration(row.oldestReadyAgeSeconds) : "-"])
+                table.append(["\(row.priority)", row.pool, "\(row.waiting)", "\(row.ready)", "\(row.delayed)",
+                              row.ready > 0 ? Display.duration(row.oldestReadyAgeSeconds) : "-",
+                              row.workersAlive > 0 ? "\(row.workersAlive)" : "NONE"])
             }
             if !lag.isEmpty { print(table.render()) }
             print("\(depth.pending) pending (\(depth.ready) ready, \(depth.delayed) delayed), \(depth.running) running; "
                 + "oldest ready waited \(Display.duration(depth.oldestReadyAgeSeconds))")
+            for pool in Set(lag.filter { $0.workersAlive == 0 }.map(\.pool)).sorted() {
+                print("waiting for pool '\(pool)': no live worker serves it; start one with `tock worker --pools \(pool)`")
+            }
         }
     }
 }

@@ -128,6 +128,17 @@ def main():
         after = len(api("GET", f"/jobs/{JOB}/runs?limit=1000"))
         assert after == before + 1, f"{after - before} runs from one double click"
         wait.until(lambda d: all(r["status"] == "succeeded" for r in api("GET", f"/jobs/{JOB}/runs?limit=5")))
+        # The button holds off a second click while the first is in flight; a repeat it cannot hold off (the same
+        # request sent twice, as a retry does) carries the same key, and the server answers it with the same run.
+        time.sleep(1.5)
+        before = len(api("GET", f"/jobs/{JOB}/runs?limit=1000"))
+        ids = driver.execute_script(
+            "return Promise.all([runNow(arguments[0]), runNow(arguments[0])]).then((r) => r.map((x) => x.run_id))", JOB)
+        assert len(ids) == 2 and ids[0] == ids[1], f"two Run now calls within a second started runs {ids}"
+        time.sleep(1)
+        after = len(api("GET", f"/jobs/{JOB}/runs?limit=1000"))
+        assert after == before + 1, f"{after - before} runs from one repeated Run now"
+        wait.until(lambda d: all(r["status"] == "succeeded" for r in api("GET", f"/jobs/{JOB}/runs?limit=5")))
 
         step("the run's output shows up in the log viewer")
         click(driver, By.CSS_SELECTOR, "tr.run a", wait)
@@ -425,6 +436,36 @@ def main():
         wait.until(EC.text_to_be_present_in_element((By.ID, "selected-count"), "1 selected"))
         driver.set_window_size(1280, 900)
         api("DELETE", f"/jobs/{failing}")
+
+        step("a run of a pool no worker serves says so; the pools page shows the pool and sets its limits")
+        unserved = f"{JOB}-etl"
+        api("POST", "/jobs", {"name": unserved, "script": "portal-hello.sh", "schedule": "manual", "pool": "portal-etl"})
+        waiting = api("POST", f"/jobs/{unserved}/trigger")["run_id"]
+        driver.get(f"{BASE}/#/runs/{waiting}")
+        wait.until(EC.text_to_be_present_in_element((By.ID, "run-waiting-pool"), "no live worker serves this pool"))
+        click(driver, By.CSS_SELECTOR, 'a[data-nav="pools"]', wait)
+        pool_row = '#pools tr[data-pool="portal-etl"]'
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, pool_row + ' td[data-workers="0"]'), "its runs wait"))
+        assert driver.find_element(By.CSS_SELECTOR, '#pools tr[data-pool="default"] td[data-workers]').get_attribute("data-workers") != "0"
+        click(driver, By.CSS_SELECTOR, pool_row + ' [data-action="edit-limits"]', wait)
+        assert driver.find_element(By.ID, "limit-pool").get_attribute("value") == "portal-etl"
+        driver.find_element(By.ID, "limit-max").send_keys("3")
+        driver.find_element(By.ID, "limit-rate").send_keys("ten a minute")
+        click(driver, By.ID, "set-limits", wait)
+        wait.until(EC.text_to_be_present_in_element((By.ID, "banner"), "rate"))
+        assert [p for p in api("GET", "/pools") if p["pool"] == "portal-etl"][0].get("max_running") is None, "a refused form changed the pool"
+        rate = driver.find_element(By.ID, "limit-rate")
+        rate.clear()
+        rate.send_keys("10/1m")
+        click(driver, By.ID, "set-limits", wait)
+        wait.until(EC.text_to_be_present_in_element((By.ID, "limits-result"), "at most 3 at once"))
+        pool = [p for p in api("GET", "/pools") if p["pool"] == "portal-etl"][0]
+        assert pool["max_running"] == 3 and pool["rate"] == "10/1m", pool
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, pool_row + " td.limits"), "at most 3 at once"))
+        driver.save_screenshot(os.path.join(ARTIFACTS, "pools.png"))
+        api("PUT", "/pools/portal-etl", {"max_running": None, "rate": None})
+        api("POST", f"/runs/{waiting}/cancel")
+        api("DELETE", f"/jobs/{unserved}")
 
         step("delete, with confirmation")
         driver.get(f"{BASE}/#/jobs/{JOB}")

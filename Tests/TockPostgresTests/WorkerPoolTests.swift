@@ -57,6 +57,44 @@ struct WorkerPoolTests {
         }
     }
 
+    @Test("a pending run of a pool no live worker serves shows as waiting for that pool, in tock.lag and the run itself")
+    func waitingForPool() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(Self.job("extract", pool: "etl"))
+            _ = try await database.createJob(Self.job("plain", pool: nil))
+            try await Self.enqueue(database, "extract", 2)
+            try await Self.enqueue(database, "plain", 1)
+            _ = try await database.registerWorker(host: "a", pid: 1, concurrency: 10, scriptsDirectory: nil, version: nil)
+            let lag = try await database.lag()
+            #expect(lag.map(\.pool) == ["default", "etl"])
+            #expect(lag.map(\.waiting) == [1, 2])
+            #expect(lag.map(\.workersAlive) == [1, 0])
+            let runs = try await database.runs(job: "extract")
+            #expect(try await database.run(runs[0].id).waitingForPool == "etl")
+            #expect(try await database.run(runs[0].id).pool == "etl")
+            let plain = try await database.runs(job: "plain")
+            #expect(try await database.run(plain[0].id).waitingForPool == nil)
+            // The gauges stay one per priority, however many pools share it.
+            let waiting = try await database.client.query("""
+                SELECT labels::text, value FROM tock.gauges() WHERE name = 'tock_queue_waiting_runs'
+                """).decode((String, Double).self).all()
+            #expect(waiting.count == 1 && waiting.first?.1 == 3)
+
+            // A worker of the pool comes: the runs wait for their turn, no longer for a worker.
+            let etlWorker = try await database.registerWorker(host: "b", pid: 2, concurrency: 10, scriptsDirectory: nil,
+                                                              version: nil, pools: ["etl"])
+            #expect(try await database.lag().map(\.workersAlive) == [1, 1])
+            #expect(try await database.run(runs[0].id).waitingForPool == nil)
+            let claimed = try await database.claimRuns(worker: etlWorker, max: 1)
+            // A stopping worker claims nothing: the pool's pending run waits for a worker again; its running one
+            // waits for nothing.
+            try await database.setWorkerState(worker: etlWorker, state: "stopping")
+            let pending = try #require(runs.map(\.id).first { $0 != claimed[0].runId })
+            #expect(try await database.run(pending).waitingForPool == "etl")
+            #expect(try await database.run(claimed[0].runId).waitingForPool == nil)
+        }
+    }
+
     @Test("a worker of two pools gives each its share of a claim, then the rest to the pool that has more")
     func sharesAmongPools() async throws {
         try await TestDatabase.withFresh { database, _ in

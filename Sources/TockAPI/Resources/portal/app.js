@@ -356,6 +356,10 @@ async function runPage(view, id) {
         `run #${run.upstream.run_id} of ${run.upstream.job} (${run.upstream.status})`)) : null,
       fact("Attempt", run.attempt), fact("Enqueued", timeCell(run.enqueued_at)), fact("Started", timeCell(run.started_at)),
       fact("Finished", timeCell(run.finished_at)), fact("Duration", duration(run.duration_seconds)),
+      fact("Pool", run.waiting_for_pool
+        ? [run.pool, " ", h("span", { class: "badge lost", id: "run-waiting-pool",
+            title: `Start a worker that serves it: tock worker --pools ${run.pool}` }, "waiting: no live worker serves this pool")]
+        : (run.pool || "—")),
       fact("Worker", run.worker_name || "—"), fact("Exit code", run.exit_code ?? "—"),
       run.params ? fact("Parameters", h("span", { class: "mono", id: "run-param-values" },
         Object.keys(run.params).sort().map((k) => `${k}=${run.params[k]}`).join(" "))) : null,
@@ -374,12 +378,14 @@ async function workersPage(view) {
   view.replaceChildren(h("h1", {}, "Workers"), h("div", { class: "panel" }, workers.length === 0
     ? h("div", { class: "empty" }, "No worker has registered yet. Start one with ", h("code", {}, "tock worker"), ".")
     : h("table", { id: "workers" },
-        h("thead", {}, h("tr", {}, h("th", {}, "Worker"), h("th", {}, "Host"), h("th", {}, "State"), h("th", {}, "Running"),
+        h("thead", {}, h("tr", {}, h("th", {}, "Worker"), h("th", {}, "Host"), h("th", {}, "State"), h("th", {}, "Pools"), h("th", {}, "Running"),
           h("th", {}, "Last heartbeat"), h("th", {}, "Runs processed"), h("th", { class: "hide-narrow" }, "Started"))),
         h("tbody", {}, workers.map((w) => h("tr", { class: "worker" },
           h("td", {}, w.name, h("div", { class: "muted" }, `pid ${w.pid}, concurrency ${w.concurrency}`)),
           h("td", {}, w.host),
           h("td", {}, badge(w.alive ? "alive" : w.state, w.alive ? "alive" : w.state)),
+          h("td", { class: "pools" }, (w.pools || ["default"]).map((p) => h("a", { href: "#/pools" }, p))
+            .flatMap((a, i) => (i ? [", ", a] : [a]))),
           h("td", {}, w.running),
           h("td", {}, timeCell(w.last_heartbeat_at)),
           h("td", {}, w.runs_processed),

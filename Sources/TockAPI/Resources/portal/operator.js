@@ -1,5 +1,5 @@
 // The operator's pages: every run (filters in the URL, keyset pages), failures by job, bulk retry/cancel/delete,
-// the audit log; and the charts the dashboard and a job's page show. Uses app.js's helpers (h, api, button, …).
+// the audit log, pools and their limits; and the charts the dashboard and a job's page show. Uses app.js's helpers (h, api, button, …).
 "use strict";
 
 const STATUSES = ["pending", "running", "succeeded", "failed", "timed_out", "cancelled", "dead"];
@@ -350,7 +350,74 @@ async function activityChart() {
       ticks: buckets.length ? [0, Math.floor(buckets.length / 2), buckets.length - 1].map((i) => ({ at: i, label: hour(buckets[i].bucket_start) })) : [] }));
 }
 
+// ---------- pools ----------
+
+// Each pool: its jobs, runs waiting and running, the live workers serving it (none: its runs wait for one, not for
+// their turn) and its limits, which the form sets (PUT /pools/{pool}; the server checks them). The table re-reads on
+// live updates; the form is built once, so what is typed in it stays.
+async function poolsPage(view) {
+  const table = h("div", { id: "pool-table" });
+  view.replaceChildren(h("h1", {}, "Pools"), table, h("h2", {}, "Limits"), poolLimitsForm());
+  state.refresh = () => drawPools(table);
+  await state.refresh();
+}
+
+async function drawPools(slot) {
+  const pools = await api("/pools");
+  const edit = (p) => () => {
+    document.getElementById("limit-pool").value = p.pool;
+    document.getElementById("limit-max").value = p.max_running ?? "";
+    document.getElementById("limit-rate").value = p.rate ?? "";
+    document.getElementById("limit-max").focus();
+  };
+  slot.replaceChildren(h("div", { class: "panel" }, pools.length === 0
+    ? h("div", { class: "empty" }, "No pool yet: a job names one (", h("code", {}, "--pool"), ", default ", h("code", {}, "default"), ").")
+    : h("table", { id: "pools" },
+        h("thead", {}, h("tr", {}, ["Pool", "Jobs", "Waiting", "Running", "Oldest ready waited", "Workers", "Limits", ""]
+          .map((label, i) => h("th", { class: [2, 4].includes(i) ? "hide-narrow" : null }, label)))),
+        h("tbody", {}, pools.map((p) => h("tr", { class: "pool", "data-pool": p.pool },
+          h("td", {}, p.pool),
+          h("td", {}, p.jobs),
+          h("td", { class: "hide-narrow" }, p.pending, p.ready < p.pending ? h("span", { class: "muted" }, ` (${p.ready} ready)`) : null),
+          h("td", {}, p.running),
+          h("td", { class: "hide-narrow" }, p.ready > 0 ? duration(p.oldest_ready_age_seconds) : "—"),
+          h("td", { "data-workers": p.workers_alive }, p.workers_alive > 0 ? p.workers_alive
+            : badge(p.pending > 0 ? "none: its runs wait" : "none", "lost")),
+          h("td", { class: "limits" }, [p.max_running ? `at most ${p.max_running} at once` : null, p.rate ? `${p.rate} starts` : null]
+            .filter((x) => x).join(", ") || h("span", { class: "muted" }, "none")),
+          h("td", {}, h("button", { type: "button", "data-action": "edit-limits", onclick: edit(p) }, "Edit limits"))))))));
+}
+
+function poolLimitsForm() {
+  const field = (id, label, hint, attrs) => h("div", { class: "field" }, h("label", { for: id }, label),
+    h("input", Object.assign({ id, type: "text", autocomplete: "off" }, attrs)), h("div", { class: "hint" }, hint));
+  const result = h("span", { id: "limits-result", class: "muted" });
+  const form = h("form", { class: "editor", id: "pool-limits", novalidate: true },
+    h("div", { class: "row" },
+      field("limit-pool", "Pool", "a pool's name, as jobs and workers name it", { required: true }),
+      field("limit-max", "Runs at once", "across every worker and host; empty: no limit", { inputmode: "numeric" }),
+      field("limit-rate", "Starts per period", "e.g. 10/1m; empty: no limit", {})),
+    h("div", { class: "toolbar" }, h("button", { type: "submit", class: "primary", id: "set-limits" }, "Set limits"), result));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const pool = form.querySelector("#limit-pool").value.trim();
+    const max = form.querySelector("#limit-max").value.trim(), rate = form.querySelector("#limit-rate").value.trim();
+    result.textContent = "";
+    try {
+      // The number as typed: "1.5" or "many" reaches the server, which names what is wrong with it.
+      const maxRunning = max === "" ? null : (/^\d+$/.test(max) ? Number(max) : max);
+      await api(`/pools/${enc(pool)}`, { method: "PUT", body: { max_running: maxRunning, rate: rate === "" ? null : rate } });
+      result.textContent = `${pool}: ${max === "" ? "no limit on runs at once" : `at most ${max} at once`}, ` +
+        `${rate === "" ? "no rate limit" : `at most ${rate} starts`}`;
+      showError(null);
+      refreshSoon(true);
+    } catch (error) { showError(error); }
+  });
+  return form;
+}
+
 routes.push(
+  [/^#\/pools$/, "pools", (view) => poolsPage(view)],
   [/^#\/runs(\?.*)?$/, "runs", (view) => runsPage(view)],
   [/^#\/failures(\?.*)?$/, "failures", (view) => failuresPage(view)],
   [/^#\/audit(\?.*)?$/, "audit", (view) => auditPage(view)],

@@ -158,7 +158,23 @@ SELECT
 FROM tock.workers w;
 COMMENT ON VIEW tock.worker_overview IS 'Every worker: state, whether its heartbeat is fresh (alive), runs in flight and processed, and the error of its claims while they keep failing.';
 
--- The queue by priority: how many runs wait, how many are ready now, and how long the oldest ready one has waited.
+-- The pools each live worker serves: running (a stopping worker claims nothing) and heartbeating within 15 s.
+-- A pool none of them serves is where its runs wait (tock.lag, tock.pool_overview, tock.run_detail).
+CREATE OR REPLACE FUNCTION tock.live_worker_pools()
+RETURNS SETOF text[] LANGUAGE sql STABLE AS $$
+    SELECT w.pools FROM tock.workers w
+    WHERE w.state = 'running' AND w.last_heartbeat_at > pg_catalog.now() - interval '15 seconds'
+$$;
+COMMENT ON FUNCTION tock.live_worker_pools() IS 'The pools of each live worker (running, heartbeat within 15 s), one array per worker.';
+
+CREATE OR REPLACE FUNCTION tock.workers_serving(p_pool text)
+RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT count(*) FROM tock.live_worker_pools() AS l(pools) WHERE p_pool = ANY (l.pools)
+$$;
+COMMENT ON FUNCTION tock.workers_serving(text) IS 'How many live workers serve the pool: 0 means its runs wait for one.';
+
+-- The queue by priority and pool: how many runs wait, how many are ready now, how long the oldest ready one has
+-- waited, and how many live workers serve the pool (0: they wait for a worker of that pool, not their turn).
 CREATE OR REPLACE VIEW tock.lag AS
 SELECT
     r.priority,
@@ -167,11 +183,13 @@ SELECT
     count(*) FILTER (WHERE r.run_after > now()) AS delayed,
     min(r.run_after) FILTER (WHERE r.run_after <= now()) AS oldest_ready_at,
     coalesce(extract(epoch FROM now() - min(r.run_after) FILTER (WHERE r.run_after <= now())), 0)::float8
-        AS oldest_ready_age_seconds
+        AS oldest_ready_age_seconds,
+    r.pool,
+    tock.workers_serving(r.pool) AS workers_alive
 FROM tock.runs r
 WHERE r.status = 'pending'
-GROUP BY r.priority;
-COMMENT ON VIEW tock.lag IS 'Pending runs per priority: waiting, ready now, delayed (retry backoff), and the oldest ready run''s age.';
+GROUP BY r.priority, r.pool;
+COMMENT ON VIEW tock.lag IS 'Pending runs per priority and pool: waiting, ready now, delayed (retry backoff), the oldest ready run''s age, and the live workers serving the pool (0: none, the runs wait for one).';
 
 -- The queue's totals: tock.lag summed over the priorities (so the two never disagree on what is ready), and the
 -- running runs (a count of their leases).
@@ -241,10 +259,7 @@ COMMENT ON FUNCTION tock.queue_glance(int, timestamptz) IS
 -- how long its oldest ready run has waited, and the live workers that serve it (running: a stopping worker claims
 -- nothing). A pool with runs waiting and no live worker is where they stay (tock doctor warns of it).
 CREATE OR REPLACE VIEW tock.pool_overview AS
-WITH RECURSIVE live AS (
-    SELECT w.pools FROM tock.workers w
-    WHERE w.state = 'running' AND w.last_heartbeat_at > now() - interval '15 seconds'
-), in_flight (pool) AS (
+WITH RECURSIVE in_flight (pool) AS (
     -- The pools of the runs in flight: a loose scan of runs_claim_idx, one seek per pool.
     (SELECT r.pool FROM tock.runs r WHERE r.run_after >= '-infinity' ORDER BY r.pool LIMIT 1)
     UNION ALL
@@ -257,7 +272,7 @@ WITH RECURSIVE live AS (
     UNION
     SELECT f.pool FROM in_flight f WHERE f.pool IS NOT NULL
     UNION
-    SELECT unnest(l.pools) FROM live l
+    SELECT unnest(l.pools) FROM tock.live_worker_pools() AS l(pools)
     UNION
     SELECT l.name FROM tock.pools l
 )
@@ -268,7 +283,7 @@ SELECT
     q.ready,
     q.running,
     coalesce(extract(epoch FROM now() - q.oldest_ready_at), 0)::float8 AS oldest_ready_age_seconds,
-    (SELECT count(*) FROM live l WHERE p.pool = ANY (l.pools)) AS workers_alive,
+    tock.workers_serving(p.pool) AS workers_alive,
     (SELECT l.max_running FROM tock.pools l WHERE l.name = p.pool) AS max_running,
     (SELECT tock.rate_text(l.rate_limit, l.rate_period) FROM tock.pools l WHERE l.name = p.pool) AS rate
 FROM pools p

@@ -288,7 +288,7 @@ COMMENT ON FUNCTION tock.purge_history(timestamptz, int) IS
 
 -- The figures only the database knows, as Prometheus gauges: GET /metrics sets them at each scrape, and psql users
 -- can read them too. One row per gauge (and label set).
--- The queue is read once: tock.lag, materialized, gives the per-priority gauges and (totalled as tock.queue_depth
+-- The queue is read once: tock.lag, materialized, gives the per-priority gauges (summed over its pools) and (totalled as tock.queue_depth
 -- totals it) the queue's. Read through the views, each gauge would scan the pending runs again, at every scrape of
 -- every process that serves /metrics.
 CREATE OR REPLACE FUNCTION tock.gauges(p_now timestamptz DEFAULT now())
@@ -306,8 +306,9 @@ LANGUAGE sql STABLE AS $$
     CROSS JOIN LATERAL (VALUES ('ready', q.ready), ('delayed', q.delayed),
                                ('running', (SELECT count(*) FROM tock.run_leases)::float8)) s(state, n)
     UNION ALL
-    SELECT 'tock_queue_waiting_runs', 'Pending runs per priority.', jsonb_build_object('priority', l.priority::text), l.waiting
-    FROM lag l
+    SELECT 'tock_queue_waiting_runs', 'Pending runs per priority.', jsonb_build_object('priority', l.priority::text),
+           sum(l.waiting)::float8
+    FROM lag l GROUP BY l.priority
     UNION ALL
     SELECT 'tock_queue_oldest_ready_age_seconds', 'How long the oldest ready run has waited.', '{}', q.oldest_ready_age_seconds
     FROM queue q

@@ -64,7 +64,8 @@ COMMENT ON FUNCTION tock.job_runs(text, text, bigint, int) IS
     'One job''s runs (by name or id) from tock.run_history, newest first: of one status, with ids below p_before (paging), at most p_limit (1000).';
 
 -- One run with its output: a finished run that printed nothing has no output row, so its output is empty, not
--- unknown; a run still running shows what its worker has sent so far.
+-- unknown; a run still running shows what its worker has sent so far. A pending run of a pool no live worker
+-- serves names that pool (waiting_for_pool): it waits for a worker, not for its turn.
 -- PL/pgSQL for its plan cache: the union of the two halves and the partitions costs a few milliseconds to plan,
 -- more than the lookup itself.
 CREATE OR REPLACE FUNCTION tock.run_detail(p_run bigint, p_with_output boolean DEFAULT true)
@@ -73,8 +74,10 @@ BEGIN
     RETURN (
         SELECT to_jsonb(v) || jsonb_build_object('output',
                    CASE WHEN p_with_output THEN coalesce((SELECT o.output FROM tock.run_logs o WHERE o.run_id = v.id),
-                                                        CASE WHEN v.finished_at IS NOT NULL THEN '' END) END)
+                                                        CASE WHEN v.finished_at IS NOT NULL THEN '' END) END,
+                   'waiting_for_pool',
+                   CASE WHEN v.status = 'pending' AND tock.workers_serving(v.pool) = 0 THEN v.pool END)
         FROM tock.run_history v WHERE v.id = p_run);
 END $$;
 COMMENT ON FUNCTION tock.run_detail(bigint, boolean) IS
-    'One run of tock.run_history as JSON, with its output (the last bytes kept); NULL for an unknown run.';
+    'One run of tock.run_history as JSON, with its output (the last bytes kept) and, pending in a pool no live worker serves, waiting_for_pool; NULL for an unknown run.';
