@@ -62,4 +62,45 @@ struct LimitWorkerTests {
             }
         }
     }
+    @Test("3 workers × concurrency 8, a pool limited to 4 starts and a job to 3 per 2 s: no 2-second window holds more starts")
+    func ratesHoldAcrossRacingWorkers() async throws {
+        let directory = try makeScriptsDirectory(["tick.sh": "#!/bin/sh\nsleep 0.1\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFresh { database, settings in
+            var paced = JobDefinition(name: "paced", script: "tick.sh")
+            paced.pool = "paced"
+            var metered = JobDefinition(name: "metered", script: "tick.sh")
+            metered.rate = "3/2s"
+            _ = try await database.createJob(paced)
+            _ = try await database.createJob(metered)
+            _ = try await database.setPool("paced", changes: ["rate": .text("4/2s")])
+            var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
+            configuration.concurrency = 8
+            configuration.pools = ["paced", "default"]
+            let workers = try (1...3).map { _ in
+                try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+            }
+            try await withServices(workers) { () async throws -> Void in
+                #expect(try await eventually { try await database.workers().filter(\.alive).count == 3 })
+                _ = try await database.client.query("""
+                    SELECT tock.run_now(j) FROM unnest(ARRAY['paced', 'metered']) j, generate_series(1, 12)
+                    """).collect()
+                // 12 runs each at 4 and 3 per 2 s: about 6 and 8 s, with every slot free all along.
+                #expect(try await eventually(timeout: .seconds(90)) {
+                    try await database.client.query("SELECT count(*)::int FROM tock.run_history WHERE status = 'succeeded'")
+                        .decode(Int.self).all().first == 24
+                })
+                // The most starts in any 2-second window, from each start on (the claim's time is started_at).
+                let most = try await database.client.query("""
+                    SELECT j.name, max((SELECT count(*) FROM tock.run_history b
+                                        WHERE b.job_id = a.job_id AND b.started_at >= a.started_at
+                                          AND b.started_at < a.started_at + interval '2 seconds'))::int
+                    FROM tock.run_history a JOIN tock.jobs j ON j.id = a.job_id GROUP BY j.name ORDER BY j.name
+                    """).decode((String, Int).self).all()
+                print("ratesHoldAcrossRacingWorkers: most starts in 2 s \(most)")
+                #expect(most.map(\.0) == ["metered", "paced"])
+                #expect(most.map(\.1) == [3, 4], "the job's rate is 3 and the pool's 4 per 2 s, and 12 runs of each waited")
+            }
+        }
+    }
 }
