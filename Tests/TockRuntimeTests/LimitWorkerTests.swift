@@ -8,6 +8,22 @@ import TockTesting
 
 @Suite("limits under real workers")
 struct LimitWorkerTests {
+    /// 3 workers of concurrency 8 serving `pools`, all alive before `body` enqueues anything: 24 slots racing for
+    /// runs that limits hold back.
+    static func withRacingWorkers(_ database: Database, _ settings: ConnectionSettings, _ directory: String,
+                                  pools: [String], _ body: @Sendable () async throws -> Void) async throws {
+        var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
+        configuration.concurrency = 8
+        configuration.pools = pools
+        let workers = try (1...3).map { _ in
+            try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
+        }
+        try await withServices(workers) { () async throws -> Void in
+            #expect(try await eventually { try await database.workers().filter(\.alive).count == 3 })
+            try await body()
+        }
+    }
+
     @Test("3 workers × concurrency 8, a pool limited to 2 and a job to 3: sampled all along, never more running; every run succeeds")
     func limitsHoldAcrossRacingWorkers() async throws {
         let directory = try makeScriptsDirectory(["work.sh": "#!/bin/sh\nsleep 0.3\n"])
@@ -21,14 +37,7 @@ struct LimitWorkerTests {
             _ = try await database.createJob(heavy)
             _ = try await database.createJob(JobDefinition(name: "free", script: "work.sh"))
             _ = try await database.setPool("etl", changes: ["max_running": .integer(2)])
-            var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
-            configuration.concurrency = 8
-            configuration.pools = ["etl", "default"]
-            let workers = try (1...3).map { _ in
-                try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
-            }
-            try await withServices(workers) { () async throws -> Void in
-                #expect(try await eventually { try await database.workers().filter(\.alive).count == 3 })
+            try await Self.withRacingWorkers(database, settings, directory, pools: ["etl", "default"]) {
                 _ = try await database.client.query("""
                     SELECT tock.run_now(j) FROM unnest(ARRAY['extract', 'heavy', 'free']) j, generate_series(1, 12)
                     """).collect()
@@ -74,14 +83,7 @@ struct LimitWorkerTests {
             _ = try await database.createJob(paced)
             _ = try await database.createJob(metered)
             _ = try await database.setPool("paced", changes: ["rate": .text("4/2s")])
-            var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
-            configuration.concurrency = 8
-            configuration.pools = ["paced", "default"]
-            let workers = try (1...3).map { _ in
-                try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
-            }
-            try await withServices(workers) { () async throws -> Void in
-                #expect(try await eventually { try await database.workers().filter(\.alive).count == 3 })
+            try await Self.withRacingWorkers(database, settings, directory, pools: ["paced", "default"]) {
                 _ = try await database.client.query("""
                     SELECT tock.run_now(j) FROM unnest(ARRAY['paced', 'metered']) j, generate_series(1, 12)
                     """).collect()
