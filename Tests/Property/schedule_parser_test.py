@@ -43,7 +43,13 @@ def check(text):
     except psycopg.Error as error:
         assert error.sqlstate == "22023", f"{text!r}: SQLSTATE {error.sqlstate}: {error}"
         return
-    assert elapsed < BOUND_SECONDS, f"{text!r} took {elapsed * 1000:.1f} ms"
+    # Database time is still wall time: a backend the OS set aside for other work (cores kept busy by a load
+    # test) takes longer without doing more. An input slow to parse is slow each time; the fastest of 3 tells.
+    for _ in range(2):
+        if elapsed < BOUND_SECONDS:
+            break
+        elapsed = min(elapsed, connection.execute("SELECT pg_temp.timed_schedule(%s)", (text,)).fetchone()[0])
+    assert elapsed < BOUND_SECONDS, f"{text!r} took {elapsed * 1000:.1f} ms (the fastest of 3)"
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

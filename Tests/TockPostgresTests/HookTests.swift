@@ -193,15 +193,25 @@ struct HookTests {
 
             let (ok, busy, refused) = (taken[0], taken[1], taken[2])
             #expect(try await database.finishDelivery(ok.id, attempt: 1, code: 204, error: nil, startedAt: Date(), duration: .milliseconds(5)) == "delivered")
-            #expect(try await database.finishDelivery(busy.id, attempt: 1, code: 503, error: nil, startedAt: Date(), duration: .milliseconds(5)) == "pending")
-            // The first retry 2 s on (±25%), the next three times as far.
-            let wait = { (id: Int64) async throws -> Double in
-                try await database.client.query("""
-                    SELECT extract(epoch FROM next_attempt_at - clock_timestamp())::float8 FROM tock.deliveries WHERE id = \(id)
-                    """).decode(Double.self).all().first ?? -1
+            // The first retry 2 s on (±25%), the next three times as far: from the finish's own time, which the
+            // database's clock read just before and just after the call brackets, so a slow machine between the
+            // calls moves neither bound.
+            let clock = { () async throws -> Double in
+                try await database.client.query("SELECT extract(epoch FROM clock_timestamp())::float8").decode(Double.self).all()[0]
             }
-            let firstWait = try await wait(busy.id)
-            #expect(firstWait > 1.3 && firstWait <= 2.5, "\(firstWait) s")
+            let backoff = { (id: Int64, attempt: Int, code: Int) async throws -> (status: String, from: Double, to: Double) in
+                let before = try await clock()
+                let status = try await database.finishDelivery(id, attempt: attempt, code: code, error: nil, startedAt: Date(),
+                                                               duration: .milliseconds(5))
+                let after = try await clock()
+                let next = try await database.client.query(
+                    "SELECT extract(epoch FROM next_attempt_at)::float8 FROM tock.deliveries WHERE id = \(id)")
+                    .decode(Double.self).all()[0]
+                return (status, next - after, next - before)
+            }
+            let firstRetry = try await backoff(busy.id, 1, 503)
+            #expect(firstRetry.status == "pending")
+            #expect(firstRetry.to >= 1.49 && firstRetry.from <= 2.5, "\(firstRetry.from)-\(firstRetry.to) s")
             #expect(try await database.finishDelivery(refused.id, attempt: 1, code: 404, error: nil, startedAt: Date(), duration: .milliseconds(5)) == "failed")
             // A late answer for an attempt not held any more changes nothing.
             #expect(try await database.finishDelivery(ok.id, attempt: 1, code: 500, error: nil, startedAt: Date(), duration: .zero) == "delivered")
@@ -224,9 +234,9 @@ struct HookTests {
             let again = try await database.claimDeliveries(max: 10, hold: .seconds(30)).deliveries
             #expect(again.map(\.id) == [busy.id] && again[0].attempt == 3)
             // A round retried by hand backs off from the start again.
-            #expect(try await database.finishDelivery(busy.id, attempt: 3, code: 502, error: nil, startedAt: Date(), duration: .zero) == "pending")
-            let restarted = try await wait(busy.id)
-            #expect(restarted > 1.3 && restarted <= 2.5, "\(restarted) s")
+            let restarted = try await backoff(busy.id, 3, 502)
+            #expect(restarted.status == "pending")
+            #expect(restarted.to >= 1.49 && restarted.from <= 2.5, "\(restarted.from)-\(restarted.to) s")
             await #expect(throws: TockError.self) { try await database.retryDelivery(ok.id) }
         }
     }
