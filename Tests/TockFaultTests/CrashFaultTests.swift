@@ -36,7 +36,9 @@ extension FaultTests {
             let processes = workers + [scheduler, api]
             defer { processes.forEach { $0.signal(SIGKILL) } }
             let jobs = { () async throws -> String in
-                try await HTTPStream.exchange(port: port, "GET /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                // Longer than the API's own 10 s call timeout, which may be what answers 503 while PostgreSQL is down.
+                try await HTTPStream.exchange(port: port, "GET /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                                              timeout: .seconds(30))
             }
             #expect(try await eventually { try await database.workers().filter(\.alive).count == 2 })
             #expect(try await eventually { (try? await jobs())?.hasPrefix("HTTP/1.1 200") == true }, "\(api.log)")

@@ -84,17 +84,19 @@ struct NotificationListenerTests {
             limited.password = TestDatabase.rolePassword
             let recorded = Recorded()
             var listener = makeListener(limited, recorded)
-            listener.probeTimeout = .milliseconds(200)  // also the first wait before a check is tried again
+            // Also the first wait before a check is tried again. Not shorter: it is as long as a check that did
+            // connect has for its NOTIFY to come back (2 s in production), which a loaded machine can take.
+            listener.probeTimeout = .seconds(1)
             let task = start(listener, recorded)
             defer { task.cancel() }
             #expect(try await eventually { recorded.events.value == ["listening"] })
-            // Refused checks, tried again after 0.2, 0.4, 0.8 s, …: the connection stays, the owner is told nothing.
-            try await Task.sleep(for: .seconds(2))
+            // Refused checks, tried again after 1, 2, 4 s, …: the connection stays, the owner is told nothing.
+            try await Task.sleep(for: .seconds(3.5))
             #expect(recorded.events.value == ["listening"])
             #expect(recorded.backends.value.count == 1, "reconnected: \(recorded.backends.value)")
             // Once the check can connect, it succeeds on that same connection: still nothing to tell.
             _ = try await database.client.query(PostgresQuery(unsafeSQL: "ALTER ROLE \(role) CONNECTION LIMIT -1")).collect()
-            try await Task.sleep(for: .seconds(3))
+            try await Task.sleep(for: .seconds(6))
             #expect(recorded.events.value == ["listening"])
             #expect(recorded.backends.value.count == 1)
             task.cancel()

@@ -201,11 +201,11 @@ struct WorkerPoolTests {
             _ = try await database.createJob(Self.job("elsewhere", pool: "other"))
             _ = try await database.client.query("""
                 INSERT INTO tock.runs (job_id, trigger, run_after)
-                VALUES (tock.find_job('soon'), 'sql', now() + interval '2 seconds')
+                VALUES (tock.find_job('soon'), 'sql', now() + interval '1 minute')
                 """).collect()
             _ = try await database.client.query("""
                 INSERT INTO tock.runs (job_id, trigger, run_after, pool)
-                VALUES (tock.find_job('elsewhere'), 'sql', now() + interval '1 second', 'other')
+                VALUES (tock.find_job('elsewhere'), 'sql', now() + interval '30 seconds', 'other')
                 """).collect()
             let due = try await database.client.query("SELECT run_after FROM tock.runs WHERE pool = 'default'").decode(Date.self).all()
             let worker = try await database.registerWorker(host: "a", pid: 1, concurrency: 10, scriptsDirectory: nil, version: nil)

@@ -57,17 +57,22 @@ struct ScriptBoundaryTests {
         let result = await script.wait()
         #expect(result.timedOut == (end == .timesOut) && result.cancelled == (end == .isCancelled))
         let ended = ContinuousClock.now
-        #expect(try await eventually(timeout: .seconds(1), interval: .milliseconds(10)) { !daemons.contains(where: isRunning) },
+        // Killed as the script ended; the moments a loaded machine takes to deliver SIGKILL and reap them are the
+        // bound's, not a grace the product gives them (there is none).
+        #expect(try await eventually(timeout: .seconds(5), interval: .milliseconds(10)) { !daemons.contains(where: isRunning) },
                 "still running after the run ended: \(daemons.filter(isRunning))")
         print("\(mode) \(end): daemons gone \(ContinuousClock.now - ended) after the run ended")
     }
 
-    @Test("the script guard stops setsid and double-forked daemons when the worker's socket closes: in a cgroup within 1 s, under a subreaper with their script", arguments: modes)
+    @Test("the script guard stops setsid and double-forked daemons when the worker's socket closes: in a cgroup before the script's grace ends, under a subreaper with their script", arguments: modes)
     func guardStopsDaemons(mode: ScriptContainment.Mode) async throws {
         let directory = try makeScriptsDirectory(["daemons.sh": Self.daemonsScript])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let containment = try Self.containment(mode)
-        let scriptGuard = try #require(ScriptGuard.start(executable: TockProcess.binary, killGraceSeconds: 2,
+        // In a cgroup the daemons get SIGTERM at once: a grace of 8 s leaves room to tell "at once" from "after
+        // the grace" on a loaded machine. Under a subreaper they die with the script, after its grace.
+        let grace: Double = mode == .cgroup ? 8 : 2
+        let scriptGuard = try #require(ScriptGuard.start(executable: TockProcess.binary, killGraceSeconds: grace,
                                                          cgroup: containment.cgroupPath, logger: TestDatabase.logger))
         let runner = ScriptRunner(containment: containment)
         let script = try await runner.start(
@@ -80,16 +85,22 @@ struct ScriptBoundaryTests {
         #expect(daemons.allSatisfy(isRunning), "the daemons did not start")
         #expect(FileManager.default.createFile(atPath: directory + "/go", contents: nil))
         // What a dead worker's socket does: it closes, here with the script still running. The script ignores
-        // SIGTERM, so it dies at the end of the guard's 2 s grace; in a cgroup the daemons get the SIGTERM at once,
+        // SIGTERM, so it dies at the end of the guard's grace; in a cgroup the daemons get the SIGTERM at once,
         // under a subreaper they are killed when their script dies. (stop() returns once the guard has exited.)
         let closed = ContinuousClock.now
         let stopping = Thread { scriptGuard.stop() }
         stopping.start()
-        let within: Duration = mode == .cgroup ? .seconds(1) : .seconds(3)
-        #expect(try await eventually(timeout: within, interval: .milliseconds(10)) { !daemons.contains(where: isRunning) },
-                "the daemons outlived the guard: \(daemons.filter(isRunning))")
-        print("\(mode) guard: daemons gone \(ContinuousClock.now - closed) after the worker's socket closed")
-        #expect(await script.wait().signal == Int(SIGKILL))
+        if mode == .cgroup {
+            #expect(try await eventually(timeout: .seconds(4), interval: .milliseconds(10)) { !daemons.contains(where: isRunning) },
+                    "the daemons were not stopped at once: \(daemons.filter(isRunning))")
+            print("\(mode) guard: daemons gone \(ContinuousClock.now - closed) after the worker's socket closed")
+            #expect(await script.wait().signal == Int(SIGKILL))
+        } else {
+            #expect(await script.wait().signal == Int(SIGKILL))
+            #expect(try await eventually(timeout: .seconds(5), interval: .milliseconds(10)) { !daemons.contains(where: isRunning) },
+                    "the daemons outlived their script: \(daemons.filter(isRunning))")
+            print("\(mode) guard: daemons gone \(ContinuousClock.now - closed) after the worker's socket closed")
+        }
     }
 
     @Test("a script swapped for a symlink out of the directory while 150 runs start never runs the outside file")

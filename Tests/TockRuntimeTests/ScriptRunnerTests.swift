@@ -108,15 +108,16 @@ struct ScriptRunnerTests {
 
     @Test("cancel sends SIGTERM to the group, then SIGKILL to a script that ignores it")
     func cancelEscalates() async throws {
-        let directory = try makeScriptsDirectory(["stubborn.sh": "#!/bin/sh\ntrap '' TERM\necho ready\nwhile :; do sleep 0.1; done\n"])
+        // The marker file says the trap is set: cancelled before that, SIGTERM would end the script at once.
+        let directory = try makeScriptsDirectory(["stubborn.sh": "#!/bin/sh\ntrap '' TERM\necho ready\n: > \"$1/trapped\"\nwhile :; do sleep 0.1; done\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let control = ScriptControl()
         let task = Task {
             try await ScriptRunner(killGraceSeconds: 0.5).run(
-                executable: directory + "/stubborn.sh", arguments: [], environment: ["PATH": "/usr/bin:/bin"],
+                executable: directory + "/stubborn.sh", arguments: [directory], environment: ["PATH": "/usr/bin:/bin"],
                 workingDirectory: directory, timeoutSeconds: 60, control: control)
         }
-        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await eventually { FileManager.default.fileExists(atPath: directory + "/trapped") })
         control.cancel()
         let result = try await task.value
         #expect(result.cancelled)

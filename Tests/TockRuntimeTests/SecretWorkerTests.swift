@@ -41,14 +41,15 @@ struct SecretWorkerTests {
             echo "mode=$MODE"
             echo "token=$API_TOKEN"
             echo "in a sentence: Bearer ${API_TOKEN}." >&2
-            sleep 2
+            i=0
+            while [ ! -e "$1/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
             echo done
             """])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let file = try Self.secretsFile("# the worker's secrets\nAPI_TOKEN:deploy,report=\(Self.token)\n\nOTHER:*=unused-value\n")
         defer { try? FileManager.default.removeItem(atPath: file) }
         try await TestDatabase.withFresh { database, settings in
-            var job = JobDefinition(name: "deploy", script: "deploy.sh")
+            var job = JobDefinition(name: "deploy", script: "deploy.sh", args: [directory])
             job.env = ["MODE": "fast"]
             job.secrets = ["API_TOKEN"]
             _ = try await database.createJob(job)
@@ -64,7 +65,9 @@ struct SecretWorkerTests {
                 }
                 let soFar = try await database.run(run).output ?? "-"
                 #expect(streamed, "\(soFar)")
+                // The script waits for this file: seen while it ran, however slow the machine.
                 #expect(try await database.run(run, withOutput: false).status == "running")
+                #expect(FileManager.default.createFile(atPath: directory + "/go", contents: nil))
                 #expect(try await eventually { try await database.run(run, withOutput: false).status == "succeeded" })
             }
             let output = try await database.run(run).output

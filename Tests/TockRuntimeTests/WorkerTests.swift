@@ -265,20 +265,21 @@ struct WorkerTests {
     func heartbeatKeepsHeldRuns() async throws {
         let log = NSTemporaryDirectory() + "tock-held-\(getpid()).log"
         defer { try? FileManager.default.removeItem(atPath: log) }
-        let directory = try makeScriptsDirectory(["slow.sh": "#!/bin/sh\necho \"$TOCK_RUN_ID\" >> \(log)\nsleep 1.2\n"])
+        let directory = try makeScriptsDirectory(["slow.sh": "#!/bin/sh\necho \"$TOCK_RUN_ID\" >> \(log)\nsleep 4\n"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await TestDatabase.withFresh { database, settings in
             var configuration = WorkerConfiguration.testing(scriptsDirectory: directory)
             configuration.concurrency = 3
-            // Far below a script's 1.2 s: anything the heartbeat wrongly left out of what the worker holds would be
-            // handed back and run twice.
-            configuration.unheldRunsAfter = .milliseconds(300)
+            // Far below a script's 4 s: anything the heartbeat wrongly left out of what the worker holds would be
+            // handed back and run twice. Not as low as 300 ms: that is also how long a heartbeat may take to reach
+            // the database after a claim it did not know of yet (60 s in production), and a loaded machine took it.
+            configuration.unheldRunsAfter = .seconds(2)
             configuration.heartbeatInterval = .milliseconds(200)
             let worker = try Worker(database: database, settings: settings, configuration: configuration, logger: TestDatabase.logger)
             _ = try await database.createJob(JobDefinition(name: "slow", script: "slow.sh"))
             try await withServices([worker]) { () async throws -> Void in
                 for _ in 0..<9 { _ = try await database.runNow("slow") }
-                #expect(try await eventually(timeout: .seconds(40)) {
+                #expect(try await eventually(timeout: .seconds(90)) {
                     try await database.runs(job: "slow").allSatisfy { $0.status == "succeeded" }
                 })
             }
