@@ -191,8 +191,8 @@ WHERE r.status = 'pending'
 GROUP BY r.priority, r.pool;
 COMMENT ON VIEW tock.lag IS 'Pending runs per priority and pool: waiting, ready now, delayed (retry backoff), the oldest ready run''s age, and the live workers serving the pool (0: none, the runs wait for one).';
 
--- The queue's totals: tock.lag summed over the priorities (so the two never disagree on what is ready), and the
--- running runs (a count of their leases).
+-- The queue's totals: tock.lag summed over its priorities and pools (so the two never disagree on what is ready),
+-- and the running runs (a count of their leases).
 CREATE OR REPLACE VIEW tock.queue_depth AS
 SELECT
     coalesce(sum(l.waiting), 0)::bigint AS pending,

@@ -288,9 +288,9 @@ COMMENT ON FUNCTION tock.purge_history(timestamptz, int) IS
 
 -- The figures only the database knows, as Prometheus gauges: GET /metrics sets them at each scrape, and psql users
 -- can read them too. One row per gauge (and label set).
--- The queue is read once: tock.lag, materialized, gives the per-priority gauges (summed over its pools) and (totalled as tock.queue_depth
--- totals it) the queue's. Read through the views, each gauge would scan the pending runs again, at every scrape of
--- every process that serves /metrics.
+-- The queue is read once: tock.lag, materialized, gives the per-priority gauges (its pools summed) and (totalled
+-- as tock.queue_depth totals it) the queue's. Read through the views, each gauge would scan the pending runs again,
+-- at every scrape of every process that serves /metrics.
 CREATE OR REPLACE FUNCTION tock.gauges(p_now timestamptz DEFAULT now())
 RETURNS TABLE (name text, help text, labels jsonb, value float8)
 LANGUAGE sql STABLE AS $$
