@@ -24,8 +24,8 @@ public enum LogFormat: String, CaseIterable, Sendable {
 }
 
 /// swift-log's own text lines, with the logger's metadata kept here and handed over with each event. The stream
-/// handler formats its metadata again on every change, and a worker sets a run's and a job's on every run: that was
-/// a tenth of its CPU on no-op runs (perf), for lines a `warning` level never prints. The output is the same: the
+/// handler formats its metadata again on every change, and a worker sets a run's and a job's on every run: a large
+/// share of its CPU on short runs, for lines a `warning` level never prints. The output is the same: the
 /// stream handler merges the event's metadata over its own, which is empty here.
 struct TextLogHandler: LogHandler {
     var stream: StreamLogHandler

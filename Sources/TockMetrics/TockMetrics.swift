@@ -30,7 +30,7 @@ public final class TockMetrics: Sendable {
     // MARK: Worker
 
     /// The worker's per-run metrics, made once per job (and status): the registry checks a metric's name and help
-    /// text on every make call, which with three calls per run was a tenth of a worker's CPU on no-op runs (perf).
+    /// text on every make call, which with three calls per run is a large share of a worker's CPU on short runs.
     private struct JobMetrics: Sendable {
         let started: Counter
         let duration: DurationHistogram

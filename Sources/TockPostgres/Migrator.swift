@@ -194,7 +194,7 @@ public struct Migrator: Sendable {
     }
 
     /// The SHA-256 of each text, as PostgreSQL computes it, asked once per process and text: GET /api/v1/health
-    /// plans on every call, and sending the whole bundle (about 110 KB) each time to hash it is waste.
+    /// plans on every call, and sending the whole bundle of functions each time to hash it is waste.
     private func checksums(of texts: [String], _ connection: PostgresConnection) async throws -> [String] {
         let known = Self.checksumCache.withLock { cache in texts.map { cache[$0] } }
         if known.allSatisfy({ $0 != nil }) { return known.map { $0! } }

@@ -76,7 +76,7 @@ extension FaultTests {
 
             // A claim that committed while the crash took its answer stays on its worker, unstarted, until that
             // worker's heartbeat hands it back, 60 s after the claim (WorkerConfiguration.unheldRunsAfter): the
-            // bound is past that. Under stress-ng, 8 runs claimed so were still running at 60 s.
+            // bound is past that.
             let allDone = try await eventually(timeout: .seconds(150)) {
                 (try? await count(database, "SELECT count(*)::int FROM tock.run_history WHERE status = 'succeeded'")) == 200
             }

@@ -247,8 +247,8 @@ struct QueueTests {
     func nextDelayedRunSinceTheClaim() async throws {
         try await TestDatabase.withFresh { database, _ in
             _ = try await database.createJob(JobDefinition(name: "d", script: "x.sh"))
-            // Due 300 ms ago: after a claim that took 30 s to answer, it may not have been due at the claim. (The
-            // claim's age is the test's 30 s, not 1 s: on a loaded machine the calls between took longer than 700 ms.)
+            // Due 300 ms ago: after a claim that took 30 s to answer, it may not have been due at the claim. (30 s,
+            // not 1 s: the calls between the insert and the question take their own time on a loaded machine.)
             let dueAt = try #require(try await database.client.query("""
                 INSERT INTO tock.runs (job_id, trigger, run_after)
                 SELECT id, 'sql', clock_timestamp() - interval '300 milliseconds' FROM tock.jobs RETURNING run_after
@@ -262,12 +262,12 @@ struct QueueTests {
     @Test("the functions workers and schedulers call in their loops keep the planner settings their speed depends on")
     func hotFunctionPlannerSettings() async throws {
         try await TestDatabase.withFresh { database, _ in
-            // jit=off: a long queue's cost estimates pass jit_above_cost, and a claim of 100 then spent 51 ms compiling.
-            // enable_seqscan=off: statistics taken during a one-job backlog made each due job's overlap probe scan
-            // the runs table (1,000 due jobs took 1.5 s to enqueue). force_generic_plan: the claim was planned
-            // afresh on every call once the queue was long (1.0 ms of a 1.6 ms claim). enable_bitmapscan and
-            // enable_sort off: the claim's generic plan sorted every ready run of a 300,000-run backlog (340 ms for a
-            // claim of 100, against 5.8 ms walking runs_claim_idx). rescue, every second from every scheduler, and
+            // jit=off: a long queue's cost estimates pass jit_above_cost, and a claim then spends most of its time
+            // compiling. enable_seqscan=off: statistics taken during a one-job backlog make each due job's overlap
+            // probe scan the runs table. force_generic_plan: the claim is planned afresh on every call once the queue
+            // is long, which costs more than the claim. enable_bitmapscan and enable_sort off: the claim's generic
+            // plan sorts every ready run of a deep backlog instead of walking runs_claim_idx for the first 100.
+            // rescue, every second from every scheduler, and
             // heartbeat, every second from every worker, walk the runs in flight and must never read the history
             // instead. See 30_runs.sql.
             let missing = try await database.client.query("""
@@ -552,7 +552,7 @@ struct QueueTests {
                 let worker = try await database.registerWorker(host: "t", pid: 2, concurrency: 1, scriptsDirectory: nil, version: nil)
                 #expect(worker == otherWorker)
                 // Held its lock before the server last started (a crash ended every session): it may still be
-                // reconnecting while the server finishes crash recovery, which took 8 s on a loaded machine.
+                // reconnecting while the server finishes crash recovery, which takes seconds on a loaded machine.
                 let restarted = try await database.registerWorker(host: "t", pid: 4, concurrency: 1, scriptsDirectory: nil, version: nil)
                 _ = try await otherClient.query("SELECT tock.hold_worker_session(\(otherWorker))").collect()
                 try await TestDatabase.withClient(settings, maximumConnections: 1) { session in

@@ -37,7 +37,7 @@ struct ScriptBoundaryTests {
         try ScriptContainment.make(mode == .cgroup ? .cgroup : .subreaper)
     }
 
-    @Test("a setsid daemon and a double-forked daemon are gone within 1 s of the run's end", arguments: modes, RunEnd.allCases)
+    @Test("a setsid daemon and a double-forked daemon are killed at the run's end", arguments: modes, RunEnd.allCases)
     func daemonsStopWithTheRun(mode: ScriptContainment.Mode, end: RunEnd) async throws {
         let directory = try makeScriptsDirectory(["daemons.sh": Self.daemonsScript])
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -51,8 +51,7 @@ struct ScriptRunnerTests {
         let quick = try await runner.start(executable: "/bin/true", arguments: [], environment: [:],
                                            workingDirectory: directory, timeoutSeconds: 10, scriptGuard: scriptGuard)
         #expect(await quick.wait().exitCode == 0)
-        // A timeout far off: the guard must be what stops it, however slow two busy cores make the guard (its stop
-        // once took longer than the 10 s this was).
+        // A timeout far off: the guard must be what stops it, however slow two busy cores make the guard.
         let script = try await runner.start(executable: directory + "/wait.sh", arguments: [directory], environment: [:],
                                             workingDirectory: directory, timeoutSeconds: 120, scriptGuard: scriptGuard)
         #expect(try await eventually { !pidsWritten(to: directory + "/grandchild.pid").isEmpty })

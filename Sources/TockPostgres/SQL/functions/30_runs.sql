@@ -160,10 +160,10 @@ DECLARE
     v_ended bigint[];
 BEGIN
     -- Each run's end is found by its position in p_runs (array_position: a scan of at most 1,000 ids in C), never by
-    -- a join: joined to the ends, the deleted rows were rescanned per end (the planner takes an unnest of parameters
-    -- for 10 rows), and driven by the ends, tock.runs was scanned whole whenever its statistics said no run was
-    -- running (a drained queue's): 13,000,000 comparisons and 4 s for a finish of 1,000. The delete finds its rows by
-    -- the primary key, whatever the statistics. A run repeated in p_runs takes its first end.
+    -- a join: joined to the ends, the deleted rows are rescanned per end (the planner takes an unnest of parameters
+    -- for 10 rows), and driven by the ends, tock.runs is scanned whole whenever its statistics say no run is
+    -- running (a drained queue's), quadratic in the batch. The delete finds its rows by the primary key, whatever
+    -- the statistics. A run repeated in p_runs takes its first end.
     WITH gone AS (
         DELETE FROM tock.runs r
         WHERE r.id = ANY (p_runs) AND r.status = p_from AND (p_worker IS NULL OR r.worker_id = p_worker)
@@ -473,10 +473,10 @@ END $$;
 -- waiting for a claim's answer.
 --
 -- The queue's tables are often empty when autovacuum analyzes them, and their statistics then say "no rows" while
--- thousands wait. From such statistics a join of the leases to tock.runs became a walk of every run in flight for
--- each lease (61 s for one heartbeat, with 20,000 pending, holding the worker's row that each of its finishes
--- updates). So the calls that workers and schedulers repeat read tock.runs only by id, from an array of the
--- leases' run ids: an index probe per run is the only plan.
+-- thousands wait. From such statistics a join of the leases to tock.runs becomes a walk of every run in flight for
+-- each lease, while the heartbeat holds the worker's row that each of its finishes updates. So the calls that
+-- workers and schedulers repeat read tock.runs only by id, from an array of the leases' run ids: an index probe
+-- per run is the only plan.
 DROP FUNCTION IF EXISTS tock.heartbeat(bigint, timestamptz);
 DROP FUNCTION IF EXISTS tock.heartbeat(bigint, timestamptz, bigint[], interval);
 CREATE OR REPLACE FUNCTION tock.heartbeat(
