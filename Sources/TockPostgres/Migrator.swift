@@ -189,9 +189,7 @@ public struct Migrator: Sendable {
         return recorded
     }
 
-    private var functionsText: String {
-        files.functions.map { "-- \($0.name)\n\($0.text)" }.joined(separator: "\n")
-    }
+    private var functionsText: String { files.functionsText }
 
     /// The SHA-256 of each text, as PostgreSQL computes it, asked once per process and text: GET /api/v1/health
     /// plans on every call, and sending the whole bundle of functions each time to hash it is waste.
@@ -204,13 +202,19 @@ public struct Migrator: Sendable {
             """, logger: logger).decode(String.self).all()
         guard sums.count == texts.count else { throw TockError(.failed, "PostgreSQL returned \(sums.count) checksums for \(texts.count) files") }
         Self.checksumCache.withLock { cache in for (text, sum) in zip(texts, sums) { cache[text] = sum } }
-        Self.checksumsComputed.add(1, ordering: .relaxed)
+        Self.checksumAsks.withLock { asks in for text in texts { asks[text, default: 0] += 1 } }
         return sums
     }
 
     private static let checksumCache = Mutex<[String: String]>([:])
-    /// How many times this process has asked PostgreSQL for checksums (the test of the cache reads it).
-    public static let checksumsComputed = Atomic<Int>(0)
+    /// How many times this process has asked PostgreSQL for each text's checksum. Per text, so that the test of the
+    /// cache is not disturbed by other tests migrating with other files at the same time.
+    private static let checksumAsks = Mutex<[String: Int]>([:])
+
+    /// How many times this process has asked PostgreSQL to hash the functions of `files`.
+    public static func functionChecksumAsks(_ files: SQLFiles) -> Int {
+        checksumAsks.withLock { $0[files.functionsText] ?? 0 }
+    }
 
     // MARK: Running
 

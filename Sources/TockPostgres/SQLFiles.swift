@@ -11,7 +11,14 @@ public struct SQLFiles: Sendable {
     }
 
     public var migrations: [File]
-    public var functions: [File]
+    public var functions: [File] { didSet { functionsText = Self.joined(functions) } }
+    /// The functions and views as one text, the unit their checksum is recorded for: joined once, not on every
+    /// GET /api/v1/health.
+    public private(set) var functionsText: String
+
+    static func joined(_ functions: [File]) -> String {
+        functions.map { "-- \($0.name)\n\($0.text)" }.joined(separator: "\n")
+    }
 
     /// The files in `directory` (which holds `migrations/` and `functions/`), in the order they apply.
     public init(directory: URL) throws {
@@ -27,6 +34,7 @@ public struct SQLFiles: Sendable {
         }
         migrations = try files("migrations")
         functions = try files("functions")
+        functionsText = Self.joined(functions)
         let versions = migrations.map(\.version)
         guard !versions.contains(0), Set(versions).count == versions.count else {
             throw TockErrorFactory.failed("every file in \(directory.path)/migrations must start with a unique number above 0 (0001_init.sql)")
