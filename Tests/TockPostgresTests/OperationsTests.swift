@@ -36,6 +36,23 @@ func mixedQueue(_ database: Database) async throws {
 
 @Suite("operations in SQL: retention, stuck runs, reset, lag, gauges, preview")
 struct OperationsTests {
+    @Test("every function a role may call and every view says what it is (COMMENT ON: \\df+ and \\dv+ in psql)")
+    func publicInterfaceIsDocumented() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            let undocumented = try await database.client.query("""
+                SELECT p.oid::regprocedure::text FROM pg_proc p
+                WHERE p.pronamespace = 'tock'::regnamespace
+                  AND p.proname IN (SELECT f.function_name FROM tock.role_functions() f)
+                  AND obj_description(p.oid, 'pg_proc') IS NULL
+                UNION ALL
+                SELECT c.oid::regclass::text FROM pg_class c
+                WHERE c.relnamespace = 'tock'::regnamespace AND c.relkind = 'v' AND obj_description(c.oid, 'pg_class') IS NULL
+                ORDER BY 1
+                """).decode(String.self).all()
+            #expect(undocumented.isEmpty, "no COMMENT ON: \(undocumented)")
+        }
+    }
+
     @Test("retention hides runs past it at once and drops their partition whole once all of it is past; partitions are made ahead")
     func retention() async throws {
         try await TestDatabase.withFresh { database, _ in

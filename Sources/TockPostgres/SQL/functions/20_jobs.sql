@@ -147,6 +147,8 @@ BEGIN
     END IF;
     RETURN v_id;
 END $$;
+COMMENT ON FUNCTION tock.find_job(text) IS
+    'A job''s id from its name or its id as text; raises no_data_found (P0002) naming the job when there is none.';
 
 -- Creates a job. Fields not given take their defaults: max_attempts, timeout, retry_base, retry_cap, overlap and pool
 -- the fleet's (tock.config, tock.set_config), which the job goes on inheriting (tock.jobs.inherits); the others the
@@ -456,13 +458,19 @@ BEGIN
     UPDATE tock.jobs SET enabled = p_enabled WHERE id = v_id AND enabled IS DISTINCT FROM p_enabled;
     RETURN v_id;
 END $$;
+COMMENT ON FUNCTION tock.set_job_enabled(text, boolean) IS
+    'Pauses (false) or resumes (true) a job by name or id; returns its id.';
 
 CREATE OR REPLACE FUNCTION tock.pause_job(p_job text) RETURNS bigint LANGUAGE sql AS $$
     SELECT tock.set_job_enabled(p_job, false)
 $$;
+COMMENT ON FUNCTION tock.pause_job(text) IS
+    'Pauses a job: no scheduled fire times run; run-now still works. Returns its id.';
 CREATE OR REPLACE FUNCTION tock.resume_job(p_job text) RETURNS bigint LANGUAGE sql AS $$
     SELECT tock.set_job_enabled(p_job, true)
 $$;
+COMMENT ON FUNCTION tock.resume_job(text) IS
+    'Resumes a paused job from its next fire time after now. Returns its id.';
 
 -- A deleted job's runs go with it, as the foreign key's cascade did (see migration 0010): after the job's row is
 -- locked and gone, so a run enqueued meanwhile either committed first (and is deleted here) or fails for want of
@@ -509,3 +517,5 @@ BEGIN
     DELETE FROM tock.jobs WHERE id = v_id;
     RETURN v_id;
 END $$;
+COMMENT ON FUNCTION tock.delete_job(text) IS
+    'Deletes a job with its history and its runs in flight (a worker''s later report of one changes nothing). Returns its id.';

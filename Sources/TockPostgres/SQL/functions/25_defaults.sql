@@ -12,6 +12,8 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
     FROM (SELECT extract(epoch FROM p_value) AS s) e
     WHERE p_value IS NOT NULL
 $$;
+COMMENT ON FUNCTION tock.duration_text(interval) IS
+    'An interval as the settings write it: 90s, 10m, 2h, 3d.';
 
 -- A duration a setting was given as text: '90s', '10m', '1h30m', '2 days', '00:05:00'; raises naming p_field.
 CREATE OR REPLACE FUNCTION tock.parse_duration(p_text text, p_field text)
@@ -147,3 +149,5 @@ BEGIN
         PERFORM tock.set_config(v_key, v_value #>> '{}');
     END LOOP;
 END $$;
+COMMENT ON FUNCTION tock.set_config_json(jsonb) IS
+    'Sets fleet-wide settings from a JSON object ({"max_attempts": 3, "timeout": "2h"}), all or none.';

@@ -12,6 +12,8 @@
 -- PostgreSQL releases the first the moment a worker dies, which tells tock.rescue() in seconds what a heartbeat
 -- tells only later.
 CREATE OR REPLACE FUNCTION tock.worker_lock_key() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 1953459051 $$;
+COMMENT ON FUNCTION tock.worker_lock_key() IS
+    'The advisory lock key space Tock''s locks are taken in (workers'' sessions; offsets for the scheduler and the claims).';
 
 -- Whether the login calling (session_user, not the SECURITY DEFINER owner a function runs as) owns the schema or is
 -- a superuser: it can write the tables directly, so it may also act as any worker and move the clock (tests do).
@@ -531,6 +533,8 @@ BEGIN
     WHERE id = p_worker AND state IN ('running', 'stopping');
     RETURN FOUND;
 END $$;
+COMMENT ON FUNCTION tock.set_worker_state(bigint, text, timestamptz, text) IS
+    'A worker (presenting its lease token) says it is stopping (claims nothing more) or stopped.';
 
 -- Claims up to p_max runnable runs for a live worker from the pools it serves: in each pool highest priority first,
 -- then oldest; SKIP LOCKED, so concurrent claimers never wait on or take each other's runs. A worker of several
@@ -1057,6 +1061,8 @@ BEGIN
     PERFORM tock.audit_run('run.retry', p_run, NULL, jsonb_build_object('run_id', v_id), v_run.job_id);
     RETURN v_id;
 END $$;
+COMMENT ON FUNCTION tock.retry(bigint, timestamptz) IS
+    'Runs an ended run''s job again as a new attempt linked to it (retried_by); returns the new run''s id.';
 
 -- This server's timeline: the first 8 hex digits of its current WAL file's name. NULL on a standby.
 CREATE OR REPLACE FUNCTION tock.current_timeline()
@@ -1306,3 +1312,5 @@ BEGIN
     RETURN least(tock.earliest_pending(false, p_now, (SELECT w.pools FROM tock.workers w WHERE w.id = p_worker)),
                  tock.next_rate_room((SELECT w.pools FROM tock.workers w WHERE w.id = p_worker), p_now));
 END $$;
+COMMENT ON FUNCTION tock.next_delayed_run(timestamptz, bigint) IS
+    'When the first pending run of the worker''s pools that is not yet due comes due (or a rate limit has room); NULL: none.';

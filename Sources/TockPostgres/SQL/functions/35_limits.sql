@@ -45,6 +45,8 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
         ELSE extract(epoch FROM p_period)::bigint || 's' END
     WHERE p_limit IS NOT NULL
 $$;
+COMMENT ON FUNCTION tock.rate_text(int, interval) IS
+    'A rate for people: 10/1m, 100/1h, 5/30s; NULL without one.';
 
 -- A limit's max_running from JSON: a whole number 1-100,000, or null for none.
 CREATE OR REPLACE FUNCTION tock.json_max_running(p_changes jsonb)

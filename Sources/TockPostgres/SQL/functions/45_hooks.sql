@@ -15,6 +15,8 @@ CREATE OR REPLACE FUNCTION tock.url_origin(p_url text)
 RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT substring(p_url FROM '^(https?://[^/?#]+)')
 $$;
+COMMENT ON FUNCTION tock.url_origin(text) IS
+    'The scheme, host and port of a URL: what the hooks show to readers, never its path or query.';
 
 -- Adds a webhook to a job (p_job; NULL or '*': every job) for p_event: failed, dead, timed_out, succeeded,
 -- recovered (the first success after a failure), or late (a scheduled run not started p_late_after after its fire
@@ -152,6 +154,8 @@ BEGIN
         CASE WHEN p_hook ->> 'late_after' IS NOT NULL THEN tock.parse_duration(p_hook ->> 'late_after', 'late_after') END,
         p_hook ->> 'secret', coalesce((p_hook ->> 'max_attempts')::int, 12), p_hook ->> 'run_job');
 END $$;
+COMMENT ON FUNCTION tock.add_hook_json(jsonb) IS
+    'Adds a hook from JSON (a webhook or a chain on a job''s run ends); returns its id and, for a webhook, its secret once.';
 
 CREATE OR REPLACE FUNCTION tock.remove_hook(p_hook bigint)
 RETURNS bigint LANGUAGE plpgsql AS $$
@@ -162,6 +166,8 @@ BEGIN
     END IF;
     RETURN p_hook;
 END $$;
+COMMENT ON FUNCTION tock.remove_hook(bigint) IS
+    'Removes a hook; its deliveries stay in the log. Returns its id.';
 
 -- The hooks, as people may see them: never the secret, and the URL's origin alone (NULL for a chain, which names
 -- the job it runs).
@@ -405,6 +411,8 @@ BEGIN
     WHERE id = p_delivery;
     RETURN CASE WHEN v_ok THEN 'delivered' WHEN v_retry THEN 'pending' ELSE 'failed' END;
 END $$;
+COMMENT ON FUNCTION tock.finish_delivery(bigint, int, int, text, timestamptz, float8, boolean) IS
+    'How a delivery attempt went: delivered, pending (a retry after a backoff) or failed; only the attempt its sender holds counts.';
 
 -- Sends a delivery again (a failed one, or one still waiting, at once), with as many attempts again as its hook
 -- allows. Returns its status: pending.
@@ -435,6 +443,8 @@ BEGIN
     FROM tock.deliveries d LEFT JOIN tock.jobs j ON j.id = d.job_id WHERE d.id = p_delivery;
     RETURN 'pending';
 END $$;
+COMMENT ON FUNCTION tock.retry_delivery(bigint) IS
+    'Sends a webhook delivery again (a failed one, or one still waiting, at once) with its hook''s attempts; returns pending.';
 
 -- The deliveries, as people may see them: the URL's origin alone, and never the secret.
 CREATE OR REPLACE VIEW tock.delivery_overview AS

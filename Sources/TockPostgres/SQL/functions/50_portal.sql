@@ -99,6 +99,8 @@ COMMENT ON FUNCTION tock.report_output(bigint, bigint, text, bigint, boolean, ti
 CREATE OR REPLACE FUNCTION tock.scheduler_lock_key() RETURNS int LANGUAGE sql IMMUTABLE AS $$
     SELECT tock.worker_lock_key() + 2
 $$;
+COMMENT ON FUNCTION tock.scheduler_lock_key() IS
+    'The advisory lock every scheduler holds (shared) while it runs: tock.schedulers_alive counts its holders.';
 
 -- Only sessions that may run a scheduler count (the owner, or a tock_admin member): any login may take an advisory
 -- lock, and one that did would make health say a scheduler was running when none was.

@@ -72,6 +72,8 @@ BEGIN
       AND r.worker_id = p_worker AND r.status = 'running'
       AND r.cancel_requested_at IS NOT NULL;
 END $$;
+COMMENT ON FUNCTION tock.cancel_requests(bigint, text) IS
+    'The runs on this worker (presenting its lease token) whose cancel was requested: the worker stops them.';
 
 -- Clears a stuck job: its stuck runs (tock.stuck_runs) end 'failed' without a retry, and its schedule moves to the
 -- next fire time after p_now, dropping the fire times it missed. Returns what it did, as JSON.
