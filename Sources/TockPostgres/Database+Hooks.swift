@@ -15,13 +15,7 @@ extension Database {
 
     /// The hooks of `job` (and the fleet's, which apply to it), or every hook.
     public func hooks(job: String? = nil) async throws(TockError) -> [HookInfo] {
-        if let job {
-            return try await rows(HookInfo.self, """
-                SELECT row_to_json(h)::text FROM tock.hook_list h
-                WHERE h.job_id = tock.find_job(\(job)) OR h.job_id IS NULL ORDER BY h.id
-                """)
-        }
-        return try await rows(HookInfo.self, "SELECT row_to_json(h)::text FROM tock.hook_list h ORDER BY h.id LIMIT 1000")
+        try await rows(HookInfo.self, "SELECT row_to_json(h)::text FROM tock.job_hooks(\(job)) h")
     }
 
     @discardableResult
@@ -29,16 +23,13 @@ extension Database {
         try await scalar(Int64.self, "SELECT tock.remove_hook(\(hook))", committed: true)
     }
 
-    /// Deliveries newest first: of `job`, in `status`, ids below `before`; at most `limit` (1-1,000).
+    /// Deliveries newest first (`tock.delivery_page`): of `job`, in `status`, ids below `before`; at most `limit`
+    /// (1-1,000; the function refuses others, and an unknown status).
     public func deliveries(job: String? = nil, run: Int64? = nil, status: String? = nil, before: Int64? = nil,
                            limit: Int = 100) async throws(TockError) -> [DeliveryInfo] {
         try await rows(DeliveryInfo.self, """
-            SELECT row_to_json(d)::text FROM tock.delivery_overview d
-            WHERE (\(job)::text IS NULL OR d.job_id = tock.find_job(\(job)))
-              AND (\(run)::bigint IS NULL OR d.run_id = \(run))
-              AND (\(status)::text IS NULL OR d.status = \(status))
-              AND (\(before)::bigint IS NULL OR d.id < \(before))
-            ORDER BY d.id DESC LIMIT \(Int32(min(max(limit, 1), 1000)))
+            SELECT row_to_json(d)::text
+            FROM tock.delivery_page(\(job), \(run), \(status), \(before), \(Int32(clamping: limit))) d
             """)
     }
 

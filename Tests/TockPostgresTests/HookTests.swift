@@ -170,6 +170,29 @@ struct HookTests {
         }
     }
 
+    @Test("a job's hooks include the fleet's; a delivery page refuses an unknown status, a limit out of range and an unknown job")
+    func hookAndDeliveryFilters() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "j", script: "x.sh"))
+            _ = try await database.createJob(JobDefinition(name: "k", script: "x.sh"))
+            _ = try await database.addHook(fields: ["job": "j", "event": "failed", "url": "https://h.example.com"])
+            _ = try await database.addHook(fields: ["job": "k", "event": "failed", "url": "https://h.example.com"])
+            _ = try await database.addHook(fields: ["job": "*", "event": "dead", "url": "https://h.example.com"])
+            #expect(try await database.hooks(job: "j").map(\.jobName) == ["j", "*"])
+            #expect(try await database.hooks().count == 3)
+            #expect(try await database.deliveries(job: "j", status: "failed").isEmpty)
+            for (status, limit, field) in [("bounced", 10, "status"), ("pending", 0, "limit"), ("pending", 1001, "limit")] {
+                do {
+                    _ = try await database.deliveries(status: status, limit: limit)
+                    Issue.record("accepted status \(status), limit \(limit)")
+                } catch let error as TockError {
+                    #expect(error.kind == .invalidInput && error.field == field, "\(error.kind) \(error.field ?? "-") \(error.message)")
+                }
+            }
+            await #expect(throws: TockError.self) { _ = try await database.deliveries(job: "nope") }
+        }
+    }
+
     @Test("delivery services take due deliveries once (SKIP LOCKED), back off on 5xx, fail on 4xx and at the last attempt; a retry sends again")
     func claimAndFinish() async throws {
         try await TestDatabase.withFresh { database, _ in

@@ -457,6 +457,43 @@ LEFT JOIN tock.jobs j ON j.id = d.job_id;
 COMMENT ON VIEW tock.delivery_overview IS
     'Webhook deliveries: pending, sending, delivered or failed, with attempts and the last answer (tock.delivery_attempts for each).';
 
+-- A job's hooks and the fleet's, which apply to it too (p_job, by name or id), or every hook (at most 1,000);
+-- oldest first.
+CREATE OR REPLACE FUNCTION tock.job_hooks(p_job text DEFAULT NULL)
+RETURNS SETOF tock.hook_list LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_job constant bigint := CASE WHEN p_job IS NOT NULL THEN tock.find_job(p_job) END;
+BEGIN
+    RETURN QUERY SELECT * FROM tock.hook_list h
+    WHERE p_job IS NULL OR h.job_id = v_job OR h.job_id IS NULL
+    ORDER BY h.id LIMIT 1000;
+END $$;
+COMMENT ON FUNCTION tock.job_hooks(text) IS
+    'The hooks that apply to a job (its own and the fleet''s), or every hook (at most 1,000), oldest first.';
+
+-- Deliveries newest first, each filter optional: of a job, of a run, in a status, with ids below p_before (paging);
+-- at most p_limit (1-1,000). A status or limit out of range is refused, naming it.
+CREATE OR REPLACE FUNCTION tock.delivery_page(p_job text DEFAULT NULL, p_run bigint DEFAULT NULL,
+                                              p_status text DEFAULT NULL, p_before bigint DEFAULT NULL,
+                                              p_limit int DEFAULT 100)
+RETURNS SETOF tock.delivery_overview LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_job constant bigint := CASE WHEN p_job IS NOT NULL THEN tock.find_job(p_job) END;
+BEGIN
+    IF p_status IS NOT NULL AND p_status NOT IN ('pending', 'sending', 'delivered', 'failed') THEN
+        PERFORM tock.raise_invalid('status', format('%L is not pending, sending, delivered or failed', left(p_status, 40)));
+    END IF;
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        PERFORM tock.raise_invalid('limit', format('%s is out of range 1-1000', coalesce(p_limit::text, 'NULL')));
+    END IF;
+    RETURN QUERY SELECT * FROM tock.delivery_overview d
+    WHERE (v_job IS NULL OR d.job_id = v_job) AND (p_run IS NULL OR d.run_id = p_run)
+      AND (p_status IS NULL OR d.status = p_status) AND (p_before IS NULL OR d.id < p_before)
+    ORDER BY d.id DESC LIMIT p_limit;
+END $$;
+COMMENT ON FUNCTION tock.delivery_page(text, bigint, text, bigint, int) IS
+    'Webhook deliveries newest first: of a job, a run, a status, ids below p_before; at most p_limit (1-1,000).';
+
 -- Each attempt of each delivery: when, how long, the receiver's status or why it failed.
 CREATE OR REPLACE VIEW tock.delivery_attempt_log AS
 SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.status_code, a.error
