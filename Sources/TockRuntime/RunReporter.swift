@@ -6,8 +6,8 @@ import TockPostgres
 /// retrying while the database is unavailable, however long: a result is not dropped because of an outage, and a run
 /// never stays running in tock.runs on a worker that lives on without it (an overlap 'skip' job would never run
 /// again). Retries end only when the shutdown grace is over: a worker told to stop while its database is away exits
-/// in time (systemd kills it 15 s after the default grace). Its unreported runs stay running on it, and tock.rescue()
-/// recovers them as a dead worker's runs.
+/// in time (systemd kills it 15 s after the default grace). Its unreported runs fail over when its stop is recorded
+/// (tock.set_worker_state), or tock.rescue() recovers them as a dead worker's runs.
 struct RunReporter: Sendable {
     let database: Database
     let worker: Int64
@@ -102,9 +102,9 @@ struct RunReporter: Sendable {
                                      cancelled: Task.isCancelled, backoff: &backoff) {
             case .giveUpAtShutdown:
                 logger.error("""
-                    could not report the run before the worker stopped; it stays running in tock.runs until \
-                    tock.rescue() finds this worker gone and fails it over (a retry if it has attempts left), unless \
-                    that has happened already (a worker judged lost)
+                    could not report the run before the worker stopped; it fails over (a retry if it has attempts \
+                    left) when the worker's stop is recorded, or else when tock.rescue() finds this worker gone, \
+                    unless that has happened already (a worker judged lost)
                     """, metadata: ["error": "\(failure.message)"])
                 return .gaveUp
             case .giveUp:

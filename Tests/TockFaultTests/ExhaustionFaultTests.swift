@@ -94,9 +94,9 @@ extension FaultTests {
             }
             let states = try await database.workers().map { "\($0.name) \($0.state) alive=\($0.alive)" }
             #expect(live, "workers: \(states); logs of w1-w5: \(workers.prefix(5).map { String($0.log.suffix(1500)) })")
-            // A deployment's scheduler, now that there is room for it: it recovers the runs a stopped worker still
-            // held (a claim whose answer the full server lost stays on its worker, which stopped before a heartbeat
-            // could hand it back).
+            // A deployment's scheduler, now that there is room for it. A claim whose answer the full server lost
+            // stays on its worker: when that worker's stop is recorded the run fails over to a retry at once, and
+            // when the server was too full for that, the scheduler's rescue does it.
             let scheduler = try TockProcess(["scheduler"], settings: settings, directory: directory)
             defer { scheduler.signal(SIGKILL) }
             let more = try await client.query("SELECT tock.run_now('quick') FROM generate_series(1, 10)").decode(Int64.self).all()

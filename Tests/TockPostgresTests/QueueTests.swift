@@ -243,6 +243,29 @@ struct QueueTests {
         }
     }
 
+    @Test("a worker that says it stopped holds nothing: a run still leased to it (a claim whose answer it never got) fails over and is retried")
+    func stoppedWorkerHoldsNothing() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            var job = JobDefinition(name: "lost-answer", script: "x.sh")
+            job.maxAttempts = 2
+            _ = try await database.createJob(job)
+            let run = try await database.runNow("lost-answer")
+            let worker = try await database.registerWorker(host: "a", pid: 1, concurrency: 1, scriptsDirectory: nil,
+                                                           version: nil, name: "w-stop")
+            // Claimed in the database; the worker never learned of it.
+            #expect(try await database.claimRuns(worker: worker, max: 1).map(\.runId) == [run])
+            try await database.setWorkerState(worker: worker, state: "stopping")
+            #expect(try await database.run(run, withOutput: false).status == "running", "a stopping worker's runs may still end")
+            try await database.setWorkerState(worker: worker, state: "stopped")
+            let ended = try await database.run(run, withOutput: false)
+            #expect(ended.status == "failed" && ended.error?.contains("worker w-stop stopped without reporting") == true,
+                    "\(ended.status) \(ended.error ?? "-")")
+            let retry = try #require(try await database.runs(job: "lost-answer").first { $0.attempt == 2 })
+            #expect(retry.status == "pending" && retry.firstRunId == run)
+            #expect(try await database.client.query("SELECT count(*)::int FROM tock.run_leases").decode(Int.self).all() == [0])
+        }
+    }
+
     @Test("a worker asks for the next delayed run as of its claim: a run that came due since then is in the answer")
     func nextDelayedRunSinceTheClaim() async throws {
         try await TestDatabase.withFresh { database, _ in

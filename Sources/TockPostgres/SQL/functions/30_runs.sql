@@ -518,10 +518,17 @@ COMMENT ON FUNCTION tock.heartbeat(bigint, timestamptz, bigint[], interval, text
     'A worker is alive; with p_held, its runs it does not hold (a claim whose answer it never got) go back to the queue.';
 
 -- A worker that stops claiming (graceful shutdown begins), then one that has stopped.
+-- A stopped worker holds nothing: a run still leased to it is one whose claim's answer it never got, or whose
+-- report it gave up on as it stopped. It ends as a lost worker's runs do (tock.rescue): failed, and retried at once
+-- while attempts remain. Left on the stopped worker, which rescue no longer watches, nothing would end it until
+-- long past its timeout.
 DROP FUNCTION IF EXISTS tock.set_worker_state(bigint, text, timestamptz);
 CREATE OR REPLACE FUNCTION tock.set_worker_state(p_worker bigint, p_state text, p_now timestamptz DEFAULT now(),
                                                  p_lease_token text DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_name text;
+    v_run bigint;
 BEGIN
     PERFORM tock.check_worker_lease(p_worker, p_lease_token);
     p_now := tock.checked_now(p_now);
@@ -530,11 +537,22 @@ BEGIN
     END IF;
     UPDATE tock.workers
     SET state = p_state, stopped_at = CASE WHEN p_state = 'stopped' THEN p_now END, last_heartbeat_at = p_now
-    WHERE id = p_worker AND state IN ('running', 'stopping');
-    RETURN FOUND;
+    WHERE id = p_worker AND state IN ('running', 'stopping')
+    RETURNING name INTO v_name;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF p_state = 'stopped' THEN
+        FOR v_run IN SELECT l.run_id FROM tock.run_leases l WHERE l.worker_id = p_worker LOOP
+            PERFORM tock.end_attempt(v_run, p_worker, 'failed', NULL,
+                                     format('worker %s stopped without reporting how it ended', v_name), p_now,
+                                     p_retry_now => true);
+        END LOOP;
+    END IF;
+    RETURN true;
 END $$;
 COMMENT ON FUNCTION tock.set_worker_state(bigint, text, timestamptz, text) IS
-    'A worker (presenting its lease token) says it is stopping (claims nothing more) or stopped.';
+    'A worker (presenting its lease token) says it is stopping (claims nothing more) or stopped (a run still leased to it fails over).';
 
 -- Claims up to p_max runnable runs for a live worker from the pools it serves: in each pool highest priority first,
 -- then oldest; SKIP LOCKED, so concurrent claimers never wait on or take each other's runs. A worker of several
