@@ -528,7 +528,6 @@ CREATE OR REPLACE FUNCTION tock.set_worker_state(p_worker bigint, p_state text, 
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     v_name text;
-    v_run bigint;
 BEGIN
     PERFORM tock.check_worker_lease(p_worker, p_lease_token);
     p_now := tock.checked_now(p_now);
@@ -543,11 +542,7 @@ BEGIN
         RETURN false;
     END IF;
     IF p_state = 'stopped' THEN
-        FOR v_run IN SELECT l.run_id FROM tock.run_leases l WHERE l.worker_id = p_worker LOOP
-            PERFORM tock.end_attempt(v_run, p_worker, 'failed', NULL,
-                                     format('worker %s stopped without reporting how it ended', v_name), p_now,
-                                     p_retry_now => true);
-        END LOOP;
+        PERFORM tock.fail_over_leases(p_worker, format('worker %s stopped without reporting how it ended', v_name), p_now);
     END IF;
     RETURN true;
 END $$;
@@ -990,6 +985,23 @@ BEGIN
     RETURN true;
 END $$;
 
+-- How the runs still leased to a worker that is gone end (tock.rescue for a lost worker, tock.set_worker_state for
+-- one that stopped without reporting them): failed with p_error, retried at once while attempts remain. Returns how
+-- many it ended.
+CREATE OR REPLACE FUNCTION tock.fail_over_leases(p_worker bigint, p_error text, p_now timestamptz)
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    v_run bigint;
+    v_count int := 0;
+BEGIN
+    FOR v_run IN SELECT l.run_id FROM tock.run_leases l WHERE l.worker_id = p_worker LOOP
+        IF tock.end_attempt(v_run, p_worker, 'failed', NULL, p_error, p_now, p_retry_now => true) THEN
+            v_count := v_count + 1;
+        END IF;
+    END LOOP;
+    RETURN v_count;
+END $$;
+
 -- The cancel of runs in flight (tock.cancel, tock.bulk_runs): the pending ones end at once as 'cancelled'; the
 -- running ones are marked, and their workers (told by NOTIFY tock_cancel) send SIGTERM to each script's process
 -- group, then SIGKILL after their grace, and finish them as 'cancelled'. Runs that ended are left as they are.
@@ -1207,13 +1219,8 @@ BEGIN
         FOR UPDATE SKIP LOCKED
     LOOP
         UPDATE tock.workers SET state = 'lost', stopped_at = p_now WHERE id = v_worker.id;
-        FOR v_run IN SELECT l.run_id AS id FROM tock.run_leases l WHERE l.worker_id = v_worker.id LOOP
-            IF tock.end_attempt(v_run.id, v_worker.id, 'failed', NULL,
-                                format('worker %s was lost (%s)', v_worker.name, v_worker.reason), p_now,
-                                p_retry_now => true) THEN
-                v_count := v_count + 1;
-            END IF;
-        END LOOP;
+        v_count := v_count + tock.fail_over_leases(v_worker.id, format('worker %s was lost (%s)', v_worker.name,
+                                                                         v_worker.reason), p_now);
     END LOOP;
     -- Every running run has a lease: a walk of the running runs, never of the pending ones. By id (see
     -- tock.heartbeat), and the job and worker as subqueries, not joins: a join of tock.runs to the jobs was planned,
