@@ -30,7 +30,10 @@ struct ConfigCommand: AsyncParsableCommand {
             abstract: "Set one: jobs that did not set their own take the new value at once.",
             discussion: "tock config set max_attempts 3; tock config set timeout 2h; tock config set pool etl")
         @OptionGroup var options: GlobalOptions
-        @Argument(help: "max_attempts, retry_base, retry_cap, timeout, overlap, pool or history_retention.") var key: String
+        @Argument(help: """
+            max_attempts, retry_base, retry_cap, timeout, overlap, pool, history_retention, portal_url or \
+            audit_retention (the schema's owner only).
+            """) var key: String
         @Argument(help: "The new value: 3, 90s, 2h, queue, etl, 30d, …") var value: String
 
         func run() async throws {

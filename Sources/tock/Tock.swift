@@ -10,7 +10,7 @@ struct Tock: AsyncParsableCommand {
         abstract: "Scheduled and on-demand scripts, run by workers that claim from PostgreSQL.",
         discussion: """
             Connects to DATABASE_URL or the PG* variables. With neither, it uses the embedded cluster under \
-            ./.tock (TOCK_HOME), which `tock up` creates and starts. Every option of worker, scheduler, api and up \
+            ./.tock (TOCK_HOME), which `tock up` creates and starts. Every option of worker, scheduler, api, notifier and up \
             can also come from the environment: --scripts-dir DIR as TOCK_SCRIPTS_DIR=DIR, --no-api as \
             TOCK_NO_API=true; the command line wins.
             """,
