@@ -3,16 +3,21 @@
 -- Jobs in name order: p_after pages on (names sorting after it), p_search keeps names containing it
 -- (case-insensitive, taken literally), p_limit NULL is every job. The page is chosen from the index on jobs.name
 -- alone (an index-only scan, even when the search reads every name), and only its jobs go through the view's
--- per-job lookups.
+-- per-job lookups: the view is read per name of the page (LATERAL), planned for the values given (EXECUTE … USING).
+-- Joined to the page by IN, or planned for any p_limit, the plan read and sorted every job of the view to merge them
+-- with the page, whose cost grew with the number of jobs.
 CREATE OR REPLACE FUNCTION tock.list_jobs(p_after text DEFAULT NULL, p_search text DEFAULT NULL, p_limit int DEFAULT NULL)
-RETURNS SETOF tock.job_overview LANGUAGE sql STABLE AS $$
-    SELECT v.* FROM tock.job_overview v
-    WHERE v.name IN (SELECT j.name FROM tock.jobs j
-                     WHERE (p_after IS NULL OR j.name > p_after)
-                       AND (p_search IS NULL OR strpos(lower(j.name), lower(p_search)) > 0)
-                     ORDER BY j.name LIMIT p_limit)
-    ORDER BY v.name
-$$;
+RETURNS SETOF tock.job_overview LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY EXECUTE '
+        SELECT v.* FROM (SELECT j.name FROM tock.jobs j
+                         WHERE ($1 IS NULL OR j.name > $1)
+                           AND ($2 IS NULL OR pg_catalog.strpos(pg_catalog.lower(j.name), pg_catalog.lower($2)) > 0)
+                         ORDER BY j.name LIMIT $3) page
+        CROSS JOIN LATERAL (SELECT * FROM tock.job_overview o WHERE o.name = page.name) v
+        ORDER BY page.name'
+    USING p_after, p_search, p_limit;
+END $$;
 COMMENT ON FUNCTION tock.list_jobs(text, text, int) IS
     'Jobs in name order from tock.job_overview: after a name (paging), whose names contain a text, at most p_limit.';
 

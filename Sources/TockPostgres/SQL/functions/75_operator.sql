@@ -291,34 +291,41 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- The jobs whose runs failed, timed out or died since p_since, most recent failure first (at most 500 jobs): how
--- many of each, and the last one's error and last lines of output. Reads the history's failures by index
--- (finished_runs_unsuccessful_idx, back to p_since) and one run per job.
--- p_since as a filter's time is: '1h', '24h', '7d' or a timestamp.
+-- many of each, and the last one's error and last lines of output, one run per job.
+-- p_since as a filter's time is: '1h', '24h', '7d' or a timestamp. The statement is planned for that time
+-- (EXECUTE … USING), as one from a client is: planned for any time, the span's bound was unknown and the plan
+-- walked every failure of the history (finished_runs_unsuccessful_idx) to find the last hour's; for the time
+-- itself, a short span reads its finish times (finished_runs_finished_idx) and a long one the failures.
 DROP FUNCTION IF EXISTS tock.failure_groups(timestamptz);
 CREATE OR REPLACE FUNCTION tock.failure_groups(p_since text DEFAULT '24h')
 RETURNS TABLE (job_id bigint, job_name text, failures bigint, failed bigint, timed_out bigint, dead bigint,
                last_run_id bigint, last_status text, last_error text, last_finished_at timestamptz, last_output text)
-LANGUAGE sql STABLE AS $$
-    WITH since AS MATERIALIZED (SELECT tock.recent_time('since', p_since, interval '31 days') AS at), f AS (
-        SELECT r.job_id, count(*) AS failures,
-               count(*) FILTER (WHERE r.status = 'failed') AS failed,
-               count(*) FILTER (WHERE r.status = 'timed_out') AS timed_out,
-               count(*) FILTER (WHERE r.status = 'dead') AS dead,
-               max(r.id) AS last_id
-        FROM tock.run_history_finished r
-        WHERE r.finished_at >= (SELECT since.at FROM since)
-          AND r.status <> 'succeeded' AND r.status IN ('failed', 'timed_out', 'dead')
-        GROUP BY r.job_id
-    )
-    SELECT f.job_id, j.name, f.failures, f.failed, f.timed_out, f.dead, f.last_id, l.status, l.error, l.finished_at,
-           tock.last_lines(l.output)
-    FROM f
-    JOIN tock.jobs j ON j.id = f.job_id
-    CROSS JOIN LATERAL (SELECT r.status, r.error, r.finished_at, r.output FROM tock.finished_runs r
-                        WHERE r.id = f.last_id AND r.finished_at >= (SELECT since.at FROM since) LIMIT 1) l
-    ORDER BY f.last_id DESC
-    LIMIT 500
-$$;
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_since constant timestamptz := tock.recent_time('since', p_since, interval '31 days');
+BEGIN
+    RETURN QUERY EXECUTE '
+        WITH f AS (
+            SELECT r.job_id, count(*) AS failures,
+                   count(*) FILTER (WHERE r.status = ''failed'') AS failed,
+                   count(*) FILTER (WHERE r.status = ''timed_out'') AS timed_out,
+                   count(*) FILTER (WHERE r.status = ''dead'') AS dead,
+                   max(r.id) AS last_id
+            FROM tock.run_history_finished r
+            WHERE r.finished_at >= $1
+              AND r.status <> ''succeeded'' AND r.status IN (''failed'', ''timed_out'', ''dead'')
+            GROUP BY r.job_id
+        )
+        SELECT f.job_id, j.name, f.failures, f.failed, f.timed_out, f.dead, f.last_id, l.status, l.error, l.finished_at,
+               tock.last_lines(l.output)
+        FROM f
+        JOIN tock.jobs j ON j.id = f.job_id
+        CROSS JOIN LATERAL (SELECT r.status, r.error, r.finished_at, r.output FROM tock.finished_runs r
+                            WHERE r.id = f.last_id AND r.finished_at >= $1 LIMIT 1) l
+        ORDER BY f.last_id DESC
+        LIMIT 500'
+    USING v_since;
+END $$;
 COMMENT ON FUNCTION tock.failure_groups(text) IS
     'Per job, the runs that failed, timed out or died since p_since, with the last one''s error and last output lines.';
 
