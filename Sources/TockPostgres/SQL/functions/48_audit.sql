@@ -142,7 +142,7 @@ COMMENT ON VIEW tock.audit_log IS
 -- entries keep the id), one actor's, one action's (or a prefix: 'job.'), with ids below p_before, at most p_limit.
 CREATE OR REPLACE FUNCTION tock.audit_page(p_job text DEFAULT NULL, p_actor text DEFAULT NULL, p_action text DEFAULT NULL,
                                            p_before bigint DEFAULT NULL, p_limit int DEFAULT 50)
-RETURNS SETOF tock.audit_log LANGUAGE plpgsql STABLE AS $$
+RETURNS SETOF tock.audit_log LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
     v_job bigint;
 BEGIN

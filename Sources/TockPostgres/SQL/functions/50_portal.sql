@@ -145,7 +145,7 @@ COMMENT ON VIEW tock.job_stats IS 'Per job and period (24h, 7d): runs ended, suc
 -- grows with the queue; exact figures stay in /health and /metrics. The 24 h pending and running figures are the
 -- queue's.
 CREATE OR REPLACE FUNCTION tock.stats(p_now timestamptz DEFAULT now())
-RETURNS jsonb LANGUAGE sql STABLE AS $$
+RETURNS jsonb LANGUAGE sql STABLE SET jit = off AS $$
     WITH queue AS MATERIALIZED (
         SELECT * FROM tock.queue_glance(10000, p_now)
     )

@@ -295,7 +295,7 @@ COMMENT ON FUNCTION tock.purge_history(timestamptz, int) IS
 -- at every scrape of every process that serves /metrics.
 CREATE OR REPLACE FUNCTION tock.gauges(p_now timestamptz DEFAULT now())
 RETURNS TABLE (name text, help text, labels jsonb, value float8)
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET jit = off AS $$
     WITH lag AS MATERIALIZED (
         SELECT * FROM tock.lag
     ), queue AS (

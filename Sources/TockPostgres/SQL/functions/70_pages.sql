@@ -1,4 +1,9 @@
 -- Pages of jobs and runs, as the API, the CLI and the portal read them: a psql user gets the same plans.
+--
+-- These, and the other reads the portal and /metrics repeat (tock.stats, tock.gauges, find_runs, count_runs,
+-- failure_groups, activity, audit_page), are never JIT-compiled (SET jit = off), for the reason 30_runs.sql gives
+-- for the workers' calls: over a long history or a deep queue their estimates pass jit_above_cost, and compiling
+-- then costs a call more than its work (most of tock.gauges' time).
 
 -- Jobs in name order: p_after pages on (names sorting after it), p_search keeps names containing it
 -- (case-insensitive, taken literally), p_limit NULL is every job. The page is chosen from the index on jobs.name
@@ -7,7 +12,7 @@
 -- Joined to the page by IN, or planned for any p_limit, the plan read and sorted every job of the view to merge them
 -- with the page, whose cost grew with the number of jobs.
 CREATE OR REPLACE FUNCTION tock.list_jobs(p_after text DEFAULT NULL, p_search text DEFAULT NULL, p_limit int DEFAULT NULL)
-RETURNS SETOF tock.job_overview LANGUAGE plpgsql STABLE AS $$
+RETURNS SETOF tock.job_overview LANGUAGE plpgsql STABLE SET jit = off AS $$
 BEGIN
     RETURN QUERY EXECUTE '
         SELECT v.* FROM (SELECT j.name FROM tock.jobs j
@@ -27,7 +32,7 @@ COMMENT ON FUNCTION tock.list_jobs(text, text, int) IS
 -- for the values given, as a statement from a client is (EXECUTE … USING): a plan for any value would walk the
 -- whole id index from the top for a page in the middle of a long history.
 CREATE OR REPLACE FUNCTION tock.recent_runs(p_status text DEFAULT NULL, p_before bigint DEFAULT NULL, p_limit int DEFAULT 50)
-RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE AS $$
+RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE SET jit = off AS $$
 BEGIN
     RETURN QUERY EXECUTE '
         SELECT v.* FROM (
@@ -50,7 +55,7 @@ COMMENT ON FUNCTION tock.recent_runs(text, bigint, int) IS
 -- as tock.recent_runs is.
 CREATE OR REPLACE FUNCTION tock.job_runs(p_job text, p_status text DEFAULT NULL, p_before bigint DEFAULT NULL,
                                          p_limit int DEFAULT 50)
-RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE AS $$
+RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE SET jit = off AS $$
 BEGIN
     RETURN QUERY EXECUTE '
         SELECT v.* FROM (
@@ -74,7 +79,7 @@ COMMENT ON FUNCTION tock.job_runs(text, text, bigint, int) IS
 -- PL/pgSQL for its plan cache: the union of the two halves and the partitions costs a few milliseconds to plan,
 -- more than the lookup itself.
 CREATE OR REPLACE FUNCTION tock.run_detail(p_run bigint, p_with_output boolean DEFAULT true)
-RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET jit = off AS $$
 BEGIN
     RETURN (
         SELECT to_jsonb(v) || jsonb_build_object('output',

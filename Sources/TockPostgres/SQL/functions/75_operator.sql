@@ -117,7 +117,7 @@ $$;
 -- at most p_limit (1000). Like tock.recent_runs, the page is the newest of each half's newest, each a backward walk
 -- of one index, so a page costs the same at the top of a long history as deep in it.
 CREATE OR REPLACE FUNCTION tock.find_runs(p_filter jsonb DEFAULT NULL, p_before bigint DEFAULT NULL, p_limit int DEFAULT 50)
-RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE AS $$
+RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE SET jit = off AS $$
 BEGIN
     IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
         PERFORM tock.raise_invalid('limit', format('%s is not from 1 to 1000', p_limit));
@@ -154,7 +154,7 @@ END $$;
 DROP FUNCTION IF EXISTS tock.count_runs(jsonb, int);
 CREATE OR REPLACE FUNCTION tock.count_runs(p_filter jsonb DEFAULT NULL, p_cap int DEFAULT 10000, p_action text DEFAULT NULL,
                                            OUT count bigint, OUT capped boolean)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
     v_filter constant jsonb := tock.checked_run_filter(p_filter) || tock.bulk_action_filter(p_action);
     v_statuses constant text[] := ARRAY(SELECT jsonb_array_elements_text(v_filter -> 'statuses'));
@@ -300,7 +300,7 @@ DROP FUNCTION IF EXISTS tock.failure_groups(timestamptz);
 CREATE OR REPLACE FUNCTION tock.failure_groups(p_since text DEFAULT '24h')
 RETURNS TABLE (job_id bigint, job_name text, failures bigint, failed bigint, timed_out bigint, dead bigint,
                last_run_id bigint, last_status text, last_error text, last_finished_at timestamptz, last_output text)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
     v_since constant timestamptz := tock.recent_time('since', p_since, interval '31 days');
 BEGIN
@@ -332,7 +332,7 @@ COMMENT ON FUNCTION tock.failure_groups(text) IS
 -- Runs that ended, and those that failed (failed, timed_out, dead), per p_bucket over the p_span before now: the
 -- dashboard's chart. Every bucket is there, empty or not, oldest first. Index-only over the span's finish times.
 CREATE OR REPLACE FUNCTION tock.activity(p_span interval DEFAULT '24 hours', p_bucket interval DEFAULT '15 minutes')
-RETURNS TABLE (bucket_start timestamptz, ended bigint, failed bigint) LANGUAGE plpgsql STABLE AS $$
+RETURNS TABLE (bucket_start timestamptz, ended bigint, failed bigint) LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
     v_bucket_seconds float8;
     v_end timestamptz;
