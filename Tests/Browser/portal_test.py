@@ -258,9 +258,13 @@ def main():
         driver.refresh()
         click(driver, By.CSS_SELECTOR, 'tr.delivery[data-status="failed"] [data-action="retry-delivery"]', wait)
         wait.until(lambda d: any(x["attempts"] == 2 for x in api("GET", f"/deliveries?job={JOB}")))
-        assert "whsec_" not in driver.page_source and "/hook" not in driver.find_element(By.ID, "hooks").text
+        # The page re-renders as the delivery's events arrive: each text is read through the wait, which tries again
+        # when the element it found was replaced meanwhile.
+        hooks_text = wait.until(lambda d: d.find_element(By.ID, "hooks").text or " ")
+        assert "whsec_" not in driver.page_source and "/hook" not in hooks_text
         # Nothing left out shows as the text "null" (replaceChildren's reading of a part left out).
-        assert "null" not in driver.find_element(By.TAG_NAME, "main").text, driver.find_element(By.TAG_NAME, "main").text
+        main_text = wait.until(lambda d: d.find_element(By.TAG_NAME, "main").text or " ")
+        assert "null" not in main_text, main_text
         driver.save_screenshot(os.path.join(ARTIFACTS, "job-webhooks.png"))
         # The run's page lists its deliveries too.
         delivered = next(x for x in api("GET", f"/deliveries?job={JOB}") if x["attempts"] == 2)
