@@ -191,6 +191,14 @@ struct MigrateCLITests {
             #expect(moved == old)
             #expect(try await client.query("SELECT count(*)::int FROM tock.runs").decode(Int.self).all() == [5])
             #expect(try await client.query("SELECT count(*)::int FROM tock.finished_runs").decode(Int.self).all() == [1000])
+            // 0027 counted the history it found, minute by minute and status by status.
+            let countsAgree = """
+                SELECT (SELECT array_agg(x ORDER BY x) FROM (SELECT concat_ws(' ', minute, status, sum(runs)) x FROM tock.run_counts
+                                                            GROUP BY minute, status) c)
+                     = (SELECT array_agg(x ORDER BY x) FROM (SELECT concat_ws(' ', tock.minute_of(finished_at), status, count(*)) x
+                                                            FROM tock.finished_runs GROUP BY tock.minute_of(finished_at), status) s)
+                """
+            #expect(try await client.query(PostgresQuery(unsafeSQL: countsAgree)).decode(Bool.self).all() == [true])
             #expect(try await client.query("SELECT array_agg(run_id ORDER BY run_id) FROM tock.run_leases WHERE worker_id = 1")
                 .decode([Int64].self).all() == [[maxId - 1, maxId]])
             // The runs in flight go on: a new run's id follows the old ones, a pending run is claimed, a running one
@@ -201,6 +209,7 @@ struct MigrateCLITests {
             #expect(try await client.query("SELECT tock.finish_run(\(maxId), 1, 'succeeded', 0)").decode(Bool.self).all() == [true])
             #expect(try await client.query("SELECT status FROM tock.run_history WHERE id = \(maxId)").decode(String.self).all()
                 == ["succeeded"])
+            #expect(try await client.query(PostgresQuery(unsafeSQL: countsAgree)).decode(Bool.self).all() == [true])
         }
     }
 

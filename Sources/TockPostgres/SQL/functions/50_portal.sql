@@ -138,12 +138,50 @@ LEFT JOIN tock.finished_runs r ON r.job_id = j.id AND r.finished_at > now() - w.
 GROUP BY j.id, j.name, w.name;
 COMMENT ON VIEW tock.job_stats IS 'Per job and period (24h, 7d): runs ended, succeeded, failed, success rate, p50/p95/max duration, last failure.';
 
+-- How many runs ended from p_from up to p_to, per minute and status, exactly as counting tock.finished_runs would
+-- say: the whole minutes between are tock.run_counts' (migration 0027 keeps them), the parts of a minute at either
+-- end are read from the runs, at most a minute of them each (finished_runs_finished_idx). A count over a day thus
+-- reads about 3,000 rows whether the day held a thousand runs or ten million.
+CREATE OR REPLACE FUNCTION tock.ended_counts(p_from timestamptz, p_to timestamptz DEFAULT 'infinity')
+RETURNS TABLE (minute timestamptz, status text, runs bigint) LANGUAGE plpgsql STABLE SET jit = off AS $$
+DECLARE
+    v_first timestamptz;  -- the first whole minute
+    v_last timestamptz;   -- the end of the last whole minute
+BEGIN
+    IF p_from IS NULL OR p_to IS NULL OR NOT isfinite(p_from) THEN
+        PERFORM tock.raise_invalid('from', 'a finite time to count from, and a time (or infinity) to count up to');
+    END IF;
+    v_first := tock.minute_of(p_from);
+    IF v_first < p_from THEN
+        v_first := v_first + interval '1 minute';
+    END IF;
+    v_last := CASE WHEN isfinite(p_to) THEN tock.minute_of(p_to) ELSE p_to END;
+    IF v_first >= v_last THEN
+        v_first := p_to;
+        v_last := p_to;
+    END IF;
+    RETURN QUERY
+        SELECT c.minute, c.status, sum(c.runs)::bigint FROM tock.run_counts c
+        WHERE c.minute >= v_first AND c.minute < v_last
+        GROUP BY c.minute, c.status
+        UNION ALL
+        SELECT tock.minute_of(r.finished_at), r.status, count(*) FROM tock.finished_runs r
+        WHERE r.finished_at >= p_from AND r.finished_at < least(v_first, p_to)
+        GROUP BY 1, 2
+        UNION ALL
+        SELECT tock.minute_of(r.finished_at), r.status, count(*) FROM tock.finished_runs r
+        WHERE r.finished_at >= greatest(v_last, p_from) AND r.finished_at < p_to
+        GROUP BY 1, 2;
+END $$;
+COMMENT ON FUNCTION tock.ended_counts(timestamptz, timestamptz) IS
+    'Runs that ended from p_from up to (not including) p_to, per minute and status, from tock.run_counts and the runs at either end.';
+
 -- Everything GET /api/v1/stats shows, as one JSON document: runs by status over 24 h, the queue, workers and
--- schedulers alive. Its cost does not grow with the number of jobs; per-job figures are tock.job_stats
--- (GET /api/v1/jobs/{job}/stats), one job at a time. The queue is tock.queue_glance: exact up to 10,000 pending
--- runs, capped beyond (queue.capped), because the dashboard reads this on every change it sees and an exact count
--- grows with the queue; exact figures stay in /health and /metrics. The 24 h pending and running figures are the
--- queue's.
+-- schedulers alive. Its cost grows neither with the number of jobs nor with the history (the 24 hours' counts are
+-- tock.ended_counts'); per-job figures are tock.job_stats (GET /api/v1/jobs/{job}/stats), one job at a time. The
+-- queue is tock.queue_glance: exact up to 10,000 pending runs, capped beyond (queue.capped), because the dashboard
+-- reads this on every change it sees and an exact count grows with the queue; exact figures stay in /health and
+-- /metrics. The 24 h pending and running figures are the queue's.
 CREATE OR REPLACE FUNCTION tock.stats(p_now timestamptz DEFAULT now())
 RETURNS jsonb LANGUAGE sql STABLE SET jit = off AS $$
     WITH queue AS MATERIALIZED (
@@ -157,10 +195,11 @@ RETURNS jsonb LANGUAGE sql STABLE SET jit = off AS $$
                                 UNION ALL
                                 SELECT 'running', q.running FROM queue q
                                 UNION ALL
-                                SELECT r.status, count(*) AS n FROM tock.finished_runs r
-                                WHERE r.finished_at > p_now - interval '24 hours'
-                                  AND r.finished_at >= p_now - (SELECT c.history_retention FROM tock.config c)
-                                GROUP BY r.status) c ON c.status = s.status),
+                                -- finished_at > p_now - 24 hours: timestamps are whole microseconds.
+                                SELECT e.status, sum(e.runs) AS n
+                                FROM tock.ended_counts(greatest(p_now - interval '24 hours' + interval '1 microsecond',
+                                                                p_now - (SELECT c.history_retention FROM tock.config c))) e
+                                GROUP BY e.status) c ON c.status = s.status),
         'queue', (SELECT to_jsonb(q) FROM queue q),
         'workers_alive', (SELECT count(*) FROM tock.worker_overview w WHERE w.alive),
         'schedulers_alive', tock.schedulers_alive())

@@ -272,6 +272,23 @@ BEGIN
         EXIT WHEN v_rows < v_batch;
     END LOOP;
 
+    -- The run counts (migration 0027): each process's rows of the minutes that have closed merge into one row per
+    -- minute and status, and minutes wholly past the horizon go, as their runs have left every view. A row a
+    -- finish holds (counting a run into a closed minute, at a p_now of its own) waits for the next call.
+    WITH merged AS (
+        DELETE FROM tock.run_counts c
+        WHERE c.ctid = ANY (ARRAY(SELECT k.ctid FROM tock.run_counts k
+                                  WHERE k.backend <> 0 AND k.minute < tock.minute_of(v_now) - interval '1 minute'
+                                  FOR UPDATE SKIP LOCKED))
+        RETURNING c.minute, c.status, c.runs
+    )
+    INSERT INTO tock.run_counts AS c (minute, status, backend, runs)
+    SELECT m.minute, m.status, 0, sum(m.runs) FROM merged m GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (minute, status, backend) DO UPDATE SET runs = c.runs + excluded.runs;
+    DELETE FROM tock.run_counts c
+    WHERE c.ctid = ANY (ARRAY(SELECT k.ctid FROM tock.run_counts k WHERE k.minute < tock.minute_of(v_horizon)
+                              FOR UPDATE SKIP LOCKED));
+
     -- Live output whose run has ended (one a finish did not see, tock.end_runs) or vanished.
     DELETE FROM tock.run_output o WHERE NOT EXISTS (SELECT 1 FROM tock.runs r WHERE r.id = o.run_id);
 

@@ -292,17 +292,18 @@ $$;
 
 -- The jobs whose runs failed, timed out or died since p_since, most recent failure first (at most 500 jobs): how
 -- many of each, and the last one's error and last lines of output, one run per job.
--- p_since as a filter's time is: '1h', '24h', '7d' or a timestamp. The statement is planned for that time
--- (EXECUTE … USING), as one from a client is: planned for any time, the span's bound was unknown and the plan
--- walked every failure of the history (finished_runs_unsuccessful_idx) to find the last hour's; for the time
--- itself, a short span reads its finish times (finished_runs_finished_idx) and a long one the failures.
+-- p_since as a filter's time is: '1h', '24h', '7d' or a timestamp. The span's failures come from
+-- finished_runs_failures_idx alone (index-only: job, status, id by finish time), whatever else the span holds; the
+-- last failure of each of the page's jobs is then fetched by id and finish time, which names its one partition.
+-- Planned for the time given (EXECUTE … USING), as a statement from a client is.
 DROP FUNCTION IF EXISTS tock.failure_groups(timestamptz);
 CREATE OR REPLACE FUNCTION tock.failure_groups(p_since text DEFAULT '24h')
 RETURNS TABLE (job_id bigint, job_name text, failures bigint, failed bigint, timed_out bigint, dead bigint,
                last_run_id bigint, last_status text, last_error text, last_finished_at timestamptz, last_output text)
 LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
-    v_since constant timestamptz := tock.recent_time('since', p_since, interval '31 days');
+    v_since constant timestamptz := greatest(tock.recent_time('since', p_since, interval '31 days'),
+                                             now() - (SELECT c.history_retention FROM tock.config c));
 BEGIN
     RETURN QUERY EXECUTE '
         WITH f AS (
@@ -310,27 +311,29 @@ BEGIN
                    count(*) FILTER (WHERE r.status = ''failed'') AS failed,
                    count(*) FILTER (WHERE r.status = ''timed_out'') AS timed_out,
                    count(*) FILTER (WHERE r.status = ''dead'') AS dead,
-                   max(r.id) AS last_id
-            FROM tock.run_history_finished r
-            WHERE r.finished_at >= $1
-              AND r.status <> ''succeeded'' AND r.status IN (''failed'', ''timed_out'', ''dead'')
+                   max(r.id) AS last_id,
+                   (array_agg(r.finished_at ORDER BY r.id DESC))[1] AS last_finished_at
+            FROM tock.finished_runs r
+            WHERE r.finished_at >= $1 AND r.status IN (''failed'', ''timed_out'', ''dead'')
             GROUP BY r.job_id
+            ORDER BY max(r.id) DESC
+            LIMIT 500
         )
         SELECT f.job_id, j.name, f.failures, f.failed, f.timed_out, f.dead, f.last_id, l.status, l.error, l.finished_at,
                tock.last_lines(l.output)
         FROM f
         JOIN tock.jobs j ON j.id = f.job_id
         CROSS JOIN LATERAL (SELECT r.status, r.error, r.finished_at, r.output FROM tock.finished_runs r
-                            WHERE r.id = f.last_id AND r.finished_at >= $1 LIMIT 1) l
-        ORDER BY f.last_id DESC
-        LIMIT 500'
+                            WHERE r.id = f.last_id AND r.finished_at = f.last_finished_at LIMIT 1) l
+        ORDER BY f.last_id DESC'
     USING v_since;
 END $$;
 COMMENT ON FUNCTION tock.failure_groups(text) IS
     'Per job, the runs that failed, timed out or died since p_since, with the last one''s error and last output lines.';
 
 -- Runs that ended, and those that failed (failed, timed_out, dead), per p_bucket over the p_span before now: the
--- dashboard's chart. Every bucket is there, empty or not, oldest first. Index-only over the span's finish times.
+-- dashboard's chart. Every bucket is there, empty or not, oldest first. Buckets and span are whole minutes, so that
+-- the buckets are sums of tock.ended_counts' minutes: the cost is the span's minutes, not its runs.
 CREATE OR REPLACE FUNCTION tock.activity(p_span interval DEFAULT '24 hours', p_bucket interval DEFAULT '15 minutes')
 RETURNS TABLE (bucket_start timestamptz, ended bigint, failed bigint) LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
@@ -339,19 +342,18 @@ DECLARE
     v_start timestamptz;
 BEGIN
     IF p_span IS NULL OR p_bucket IS NULL OR p_span NOT BETWEEN interval '1 hour' AND interval '31 days'
-       OR p_bucket < interval '1 minute' OR extract(epoch FROM p_span) / extract(epoch FROM p_bucket) > 2000 THEN
-        PERFORM tock.raise_invalid('span', 'a span of 1 hour to 31 days, in at most 2,000 buckets of a minute or more');
+       OR p_bucket < interval '1 minute' OR extract(epoch FROM p_span) / extract(epoch FROM p_bucket) > 2000
+       OR extract(epoch FROM p_span) % 60 <> 0 OR extract(epoch FROM p_bucket) % 60 <> 0 THEN
+        PERFORM tock.raise_invalid('span', 'a span of 1 hour to 31 days, in at most 2,000 buckets of whole minutes');
     END IF;
     v_bucket_seconds := extract(epoch FROM p_bucket);
     v_end := to_timestamp(ceil(extract(epoch FROM now()) / v_bucket_seconds) * v_bucket_seconds);
     v_start := v_end - p_span;
     RETURN QUERY
     WITH counted AS (
-        SELECT floor(extract(epoch FROM r.finished_at - v_start) / v_bucket_seconds)::int AS slot, count(*) AS ended,
-               count(*) FILTER (WHERE r.status IN ('failed', 'timed_out', 'dead')) AS failed
-        FROM tock.finished_runs r
-        WHERE r.finished_at >= v_start AND r.finished_at < v_end
-          AND r.finished_at >= now() - (SELECT c.history_retention FROM tock.config c)
+        SELECT floor(extract(epoch FROM e.minute - v_start) / v_bucket_seconds)::int AS slot, sum(e.runs)::bigint AS ended,
+               coalesce(sum(e.runs) FILTER (WHERE e.status IN ('failed', 'timed_out', 'dead')), 0)::bigint AS failed
+        FROM tock.ended_counts(greatest(v_start, now() - (SELECT c.history_retention FROM tock.config c)), v_end) e
         GROUP BY 1
     )
     SELECT v_start + s * p_bucket, coalesce(c.ended, 0), coalesce(c.failed, 0)
