@@ -649,8 +649,18 @@ const routes = [
   [/^#\/runs\/(\d+)$/, "dashboard", (view, m) => runPage(view, m[1])],
 ];
 
+// A page draws through a view that only the latest render may write to. Renders overlap (a link followed while the
+// last page's requests are out, a refresh while the person navigates); an answer that comes back after a newer
+// render began would otherwise draw the old page, or its "Not found", over the new one. A stale render stops at its
+// first write (StaleRender) and draws nothing, nor touches the elements of the page that replaced it.
+class StaleRender extends Error {}
+state.renders = 0;
+
 async function render() {
-  const view = document.getElementById("view");
+  const seq = ++state.renders;
+  const current = () => seq === state.renders;
+  const target = document.getElementById("view");
+  const view = { replaceChildren: (...nodes) => { if (!current()) throw new StaleRender(); target.replaceChildren(...nodes); } };
   const hash = location.hash || "#/";
   if (state.route !== hash) { state.runLimit = null; state.runOutputOf = null; }
   state.route = hash;
@@ -659,8 +669,9 @@ async function render() {
     if (!match) continue;
     document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === nav));
     state.refresh = render;
-    try { await page(view, match); showError(null); }
+    try { await page(view, match); if (current()) showError(null); }
     catch (error) {
+      if (error instanceof StaleRender || !current()) return;
       if (error.status === 404) view.replaceChildren(h("h1", {}, "Not found"), h("p", {}, error.message, " ", h("a", { href: "#/" }, "Back to the dashboard")));
       else showError(error);
     }
