@@ -212,11 +212,11 @@ extension BenchRun {
     }
 
     /// The history: jobs of four schedule kinds; per job, runs at evenly spaced fire times over 30 days, about
-    /// 5% failed and 0.2% dead, in daily partitions; output stored for each job's newest run. Four template jobs go through the
-    /// jobs trigger (parse, describe, next fire time); the rest copy their computed columns with the tables'
-    /// own triggers off while seeding (the benchmark's role owns its database), which takes seconds instead of
-    /// minutes. That includes the check that each run's job exists (a trigger since migration 0010): the seed
-    /// names only the jobs it made.
+    /// 5% failed and 0.2% dead, in partitions of the default width (a week for 30 days' retention); output stored
+    /// for each job's newest run. Four template jobs go through the jobs trigger (parse, describe, next fire time);
+    /// the rest copy their computed columns with the tables' own triggers off while seeding (the benchmark's role
+    /// owns its database), which takes seconds instead of minutes. That includes the check that each run's job
+    /// exists (a trigger since migration 0010): the seed names only the jobs it made.
     func seedScale(jobs: Int, runs: Int) async throws {
         let perJob = max(runs / max(jobs, 1), 1)
         try await sql("TRUNCATE tock.runs, tock.run_leases, tock.run_output, tock.finished_runs")
@@ -228,7 +228,7 @@ extension BenchRun {
                    (ARRAY['UTC', 'Asia/Hong_Kong', 'Europe/London', 'America/New_York'])[1 + i % 4]
             FROM generate_series(1, 4) i
             """)
-        // The layout of a Tock that has run for a month: a partition per day of history, none from before.
+        // The layout of a Tock that has run for a month: partitions of the history's days, none from before.
         try await sql("""
             DO $$
             DECLARE p record;

@@ -93,11 +93,11 @@ struct OperationsTests {
             var future = JobDefinition(name: "future", script: "x.sh")
             future.priority = 90
             _ = try await database.createJob(future)
-            let ahead40 = try await finishedRun(database, job: "future", at: "now() + interval '40 days'")
-            #expect(try await ids("SELECT id FROM tock.finished_runs_default") == [ahead40])
-            #expect(try await ids("SELECT tock.purge_history(now() + interval '40 days')") == [0])
+            let ahead60 = try await finishedRun(database, job: "future", at: "now() + interval '60 days'")
+            #expect(try await ids("SELECT id FROM tock.finished_runs_default") == [ahead60])
+            #expect(try await ids("SELECT tock.purge_history(now() + interval '60 days')") == [0])
             #expect(try await ids("SELECT id FROM tock.finished_runs_default") == [])
-            #expect(try await ids("SELECT id FROM tock.finished_runs") == [ahead40])
+            #expect(try await ids("SELECT id FROM tock.finished_runs") == [ahead60])
 
             let refused = await #expect(throws: PSQLError.self) {
                 _ = try await client.query("SELECT tock.set_history_retention('30 seconds')").collect()
@@ -130,6 +130,32 @@ struct OperationsTests {
             #expect(try await count("""
                 SELECT count(*)::int FROM tock.history_partitions WHERE upper - lower = interval '1 minute'
                 """) >= 5)
+        }
+    }
+
+    @Test("a wider partition width leaves no gap: the rest of a week that older partitions reach into gets one of its own")
+    func widerPartitionsLeaveNoGap() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "later", script: "x.sh"))
+            let client = database.client
+            func count(_ sql: String) async throws -> Int {
+                try await client.query(PostgresQuery(unsafeSQL: sql)).decode(Int.self).all().first ?? -1
+            }
+            // The 30 days' retention partitions by week; the first partition ends on a day's boundary two days ahead,
+            // inside a week (on six days of seven).
+            #expect(try await count("SELECT extract(epoch FROM history_partition)::int FROM tock.config") == 7 * 86400)
+            _ = try await client.query("SELECT tock.purge_history()").collect()
+            #expect(try await count("""
+                SELECT count(*)::int FROM (SELECT lower, lag(upper) OVER (ORDER BY upper) AS previous_upper
+                                           FROM tock.history_partitions WHERE NOT is_default) p
+                WHERE p.previous_upper IS NOT NULL AND p.lower <> p.previous_upper
+                """) == 0)
+            #expect(try await count("""
+                SELECT count(*)::int FROM tock.history_partitions WHERE NOT is_default AND upper >= now() + interval '14 days'
+                """) == 1)
+            // A run that ends past the first partition lands in a partition made for it, not in the default one.
+            _ = try await finishedRun(database, job: "later", at: "now() + interval '3 days'")
+            #expect(try await count("SELECT count(*)::int FROM tock.finished_runs_default") == 0)
         }
     }
 

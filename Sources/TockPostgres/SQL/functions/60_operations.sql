@@ -158,37 +158,42 @@ COMMENT ON VIEW tock.history_partitions IS
     'Partitions of tock.finished_runs: finish-time range, estimated rows, bytes. Created ahead and dropped by tock.purge_history.';
 
 -- Creates a partition of tock.finished_runs for each slot of tock.config.history_partition's width between p_from and
--- p_to that no partition overlaps (one only partly covered, after the width changed, is left to the default
--- partition). Each is created apart and then attached, which locks tock.finished_runs only against other catalog
--- changes (SHARE UPDATE EXCLUSIVE): finishes and readers go on. Runs the default partition caught in a new slot's
--- range move into it. Stops at the first lock it cannot get at once (lock_timeout), leaving the rest to the next
--- call. Returns how many it created.
+-- p_to that no partition covers. A slot that partitions of an older width reach into gets one for the rest of it,
+-- from where they end (what lies between them, if anything, is left to the default partition). Each is created
+-- apart and then attached, which locks tock.finished_runs only against other catalog changes (SHARE UPDATE
+-- EXCLUSIVE): finishes and readers go on. Runs the default partition caught in a new partition's range move into
+-- it. Stops at the first lock it cannot get at once (lock_timeout), leaving the rest to the next call. Returns how
+-- many it created.
 CREATE OR REPLACE FUNCTION tock.add_history_partitions(p_from timestamptz, p_to timestamptz)
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     v_width constant interval := (SELECT history_partition FROM tock.config);
     v_from timestamptz := date_bin(v_width, p_from, timestamptz '2000-01-03 00:00+00');  -- a Monday: weeks too
     v_to timestamptz;
+    v_start timestamptz;
     v_name text;
     v_created int := 0;
 BEGIN
     WHILE v_from < p_to LOOP
         v_to := v_from + v_width;
-        IF NOT EXISTS (SELECT 1 FROM tock.history_partitions p
-                       WHERE NOT p.is_default AND coalesce(p.lower, '-infinity') < v_to AND p.upper > v_from) THEN
-            v_name := 'finished_runs_' || to_char(v_from AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MI');
+        SELECT greatest(v_from, coalesce(max(p.upper), v_from)) INTO v_start FROM tock.history_partitions p
+        WHERE NOT p.is_default AND coalesce(p.lower, '-infinity') < v_to AND p.upper > v_from;
+        IF v_start < v_to AND NOT EXISTS (SELECT 1 FROM tock.history_partitions p
+                                          WHERE NOT p.is_default AND coalesce(p.lower, '-infinity') < v_to
+                                            AND p.upper > v_start) THEN
+            v_name := 'finished_runs_' || to_char(v_start AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MI');
             BEGIN
                 EXECUTE format('CREATE TABLE tock.%I (LIKE tock.finished_runs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
                                v_name);
                 -- The range as a constraint first, so that attaching need not scan the table to check it.
                 EXECUTE format('ALTER TABLE tock.%I ADD CONSTRAINT %I CHECK (finished_at >= %L AND finished_at < %L)',
-                               v_name, v_name || '_range', v_from, v_to);
+                               v_name, v_name || '_range', v_start, v_to);
                 -- Attaching checks that the default partition holds no run of the range: those move in first.
                 EXECUTE format('WITH moved AS (DELETE FROM tock.finished_runs_default
                                                WHERE finished_at >= $1 AND finished_at < $2 RETURNING *)
-                                INSERT INTO tock.%I SELECT * FROM moved', v_name) USING v_from, v_to;
+                                INSERT INTO tock.%I SELECT * FROM moved', v_name) USING v_start, v_to;
                 EXECUTE format('ALTER TABLE tock.finished_runs ATTACH PARTITION tock.%I FOR VALUES FROM (%L) TO (%L)',
-                               v_name, v_from, v_to);
+                               v_name, v_start, v_to);
                 v_created := v_created + 1;
             EXCEPTION WHEN lock_not_available THEN
                 RAISE LOG 'tock: history partition % not created (a lock was busy); the next maintenance will', v_name;
