@@ -99,16 +99,24 @@ struct RunCountsTests {
         try await TestDatabase.withFresh { database, _ in
             let client = database.client
             _ = try await database.createJob(JobDefinition(name: "a", script: "x.sh"))
-            let old = try await finishedRun(database, job: "a", at: "now() - interval '3 hours'")
+            _ = try await finishedRun(database, job: "a", at: "now() - interval '3 hours'")
             _ = try await finishedRun(database, job: "a", at: "now() - interval '10 minutes'")
+            let succeeded24h = "SELECT (tock.stats() -> 'runs_24h' ->> 'succeeded')::int"
             _ = try await client.query("SELECT tock.set_history_retention('2 hours')").collect()
             _ = try await client.query("SELECT tock.purge_history()").collect()
-            #expect(try await client.query("SELECT sum(runs)::int FROM tock.run_counts").decode(Int.self).all() == [1])
-            #expect(try await client.query("SELECT (tock.stats() -> 'runs_24h' ->> 'succeeded')::int").decode(Int.self).all() == [1])
-            // An UPDATE of a finish time is not counted by the triggers (nothing in Tock makes one); a recount is exact.
+            #expect(try await client.query(PostgresQuery(unsafeSQL: succeeded24h)).decode(Int.self).all() == [1])
+            // The old run's partition holds a newer run, so it stays, and so does its count: a longer retention set
+            // again shows it, counted.
             _ = try await client.query("SELECT tock.set_history_retention('30 days')").collect()
-            _ = try await client.query("UPDATE tock.finished_runs SET finished_at = now() - interval '1 hour' WHERE id = \(old)").collect()
-            #expect(try await client.query("SELECT tock.recount_runs()::int").decode(Int.self).all() == [2])
+            #expect(try await client.query(PostgresQuery(unsafeSQL: succeeded24h)).decode(Int.self).all() == [2])
+            #expect(try await countsThatDiffer(client) == [])
+            // Once no stored run is that old, its minutes are forgotten.
+            _ = try await client.query("SELECT tock.purge_history(now() + interval '60 days')").collect()
+            #expect(try await client.query("SELECT count(*)::int FROM tock.run_counts").decode(Int.self).all() == [0])
+            _ = try await finishedRun(database, job: "a", at: "now() - interval '10 minutes'")
+            // An UPDATE of a finish time is not counted by the triggers (nothing in Tock makes one); a recount is exact.
+            _ = try await client.query("UPDATE tock.finished_runs SET finished_at = now() - interval '1 hour'").collect()
+            #expect(try await client.query("SELECT tock.recount_runs()::int").decode(Int.self).all() == [1])
             #expect(try await countsThatDiffer(client) == [])
         }
     }
@@ -126,6 +134,11 @@ struct RunCountsTests {
                 #expect(error?.serverInfo?[.sqlState] == "22023", "\(sql)")
                 #expect(error?.serverInfo?[.message]?.hasPrefix(message) == true, "\(sql): \(String(describing: error?.serverInfo?[.message]))")
             }
+            // No time is no span: failures since NULL are none, not every failure kept.
+            _ = try await database.createJob(JobDefinition(name: "a", script: "x.sh"))
+            _ = try await finishedRun(database, job: "a", at: "now() - interval '1 hour'", status: "failed")
+            #expect(try await database.client.query("SELECT count(*)::int FROM tock.failure_groups('24h')").decode(Int.self).all() == [1])
+            #expect(try await database.client.query("SELECT count(*)::int FROM tock.failure_groups(NULL)").decode(Int.self).all() == [0])
         }
     }
 }

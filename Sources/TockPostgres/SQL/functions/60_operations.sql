@@ -195,8 +195,10 @@ BEGIN
                 EXECUTE format('ALTER TABLE tock.finished_runs ATTACH PARTITION tock.%I FOR VALUES FROM (%L) TO (%L)',
                                v_name, v_start, v_to);
                 v_created := v_created + 1;
-            EXCEPTION WHEN lock_not_available THEN
-                RAISE LOG 'tock: history partition % not created (a lock was busy); the next maintenance will', v_name;
+            -- check_violation: a finish put a run of the range into the default partition between the move and
+            -- the attach. Either way nothing of the partition is left, and the next call tries again.
+            EXCEPTION WHEN lock_not_available OR check_violation THEN
+                RAISE LOG 'tock: history partition % not created (%); the next maintenance will', v_name, SQLERRM;
                 EXIT;
             END;
         END IF;
@@ -248,8 +250,10 @@ BEGIN
         END;
     END LOOP;
 
-    DELETE FROM tock.finished_runs_default
-    WHERE ctid = ANY (ARRAY(SELECT d.ctid FROM tock.finished_runs_default d WHERE d.finished_at < v_horizon LIMIT v_batch));
+    -- Through tock.finished_runs, so that its triggers count them out (tock.run_counts).
+    DELETE FROM tock.finished_runs f
+    WHERE f.tableoid = 'tock.finished_runs_default'::regclass AND f.finished_at < v_horizon
+      AND f.ctid = ANY (ARRAY(SELECT d.ctid FROM tock.finished_runs_default d WHERE d.finished_at < v_horizon LIMIT v_batch));
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     v_count := v_count + v_rows;
 
@@ -278,8 +282,10 @@ BEGIN
     END LOOP;
 
     -- The run counts (migration 0027): each process's rows of the minutes that have closed merge into one row per
-    -- minute and status, and minutes wholly past the horizon go, as their runs have left every view. A row a
-    -- finish holds (counting a run into a closed minute, at a p_now of its own) waits for the next call.
+    -- minute and status, and minutes wholly past the horizon go once no stored run is that old: a partition past
+    -- the horizon waits for its last run to pass it, and a longer retention set meanwhile shows its runs again,
+    -- counted. A row a finish holds (counting a run into a closed minute, at a p_now of its own) waits for the
+    -- next call.
     WITH merged AS (
         DELETE FROM tock.run_counts c
         WHERE c.ctid = ANY (ARRAY(SELECT k.ctid FROM tock.run_counts k
@@ -291,7 +297,9 @@ BEGIN
     SELECT m.minute, m.status, 0, sum(m.runs) FROM merged m GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (minute, status, backend) DO UPDATE SET runs = c.runs + excluded.runs;
     DELETE FROM tock.run_counts c
-    WHERE c.ctid = ANY (ARRAY(SELECT k.ctid FROM tock.run_counts k WHERE k.minute < tock.minute_of(v_horizon)
+    WHERE c.ctid = ANY (ARRAY(SELECT k.ctid FROM tock.run_counts k
+                              WHERE k.minute < least(tock.minute_of(v_horizon),
+                                                     (SELECT tock.minute_of(min(r.finished_at)) FROM tock.finished_runs r))
                               FOR UPDATE SKIP LOCKED));
 
     -- Live output whose run has ended (one a finish did not see, tock.end_runs) or vanished.

@@ -302,9 +302,12 @@ RETURNS TABLE (job_id bigint, job_name text, failures bigint, failed bigint, tim
                last_run_id bigint, last_status text, last_error text, last_finished_at timestamptz, last_output text)
 LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
-    v_since constant timestamptz := greatest(tock.recent_time('since', p_since, interval '31 days'),
-                                             now() - (SELECT c.history_retention FROM tock.config c));
+    v_asked constant timestamptz := tock.recent_time('since', p_since, interval '31 days');
+    v_since constant timestamptz := greatest(v_asked, now() - (SELECT c.history_retention FROM tock.config c));
 BEGIN
+    IF v_asked IS NULL THEN
+        RETURN;  -- no time, no failures since it
+    END IF;
     RETURN QUERY EXECUTE '
         WITH f AS (
             SELECT r.job_id, count(*) AS failures,
