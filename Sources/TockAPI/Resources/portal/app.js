@@ -199,6 +199,7 @@ async function jobPage(view, name) {
   const limit = state.runLimit || 25;
   const [job, runs, hooks, deliveries, insights] = await Promise.all([api(`/jobs/${enc(name)}`), api(`/jobs/${enc(name)}/runs?limit=${limit}`),
     api(`/hooks?job=${enc(name)}`), api(`/deliveries?job=${enc(name)}&limit=10`), jobInsights(name)]);
+  view.ensureCurrent();  // before paramForm keeps its drafts in state
   // Parts left out are null: replaceChildren would show them as the text "null".
   view.replaceChildren(...[
     h("h1", {}, job.name, badge(job.state)),
@@ -340,6 +341,7 @@ function inherited(job, key, value) {
 
 async function runPage(view, id) {
   const [run, deliveries] = await Promise.all([api(`/runs/${id}`), api(`/deliveries?run=${encodeURIComponent(id)}&limit=50`)]);
+  view.ensureCurrent();
   state.runOutputOf = Number(id);
   const live = run.status === "running" || run.status === "pending";
   view.replaceChildren(
@@ -424,6 +426,7 @@ function buildSchedule(parts) {
 
 async function editorPage(view, name) {
   const [job, settings] = await Promise.all([name ? api(`/jobs/${enc(name)}`) : null, api("/config")]);
+  view.ensureCurrent();
   state.refresh = null;  // live updates must not wipe a form being edited
   // What a job leaves empty it takes from the fleet's defaults (tock config), and goes on taking as they change.
   const fleet = Object.fromEntries(settings.map((s) => [s.key, s.value]));
@@ -652,7 +655,8 @@ const routes = [
 // A page draws through a view that only the latest render may write to. Renders overlap (a link followed while the
 // last page's requests are out, a refresh while the person navigates); an answer that comes back after a newer
 // render began would otherwise draw the old page, or its "Not found", over the new one. A stale render stops at its
-// first write (StaleRender) and draws nothing, nor touches the elements of the page that replaced it.
+// first write (StaleRender) and draws nothing, nor touches the elements of the page that replaced it; a page that
+// keeps something in state calls view.ensureCurrent() after its requests, before it does.
 class StaleRender extends Error {}
 state.renders = 0;
 
@@ -660,7 +664,8 @@ async function render() {
   const seq = ++state.renders;
   const current = () => seq === state.renders;
   const target = document.getElementById("view");
-  const view = { replaceChildren: (...nodes) => { if (!current()) throw new StaleRender(); target.replaceChildren(...nodes); } };
+  const ensureCurrent = () => { if (!current()) throw new StaleRender(); };
+  const view = { ensureCurrent, replaceChildren: (...nodes) => { ensureCurrent(); target.replaceChildren(...nodes); } };
   const hash = location.hash || "#/";
   if (state.route !== hash) { state.runLimit = null; state.runOutputOf = null; }
   state.route = hash;
