@@ -93,7 +93,7 @@ let package = Package(
         ),
         .target(
             name: "TockTesting",
-            dependencies: ["TockCore", "TockPostgres", "TockCluster", "TockRuntime"],
+            dependencies: ["TockCore", "TockPostgres", "TockCluster", "TockRuntime", "CTockSpawn"],
             swiftSettings: swiftSettings
         ),
         // What the two executables share: global options, log formats, connecting, a worker's options, running services.

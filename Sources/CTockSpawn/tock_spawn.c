@@ -80,6 +80,16 @@ int tock_has_exited(pid_t pid) {
     return info.si_pid == pid ? 1 : 0;
 }
 
+int tock_exit_status(pid_t pid, int *exit_code, int *signal) {
+    siginfo_t info;
+    info.si_pid = 0;
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return -1;
+    if (info.si_pid != pid) return 0;
+    *exit_code = info.si_code == CLD_EXITED ? info.si_status : -1;
+    *signal = info.si_code == CLD_EXITED ? -1 : info.si_status;
+    return 1;
+}
+
 int tock_pipe(int fds[2], int nonblocking) {
     return pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0));
 }

@@ -1,4 +1,6 @@
+import CTockSpawn
 import Foundation
+import Synchronization
 import TockCore
 
 /// A `tock` (or `tock-bench`) process started by a test, its output in a log file, signalled and awaited like the real thing.
@@ -41,13 +43,29 @@ public final class TockProcess: @unchecked Sendable {
 
     public func signal(_ signal: Int32) { kill(pid, signal) }
 
-    /// Waits for the process to exit; returns its status, or nil if it is still running after `timeout`.
+    /// Waits for the process to exit; returns its status (the signal's number for one a signal ended, as Foundation
+    /// says), or nil if it is still running after `timeout`.
+    /// The exit is read from the kernel (waitid without reaping), not only from Foundation: Foundation learns of it
+    /// when a socket the child inherited closes, and a process another test spawned meanwhile can inherit that
+    /// socket too and keep it open long after this one exited.
     @discardableResult
     public func wait(timeout: Duration = .seconds(30)) async throws -> Int32? {
-        guard try await eventually(timeout: timeout, interval: .milliseconds(50), { !self.process.isRunning }) else {
-            return nil
+        let pid = process.processIdentifier
+        let status = Mutex<Int32?>(nil)
+        let exited = try await eventually(timeout: timeout, interval: .milliseconds(50)) {
+            var code: Int32 = -1, signal: Int32 = -1
+            switch tock_exit_status(pid, &code, &signal) {
+            case 1:
+                status.withLock { $0 = signal >= 0 ? signal : code }
+                return true
+            case 0:
+                return false
+            default:
+                return !self.process.isRunning  // reaped by Foundation: it knows
+            }
         }
-        return process.terminationStatus
+        guard exited else { return nil }
+        return status.withLock { $0 } ?? process.terminationStatus
     }
 
     deinit {

@@ -21,6 +21,10 @@ int tock_pidfd_open(pid_t pid);
 /// 1 when `pid` has exited but is not reaped yet (so its process group id cannot be reused), 0 while it runs.
 int tock_has_exited(pid_t pid);
 
+/// tock_has_exited with how: 1 when `pid` has exited, not reaped (fills exit_code or signal, the other -1), 0 while
+/// it runs, -1 when it is not a child waiting to be reaped (reaped already, or never ours).
+int tock_exit_status(pid_t pid, int *exit_code, int *signal);
+
 /// pipe2(O_CLOEXEC [| O_NONBLOCK]); returns 0 or -1 with errno.
 int tock_pipe(int fds[2], int nonblocking);
 
