@@ -49,17 +49,19 @@ enum PostgresReachability {
         probing.options.connectTimeout = .seconds(2)
         probing.options.additionalStartupParameters = [("application_name", "tock-probe")]
         let configuration = probing
-        let outcome: Result<PostgresConnection, any Error>
+        let outcome: Result<Void, any Error>
         do {
+            // The connection is closed by the task that opened it: abandoned at the deadline, a connection that
+            // starts later (a slow SCRAM exchange on a busy machine) is still closed, never dropped open.
             outcome = .success(try await awaitAbandoning(timeout: .seconds(2)) {
-                try await PostgresConnection.connect(configuration: configuration, id: 0, logger: Self.quiet)
+                let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: Self.quiet)
+                try? await connection.close()
             })
         } catch {
             outcome = .failure(error)
         }
         switch outcome {
-        case .success(let connection):
-            try? await connection.close()
+        case .success:
             return nil
         case .failure(let error as PSQLError):
             if let server = error.serverInfo, let state = server[.sqlState] {
