@@ -161,7 +161,9 @@ DECLARE
     v_i int;
     v_claimed record;
     v_got int := 0;
-    -- Starts count from when they happen, not from when the claim's transaction began: it may have waited.
+    -- Starts count from when they happen, not from when the claim's transaction began: it may have waited for the
+    -- pool's claim lock. The runs say the same time (started_at, and the timeout from it): dated from the
+    -- transaction's start, runs claimed after such a wait showed more starts in a period than the rate allows.
     v_at constant timestamptz := greatest(p_now, clock_timestamp());
 BEGIN
     SELECT * INTO v_pool FROM tock.pools p WHERE p.name = p_pool;
@@ -193,8 +195,8 @@ BEGIN
         END IF;
         CONTINUE WHEN v_job_rooms[v_i] <= 0;
         UPDATE tock.runs r
-        SET status = 'running', started_at = p_now, worker_id = p_worker,
-            timeout_at = p_now + (SELECT j.timeout FROM tock.jobs j WHERE j.id = r.job_id)
+        SET status = 'running', started_at = v_at, worker_id = p_worker,
+            timeout_at = v_at + (SELECT j.timeout FROM tock.jobs j WHERE j.id = r.job_id)
         WHERE r.id = (SELECT x.id FROM tock.runs x WHERE x.id = v_candidate.id AND x.status = 'pending'
                       FOR UPDATE SKIP LOCKED)
         RETURNING r.id, r.job_id, r.attempt, r.trigger, r.scheduled_for, r.timeout_at, r.params, r.upstream INTO v_claimed;
@@ -212,7 +214,7 @@ BEGIN
         RETURN QUERY
         SELECT v_claimed.id, j.id, j.name, coalesce(j.script, ''),
                CASE WHEN v_claimed.params IS NULL THEN j.args ELSE tock.run_args(j.args, v_claimed.params) END,
-               extract(epoch FROM v_claimed.timeout_at - p_now)::float8, v_claimed.attempt, v_claimed.trigger,
+               extract(epoch FROM v_claimed.timeout_at - v_at)::float8, v_claimed.attempt, v_claimed.trigger,
                v_claimed.scheduled_for, tock.run_extras(v_claimed.params, v_claimed.upstream, j.env, j.secrets, j.http)
         FROM tock.jobs j WHERE j.id = v_claimed.job_id;
     END LOOP;
