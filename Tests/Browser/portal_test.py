@@ -47,15 +47,19 @@ def api(method, path, body=None):
         return json.loads(response.read() or b"null")
 
 
-def click(driver, by, selector, wait):
-    """Clicks an element, finding it again if a live update re-rendered the page between find and click."""
+def act(driver, by, selector, wait, action):
+    """Does action to an element, finding it again if a live update re-rendered the page between find and action."""
     def attempt(d):
         try:
-            d.find_element(by, selector).click()
+            action(d.find_element(by, selector))
             return True
         except StaleElementReferenceException:
             return False
     wait.until(attempt)
+
+
+def click(driver, by, selector, wait):
+    act(driver, by, selector, wait, lambda e: e.click())
 
 
 def step(text):
@@ -299,12 +303,23 @@ def main():
         wait.until(EC.url_contains(f"#/jobs/{deploy}"))
         wait.until(EC.text_to_be_present_in_element((By.ID, "job-env"), "MODE=fast REGION=eu"))
         wait.until(EC.text_to_be_present_in_element((By.ID, "job-description"), "ask #ops first"))
-        Select(wait.until(EC.presence_of_element_located((By.ID, "param-env")))).select_by_value("prod")
+        wait.until(EC.presence_of_element_located((By.ID, "param-env")))
+        act(driver, By.ID, "param-env", wait, lambda e: Select(e).select_by_value("prod"))
         # The ticket is required: the server says so, and nothing runs.
         click(driver, By.ID, "run-now", wait)
         wait.until(EC.text_to_be_present_in_element((By.ID, "banner"), "parameter ticket is required"))
         assert api("GET", f"/jobs/{deploy}/runs") == []
-        driver.find_element(By.ID, "param-ticket").send_keys("OPS-7")
+
+        step("what is typed on a page outlives its live re-renders: the values, the field in focus and its caret")
+        act(driver, By.ID, "param-ticket", wait, lambda e: e.send_keys("OPS-"))
+        typed_into = driver.find_element(By.ID, "param-ticket")
+        api("POST", f"/jobs/{JOB}/trigger")  # another job's run: its events re-render the open page
+        wait.until(EC.staleness_of(typed_into))
+        assert driver.find_element(By.ID, "param-ticket").get_attribute("value") == "OPS-", "a re-render lost what was typed"
+        assert Select(driver.find_element(By.ID, "param-env")).first_selected_option.get_attribute("value") == "prod"
+        assert driver.switch_to.active_element.get_attribute("id") == "param-ticket", "a re-render took the focus"
+        driver.switch_to.active_element.send_keys("7")  # at the caret, where typing left off
+        wait.until(lambda d: d.find_element(By.ID, "param-ticket").get_attribute("value") == "OPS-7")
         click(driver, By.ID, "run-now", wait)
         wait.until(lambda d: len(api("GET", f"/jobs/{deploy}/runs")) == 1)
         ran = api("GET", f"/jobs/{deploy}/runs")[0]
@@ -326,14 +341,22 @@ def main():
         click(driver, By.CSS_SELECTOR, 'tr.hook[data-event="dead"] [data-action="remove-hook"]', wait)
         wait.until(EC.alert_is_present()).accept()
         wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, 'tr.hook[data-event="dead"]')))
-        Select(driver.find_element(By.ID, "hook-event")).select_by_value("succeeded")
-        Select(driver.find_element(By.ID, "hook-action")).select_by_value("run_job")
-        driver.find_element(By.ID, "hook-target").send_keys(deploy)
+        act(driver, By.ID, "hook-event", wait, lambda e: Select(e).select_by_value("succeeded"))
+        act(driver, By.ID, "hook-action", wait, lambda e: Select(e).select_by_value("run_job"))
+        act(driver, By.ID, "hook-target", wait, lambda e: e.send_keys(deploy))
         click(driver, By.ID, "add-hook", wait)
         wait.until(EC.text_to_be_present_in_element((By.ID, "hook-result"), "would make a cycle"))
-        target = driver.find_element(By.ID, "hook-target")
-        target.clear()
-        target.send_keys(JOB)
+        # What the form said stays through live re-renders, with what was typed.
+        said = driver.find_element(By.ID, "hook-result")
+        api("POST", f"/jobs/{JOB}/trigger")
+        wait.until(EC.staleness_of(said))
+        assert "would make a cycle" in driver.find_element(By.ID, "hook-result").text
+        assert driver.find_element(By.ID, "hook-target").get_attribute("value") == deploy
+
+        def retarget(e):
+            e.clear()
+            e.send_keys(JOB)
+        act(driver, By.ID, "hook-target", wait, retarget)
         click(driver, By.ID, "add-hook", wait)
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr.hook[data-event="succeeded"]')))
 

@@ -127,11 +127,8 @@ function jobListPath() {
 }
 
 function jobSearchBar(jobs) {
-  const focused = document.activeElement && document.activeElement.id === "job-search";
-  const input = h("input", { id: "job-search", type: "search", placeholder: "Search job names", value: state.jobSearchDraft ?? state.jobSearch ?? "",
-    oninput: (event) => { state.jobSearchDraft = event.target.value; },
-    onchange: (event) => { state.jobSearch = event.target.value.trim(); state.jobSearchDraft = null; state.jobPages = []; render(); } });
-  if (focused) queueMicrotask(() => { input.focus(); input.setSelectionRange(input.value.length, input.value.length); });
+  const input = h("input", { id: "job-search", type: "search", placeholder: "Search job names", value: state.jobSearch ?? "",
+    onchange: (event) => { state.jobSearch = event.target.value.trim(); state.jobPages = []; render(); } });
   const pages = state.jobPages || [];
   return h("div", { class: "toolbar" }, input,
     pages.length ? button("First page", async () => { state.jobPages = []; render(); }, "", { id: "jobs-first" }) : null,
@@ -199,7 +196,6 @@ async function jobPage(view, name) {
   const limit = state.runLimit || 25;
   const [job, runs, hooks, deliveries, insights] = await Promise.all([api(`/jobs/${enc(name)}`), api(`/jobs/${enc(name)}/runs?limit=${limit}`),
     api(`/hooks?job=${enc(name)}`), api(`/deliveries?job=${enc(name)}&limit=10`), jobInsights(name)]);
-  view.ensureCurrent();  // before paramForm keeps its drafts in state
   // Parts left out are null: replaceChildren would show them as the text "null".
   view.replaceChildren(...[
     h("h1", {}, job.name, badge(job.state)),
@@ -214,7 +210,7 @@ async function jobPage(view, name) {
         : button("Resume", () => setPaused(job.name, false), "", { id: "resume" }),
       h("a", { class: "button", href: `#/jobs/${enc(job.name)}/edit` }, "Edit"),
       button("Delete", () => deleteJob(job.name), "danger", { id: "delete" })),
-    job.params ? paramForm(job.name, job.params) : null,
+    job.params ? paramForm(job.params) : null,
     h("div", { class: "panel" }, h("dl", { class: "facts" },
       job.http ? fact("Request", h("span", { class: "mono", id: "job-request" }, `${job.http.method || "POST"} ${job.http.url}`,
           h("span", { class: "muted" }, ` (expects ${job.http.expect || "2xx"})`)))
@@ -246,18 +242,15 @@ function fact(label, value) { return [h("dt", {}, label), h("dd", {}, value)]; }
 
 // The values Run now sends for a job's parameters: one field each, a list where it has choices, its default filled
 // in. The server checks them (a bad one comes back as the banner's error, naming it). What was typed survives the
-// page's live updates (kept until another job's page is shown).
-function paramForm(jobName, params) {
-  if (state.paramDraftOf !== jobName) { state.paramDraftOf = jobName; state.paramDraft = {}; }
-  const draft = state.paramDraft;
-  const keep = (e) => { draft[e.target.dataset.param] = e.target.value; };
+// page's live updates as every field's does (render).
+function paramForm(params) {
   return h("div", { class: "panel params", id: "run-params" }, h("div", { class: "row" }, params.map((param) => {
     const id = `param-${param.name}`;
-    const current = draft[param.name] ?? param.default ?? "";
+    const current = param.default ?? "";
     const input = param.choices
-      ? h("select", { id, "data-param": param.name, onchange: keep },
+      ? h("select", { id, "data-param": param.name },
           param.choices.map((c) => h("option", { value: c, selected: c === current }, c)))
-      : h("input", { id, type: "text", "data-param": param.name, value: current, autocomplete: "off", oninput: keep,
+      : h("input", { id, type: "text", "data-param": param.name, value: current, autocomplete: "off",
           placeholder: param.pattern ? `matching ${param.pattern}` : "", required: !!param.required });
     return h("div", { class: "field" }, h("label", { for: id }, param.name + (param.required ? " *" : "")), input);
   })));
@@ -278,7 +271,7 @@ function hookForm(jobName) {
   const action = h("select", { id: "hook-action" }, h("option", { value: "url" }, "call a webhook"), h("option", { value: "run_job" }, "run a job"));
   const target = h("input", { id: "hook-target", type: "text", class: "mono", autocomplete: "off", placeholder: "https://hooks.slack.com/services/…" });
   const late = h("input", { id: "hook-late-after", type: "text", class: "w-90", placeholder: "late after 10m", autocomplete: "off" });
-  const said = h("div", { id: "hook-result", class: "hint" });
+  const said = h("div", { id: "hook-result", class: "hint", "data-carry": true });
   action.addEventListener("change", () => { target.placeholder = action.value === "url" ? "https://hooks.slack.com/services/…" : "another job's name"; });
   const form = h("form", { class: "hook-form", id: "hook-form" }, "On ", event, " ", action, " ", target, " ", late, " ",
     h("button", { type: "submit", id: "add-hook" }, "Add hook"), said);
@@ -289,6 +282,8 @@ function hookForm(jobName) {
     if (late.value.trim() !== "") body.late_after = late.value.trim();
     try {
       const added = await api("/hooks", { method: "POST", body });
+      form.reset();  // added: what was typed or said before is not carried into the page drawn next
+      said.replaceChildren();
       if (added.secret) {
         // Shown this once: the receiver verifies signatures with it.
         said.replaceChildren("Added. Its signing secret, shown this once: ", h("code", { id: "hook-secret" }, added.secret));
@@ -660,13 +655,57 @@ const routes = [
 class StaleRender extends Error {}
 state.renders = 0;
 
+// What a person typed or chose outlives the live re-renders of the page they are on: a field whose value differs
+// from the one the page drew keeps its value in the page drawn next over the same route (matched by id, or else by
+// name), and the field they were in keeps the focus and the caret; so does what a form said back (an element with
+// data-carry and an id). Another route starts afresh, and a form reset after its submit carries nothing.
+function fieldKey(el) {
+  if (el.id) return `#${CSS.escape(el.id)}`;
+  return el.name ? `${el.tagName.toLowerCase()}[name="${CSS.escape(el.name)}"]` : null;
+}
+function fieldEdited(el) {
+  if (el.type === "checkbox" || el.type === "radio") return el.checked !== el.defaultChecked;
+  if (el.tagName === "SELECT") return el.selectedIndex !== Math.max(0, [...el.options].findLastIndex((o) => o.defaultSelected));
+  return el.value !== el.defaultValue;
+}
+function carriedEdits(from) {
+  const fields = [...from.querySelectorAll("input, select, textarea")].filter((el) => fieldKey(el) && fieldEdited(el))
+    .map((el) => ({ key: fieldKey(el), value: el.value, checked: el.checked }));
+  const active = from.contains(document.activeElement) ? document.activeElement : null;
+  const focus = active && fieldKey(active) ? { key: fieldKey(active), start: active.selectionStart, end: active.selectionEnd } : null;
+  const said = [...from.querySelectorAll("[data-carry][id]")].filter((el) => el.hasChildNodes())
+    .map((el) => ({ key: `#${CSS.escape(el.id)}`, nodes: [...el.childNodes] }));
+  return (to) => {
+    for (const { key, nodes } of said) {
+      const el = to.querySelector(key);
+      if (el && !el.hasChildNodes()) el.replaceChildren(...nodes);
+    }
+    for (const field of fields) {
+      const el = to.querySelector(field.key);
+      if (!el) continue;
+      if (el.type === "checkbox" || el.type === "radio") el.checked = field.checked; else el.value = field.value;
+    }
+    const el = focus && to.querySelector(focus.key);
+    if (!el) return;
+    el.focus();
+    // Types without a caret (select, checkbox, number) refuse a selection range.
+    if (typeof focus.start === "number") try { el.setSelectionRange(focus.start, focus.end); } catch (_) { /* no caret */ }
+  };
+}
+
 async function render() {
   const seq = ++state.renders;
   const current = () => seq === state.renders;
   const target = document.getElementById("view");
   const ensureCurrent = () => { if (!current()) throw new StaleRender(); };
-  const view = { ensureCurrent, replaceChildren: (...nodes) => { ensureCurrent(); target.replaceChildren(...nodes); } };
   const hash = location.hash || "#/";
+  const view = { ensureCurrent, replaceChildren: (...nodes) => {
+    ensureCurrent();
+    const carry = state.drawnRoute === hash ? carriedEdits(target) : null;
+    target.replaceChildren(...nodes);
+    state.drawnRoute = hash;
+    if (carry) carry(target);
+  } };
   if (state.route !== hash) { state.runLimit = null; state.runOutputOf = null; }
   state.route = hash;
   for (const [pattern, nav, page] of routes) {
