@@ -658,8 +658,10 @@ state.renders = 0;
 // What a person typed or chose outlives the live re-renders of the page they are on: a field whose value differs
 // from the one the page drew keeps its value in the page drawn next over the same route (matched by id, or else by
 // name), and the field they were in keeps the focus and the caret; so does what a form said back (an element with
-// data-carry and an id). Another route starts afresh, and a form reset after its submit carries nothing.
+// data-carry and an id). Another route starts afresh, a form reset after its submit carries nothing, and a field
+// whose state the page keeps itself (data-page-state) is drawn as the page says.
 function fieldKey(el) {
+  if (el.hasAttribute("data-page-state")) return null;
   if (el.id) return `#${CSS.escape(el.id)}`;
   return el.name ? `${el.tagName.toLowerCase()}[name="${CSS.escape(el.name)}"]` : null;
 }

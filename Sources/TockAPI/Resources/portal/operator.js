@@ -131,7 +131,7 @@ function bulkBar(filter, total) {
 // The runs of a page, each with a box to tick (kept in the selection).
 function pickableRunTable(runs) {
   const chosen = selection();
-  const all = h("input", { type: "checkbox", id: "pick-all", "aria-label": "Select every run on this page",
+  const all = h("input", { type: "checkbox", id: "pick-all", "aria-label": "Select every run on this page", "data-page-state": true,
     checked: runs.length > 0 && runs.every((r) => chosen.has(r.id)),
     onchange: (e) => { for (const r of runs) { if (e.target.checked) chosen.add(r.id); else chosen.delete(r.id); } refreshSelection(); } });
   return h("table", { id: "runs" },
