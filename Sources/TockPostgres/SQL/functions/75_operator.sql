@@ -293,8 +293,10 @@ $$;
 -- The jobs whose runs failed, timed out or died since p_since, most recent failure first (at most 500 jobs): how
 -- many of each, and the last one's error and last lines of output, one run per job.
 -- p_since as a filter's time is: '1h', '24h', '7d' or a timestamp. The span's failures come from
--- finished_runs_failures_idx alone (index-only: job, status, id by finish time), whatever else the span holds; the
--- last failure of each of the page's jobs is then fetched by id and finish time, which names its one partition.
+-- finished_runs_failures_idx alone (index-only: job, status, id by finish time), whatever else the span holds,
+-- counted per job with plain aggregates (an ordered one, array_agg … ORDER BY, sorts each job's failures apart). A
+-- job's last failure is then fetched by its finish time, which names its one partition; of two that ended in the
+-- same microsecond, the later id.
 -- Planned for the time given (EXECUTE … USING), as a statement from a client is.
 DROP FUNCTION IF EXISTS tock.failure_groups(timestamptz);
 CREATE OR REPLACE FUNCTION tock.failure_groups(p_since text DEFAULT '24h')
@@ -314,21 +316,22 @@ BEGIN
                    count(*) FILTER (WHERE r.status = ''failed'') AS failed,
                    count(*) FILTER (WHERE r.status = ''timed_out'') AS timed_out,
                    count(*) FILTER (WHERE r.status = ''dead'') AS dead,
-                   max(r.id) AS last_id,
-                   (array_agg(r.finished_at ORDER BY r.id DESC))[1] AS last_finished_at
+                   max(r.finished_at) AS last_finished_at
             FROM tock.finished_runs r
             WHERE r.finished_at >= $1 AND r.status IN (''failed'', ''timed_out'', ''dead'')
             GROUP BY r.job_id
-            ORDER BY max(r.id) DESC
+            ORDER BY max(r.finished_at) DESC
             LIMIT 500
         )
-        SELECT f.job_id, j.name, f.failures, f.failed, f.timed_out, f.dead, f.last_id, l.status, l.error, l.finished_at,
+        SELECT f.job_id, j.name, f.failures, f.failed, f.timed_out, f.dead, l.id, l.status, l.error, l.finished_at,
                tock.last_lines(l.output)
         FROM f
         JOIN tock.jobs j ON j.id = f.job_id
-        CROSS JOIN LATERAL (SELECT r.status, r.error, r.finished_at, r.output FROM tock.finished_runs r
-                            WHERE r.id = f.last_id AND r.finished_at = f.last_finished_at LIMIT 1) l
-        ORDER BY f.last_id DESC'
+        CROSS JOIN LATERAL (SELECT r.id, r.status, r.error, r.finished_at, r.output FROM tock.finished_runs r
+                            WHERE r.finished_at = f.last_finished_at AND r.job_id = f.job_id
+                              AND r.status IN (''failed'', ''timed_out'', ''dead'')
+                            ORDER BY r.id DESC LIMIT 1) l
+        ORDER BY f.last_finished_at DESC, l.id DESC'
     USING v_since;
 END $$;
 COMMENT ON FUNCTION tock.failure_groups(text) IS
