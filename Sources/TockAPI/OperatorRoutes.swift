@@ -6,17 +6,30 @@ import TockPostgres
 /// The operator's endpoints: runs by filter and their count, bulk retry/cancel/delete, failures by job, activity
 /// over time, and the audit log. Filters and bounds are checked by the SQL they call; these only carry them.
 func addOperatorRoutes(to api: RouterGroup<BasicRequestContext>, database: Database) {
+    // The most runs of each half a search on trigger, worker or pool reads for one page or count (`?scan=` lowers
+    // it): a filter that matches few runs would otherwise read its whole span, a second for a week of a busy history.
+    let runSearchBound = 100_000
     api.get("runs") { request, _ -> Response in
         let filter = try QueryFilter(request, keys: QueryFilter.runKeys)
         let limit = try integer(request, "limit", default: 50, range: 1...1000)
         let before = try positiveQueryID(request, "before", what: "run")
-        let runs = try await database.findRuns(filter: filter.json, before: before, limit: limit)
-        guard runs.count == limit, let last = runs.last else { return try json(runs) }
-        return try json(runs, headers: nextPageLink(path: "/api/v1/runs", query: filter.query(limit: limit, before: last.id)))
+        let page = try await database.findRunsPage(filter: filter.json, before: before, limit: limit,
+                                                   scan: try integer(request, "scan", default: runSearchBound, range: 1...runSearchBound))
+        // A search that stopped at its bound goes on below the oldest run it read, even on a short page.
+        var headers = HTTPFields()
+        if let searched = page.searchedToId {
+            headers = nextPageLink(path: "/api/v1/runs", query: filter.query(limit: limit, before: searched))
+            if let at = page.searchedTo { headers[HTTPFields.Element.Name("Tock-Searched-To")!] = TockJSON.formatTimestamp(at) }
+        } else if page.runs.count == limit, let last = page.runs.last {
+            headers = nextPageLink(path: "/api/v1/runs", query: filter.query(limit: limit, before: last.id))
+        }
+        return try json(page.runs, headers: headers)
     }
     api.get("runs/count") { request, _ -> Response in
         let action = request.uri.queryParameters.get("action").map { String($0.prefix(40)) }
-        return try json(try await database.countRuns(filter: try QueryFilter(request, keys: QueryFilter.runKeys).json, action: action))
+        let scan = try integer(request, "scan", default: runSearchBound, range: 1...runSearchBound)
+        return try json(try await database.countRuns(filter: try QueryFilter(request, keys: QueryFilter.runKeys).json, action: action,
+                                                     scan: scan))
     }
     api.post("runs/bulk") { request, _ -> Response in
         let bulk = try await BulkRequest(request)

@@ -80,11 +80,23 @@ public struct BulkResult: Sendable, Codable, Equatable {
 public struct RunCount: Sendable, Codable, Equatable {
     public var count: Int
     public var capped: Bool
+    /// A bounded search (a filter on trigger, worker or pool) stopped before the filter's span ended: the count is
+    /// of the runs from this one up, the oldest it read.
+    public var searchedToId: Int64?
 
-    public init(count: Int, capped: Bool) {
+    public init(count: Int, capped: Bool, searchedToId: Int64? = nil) {
         self.count = count
         self.capped = capped
+        self.searchedToId = searchedToId
     }
+}
+
+/// A page of runs matching a filter (`tock.find_runs_page`), newest first. A bounded search that stopped before
+/// the page filled names the oldest run it read and its time: the next page starts below it.
+public struct RunPage: Sendable, Codable, Equatable {
+    public var runs: [RunInfo]
+    public var searchedToId: Int64?
+    public var searchedTo: Date?
 }
 
 /// A job whose runs failed lately (`tock.failure_groups`), with its last failure.

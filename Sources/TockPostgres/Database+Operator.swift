@@ -12,9 +12,23 @@ extension Database {
             """)
     }
 
-    /// How many runs `filter` matches (of those `action` would act on: retry, cancel, delete), up to 10,000.
-    public func countRuns(filter: String?, action: String? = nil) async throws(TockError) -> RunCount {
-        let query: PostgresQuery = "SELECT row_to_json(c)::text FROM tock.count_runs(\(filter)::jsonb, p_action => \(action)) c"
+    /// A page of `findRuns` whose search is bounded: a filter on trigger, worker or pool reads at most the newest
+    /// `scan` runs below `before` of each half (finished, in flight), and says where it stopped (`tock.find_runs_page`).
+    public func findRunsPage(filter: String?, before: Int64? = nil, limit: Int = 50, scan: Int) async throws(TockError) -> RunPage {
+        guard let page = try await rows(RunPage.self, """
+            SELECT tock.find_runs_page(\(filter)::jsonb, \(before), \(Int32(clamping: limit)), \(Int32(clamping: scan)))::text
+            """).first else {
+            throw TockError(.failed, "the database returned no row")
+        }
+        return page
+    }
+
+    /// How many runs `filter` matches (of those `action` would act on: retry, cancel, delete), up to 10,000;
+    /// `scan` bounds the search as `findRunsPage`'s.
+    public func countRuns(filter: String?, action: String? = nil, scan: Int? = nil) async throws(TockError) -> RunCount {
+        let query: PostgresQuery = """
+            SELECT row_to_json(c)::text FROM tock.count_runs(\(filter)::jsonb, p_action => \(action), p_scan => \(scan.map { Int32(clamping: $0) })) c
+            """
         guard let count = try await rows(RunCount.self, query).first else {
             throw TockError(.failed, "the database returned no row")
         }

@@ -442,6 +442,29 @@ def main():
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs td a.muted")) >= 3)
         originals = [r for r in api("GET", f"/runs?job={failing}&status=failed&limit=100") if r["id"] in failed_ids]
         assert all(r["retried_by"] for r in originals), originals
+        # A filter on trigger is checked run by run, so a page searches a bounded number of runs (here 2 of each
+        # half, ?scan=2): the page says how far back it looked, and "Look further" goes on from there.
+        driver.get(f"{BASE}/#/runs?trigger=retry&scan=2")
+        seen, href = set(), None
+        for _ in range(8):
+            # Read in one script: live updates re-render the page at any moment.
+            page = wait.until(lambda d: d.execute_script("""
+                const further = document.getElementById("look-further"), count = document.getElementById("match-count");
+                if (!further || !count || further.href === arguments[0]) return null;
+                return { href: further.href, searched: document.getElementById("searched-to").textContent, count: count.textContent,
+                         runs: [...document.querySelectorAll("#runs tr.run")].map((e) => Number(e.dataset.run)) };
+            """, href))
+            assert "Searched back to" in page["searched"] and "in the runs searched" in page["count"], page
+            seen |= set(page["runs"])
+            if href is None:
+                driver.save_screenshot(os.path.join(ARTIFACTS, "runs-searched.png"))
+            if seen >= {r["id"] for r in retried}:
+                break
+            href = page["href"]
+            assert "before=" in href and "scan=2" in href and "trigger=retry" in href, href
+            driver.execute_script('document.getElementById("look-further").click()')
+        assert seen >= {r["id"] for r in retried}, (seen, retried)
+        assert all(r["trigger"] == "retry" for r in api("GET", "/runs?trigger=retry&scan=2&limit=50")), "a bounded page holds other runs"
 
         # A pause from the job page leaves an entry in the audit log and the job's history, naming who and what.
         driver.get(f"{BASE}/#/jobs/{failing}")

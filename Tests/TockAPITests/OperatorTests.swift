@@ -182,6 +182,16 @@ struct OperatorTests {
                 try await client.execute(uri: "/api/v1/audit?limit=0", method: .get, headers: Self.reader) {
                     #expect($0.status == .unprocessableContent)
                 }
+                // A search may be made shorter than the API's bound, never longer.
+                for scan in ["0", "100001", "-5", "many"] {
+                    for path in ["/api/v1/runs?trigger=retry&scan=\(scan)", "/api/v1/runs/count?trigger=retry&scan=\(scan)"] {
+                        try await client.execute(uri: path, method: .get, headers: Self.reader) { response in
+                            #expect(response.status == .unprocessableContent, "\(path)")
+                            let error = try object(response)["error"] as? [String: Any]
+                            #expect(error?["field"] as? String == "scan", "\(path)")
+                        }
+                    }
+                }
                 try await client.execute(uri: "/api/v1/activity?hours=100000", method: .get, headers: Self.reader) {
                     #expect($0.status == .unprocessableContent)
                 }
@@ -190,6 +200,69 @@ struct OperatorTests {
             #expect(try await database.findRuns(filter: #"{"status": "failed"}"#).map(\.id).sorted() == failed.sorted())
             #expect(try await database.findRuns(filter: #"{"trigger": "retry"}"#).isEmpty)
             #expect(try await database.audit(action: "runs.").isEmpty)
+        }
+    }
+
+    @Test("a filter on trigger searches a bounded number of runs, says how far back it looked, and looking further finds each match once")
+    func boundedSearch() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "report", script: "x.sh"))
+            // 30 finished runs and 10 in flight, newer; 4 of the finished and 2 in flight are retries.
+            let finished = try await endedRuns(database, job: "report", count: 30, status: .succeeded).sorted()
+            var started: [Int64] = []
+            for _ in 0..<10 { started.append(try await database.runNow("report")) }
+            let inFlight = started
+            let retries = [finished[3], finished[4], finished[17], finished[29], inFlight[1], inFlight[6]]
+            _ = try await database.client.query("UPDATE tock.finished_runs SET trigger = 'retry' WHERE id = ANY (\(retries))")
+            _ = try await database.client.query("UPDATE tock.runs SET trigger = 'retry' WHERE id = ANY (\(retries))")
+            #expect(try await database.findRuns(filter: #"{"trigger": "retry"}"#).map(\.id) == retries.sorted(by: >))
+
+            let app = Application(router: buildRouter(database: database, access: try APIAccess.parse(Self.tokens)))
+            try await app.test(.router) { client in
+                // Each page reads at most 4 runs of each half: the search stops short of the span, says where, and
+                // the next page's link goes on below it until every match is found, each once, newest first.
+                var uri: String? = "/api/v1/runs?trigger=retry&limit=3&scan=4"
+                var found: [Int64] = []
+                var shortPages = 0
+                var pages = 0
+                while let next = uri, pages < 40 {
+                    pages += 1
+                    uri = try await client.execute(uri: next, method: .get, headers: Self.reader) { response in
+                        #expect(response.status == .ok)
+                        let runs = try TockJSON.decoder().decode([RunInfo].self, from: Data(body(response).utf8))
+                        #expect(runs.allSatisfy { $0.trigger == "retry" })
+                        found += runs.map(\.id)
+                        let searchedTo = response.headers[HTTPFields.Element.Name("Tock-Searched-To")!]
+                        let link = response.headers[HTTPFields.Element.Name("Link")!]
+                        if let searchedTo {
+                            #expect(runs.count < 3 && TockJSON.parseTimestamp(searchedTo) != nil && link != nil)
+                            shortPages += 1
+                        }
+                        guard let link, let start = link.firstIndex(of: "<"), let end = link.firstIndex(of: ">") else { return nil }
+                        #expect(link.contains("trigger=retry"))
+                        return String(link[link.index(after: start)..<end]) + "&scan=4"
+                    }
+                }
+                #expect(found == retries.sorted(by: >), "pages: \(pages)")
+                #expect(shortPages > 0)
+                // A search that reaches the end of the span reads it all: one page, no link, no stop.
+                try await client.execute(uri: "/api/v1/runs?trigger=retry&limit=50", method: .get, headers: Self.reader) { response in
+                    let runs = try TockJSON.decoder().decode([RunInfo].self, from: Data(body(response).utf8))
+                    #expect(runs.map(\.id) == retries.sorted(by: >))
+                    #expect(response.headers[HTTPFields.Element.Name("Link")!] == nil)
+                    #expect(response.headers[HTTPFields.Element.Name("Tock-Searched-To")!] == nil)
+                }
+                // The count beside the page: bounded as the page is, saying so; whole when the span was read.
+                try await client.execute(uri: "/api/v1/runs/count?trigger=retry&scan=4", method: .get, headers: Self.reader) { response in
+                    let count = try TockJSON.decoder().decode(RunCount.self, from: Data(body(response).utf8))
+                    // The in-flight half stops at its 4th newest run, inFlight[6], of which the one retry is.
+                    #expect(count == RunCount(count: 1, capped: false, searchedToId: inFlight[6]))
+                }
+                try await client.execute(uri: "/api/v1/runs/count?trigger=retry", method: .get, headers: Self.reader) { response in
+                    let count = try TockJSON.decoder().decode(RunCount.self, from: Data(body(response).utf8))
+                    #expect(count == RunCount(count: 6, capped: false))
+                }
+            }
         }
     }
 

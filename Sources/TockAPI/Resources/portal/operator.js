@@ -176,17 +176,29 @@ async function runsPage(view) {
   await state.refresh();
 }
 
+// A filter on trigger, worker or pool is checked run by run, so the server searches a bounded number of runs for a
+// page: when it stopped before the page filled, it says how far back it looked (Tock-Searched-To) and the next
+// page's link goes on from there ("Look further"). A shorter search (?scan=) is carried from page to page.
 async function drawRuns(results, filter, before) {
-  const path = `/runs?${filterQuery(filter)}&limit=${PAGE}${before ? `&before=${enc(before)}` : ""}`;
-  const [runs, count] = await Promise.all([api(path), api(`/runs/count?${filterQuery(filter)}`)]);
   const base = filterQuery(filter);
-  const older = runs.length === PAGE ? new URLSearchParams(base) : null;
-  if (older) older.set("before", runs[runs.length - 1].id);
+  const scan = hashQuery().get("scan");
+  if (scan) base.set("scan", scan);
+  const path = `/runs?${base}&limit=${PAGE}${before ? `&before=${enc(before)}` : ""}`;
+  const [page, count] = await Promise.all([api(path, { withHeaders: true }), api(`/runs/count?${base}`)]);
+  const runs = page.body;
+  const nextBefore = (/[?&]before=(\d+)/.exec(page.headers.get("Link") || "") || [])[1];
+  const searchedTo = page.headers.get("Tock-Searched-To");
+  const older = nextBefore ? new URLSearchParams(base) : null;
+  if (older) older.set("before", nextBefore);
+  const partly = count.searched_to_id != null ? " in the runs searched" : "";
   results.replaceChildren(
     h("div", { class: "toolbar counts" }, h("span", { id: "match-count" },
-      `${count.capped ? "more than " : ""}${count.count.toLocaleString("en-US")} matching run${count.count === 1 ? "" : "s"}`),
+      `${count.capped ? "more than " : ""}${count.count.toLocaleString("en-US")} matching run${count.count === 1 ? "" : "s"}${partly}`),
       before ? h("a", { class: "button", id: "newest", href: `#/runs?${base}` }, "Newest") : null,
-      older ? h("a", { class: "button", id: "older", href: `#/runs?${older}` }, "Older") : null),
+      older && !searchedTo ? h("a", { class: "button", id: "older", href: `#/runs?${older}` }, "Older") : null),
+    searchedTo ? h("div", { class: "toolbar", id: "searched-to" },
+      h("span", { class: "muted" }, `Searched back to ${formatTime(searchedTo)}; older runs are not searched yet.`),
+      h("a", { class: "button", id: "look-further", href: `#/runs?${older}` }, "Look further")) : null,
     bulkBar(filter, count.count),
     h("div", { class: "panel" }, runs.length ? pickableRunTable(runs) : h("div", { class: "empty", id: "no-runs" }, "No runs match.")));
 }

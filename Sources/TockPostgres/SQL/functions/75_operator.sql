@@ -148,19 +148,121 @@ BEGIN
           (v_filter ->> 'since')::timestamptz, (v_filter ->> 'until')::timestamptz, p_before, p_limit;
 END $$;
 
+-- Filter keys no index of the runs serves: a filter on them alone walks its span's runs one by one, and one that
+-- matches few of them reads all of them (a week of a busy history is millions of rows).
+CREATE OR REPLACE FUNCTION tock.unindexed_run_filter_keys()
+RETURNS text[] LANGUAGE sql IMMUTABLE AS $$ SELECT ARRAY['trigger', 'worker', 'pool'] $$;
+
+-- Each half of the runs (finished, in flight) as the bounded searches of tock.find_runs_page and tock.count_runs
+-- read it: its newest p_scan ($10) runs that the filter's indexed keys select, from the table alone, each with
+-- whether the rest of the filter matches it (m) and its place in the walk (n). A walk stops at its p_scan-th run,
+-- so the row whose n is p_scan says how far that half was searched.
+CREATE OR REPLACE FUNCTION tock.bounded_run_scan_sql(v_filter jsonb, p_finished boolean, p_before bigint)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT format('
+        SELECT r.id, %s AS m, row_number() OVER (ORDER BY r.id DESC) AS n
+        FROM (SELECT r.* FROM %s r WHERE %s AND %s ORDER BY r.id DESC LIMIT $10) r',
+        tock.run_filter_sql(v_filter - ARRAY(SELECT k FROM jsonb_object_keys(v_filter) k
+                                             WHERE k <> ALL (tock.unindexed_run_filter_keys())), p_finished, NULL),
+        CASE WHEN p_finished THEN 'tock.finished_runs' ELSE 'tock.runs' END,
+        CASE WHEN p_finished THEN 'r.finished_at >= now() - (SELECT c.history_retention FROM tock.config c)' ELSE 'true' END,
+        tock.run_filter_sql(v_filter - tock.unindexed_run_filter_keys(), p_finished, p_before))
+$$;
+
+-- A page of tock.find_runs for the API and portal, whose search is bounded: a filter on trigger, worker or pool
+-- (tock.unindexed_run_filter_keys) reads at most the newest p_scan (100,000) runs of each half below p_before,
+-- instead of its whole span. Returns {"runs": [... newest first, at most p_limit ...], "searched_to_id",
+-- "searched_to"}: when the search stopped at its bound before the page filled, searched_to_id is the oldest run
+-- it read (matches below it are left for the next page: p_before = searched_to_id) and searched_to that run's
+-- time (finish, or enqueue for a run in flight); both null when the page is complete as tock.find_runs's is.
+CREATE OR REPLACE FUNCTION tock.find_runs_page(p_filter jsonb DEFAULT NULL, p_before bigint DEFAULT NULL,
+                                               p_limit int DEFAULT 50, p_scan int DEFAULT 100000)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET jit = off AS $$
+DECLARE
+    v_filter constant jsonb := tock.checked_run_filter(p_filter);
+    v_statuses constant text[] := ARRAY(SELECT jsonb_array_elements_text(v_filter -> 'statuses'));
+    v_in_flight constant boolean := NOT v_filter ? 'statuses' OR v_statuses && ARRAY['pending', 'running'];
+    v_finished constant boolean := NOT v_filter ? 'statuses' OR NOT v_statuses <@ ARRAY['pending', 'running'];
+    v_found bigint[];
+    v_ends bigint[];
+    v_searched bigint;
+    v_ids bigint[];
+    v_runs jsonb;
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        PERFORM tock.raise_invalid('limit', format('%s is not from 1 to 1000', p_limit));
+    END IF;
+    IF p_scan IS NULL OR p_scan NOT BETWEEN 1 AND 1000000 THEN
+        PERFORM tock.raise_invalid('scan', format('%s is not from 1 to 1000000', p_scan));
+    END IF;
+    IF NOT v_filter ?| tock.unindexed_run_filter_keys() THEN
+        SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]') INTO v_runs
+        FROM tock.find_checked_runs(v_filter, p_before, p_limit) r;
+        RETURN jsonb_build_object('runs', v_runs, 'searched_to_id', NULL, 'searched_to', NULL);
+    END IF;
+    -- Each half's matches (at most a page and one) and, when its walk reached its bound first, where it stopped.
+    EXECUTE format('
+        SELECT array_agg(s.id) FILTER (WHERE s.m), array_agg(s.id) FILTER (WHERE s.n = $10)
+        FROM (
+            (SELECT h.id, h.m, h.n FROM (%s) h WHERE %s AND (h.m OR h.n = $10) ORDER BY h.id DESC LIMIT $9 + 1)
+            UNION ALL
+            (SELECT h.id, h.m, h.n FROM (%s) h WHERE %s AND (h.m OR h.n = $10) ORDER BY h.id DESC LIMIT $9 + 1)
+        ) s',
+        tock.bounded_run_scan_sql(v_filter, true, p_before), v_finished::text,
+        tock.bounded_run_scan_sql(v_filter, false, p_before), v_in_flight::text)
+    INTO v_found, v_ends
+    USING v_statuses, (v_filter ->> 'job_id')::bigint, v_filter ->> 'trigger', v_filter ->> 'worker', v_filter ->> 'pool',
+          (v_filter ->> 'since')::timestamptz, (v_filter ->> 'until')::timestamptz, p_before, p_limit, p_scan;
+    -- Above the higher of the two stops both halves were read through; below it one was not, so its matches wait.
+    v_searched := (SELECT max(e) FROM unnest(v_ends) e);
+    v_ids := ARRAY(SELECT f FROM unnest(v_found) f WHERE f >= coalesce(v_searched, 0) ORDER BY f DESC LIMIT p_limit);
+    SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]') INTO v_runs
+    FROM tock.run_history r WHERE r.id = ANY (v_ids);
+    IF v_searched IS NULL OR cardinality(v_ids) = p_limit THEN
+        RETURN jsonb_build_object('runs', v_runs, 'searched_to_id', NULL, 'searched_to', NULL);
+    END IF;
+    RETURN jsonb_build_object('runs', v_runs, 'searched_to_id', v_searched,
+        'searched_to', (SELECT coalesce(r.finished_at, r.enqueued_at) FROM tock.run_history r WHERE r.id = v_searched));
+END $$;
+COMMENT ON FUNCTION tock.find_runs_page(jsonb, bigint, int, int) IS
+    'tock.find_runs with a bounded search: a filter on trigger, worker or pool reads at most p_scan runs per half; {runs, searched_to_id, searched_to}.';
+
 -- How many runs a filter matches, counted up to p_cap (10,000) and no further: what a bulk action's confirmation
 -- shows ("10,000 or more"). Returns the count and whether it stopped at the cap.
 -- p_action (retry, cancel, delete): only the runs that action would act on (tock.bulk_runs).
+-- p_scan: the search of a filter on trigger, worker or pool is bounded as tock.find_runs_page's is; the count is
+-- then of the runs it read through, and searched_to_id the oldest of them (null when nothing was left unread).
 DROP FUNCTION IF EXISTS tock.count_runs(jsonb, int);
+DROP FUNCTION IF EXISTS tock.count_runs(jsonb, int, text);
 CREATE OR REPLACE FUNCTION tock.count_runs(p_filter jsonb DEFAULT NULL, p_cap int DEFAULT 10000, p_action text DEFAULT NULL,
-                                           OUT count bigint, OUT capped boolean)
+                                           p_scan int DEFAULT NULL,
+                                           OUT count bigint, OUT capped boolean, OUT searched_to_id bigint)
 LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
     v_filter constant jsonb := tock.checked_run_filter(p_filter) || tock.bulk_action_filter(p_action);
     v_statuses constant text[] := ARRAY(SELECT jsonb_array_elements_text(v_filter -> 'statuses'));
+    v_in_flight constant boolean := NOT v_filter ? 'statuses' OR v_statuses && ARRAY['pending', 'running'];
+    v_finished constant boolean := NOT v_filter ? 'statuses' OR NOT v_statuses <@ ARRAY['pending', 'running'];
 BEGIN
     IF p_cap IS NULL OR p_cap NOT BETWEEN 1 AND 100000 THEN
         PERFORM tock.raise_invalid('cap', format('%s is not from 1 to 100000', p_cap));
+    END IF;
+    IF p_scan IS NOT NULL AND p_scan NOT BETWEEN 1 AND 1000000 THEN
+        PERFORM tock.raise_invalid('scan', format('%s is not from 1 to 1000000', p_scan));
+    END IF;
+    IF p_scan IS NOT NULL AND p_action IS NULL AND v_filter ?| tock.unindexed_run_filter_keys() THEN
+        EXECUTE format('
+            WITH s AS ((SELECT h.id, h.m, h.n FROM (%s) h WHERE %s) UNION ALL (SELECT h.id, h.m, h.n FROM (%s) h WHERE %s)),
+                 e AS (SELECT max(s.id) FILTER (WHERE s.n = $10) AS stop FROM s)
+            SELECT count(*) FILTER (WHERE s.m AND s.id >= coalesce(e.stop, 0)), min(e.stop) FROM s CROSS JOIN e',
+            tock.bounded_run_scan_sql(v_filter, true, NULL), v_finished::text,
+            tock.bounded_run_scan_sql(v_filter, false, NULL), v_in_flight::text)
+        INTO count, searched_to_id
+        USING v_statuses, (v_filter ->> 'job_id')::bigint, v_filter ->> 'trigger', v_filter ->> 'worker', v_filter ->> 'pool',
+              (v_filter ->> 'since')::timestamptz, (v_filter ->> 'until')::timestamptz, NULL::bigint, p_cap, p_scan;
+        capped := count > p_cap;
+        count := least(count, p_cap);
+        RETURN;
     END IF;
     EXECUTE format('
         SELECT count(*) FROM (
@@ -175,8 +277,8 @@ BEGIN
     capped := count > p_cap;
     count := least(count, p_cap);
 END $$;
-COMMENT ON FUNCTION tock.count_runs(jsonb, int, text) IS
-    'How many runs tock.find_runs''s filter matches (that p_action would act on), up to p_cap (10,000); capped says it matched more.';
+COMMENT ON FUNCTION tock.count_runs(jsonb, int, text, int) IS
+    'How many runs tock.find_runs''s filter matches (that p_action would act on), up to p_cap (10,000); capped says it matched more; p_scan bounds the search as tock.find_runs_page''s.';
 
 -- The filter key that narrows a filter to the runs a bulk action applies to; raises for an unknown action.
 CREATE OR REPLACE FUNCTION tock.bulk_action_filter(p_action text)

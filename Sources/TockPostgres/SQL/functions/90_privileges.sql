@@ -17,7 +17,7 @@ RETURNS TABLE (role_name text, function_name text) LANGUAGE sql IMMUTABLE AS $$
     SELECT 'tock_viewer', unnest(ARRAY[
         'find_job', 'describe_schedule', 'next_fire_times', 'schedule_preview', 'stats', 'queue_glance', 'schedulers_alive',
         'gauges', 'list_jobs', 'recent_runs', 'job_runs', 'run_detail', 'rate_text', 'duration_text', 'url_origin',
-        'find_runs', 'count_runs', 'failure_groups', 'activity', 'audit_page', 'live_worker_pools', 'workers_serving',
+        'find_runs', 'find_runs_page', 'count_runs', 'failure_groups', 'activity', 'audit_page', 'live_worker_pools', 'workers_serving',
         'job_hooks', 'delivery_page', 'ended_counts'])
     UNION ALL
     SELECT 'tock_worker', unnest(ARRAY[
