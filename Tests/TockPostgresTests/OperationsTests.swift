@@ -133,6 +133,54 @@ struct OperationsTests {
         }
     }
 
+    @Test("a reader holding the history back delays a partition's drop to the next maintenance, but not past two partitions")
+    func dropWaitsLongerWhenOverdue() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            let client = database.client
+            func count(_ sql: String) async throws -> Int {
+                try await client.query(PostgresQuery(unsafeSQL: sql)).decode(Int.self).all().first ?? -1
+            }
+            // Minute-wide partitions; three days on, the history the migration made is gone, and minutes are made
+            // from there on.
+            _ = try await client.query("SELECT tock.set_history_retention('5 minutes')").collect()
+            _ = try await client.query("SELECT tock.purge_history(now() + interval '3 days')").collect()
+            let first = try #require(try await client.query("""
+                SELECT min(lower)::text FROM tock.history_partitions WHERE NOT is_default
+                """).decode(String.self).all().first)
+            let start = "'\(first)'::timestamptz"
+            #expect(try await count("SELECT count(*)::int FROM tock.history_partitions WHERE NOT is_default AND upper - lower <> interval '1 minute'") == 0)
+            func partitions(endingBy minutes: Int) async throws -> Int {
+                try await count("SELECT count(*)::int FROM tock.history_partitions WHERE NOT is_default AND upper <= \(start) + interval '\(minutes) minutes'")
+            }
+            #expect(try await partitions(endingBy: 3) == 3)
+
+            // A reader of the history for a second, and a maintenance that finds one partition past the horizon:
+            // it waits 200 ms for the lock, gives up, and leaves the partition to the next call.
+            func purgeBesideReader(minutesPast: Int) async throws -> (Int, Duration) {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { _ = try await client.query("SELECT count(*), pg_sleep(1) FROM tock.finished_runs").collect() }
+                    try await Task.sleep(for: .milliseconds(200))
+                    let clock = ContinuousClock()
+                    let began = clock.now
+                    _ = try await client.query(PostgresQuery(unsafeSQL: """
+                        SELECT tock.purge_history(\(start) + interval '5 minutes' + interval '\(minutesPast) minutes' + interval '1 second')
+                        """)).collect()
+                    let took = clock.now - began
+                    try await group.waitForAll()
+                    return (try await partitions(endingBy: 3), took)
+                }
+            }
+            let (kept, waited) = try await purgeBesideReader(minutesPast: 1)
+            #expect(kept == 3, "the reader held the lock: nothing dropped")
+            #expect(waited < .milliseconds(700), "gave up after 200 ms: \(waited)")
+            // Three partitions past the horizon: the history holds two more than it should, so the drop waits out
+            // the reader (up to 2 s) and the three go.
+            let (left, waitedLonger) = try await purgeBesideReader(minutesPast: 3)
+            #expect(left == 0, "three partitions past the horizon, \(left) left")
+            #expect(waitedLonger >= .milliseconds(300), "waited for the reader: \(waitedLonger)")
+        }
+    }
+
     @Test("a wider partition width leaves no gap: the rest of a week that older partitions reach into gets one of its own")
     func widerPartitionsLeaveNoGap() async throws {
         try await TestDatabase.withFresh { database, _ in

@@ -213,7 +213,11 @@ END $$;
 --   behind   a partition whose every run ended before the retention's horizon is dropped whole: no row is deleted,
 --            nothing is left to vacuum, and the cost is the same for ten runs or ten million. Dropping takes an
 --            exclusive lock of tock.finished_runs for the moment it lasts; it waits at most 200 ms for one (a long
---            reader), then gives up until the next call, so finishes never queue behind it for long.
+--            reader), then gives up until the next call, so finishes never queue behind it for long. Once the
+--            history holds two partitions more than the retention needs (a load whose statements hold the table
+--            longer than that, call after call), it waits up to 2 s: finishes queue behind it that long, once, and
+--            the history stays bounded (under a saturating load no 200 ms wait won, and the partitions piled up).
+--            The runs a partition held are counted from tock.run_counts (its minutes), not by reading it.
 --   default  runs the default partition caught (no range covered their finish time) go once past the horizon, at
 --            most p_batch (tock.config.purge_batch) a call.
 -- Workers stopped before the horizon with no run go too. Returns how many runs it removed.
@@ -237,18 +241,23 @@ BEGIN
     PERFORM set_config('lock_timeout', '200ms', true);
     PERFORM tock.add_history_partitions(v_now, v_now + greatest(2 * v_width, interval '5 minutes'));
 
+    IF (SELECT min(p.upper) FROM tock.history_partitions p WHERE NOT p.is_default) < v_horizon - 2 * v_width THEN
+        PERFORM set_config('lock_timeout', '2s', true);
+    END IF;
     FOR v_partition IN
-        SELECT p.name FROM tock.history_partitions p WHERE NOT p.is_default AND p.upper <= v_horizon ORDER BY p.upper
+        SELECT p.name, p.lower, p.upper FROM tock.history_partitions p
+        WHERE NOT p.is_default AND p.upper <= v_horizon ORDER BY p.upper
     LOOP
         BEGIN
-            EXECUTE format('SELECT count(*) FROM tock.%I', v_partition.name) INTO v_rows;
             EXECUTE format('DROP TABLE tock.%I', v_partition.name);
-            v_count := v_count + v_rows;
+            v_count := v_count + coalesce((SELECT sum(c.runs) FROM tock.run_counts c
+                                           WHERE c.minute >= coalesce(v_partition.lower, '-infinity') AND c.minute < v_partition.upper), 0);
         EXCEPTION WHEN lock_not_available THEN
             RAISE LOG 'tock: history partition % not dropped (a lock was busy); the next maintenance will', v_partition.name;
             EXIT;
         END;
     END LOOP;
+    PERFORM set_config('lock_timeout', '200ms', true);
 
     -- Through tock.finished_runs, so that its triggers count them out (tock.run_counts).
     DELETE FROM tock.finished_runs f
