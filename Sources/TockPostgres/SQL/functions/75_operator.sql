@@ -170,13 +170,13 @@ RETURNS text LANGUAGE sql STABLE AS $$
 $$;
 
 -- A page of tock.find_runs for the API and portal, whose search is bounded: a filter on trigger, worker or pool
--- (tock.unindexed_run_filter_keys) reads at most the newest p_scan (100,000) runs of each half below p_before,
+-- (tock.unindexed_run_filter_keys) reads at most the newest p_scan (50,000) runs of each half below p_before,
 -- instead of its whole span. Returns {"runs": [... newest first, at most p_limit ...], "searched_to_id",
 -- "searched_to"}: when the search stopped at its bound before the page filled, searched_to_id is the oldest run
 -- it read (matches below it are left for the next page: p_before = searched_to_id) and searched_to that run's
 -- time (finish, or enqueue for a run in flight); both null when the page is complete as tock.find_runs's is.
 CREATE OR REPLACE FUNCTION tock.find_runs_page(p_filter jsonb DEFAULT NULL, p_before bigint DEFAULT NULL,
-                                               p_limit int DEFAULT 50, p_scan int DEFAULT 100000)
+                                               p_limit int DEFAULT 50, p_scan int DEFAULT 50000)
 RETURNS jsonb LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
     v_filter constant jsonb := tock.checked_run_filter(p_filter);
@@ -231,7 +231,8 @@ COMMENT ON FUNCTION tock.find_runs_page(jsonb, bigint, int, int) IS
 -- shows ("10,000 or more"). Returns the count and whether it stopped at the cap.
 -- p_action (retry, cancel, delete): only the runs that action would act on (tock.bulk_runs).
 -- p_scan: the search of a filter on trigger, worker or pool is bounded as tock.find_runs_page's is; the count is
--- then of the runs it read through, and searched_to_id the oldest of them (null when nothing was left unread).
+-- then of the matches among the runs it read, and searched_to_id the higher of the two halves' stops (null when
+-- neither stopped short).
 DROP FUNCTION IF EXISTS tock.count_runs(jsonb, int);
 DROP FUNCTION IF EXISTS tock.count_runs(jsonb, int, text);
 CREATE OR REPLACE FUNCTION tock.count_runs(p_filter jsonb DEFAULT NULL, p_cap int DEFAULT 10000, p_action text DEFAULT NULL,
@@ -252,9 +253,11 @@ BEGIN
     END IF;
     IF p_scan IS NOT NULL AND p_action IS NULL AND v_filter ?| tock.unindexed_run_filter_keys() THEN
         EXECUTE format('
-            WITH s AS ((SELECT h.id, h.m, h.n FROM (%s) h WHERE %s) UNION ALL (SELECT h.id, h.m, h.n FROM (%s) h WHERE %s)),
-                 e AS (SELECT max(s.id) FILTER (WHERE s.n = $10) AS stop FROM s)
-            SELECT count(*) FILTER (WHERE s.m AND s.id >= coalesce(e.stop, 0)), min(e.stop) FROM s CROSS JOIN e',
+            SELECT coalesce(sum(c.found), 0), max(c.stop) FROM (
+                (SELECT count(*) FILTER (WHERE h.m) AS found, max(h.id) FILTER (WHERE h.n = $10) AS stop FROM (%s) h WHERE %s)
+                UNION ALL
+                (SELECT count(*) FILTER (WHERE h.m), max(h.id) FILTER (WHERE h.n = $10) FROM (%s) h WHERE %s)
+            ) c',
             tock.bounded_run_scan_sql(v_filter, true, NULL), v_finished::text,
             tock.bounded_run_scan_sql(v_filter, false, NULL), v_in_flight::text)
         INTO count, searched_to_id
