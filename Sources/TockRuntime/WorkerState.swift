@@ -89,8 +89,17 @@ struct WorkerState: Sendable {
 
     // MARK: Questions
 
-    /// Slots without a script: ended runs being reported take none.
-    var freeSlots: Int { concurrency - running.count }
+    /// The most runs this worker has at once, scripts running and ended ones being reported: a slot frees when
+    /// its script ends, before the database has recorded the end, so while finishes cannot commit (a lock, a stall)
+    /// fast runs would be claimed without end, each held in memory with its result. Four slots' worth keeps a busy
+    /// worker's batches of reports (one commit carries many) out of the way of its claims.
+    var heldRunsBound: Int { 4 * concurrency }
+
+    /// Slots without a script: ended runs being reported take none, until there are `heldRunsBound` with the scripts
+    /// running. (Runs whose report gave up count for nothing: they are ids, and a worker must go on after an outage.)
+    var freeSlots: Int {
+        max(0, min(concurrency - running.count, heldRunsBound - running.count - reporting.count))
+    }
 
     /// Every run this worker holds: scripts running, and ended ones the database has not recorded. Nil while a claim
     /// is under way. A claim sent after this look starts its runs later than it, so the database's margin

@@ -171,6 +171,25 @@ struct WorkerStateTests {
         #expect(state.freeSlots == 2)
     }
 
+    @Test("while reports cannot commit, ended runs stop freeing slots once the worker holds four slots' worth")
+    func heldRunsAreBounded() {
+        var state = idleWorker(concurrency: 2)
+        var next: Int64 = 1
+        var claims = 0
+        // Scripts end at once and their reports never commit: each claim takes what is free, until none is.
+        while case .claim(let max) = state.nextStep(now: t0 + sweep), claims < 20 {
+            claims += 1
+            let runs = (0..<max).map { _ in defer { next += 1 }; return next }
+            claim(runs, into: &state)
+            for run in runs { state.scriptEnded(run) }
+        }
+        #expect(state.heldRuns?.count == 8, "four slots' worth, then no more claims")
+        #expect(state.freeSlots == 0 && state.running.isEmpty)
+        // One report commits: one slot frees again.
+        state.reported(1)
+        #expect(state.freeSlots == 1)
+    }
+
     @Test("a run handed back by our shutdown is no longer held; its slot stayed taken until then")
     func handedBackRunIsNotHeld() {
         var state = idleWorker(concurrency: 2)
