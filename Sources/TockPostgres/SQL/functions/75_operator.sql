@@ -113,6 +113,15 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
         CASE WHEN p_filter ->> 'action' = 'delete' AND NOT p_finished THEN 'false' END)
 $$;
 
+-- Whether a checked filter can match runs of one half: the finished (p_finished) or those in flight. A status
+-- filter of pending and running only reads no finished run, one of ended statuses only no run in flight.
+CREATE OR REPLACE FUNCTION tock.run_filter_reads_half(p_filter jsonb, p_finished boolean)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT NOT p_filter ? 'statuses'
+        OR CASE WHEN p_finished THEN NOT ARRAY(SELECT jsonb_array_elements_text(p_filter -> 'statuses')) <@ ARRAY['pending', 'running']
+                ELSE ARRAY(SELECT jsonb_array_elements_text(p_filter -> 'statuses')) && ARRAY['pending', 'running'] END
+$$;
+
 -- Runs of every job matching a filter (tock.checked_run_filter's keys), newest first: ids below p_before (paging),
 -- at most p_limit (1000). Like tock.recent_runs, the page is the newest of each half's newest, each a backward walk
 -- of one index, so a page costs the same at the top of a long history as deep in it.
@@ -132,8 +141,8 @@ CREATE OR REPLACE FUNCTION tock.find_checked_runs(v_filter jsonb, p_before bigin
 RETURNS SETOF tock.run_history LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_statuses constant text[] := ARRAY(SELECT jsonb_array_elements_text(v_filter -> 'statuses'));
-    v_in_flight constant boolean := NOT v_filter ? 'statuses' OR v_statuses && ARRAY['pending', 'running'];
-    v_finished constant boolean := NOT v_filter ? 'statuses' OR NOT v_statuses <@ ARRAY['pending', 'running'];
+    v_in_flight constant boolean := tock.run_filter_reads_half(v_filter, false);
+    v_finished constant boolean := tock.run_filter_reads_half(v_filter, true);
 BEGIN
     RETURN QUERY EXECUTE format('
         SELECT v.* FROM (
@@ -181,8 +190,8 @@ RETURNS jsonb LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
     v_filter constant jsonb := tock.checked_run_filter(p_filter);
     v_statuses constant text[] := ARRAY(SELECT jsonb_array_elements_text(v_filter -> 'statuses'));
-    v_in_flight constant boolean := NOT v_filter ? 'statuses' OR v_statuses && ARRAY['pending', 'running'];
-    v_finished constant boolean := NOT v_filter ? 'statuses' OR NOT v_statuses <@ ARRAY['pending', 'running'];
+    v_in_flight constant boolean := tock.run_filter_reads_half(v_filter, false);
+    v_finished constant boolean := tock.run_filter_reads_half(v_filter, true);
     v_found bigint[];
     v_ends bigint[];
     v_searched bigint;
@@ -242,8 +251,8 @@ LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
     v_filter constant jsonb := tock.checked_run_filter(p_filter) || tock.bulk_action_filter(p_action);
     v_statuses constant text[] := ARRAY(SELECT jsonb_array_elements_text(v_filter -> 'statuses'));
-    v_in_flight constant boolean := NOT v_filter ? 'statuses' OR v_statuses && ARRAY['pending', 'running'];
-    v_finished constant boolean := NOT v_filter ? 'statuses' OR NOT v_statuses <@ ARRAY['pending', 'running'];
+    v_in_flight constant boolean := tock.run_filter_reads_half(v_filter, false);
+    v_finished constant boolean := tock.run_filter_reads_half(v_filter, true);
 BEGIN
     IF p_cap IS NULL OR p_cap NOT BETWEEN 1 AND 100000 THEN
         PERFORM tock.raise_invalid('cap', format('%s is not from 1 to 100000', p_cap));
