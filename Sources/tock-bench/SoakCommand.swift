@@ -13,7 +13,7 @@ struct Soak: AsyncParsableCommand {
             Two `tock-bench worker`s (runs of jobs named soak-noop-* finish at once and are written to a file; other \
             jobs run their script in the sandbox), two `tock scheduler`s, --jobs scheduled jobs (every 10 s to every \
             minute, and cron */1), a run-now of a real script (tock-clock, which appends $TOCK_RUN_ID to a file) every \
-            --run-now-ms, and a steady no-op load at half the queue's capacity (measured first, enqueueing included) or --load. \
+            --run-now-ms, and a steady no-op load at half the queue's capacity (measured first with the scheduled jobs firing, enqueueing included) or --load. \
             History retention is set to 5 minutes (1 hour where that is refused).
 
             Every --interval-seconds it records runs/s, run-now → script running and → claimed, schedule lateness \
@@ -32,7 +32,7 @@ struct Soak: AsyncParsableCommand {
     @Option(help: "How long the soak runs, in minutes (rounded to whole intervals).") var minutes: Double = 30
     @Option(help: "Where soak.json, minutes.csv and the processes' logs go.") var out = ".tock/bench/soak"
     @Option(help: "Scheduled jobs, a sixth each of every 10s, 15s, 20s, 30s, 1m and cron */1.") var jobs = 10_000
-    @Option(help: "No-op runs per second (default: half the queue's capacity, measured first: drains, then 10 s of runs inserted at the drains' rate).") var load: Double?
+    @Option(help: "No-op runs per second (default: half the queue's capacity, measured first with the scheduled jobs firing: drains, then 30 s of runs inserted at the drains' rate).") var load: Double?
     @Option(help: "Milliseconds between run-nows of the script job.") var runNowMs = 100
     @Option(help: "Seconds between samples.") var intervalSeconds = 60
     @Option(help: "Seconds at the start the comparisons leave out.") var warmupSeconds = 60
