@@ -20,6 +20,18 @@ func finishedRun(_ database: Database, job: String, at time: String, status: Str
     return run
 }
 
+/// Minute-wide history partitions from three days on (the history the migration made is gone by then): returns the
+/// first one's lower bound as an SQL timestamptz literal.
+func minuteWidePartitions(_ database: Database) async throws -> String {
+    let client = database.client
+    _ = try await client.query("SELECT tock.set_history_retention('5 minutes')").collect()
+    _ = try await client.query("SELECT tock.purge_history(now() + interval '3 days')").collect()
+    let first = try #require(try await client.query("""
+        SELECT min(lower)::text FROM tock.history_partitions WHERE NOT is_default
+        """).decode(String.self).all().first)
+    return "'\(first)'::timestamptz"
+}
+
 /// Two jobs' runs of every kind, as lag, queue_depth and the gauges report them: priority 10 has 3 ready and 1 delayed
 /// (waiting out a backoff), priority 90 has 1 ready and 1 a worker holds.
 func mixedQueue(_ database: Database) async throws {
@@ -140,14 +152,7 @@ struct OperationsTests {
             func count(_ sql: String) async throws -> Int {
                 try await client.query(PostgresQuery(unsafeSQL: sql)).decode(Int.self).all().first ?? -1
             }
-            // Minute-wide partitions; three days on, the history the migration made is gone, and minutes are made
-            // from there on.
-            _ = try await client.query("SELECT tock.set_history_retention('5 minutes')").collect()
-            _ = try await client.query("SELECT tock.purge_history(now() + interval '3 days')").collect()
-            let first = try #require(try await client.query("""
-                SELECT min(lower)::text FROM tock.history_partitions WHERE NOT is_default
-                """).decode(String.self).all().first)
-            let start = "'\(first)'::timestamptz"
+            let start = try await minuteWidePartitions(database)
             #expect(try await count("SELECT count(*)::int FROM tock.history_partitions WHERE NOT is_default AND upper - lower <> interval '1 minute'") == 0)
             func partitions(endingBy minutes: Int) async throws -> Int {
                 try await count("SELECT count(*)::int FROM tock.history_partitions WHERE NOT is_default AND upper <= \(start) + interval '\(minutes) minutes'")
@@ -184,6 +189,63 @@ struct OperationsTests {
             let (left, waitedLonger) = try await purgeBesideReader(minutesPast: 3)
             #expect(left == 0, "three partitions past the horizon, \(left) left")
             #expect(waitedLonger >= .milliseconds(300), "waited for the reader: \(waitedLonger)")
+        }
+    }
+
+    @Test("a partition's drop locks the history before the partition, as readers do: no deadlock; a run-now locks neither")
+    func dropLocksInReadersOrder() async throws {
+        try await TestDatabase.withFresh { database, _ in
+            _ = try await database.createJob(JobDefinition(name: "now", script: "x.sh"))
+            let client = database.client
+            let start = try await minuteWidePartitions(database)
+            func partitionsLeft() async throws -> Int {
+                try await client.query(PostgresQuery(unsafeSQL: """
+                    SELECT count(*)::int FROM tock.history_partitions WHERE NOT is_default AND upper <= \(start) + interval '3 minutes'
+                    """)).decode(Int.self).all().first ?? -1
+            }
+            #expect(try await partitionsLeft() == 3)
+            // A run-now locks nothing of the history (its audit entry named the job by a lookup that, planned, locked
+            // the history and every partition): it neither waits behind a drop nor deadlocks with one.
+            try await client.withConnection { caller in
+                _ = try await caller.query("BEGIN", logger: database.logger)
+                _ = try await caller.query("SELECT tock.run_now('now')", logger: database.logger)
+                let held = try await caller.query(PostgresQuery(unsafeSQL: """
+                    SELECT count(*)::int FROM pg_locks l
+                    WHERE l.pid = pg_backend_pid()
+                      AND (l.relation = 'tock.finished_runs'::regclass
+                           OR l.relation IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'tock.finished_runs'::regclass))
+                    """), logger: database.logger).decode(Int.self).all().first
+                _ = try await caller.query("COMMIT", logger: database.logger)
+                #expect(held == 0, "a run-now held \(held ?? -1) locks of the history and its partitions")
+            }
+            // A reader that has locked the history (the table alone, as a statement does before its partitions) when
+            // a maintenance that must drop three partitions (so it waits up to 2 s) starts.
+            try await client.withConnection { reader in
+                _ = try await reader.query("BEGIN", logger: database.logger)
+                _ = try await reader.query("LOCK TABLE ONLY tock.finished_runs IN ACCESS SHARE MODE", logger: database.logger)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        _ = try await client.query(PostgresQuery(unsafeSQL: """
+                            SELECT tock.purge_history(\(start) + interval '8 minutes' + interval '1 second')
+                            """)).collect()
+                    }
+                    // The maintenance is waiting for the history.
+                    var waiting = false
+                    for _ in 0..<100 where !waiting {
+                        try await Task.sleep(for: .milliseconds(20))
+                        waiting = try await client.query("""
+                            SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation = 'tock.finished_runs'::regclass)
+                            """).decode(Bool.self).all().first ?? false
+                    }
+                    #expect(waiting, "the maintenance never waited for the history")
+                    // The reader goes on to the partitions: with the drop holding one and waiting for the history
+                    // (the lock order of DROP TABLE of a partition), this deadlocked, and one of the two failed.
+                    _ = try await reader.query("SELECT count(*) FROM tock.finished_runs", logger: database.logger)
+                    _ = try await reader.query("COMMIT", logger: database.logger)
+                    try await group.waitForAll()
+                }
+            }
+            #expect(try await partitionsLeft() == 0, "the maintenance dropped the three once the reader let go")
         }
     }
 

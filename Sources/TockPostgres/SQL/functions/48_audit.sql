@@ -182,12 +182,16 @@ RETURNS int LANGUAGE sql AS $$
 $$;
 
 -- Records a change to one run (trigger, cancel, retry), naming its job: p_job when the caller knows it (run-now is
--- on the path to a script starting: no lookup of the run), else the run's.
+-- on the path to a script starting: no lookup of the run), else the run's. PL/pgSQL, so that the lookup is not
+-- planned when p_job is given: planned, it locks the history and each of its partitions, and a run-now then
+-- waited behind a partition's drop (up to 2 s) and could deadlock with it.
 DROP FUNCTION IF EXISTS tock.audit_run(text, bigint, jsonb, jsonb);
 CREATE OR REPLACE FUNCTION tock.audit_run(p_action text, p_run bigint, p_before jsonb, p_after jsonb, p_job bigint DEFAULT NULL)
-RETURNS void LANGUAGE sql AS $$
-    SELECT tock.audit_write(p_action, j.id, j.name, p_run, p_before, p_after)
-    FROM tock.jobs j
-    WHERE j.id = coalesce(p_job, (SELECT r.job_id FROM tock.runs r WHERE r.id = p_run),
-                          (SELECT f.job_id FROM tock.finished_runs f WHERE f.id = p_run))
-$$;
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_job IS NULL THEN
+        p_job := coalesce((SELECT r.job_id FROM tock.runs r WHERE r.id = p_run),
+                          (SELECT f.job_id FROM tock.finished_runs f WHERE f.id = p_run));
+    END IF;
+    PERFORM tock.audit_write(p_action, j.id, j.name, p_run, p_before, p_after) FROM tock.jobs j WHERE j.id = p_job;
+END $$;

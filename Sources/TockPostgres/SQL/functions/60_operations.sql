@@ -234,19 +234,29 @@ DECLARE
     v_rows bigint;
     v_count bigint := 0;
     v_round int;
+    v_locked boolean := false;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(tock.worker_lock_key() + 3, 0) THEN
         RETURN 0;  -- another scheduler is at it
     END IF;
     PERFORM set_config('lock_timeout', '200ms', true);
-    PERFORM tock.add_history_partitions(v_now, v_now + greatest(2 * v_width, interval '5 minutes'));
-
     IF (SELECT min(p.upper) FROM tock.history_partitions p WHERE NOT p.is_default) < v_horizon - 2 * v_width THEN
         PERFORM set_config('lock_timeout', '2s', true);
     END IF;
+    -- The history itself first, then the partitions, in the order every reader and finish locks them (the table,
+    -- then each partition it reads): a DROP TABLE of a partition locks the partition and only then the table, and a
+    -- statement that held the table and waited for that partition deadlocked with it (a run-now did, in a soak).
+    IF EXISTS (SELECT 1 FROM tock.history_partitions p WHERE NOT p.is_default AND p.upper <= v_horizon) THEN
+        BEGIN
+            LOCK TABLE tock.finished_runs IN ACCESS EXCLUSIVE MODE;
+            v_locked := true;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE LOG 'tock: no history partition dropped (the history was busy); the next maintenance will';
+        END;
+    END IF;
     FOR v_partition IN
         SELECT p.name, p.lower, p.upper FROM tock.history_partitions p
-        WHERE NOT p.is_default AND p.upper <= v_horizon ORDER BY p.upper
+        WHERE v_locked AND NOT p.is_default AND p.upper <= v_horizon ORDER BY p.upper
     LOOP
         BEGIN
             EXECUTE format('DROP TABLE tock.%I', v_partition.name);
@@ -258,6 +268,9 @@ BEGIN
         END;
     END LOOP;
     PERFORM set_config('lock_timeout', '200ms', true);
+    -- After the drops: attaching a partition locks the default one until this transaction ends, and a drop after it
+    -- that waited for the history while a reader of the history waited for the default partition deadlocked.
+    PERFORM tock.add_history_partitions(v_now, v_now + greatest(2 * v_width, interval '5 minutes'));
 
     -- Through tock.finished_runs, so that its triggers count them out (tock.run_counts).
     DELETE FROM tock.finished_runs f
