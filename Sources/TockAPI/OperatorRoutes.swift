@@ -8,7 +8,7 @@ import TockPostgres
 func addOperatorRoutes(to api: RouterGroup<BasicRequestContext>, database: Database) {
     // The most runs of each half a search on trigger, worker or pool reads for one page or count (`?scan=` lowers
     // it): a filter that matches few runs would otherwise read its whole span, a second for a week of a busy history.
-    let runSearchBound = 50_000
+    let runSearchBound = 40_000
     api.get("runs") { request, _ -> Response in
         let filter = try QueryFilter(request, keys: QueryFilter.runKeys)
         let limit = try integer(request, "limit", default: 50, range: 1...1000)

@@ -179,13 +179,13 @@ RETURNS text LANGUAGE sql STABLE AS $$
 $$;
 
 -- A page of tock.find_runs for the API and portal, whose search is bounded: a filter on trigger, worker or pool
--- (tock.unindexed_run_filter_keys) reads at most the newest p_scan (50,000) runs of each half below p_before,
+-- (tock.unindexed_run_filter_keys) reads at most the newest p_scan (40,000) runs of each half below p_before,
 -- instead of its whole span. Returns {"runs": [... newest first, at most p_limit ...], "searched_to_id",
 -- "searched_to"}: when the search stopped at its bound before the page filled, searched_to_id is the oldest run
 -- it read (matches below it are left for the next page: p_before = searched_to_id) and searched_to that run's
 -- time (finish, or enqueue for a run in flight); both null when the page is complete as tock.find_runs's is.
 CREATE OR REPLACE FUNCTION tock.find_runs_page(p_filter jsonb DEFAULT NULL, p_before bigint DEFAULT NULL,
-                                               p_limit int DEFAULT 50, p_scan int DEFAULT 50000)
+                                               p_limit int DEFAULT 50, p_scan int DEFAULT 40000)
 RETURNS jsonb LANGUAGE plpgsql STABLE SET jit = off AS $$
 DECLARE
     v_filter constant jsonb := tock.checked_run_filter(p_filter);
