@@ -208,8 +208,6 @@ BEGIN
 END $$;
 
 -- The scheduler's history maintenance (every minute, from any number of schedulers: one at a time does it):
---   ahead    partitions cover the finish times from now to two partition widths (and at least 5 minutes) ahead
---            (tock.add_history_partitions).
 --   behind   a partition whose every run ended before the retention's horizon is dropped whole: no row is deleted,
 --            nothing is left to vacuum, and the cost is the same for ten runs or ten million. Dropping takes an
 --            exclusive lock of tock.finished_runs for the moment it lasts; it waits at most 200 ms for one (a long
@@ -218,6 +216,8 @@ END $$;
 --            longer than that, call after call), it waits up to 2 s: finishes queue behind it that long, once, and
 --            the history stays bounded (under a saturating load no 200 ms wait won, and the partitions piled up).
 --            The runs a partition held are counted from tock.run_counts (its minutes), not by reading it.
+--   ahead    then partitions cover the finish times from now to two partition widths (and at least 5 minutes)
+--            ahead (tock.add_history_partitions).
 --   default  runs the default partition caught (no range covered their finish time) go once past the horizon, at
 --            most p_batch (tock.config.purge_batch) a call.
 -- Workers stopped before the horizon with no run go too. Returns how many runs it removed.
