@@ -15,7 +15,11 @@ import matplotlib.ticker  # noqa: E402
 # As tock-bench soak classifies them: these hold definitions and bookkeeping; every other unpartitioned table in
 # schema tock is in flight and must stop growing; partitioned ones hold the history.
 DEFINITION_TABLES = {"tock.jobs", "tock.workers", "tock.timezones", "tock.migrations", "tock.config"}
+# Logs with a retention of their own (a day or more), reported, not judged.
+LOG_TABLES = {"tock.audit", "tock.trigger_keys"}
 MIB = 1048576
+# Relations smaller than this all along are left out of the size panels (a line at zero each), named in a note.
+SMALL_MIB = 1.0
 
 
 def series(intervals, value):
@@ -47,7 +51,28 @@ def main(folder, out):
 
     def in_flight(r):
         table = tables.get(r.get("table") or r["name"], r)
-        return table["kind"] == "table" and table["partitions"] == 0 and table["name"] not in DEFINITION_TABLES
+        return (table["kind"] == "table" and table["partitions"] == 0
+                and table["name"] not in DEFINITION_TABLES | LOG_TABLES)
+
+    def log(r):
+        return (r.get("table") or r["name"]) in LOG_TABLES
+
+    def largest(name, key, scale=1):
+        return max(((relation(i, name) or {}).get(key, 0) / scale for i in intervals), default=0)
+
+    warm = windows["warmup_intervals"]
+
+    def clip_warmup(ax, keys):
+        """A y range for what follows the warm-up: a first minute's backlog (the capacity measure's) would flatten
+        the rest; says what it left off."""
+        after = [i.get(k) for i in intervals[warm:] for k in keys if i.get(k) is not None]
+        before = [i.get(k) for i in intervals[:warm] for k in keys if i.get(k) is not None]
+        if after and before and max(before) > 1.2 * max(after):
+            ax.set_ylim(0, max(after) * 1.25)
+            ax.text(0.01, 0.97, f"warm-up up to {max(before):,.0f} ms, off the scale", transform=ax.transAxes,
+                    fontsize="x-small", va="top")
+        else:
+            ax.set_ylim(bottom=0)
 
     fig, axes = plt.subplots(4, 2, figsize=(13, 15))
     axes = axes.flatten()
@@ -83,42 +108,58 @@ def main(folder, out):
     for key, label, style in (("to_script_p50_ms", "→ script running p50", "-"), ("to_script_p99_ms", "→ script running p99", "-"),
                               ("to_claimed_p50_ms", "→ claimed p50", ":"), ("to_claimed_p99_ms", "→ claimed p99", ":")):
         ax.plot(*series(intervals, lambda i, k=key: i.get(k)), ls=style, label=label)
-    ax.set_ylim(bottom=0)
+    clip_warmup(ax, ["to_script_p50_ms", "to_script_p99_ms", "to_claimed_p50_ms", "to_claimed_p99_ms"])
     decorate(ax, f"run-now every {setup['run_now_ms']} ms", "ms")
 
     ax = axes[3]
     ax.plot(*series(intervals, lambda i: i.get("lateness_p50_ms")), label="p50")
     ax.plot(*series(intervals, lambda i: i.get("lateness_p99_ms")), label="p99")
-    ax.set_ylim(bottom=0)
+    clip_warmup(ax, ["lateness_p50_ms", "lateness_p99_ms"])
     decorate(ax, "schedule lateness (started_at - scheduled_for)", "ms")
 
     ax = axes[4]
+    small = []
     for name, r in sorted(tables.items()):
-        if in_flight(r) or history(r):
+        if in_flight(r) or history(r) or log(r):
+            if largest(name, "bytes", MIB) < SMALL_MIB:
+                small.append(name)
+                continue
             if history(r):
                 label = f"{name} (history, {r['partitions']} partitions)"
+            elif log(r):
+                label = f"{name} (log)"
             else:
                 label = name + (" (in flight)" if setup["history_partitioned"] else " (in flight and history)")
             ax.plot(*series(intervals, lambda i, n=name: (relation(i, n) or {}).get("bytes", 0) / MIB),
-                    ls=":" if history(r) else "-", label=label)
+                    ls=":" if history(r) else "--" if log(r) else "-", label=label)
     ax.set_ylim(bottom=0)
+    if small:
+        ax.text(0.01, 0.03, f"{len(small)} more tables, each under {SMALL_MIB:g} MiB throughout", transform=ax.transAxes,
+                fontsize="x-small")
     decorate(ax, "tables, with their indexes and TOAST", "MiB")
 
     ax = axes[5]
+    small = 0
     for r in sorted(last["relations"], key=lambda r: -r["bytes"]):
         if "index" in r["kind"] and in_flight(r):
+            if largest(r["name"], "bytes", MIB) < SMALL_MIB:
+                small += 1
+                continue
             ax.plot(*series(intervals, lambda i, n=r["name"]: (relation(i, n) or {}).get("bytes", 0) / MIB), label=r["name"])
     ax.set_ylim(bottom=0)
+    if small:
+        ax.text(0.01, 0.03, f"{small} more indexes, each under {SMALL_MIB:g} MiB throughout", transform=ax.transAxes,
+                fontsize="x-small")
     decorate(ax, "indexes of the in-flight tables", "MiB")
 
     ax = axes[6]
     for name, r in sorted(tables.items()):
-        if in_flight(r) or history(r):
+        if (in_flight(r) or history(r) or log(r)) and largest(name, "dead_tuples") >= 1000:
             ax.plot(*series(intervals, lambda i, n=name: (relation(i, n) or {}).get("dead_tuples", 0)),
-                    ls=":" if history(r) else "-", label=name)
+                    ls=":" if history(r) else "--" if log(r) else "-", label=name)
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
-    decorate(ax, "dead tuples (pg_stat_user_tables)", "tuples")
+    decorate(ax, "dead tuples (pg_stat_user_tables; tables that reached 1,000)", "tuples")
 
     ax = axes[7]
     for p in last["processes"]:
