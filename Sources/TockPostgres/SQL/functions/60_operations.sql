@@ -161,7 +161,8 @@ COMMENT ON VIEW tock.history_partitions IS
 -- p_to that no partition covers. A slot that partitions of an older width reach into gets one for the rest of it,
 -- from where they end (what lies between them, if anything, is left to the default partition). Each is created
 -- apart and then attached, which locks tock.finished_runs only against other catalog changes (SHARE UPDATE
--- EXCLUSIVE): finishes and readers go on. Runs the default partition caught in a new partition's range move into
+-- EXCLUSIVE): finishes go on; readers of the history wait, as the attach holds the default partition to the end of
+-- the transaction. Runs the default partition caught in a new partition's range move into
 -- it. Stops at the first lock it cannot get at once (lock_timeout), leaving the rest to the next call. Returns how
 -- many it created.
 CREATE OR REPLACE FUNCTION tock.add_history_partitions(p_from timestamptz, p_to timestamptz)
@@ -210,7 +211,7 @@ END $$;
 -- The scheduler's history maintenance (every minute, from any number of schedulers: one at a time does it):
 --   behind   a partition whose every run ended before the retention's horizon is dropped whole: no row is deleted,
 --            nothing is left to vacuum, and the cost is the same for ten runs or ten million. Dropping takes an
---            exclusive lock of tock.finished_runs for the moment it lasts; it waits at most 200 ms for one (a long
+--            exclusive lock of tock.finished_runs to the end of the call; it waits at most 200 ms for one (a long
 --            reader), then gives up until the next call, so finishes never queue behind it for long. Once the
 --            history holds two partitions more than the retention needs (a load whose statements hold the table
 --            longer than that, call after call), it waits up to 2 s: finishes queue behind it that long, once, and
@@ -243,14 +244,15 @@ BEGIN
     IF (SELECT min(p.upper) FROM tock.history_partitions p WHERE NOT p.is_default) < v_horizon - 2 * v_width THEN
         PERFORM set_config('lock_timeout', '2s', true);
     END IF;
-    -- The history itself first, then the partitions, in the order every reader and finish locks them (the table,
-    -- then each partition it reads): a DROP TABLE of a partition locks the partition and only then the table, and a
-    -- statement that held the table and waited for that partition deadlocked with it (a run-now did, in a soak).
+    -- The history's table once, for all the drops, before this transaction holds any partition: a reader locks the
+    -- table and then each partition, so waiting for the table while holding a partition (as the attach of a new
+    -- partition, once done first, held the default one) deadlocked with a reader (a run-now did, in a soak). ONLY:
+    -- each drop locks its own partition; the busy current one (autovacuum) is none of them.
     IF EXISTS (SELECT 1 FROM tock.history_partitions p WHERE NOT p.is_default AND p.upper <= v_horizon) THEN
         BEGIN
-            LOCK TABLE tock.finished_runs IN ACCESS EXCLUSIVE MODE;
+            LOCK TABLE ONLY tock.finished_runs IN ACCESS EXCLUSIVE MODE;
             v_locked := true;
-        EXCEPTION WHEN lock_not_available THEN
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
             RAISE LOG 'tock: no history partition dropped (the history was busy); the next maintenance will';
         END;
     END IF;
@@ -262,14 +264,13 @@ BEGIN
             EXECUTE format('DROP TABLE tock.%I', v_partition.name);
             v_count := v_count + coalesce((SELECT sum(c.runs) FROM tock.run_counts c
                                            WHERE c.minute >= coalesce(v_partition.lower, '-infinity') AND c.minute < v_partition.upper), 0);
-        EXCEPTION WHEN lock_not_available THEN
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
             RAISE LOG 'tock: history partition % not dropped (a lock was busy); the next maintenance will', v_partition.name;
             EXIT;
         END;
     END LOOP;
     PERFORM set_config('lock_timeout', '200ms', true);
-    -- After the drops: attaching a partition locks the default one until this transaction ends, and a drop after it
-    -- that waited for the history while a reader of the history waited for the default partition deadlocked.
+    -- After the drops: attaching a partition locks the default one exclusively until this transaction ends.
     PERFORM tock.add_history_partitions(v_now, v_now + greatest(2 * v_width, interval '5 minutes'));
 
     -- Through tock.finished_runs, so that its triggers count them out (tock.run_counts).
