@@ -141,6 +141,17 @@ extension BenchRun {
             capacity = measured
             load = measured / 2
         }
+        // The scheduled runs the measure's backlog held up start first: the soak's clock starts when the queue has
+        // caught up (no run due more than a second ago still waiting), so the first window does not carry them.
+        let caughtUpBy = ContinuousClock.now + .seconds(600)
+        while try await client.fetch("""
+            SELECT coalesce(max(oldest_ready_age_seconds), 0) > 1 FROM tock.lag
+            """, logger: logger)[0].decode(Bool.self) {
+            guard ContinuousClock.now < caughtUpBy else {
+                throw TockError(.failed, "soak: the queue did not catch up in 10 minutes after the capacity measure; see \(directory)/worker-*.log")
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
         // The measure's scheduled runs and script readings count for the loss checks, not the first sample's timings.
         ledger.read()
         _ = ledger.takeNew()
