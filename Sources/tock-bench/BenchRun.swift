@@ -252,6 +252,16 @@ final class BenchRun: @unchecked Sendable {
     /// Starts the workers, then enqueues `runs` fresh runs of `job` held back a few seconds (run_after), so every
     /// worker is idle and listening when they all become claimable together; times from the first claim to the
     /// last finish, from the database's clock. The peers' benchmark does the same: fresh rows, workers ready first.
+    /// Asks `done` every `interval` until it says yes; after `limit` fails with `failure()` (what did not happen).
+    func waitFor(every interval: Duration, upTo limit: Duration = .seconds(600), _ failure: () async -> String,
+                 _ done: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + limit
+        while try await !done() {
+            guard ContinuousClock.now < deadline else { throw TockError(.failed, await failure()) }
+            try await Task.sleep(for: interval)
+        }
+    }
+
     func drain(job: String, runs: Int, workers count: Int, kind: WorkerKind, concurrency: Int) async throws -> BenchReport.Rate {
         try await sql("TRUNCATE tock.runs, tock.run_leases, tock.run_output, tock.finished_runs")
         try await sql("VACUUM ANALYZE tock.runs")
@@ -267,14 +277,12 @@ final class BenchRun: @unchecked Sendable {
             _ = try await client.fetch("ANALYZE tock.runs", logger: logger)
             // Watched through the workers' own counters (one row each): counting the runs table this often would
             // take CPU from the machinery being measured.
-            let deadline = ContinuousClock.now + .seconds(600)
-            while true {
-                let done = try await client.fetch(
+            var done = 0
+            try await waitFor(every: .milliseconds(20), { "\(done) of \(runs) runs finished in 10 minutes" }) {
+                done = try await client.fetch(
                     "SELECT coalesce(sum(runs_processed), 0)::int FROM tock.workers WHERE state = 'running'", logger: logger)
                     .first?.decode(Int.self) ?? 0
-                if done >= runs { break }
-                guard ContinuousClock.now < deadline else { throw TockError(.failed, "\(done) of \(runs) runs finished in 10 minutes") }
-                try await Task.sleep(for: .milliseconds(20))
+                return done >= runs
             }
             let failed = try await client.fetch("SELECT count(*)::int FROM tock.finished_runs WHERE status <> 'succeeded'", logger: logger)
                 .first?.decode(Int.self) ?? 0

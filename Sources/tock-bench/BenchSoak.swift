@@ -143,14 +143,11 @@ extension BenchRun {
         }
         // The scheduled runs the measure's backlog held up start first: the soak's clock starts when the queue has
         // caught up (no run due more than a second ago still waiting), so the first window does not carry them.
-        let caughtUpBy = ContinuousClock.now + .seconds(600)
-        while try await client.fetch("""
-            SELECT coalesce(max(oldest_ready_age_seconds), 0) > 1 FROM tock.lag
-            """, logger: logger)[0].decode(Bool.self) {
-            guard ContinuousClock.now < caughtUpBy else {
-                throw TockError(.failed, "soak: the queue did not catch up in 10 minutes after the capacity measure; see \(directory)/worker-*.log")
-            }
-            try await Task.sleep(for: .milliseconds(200))
+        try await waitFor(every: .milliseconds(200), {
+            "soak: the queue did not catch up in 10 minutes after the capacity measure; see \(directory)/worker-*.log"
+        }) {
+            try await client.fetch("SELECT coalesce(max(oldest_ready_age_seconds), 0) <= 1 FROM tock.lag", logger: logger)[0]
+                .decode(Bool.self)
         }
         // The measure's scheduled runs and script readings count for the loss checks, not the first sample's timings.
         ledger.read()
@@ -292,14 +289,9 @@ extension BenchRun {
     private func soakCapacity(job: Int64, client: PostgresClient, ledger: SoakLedger, state: SoakState) async throws -> Double {
         /// Waits until every load run inserted so far has reached a worker (its ran log).
         func drained(_ what: String) async throws {
-            let waitUntil = ContinuousClock.now + .seconds(600)
-            while true {
+            try await waitFor(every: .milliseconds(20), { "soak: \(what) did not drain in 10 minutes; see \(directory)/worker-*.log" }) {
                 ledger.read()
-                if ledger.loadRecorded >= state.inserted.load(ordering: .relaxed) { return }
-                guard ContinuousClock.now < waitUntil else {
-                    throw TockError(.failed, "soak: \(what) did not drain in 10 minutes; see \(directory)/worker-*.log")
-                }
-                try await Task.sleep(for: .milliseconds(20))
+                return ledger.loadRecorded >= state.inserted.load(ordering: .relaxed)
             }
         }
         var size = 2000
