@@ -8,6 +8,11 @@ import TockCore
 /// `migrate()` runs it under a session advisory lock (concurrent `tock migrate`s queue up and the later ones find
 /// nothing to do), and `script(_:)` prints it for a DBA to review and apply with psql, so a database migrated
 /// either way records the same rows. Refuses to run when an applied migration's file was edited since.
+///
+/// Clients of the release before keep calling their functions while the plan runs, and between a migration's commit
+/// and the functions step's those functions may meet tables they do not know. A migration that breaks them has a
+/// bridge (`bridges/`, the migration's name), run in the migration's transaction: it makes them fail with an error
+/// that says so (0012_history's), so that none fails with a puzzle or, worse, goes on wrong.
 public struct Migrator: Sendable {
     public struct Report: Sendable, Equatable {
         public var applied: [String] = []
@@ -21,7 +26,7 @@ public struct Migrator: Sendable {
     /// One thing the plan does, in its own transaction.
     public struct Step: Sendable, Equatable {
         public enum Action: Sendable, Equatable {
-            /// Runs a migration file and records it.
+            /// Runs a migration file, then its bridge if it has one, and records it.
             case apply
             /// Records a migration that is already applied: psql applied it and it did not record itself (0005-0011
             /// did not), or recorded it without its checksum (0001-0004 do).
@@ -111,8 +116,9 @@ public struct Migrator: Sendable {
             lines.append("-- \(step.action == .record ? "record \(step.name) (already applied)" : step.name)")
             lines.append("BEGIN;")
             lines.append("SELECT pg_advisory_xact_lock(\(Self.lockKey));")
-            for file in step.files {
+            for (index, file) in step.files.enumerated() {
                 if step.action == .functions { lines.append("-- \(file.name).sql") }
+                if step.action == .apply && index > 0 { lines.append("-- bridges/\(file.name).sql") }
                 lines.append(file.text.hasSuffix("\n") ? String(file.text.dropLast()) : file.text)
             }
             lines += step.record.map { $0 + ";" }
@@ -146,8 +152,9 @@ public struct Migrator: Sendable {
                             .decode(Bool.self).all().first ?? false
                     } ?? false
                     : false
-                steps.append(Step(action: applied ? .record : .apply, name: file.name, files: applied ? [] : [file],
-                                  record: [Self.recordStatement(file, sum)]))
+                let bridges = files.bridges.filter { $0.name == file.name }
+                steps.append(Step(action: applied ? .record : .apply, name: file.name,
+                                  files: applied ? [] : [file] + bridges, record: [Self.recordStatement(file, sum)]))
             }
         }
         // After any migration (it may have dropped what a view stood on), and whenever the functions changed.
@@ -230,8 +237,9 @@ public struct Migrator: Sendable {
             _ = try await connection.query("BEGIN", logger: logger).collect()
             var current = step.files.first.map { "\($0.name).sql" } ?? "the record of \(step.name)"
             do {
-                for file in step.files {
-                    current = step.action == .functions ? "functions file \(file.name).sql" : "migration \(file.name).sql"
+                for (index, file) in step.files.enumerated() {
+                    current = step.action == .functions ? "functions file \(file.name).sql"
+                        : index > 0 ? "bridge bridges/\(file.name).sql" : "migration \(file.name).sql"
                     _ = try await connection.query("SELECT pg_temp.tock_exec(\(file.text))", logger: logger).collect()
                 }
                 current = "the record of \(step.name)"

@@ -11,6 +11,9 @@ public struct SQLFiles: Sendable {
     }
 
     public var migrations: [File]
+    /// Run in a migration's transaction after it (same number): what clients of the release before it need until
+    /// the functions step that follows replaces their functions. Not part of the migration's checksum.
+    public var bridges: [File]
     public var functions: [File] { didSet { functionsText = Self.joined(functions) } }
     /// The functions and views as one text, the unit their checksum is recorded for: joined once, not on every
     /// GET /api/v1/health.
@@ -20,10 +23,12 @@ public struct SQLFiles: Sendable {
         functions.map { "-- \($0.name)\n\($0.text)" }.joined(separator: "\n")
     }
 
-    /// The files in `directory` (which holds `migrations/` and `functions/`), in the order they apply.
+    /// The files in `directory` (which holds `migrations/`, `functions/` and maybe `bridges/`), in the order they apply.
     public init(directory: URL) throws {
-        func files(_ folder: String) throws -> [File] {
+        func files(_ folder: String, optional: Bool = false) throws -> [File] {
             let url = directory.appendingPathComponent(folder)
+            // The SQL of a release before bridges (bench/migrate-history's TOCK_SQL_DIR) has none.
+            if optional && !FileManager.default.fileExists(atPath: url.path) { return [] }
             let names = try FileManager.default.contentsOfDirectory(atPath: url.path)
                 .filter { $0.hasSuffix(".sql") }.sorted()
             return try names.map { name in
@@ -33,11 +38,16 @@ public struct SQLFiles: Sendable {
             }
         }
         migrations = try files("migrations")
+        bridges = try files("bridges", optional: true)
         functions = try files("functions")
         functionsText = Self.joined(functions)
         let versions = migrations.map(\.version)
         guard !versions.contains(0), Set(versions).count == versions.count else {
             throw TockErrorFactory.failed("every file in \(directory.path)/migrations must start with a unique number above 0 (0001_init.sql)")
+        }
+        if let stray = bridges.first(where: { bridge in !migrations.contains { $0.name == bridge.name } }) {
+            throw TockErrorFactory.failed("\(directory.path)/bridges/\(stray.name).sql names no migration; "
+                + "a bridge takes the name of the migration it follows (0012_history.sql)")
         }
     }
 

@@ -213,6 +213,112 @@ struct MigrateCLITests {
         }
     }
 
+    @Test("between 0012's commit and the functions', the release before's claim and finish fail with an error that says why")
+    func oldClientsMeetTheBridge() async throws {
+        let files = try SQLFiles.bundled()
+        try #require(files.bridges.map(\.name) == ["0012_history"])
+        @Sendable func upTo(_ version: Int, bridges: Bool) -> SQLFiles {
+            var older = files
+            older.migrations = files.migrations.filter { $0.version <= version }
+            older.bridges = bridges ? files.bridges : []
+            older.functions = []
+            return older
+        }
+        // Without the bridge the claim goes on and leaves a running run no lease names (never rescued if its worker
+        // dies): the case the bridge exists for, and the proof this test can fail.
+        for bridged in [false, true] {
+            let settings = try await TestDatabase.createEmpty()
+            try await TestDatabase.withClient(settings) { client in
+                _ = try await Migrator(client: client, files: upTo(11, bridges: bridged), logger: TestDatabase.logger).migrate()
+                // The release before's claim and finish with their signatures, as far as they touch tock.runs: one
+                // moves a pending run to running on a worker, the other (LANGUAGE sql) ends it in place.
+                _ = try await client.query("""
+                    CREATE FUNCTION tock.claim_runs(p_worker bigint, p_max int, p_now timestamptz DEFAULT now(),
+                                                    p_lease_token text DEFAULT NULL)
+                    RETURNS TABLE (run_id bigint, job_id bigint, job_name text, script text, args text[],
+                                   timeout_seconds float8, attempt int, trigger text, scheduled_for timestamptz)
+                    LANGUAGE plpgsql AS $$
+                    BEGIN
+                        RETURN QUERY UPDATE tock.runs r SET status = 'running', started_at = p_now, worker_id = p_worker
+                        WHERE r.id IN (SELECT p.id FROM tock.runs p WHERE p.status = 'pending' ORDER BY p.id LIMIT p_max)
+                        RETURNING r.id, r.job_id, 'report', 'report.sh', '{}'::text[], 60::float8, r.attempt, r.trigger,
+                                  r.scheduled_for;
+                    END $$
+                    """).collect()
+                _ = try await client.query("""
+                    CREATE FUNCTION tock.finish_run(
+                        p_run bigint, p_worker bigint, p_status text, p_exit_code int DEFAULT NULL, p_error text DEFAULT NULL,
+                        p_output text DEFAULT '', p_bytes_total bigint DEFAULT 0, p_truncated boolean DEFAULT false,
+                        p_now timestamptz DEFAULT now(), p_lease_token text DEFAULT NULL)
+                    RETURNS boolean LANGUAGE sql AS $$
+                        UPDATE tock.runs SET status = p_status, exit_code = p_exit_code, finished_at = now()
+                        WHERE id = p_run AND worker_id = p_worker RETURNING true
+                    $$
+                    """).collect()
+                _ = try await client.query("""
+                    INSERT INTO tock.jobs (name, script, spec)
+                    VALUES ('report', 'report.sh', ROW('manual', NULL, NULL, NULL, NULL, NULL, NULL, false, false, false))
+                    """).collect()
+                _ = try await client.query("INSERT INTO tock.workers (name, host, pid, concurrency) VALUES ('h:1', 'h', 1, 4)").collect()
+                _ = try await client.query("INSERT INTO tock.runs (job_id, trigger) VALUES (1, 'sql'), (1, 'sql')").collect()
+
+                // 0012 committed, the functions not yet.
+                _ = try await Migrator(client: client, files: upTo(12, bridges: bridged), logger: TestDatabase.logger).migrate()
+                if bridged {
+                    for call in ["SELECT run_id FROM tock.claim_runs(1, 1)", "SELECT tock.finish_run(1, 1, 'succeeded', 0)"] {
+                        let refused = await #expect(throws: PSQLError.self) {
+                            _ = try await client.query(PostgresQuery(unsafeSQL: call)).collect()
+                        }
+                        let name = call.contains("claim") ? "claim_runs" : "finish_run"
+                        #expect(refused?.serverInfo?[.sqlState] == "55000", "\(call)")
+                        #expect(refused?.serverInfo?[.message] == "tock.\(name) is being upgraded: tock migrate has moved "
+                            + "the runs to the tables of migration 0012_history and applies the functions that use them last",
+                            "\(call): \(String(reflecting: refused))")
+                        #expect(refused?.serverInfo?[.hint]?.contains("run tock migrate again") == true)
+                    }
+                } else {
+                    #expect(try await client.query("SELECT run_id FROM tock.claim_runs(1, 1)").decode(Int64.self).all() == [1])
+                }
+                let leaseless = """
+                    SELECT count(*)::int FROM tock.runs r
+                    WHERE r.status = 'running' AND NOT EXISTS (SELECT FROM tock.run_leases l WHERE l.run_id = r.id)
+                    """
+                #expect(try await client.query(PostgresQuery(unsafeSQL: leaseless)).decode(Int.self).all() == [bridged ? 0 : 1])
+
+                // The functions step replaces the bridge: the same calls work, with leases.
+                _ = try await Migrator(client: client, files: files, logger: TestDatabase.logger).migrate()
+                if bridged {
+                    let claimed = try await client.query("SELECT run_id FROM tock.claim_runs(1, 1)").decode(Int64.self).all()
+                    #expect(claimed == [1])
+                    #expect(try await client.query(PostgresQuery(unsafeSQL: leaseless)).decode(Int.self).all() == [0])
+                    #expect(try await client.query("SELECT tock.finish_run(1, 1, 'succeeded', 0)").decode(Bool.self).all() == [true])
+                    #expect(try await client.query("SELECT status FROM tock.run_history WHERE id = 1").decode(String.self).all()
+                        == ["succeeded"])
+                }
+            }
+        }
+    }
+
+    @Test("a bridge runs in its migration's transaction and shows in the DBA's script")
+    func bridgeInScript() async throws {
+        let files = try SQLFiles.bundled()
+        let settings = try await TestDatabase.createEmpty()
+        let script = try await TestDatabase.withClient(settings, maximumConnections: 1) { client in
+            let migrator = Migrator(client: client, files: files, logger: TestDatabase.logger)
+            return migrator.script(try await migrator.plan())
+        }
+        // One transaction: the migration, its bridge, the record.
+        let step = try #require(script.components(separatedBy: "\n-- 0012_history\nBEGIN;\n").last?
+            .components(separatedBy: "\nCOMMIT;\n").first)
+        let migration = try #require(files.migrations.first { $0.version == 12 })
+        let bridge = try #require(files.bridges.first)
+        let parts = [migration.text.trimmingCharacters(in: .newlines), "-- bridges/0012_history.sql",
+                     bridge.text.trimmingCharacters(in: .newlines), "INSERT INTO tock.migrations"]
+        let positions = parts.map { step.range(of: $0)?.lowerBound }
+        #expect(positions.allSatisfy { $0 != nil })
+        #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted())
+    }
+
     @Test("a failing migration prints one line naming the file and PostgreSQL's message, and leaves nothing behind")
     func failingMigrationOneLine() async throws {
         let directory = try makeScriptsDirectory([:])
