@@ -11,7 +11,7 @@ public struct SQLFiles: Sendable {
     }
 
     public var migrations: [File]
-    /// Run in a migration's transaction after it (same number): what clients of the release before it need until
+    /// Run in a migration's transaction after it (the migration's name): what clients of the release before need until
     /// the functions step that follows replaces their functions. Not part of the migration's checksum.
     public var bridges: [File]
     public var functions: [File] { didSet { functionsText = Self.joined(functions) } }

@@ -213,88 +213,154 @@ struct MigrateCLITests {
         }
     }
 
+    /// A database at 0011 (no functions of its own) with the release before 0012's claim, finish and stop as far as
+    /// they touch the tables, with their signatures; a job, a live worker and two pending runs.
+    private func databaseBefore0012(_ client: PostgresClient, _ files: SQLFiles) async throws {
+        var before = files
+        before.migrations = files.migrations.filter { $0.version <= 11 }
+        before.functions = []
+        _ = try await Migrator(client: client, files: before, logger: TestDatabase.logger).migrate()
+        _ = try await client.query("""
+            CREATE FUNCTION tock.claim_runs(p_worker bigint, p_max int, p_now timestamptz DEFAULT now(),
+                                            p_lease_token text DEFAULT NULL)
+            RETURNS TABLE (run_id bigint, job_id bigint, job_name text, script text, args text[],
+                           timeout_seconds float8, attempt int, trigger text, scheduled_for timestamptz)
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                RETURN QUERY UPDATE tock.runs r SET status = 'running', started_at = p_now, worker_id = p_worker
+                WHERE r.id IN (SELECT p.id FROM tock.runs p WHERE p.status = 'pending' ORDER BY p.id LIMIT p_max)
+                RETURNING r.id, r.job_id, 'report', 'report.sh', '{}'::text[], 60::float8, r.attempt, r.trigger,
+                          r.scheduled_for;
+            END $$
+            """).collect()
+        _ = try await client.query("""
+            CREATE FUNCTION tock.finish_run(
+                p_run bigint, p_worker bigint, p_status text, p_exit_code int DEFAULT NULL, p_error text DEFAULT NULL,
+                p_output text DEFAULT '', p_bytes_total bigint DEFAULT 0, p_truncated boolean DEFAULT false,
+                p_now timestamptz DEFAULT now(), p_lease_token text DEFAULT NULL)
+            RETURNS boolean LANGUAGE sql AS $$
+                UPDATE tock.runs SET status = p_status, exit_code = p_exit_code, finished_at = now()
+                WHERE id = p_run AND worker_id = p_worker RETURNING true
+            $$
+            """).collect()
+        _ = try await client.query("""
+            CREATE FUNCTION tock.set_worker_state(p_worker bigint, p_state text, p_now timestamptz DEFAULT now(),
+                                                  p_lease_token text DEFAULT NULL)
+            RETURNS boolean LANGUAGE plpgsql AS $$
+            BEGIN
+                UPDATE tock.workers SET state = p_state WHERE id = p_worker;
+                RETURN FOUND;
+            END $$
+            """).collect()
+        _ = try await client.query("""
+            INSERT INTO tock.jobs (name, script, spec)
+            VALUES ('report', 'report.sh', ROW('manual', NULL, NULL, NULL, NULL, NULL, NULL, false, false, false))
+            """).collect()
+        _ = try await client.query("INSERT INTO tock.workers (name, host, pid, concurrency) VALUES ('h:1', 'h', 1, 4)").collect()
+        _ = try await client.query("INSERT INTO tock.runs (job_id, trigger) VALUES (1, 'sql'), (1, 'sql')").collect()
+    }
+
+    private static let leaseless: PostgresQuery = """
+        SELECT count(*)::int FROM tock.runs r
+        WHERE r.status = 'running' AND NOT EXISTS (SELECT FROM tock.run_leases l WHERE l.run_id = r.id)
+        """
+
+    private static func upgrading(_ what: String) -> String {
+        "\(what) is being upgraded: tock migrate has moved the runs to the tables of migration 0012_history and "
+            + "applies the functions that use them last"
+    }
+
     @Test("between 0012's commit and the functions', the release before's claim and finish fail with an error that says why")
     func oldClientsMeetTheBridge() async throws {
         let files = try SQLFiles.bundled()
-        try #require(files.bridges.map(\.name) == ["0012_history"])
-        @Sendable func upTo(_ version: Int, bridges: Bool) -> SQLFiles {
-            var older = files
-            older.migrations = files.migrations.filter { $0.version <= version }
-            older.bridges = bridges ? files.bridges : []
-            older.functions = []
-            return older
-        }
+        try #require(files.bridges.contains { $0.name == "0012_history" })
         // Without the bridge the claim goes on and leaves a running run no lease names (never rescued if its worker
         // dies): the case the bridge exists for, and the proof this test can fail.
         for bridged in [false, true] {
             let settings = try await TestDatabase.createEmpty()
             try await TestDatabase.withClient(settings) { client in
-                _ = try await Migrator(client: client, files: upTo(11, bridges: bridged), logger: TestDatabase.logger).migrate()
-                // The release before's claim and finish with their signatures, as far as they touch tock.runs: one
-                // moves a pending run to running on a worker, the other (LANGUAGE sql) ends it in place.
-                _ = try await client.query("""
-                    CREATE FUNCTION tock.claim_runs(p_worker bigint, p_max int, p_now timestamptz DEFAULT now(),
-                                                    p_lease_token text DEFAULT NULL)
-                    RETURNS TABLE (run_id bigint, job_id bigint, job_name text, script text, args text[],
-                                   timeout_seconds float8, attempt int, trigger text, scheduled_for timestamptz)
-                    LANGUAGE plpgsql AS $$
-                    BEGIN
-                        RETURN QUERY UPDATE tock.runs r SET status = 'running', started_at = p_now, worker_id = p_worker
-                        WHERE r.id IN (SELECT p.id FROM tock.runs p WHERE p.status = 'pending' ORDER BY p.id LIMIT p_max)
-                        RETURNING r.id, r.job_id, 'report', 'report.sh', '{}'::text[], 60::float8, r.attempt, r.trigger,
-                                  r.scheduled_for;
-                    END $$
-                    """).collect()
-                _ = try await client.query("""
-                    CREATE FUNCTION tock.finish_run(
-                        p_run bigint, p_worker bigint, p_status text, p_exit_code int DEFAULT NULL, p_error text DEFAULT NULL,
-                        p_output text DEFAULT '', p_bytes_total bigint DEFAULT 0, p_truncated boolean DEFAULT false,
-                        p_now timestamptz DEFAULT now(), p_lease_token text DEFAULT NULL)
-                    RETURNS boolean LANGUAGE sql AS $$
-                        UPDATE tock.runs SET status = p_status, exit_code = p_exit_code, finished_at = now()
-                        WHERE id = p_run AND worker_id = p_worker RETURNING true
-                    $$
-                    """).collect()
-                _ = try await client.query("""
-                    INSERT INTO tock.jobs (name, script, spec)
-                    VALUES ('report', 'report.sh', ROW('manual', NULL, NULL, NULL, NULL, NULL, NULL, false, false, false))
-                    """).collect()
-                _ = try await client.query("INSERT INTO tock.workers (name, host, pid, concurrency) VALUES ('h:1', 'h', 1, 4)").collect()
-                _ = try await client.query("INSERT INTO tock.runs (job_id, trigger) VALUES (1, 'sql'), (1, 'sql')").collect()
-
+                try await databaseBefore0012(client, files)
                 // 0012 committed, the functions not yet.
-                _ = try await Migrator(client: client, files: upTo(12, bridges: bridged), logger: TestDatabase.logger).migrate()
+                var upTo12 = files
+                upTo12.migrations = files.migrations.filter { $0.version <= 12 }
+                upTo12.bridges = bridged ? files.bridges : []
+                upTo12.functions = []
+                _ = try await Migrator(client: client, files: upTo12, logger: TestDatabase.logger).migrate()
                 if bridged {
-                    for call in ["SELECT run_id FROM tock.claim_runs(1, 1)", "SELECT tock.finish_run(1, 1, 'succeeded', 0)"] {
+                    for (call, name) in [("SELECT run_id FROM tock.claim_runs(1, 1)", "tock.claim_runs"),
+                                         ("SELECT tock.finish_run(1, 1, 'succeeded', 0)", "tock.finish_run"),
+                                         ("SELECT tock.set_worker_state(1, 'stopped')", "tock.set_worker_state")] {
                         let refused = await #expect(throws: PSQLError.self) {
                             _ = try await client.query(PostgresQuery(unsafeSQL: call)).collect()
                         }
-                        let name = call.contains("claim") ? "claim_runs" : "finish_run"
                         #expect(refused?.serverInfo?[.sqlState] == "55000", "\(call)")
-                        #expect(refused?.serverInfo?[.message] == "tock.\(name) is being upgraded: tock migrate has moved "
-                            + "the runs to the tables of migration 0012_history and applies the functions that use them last",
-                            "\(call): \(String(reflecting: refused))")
+                        #expect(refused?.serverInfo?[.message] == Self.upgrading(name), "\(call): \(String(reflecting: refused))")
                         #expect(refused?.serverInfo?[.hint]?.contains("run tock migrate again") == true)
                     }
                 } else {
                     #expect(try await client.query("SELECT run_id FROM tock.claim_runs(1, 1)").decode(Int64.self).all() == [1])
                 }
-                let leaseless = """
-                    SELECT count(*)::int FROM tock.runs r
-                    WHERE r.status = 'running' AND NOT EXISTS (SELECT FROM tock.run_leases l WHERE l.run_id = r.id)
-                    """
-                #expect(try await client.query(PostgresQuery(unsafeSQL: leaseless)).decode(Int.self).all() == [bridged ? 0 : 1])
+                #expect(try await client.query(Self.leaseless).decode(Int.self).all() == [bridged ? 0 : 1])
 
                 // The functions step replaces the bridge: the same calls work, with leases.
                 _ = try await Migrator(client: client, files: files, logger: TestDatabase.logger).migrate()
                 if bridged {
                     let claimed = try await client.query("SELECT run_id FROM tock.claim_runs(1, 1)").decode(Int64.self).all()
                     #expect(claimed == [1])
-                    #expect(try await client.query(PostgresQuery(unsafeSQL: leaseless)).decode(Int.self).all() == [0])
+                    #expect(try await client.query(Self.leaseless).decode(Int.self).all() == [0])
                     #expect(try await client.query("SELECT tock.finish_run(1, 1, 'succeeded', 0)").decode(Bool.self).all() == [true])
                     #expect(try await client.query("SELECT status FROM tock.run_history WHERE id = 1").decode(String.self).all()
                         == ["succeeded"])
                 }
+            }
+        }
+    }
+
+    @Test("a claim of the release before that waits for 0012's lock and goes on against the new table is refused")
+    func oldClaimUnderWayAtCommit() async throws {
+        let files = try SQLFiles.bundled()
+        let migration = try #require(files.migrations.first { $0.version == 12 })
+        for bridged in [false, true] {
+            let settings = try await TestDatabase.createEmpty()
+            try await TestDatabase.withClient(settings) { client in
+                try await databaseBefore0012(client, files)
+                try await client.withConnection { migrating in
+                    _ = try await migrating.query("""
+                        CREATE FUNCTION pg_temp.exec(script text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE script; END $$
+                        """, logger: TestDatabase.logger).collect()
+                    _ = try await migrating.query("BEGIN", logger: TestDatabase.logger).collect()
+                    _ = try await migrating.query("SELECT pg_temp.exec(\(migration.text))", logger: TestDatabase.logger).collect()
+                    for bridge in bridged ? files.bridges.filter({ $0.name == migration.name }) : [] {
+                        _ = try await migrating.query("SELECT pg_temp.exec(\(bridge.text))", logger: TestDatabase.logger).collect()
+                    }
+                    // The old claim starts before 0012 commits and waits for its lock on tock.runs.
+                    let claim = Task {
+                        try await client.query("SELECT run_id FROM tock.claim_runs(1, 1)").decode(Int64.self).all()
+                    }
+                    var waiting = 0
+                    for _ in 0..<500 where waiting == 0 {
+                        waiting = try await migrating.query("""
+                            SELECT count(*)::int FROM pg_locks
+                            WHERE NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                            """, logger: TestDatabase.logger).decode(Int.self).all().first ?? 0
+                        if waiting == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                    }
+                    try #require(waiting > 0, "the old claim never waited for 0012's lock")
+                    _ = try await migrating.query("COMMIT", logger: TestDatabase.logger).collect()
+                    let result = await claim.result
+                    if bridged {
+                        guard case .failure(let error) = result, let refused = error as? PSQLError else {
+                            Issue.record("the old claim was not refused: \(result)")
+                            return
+                        }
+                        #expect(refused.serverInfo?[.sqlState] == "55000")
+                        #expect(refused.serverInfo?[.message]
+                            == Self.upgrading("a change of a run's status by the release before 0012_history"))
+                    } else {
+                        #expect(try result.get() == [1])
+                    }
+                }
+                #expect(try await client.query(Self.leaseless).decode(Int.self).all() == [bridged ? 0 : 1])
             }
         }
     }

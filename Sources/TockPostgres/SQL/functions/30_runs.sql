@@ -146,6 +146,11 @@ CREATE TRIGGER runs_notify_queue_unblocked
     AFTER DELETE ON tock.runs REFERENCING OLD TABLE AS gone
     FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_runs__queue_unblocked();
 
+-- What migration 0012's bridge (bridges/0012_history.sql) left for the release before until these functions came.
+DROP TRIGGER IF EXISTS runs_refused_while_upgrading ON tock.runs;
+DROP FUNCTION IF EXISTS tock.tg_runs__refused_while_upgrading();
+DROP FUNCTION IF EXISTS tock.refuse_while_upgrading(text);
+
 -- Ends runs in flight: each leaves tock.runs (with its lease and live output) and enters tock.finished_runs with how
 -- it ended and its output, in the caller's transaction. The only way a run ends, so the two tables never hold the
 -- same run. Only runs still p_from (pending or running) and, when p_worker is given, running on that worker: the
