@@ -355,7 +355,7 @@ struct MigrateCLITests {
                         }
                         #expect(refused.serverInfo?[.sqlState] == "55000")
                         #expect(refused.serverInfo?[.message]
-                            == Self.upgrading("a change of a run's status by the release before 0012_history"))
+                            == Self.upgrading("tock.runs"))
                     } else {
                         #expect(try result.get() == [1])
                     }

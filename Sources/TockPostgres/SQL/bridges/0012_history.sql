@@ -42,7 +42,7 @@ END $$;
 CREATE FUNCTION tock.tg_runs__refused_while_upgrading()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM tock.refuse_while_upgrading('a change of a run''s status by the release before 0012_history');
+    PERFORM tock.refuse_while_upgrading('tock.runs');
     RETURN NULL;
 END $$;
 CREATE TRIGGER runs_refused_while_upgrading
