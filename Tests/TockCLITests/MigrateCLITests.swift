@@ -385,6 +385,21 @@ struct MigrateCLITests {
         #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted())
     }
 
+    @Test("a bridge that names no migration is refused before anything runs, naming the file")
+    func strayBridgeRefused() async throws {
+        let directory = try makeScriptsDirectory([:])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let copy = directory + "/sql"
+        try FileManager.default.copyItem(atPath: URL(fileURLWithPath: sql).resolvingSymlinksInPath().path, toPath: copy)
+        try "SELECT 1;\n".write(toFile: copy + "/bridges/0012_histroy.sql", atomically: true, encoding: .utf8)
+        let settings = try await TestDatabase.createEmpty()
+        let result = try await runProgramOffPool(tockBinary, ["migrate"], environment: [
+            "DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TOCK_SQL_DIR": copy], directory: directory)
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("\(copy)/bridges/0012_histroy.sql names no migration"), "\(result.stderr)")
+        #expect(try await schemaFingerprint(settings) == "")
+    }
+
     @Test("a failing migration prints one line naming the file and PostgreSQL's message, and leaves nothing behind")
     func failingMigrationOneLine() async throws {
         let directory = try makeScriptsDirectory([:])
