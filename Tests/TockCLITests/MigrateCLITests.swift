@@ -365,6 +365,68 @@ struct MigrateCLITests {
         }
     }
 
+    @Test("between 0018's commit and the functions', a lease the release before's claim writes gets its pool and job")
+    func oldLeasesCompletedByTheBridge() async throws {
+        let files = try SQLFiles.bundled()
+        // Without the bridge the lease has no job: the job list counts its running run as pending, and a job limit
+        // would not count it at all. The proof this test can fail.
+        for bridged in [false, true] {
+            let settings = try await TestDatabase.createEmpty()
+            try await TestDatabase.withClient(settings) { client in
+                // At 0017 as its release left it: its functions step had dropped what 0012's bridge made.
+                var before = files
+                before.migrations = files.migrations.filter { $0.version <= 17 }
+                before.bridges = []
+                before.functions = []
+                _ = try await Migrator(client: client, files: before, logger: TestDatabase.logger).migrate()
+                // The release before 0018's claim, as far as it touches the tables: the run to running, its lease
+                // with worker and run only.
+                _ = try await client.query("""
+                    CREATE FUNCTION tock.claim_runs(p_worker bigint, p_max int, p_now timestamptz DEFAULT now(),
+                                                    p_lease_token text DEFAULT NULL)
+                    RETURNS TABLE (run_id bigint) LANGUAGE plpgsql AS $$
+                    BEGIN
+                        RETURN QUERY
+                        WITH claimed AS (
+                            UPDATE tock.runs r SET status = 'running', started_at = p_now, worker_id = p_worker
+                            WHERE r.id IN (SELECT p.id FROM tock.runs p WHERE p.status = 'pending' ORDER BY p.id LIMIT p_max)
+                            RETURNING r.id
+                        ), leased AS (
+                            INSERT INTO tock.run_leases (worker_id, run_id) SELECT p_worker, c.id FROM claimed c
+                        )
+                        SELECT c.id FROM claimed c;
+                    END $$
+                    """).collect()
+                _ = try await client.query("""
+                    INSERT INTO tock.jobs (name, script, spec, pool)
+                    VALUES ('report', 'report.sh', ROW('manual', NULL, NULL, NULL, NULL, NULL, NULL, false, false, false), 'reports')
+                    """).collect()
+                _ = try await client.query("INSERT INTO tock.workers (name, host, pid, concurrency) VALUES ('h:1', 'h', 1, 4)").collect()
+                let runId = try await client.query("INSERT INTO tock.runs (job_id, trigger, pool) VALUES (1, 'sql', 'reports') RETURNING id")
+                    .decode(Int64.self).all().first ?? 0
+
+                var upTo18 = files
+                upTo18.migrations = files.migrations.filter { $0.version <= 18 }
+                upTo18.bridges = bridged ? files.bridges : []
+                upTo18.functions = []
+                _ = try await Migrator(client: client, files: upTo18, logger: TestDatabase.logger).migrate()
+                #expect(try await client.query("SELECT run_id FROM tock.claim_runs(1, 1)").decode(Int64.self).all() == [runId])
+                let lease = try await client.query("SELECT pool, job_id FROM tock.run_leases WHERE run_id = \(runId)")
+                    .decode((String?, Int64?).self).all().first
+                #expect(lease?.0 == (bridged ? "reports" : nil) && lease?.1 == (bridged ? 1 : nil), "\(String(describing: lease))")
+
+                // The functions step drops the trigger; the job list counts the run as running.
+                _ = try await Migrator(client: client, files: files, logger: TestDatabase.logger).migrate()
+                let counts = try await client.query("SELECT running, pending FROM tock.job_overview WHERE name = 'report'")
+                    .decode((Int64, Int64).self).all().first
+                #expect(counts?.0 == (bridged ? 1 : 0) && counts?.1 == (bridged ? 0 : 1), "\(String(describing: counts))")
+                #expect(try await client.query("""
+                    SELECT count(*)::int FROM pg_trigger WHERE tgname = 'run_leases_completed_while_upgrading'
+                    """).decode(Int.self).all() == [0])
+            }
+        }
+    }
+
     @Test("a bridge runs in its migration's transaction and shows in the DBA's script")
     func bridgeInScript() async throws {
         let files = try SQLFiles.bundled()
@@ -377,7 +439,7 @@ struct MigrateCLITests {
         let step = try #require(script.components(separatedBy: "\n-- 0012_history\nBEGIN;\n").last?
             .components(separatedBy: "\nCOMMIT;\n").first)
         let migration = try #require(files.migrations.first { $0.version == 12 })
-        let bridge = try #require(files.bridges.first)
+        let bridge = try #require(files.bridges.first { $0.name == "0012_history" })
         let parts = [migration.text.trimmingCharacters(in: .newlines), "-- bridges/0012_history.sql",
                      bridge.text.trimmingCharacters(in: .newlines), "INSERT INTO tock.migrations"]
         let positions = parts.map { step.range(of: $0)?.lowerBound }

@@ -26,7 +26,7 @@ BEGIN
     END LOOP;
 END $$;
 
-CREATE FUNCTION tock.refuse_while_upgrading(p_what text)
+CREATE OR REPLACE FUNCTION tock.refuse_while_upgrading(p_what text)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -39,12 +39,12 @@ END $$;
 -- 0012 holds on tock.runs) keeps its old body and, its table looked up again, goes on against the new one: a claim
 -- would leave its runs running with no lease, a requeue its leases behind. Nothing else changes a run's status
 -- before the functions step, which drops this trigger.
-CREATE FUNCTION tock.tg_runs__refused_while_upgrading()
+CREATE OR REPLACE FUNCTION tock.tg_runs__refused_while_upgrading()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM tock.refuse_while_upgrading('tock.runs');
     RETURN NULL;
 END $$;
-CREATE TRIGGER runs_refused_while_upgrading
+CREATE OR REPLACE TRIGGER runs_refused_while_upgrading
     BEFORE UPDATE OF status ON tock.runs
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION tock.tg_runs__refused_while_upgrading();

@@ -146,10 +146,12 @@ CREATE TRIGGER runs_notify_queue_unblocked
     AFTER DELETE ON tock.runs REFERENCING OLD TABLE AS gone
     FOR EACH STATEMENT EXECUTE FUNCTION tock.tg_runs__queue_unblocked();
 
--- What migration 0012's bridge (bridges/0012_history.sql) left for the release before until these functions came.
+-- What the bridges of migrations 0012 and 0018 (bridges/) left for the release before until these functions came.
 DROP TRIGGER IF EXISTS runs_refused_while_upgrading ON tock.runs;
 DROP FUNCTION IF EXISTS tock.tg_runs__refused_while_upgrading();
 DROP FUNCTION IF EXISTS tock.refuse_while_upgrading(text);
+DROP TRIGGER IF EXISTS run_leases_completed_while_upgrading ON tock.run_leases;
+DROP FUNCTION IF EXISTS tock.tg_run_leases__completed_while_upgrading();
 
 -- Ends runs in flight: each leaves tock.runs (with its lease and live output) and enters tock.finished_runs with how
 -- it ended and its output, in the caller's transaction. The only way a run ends, so the two tables never hold the
