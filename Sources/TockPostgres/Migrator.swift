@@ -42,6 +42,9 @@ public struct Migrator: Sendable {
         public var files: [SQLFiles.File]
         /// The statements after the files that record what was done.
         public var record: [String]
+
+        /// Whether `files[index]` is a bridge: an apply step's files are its migration, then the migration's bridge.
+        func isBridge(_ index: Int) -> Bool { action == .apply && index > 0 }
     }
 
     /// The advisory lock key: 'tock' in ASCII.
@@ -118,7 +121,7 @@ public struct Migrator: Sendable {
             lines.append("SELECT pg_advisory_xact_lock(\(Self.lockKey));")
             for (index, file) in step.files.enumerated() {
                 if step.action == .functions { lines.append("-- \(file.name).sql") }
-                if step.action == .apply && index > 0 { lines.append("-- bridges/\(file.name).sql") }
+                if step.isBridge(index) { lines.append("-- bridges/\(file.name).sql") }
                 lines.append(file.text.hasSuffix("\n") ? String(file.text.dropLast()) : file.text)
             }
             lines += step.record.map { $0 + ";" }
@@ -239,7 +242,7 @@ public struct Migrator: Sendable {
             do {
                 for (index, file) in step.files.enumerated() {
                     current = step.action == .functions ? "functions file \(file.name).sql"
-                        : index > 0 ? "bridge bridges/\(file.name).sql" : "migration \(file.name).sql"
+                        : step.isBridge(index) ? "bridge bridges/\(file.name).sql" : "migration \(file.name).sql"
                     _ = try await connection.query("SELECT pg_temp.tock_exec(\(file.text))", logger: logger).collect()
                 }
                 current = "the record of \(step.name)"
