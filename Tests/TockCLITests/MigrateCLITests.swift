@@ -48,6 +48,18 @@ func recordedMigrations(_ settings: ConnectionSettings) async throws -> [String]
     }
 }
 
+extension SQLFiles {
+    /// The migrations up to `version`, with their bridges unless told not to, and no functions: the database as a
+    /// migration leaves it until the functions step after it (or as `tock migrate` of an older release left it).
+    func through(_ version: Int, bridges: Bool = true) -> SQLFiles {
+        var older = self
+        older.migrations = migrations.filter { $0.version <= version }
+        if !bridges { older.bridges = [] }
+        older.functions = []
+        return older
+    }
+}
+
 @Suite("tock migrate: the DBA's psql path and every older database")
 struct MigrateCLITests {
     let sql = TestDatabase.packageRoot + "/sql"
@@ -118,12 +130,7 @@ struct MigrateCLITests {
         let expected = try await schemaFingerprint(try await TestDatabase.create())
         for count in 1..<files.migrations.count {
             let settings = try await TestDatabase.createEmpty()
-            let older = {
-                var older = files
-                older.migrations = Array(files.migrations.prefix(count))
-                older.functions = []
-                return older
-            }()
+            let older = files.through(files.migrations[count - 1].version)
             try await TestDatabase.withClient(settings) { client in
                 let report = try await Migrator(client: client, files: older, logger: TestDatabase.logger).migrate()
                 #expect(report.applied.count == count)
@@ -140,12 +147,7 @@ struct MigrateCLITests {
     func historyMovesAtMigration() async throws {
         let files = try SQLFiles.bundled()
         let settings = try await TestDatabase.createEmpty()
-        let before = {
-            var before = files
-            before.migrations = files.migrations.filter { $0.version <= 11 }
-            before.functions = []
-            return before
-        }()
+        let before = files.through(11)
         try await TestDatabase.withClient(settings) { client in
             _ = try await Migrator(client: client, files: before, logger: TestDatabase.logger).migrate()
             // The 0011 layout, written directly (its functions are not applied): 1,000 runs that ended over ten
@@ -216,10 +218,7 @@ struct MigrateCLITests {
     /// A database at 0011 (no functions of its own) with the release before 0012's claim, finish and stop as far as
     /// they touch the tables, with their signatures; a job, a live worker and two pending runs.
     private func databaseBefore0012(_ client: PostgresClient, _ files: SQLFiles) async throws {
-        var before = files
-        before.migrations = files.migrations.filter { $0.version <= 11 }
-        before.functions = []
-        _ = try await Migrator(client: client, files: before, logger: TestDatabase.logger).migrate()
+        _ = try await Migrator(client: client, files: files.through(11), logger: TestDatabase.logger).migrate()
         _ = try await client.query("""
             CREATE FUNCTION tock.claim_runs(p_worker bigint, p_max int, p_now timestamptz DEFAULT now(),
                                             p_lease_token text DEFAULT NULL)
@@ -281,11 +280,8 @@ struct MigrateCLITests {
             try await TestDatabase.withClient(settings) { client in
                 try await databaseBefore0012(client, files)
                 // 0012 committed, the functions not yet.
-                var upTo12 = files
-                upTo12.migrations = files.migrations.filter { $0.version <= 12 }
-                upTo12.bridges = bridged ? files.bridges : []
-                upTo12.functions = []
-                _ = try await Migrator(client: client, files: upTo12, logger: TestDatabase.logger).migrate()
+                _ = try await Migrator(client: client, files: files.through(12, bridges: bridged), logger: TestDatabase.logger)
+                    .migrate()
                 if bridged {
                     for (call, name) in [("SELECT run_id FROM tock.claim_runs(1, 1)", "tock.claim_runs"),
                                          ("SELECT tock.finish_run(1, 1, 'succeeded', 0)", "tock.finish_run"),
@@ -374,11 +370,8 @@ struct MigrateCLITests {
             let settings = try await TestDatabase.createEmpty()
             try await TestDatabase.withClient(settings) { client in
                 // At 0017 as its release left it: its functions step had dropped what 0012's bridge made.
-                var before = files
-                before.migrations = files.migrations.filter { $0.version <= 17 }
-                before.bridges = []
-                before.functions = []
-                _ = try await Migrator(client: client, files: before, logger: TestDatabase.logger).migrate()
+                _ = try await Migrator(client: client, files: files.through(17, bridges: false), logger: TestDatabase.logger)
+                    .migrate()
                 // The release before 0018's claim, as far as it touches the tables: the run to running, its lease
                 // with worker and run only.
                 _ = try await client.query("""
@@ -405,11 +398,8 @@ struct MigrateCLITests {
                 let runId = try await client.query("INSERT INTO tock.runs (job_id, trigger, pool) VALUES (1, 'sql', 'reports') RETURNING id")
                     .decode(Int64.self).all().first ?? 0
 
-                var upTo18 = files
-                upTo18.migrations = files.migrations.filter { $0.version <= 18 }
-                upTo18.bridges = bridged ? files.bridges : []
-                upTo18.functions = []
-                _ = try await Migrator(client: client, files: upTo18, logger: TestDatabase.logger).migrate()
+                _ = try await Migrator(client: client, files: files.through(18, bridges: bridged), logger: TestDatabase.logger)
+                    .migrate()
                 #expect(try await client.query("SELECT run_id FROM tock.claim_runs(1, 1)").decode(Int64.self).all() == [runId])
                 let lease = try await client.query("SELECT pool, job_id FROM tock.run_leases WHERE run_id = \(runId)")
                     .decode((String?, Int64?).self).all().first
@@ -447,16 +437,24 @@ struct MigrateCLITests {
         #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted())
     }
 
-    @Test("a bridge that names no migration is refused before anything runs, naming the file")
-    func strayBridgeRefused() async throws {
+    /// `tock migrate` on `settings` with a copy of the repository's SQL (TOCK_SQL_DIR) to which `text` is added as
+    /// `path`; the copy's directory, for the messages that name it.
+    private func migrate(_ settings: ConnectionSettings, withSQLAnd path: String, _ text: String)
+        async throws -> (ProgramResult, String) {
         let directory = try makeScriptsDirectory([:])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let copy = directory + "/sql"
         try FileManager.default.copyItem(atPath: URL(fileURLWithPath: sql).resolvingSymlinksInPath().path, toPath: copy)
-        try "SELECT 1;\n".write(toFile: copy + "/bridges/0012_histroy.sql", atomically: true, encoding: .utf8)
-        let settings = try await TestDatabase.createEmpty()
+        try text.write(toFile: copy + "/" + path, atomically: true, encoding: .utf8)
         let result = try await runProgramOffPool(tockBinary, ["migrate"], environment: [
             "DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TOCK_SQL_DIR": copy], directory: directory)
+        return (result, copy)
+    }
+
+    @Test("a bridge that names no migration is refused before anything runs, naming the file")
+    func strayBridgeRefused() async throws {
+        let settings = try await TestDatabase.createEmpty()
+        let (result, copy) = try await migrate(settings, withSQLAnd: "bridges/0012_histroy.sql", "SELECT 1;\n")
         #expect(result.status != 0)
         #expect(result.stderr.contains("\(copy)/bridges/0012_histroy.sql names no migration"), "\(result.stderr)")
         #expect(try await schemaFingerprint(settings) == "")
@@ -464,17 +462,11 @@ struct MigrateCLITests {
 
     @Test("a failing migration prints one line naming the file and PostgreSQL's message, and leaves nothing behind")
     func failingMigrationOneLine() async throws {
-        let directory = try makeScriptsDirectory([:])
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let copy = directory + "/sql"
-        try FileManager.default.copyItem(atPath: URL(fileURLWithPath: sql).resolvingSymlinksInPath().path, toPath: copy)
-        try """
+        let settings = try await TestDatabase.create()
+        let (result, _) = try await migrate(settings, withSQLAnd: "migrations/9999_broken.sql", """
             CREATE TABLE tock.half_done (x int);
             ALTER TABLE tock.no_such_table ADD COLUMN y int;
-            """.write(toFile: copy + "/migrations/9999_broken.sql", atomically: true, encoding: .utf8)
-        let settings = try await TestDatabase.create()
-        let result = try await runProgramOffPool(tockBinary, ["migrate"], environment: [
-            "DATABASE_URL": settings.url(), "PATH": "/usr/bin:/bin", "TOCK_SQL_DIR": copy], directory: directory)
+            """)
         #expect(result.status == 1)
         #expect(result.stderr == "error: migration 9999_broken.sql failed: relation \"tock.no_such_table\" does not exist (SQLSTATE 42P01)\n",
                 "\(result.stderr)")
